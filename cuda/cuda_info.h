@@ -1,0 +1,20 @@
+/* cuda_info.h — what the CUDA runtime sees, for `lamina --version` and device
+ * checks. C linkage; built only when nvcc is present (LAMINA_CUDA). */
+#ifndef LAMINA_CUDA_INFO_H
+#define LAMINA_CUDA_INFO_H
+#include <stddef.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Number of usable GPUs (>= 0), or -1 with the runtime's reason in `why`.
+ * `desc` gets one line per GPU: name, compute capability, memory. */
+int lm_cuda_devices(char *desc, size_t desclen, char *why, size_t whylen);
+
+/* CUDA runtime version as "major.minor". */
+void lm_cuda_runtime_version(char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

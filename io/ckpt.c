@@ -1,0 +1,811 @@
+/* ckpt.c — checkpoint files (SPEC §5): collective write and read with
+ * parallel HDF5, checksums, atomic publish through `latest`.
+ *
+ * Error discipline: any step that may fail on one rank only is followed by
+ * an agreement (agree(): the lowest failing rank's message goes to all), so
+ * every rank takes the same path through the collective HDF5 calls and no
+ * rank is left waiting in one. HDF5's automatic error printing is off for
+ * the duration of each public call. */
+#include "ckpt.h"
+#include "common.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CKPT_FORMAT "lamina-ckpt"
+#define CKPT_VERSION 1
+/* rows per H5Dwrite/H5Dread call are capped so that one transfer stays far
+ * below MPI-IO's 2 GiB count limit: 64 Mi floats = 256 MiB */
+#define PIECE_ELEMS ((int64_t)64 << 20)
+
+/* ---- small helpers ---- */
+
+typedef struct { H5E_auto2_t fn; void *data; } quiet;
+static void quiet_begin(quiet *q) {
+    q->fn = NULL;
+    q->data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+static void quiet_end(const quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
+
+static void close_id(hid_t id) {
+    if (id >= 0) H5Idec_ref(id);
+}
+
+/* Every rank passes its status; if any failed, all return the code and the
+ * message of the lowest-numbered failing rank. */
+static int agree(MPI_Comm comm, int rc, char *err, size_t errlen) {
+    int rank, size, first;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    int key = rc ? rank : size;
+    MPI_Allreduce(&key, &first, 1, MPI_INT, MPI_MIN, comm);
+    if (first == size) return 0;
+    struct { int rc; char msg[LM_ERRLEN]; } m;
+    memset(&m, 0, sizeof m);
+    if (rank == first) {
+        m.rc = rc;
+        snprintf(m.msg, sizeof m.msg, "%s", err ? err : "");
+    }
+    MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, first, comm);
+    if (rank != first) lm_err(err, errlen, m.rc, "%s", m.msg);
+    return m.rc;
+}
+
+/* Checksum term of element i (row-major index in the full tensor) holding the
+ * float with bit pattern b: splitmix64's finaliser of i*phi + b. The sum of
+ * terms mod 2^64 is order-free, so ranks add partial sums of their slabs. */
+static inline uint64_t mix64(uint64_t i, uint32_t b) {
+    uint64_t z = i * 0x9E3779B97F4A7C15ull + b;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Partial checksum of rows [r_begin, r_end) of a tensor with `cols` columns,
+ * given the buffer `data` that starts at global row `row0`. */
+static uint64_t rows_sum(const float *data, int64_t row0, int64_t cols, int64_t r_begin, int64_t r_end) {
+    uint64_t s = 0;
+    const int64_t i0 = r_begin * cols, i1 = r_end * cols, off = row0 * cols;
+#pragma omp parallel for reduction(+ : s) schedule(static) if (i1 - i0 > (1 << 16))
+    for (int64_t i = i0; i < i1; i++) {
+        uint32_t b;
+        memcpy(&b, &data[i - off], sizeof b);
+        s += mix64((uint64_t)i, b);
+    }
+    return s;
+}
+
+static int write_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
+    hid_t s = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, ftype, s, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (a < 0 || H5Awrite(a, mtype, v) < 0) ? -1 : 0;
+    close_id(a);
+    close_id(s);
+    return rc;
+}
+static int write_i64(hid_t obj, const char *name, int64_t v) {
+    return write_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+}
+static int write_f64(hid_t obj, const char *name, double v) {
+    return write_attr(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
+}
+static int write_str(hid_t obj, const char *name, const char *v) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(v) + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    int rc = write_attr(obj, name, t, t, v);
+    close_id(t);
+    return rc;
+}
+
+/* ---- attribute reading (0 ok, -1 absent, -2 wrong class/shape, -3 unreadable) ---- */
+
+static int attr_open(hid_t obj, const char *name, hid_t *a) {
+    htri_t ex = H5Aexists(obj, name);
+    if (ex <= 0) return ex == 0 ? -1 : -3;
+    *a = H5Aopen(obj, name, H5P_DEFAULT);
+    return *a < 0 ? -3 : 0;
+}
+
+static int attr_scalar(hid_t a) {
+    hid_t s = H5Aget_space(a);
+    hssize_t np = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
+    close_id(s);
+    return np == 1;
+}
+
+/* Numeric attribute of class `cls` (H5T_INTEGER or H5T_FLOAT; for
+ * H5T_FLOAT integers are accepted too), read as `mtype` into v. */
+static int attr_num(hid_t obj, const char *name, H5T_class_t cls, hid_t mtype, void *v) {
+    hid_t a = -1;
+    int rc = attr_open(obj, name, &a);
+    if (rc) return rc;
+    hid_t t = H5Aget_type(a);
+    H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    if (!(c == cls || (cls == H5T_FLOAT && c == H5T_INTEGER)) || !attr_scalar(a)) rc = -2;
+    else if (H5Aread(a, mtype, v) < 0) rc = -3;
+    close_id(t);
+    close_id(a);
+    return rc;
+}
+
+static int attr_string(hid_t obj, const char *name, char **out) {
+    hid_t a = -1;
+    int rc = attr_open(obj, name, &a);
+    if (rc) return rc;
+    hid_t t = H5Aget_type(a), mt = -1;
+    *out = NULL;
+    if (t < 0 || H5Tget_class(t) != H5T_STRING || !attr_scalar(a)) {
+        rc = -2;
+    } else if (H5Tis_variable_str(t) > 0) {
+        char *p = NULL;
+        mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(t));
+        if (H5Aread(a, mt, &p) < 0) rc = -3;
+        else *out = strdup(p ? p : "");
+        if (p) H5free_memory(p);
+    } else {
+        size_t n = H5Tget_size(t);
+        char *buf = calloc(n + 1, 1);
+        if (!buf || H5Aread(a, t, buf) < 0) {
+            free(buf);
+            rc = -3;
+        } else {
+            if (H5Tget_strpad(t) == H5T_STR_SPACEPAD)
+                for (size_t k = strlen(buf); k > 0 && buf[k - 1] == ' '; k--) buf[k - 1] = 0;
+            *out = buf;
+        }
+    }
+    if (rc == 0 && !*out) rc = -3;
+    close_id(mt);
+    close_id(t);
+    close_id(a);
+    return rc;
+}
+
+static int attr_fail(const char *path, const char *obj, const char *name, int rc, const char *want, char *err,
+                     size_t errlen) {
+    if (rc == -1) return lm_err(err, errlen, 2, "%s: %s attribute %s: missing", path, obj, name);
+    if (rc == -2) return lm_err(err, errlen, 2, "%s: %s attribute %s: must be %s", path, obj, name, want);
+    return lm_err(err, errlen, 2, "%s: %s attribute %s: unreadable", path, obj, name);
+}
+
+/* ---- the three tensor sets ---- */
+
+static const char *const SET_PATH[3] = {"/model", "/optim/exp_avg", "/optim/exp_avg_sq"};
+
+static int check_slab(const ckpt_tensor *t, const char *set, char *err, size_t errlen) {
+    if (t->ndim != 1 && t->ndim != 2)
+        return lm_err(err, errlen, 1, "%s/%s: ndim %d (must be 1 or 2)", set, t->name, t->ndim);
+    if (t->rows < 0 || t->cols < 1 || (t->ndim == 1 && t->cols != 1))
+        return lm_err(err, errlen, 1, "%s/%s: bad shape [%lld,%lld]", set, t->name, (long long)t->rows,
+                      (long long)t->cols);
+    if (t->row0 < 0 || t->nrows < 0 || t->row0 + t->nrows > t->rows || (t->nrows > 0 && !t->data))
+        return lm_err(err, errlen, 1, "%s/%s: slab rows [%lld,%lld) outside [0,%lld) or no data", set, t->name,
+                      (long long)t->row0, (long long)(t->row0 + t->nrows), (long long)t->rows);
+    return 0;
+}
+
+/* Collective transfer of this rank's slab, in pieces of at most PIECE_ELEMS
+ * so that every rank makes the same number of H5Dwrite/H5Dread calls (ranks
+ * with nothing left join with an empty selection). Returns 0 or -1 (local). */
+static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, hid_t dxpl, int write) {
+    hid_t fs = H5Dget_space(d);
+    int64_t per = PIECE_ELEMS / t->cols;
+    if (per < 1) per = 1;
+    long long mine = (t->nrows + per - 1) / per, npieces = 0;
+    MPI_Allreduce(&mine, &npieces, 1, MPI_LONG_LONG, MPI_MAX, comm);
+    int rc = fs < 0 ? -1 : 0;
+    float dummy = 0;
+    for (long long p = 0; p < npieces; p++) {
+        int64_t r0 = p * per, rn = t->nrows - r0;
+        if (rn > per) rn = per;
+        if (rn < 0) rn = 0;
+        hsize_t one = 1, mcount = (hsize_t)(rn * t->cols);
+        hid_t ms = H5Screate_simple(1, rn > 0 ? &mcount : &one, NULL);
+        float *buf = &dummy;
+        if (rn > 0) {
+            hsize_t start[2] = {(hsize_t)(t->row0 + r0), 0}, count[2] = {(hsize_t)rn, (hsize_t)t->cols};
+            if (fs >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) rc = -1;
+            buf = t->data + r0 * t->cols;
+        } else {
+            if (fs >= 0) H5Sselect_none(fs);
+            H5Sselect_none(ms);
+        }
+        herr_t st;
+        if (write) st = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, dxpl, buf);
+        else st = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, dxpl, buf);
+        if (st < 0) rc = -1;
+        close_id(ms);
+    }
+    close_id(fs);
+    return rc;
+}
+
+/* ---- save ---- */
+
+static int mkdir_p(const char *dir, char *err, size_t errlen) {
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return lm_err(err, errlen, 1, "%s: path too long", dir);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(p, 0755) && errno != EEXIST) return lm_err(err, errlen, 1, "%s: cannot create directory %s (%s)", dir, p, strerror(errno));
+            *s = '/';
+        }
+    if (mkdir(p, 0755) && errno != EEXIST)
+        return lm_err(err, errlen, 1, "%s: cannot create directory (%s)", dir, strerror(errno));
+    struct stat st;
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return lm_err(err, errlen, 1, "%s: not a directory", dir);
+    if (access(dir, W_OK | X_OK)) return lm_err(err, errlen, 1, "%s: checkpoint directory not writable", dir);
+    return 0;
+}
+
+static int fsync_path(const char *p, int is_dir) {
+    int fd = open(p, O_RDONLY | (is_dir ? O_DIRECTORY : 0));
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* step number of "step_<digits>.h5" (with suffix ".h5" + extra), else -1 */
+static long parse_step(const char *name, const char *suffix) {
+    if (strncmp(name, "step_", 5)) return -1;
+    const char *p = name + 5, *q = p;
+    long v = 0;
+    while (*q >= '0' && *q <= '9') {
+        if (v > (long)1e15) return -1;
+        v = v * 10 + (*q++ - '0');
+    }
+    if (q == p || strcmp(q, suffix)) return -1;
+    return v;
+}
+
+typedef struct { long step; char name[256]; } entry;
+static int by_step_desc(const void *a, const void *b) {
+    long x = ((const entry *)a)->step, y = ((const entry *)b)->step;
+    return (x < y) - (x > y);
+}
+
+/* Delete step_*.h5 beyond the newest `keep` (by step number), never `current`
+ * (the file latest names), and step_*.h5.tmp left by a crashed save. */
+static void prune(const char *dir, const char *current, int keep) {
+    DIR *dh = opendir(dir);
+    if (!dh) return;
+    entry *e = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    char p[4096 + 256];
+    while ((de = readdir(dh))) {
+        if (parse_step(de->d_name, ".h5.tmp") >= 0) {
+            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+            if (unlink(p)) fprintf(stderr, "lamina: warning: cannot remove stale %s (%s)\n", p, strerror(errno));
+            continue;
+        }
+        long s = parse_step(de->d_name, ".h5");
+        if (s < 0 || strlen(de->d_name) >= sizeof e->name) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            entry *ne = realloc(e, cap * sizeof *e);
+            if (!ne) break;
+            e = ne;
+        }
+        e[n].step = s;
+        snprintf(e[n].name, sizeof e[n].name, "%s", de->d_name);
+        n++;
+    }
+    closedir(dh);
+    if (keep > 0 && n > 0) {
+        qsort(e, n, sizeof *e, by_step_desc);
+        for (size_t i = (size_t)keep; i < n; i++) {
+            if (!strcmp(e[i].name, current)) continue;
+            snprintf(p, sizeof p, "%s/%s", dir, e[i].name);
+            if (unlink(p)) fprintf(stderr, "lamina: warning: cannot remove old checkpoint %s (%s)\n", p, strerror(errno));
+        }
+    }
+    free(e);
+}
+
+/* Rank 0, after the collective close: make the file durable, publish it under
+ * its final name, then point `latest` at it, syncing the directory after
+ * each rename so that a crash leaves either the old or the new state. */
+static int publish(const char *dir, const char *fname, int keep, char *err, size_t errlen) {
+    char tmp[4096 + 64], fin[4096 + 64], lt[4096 + 64], lf[4096 + 64];
+    snprintf(fin, sizeof fin, "%s/%s", dir, fname);
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, fname);
+    snprintf(lt, sizeof lt, "%s/latest.tmp", dir);
+    snprintf(lf, sizeof lf, "%s/latest", dir);
+    if (fsync_path(tmp, 0)) return lm_err(err, errlen, 1, "%s: fsync failed (%s)", tmp, strerror(errno));
+    if (rename(tmp, fin)) return lm_err(err, errlen, 1, "%s: rename to %s failed (%s)", tmp, fin, strerror(errno));
+    if (fsync_path(dir, 1)) return lm_err(err, errlen, 1, "%s: fsync of the directory failed (%s)", dir, strerror(errno));
+    int fd = open(lt, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return lm_err(err, errlen, 1, "%s: cannot create (%s)", lt, strerror(errno));
+    char line[300];
+    int len = snprintf(line, sizeof line, "%s\n", fname);
+    int ok = write(fd, line, (size_t)len) == len && fsync(fd) == 0;
+    int e = errno;
+    close(fd);
+    if (!ok) return lm_err(err, errlen, 1, "%s: write failed (%s)", lt, strerror(e));
+    if (rename(lt, lf)) return lm_err(err, errlen, 1, "%s: rename to %s failed (%s)", lt, lf, strerror(errno));
+    if (fsync_path(dir, 1)) return lm_err(err, errlen, 1, "%s: fsync of the directory failed (%s)", dir, strerror(errno));
+    prune(dir, fname, keep);
+    return 0;
+}
+
+static void pause_hook(void) {
+    const char *s = getenv("LAMINA_CKPT_PAUSE_MS");
+    long ms = s ? atol(s) : 0;
+    if (ms <= 0) return;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) && errno == EINTR) {
+    }
+}
+
+static int write_meta(hid_t f, const ckpt_meta *m) {
+    int rc = 0;
+    uint64_t seed = m->seed;
+    rc |= write_str(f, "format", CKPT_FORMAT);
+    rc |= write_i64(f, "version", CKPT_VERSION);
+    rc |= write_i64(f, "step", m->step);
+    rc |= write_i64(f, "tokens_seen", m->tokens_seen);
+    rc |= write_i64(f, "consumed_samples", m->consumed_samples);
+    rc |= write_attr(f, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &seed);
+    hid_t g = H5Gcreate2(f, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) return -1;
+    rc |= write_i64(g, "dim", m->dim);
+    rc |= write_i64(g, "n_layers", m->n_layers);
+    rc |= write_i64(g, "n_heads", m->n_heads);
+    rc |= write_i64(g, "n_kv_heads", m->n_kv_heads);
+    rc |= write_i64(g, "ffn_dim", m->ffn_dim);
+    rc |= write_i64(g, "vocab_size", m->vocab_size);
+    rc |= write_i64(g, "max_seq_len", m->max_seq_len);
+    rc |= write_i64(g, "tie_embeddings", m->tie_embeddings);
+    rc |= write_f64(g, "norm_eps", m->norm_eps);
+    rc |= write_f64(g, "rope_theta", m->rope_theta);
+    rc |= write_str(g, "deck", m->deck_text ? m->deck_text : "");
+    close_id(g);
+    return rc;
+}
+
+/* Create one dataset, write every rank's slab collectively, then its checksum. */
+static int write_tensor(MPI_Comm comm, hid_t g, const char *set, const ckpt_tensor *t, hid_t dxpl,
+                        const char *tmp, char *err, size_t errlen) {
+    hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
+    hid_t fs = H5Screate_simple(t->ndim, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER); /* every element is written: skip the fill pass */
+    hid_t d = H5Dcreate2(g, t->name, H5T_IEEE_F32LE, fs, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    close_id(dcpl);
+    close_id(fs);
+    uint64_t loc[2] = {0, 0}, tot[2];
+    /* a create that failed anywhere must stop everyone before the collective write */
+    int bad = d < 0, anybad = 0;
+    MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, comm);
+    if (anybad) loc[1] = 1;
+    else if (transfer(comm, d, t, dxpl, 1)) loc[1] = 1;
+    loc[0] = rows_sum(t->data, t->row0, t->cols, t->row0, t->row0 + t->nrows);
+    MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);
+    int rc = 0;
+    if (tot[1]) rc = lm_err(err, errlen, 1, "%s: %s/%s: write failed", tmp, set, t->name);
+    else if (write_attr(d, "checksum", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tot[0]))
+        rc = lm_err(err, errlen, 1, "%s: %s/%s: checksum attribute not written", tmp, set, t->name);
+    close_id(d);
+    return agree(comm, rc, err, errlen);
+}
+
+int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_tensor *model,
+              const ckpt_tensor *exp_avg, const ckpt_tensor *exp_avg_sq, int n, int keep, char *err,
+              size_t errlen) {
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    char fname[64], tmp[4096 + 80];
+    snprintf(fname, sizeof fname, "step_%08ld.h5", meta->step);
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, fname);
+    const ckpt_tensor *sets[3] = {model, exp_avg, exp_avg_sq};
+    int nsets = (exp_avg && exp_avg_sq) ? 3 : 1;
+
+    if (strlen(dir) > 4000) return lm_err(err, errlen, 1, "checkpoint directory path too long");
+    int rc = rank == 0 ? mkdir_p(dir, err, errlen) : 0;
+    for (int s = 0; s < nsets && !rc; s++)
+        for (int i = 0; i < n && !rc; i++) rc = check_slab(&sets[s][i], SET_PATH[s], err, errlen);
+    if (agree(comm, rc, err, errlen)) return 1;
+
+    quiet q;
+    quiet_begin(&q);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    /* v1.8 object format: checksummed metadata, large attributes (deck) allowed */
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    close_id(fapl);
+    rc = f < 0 ? lm_err(err, errlen, 1, "%s: cannot create the checkpoint file", tmp) : 0;
+    if (agree(comm, rc, err, errlen)) {
+        if (f >= 0) H5Fclose(f);
+        quiet_end(&q);
+        return 1;
+    }
+
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    rc = write_meta(f, meta) ? lm_err(err, errlen, 1, "%s: writing attributes failed", tmp) : 0;
+    hid_t groups[3] = {-1, -1, -1}, optim = -1;
+    if (!rc) {
+        groups[0] = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (nsets == 3) {
+            optim = H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+            groups[1] = H5Gcreate2(optim, "exp_avg", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+            groups[2] = H5Gcreate2(optim, "exp_avg_sq", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        }
+        for (int s = 0; s < nsets; s++)
+            if (groups[s] < 0) rc = lm_err(err, errlen, 1, "%s: cannot create group %s", tmp, SET_PATH[s]);
+    }
+    rc = agree(comm, rc, err, errlen);
+    for (int s = 0; s < nsets && !rc; s++)
+        for (int i = 0; i < n && !rc; i++) {
+            rc = write_tensor(comm, groups[s], SET_PATH[s], &sets[s][i], dxpl, tmp, err, errlen);
+            pause_hook();
+        }
+    for (int s = 0; s < 3; s++) close_id(groups[s]);
+    close_id(optim);
+    close_id(dxpl);
+    if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 1, "%s: closing the checkpoint file failed", tmp);
+    quiet_end(&q);
+    if (agree(comm, rc, err, errlen)) {
+        if (rank == 0) unlink(tmp);
+        MPI_Barrier(comm);
+        return 1;
+    }
+    rc = rank == 0 ? publish(dir, fname, keep, err, errlen) : 0;
+    /* no rank returns before `latest` names the new file */
+    MPI_Barrier(comm);
+    return agree(comm, rc, err, errlen) ? 1 : 0;
+}
+
+/* ---- latest ---- */
+
+int ckpt_find_latest(const char *dir, char *path, size_t pathlen, char *err, size_t errlen) {
+    char lf[4096 + 16], name[512] = {0};
+    snprintf(lf, sizeof lf, "%s/latest", dir);
+    FILE *fp = fopen(lf, "r");
+    if (!fp) {
+        if (errno == ENOENT || errno == ENOTDIR) return 0;
+        return lm_err(err, errlen, -1, "%s: unreadable (%s)", lf, strerror(errno));
+    }
+    size_t got = fread(name, 1, sizeof name - 1, fp);
+    fclose(fp);
+    name[got] = 0;
+    size_t len = strcspn(name, "\r\n");
+    name[len] = 0;
+    if (len == 0 || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return lm_err(err, errlen, -1, "%s: does not name a checkpoint file", lf);
+    if ((size_t)snprintf(path, pathlen, "%s/%s", dir, name) >= pathlen)
+        return lm_err(err, errlen, -1, "%s: path too long", lf);
+    if (access(path, R_OK))
+        return lm_err(err, errlen, -1, "%s names %s, which is missing or unreadable", lf, name);
+    return 1;
+}
+
+/* ---- read ---- */
+
+/* Root and /config attributes of an open file (any driver). Root format,
+ * version and step are required; tokens_seen, consumed_samples, seed and
+ * each /config key are read when present (files made by other tools may
+ * carry fewer). deck_text is malloc'd (NULL if absent). */
+static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size_t errlen) {
+    char *fmt = NULL;
+    int64_t v = 0;
+    int rc;
+    memset(m, 0, sizeof *m);
+    if ((rc = attr_string(f, "format", &fmt))) return attr_fail(path, "root", "format", rc, "a string", err, errlen);
+    int bad = strcmp(fmt, CKPT_FORMAT) != 0;
+    if (bad) lm_err(err, errlen, 2, "%s: root attribute format = \"%.64s\", expected \"" CKPT_FORMAT "\"", path, fmt);
+    free(fmt);
+    if (bad) return 2;
+    if ((rc = attr_num(f, "version", H5T_INTEGER, H5T_NATIVE_INT64, &v)))
+        return attr_fail(path, "root", "version", rc, "an integer", err, errlen);
+    if (v != CKPT_VERSION)
+        return lm_err(err, errlen, 2, "%s: root attribute version = %lld, this build reads version %d", path,
+                      (long long)v, CKPT_VERSION);
+    if ((rc = attr_num(f, "step", H5T_INTEGER, H5T_NATIVE_INT64, &v)))
+        return attr_fail(path, "root", "step", rc, "an integer", err, errlen);
+    if (v < 0) return lm_err(err, errlen, 2, "%s: root attribute step = %lld must be >= 0", path, (long long)v);
+    m->step = (long)v;
+    struct { const char *k; long *dst; } opt[] = {{"tokens_seen", &m->tokens_seen},
+                                                   {"consumed_samples", &m->consumed_samples}};
+    for (size_t i = 0; i < 2; i++) {
+        rc = attr_num(f, opt[i].k, H5T_INTEGER, H5T_NATIVE_INT64, &v);
+        if (rc == 0) *opt[i].dst = (long)v;
+        else if (rc != -1) return attr_fail(path, "root", opt[i].k, rc, "an integer", err, errlen);
+    }
+    rc = attr_num(f, "seed", H5T_INTEGER, H5T_NATIVE_UINT64, &m->seed);
+    if (rc && rc != -1) return attr_fail(path, "root", "seed", rc, "an integer", err, errlen);
+
+    htri_t has = H5Lexists(f, "config", H5P_DEFAULT);
+    if (has <= 0) return has == 0 ? 0 : lm_err(err, errlen, 2, "%s: /config: unreadable", path);
+    hid_t g = H5Gopen2(f, "config", H5P_DEFAULT);
+    if (g < 0) return lm_err(err, errlen, 2, "%s: /config: not a group", path);
+    struct { const char *k; int *dst; } ik[] = {
+        {"dim", &m->dim}, {"n_layers", &m->n_layers}, {"n_heads", &m->n_heads}, {"n_kv_heads", &m->n_kv_heads},
+        {"ffn_dim", &m->ffn_dim}, {"vocab_size", &m->vocab_size}, {"max_seq_len", &m->max_seq_len},
+        {"tie_embeddings", &m->tie_embeddings}};
+    rc = 0;
+    for (size_t i = 0; i < sizeof ik / sizeof *ik && !rc; i++) {
+        int r = attr_num(g, ik[i].k, H5T_INTEGER, H5T_NATIVE_INT64, &v);
+        if (r == 0 && (v < INT32_MIN || v > INT32_MAX)) {
+            rc = lm_err(err, errlen, 2, "%s: /config attribute %s = %lld out of range", path, ik[i].k, (long long)v);
+        } else if (r == 0) {
+            *ik[i].dst = (int)v;
+        } else if (r != -1) {
+            rc = attr_fail(path, "/config", ik[i].k, r, "an integer", err, errlen);
+        }
+    }
+    struct { const char *k; double *dst; } dk[] = {{"norm_eps", &m->norm_eps}, {"rope_theta", &m->rope_theta}};
+    for (size_t i = 0; i < 2 && !rc; i++) {
+        int r = attr_num(g, dk[i].k, H5T_FLOAT, H5T_NATIVE_DOUBLE, dk[i].dst);
+        if (r && r != -1) rc = attr_fail(path, "/config", dk[i].k, r, "a number", err, errlen);
+    }
+    if (!rc) {
+        char *deck = NULL;
+        int r = attr_string(g, "deck", &deck);
+        if (r == 0) m->deck_text = deck;
+        else if (r != -1) rc = attr_fail(path, "/config", "deck", r, "a string", err, errlen);
+    }
+    close_id(g);
+    if (rc) {
+        free((void *)m->deck_text);
+        m->deck_text = NULL;
+    }
+    return rc;
+}
+
+/* Does dataset SET/NAME exist with a float type and the tensor's shape? */
+static int check_dataset(hid_t f, const char *path, const char *set, const ckpt_tensor *t, char *err, size_t errlen) {
+    char dp[1024];
+    snprintf(dp, sizeof dp, "%s/%s", set, t->name);
+    /* walk the path one link at a time: H5Lexists fails on a missing parent */
+    char walk[1024];
+    for (const char *s = dp + 1;; s++)
+        if (*s == '/' || *s == 0) {
+            snprintf(walk, sizeof walk, "%.*s", (int)(s - dp), dp);
+            if (H5Lexists(f, walk, H5P_DEFAULT) <= 0) return lm_err(err, errlen, 2, "%s: %s: missing", path, dp);
+            if (*s == 0) break;
+        }
+    hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+    if (d < 0) return lm_err(err, errlen, 2, "%s: %s: not a dataset", path, dp);
+    hid_t s = H5Dget_space(d), ty = H5Dget_type(d);
+    int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1, rc = 0;
+    hsize_t dims[H5S_MAX_RANK] = {0};
+    if (nd >= 0 && nd <= H5S_MAX_RANK) H5Sget_simple_extent_dims(s, dims, NULL);
+    if (ty < 0 || H5Tget_class(ty) != H5T_FLOAT) {
+        rc = lm_err(err, errlen, 2, "%s: %s: must hold floats", path, dp);
+    } else if (nd < 0 || nd > H5S_MAX_RANK) {
+        rc = lm_err(err, errlen, 2, "%s: %s: unreadable dataspace", path, dp);
+    } else if (nd != t->ndim || (hsize_t)t->rows != dims[0] || (nd == 2 && (hsize_t)t->cols != dims[1])) {
+        char have[128] = "[", want[64];
+        for (int i = 0; i < nd && i < 4; i++)
+            snprintf(have + strlen(have), sizeof have - strlen(have), "%s%llu", i ? "," : "", (unsigned long long)dims[i]);
+        strcat(have, "]");
+        if (t->ndim == 1) snprintf(want, sizeof want, "[%lld]", (long long)t->rows);
+        else snprintf(want, sizeof want, "[%lld,%lld]", (long long)t->rows, (long long)t->cols);
+        rc = lm_err(err, errlen, 2, "%s: %s: shape %s does not match the model %s", path, dp, have, want);
+    }
+    close_id(ty);
+    close_id(s);
+    close_id(d);
+    return rc;
+}
+
+/* Rank 0's serial look at the file (sec2 driver): readable, HDF5, right
+ * format and version, and (when sets != NULL) every dataset present with its
+ * shape. Checked before any collective open so that a damaged file is
+ * refused on one rank and the verdict broadcast. */
+static int validate_serial(const char *path, ckpt_meta *m, ckpt_tensor *const *sets, int nsets, int n, char *err,
+                           size_t errlen) {
+    if (access(path, R_OK)) return lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return lm_err(err, errlen, 2, "%s: not an HDF5 file, or truncated/damaged", path);
+    int rc = read_meta_h5(f, path, m, err, errlen);
+    for (int s = 0; s < nsets && !rc; s++)
+        for (int i = 0; i < n && !rc; i++) rc = check_dataset(f, path, SET_PATH[s], &sets[s][i], err, errlen);
+    if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 2, "%s: damaged (close failed)", path);
+    return rc;
+}
+
+static void bcast_meta(MPI_Comm comm, ckpt_meta *m) {
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    long long iv[12] = {m->step, m->tokens_seen, m->consumed_samples, (long long)m->seed, m->dim, m->n_layers,
+                        m->n_heads, m->n_kv_heads, m->ffn_dim, m->vocab_size, m->max_seq_len, m->tie_embeddings};
+    double dv[2] = {m->norm_eps, m->rope_theta};
+    long long dl = m->deck_text ? (long long)strlen(m->deck_text) + 1 : 0;
+    MPI_Bcast(iv, 12, MPI_LONG_LONG, 0, comm);
+    MPI_Bcast(dv, 2, MPI_DOUBLE, 0, comm);
+    MPI_Bcast(&dl, 1, MPI_LONG_LONG, 0, comm);
+    char *deck = rank == 0 ? (char *)m->deck_text : NULL;
+    if (rank != 0 && dl > 0) deck = malloc((size_t)dl);
+    for (long long off = 0; off < dl; off += 1 << 30) {
+        long long c = dl - off < (1 << 30) ? dl - off : (1 << 30);
+        MPI_Bcast(deck + off, (int)c, MPI_CHAR, 0, comm);
+    }
+    m->step = (long)iv[0];
+    m->tokens_seen = (long)iv[1];
+    m->consumed_samples = (long)iv[2];
+    m->seed = (uint64_t)iv[3];
+    int *ip[8] = {&m->dim, &m->n_layers, &m->n_heads, &m->n_kv_heads, &m->ffn_dim, &m->vocab_size, &m->max_seq_len,
+                  &m->tie_embeddings};
+    for (int i = 0; i < 8; i++) *ip[i] = (int)iv[4 + i];
+    m->norm_eps = dv[0];
+    m->rope_theta = dv[1];
+    m->deck_text = deck;
+}
+
+int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, size_t errlen) {
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    quiet q;
+    quiet_begin(&q);
+    memset(meta, 0, sizeof *meta);
+    int rc = rank == 0 ? validate_serial(path, meta, NULL, 0, 0, err, errlen) : 0;
+    quiet_end(&q);
+    if (agree(comm, rc, err, errlen)) return 2;
+    bcast_meta(comm, meta);
+    return 0;
+}
+
+/* The rows of [a,b) that this rank checksums: those no lower rank holds, so
+ * the union of all slabs is counted exactly once (replicated reads: the
+ * lowest holder counts them). cover is set when the union is all rows.
+ * Writes at most nranks+1 pieces to out (pairs begin,end); returns the count. */
+static int own_pieces(const long long *slab, int nranks, int rank, int64_t rows, int64_t *out, int *cover) {
+    /* slab[2r], slab[2r+1] = row0, nrows of rank r */
+    int64_t *iv = malloc(sizeof(int64_t) * 2 * (size_t)(nranks + 1));
+    int m = 0;
+    for (int r = 0; r < nranks; r++)
+        if (slab[2 * r + 1] > 0) {
+            iv[2 * m] = slab[2 * r];
+            iv[2 * m + 1] = slab[2 * r] + slab[2 * r + 1];
+            m++;
+        }
+    /* coverage: sort all intervals by start, sweep */
+    for (int i = 1; i < m; i++)
+        for (int j = i; j > 0 && iv[2 * j] < iv[2 * (j - 1)]; j--) {
+            int64_t t0 = iv[2 * j], t1 = iv[2 * j + 1];
+            iv[2 * j] = iv[2 * j - 2];
+            iv[2 * j + 1] = iv[2 * j - 1];
+            iv[2 * j - 2] = t0;
+            iv[2 * j - 1] = t1;
+        }
+    int64_t reach = 0;
+    for (int i = 0; i < m && iv[2 * i] <= reach; i++)
+        if (iv[2 * i + 1] > reach) reach = iv[2 * i + 1];
+    *cover = reach >= rows;
+    /* my rows minus the union of lower ranks' slabs */
+    int64_t a = slab[2 * rank], b = a + slab[2 * rank + 1];
+    int k = 0;
+    if (b > a) {
+        m = 0;
+        for (int r = 0; r < rank; r++)
+            if (slab[2 * r + 1] > 0) {
+                int64_t s = slab[2 * r], e = s + slab[2 * r + 1];
+                if (s < a) s = a;
+                if (e > b) e = b;
+                if (s >= e) continue;
+                int j = m++;
+                while (j > 0 && iv[2 * (j - 1)] > s) {
+                    iv[2 * j] = iv[2 * j - 2];
+                    iv[2 * j + 1] = iv[2 * j - 1];
+                    j--;
+                }
+                iv[2 * j] = s;
+                iv[2 * j + 1] = e;
+            }
+        int64_t pos = a;
+        for (int i = 0; i < m; i++) {
+            if (iv[2 * i] > pos) {
+                out[2 * k] = pos;
+                out[2 * k + 1] = iv[2 * i];
+                k++;
+            }
+            if (iv[2 * i + 1] > pos) pos = iv[2 * i + 1];
+        }
+        if (pos < b) {
+            out[2 * k] = pos;
+            out[2 * k + 1] = b;
+            k++;
+        }
+    }
+    free(iv);
+    return k;
+}
+
+/* Read one tensor's slabs collectively and check the checksum (see ckpt.h). */
+static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set, ckpt_tensor *t, hid_t dxpl,
+                       char *err, size_t errlen) {
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    char dp[1024];
+    snprintf(dp, sizeof dp, "%s/%s", set, t->name);
+    long long mine[2] = {t->row0, t->nrows};
+    long long *slab = malloc(sizeof(long long) * 2 * (size_t)size);
+    int64_t *pieces = malloc(sizeof(int64_t) * 2 * (size_t)(size + 1));
+    MPI_Allgather(mine, 2, MPI_LONG_LONG, slab, 2, MPI_LONG_LONG, comm);
+    int cover = 0, np = own_pieces(slab, size, rank, t->rows, pieces, &cover);
+
+    hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+    uint64_t loc[2] = {0, 0}, tot[2] = {0, 0}, want = 0;
+    int has_sum = 0, bad = d < 0, anybad = 0;
+    MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, comm);
+    if (anybad || transfer(comm, d, t, dxpl, 0)) loc[1] = 1;
+    if (d >= 0) {
+        int r = attr_num(d, "checksum", H5T_INTEGER, H5T_NATIVE_UINT64, &want);
+        if (r == 0) has_sum = 1;
+        else if (r != -1) loc[1] = 2;
+    }
+    if (!loc[1])
+        for (int i = 0; i < np; i++) loc[0] += rows_sum(t->data, t->row0, t->cols, pieces[2 * i], pieces[2 * i + 1]);
+    close_id(d);
+    MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);
+    free(slab);
+    free(pieces);
+    if (tot[1]) return lm_err(err, errlen, 2, "%s: %s: read failed (damaged file or bad checksum attribute)", path, dp);
+    if (has_sum && cover && tot[0] != want)
+        return lm_err(err, errlen, 2, "%s: %s: checksum mismatch (file corrupted)", path, dp);
+    return 0;
+}
+
+int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *exp_avg, ckpt_tensor *exp_avg_sq,
+              int n, char *err, size_t errlen) {
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    ckpt_tensor *sets[3] = {model, exp_avg, exp_avg_sq};
+    int nsets = (exp_avg && exp_avg_sq) ? 3 : 1;
+    quiet q;
+    quiet_begin(&q);
+    int rc = 0;
+    for (int s = 0; s < nsets && !rc; s++)
+        for (int i = 0; i < n && !rc; i++)
+            if (check_slab(&sets[s][i], SET_PATH[s], err, errlen)) {
+                char tmp[LM_ERRLEN];
+                snprintf(tmp, sizeof tmp, "%s", err);
+                rc = lm_err(err, errlen, 2, "%s: %s", path, tmp);
+            }
+    if (!rc && rank == 0) {
+        ckpt_meta m;
+        rc = validate_serial(path, &m, sets, nsets, n, err, errlen);
+        if (!rc) free((void *)m.deck_text);
+    }
+    if (agree(comm, rc, err, errlen)) {
+        quiet_end(&q);
+        return 2;
+    }
+
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    close_id(fapl);
+    rc = f < 0 ? lm_err(err, errlen, 2, "%s: cannot open with MPI-IO", path) : 0;
+    if (agree(comm, rc, err, errlen)) {
+        if (f >= 0) H5Fclose(f);
+        quiet_end(&q);
+        return 2;
+    }
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    for (int s = 0; s < nsets && !rc; s++)
+        for (int i = 0; i < n && !rc; i++) rc = read_tensor(comm, f, path, SET_PATH[s], &sets[s][i], dxpl, err, errlen);
+    close_id(dxpl);
+    if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 2, "%s: damaged (close failed)", path);
+    quiet_end(&q);
+    return agree(comm, rc, err, errlen) ? 2 : 0;
+}

@@ -1,0 +1,73 @@
+/* ckpt.h — checkpoint files (SPEC §5), written and read collectively with
+ * parallel HDF5 (mpio driver, collective transfers).
+ *
+ * A checkpoint holds full logical tensors only. Each rank passes, for each
+ * tensor, the hyperslab it owns (a block of rows: [row0, row0+nrows) of a
+ * [rows, cols] tensor; 1-D tensors have cols = 1) and its data; ranks that own
+ * nothing of a tensor pass nrows = 0 and still take part in the collective.
+ * On load, each rank asks for the hyperslab it needs, whatever layout wrote
+ * the file.
+ *
+ * Integrity: each dataset carries an attribute `checksum` (uint64), the sum
+ * mod 2^64 over elements of mix64(index, bits of the value). The sum is over
+ * elements, so ranks add partial sums of their own slabs (MPI_SUM on uint64)
+ * and the check works for any sharding. A mismatch, a missing dataset, a
+ * shape that disagrees, a wrong format/version or an unreadable file is an
+ * input error (2) naming the file and dataset.
+ *
+ * Files: DIR/step_NNNNNNNN.h5, written first as DIR/step_NNNNNNNN.h5.tmp,
+ * fsynced, renamed; then DIR/latest (text: the file name, newline) written as
+ * latest.tmp, fsynced and renamed; then the directory fsynced. Older
+ * step_*.h5 beyond `keep` are deleted after `latest` is published, never the
+ * one `latest` names. A crash at any point leaves the previous checkpoint and
+ * `latest` intact. */
+#ifndef LAMINA_CKPT_H
+#define LAMINA_CKPT_H
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *name;   /* Hugging Face name, e.g. "model.layers.0.mlp.up_proj.weight" */
+    int ndim;           /* 1 or 2 */
+    int64_t rows, cols; /* full logical shape (cols = 1 when ndim == 1) */
+    int64_t row0, nrows;/* this rank's slab of rows */
+    float *data;        /* nrows*cols floats, row-major */
+} ckpt_tensor;
+
+typedef struct {
+    long step;                /* optimizer steps done */
+    long tokens_seen;         /* input tokens consumed, padding excluded */
+    long consumed_samples;    /* global samples consumed (data loader position) */
+    uint64_t seed;            /* train.seed of the run that wrote it */
+    /* model shape, stored under /config as attributes */
+    int dim, n_layers, n_heads, n_kv_heads, ffn_dim, vocab_size, max_seq_len, tie_embeddings;
+    double norm_eps, rope_theta;
+    const char *deck_text;    /* resolved deck (write); on read, a malloc'd copy the caller frees */
+} ckpt_meta;
+
+/* Write checkpoint `meta->step` into dir. model/exp_avg/exp_avg_sq are arrays
+ * of n tensors with the same names and slabs (exp_avg* may be NULL: no
+ * /optim group). Collective over comm. Returns 0, or 1 with err (I/O). */
+int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_tensor *model,
+              const ckpt_tensor *exp_avg, const ckpt_tensor *exp_avg_sq, int n, int keep,
+              char *err, size_t errlen);
+
+/* Path of the checkpoint `dir/latest` names, if latest exists (returns 1);
+ * 0 if there is none; -1 with err if latest is unreadable or names a
+ * missing file. Rank-local (call on every rank; same answer). */
+int ckpt_find_latest(const char *dir, char *path, size_t pathlen, char *err, size_t errlen);
+
+/* Read the root and /config attributes only (collective). Returns 0 or 2. */
+int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, size_t errlen);
+
+/* Load the slabs named in model (and the moments if not NULL) from path,
+ * checking shapes against rows/cols and each dataset's checksum. Collective.
+ * Returns 0, or 2 with err naming the file and dataset. */
+int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *exp_avg,
+              ckpt_tensor *exp_avg_sq, int n, char *err, size_t errlen);
+
+/* Test hook: if the environment sets LAMINA_CKPT_PAUSE_MS, ckpt_save sleeps
+ * that long after each dataset (so a test can kill a run mid-write). */
+
+#endif

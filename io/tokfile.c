@@ -1,0 +1,412 @@
+/* tokfile.c — the token data file (SPEC §4): write, open with full
+ * validation, read samples by hyperslab.
+ *
+ * Every HDF5 call runs with HDF5's automatic error printing switched off
+ * (quiet_begin/quiet_end): a bad file becomes one message naming the file,
+ * the dataset or attribute and the rule, never an error stack on stderr. */
+#include "tokfile.h"
+#include "common.h"
+#include <errno.h>
+#include <hdf5.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct tokfile {
+    char *path;
+    hid_t file, tokens, tspace; /* /tokens stays open: each read is a hyperslab of it */
+    int tok_wide;               /* file type signed or wider than 32 bits: read as int64, range-check */
+    int64_t n_samples, n_tokens, vocab_size;
+    int64_t *offsets;           /* n_samples + 1 entries, validated at open */
+    int64_t *wide;              /* scratch for tok_wide reads */
+    int64_t wide_cap;
+};
+
+/* Automatic HDF5 error printing off for the duration of a public call, then
+ * restored to whatever the caller had. */
+typedef struct { H5E_auto2_t fn; void *data; } quiet;
+static void quiet_begin(quiet *q) {
+    q->fn = NULL;
+    q->data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+static void quiet_end(const quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
+
+static void close_id(hid_t id) {
+    if (id >= 0) H5Idec_ref(id);
+}
+
+/* ---- attribute helpers (0 ok, -1 absent, -2 wrong class/shape, -3 unreadable) ---- */
+
+static int attr_open(hid_t obj, const char *name, hid_t *a) {
+    htri_t ex = H5Aexists(obj, name);
+    if (ex <= 0) return ex == 0 ? -1 : -3;
+    *a = H5Aopen(obj, name, H5P_DEFAULT);
+    return *a < 0 ? -3 : 0;
+}
+
+static int attr_is_scalar(hid_t a) {
+    hid_t s = H5Aget_space(a);
+    hssize_t np = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
+    close_id(s);
+    return np == 1;
+}
+
+/* Integer attribute of any integer type, one element, converted to int64. */
+static int attr_int64(hid_t obj, const char *name, int64_t *v) {
+    hid_t a = -1;
+    int rc = attr_open(obj, name, &a);
+    if (rc) return rc;
+    hid_t t = H5Aget_type(a);
+    if (t < 0 || H5Tget_class(t) != H5T_INTEGER || !attr_is_scalar(a)) rc = -2;
+    else if (H5Aread(a, H5T_NATIVE_INT64, v) < 0) rc = -3;
+    close_id(t);
+    close_id(a);
+    return rc;
+}
+
+/* String attribute, fixed or variable length, one element; malloc'd copy. */
+static int attr_string(hid_t obj, const char *name, char **out) {
+    hid_t a = -1;
+    int rc = attr_open(obj, name, &a);
+    if (rc) return rc;
+    hid_t t = H5Aget_type(a), mt = -1;
+    *out = NULL;
+    if (t < 0 || H5Tget_class(t) != H5T_STRING || !attr_is_scalar(a)) {
+        rc = -2;
+    } else if (H5Tis_variable_str(t) > 0) {
+        char *p = NULL;
+        mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(t));
+        if (H5Aread(a, mt, &p) < 0) rc = -3;
+        else *out = strdup(p ? p : "");
+        if (p) H5free_memory(p);
+    } else {
+        size_t n = H5Tget_size(t);
+        char *buf = calloc(n + 1, 1);
+        if (!buf || H5Aread(a, t, buf) < 0) {
+            free(buf);
+            rc = -3;
+        } else {
+            /* space-padded strings carry trailing blanks that are not part of the value */
+            if (H5Tget_strpad(t) == H5T_STR_SPACEPAD)
+                for (size_t k = strlen(buf); k > 0 && buf[k - 1] == ' '; k--) buf[k - 1] = 0;
+            *out = buf;
+        }
+    }
+    if (rc == 0 && !*out) rc = -3;
+    close_id(mt);
+    close_id(t);
+    close_id(a);
+    return rc;
+}
+
+static int attr_fail(const char *path, const char *name, int rc, const char *want, char *err, size_t errlen) {
+    if (rc == -1) return lm_err(err, errlen, 2, "%s: attribute %s: missing", path, name);
+    if (rc == -2) return lm_err(err, errlen, 2, "%s: attribute %s: must be %s", path, name, want);
+    return lm_err(err, errlen, 2, "%s: attribute %s: unreadable", path, name);
+}
+
+static int write_attr_i64(hid_t obj, const char *name, int64_t v) {
+    hid_t s = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &v) < 0) ? -1 : 0;
+    close_id(a);
+    close_id(s);
+    return rc;
+}
+
+static int write_attr_str(hid_t obj, const char *name, const char *v) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(v) + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    hid_t s = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (a < 0 || H5Awrite(a, t, v) < 0) ? -1 : 0;
+    close_id(a);
+    close_id(s);
+    close_id(t);
+    return rc;
+}
+
+/* 1-D dataset of `data` (n elements, memory type mt, file type ft). */
+static int write_1d(hid_t loc, const char *name, hid_t ft, hid_t mt, const void *data, int64_t n) {
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t s = H5Screate_simple(1, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    hid_t d = H5Dcreate2(loc, name, ft, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    int rc = (d < 0 || (n > 0 && H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)) ? -1 : 0;
+    close_id(d);
+    close_id(dcpl);
+    close_id(s);
+    return rc;
+}
+
+int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, const int64_t *offsets,
+                  int64_t n_samples, int64_t vocab_size, int n_extra, const char *const *extra_names,
+                  const int64_t *extra_values, char *err, size_t errlen) {
+    /* refuse to write a file that tokfile_open would reject */
+    if (n_samples < 1) return lm_err(err, errlen, 1, "%s: no samples to write", path);
+    if (vocab_size < 1) return lm_err(err, errlen, 1, "%s: vocab_size %lld must be > 0", path, (long long)vocab_size);
+    if (offsets[0] != 0 || offsets[n_samples] != n_tokens)
+        return lm_err(err, errlen, 1, "%s: offsets must run from 0 to n_tokens (%lld)", path, (long long)n_tokens);
+    for (int64_t i = 0; i < n_samples; i++)
+        if (offsets[i + 1] < offsets[i])
+            return lm_err(err, errlen, 1, "%s: offsets not non-decreasing at index %lld", path, (long long)i + 1);
+    for (int64_t i = 0; i < n_tokens; i++)
+        if ((int64_t)tokens[i] >= vocab_size)
+            return lm_err(err, errlen, 1, "%s: token %u at %lld >= vocab_size %lld", path, tokens[i], (long long)i,
+                          (long long)vocab_size);
+
+    quiet q;
+    quiet_begin(&q);
+    int rc = -1;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* v1.8 object format: object headers and superblock carry checksums, so a
+     * damaged header is refused instead of misread */
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), g = -1;
+    close_id(fapl);
+    if (f < 0) {
+        quiet_end(&q);
+        return lm_err(err, errlen, 1, "%s: cannot create the file (missing directory or no write permission)", path);
+    }
+    const char *what = "/tokens";
+    if (write_1d(f, "tokens", H5T_STD_U32LE, H5T_NATIVE_UINT32, tokens, n_tokens)) goto done;
+    what = "/samples/offsets";
+    g = H5Gcreate2(f, "samples", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0 || write_1d(g, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, offsets, n_samples + 1)) goto done;
+    what = "root attributes";
+    if (write_attr_str(f, "format", "lamina-tokens") || write_attr_i64(f, "version", 1) ||
+        write_attr_i64(f, "vocab_size", vocab_size))
+        goto done;
+    for (int k = 0; k < n_extra; k++)
+        if (write_attr_i64(f, extra_names[k], extra_values[k])) goto done;
+    rc = 0;
+done:
+    close_id(g);
+    if (H5Fclose(f) < 0 && rc == 0) {
+        rc = -1;
+        what = "file close";
+    }
+    quiet_end(&q);
+    if (rc) {
+        unlink(path);
+        return lm_err(err, errlen, 1, "%s: write failed at %s", path, what);
+    }
+    return 0;
+}
+
+/* Open a 1-D integer dataset; returns its length or -1 with err. */
+static int64_t open_int_1d(hid_t f, const char *path, const char *dpath, hid_t *d, hid_t *type, char *err,
+                           size_t errlen) {
+    *d = H5Dopen2(f, dpath, H5P_DEFAULT);
+    if (*d < 0) {
+        lm_err(err, errlen, 2, "%s: %s: not a dataset", path, dpath);
+        return -1;
+    }
+    hid_t s = H5Dget_space(*d);
+    int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
+    hsize_t dims[1] = {0};
+    if (nd == 1) H5Sget_simple_extent_dims(s, dims, NULL);
+    close_id(s);
+    if (nd != 1) {
+        lm_err(err, errlen, 2, "%s: %s: must be 1-D (has %d dimensions)", path, dpath, nd);
+        return -1;
+    }
+    *type = H5Dget_type(*d);
+    if (*type < 0 || H5Tget_class(*type) != H5T_INTEGER) {
+        lm_err(err, errlen, 2, "%s: %s: must have an integer type", path, dpath);
+        return -1;
+    }
+    /* an element count the file cannot hold is damage, not a size to allocate */
+    struct stat st;
+    size_t esz = H5Tget_size(*type);
+    hid_t dcpl = H5Dget_create_plist(*d);
+    int nfilt = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
+    close_id(dcpl);
+    double limit = (stat(path, &st) == 0 ? (double)st.st_size : 0.0) * (nfilt > 0 ? 1000.0 : 1.0);
+    if ((double)dims[0] * (double)(esz ? esz : 1) > limit + 4096.0) {
+        lm_err(err, errlen, 2, "%s: %s: %llu elements do not fit in the file", path, dpath, (unsigned long long)dims[0]);
+        return -1;
+    }
+    return (int64_t)dims[0];
+}
+
+static tokfile *open_fail(tokfile *f) {
+    tokfile_close(f);
+    return NULL;
+}
+
+tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
+    if (access(path, R_OK)) {
+        lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
+        return NULL;
+    }
+    quiet q;
+    quiet_begin(&q);
+    tokfile *f = calloc(1, sizeof *f);
+    f->path = strdup(path);
+    f->file = f->tokens = f->tspace = -1;
+    hid_t od = -1, ot = -1;
+    char *fmt = NULL;
+    int64_t v = 0;
+    int rc;
+
+    f->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f->file < 0) {
+        lm_err(err, errlen, 2, "%s: not an HDF5 file, or truncated/damaged", path);
+        goto fail;
+    }
+    if ((rc = attr_string(f->file, "format", &fmt))) {
+        attr_fail(path, "format", rc, "a string", err, errlen);
+        goto fail;
+    }
+    if (strcmp(fmt, "lamina-tokens")) {
+        lm_err(err, errlen, 2, "%s: attribute format = \"%.64s\", expected \"lamina-tokens\"", path, fmt);
+        goto fail;
+    }
+    if ((rc = attr_int64(f->file, "version", &v))) {
+        attr_fail(path, "version", rc, "an integer", err, errlen);
+        goto fail;
+    }
+    if (v != 1) {
+        lm_err(err, errlen, 2, "%s: attribute version = %lld, this build reads version 1", path, (long long)v);
+        goto fail;
+    }
+    if ((rc = attr_int64(f->file, "vocab_size", &f->vocab_size))) {
+        attr_fail(path, "vocab_size", rc, "an integer", err, errlen);
+        goto fail;
+    }
+    if (f->vocab_size <= 0) {
+        lm_err(err, errlen, 2, "%s: attribute vocab_size = %lld must be > 0", path, (long long)f->vocab_size);
+        goto fail;
+    }
+
+    if (H5Lexists(f->file, "tokens", H5P_DEFAULT) <= 0) {
+        lm_err(err, errlen, 2, "%s: /tokens: missing", path);
+        goto fail;
+    }
+    hid_t tt = -1;
+    f->n_tokens = open_int_1d(f->file, path, "/tokens", &f->tokens, &tt, err, errlen);
+    if (f->n_tokens >= 0) f->tok_wide = H5Tget_sign(tt) != H5T_SGN_NONE || H5Tget_size(tt) > 4;
+    close_id(tt);
+    if (f->n_tokens < 0) goto fail;
+    f->tspace = H5Dget_space(f->tokens);
+    if (f->tspace < 0) {
+        lm_err(err, errlen, 2, "%s: /tokens: unreadable dataspace", path);
+        goto fail;
+    }
+
+    if (H5Lexists(f->file, "samples", H5P_DEFAULT) <= 0 || H5Lexists(f->file, "samples/offsets", H5P_DEFAULT) <= 0) {
+        lm_err(err, errlen, 2, "%s: /samples/offsets: missing", path);
+        goto fail;
+    }
+    int64_t no = open_int_1d(f->file, path, "/samples/offsets", &od, &ot, err, errlen);
+    if (no < 0) goto fail;
+    if (no < 2) {
+        lm_err(err, errlen, 2, "%s: /samples/offsets: %lld entries, need n_samples+1 >= 2 (no samples)", path,
+               (long long)no);
+        goto fail;
+    }
+    f->n_samples = no - 1;
+    f->offsets = lm_alloc((size_t)no * sizeof(int64_t));
+    if (H5Dread(od, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, f->offsets) < 0) {
+        lm_err(err, errlen, 2, "%s: /samples/offsets: unreadable", path);
+        goto fail;
+    }
+    if (f->offsets[0] != 0) {
+        lm_err(err, errlen, 2, "%s: /samples/offsets: offsets[0] = %lld, must be 0", path, (long long)f->offsets[0]);
+        goto fail;
+    }
+    for (int64_t i = 1; i < no; i++)
+        if (f->offsets[i] < f->offsets[i - 1]) {
+            lm_err(err, errlen, 2, "%s: /samples/offsets: not non-decreasing at index %lld", path, (long long)i);
+            goto fail;
+        }
+    if (f->offsets[no - 1] != f->n_tokens) {
+        lm_err(err, errlen, 2, "%s: /samples/offsets: last offset %lld != length of /tokens %lld", path,
+               (long long)f->offsets[no - 1], (long long)f->n_tokens);
+        goto fail;
+    }
+    close_id(od);
+    close_id(ot);
+    free(fmt);
+    quiet_end(&q);
+    return f;
+fail:
+    close_id(od);
+    close_id(ot);
+    free(fmt);
+    open_fail(f);
+    quiet_end(&q);
+    return NULL;
+}
+
+void tokfile_close(tokfile *f) {
+    if (!f) return;
+    close_id(f->tspace);
+    close_id(f->tokens);
+    close_id(f->file);
+    lm_free(f->offsets);
+    lm_free(f->wide);
+    free(f->path);
+    free(f);
+}
+
+int64_t tokfile_n_samples(const tokfile *f) { return f->n_samples; }
+int64_t tokfile_n_tokens(const tokfile *f) { return f->n_tokens; }
+int64_t tokfile_vocab_size(const tokfile *f) { return f->vocab_size; }
+const char *tokfile_path(const tokfile *f) { return f->path; }
+
+int64_t tokfile_sample_len(const tokfile *f, int64_t i) {
+    if (i < 0 || i >= f->n_samples) return -1;
+    return f->offsets[i + 1] - f->offsets[i];
+}
+
+int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen, char *err, size_t errlen) {
+    if (i < 0 || i >= f->n_samples) {
+        lm_err(err, errlen, 2, "%s: sample %lld out of range [0, %lld)", f->path, (long long)i, (long long)f->n_samples);
+        return -1;
+    }
+    int64_t len = f->offsets[i + 1] - f->offsets[i];
+    if (maxlen < 0) maxlen = 0;
+    int64_t n = len < maxlen ? len : maxlen;
+    if (n == 0) return 0;
+    if (f->tok_wide && n > f->wide_cap) {
+        lm_free(f->wide);
+        f->wide = lm_alloc((size_t)n * sizeof(int64_t));
+        f->wide_cap = n;
+    }
+    quiet q;
+    quiet_begin(&q);
+    hsize_t start[1] = {(hsize_t)f->offsets[i]}, count[1] = {(hsize_t)n};
+    hid_t ms = H5Screate_simple(1, count, NULL);
+    herr_t st = H5Sselect_hyperslab(f->tspace, H5S_SELECT_SET, start, NULL, count, NULL);
+    if (st >= 0) {
+        if (f->tok_wide) st = H5Dread(f->tokens, H5T_NATIVE_INT64, ms, f->tspace, H5P_DEFAULT, f->wide);
+        else st = H5Dread(f->tokens, H5T_NATIVE_UINT32, ms, f->tspace, H5P_DEFAULT, buf);
+    }
+    close_id(ms);
+    quiet_end(&q);
+    if (st < 0) {
+        lm_err(err, errlen, 2, "%s: /tokens: read of sample %lld failed", f->path, (long long)i);
+        return -1;
+    }
+    /* a signed or 64-bit file type may hold negatives or huge ids: check
+     * before narrowing, so a bad id is never silently clamped */
+    for (int64_t k = 0; k < n; k++) {
+        int64_t t = f->tok_wide ? f->wide[k] : (int64_t)buf[k];
+        if (t < 0 || t >= f->vocab_size) {
+            lm_err(err, errlen, 2, "%s: /tokens: sample %lld holds token id %lld (position %lld), outside [0, vocab_size %lld)",
+                   f->path, (long long)i, (long long)t, (long long)k, (long long)f->vocab_size);
+            return -1;
+        }
+        if (f->tok_wide) buf[k] = (uint32_t)t;
+    }
+    return n;
+}

@@ -1,0 +1,40 @@
+/* tokfile.h — the token data file (SPEC §4), HDF5.
+ *
+ *   /tokens            uint32 [n_tokens]      all token ids, samples back to back
+ *   /samples/offsets   int64  [n_samples+1]   sample i = tokens[offsets[i]:offsets[i+1]]
+ *   root attributes    format = "lamina-tokens", version = 1, vocab_size (int64)
+ *
+ * Reading is read-only and per rank (the sec2 driver, independent reads), so
+ * the loader needs no collective open. Every open validates the file fully
+ * except token values, which are checked as samples are read. */
+#ifndef LAMINA_TOKFILE_H
+#define LAMINA_TOKFILE_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Write a token file (serial, one process). Extra int64 root attributes
+ * (name/value pairs, e.g. "seq_len") may be given. Returns 0, or 1 with err. */
+int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, const int64_t *offsets,
+                  int64_t n_samples, int64_t vocab_size, int n_extra, const char *const *extra_names,
+                  const int64_t *extra_values, char *err, size_t errlen);
+
+typedef struct tokfile tokfile;
+
+/* Open and validate: format, version, vocab_size > 0, datasets present with the
+ * right rank and type, offsets[0] == 0, non-decreasing, offsets[n] == n_tokens.
+ * Returns NULL with a message naming the file and dataset/attribute (exit 2 class). */
+tokfile *tokfile_open(const char *path, char *err, size_t errlen);
+void tokfile_close(tokfile *f);
+
+int64_t tokfile_n_samples(const tokfile *f);
+int64_t tokfile_n_tokens(const tokfile *f);
+int64_t tokfile_vocab_size(const tokfile *f);
+int64_t tokfile_sample_len(const tokfile *f, int64_t i);
+const char *tokfile_path(const tokfile *f);
+
+/* Read up to maxlen tokens of sample i into buf; returns the number read
+ * (min(len, maxlen)), or -1 with err (I/O failure, or a token id >= vocab_size
+ * of the file: the message names file, sample and value). */
+int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen, char *err, size_t errlen);
+
+#endif

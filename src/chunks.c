@@ -1,0 +1,112 @@
+/* chunks.c — chunk-size search and placement of tensors into chunks. */
+#include "chunks.h"
+#include "common.h"
+#include <string.h>
+
+#define ALIGN 16 /* elements: each tensor starts on a 64-byte boundary */
+
+static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+/* Next-fit in model order: tensors keep the order in which backward produces
+ * their gradients (reversed), so a chunk's gradients complete together. */
+static size_t pack(const size_t *sizes, int n, size_t align, size_t chunk, int *chunk_of, size_t *off_of) {
+    size_t nchunks = 0, fill = chunk;
+    for (int i = 0; i < n; i++) {
+        size_t s = round_up(sizes[i], align);
+        if (fill + s > chunk) {
+            nchunks++;
+            fill = 0;
+        }
+        if (chunk_of) chunk_of[i] = (int)nchunks - 1;
+        if (off_of) off_of[i] = (nchunks - 1) * chunk + fill;
+        fill += s;
+    }
+    return nchunks;
+}
+
+/* Search over candidate sizes for the least padding. The padding of a
+ * layout is n_chunks*size - sum(sizes); the search is exhaustive over the
+ * range, which is cheap (a pass over the tensor list per candidate). */
+size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size_t step) {
+    size_t largest = 0, used = 0;
+    for (int i = 0; i < n; i++) {
+        size_t s = round_up(sizes[i], align);
+        if (s > largest) largest = s;
+        used += s;
+    }
+    if (step < align) step = align;
+    step = round_up(step, align);
+    size_t best = largest, best_waste = (size_t)-1;
+    for (size_t c = largest; c <= largest + range; c += step) {
+        size_t waste = pack(sizes, n, align, c, NULL, NULL) * c - used;
+        if (waste < best_waste) {
+            best_waste = waste;
+            best = c;
+        }
+        if (waste == 0) break;
+    }
+    return best;
+}
+
+lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, int64_t cols) {
+    lm_param *np = lm_alloc(sizeof(lm_param) * (size_t)(ps->n + 1));
+    if (ps->p) {
+        memcpy(np, ps->p, sizeof(lm_param) * (size_t)ps->n);
+        lm_free(ps->p);
+    }
+    ps->p = np;
+    lm_param *p = &ps->p[ps->n++];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->rows = rows;
+    p->cols = ndim == 2 ? cols : 1;
+    p->numel = (size_t)rows * (size_t)p->cols;
+    p->decay = ndim == 2;
+    return p;
+}
+
+void chunks_build(lm_params *ps) {
+    size_t *sizes = lm_alloc(sizeof(size_t) * (size_t)ps->n);
+    size_t *offs = lm_alloc(sizeof(size_t) * (size_t)ps->n);
+    int *chunk_of = lm_alloc(sizeof(int) * (size_t)ps->n);
+    ps->numel = 0;
+    for (int i = 0; i < ps->n; i++) {
+        sizes[i] = ps->p[i].numel;
+        ps->numel += sizes[i];
+    }
+    /* Candidates up to 64 MiB of float32 beyond the largest tensor, in 4 KiB steps. */
+    ps->chunk_size = chunk_search(sizes, ps->n, ALIGN, (size_t)16 << 20, 1024);
+    ps->n_chunks = (int)pack(sizes, ps->n, ALIGN, ps->chunk_size, chunk_of, offs);
+    ps->arena = (size_t)ps->n_chunks * ps->chunk_size;
+    ps->w = lm_alloc(ps->arena * sizeof(float));
+    ps->g = lm_alloc(ps->arena * sizeof(float));
+    ps->m = lm_alloc(ps->arena * sizeof(float));
+    ps->v = lm_alloc(ps->arena * sizeof(float));
+    for (int i = 0; i < ps->n; i++) {
+        lm_param *p = &ps->p[i];
+        p->chunk = chunk_of[i];
+        p->offset = offs[i];
+        p->w = ps->w + offs[i];
+        p->g = ps->g + offs[i];
+        p->m = ps->m + offs[i];
+        p->v = ps->v + offs[i];
+    }
+    lm_free(sizes);
+    lm_free(offs);
+    lm_free(chunk_of);
+}
+
+void params_free(lm_params *ps) {
+    lm_free(ps->w);
+    lm_free(ps->g);
+    lm_free(ps->m);
+    lm_free(ps->v);
+    lm_free(ps->p);
+    memset(ps, 0, sizeof *ps);
+}
+
+lm_param *params_find(lm_params *ps, const char *name) {
+    for (int i = 0; i < ps->n; i++)
+        if (strcmp(ps->p[i].name, name) == 0) return &ps->p[i];
+    return NULL;
+}

@@ -1,0 +1,53 @@
+/* chunks.h — parameters, gradients and AdamW state in fixed-size chunks
+ * (Colossal-AI's Gemini idea). A chunk is the unit of communication (ZeRO's
+ * reduce-scatter / all-gather) and, later, of offload. Tensors are packed in
+ * model order into chunks without being split; the chunk size is chosen by a
+ * search that minimises padding (see chunk_search). The four arenas (weights,
+ * grads, exp_avg, exp_avg_sq) share one layout, so chunk c of each sits at
+ * c*chunk_size. */
+#ifndef LAMINA_CHUNKS_H
+#define LAMINA_CHUNKS_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define LM_NAMELEN 96
+
+typedef struct {
+    char name[LM_NAMELEN];  /* Hugging Face name */
+    int ndim;               /* 1 or 2 */
+    int64_t rows, cols;     /* [out, in]; cols = 1 for 1-D */
+    size_t numel;
+    int decay;              /* weight decay applies (2-D weights) */
+    int chunk;              /* chunk index */
+    size_t offset;          /* element offset in the arena */
+    float *w, *g, *m, *v;   /* views into the arenas */
+} lm_param;
+
+typedef struct {
+    lm_param *p;
+    int n;
+    size_t chunk_size;      /* elements per chunk */
+    int n_chunks;
+    size_t numel;           /* sum of tensor sizes */
+    size_t arena;           /* n_chunks * chunk_size */
+    float *w, *g, *m, *v;
+} lm_params;
+
+/* Chunk size (elements) for tensors of the given sizes packed in order, each
+ * rounded up to `align` elements: among sizes in [largest, largest + range]
+ * in steps of `step`, the one with the least padding (n_chunks*size - used);
+ * ties go to the smaller size. */
+size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size_t step);
+
+/* Add a tensor to the table before chunks_build. */
+/* ndim 2 = a weight matrix [rows, cols] (weight decay applies); ndim 1 = a
+ * vector of rows elements (norm weights; no decay). */
+lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, int64_t cols);
+
+/* Search the chunk size, place tensors and allocate the arenas (zeroed). */
+void chunks_build(lm_params *ps);
+void params_free(lm_params *ps);
+
+lm_param *params_find(lm_params *ps, const char *name);
+
+#endif

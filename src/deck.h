@@ -1,0 +1,78 @@
+/* deck.h — the input deck (SPEC §2): an INI file plus section.key=value
+ * overrides, parsed strictly into lm_config.
+ *
+ * Strict means: unknown sections and keys, malformed numbers, out-of-range
+ * values, a missing required key, or an inconsistent model shape are errors
+ * whose message names the key (and the file:line where it came from). */
+#ifndef LAMINA_DECK_H
+#define LAMINA_DECK_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define LM_PATHLEN 4096
+
+typedef struct {
+    /* [model] */
+    char preset[32];            /* "" when none */
+    int dim, n_layers, n_heads, n_kv_heads, ffn_dim, vocab_size;
+    int max_seq_len;            /* 2048 */
+    double norm_eps;            /* 1e-5 */
+    double rope_theta;          /* 10000 */
+    int tie_embeddings;         /* 0/1 */
+    /* [parallel] */
+    int tp, pp;                 /* 1, 1 */
+    int dp;                     /* 0 = auto */
+    int zero;                   /* 0..3 */
+    char schedule[16];          /* 1f1b | interleaved */
+    int virtual_stages;         /* 1 */
+    char offload[16];           /* none | optim | param | auto */
+    /* [train] */
+    char device[8];             /* cpu | cuda */
+    uint64_t seed;              /* 1234 */
+    long steps;
+    int seq_len, micro_batch, global_batch;
+    double lr, min_lr;          /* -, 0 */
+    long warmup_steps;          /* 0 */
+    char lr_schedule[16];       /* constant | linear | cosine (default) */
+    double weight_decay, beta1, beta2, eps, grad_clip; /* 0, .9, .95, 1e-8, 1 */
+    int recompute;              /* 0/1 */
+    char init[LM_PATHLEN];      /* "random" or a checkpoint file */
+    double init_std;            /* 0.02 */
+    /* [data] */
+    char train_files[LM_PATHLEN]; /* comma-separated */
+    int shuffle;                /* 1 */
+    /* [checkpoint] */
+    char ckpt_dir[LM_PATHLEN];  /* "ckpt" */
+    long ckpt_every;            /* 0 = only at the end */
+    int ckpt_keep;              /* 2 */
+    char restart[LM_PATHLEN];   /* auto | none | a file */
+    /* [log] */
+    long log_every;             /* 1 */
+    char metrics[LM_PATHLEN];   /* "metrics.jsonl"; "" = none */
+    double peak_tflops;         /* 0 = detect */
+    char papi_events[1024];     /* "PAPI_TOT_CYC,PAPI_TOT_INS" */
+} lm_config;
+
+/* Defaults of SPEC §2 (required keys left 0/empty). */
+void deck_defaults(lm_config *c);
+
+/* Parse `path` (NULL = no file) then apply `noverride` "section.key=value"
+ * strings, then apply the preset, check required keys and ranges.
+ * Returns 0, or 2 with a message naming the key in err. */
+int deck_load(lm_config *c, const char *path, int noverride, char *const *overrides,
+              char *err, size_t errlen);
+
+/* Same, from an in-memory INI text (used for the deck stored in a checkpoint
+ * and by tests). `name` is used in messages. */
+int deck_load_string(lm_config *c, const char *text, const char *name, int noverride,
+                     char *const *overrides, char *err, size_t errlen);
+
+/* The resolved deck as INI text, every key present, in SPEC order; it parses
+ * back to the same lm_config. Returns bytes written (excluding NUL), or the
+ * size needed if it does not fit (like snprintf). */
+size_t deck_to_text(const lm_config *c, char *buf, size_t len);
+
+/* Fill the shape fields from a named preset; returns 0, or 2 if unknown. */
+int deck_apply_preset(lm_config *c, const char *name, char *err, size_t errlen);
+
+#endif

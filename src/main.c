@@ -1,0 +1,85 @@
+/* main.c — the lamina executable: MPI start-up and subcommand dispatch. */
+#include "cmds.h"
+#include "comm.h"
+#include "common.h"
+#include "metrics.h"
+#include <cblas.h>
+#include <hdf5.h>
+#include <mpi.h>
+#include <string.h>
+#ifdef LAMINA_CUDA
+#include "../cuda/cuda_info.h"
+#endif
+
+static void print_version(void) {
+    char mpi[MPI_MAX_LIBRARY_VERSION_STRING] = {0};
+    int len = 0;
+    MPI_Get_library_version(mpi, &len);
+    char *nl = strchr(mpi, '\n');
+    if (nl) *nl = 0;
+    char *comma = strchr(mpi, ',');
+    if (comma) *comma = 0;
+    unsigned hmaj, hmin, hrel;
+    H5get_libversion(&hmaj, &hmin, &hrel);
+    lm_log("lamina %s (git %s)\n", LAMINA_VERSION, LAMINA_GIT);
+    lm_log("backends:\n  cpu: float32, OpenBLAS (%s), OpenMP\n", openblas_get_config());
+#ifdef LAMINA_CUDA
+    char desc[2048], why[256], rt[32];
+    lm_cuda_runtime_version(rt, sizeof rt);
+    int n = lm_cuda_devices(desc, sizeof desc, why, sizeof why);
+    lm_log("  cuda: built for %s (runtime %s); training backend not in this version\n", LAMINA_CUDA_ARCH, rt);
+    if (n < 0) lm_log("  cuda devices: none usable (%s)\n", why);
+    else lm_log("  cuda devices: %d\n%s", n, desc);
+#else
+    lm_log("  cuda: not built (no nvcc at build time, or CUDA=0)\n");
+#endif
+    lm_log("mpi: %s\nhdf5: %u.%u.%u (parallel)\npapi: %s\n", mpi, hmaj, hmin, hrel, papi_version_string());
+}
+
+static const char *usage_top =
+    "usage: lamina <command> [args]\n"
+    "  train DECK [section.key=value ...]   train or continue training per the input deck\n"
+    "  prep --seq-len N -o OUT.h5 FILE...   text or JSONL into a token file\n"
+    "  generate DECK [overrides] [--prompt TEXT] [--tokens N] [--temperature X] [--top-k K]\n"
+    "                                       sample text from the deck's latest checkpoint\n"
+    "  help [command]                       this text, or a command's\n"
+    "  --version                            version and build features\n"
+    "Launch with mpirun -np N (or srun); every rank runs the same command.\n"
+    "Exit codes: 0 ok, 1 runtime failure, 2 bad input, 3 stopped early after a checkpoint.\n";
+
+static void help(const char *cmd) {
+    if (!cmd) lm_log("%s", usage_top);
+    else if (!strcmp(cmd, "train"))
+        lm_log("usage: lamina train DECK [section.key=value ...]\n"
+               "  Trains per the INI deck DECK; any key may be overridden as section.key=value.\n"
+               "  Resumes from checkpoint.dir/latest when checkpoint.restart = auto (the default).\n"
+               "  Every key is listed in README.md; the resolved deck is printed at start.\n");
+    else if (!strcmp(cmd, "prep")) {
+        char *av[] = {"--help"};
+        cmd_prep(1, av);
+    } else if (!strcmp(cmd, "generate"))
+        lm_log("usage: lamina generate DECK [section.key=value ...] [--prompt TEXT] [--tokens N]\n"
+               "                       [--temperature X] [--top-k K]\n"
+               "  Loads the model of DECK (checkpoint.dir/latest, else train.init) and prints a\n"
+               "  sample that continues TEXT. Defaults: 200 tokens, temperature 0.8 (0 = greedy),\n"
+               "  top-k 40 (0 = all). The seed is train.seed.\n");
+    else lm_fail(LM_ERR_INPUT, "help: unknown command '%s'\n%s", cmd, usage_top);
+}
+
+int main(int argc, char **argv) {
+    comm_init(&argc, &argv);
+    int rc = 0;
+    if (argc < 2) {
+        if (lm_world_rank() == 0) fputs(usage_top, stderr);
+        lm_fail(LM_ERR_INPUT, "no command given");
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) print_version();
+    else if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) help(argc > 2 ? argv[2] : NULL);
+    else if (!strcmp(cmd, "train")) rc = cmd_train(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "prep")) rc = cmd_prep(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "generate")) rc = cmd_generate(argc - 2, argv + 2);
+    else lm_fail(LM_ERR_INPUT, "unknown command '%s' (see lamina help)", cmd);
+    comm_finalize();
+    return rc;
+}

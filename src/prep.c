@@ -1,0 +1,241 @@
+/* prep.c — `lamina prep`: text or JSONL into a token file (SPEC §4).
+ *
+ * Each document becomes [BOS] tokens [EOS]; a document longer than
+ * seq_len+1 tokens is split into pieces of seq_len+1 (nothing is dropped);
+ * pieces are then packed into samples of at most seq_len+1 tokens by
+ * pack_docs. Runs on rank 0; the other ranks wait for its verdict. */
+#include "cmds.h"
+#include "comm.h"
+#include "common.h"
+#include "pack.h"
+#include "tokenizer.h"
+#include "tokfile.h"
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    uint32_t *tok;
+    int64_t ntok, cap;
+    int64_t *start, *len; /* pieces */
+    int64_t npiece, piece_cap;
+    int64_t ndocs, nsplit, nbytes;
+} corpus;
+
+static void push_piece(corpus *c, int64_t start, int64_t len) {
+    if (c->npiece == c->piece_cap) {
+        c->piece_cap = c->piece_cap ? 2 * c->piece_cap : 1024;
+        c->start = realloc(c->start, sizeof(int64_t) * (size_t)c->piece_cap);
+        c->len = realloc(c->len, sizeof(int64_t) * (size_t)c->piece_cap);
+        if (!c->start || !c->len) lm_abort(LM_ERR_RUNTIME, "prep: out of memory");
+    }
+    c->start[c->npiece] = start;
+    c->len[c->npiece] = len;
+    c->npiece++;
+}
+
+static void add_doc(corpus *c, const lm_tokenizer *t, const char *text, size_t n, int64_t maxlen) {
+    /* skip documents that are only whitespace */
+    size_t k = 0;
+    while (k < n && (text[k] == ' ' || text[k] == '\n' || text[k] == '\r' || text[k] == '\t')) k++;
+    if (k == n) return;
+    int64_t need = (int64_t)t->max_tokens(t, n) + 2;
+    if (c->ntok + need > c->cap) {
+        while (c->ntok + need > c->cap) c->cap = c->cap ? 2 * c->cap : (1 << 20);
+        c->tok = realloc(c->tok, sizeof(uint32_t) * (size_t)c->cap);
+        if (!c->tok) lm_abort(LM_ERR_RUNTIME, "prep: out of memory");
+    }
+    int64_t s = c->ntok;
+    c->tok[c->ntok++] = (uint32_t)t->bos;
+    c->ntok += (int64_t)t->encode(t, text, n, c->tok + c->ntok, (size_t)(c->cap - c->ntok));
+    c->tok[c->ntok++] = (uint32_t)t->eos;
+    int64_t L = c->ntok - s;
+    if (L > maxlen) c->nsplit++;
+    for (int64_t o = 0; o < L; o += maxlen) push_piece(c, s + o, L - o < maxlen ? L - o : maxlen);
+    c->ndocs++;
+    c->nbytes += (int64_t)n;
+}
+
+static char *slurp(const char *path, size_t *n, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        lm_err(err, errlen, 2, "prep: cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    size_t r;
+    while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += r;
+        if (len == cap) buf = realloc(buf, (cap *= 2) + 1);
+    }
+    fclose(f);
+    if (!buf) lm_abort(LM_ERR_RUNTIME, "prep: out of memory reading %s", path);
+    buf[len] = 0;
+    *n = len;
+    return buf;
+}
+
+/* Plain text: the whole file is one document, or documents are separated by
+ * lines equal to `sep` (fortune files use "%"). */
+static void read_text(corpus *c, const lm_tokenizer *t, const char *buf, size_t n, const char *sep,
+                      int64_t maxlen) {
+    if (!sep) {
+        add_doc(c, t, buf, n, maxlen);
+        return;
+    }
+    size_t seplen = strlen(sep), doc = 0, line = 0;
+    while (line <= n) {
+        size_t e = line;
+        while (e < n && buf[e] != '\n') e++;
+        size_t le = e;
+        if (le > line && buf[le - 1] == '\r') le--;
+        if (le - line == seplen && memcmp(buf + line, sep, seplen) == 0) {
+            add_doc(c, t, buf + doc, line - doc, maxlen);
+            doc = e + 1;
+        }
+        line = e + 1;
+    }
+    if (doc < n) add_doc(c, t, buf + doc, n - doc, maxlen);
+}
+
+static int read_jsonl(corpus *c, const lm_tokenizer *t, const char *path, char *buf, size_t n, int64_t maxlen,
+                      char *err, size_t errlen) {
+    size_t line = 0;
+    long lineno = 0;
+    while (line < n) {
+        size_t e = line;
+        while (e < n && buf[e] != '\n') e++;
+        lineno++;
+        size_t k = line;
+        while (k < e && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r')) k++;
+        if (k < e) {
+            json_error_t je;
+            json_t *o = json_loadb(buf + line, e - line, 0, &je);
+            json_t *txt = o && json_is_object(o) ? json_object_get(o, "text") : NULL;
+            if (!o || !json_is_string(txt)) {
+                lm_err(err, errlen, 2, "prep: %s:%ld: %s", path, lineno,
+                       !o ? je.text : "expected a JSON object with a string field \"text\"");
+                json_decref(o);
+                return 2;
+            }
+            add_doc(c, t, json_string_value(txt), json_string_length(txt), maxlen);
+            json_decref(o);
+        }
+        line = e + 1;
+    }
+    return 0;
+}
+
+static void prep_usage(FILE *f) {
+    fputs("usage: lamina prep --seq-len N -o OUT.h5 [--format auto|text|jsonl] [--doc-sep LINE] FILE...\n"
+          "  Tokenizes FILEs (bytes tokenizer: ids 0-255, BOS 256, EOS 257) and packs the\n"
+          "  documents, longest first, into samples of at most N+1 tokens.\n"
+          "  text: a file is one document, or documents are separated by lines equal to LINE.\n"
+          "  jsonl: one JSON object per line, its \"text\" field a document (auto: by .jsonl/.json).\n",
+          f);
+}
+
+static int prep_main(int argc, char **argv, char *err, size_t errlen) {
+    const char *out = NULL, *format = "auto", *sep = NULL;
+    long seq_len = 0;
+    int nin = 0;
+    char **in = calloc((size_t)argc + 1, sizeof(char *));
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            free(in);
+            if (lm_world_rank() == 0) prep_usage(stdout);
+            return -1;
+        }
+        if ((!strcmp(a, "-o") || !strcmp(a, "--seq-len") || !strcmp(a, "--format") || !strcmp(a, "--doc-sep")) &&
+            i + 1 >= argc) {
+            free(in);
+            return lm_err(err, errlen, 2, "prep: %s needs a value", a);
+        }
+        if (!strcmp(a, "-o")) out = argv[++i];
+        else if (!strcmp(a, "--format")) format = argv[++i];
+        else if (!strcmp(a, "--doc-sep")) sep = argv[++i];
+        else if (!strcmp(a, "--seq-len")) {
+            char *end;
+            errno = 0;
+            seq_len = strtol(argv[++i], &end, 10);
+            if (errno || *end || seq_len < 1 || seq_len > (1 << 24)) {
+                free(in);
+                return lm_err(err, errlen, 2, "prep: --seq-len '%s': expected an integer in [1, 16777216]", argv[i]);
+            }
+        } else if (a[0] == '-' && a[1]) {
+            free(in);
+            return lm_err(err, errlen, 2, "prep: unknown option %s (see lamina help prep)", a);
+        } else in[nin++] = argv[i];
+    }
+    int bad = !out ? 1 : !seq_len ? 2 : !nin ? 3 : 0;
+    if (!bad && strcmp(format, "auto") && strcmp(format, "text") && strcmp(format, "jsonl")) bad = 4;
+    if (bad) {
+        free(in);
+        return lm_err(err, errlen, 2, "prep: %s", bad == 1 ? "-o OUT.h5 is required" : bad == 2 ? "--seq-len N is required"
+                                                  : bad == 3 ? "no input files" : "--format must be auto, text or jsonl");
+    }
+    const lm_tokenizer *t = tokenizer_bytes();
+    corpus c = {0};
+    int rc = 0;
+    int64_t maxlen = seq_len + 1;
+    for (int i = 0; i < nin && !rc; i++) {
+        size_t n;
+        char *buf = slurp(in[i], &n, err, errlen);
+        if (!buf) {
+            rc = 2;
+            break;
+        }
+        const char *dot = strrchr(in[i], '.');
+        int jsonl = !strcmp(format, "jsonl") || (!strcmp(format, "auto") && dot && (!strcmp(dot, ".jsonl") || !strcmp(dot, ".json")));
+        if (jsonl) rc = read_jsonl(&c, t, in[i], buf, n, maxlen, err, errlen);
+        else read_text(&c, t, buf, n, sep, maxlen);
+        free(buf);
+    }
+    if (!rc && c.npiece == 0) rc = lm_err(err, errlen, 2, "prep: the input holds no documents");
+    if (!rc) {
+        int64_t *bin = malloc(sizeof(int64_t) * (size_t)c.npiece), *order = malloc(sizeof(int64_t) * (size_t)c.npiece);
+        int64_t nb = pack_docs(c.len, c.npiece, maxlen, 64, bin, order);
+        /* Lay samples out: count per bin, then fill in placement order. */
+        int64_t *off = calloc((size_t)nb + 1, sizeof(int64_t)), *fill = calloc((size_t)nb, sizeof(int64_t));
+        uint32_t *tok = malloc(sizeof(uint32_t) * (size_t)(c.ntok ? c.ntok : 1));
+        if (!bin || !order || !off || !fill || !tok) lm_abort(LM_ERR_RUNTIME, "prep: out of memory");
+        for (int64_t k = 0; k < c.npiece; k++) off[bin[k] + 1] += c.len[k];
+        for (int64_t b = 0; b < nb; b++) off[b + 1] += off[b];
+        for (int64_t k = 0; k < c.npiece; k++) {
+            int64_t i = order[k], b = bin[i];
+            memcpy(tok + off[b] + fill[b], c.tok + c.start[i], sizeof(uint32_t) * (size_t)c.len[i]);
+            fill[b] += c.len[i];
+        }
+        const char *names[] = {"seq_len"};
+        int64_t vals[] = {seq_len};
+        rc = tokfile_write(out, tok, off[nb], off, nb, t->vocab_size, 1, names, vals, err, errlen) ? 1 : 0;
+        if (!rc)
+            lm_log("prep: %lld documents (%lld bytes, %lld split at %ld+1 tokens) -> %lld tokens in %lld samples "
+                   "of <= %ld+1 (packing %.1f%%) -> %s\n",
+                   (long long)c.ndocs, (long long)c.nbytes, (long long)c.nsplit, seq_len, (long long)off[nb],
+                   (long long)nb, seq_len, 100.0 * (double)off[nb] / ((double)nb * (double)maxlen), out);
+        free(bin);
+        free(order);
+        free(off);
+        free(fill);
+        free(tok);
+    }
+    free(c.tok);
+    free(c.start);
+    free(c.len);
+    free(in);
+    return rc;
+}
+
+int cmd_prep(int argc, char **argv) {
+    char err[LM_ERRLEN] = {0};
+    int rc = 0;
+    if (comm_world()->rank == 0) rc = prep_main(argc, argv, err, sizeof err);
+    int code = rc < 0 ? 0 : rc;
+    comm_bcast(comm_world(), &code, sizeof code, 0);
+    if (code) lm_fail(code, "%s", err);
+    return 0;
+}

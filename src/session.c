@@ -1,0 +1,133 @@
+/* session.c — see session.h. */
+#include "session.h"
+#include "common.h"
+#include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const char *arg, int *nargs)) {
+    char err[LM_ERRLEN];
+    if (argc < 1 || argv[0][0] == '-') lm_fail(LM_ERR_INPUT, "missing DECK (usage: lamina help train)");
+    char **ov = lm_alloc(sizeof(char *) * (size_t)argc);
+    int nov = 0;
+    for (int i = 1; i < argc; i++) {
+        int nargs = 0;
+        if (is_flag && is_flag(argv[i], &nargs)) {
+            i += nargs;
+            continue;
+        }
+        ov[nov++] = argv[i];
+    }
+    int rc = deck_load(c, argv[0], nov, ov, err, sizeof err);
+    lm_free(ov);
+    if (rc) lm_fail(LM_ERR_INPUT, "%s", err);
+
+    /* What this version runs: one rank, the CPU backend. The keys exist so
+     * that decks written for later versions parse; asking for more is a
+     * clear input error rather than a silent fallback. */
+    int world = comm_world()->size;
+    int dp = c->dp ? c->dp : world / (c->tp * c->pp);
+    if (c->tp != 1) lm_fail(LM_ERR_INPUT, "parallel.tp = %d: tensor parallelism is not in this version (use 1)", c->tp);
+    if (c->pp != 1) lm_fail(LM_ERR_INPUT, "parallel.pp = %d: pipeline parallelism is not in this version (use 1)", c->pp);
+    if (dp * c->tp * c->pp != world)
+        lm_fail(LM_ERR_INPUT, "parallel.dp = %d with tp = %d, pp = %d does not match the %d ranks launched", dp, c->tp,
+                c->pp, world);
+    if (dp != 1)
+        lm_fail(LM_ERR_INPUT, "parallel.dp = %d: data parallelism is not in this version (launch 1 rank)", dp);
+    if (c->zero != 0) lm_fail(LM_ERR_INPUT, "parallel.zero = %d: ZeRO sharding is not in this version (use 0)", c->zero);
+    if (strcmp(c->offload, "none"))
+        lm_fail(LM_ERR_INPUT, "parallel.offload = %s: offload is not in this version (use none)", c->offload);
+    if (strcmp(c->device, "cpu"))
+        lm_fail(LM_ERR_INPUT, "train.device = %s: this version trains on the CPU backend only (use cpu)", c->device);
+    if (c->global_batch % (dp * c->micro_batch))
+        lm_fail(LM_ERR_INPUT, "train.global_batch = %d is not a multiple of dp (%d) x train.micro_batch (%d)",
+                c->global_batch, dp, c->micro_batch);
+}
+
+void session_open(lm_session *s, int B, int T, int recompute) {
+    lm_shape sh;
+    shape_from_config(&sh, &s->cfg);
+    s->dev = device_cpu_create(0);
+    s->model = model_create(s->dev, &sh, B, T, recompute);
+}
+
+
+void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v) {
+    lm_params *ps = &s->model->params;
+    for (int i = 0; i < ps->n; i++) {
+        lm_param *p = &ps->p[i];
+        ckpt_tensor t = {p->name, p->ndim, p->rows, p->cols, 0, p->rows, p->w};
+        if (w) w[i] = t;
+        t.data = p->m;
+        if (m) m[i] = t;
+        t.data = p->v;
+        if (v) v[i] = t;
+    }
+}
+
+/* The checkpoint's /config must describe the deck's model. */
+static void check_meta(const lm_config *c, const ckpt_meta *m, const char *path) {
+    struct { const char *key; long have, want; } k[] = {
+        {"model.dim", m->dim, c->dim},
+        {"model.n_layers", m->n_layers, c->n_layers},
+        {"model.n_heads", m->n_heads, c->n_heads},
+        {"model.n_kv_heads", m->n_kv_heads, c->n_kv_heads},
+        {"model.ffn_dim", m->ffn_dim, c->ffn_dim},
+        {"model.vocab_size", m->vocab_size, c->vocab_size},
+        {"model.tie_embeddings", m->tie_embeddings, c->tie_embeddings},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++)
+        if (k[i].have != k[i].want)
+            lm_fail(LM_ERR_INPUT, "%s: /config: %s = %ld does not match the deck's %ld", path, k[i].key, k[i].have,
+                    k[i].want);
+}
+
+void session_load(lm_session *s, int with_optim) {
+    lm_config *c = &s->cfg;
+    lm_group *w = comm_world();
+    char err[LM_ERRLEN] = {0}, path[LM_PATHLEN] = {0};
+    int found = 0;
+    if (!strcmp(c->restart, "auto")) {
+        found = ckpt_find_latest(c->ckpt_dir, path, sizeof path, err, sizeof err);
+        if (found < 0) lm_fail(LM_ERR_INPUT, "checkpoint.restart = auto: %s", err);
+    } else if (strcmp(c->restart, "none")) {
+        snprintf(path, sizeof path, "%s", c->restart);
+        if (access(path, R_OK)) lm_fail(LM_ERR_INPUT, "checkpoint.restart: cannot read %s", path);
+        found = 1;
+    }
+    int n = s->model->params.n;
+    ckpt_tensor *tw = lm_alloc(sizeof(ckpt_tensor) * (size_t)n), *tm = lm_alloc(sizeof(ckpt_tensor) * (size_t)n),
+                *tv = lm_alloc(sizeof(ckpt_tensor) * (size_t)n);
+    session_ckpt_tensors(s, tw, tm, tv);
+    const char *from = found ? path : strcmp(c->init, "random") ? c->init : NULL;
+    if (from) {
+        ckpt_meta meta;
+        memset(&meta, 0, sizeof meta);
+        if (ckpt_read_meta(comm_mpi(w), from, &meta, err, sizeof err))
+            lm_fail(LM_ERR_INPUT, "%s%s", found ? "" : "train.init: ", err);
+        check_meta(c, &meta, from);
+        int resume = found && with_optim;
+        if (ckpt_load(comm_mpi(w), from, tw, resume ? tm : NULL, resume ? tv : NULL, n, err, sizeof err))
+            lm_fail(LM_ERR_INPUT, "%s%s", found ? "" : "train.init: ", err);
+        if (found) {
+            snprintf(s->resumed_from, sizeof s->resumed_from, "%s", from);
+            s->start_step = meta.step;
+            s->tokens_seen = meta.tokens_seen;
+            s->consumed_samples = meta.consumed_samples;
+        }
+        free((void *)meta.deck_text);
+        lm_log("%s %s (step %ld)\n", found ? "resuming from" : "initial weights from", from, meta.step);
+    } else {
+        model_init_random(s->model, c->seed, c->init_std);
+    }
+    lm_free(tw);
+    lm_free(tm);
+    lm_free(tv);
+}
+
+void session_close(lm_session *s) {
+    model_destroy(s->model);
+    device_destroy(s->dev);
+    s->model = NULL;
+    s->dev = NULL;
+}

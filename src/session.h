@@ -1,0 +1,40 @@
+/* session.h — what `train` and `generate` share: reading the deck and its
+ * overrides from the command line, checking that this build can run the
+ * layout, creating the device and the model, and loading the weights a run
+ * starts from (a checkpoint to resume, an init file, or random init). */
+#ifndef LAMINA_SESSION_H
+#define LAMINA_SESSION_H
+#include "ckpt.h"
+#include "comm.h"
+#include "deck.h"
+#include "model.h"
+
+typedef struct {
+    lm_config cfg;
+    lm_device *dev;
+    lm_model *model;
+    /* where the weights came from */
+    char resumed_from[LM_PATHLEN]; /* "" unless resumed */
+    long start_step;
+    long tokens_seen;
+    long consumed_samples;
+} lm_session;
+
+/* Parse DECK and section.key=value overrides from argv (flags starting with
+ * "--" are left for the caller: their indices are skipped if `flags` says so).
+ * Exits collectively with 2 on a bad deck or layout. */
+void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const char *arg, int *nargs));
+
+/* Build device and model for micro-batches of B sequences of T tokens. */
+void session_open(lm_session *s, int B, int T, int recompute);
+
+/* Start state: resume per checkpoint.restart (with optimizer state), else
+ * train.init, else random. Exits collectively with 2 on a bad file. */
+void session_load(lm_session *s, int with_optim);
+
+/* The model's tensors as checkpoint slabs (full tensors on one rank). */
+void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v);
+
+void session_close(lm_session *s);
+
+#endif

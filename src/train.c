@@ -1,0 +1,175 @@
+/* train.c — `lamina train`: the training loop.
+ *
+ * One optimizer step: fill this rank's micro-batches, zero the gradients,
+ * forward+backward each micro-batch with the loss scaled by 1/(target tokens
+ * of the whole global batch) so the gradients sum to those of the global mean,
+ * take the global gradient norm, clip, AdamW, log, and checkpoint on the
+ * cadence and at the last step. */
+#include "cmds.h"
+#include "common.h"
+#include "data.h"
+#include "metrics.h"
+#include "optim.h"
+#include "session.h"
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static double peak_flops(const lm_config *c, char *desc, size_t len) {
+    if (c->peak_tflops > 0) {
+        snprintf(desc, len, "log.peak_tflops = %g", c->peak_tflops);
+        return c->peak_tflops * 1e12;
+    }
+    return metrics_cpu_peak_flops(omp_get_max_threads(), desc, len);
+}
+
+static void report_memory(lm_session *s) {
+    lm_params *ps = &s->model->params;
+    double MiB = 1024.0 * 1024.0;
+    lm_log("parameters: %lld in %d tensors; chunks: %d x %zu elements (%.1f MiB each, padding %.2f%%)\n",
+           (long long)ps->numel, ps->n, ps->n_chunks, ps->chunk_size, (double)ps->chunk_size * 4 / MiB,
+           100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena);
+    lm_log("memory per rank: weights %.1f MiB, gradients %.1f MiB, optimizer state %.1f MiB, activations+workspace "
+           "%.1f MiB%s\n",
+           (double)ps->arena * 4 / MiB, (double)ps->arena * 4 / MiB, (double)ps->arena * 8 / MiB,
+           (double)s->model->act_bytes / MiB, s->cfg.recompute ? " (recompute)" : "");
+}
+
+static void save(lm_session *s, long step, long tokens, long consumed, const char *deck_text) {
+    const lm_config *c = &s->cfg;
+    int n = s->model->params.n;
+    ckpt_tensor *tw = lm_alloc(sizeof(ckpt_tensor) * (size_t)n), *tm = lm_alloc(sizeof(ckpt_tensor) * (size_t)n),
+                *tv = lm_alloc(sizeof(ckpt_tensor) * (size_t)n);
+    session_ckpt_tensors(s, tw, tm, tv);
+    ckpt_meta meta = {
+        .step = step, .tokens_seen = tokens, .consumed_samples = consumed, .seed = c->seed,
+        .dim = c->dim, .n_layers = c->n_layers, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
+        .ffn_dim = c->ffn_dim, .vocab_size = c->vocab_size, .max_seq_len = c->max_seq_len,
+        .tie_embeddings = c->tie_embeddings, .norm_eps = c->norm_eps, .rope_theta = c->rope_theta,
+        .deck_text = deck_text,
+    };
+    char err[LM_ERRLEN] = {0};
+    double t0 = lm_now();
+    int rc = ckpt_save(comm_mpi(comm_world()), c->ckpt_dir, &meta, tw, tm, tv, n, c->ckpt_keep, err, sizeof err);
+    if (comm_agree(comm_world(), rc, err, sizeof err)) lm_fail(LM_ERR_RUNTIME, "checkpoint: %s", err);
+    lm_log("checkpoint: %s/step_%08ld.h5 written in %.2f s\n", c->ckpt_dir, step, lm_now() - t0);
+    lm_free(tw);
+    lm_free(tm);
+    lm_free(tv);
+}
+
+int cmd_train(int argc, char **argv) {
+    lm_session S;
+    memset(&S, 0, sizeof S);
+    lm_config *c = &S.cfg;
+    session_config(c, argc, argv, NULL);
+    char err[LM_ERRLEN] = {0};
+    lm_group *world = comm_world();
+    int dp = 1, dp_rank = 0;
+
+    size_t tlen = deck_to_text(c, NULL, 0) + 1;
+    char *deck_text = lm_alloc(tlen);
+    deck_to_text(c, deck_text, tlen);
+    lm_log("lamina %s train: %d rank(s), device %s, %d OpenMP thread(s) per rank\n--- resolved deck ---\n%s---\n",
+           LAMINA_VERSION, world->size, c->device, omp_get_max_threads(), deck_text);
+
+    lm_data *data = data_open(c, err, sizeof err);
+    if (comm_agree(world, data ? 0 : 2, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+
+    session_open(&S, c->micro_batch, c->seq_len, c->recompute);
+    lm_model *m = S.model;
+    lm_device *d = S.dev;
+    report_memory(&S);
+    session_load(&S, 1);
+    lm_log("data: %lld samples in %s; %d micro-step(s) of %d x %d tokens per step\n",
+           (long long)data_n_samples(data), c->train_files, c->global_batch / (dp * c->micro_batch), c->micro_batch,
+           c->seq_len);
+
+    char peak_desc[256];
+    double peak = peak_flops(c, peak_desc, sizeof peak_desc);
+    double fpt = metrics_flops_per_token(m->n_matmul_params, c->n_layers, c->dim, c->seq_len);
+    lm_log("MFU peak: %.3f TFLOP/s per rank (%s); model FLOPs per token %.4g\n", peak / 1e12, peak_desc, fpt);
+
+    lm_metrics_log *mlog = metrics_open(c->metrics, err, sizeof err);
+    if (comm_agree(world, mlog ? 0 : 2, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+    lm_papi *papi = papi_start(c->papi_events);
+    int np = papi_n_events(papi);
+    const char *pnames[16];
+    long long pvals[16];
+    for (int i = 0; i < np && i < 16; i++) pnames[i] = papi_event_name(papi, i);
+
+    if (S.start_step >= c->steps) {
+        lm_log("nothing to do: the checkpoint is at step %ld and train.steps = %ld\n", S.start_step, c->steps);
+    }
+    int n_micro = c->global_batch / (dp * c->micro_batch);
+    lm_batch batch;
+    batch_alloc(&batch, n_micro, c->micro_batch, c->seq_len);
+    long tokens = S.tokens_seen, consumed = S.consumed_samples, total_cut = 0;
+    double t_run = lm_now(), first_loss = NAN, last_loss = NAN;
+    long steps_run = 0;
+    size_t R = (size_t)c->micro_batch * (size_t)c->seq_len;
+
+    for (long step = S.start_step + 1; step <= c->steps; step++) {
+        double t0 = lm_now();
+        if (np) papi_read_delta(papi, pvals);
+        int rc = data_fill(data, consumed, c->global_batch, dp_rank, dp, &batch, err, sizeof err);
+        if (comm_agree(world, rc, err, sizeof err)) lm_fail(LM_ERR_INPUT, "data: %s", err);
+        d->zero(d, m->params.g, sizeof(float) * m->params.arena);
+        float scale = batch.targets_global > 0 ? 1.0f / (float)batch.targets_global : 0.0f;
+        double loss_sum = 0.0;
+        for (int k = 0; k < n_micro; k++)
+            loss_sum += model_forward_backward(m, batch.ids + k * R, batch.targets + k * R, scale);
+        comm_allreduce_sum_f64(world, &loss_sum, 1);
+        double loss = batch.targets_global > 0 ? loss_sum / (double)batch.targets_global : 0.0;
+        double gnorm = grad_global_norm(d, &m->params);
+        if (!isfinite(loss) || !isfinite(gnorm))
+            lm_fail(LM_ERR_RUNTIME, "step %ld: %s is %s: training diverged (lower train.lr or check the data)", step,
+                    isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? gnorm : loss) ? "NaN" : "infinite");
+        double lr = lr_at(c, step);
+        adamw_step(d, &m->params, c, lr, clip_coef(gnorm, c->grad_clip), step);
+        d->sync(d);
+        double dt = lm_now() - t0;
+        tokens += batch.targets_global;
+        consumed += c->global_batch;
+        total_cut += batch.n_cut_global;
+        if (np) papi_read_delta(papi, pvals);
+        if (steps_run == 0) first_loss = loss;
+        last_loss = loss;
+        steps_run++;
+
+        if (step % c->log_every == 0 || step == c->steps) {
+            double tps = (double)batch.targets_global / dt;
+            double tflops = fpt * tps / world->size / 1e12;
+            lm_step_metrics sm = {step, loss, lr, gnorm, tokens, tps, tflops, tflops * 1e12 / peak, dt * 1e3,
+                                  lm_alloc_bytes(), np, pnames, pvals};
+            metrics_write(mlog, &sm);
+            lm_log("step %6ld/%ld | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | %.4f TFLOP/s | MFU %5.2f%% | "
+                   "%.0f ms%s",
+                   step, c->steps, loss, lr, gnorm, tps, tflops, 100 * sm.mfu, dt * 1e3,
+                   batch.n_cut_global ? "" : "\n");
+            if (batch.n_cut_global) lm_log(" | %d sample(s) cut to seq_len+1\n", batch.n_cut_global);
+        }
+        if ((c->ckpt_every > 0 && step % c->ckpt_every == 0) || step == c->steps)
+            save(&S, step, tokens, consumed, deck_text);
+    }
+    double t_all = lm_now() - t_run;
+    if (steps_run) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double tps = (double)(tokens - S.tokens_seen) / t_all;
+        lm_log("done: %ld step(s) in %.1f s, loss %.4f -> %.4f, %.0f tokens/s, %.4f TFLOP/s per rank, MFU %.2f%%, "
+               "peak RSS %.1f MiB%s\n",
+               steps_run, t_all, first_loss, last_loss, tps, fpt * tps / world->size / 1e12,
+               100 * fpt * tps / world->size / peak, (double)ru.ru_maxrss / 1024.0,
+               total_cut ? "" : "");
+        if (total_cut) lm_log("data: %ld sample(s) were longer than seq_len+1 and were cut\n", total_cut);
+    }
+    papi_stop(papi);
+    metrics_close(mlog);
+    batch_free(&batch);
+    data_close(data);
+    session_close(&S);
+    lm_free(deck_text);
+    return 0;
+}

@@ -1,0 +1,66 @@
+# tests/lib.sh — TAP helpers for the integration tests (sourced by tests/t/*.t).
+# Each test runs from the repo root with a fresh temporary folder $T.
+set -u
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+LAMINA=$PWD/build/lamina
+PY=/usr/bin/python3
+T=$(mktemp -d /tmp/lamina-test.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+_n=0
+_fail=0
+plan() { echo "1..$1"; }
+ok() { _n=$((_n + 1)); echo "ok $_n - $1"; }
+notok() { _n=$((_n + 1)); _fail=1; echo "not ok $_n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
+check() { # check DESCRIPTION COMMAND...
+  local d=$1; shift
+  if "$@" >"$T/.out" 2>&1; then ok "$d"; else notok "$d" "$(tail -5 "$T/.out")"; fi
+}
+finish() { exit $_fail; }
+
+# lam NP ARGS...: run lamina under mpirun; output in $T/out, exit code in $rc.
+lam() {
+  local np=$1; shift
+  rc=0
+  timeout 300 mpirun --bind-to none -np "$np" "$LAMINA" "$@" >"$T/out" 2>&1 || rc=$?
+}
+# expect_fail CODE PATTERN DESCRIPTION: last lam exited CODE and printed PATTERN.
+expect_fail() {
+  if [ "$rc" = "$1" ] && grep -q -- "$2" "$T/out"; then ok "$3"
+  else notok "$3" "exit $rc (want $1), output:" "$(tail -4 "$T/out")"; fi
+}
+
+# A small corpus (fortunes) prepped into $T/data.h5 with seq-len $1 (default 32).
+make_data() {
+  local sl=${1:-32}
+  sed -e 's/\x1b\[[0-9;]*m//g' /usr/share/games/fortunes/{wisdom,tao,linux} > "$T/corpus.txt"
+  mpirun -np 1 "$LAMINA" prep --seq-len "$sl" --doc-sep % -o "$T/data.h5" "$T/corpus.txt" >/dev/null
+}
+
+# A tiny deck writing into $T; extra overrides go on the command line.
+make_deck() {
+  cat > "$T/tiny.in" <<EOD
+[model]
+preset = tiny
+[train]
+steps = 6
+seq_len = 32
+micro_batch = 2
+global_batch = 4
+lr = 3e-3
+warmup_steps = 2
+[data]
+train = $T/data.h5
+[checkpoint]
+dir = $T/ckpt
+[log]
+metrics = $T/metrics.jsonl
+EOD
+}
+
+# losses STEP_FROM STEP_TO FILE: the loss fields of those steps, one per line.
+losses() { $PY -c 'import json,sys
+a,b=int(sys.argv[1]),int(sys.argv[2])
+for l in open(sys.argv[3]):
+    r=json.loads(l)
+    if a<=r["step"]<=b: print(r["step"], repr(r["loss"]), repr(r["grad_norm"]))' "$@"; }

@@ -1,0 +1,41 @@
+#!/bin/bash
+# Padding-only batches, divergence, metrics, generate, version and help.
+source tests/lib.sh
+plan 8
+make_deck
+# Every sample has length 1: no targets anywhere. Loss 0, no NaN.
+$PY - "$T/pad.h5" <<'EOP'
+import h5py, numpy as np, sys
+with h5py.File(sys.argv[1], "w") as f:
+    f.attrs["format"] = "lamina-tokens"; f.attrs["version"] = 1; f.attrs["vocab_size"] = 258
+    f["tokens"] = np.arange(10, dtype=np.uint32)
+    f["samples/offsets"] = np.arange(11, dtype=np.int64)
+EOP
+lam 1 train "$T/tiny.in" data.train="$T/pad.h5" train.steps=2 checkpoint.dir="$T/pad"
+[ "$rc" = 0 ] && ! grep -qi nan "$T/metrics.jsonl" && $PY -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert all(x["loss"]==0 and x["tokens"]==0 for x in r)' "$T/metrics.jsonl" \
+  && ok "all-padding batches: loss 0, no NaN" || notok "all-padding batches" "rc=$rc" "$(tail -3 "$T/out")"
+make_data 32
+rm -f "$T/metrics.jsonl"
+lam 1 train "$T/tiny.in" train.steps=3 checkpoint.dir="$T/m"
+check "metrics JSONL has every SPEC field" $PY - "$T/metrics.jsonl" <<'EOP'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["step"] for r in rows] == [1, 2, 3], rows
+for r in rows:
+    for k in ("step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "tflops", "mfu", "step_ms"):
+        assert k in r and r[k] is not None, k
+    assert 0 < r["mfu"] < 1 and r["tokens_per_s"] > 0
+assert rows[0]["tokens"] < rows[1]["tokens"] < rows[2]["tokens"]
+EOP
+grep -q "MFU" "$T/out" && grep -q "PAPI" "$T/out" && ok "log shows MFU and the PAPI status" || notok "log shows MFU and PAPI" "$(head -20 "$T/out")"
+lam 1 train "$T/tiny.in" train.lr=1e12 train.warmup_steps=0 train.grad_clip=0 train.steps=30 checkpoint.dir="$T/div" checkpoint.restart=none
+expect_fail 1 "diverged" "divergence: exit 1 with a message"
+lam 1 generate "$T/tiny.in" checkpoint.dir="$T/m" --prompt "The " --tokens 20
+[ "$rc" = 0 ] && grep -q "^The " "$T/out" && grep -q "resuming from" "$T/out" && ok "generate continues a prompt from the checkpoint" || notok "generate" "$(cat "$T/out")"
+lam 1 generate "$T/tiny.in" --tokens x
+expect_fail 2 "\-\-tokens" "generate: bad --tokens"
+lam 1 --version
+[ "$rc" = 0 ] && grep -q "cpu: float32" "$T/out" && grep -q hdf5 "$T/out" && ok "--version lists backends" || notok "--version" "$(cat "$T/out")"
+lam 1 frobnicate
+expect_fail 2 "unknown command" "unknown command: exit 2"
+finish

@@ -1,0 +1,5 @@
+#!/bin/bash
+# lamina's CPU backend against the independent float64 PyTorch reference
+# (tests/ref/check_train.py): losses, grad norms, gradients, weights, moments.
+cd "$(dirname "$0")/../.." || exit 1
+exec env OMP_NUM_THREADS=1 /usr/bin/python3 tests/ref/check_train.py
