@@ -33,7 +33,13 @@ static void quiet_begin(quiet *q) {
     H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
-static void quiet_end(const quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
+/* After a failure, printing stays off: HDF5 1.10.8 leaks an internal
+ * reference when it fails to load a damaged object header, and reports the
+ * leak at library shutdown ("infinite loop closing library") on stderr unless
+ * automatic printing is off by then. */
+static void quiet_end(const quiet *q, int failed) {
+    if (!failed) H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
+}
 
 static void close_id(hid_t id) {
     if (id >= 0) H5Idec_ref(id);
@@ -431,7 +437,7 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
     rc = f < 0 ? lm_err(err, errlen, 1, "%s: cannot create the checkpoint file", tmp) : 0;
     if (agree(comm, rc, err, errlen)) {
         if (f >= 0) H5Fclose(f);
-        quiet_end(&q);
+        quiet_end(&q, 1);
         return 1;
     }
 
@@ -459,7 +465,7 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
     close_id(optim);
     close_id(dxpl);
     if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 1, "%s: closing the checkpoint file failed", tmp);
-    quiet_end(&q);
+    quiet_end(&q, rc);
     if (agree(comm, rc, err, errlen)) {
         if (rank == 0) unlink(tmp);
         MPI_Barrier(comm);
@@ -656,7 +662,7 @@ int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, 
     quiet_begin(&q);
     memset(meta, 0, sizeof *meta);
     int rc = rank == 0 ? validate_serial(path, meta, NULL, 0, 0, err, errlen) : 0;
-    quiet_end(&q);
+    quiet_end(&q, rc);
     if (agree(comm, rc, err, errlen)) return 2;
     bcast_meta(comm, meta);
     return 0;
@@ -786,7 +792,7 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
         if (!rc) free((void *)m.deck_text);
     }
     if (agree(comm, rc, err, errlen)) {
-        quiet_end(&q);
+        quiet_end(&q, 1);
         return 2;
     }
 
@@ -797,7 +803,7 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
     rc = f < 0 ? lm_err(err, errlen, 2, "%s: cannot open with MPI-IO", path) : 0;
     if (agree(comm, rc, err, errlen)) {
         if (f >= 0) H5Fclose(f);
-        quiet_end(&q);
+        quiet_end(&q, 1);
         return 2;
     }
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
@@ -806,6 +812,6 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
         for (int i = 0; i < n && !rc; i++) rc = read_tensor(comm, f, path, SET_PATH[s], &sets[s][i], dxpl, err, errlen);
     close_id(dxpl);
     if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 2, "%s: damaged (close failed)", path);
-    quiet_end(&q);
+    quiet_end(&q, rc);
     return agree(comm, rc, err, errlen) ? 2 : 0;
 }

@@ -32,7 +32,13 @@ static void quiet_begin(quiet *q) {
     H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
-static void quiet_end(const quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
+/* After a failure, printing stays off: HDF5 1.10.8 leaks an internal
+ * reference when it fails to load a damaged object header, and reports the
+ * leak at library shutdown ("infinite loop closing library") on stderr unless
+ * automatic printing is off by then. */
+static void quiet_end(const quiet *q, int failed) {
+    if (!failed) H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
+}
 
 static void close_id(hid_t id) {
     if (id >= 0) H5Idec_ref(id);
@@ -172,7 +178,7 @@ int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, co
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), g = -1;
     close_id(fapl);
     if (f < 0) {
-        quiet_end(&q);
+        quiet_end(&q, 1);
         return lm_err(err, errlen, 1, "%s: cannot create the file (missing directory or no write permission)", path);
     }
     const char *what = "/tokens";
@@ -193,7 +199,7 @@ done:
         rc = -1;
         what = "file close";
     }
-    quiet_end(&q);
+    quiet_end(&q, rc);
     if (rc) {
         unlink(path);
         return lm_err(err, errlen, 1, "%s: write failed at %s", path, what);
@@ -336,22 +342,25 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
     close_id(od);
     close_id(ot);
     free(fmt);
-    quiet_end(&q);
+    quiet_end(&q, 0);
     return f;
 fail:
     close_id(od);
     close_id(ot);
     free(fmt);
     open_fail(f);
-    quiet_end(&q);
+    quiet_end(&q, 1);
     return NULL;
 }
 
 void tokfile_close(tokfile *f) {
     if (!f) return;
+    quiet q;
+    quiet_begin(&q);
     close_id(f->tspace);
     close_id(f->tokens);
-    close_id(f->file);
+    if (f->file >= 0) H5Fclose(f->file);
+    quiet_end(&q, 0);
     lm_free(f->offsets);
     lm_free(f->wide);
     free(f->path);
@@ -392,7 +401,7 @@ int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen
         else st = H5Dread(f->tokens, H5T_NATIVE_UINT32, ms, f->tspace, H5P_DEFAULT, buf);
     }
     close_id(ms);
-    quiet_end(&q);
+    quiet_end(&q, st < 0);
     if (st < 0) {
         lm_err(err, errlen, 2, "%s: /tokens: read of sample %lld failed", f->path, (long long)i);
         return -1;

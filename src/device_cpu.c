@@ -61,6 +61,11 @@ static void cpu_copy(lm_device *d, void *dst, const void *src, size_t bytes) {
     if (bytes) memcpy(dst, src, bytes);
 }
 
+static void cpu_zero(lm_device *d, void *p, size_t bytes) {
+    (void)d;
+    memset(p, 0, bytes);
+}
+
 static void cpu_sync(lm_device *d) { (void)d; }
 
 /* ------------------------------------------------------------------- GEMMs */
@@ -600,6 +605,8 @@ lm_device *device_cpu_create(size_t capacity) {
     d->to_device = cpu_copy;
     d->to_host = cpu_copy;
     d->sync = cpu_sync;
+    d->copy = cpu_copy;
+    d->zero = cpu_zero;
     d->gemm_nt = cpu_gemm_nt;
     d->gemm_nn = cpu_gemm_nn;
     d->gemm_tn = cpu_gemm_tn;

@@ -7,7 +7,12 @@ make_data 32
 make_deck
 lam 1 train "$T/tiny.in" train.steps=8 checkpoint.dir="$T/full" log.metrics="$T/full.jsonl"
 [ "$rc" = 0 ] && ok "uninterrupted 8 steps" || notok "uninterrupted 8 steps" "$(tail -5 "$T/out")"
-lam 1 train "$T/tiny.in" train.steps=4 checkpoint.every=2 checkpoint.keep=1 checkpoint.dir="$T/part" log.metrics="$T/part.jsonl"
+# The same run, stopped after its step-4 checkpoint: roll the directory back
+# to what it held then (latest -> step 4, later files gone) and resume.
+lam 1 train "$T/tiny.in" train.steps=8 checkpoint.every=2 checkpoint.keep=4 checkpoint.dir="$T/part" log.metrics="$T/part.jsonl"
+rm -f "$T/part/step_00000006.h5" "$T/part/step_00000008.h5"
+echo step_00000004.h5 > "$T/part/latest"
+$PY -c 'import json,sys; L=[l for l in open(sys.argv[1]) if json.loads(l)["step"]<=4]; open(sys.argv[1],"w").writelines(L)' "$T/part.jsonl"
 lam 1 train "$T/tiny.in" train.steps=8 checkpoint.every=2 checkpoint.keep=2 checkpoint.dir="$T/part" log.metrics="$T/part.jsonl"
 grep -q "resuming from .*step_00000004.h5" "$T/out" && ok "resumed from step 4" || notok "resumed from step 4" "$(head -30 "$T/out" | tail -8)"
 if [ "$(losses 1 8 "$T/full.jsonl")" = "$(losses 1 8 "$T/part.jsonl")" ]; then ok "losses and grad norms of steps 1-8 bit-identical"
