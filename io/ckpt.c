@@ -21,8 +21,14 @@
 #define CKPT_FORMAT "lamina-ckpt"
 #define CKPT_VERSION 1
 /* rows per H5Dwrite/H5Dread call are capped so that one transfer stays far
- * below MPI-IO's 2 GiB count limit: 64 Mi floats = 256 MiB */
-#define PIECE_ELEMS ((int64_t)64 << 20)
+ * below MPI-IO's 2 GiB count limit: 64 Mi floats = 256 MiB. Test hook: the
+ * environment variable LAMINA_CKPT_PIECE_ELEMS lowers the cap, so that small
+ * tensors exercise the multi-piece path (test_ckpt_mpi). */
+static int64_t piece_elems(void) {
+    const char *s = getenv("LAMINA_CKPT_PIECE_ELEMS");
+    long long v = s ? atoll(s) : 0;
+    return v > 0 ? (int64_t)v : ((int64_t)64 << 20);
+}
 
 /* ---- small helpers ---- */
 
@@ -71,7 +77,7 @@ static int agree(MPI_Comm comm, int rc, char *err, size_t errlen) {
 static inline uint64_t mix64(uint64_t i, uint32_t b) {
     uint64_t z = i * 0x9E3779B97F4A7C15ull + b;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z = (z ^ (z >> 26)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
@@ -201,12 +207,12 @@ static int check_slab(const ckpt_tensor *t, const char *set, char *err, size_t e
     return 0;
 }
 
-/* Collective transfer of this rank's slab, in pieces of at most PIECE_ELEMS
+/* Collective transfer of this rank's slab, in pieces of at most piece_elems()
  * so that every rank makes the same number of H5Dwrite/H5Dread calls (ranks
  * with nothing left join with an empty selection). Returns 0 or -1 (local). */
 static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, hid_t dxpl, int write) {
     hid_t fs = H5Dget_space(d);
-    int64_t per = PIECE_ELEMS / t->cols;
+    int64_t per = piece_elems() / t->cols;
     if (per < 1) per = 1;
     long long mine = (t->nrows + per - 1) / per, npieces = 0;
     MPI_Allreduce(&mine, &npieces, 1, MPI_LONG_LONG, MPI_MAX, comm);
@@ -617,6 +623,7 @@ static int check_dataset(hid_t f, const char *path, const char *set, const ckpt_
  * refused on one rank and the verdict broadcast. */
 static int validate_serial(const char *path, ckpt_meta *m, ckpt_tensor *const *sets, int nsets, int n, char *err,
                            size_t errlen) {
+    memset(m, 0, sizeof *m);
     if (access(path, R_OK)) return lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return lm_err(err, errlen, 2, "%s: not an HDF5 file, or truncated/damaged", path);
@@ -624,6 +631,10 @@ static int validate_serial(const char *path, ckpt_meta *m, ckpt_tensor *const *s
     for (int s = 0; s < nsets && !rc; s++)
         for (int i = 0; i < n && !rc; i++) rc = check_dataset(f, path, SET_PATH[s], &sets[s][i], err, errlen);
     if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 2, "%s: damaged (close failed)", path);
+    if (rc) {
+        free((void *)m->deck_text);
+        m->deck_text = NULL;
+    }
     return rc;
 }
 

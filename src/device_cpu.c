@@ -355,6 +355,8 @@ static void cpu_attention_fwd(lm_device *d, float *o, float *lse, const float *q
                               int B, int T, int H, int KV, int hd) {
     (void)d;
     if (B <= 0 || T <= 0) return;
+    if (KV <= 0 || H % KV != 0)
+        lm_abort(LM_ERR_RUNTIME, "device cpu: %d query heads not a multiple of %d kv heads", H, KV);
     const int Tp = RUP(T), hp = RUP(hd), grp = H / KV;
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t per = (size_t)hd * Tp + (size_t)Tp * hp + (size_t)QB * hp * 2 + (size_t)QB * Tp;
@@ -383,6 +385,7 @@ static void cpu_attention_fwd(lm_device *d, float *o, float *lse, const float *q
                     float *restrict sr = s + (size_t)r * Tp;
                     int nk = r < nr ? i0 + r + 1 : 0; /* keys this row sees */
                     float m = -INFINITY, l = 0.0f;
+#pragma omp simd reduction(max : m)
                     for (int j = 0; j < nk; j++) m = sr[j] > m ? sr[j] : m;
 #pragma omp simd reduction(+ : l)
                     for (int j = 0; j < jn; j++) {
@@ -414,6 +417,8 @@ static void cpu_attention_bwd(lm_device *d, float *dq, float *dk, float *dv, con
                               int KV, int hd) {
     (void)d;
     if (B <= 0 || T <= 0) return;
+    if (KV <= 0 || H % KV != 0)
+        lm_abort(LM_ERR_RUNTIME, "device cpu: %d query heads not a multiple of %d kv heads", H, KV);
     const int Tp = RUP(T), hp = RUP(hd), grp = H / KV;
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t per = (size_t)hd * Tp * 2 + (size_t)Tp * hp * 3 + (size_t)QB * hp * 3 + (size_t)QB * Tp * 2;

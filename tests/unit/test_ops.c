@@ -184,7 +184,8 @@ static void test_memory(void **state) {
 
 static void ref_nt(double *y, const double *x, const double *w, int M, int N, int K, double beta, const double *y0) {
     for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) y[i * N + j] = dot_d(x + (size_t)i * K, w + (size_t)j * K, K) + beta * y0[i * N + j];
+        for (int j = 0; j < N; j++)
+            y[(size_t)i * N + j] = dot_d(x + (size_t)i * K, w + (size_t)j * K, K) + beta * y0[(size_t)i * N + j];
 }
 static void ref_nn(double *dx, const double *dy, const double *w, int M, int N, int K, double beta,
                    const double *dx0) {
@@ -214,8 +215,9 @@ static void test_gemm(void **state) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         for (int beta = 0; beta <= 1; beta++) {
-            double *x = drand_vec((size_t)M * K, 1), *w = drand_vec((size_t)N * K, 1), *dy = drand_vec((size_t)M * N, 1);
-            double *y0 = drand_vec((size_t)M * N, 1), *dx0 = drand_vec((size_t)M * K, 1), *dw0 = drand_vec((size_t)N * K, 1);
+            size_t mk = (size_t)M * K, nk = (size_t)N * K, mn = (size_t)M * N;
+            double *x = drand_vec(mk, 1), *w = drand_vec(nk, 1), *dy = drand_vec(mn, 1);
+            double *y0 = drand_vec(mn, 1), *dx0 = drand_vec(mk, 1), *dw0 = drand_vec(nk, 1);
             float *fx = to_dev(x, (size_t)M * K), *fw = to_dev(w, (size_t)N * K), *fdy = to_dev(dy, (size_t)M * N);
             float *fy = to_dev(y0, (size_t)M * N), *fdx = to_dev(dx0, (size_t)M * K), *fdw = to_dev(dw0, (size_t)N * K);
             double *ry = dzeros((size_t)M * N), *rdx = dzeros((size_t)M * K), *rdw = dzeros((size_t)N * K);

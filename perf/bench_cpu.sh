@@ -1,0 +1,86 @@
+#!/bin/bash
+# bench_cpu.sh — `make bench`: lamina's CPU backend against PyTorch (float32,
+# eager, same thread count) on the same LLaMA shape and batch, side by side.
+# Prints tokens/s and peak memory of both and their ratios, and a markdown row
+# for perf/RESULTS.md.
+#
+# Shape (issue 2): dim 384, 6 layers, 6 heads, ffn 1024, vocab 8192, seq 256.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+THREADS=${THREADS:-$(nproc)}
+BATCH=${BATCH:-8}
+STEPS=${STEPS:-8}      # timed steps (after 2 warm-up steps)
+DIM=384 LAYERS=6 HEADS=6 FFN=1024 VOCAB=8192 SEQ=256
+OUT=out/bench
+mkdir -p "$OUT"
+rm -rf "$OUT/ckpt" "$OUT/metrics.jsonl"
+PY=/usr/bin/python3
+
+# Random tokens, every sample full length (no padding): both sides do the same work.
+$PY - "$OUT/tokens.h5" $VOCAB $SEQ <<'EOP'
+import h5py, numpy as np, sys
+path, V, T = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+n = 256
+rng = np.random.default_rng(0)
+with h5py.File(path, "w") as f:
+    f.attrs["format"] = "lamina-tokens"; f.attrs["version"] = 1; f.attrs["vocab_size"] = V
+    f["tokens"] = rng.integers(0, V, n * (T + 1), dtype=np.uint32)
+    f["samples/offsets"] = np.arange(n + 1, dtype=np.int64) * (T + 1)
+EOP
+cat > "$OUT/bench.in" <<EOD
+[model]
+dim = $DIM
+n_layers = $LAYERS
+n_heads = $HEADS
+ffn_dim = $FFN
+vocab_size = $VOCAB
+max_seq_len = $SEQ
+[train]
+steps = $((STEPS + 2))
+seq_len = $SEQ
+micro_batch = $BATCH
+global_batch = $BATCH
+lr = 1e-4
+warmup_steps = 0
+lr_schedule = constant
+weight_decay = 0.1
+[data]
+train = $OUT/tokens.h5
+[checkpoint]
+dir = $OUT/ckpt
+restart = none
+[log]
+metrics = $OUT/metrics.jsonl
+EOD
+
+echo "== lamina (CPU backend, $THREADS threads, batch $BATCH x $SEQ) =="
+OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS mpirun -np 1 --bind-to none build/lamina train "$OUT/bench.in" \
+  > "$OUT/lamina.log" 2>&1 || { tail -20 "$OUT/lamina.log"; exit 1; }
+grep -E "^(parameters|memory|MFU|done)" "$OUT/lamina.log"
+echo "== PyTorch $($PY -c 'import torch; print(torch.__version__)') (float32, eager, $THREADS threads) =="
+$PY perf/torch_bench.py --dim $DIM --layers $LAYERS --heads $HEADS --kv-heads $HEADS --ffn $FFN --vocab $VOCAB \
+  --seq $SEQ --batch $BATCH --steps $STEPS --warmup 2 --threads $THREADS > "$OUT/torch.json"
+cat "$OUT/torch.json"
+
+$PY - "$OUT" "$THREADS" "$BATCH" <<'EOP'
+import json, re, statistics, sys, datetime, platform
+out, threads, batch = sys.argv[1], sys.argv[2], sys.argv[3]
+rows = [json.loads(l) for l in open(f"{out}/metrics.jsonl")][2:]
+tps = statistics.median(r["tokens_per_s"] for r in rows)
+mfu = statistics.median(r["mfu"] for r in rows)
+log = open(f"{out}/lamina.log").read()
+rss = float(re.search(r"peak RSS ([0-9.]+) MiB", log).group(1))
+t = json.loads(open(f"{out}/torch.json").read().strip().splitlines()[-1])
+trss = t["peak_rss_bytes"] / 2**20
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+print()
+print(f"{'':10} {'tokens/s':>10} {'peak RSS MiB':>13}")
+print(f"{'lamina':10} {tps:10.0f} {rss:13.1f}   (MFU {100*mfu:.1f}%)")
+print(f"{'pytorch':10} {t['tokens_per_s']:10.0f} {trss:13.1f}")
+print(f"{'ratio':10} {tps/t['tokens_per_s']:9.2f}x {rss/trss:12.2f}x   (targets: >= 1.50x speed, <= 0.50x memory)")
+print()
+print("RESULTS.md row:")
+print(f"| {datetime.date.today()} | {cpu}, {threads} threads | B={batch} | {tps:.0f} | {t['tokens_per_s']:.0f} | "
+      f"{tps/t['tokens_per_s']:.2f}x | {rss:.0f} | {trss:.0f} | {rss/trss:.2f}x | {100*mfu:.1f}% |")
+EOP

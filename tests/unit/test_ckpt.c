@@ -1,0 +1,623 @@
+/* test_ckpt.c — checkpoint files (io/ckpt.c, SPEC §5) on one rank: round
+ * trip of tensors, moments and metadata, the stored layout and checksum
+ * formula, latest/keep pruning, stale .tmp removal, the pause hook, every
+ * corruption class (exit class 2 naming the file and dataset), and a
+ * truncation/bit-flip fuzz loop that must never crash (run it under ASan via
+ * build/san/tests/test_ckpt). The multi-rank cases are in test_ckpt_mpi.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "ckpt.h"
+#include "common.h"
+#include <fcntl.h>
+#include <hdf5.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char g_dir[64];
+static const char *DECK = "[model]\ndim = 5\nn_layers = 1\n# resolved deck text\n";
+
+enum { NT = 3 };
+static const char *NAMES[NT] = {"model.embed_tokens.weight", "model.norm.weight",
+                                "model.layers.0.mlp.up_proj.weight"};
+static const int NDIM[NT] = {2, 1, 2};
+static const int64_t ROWS[NT] = {7, 5, 3}, COLS[NT] = {5, 1, 4};
+
+/* three sets (weights, exp_avg, exp_avg_sq) of NT tensors with distinct values */
+typedef struct {
+    ckpt_tensor t[3][NT];
+    float *buf[3][NT];
+} tset;
+
+static float value(int set, int k, int64_t i) { return (float)(set * 100 + k * 10) + 0.001f * (float)i - 0.37f; }
+
+static void tset_init(tset *s, int fill) {
+    for (int set = 0; set < 3; set++)
+        for (int k = 0; k < NT; k++) {
+            int64_t n = ROWS[k] * COLS[k];
+            s->buf[set][k] = calloc((size_t)n, sizeof(float));
+            for (int64_t i = 0; i < n && fill; i++) s->buf[set][k][i] = value(set, k, i);
+            ckpt_tensor t = {NAMES[k], NDIM[k], ROWS[k], COLS[k], 0, ROWS[k], s->buf[set][k]};
+            s->t[set][k] = t;
+        }
+}
+static void tset_free(tset *s) {
+    for (int set = 0; set < 3; set++)
+        for (int k = 0; k < NT; k++) free(s->buf[set][k]);
+}
+static void tset_check(const tset *s, int nsets) {
+    for (int set = 0; set < nsets; set++)
+        for (int k = 0; k < NT; k++)
+            for (int64_t i = 0; i < ROWS[k] * COLS[k]; i++)
+                if (s->buf[set][k][i] != value(set, k, i))
+                    fail_msg("set %d tensor %s element %lld: %g != %g", set, NAMES[k], (long long)i,
+                             (double)s->buf[set][k][i], (double)value(set, k, i));
+}
+
+static ckpt_meta meta_for(long step) {
+    ckpt_meta m = {.step = step, .tokens_seen = 1000 * step + 7, .consumed_samples = 4 * step, .seed = 0xF00DBEEFCAFE1234ull,
+                   .dim = 5, .n_layers = 1, .n_heads = 1, .n_kv_heads = 1, .ffn_dim = 4, .vocab_size = 7,
+                   .max_seq_len = 16, .tie_embeddings = 1, .norm_eps = 1e-5, .rope_theta = 10000.0, .deck_text = DECK};
+    return m;
+}
+
+static void save_step(const char *dir, long step, int keep) {
+    tset s;
+    tset_init(&s, 1);
+    ckpt_meta m = meta_for(step);
+    char err[LM_ERRLEN] = {0};
+    int rc = ckpt_save(MPI_COMM_WORLD, dir, &m, s.t[0], s.t[1], s.t[2], NT, keep, err, sizeof err);
+    if (rc) fail_msg("ckpt_save: %s", err);
+    tset_free(&s);
+}
+
+static int file_exists(const char *p) { return access(p, F_OK) == 0; }
+
+static void read_text(const char *p, char *buf, size_t n) {
+    FILE *fp = fopen(p, "r");
+    assert_non_null(fp);
+    size_t got = fread(buf, 1, n - 1, fp);
+    buf[got] = 0;
+    fclose(fp);
+}
+
+static void copy_file(const char *from, const char *to, long len) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    assert_non_null(a);
+    assert_non_null(b);
+    char buf[4096];
+    size_t r;
+    long done = 0;
+    while ((len < 0 || done < len) && (r = fread(buf, 1, sizeof buf, a)) > 0) {
+        if (len >= 0 && done + (long)r > len) r = (size_t)(len - done);
+        fwrite(buf, 1, r, b);
+        done += (long)r;
+    }
+    fclose(a);
+    fclose(b);
+}
+
+static void flip_byte(const char *p, long at) {
+    int fd = open(p, O_RDWR);
+    unsigned char c;
+    assert_int_equal(pread(fd, &c, 1, at), 1);
+    c ^= 0x10;
+    assert_int_equal(pwrite(fd, &c, 1, at), 1);
+    close(fd);
+}
+
+/* The checksum of ckpt.h, written out independently of io/ckpt.c. */
+static uint64_t ref_checksum(const float *x, int64_t n) {
+    uint64_t s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &x[i], 4);
+        uint64_t z = (uint64_t)i * 0x9E3779B97F4A7C15ull + b;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        s += z ^ (z >> 31);
+    }
+    return s;
+}
+
+/* stderr captured into a file: damaged files must not make HDF5 print */
+static int g_saved_fd = -1;
+static char g_errfile[128];
+static void capture_begin(void) {
+    fflush(stderr);
+    snprintf(g_errfile, sizeof g_errfile, "%s/stderr.txt", g_dir);
+    int fd = open(g_errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    g_saved_fd = dup(2);
+    dup2(fd, 2);
+    close(fd);
+}
+static long capture_end(void) {
+    fflush(stderr);
+    dup2(g_saved_fd, 2);
+    close(g_saved_fd);
+    struct stat st;
+    return stat(g_errfile, &st) ? -1 : (long)st.st_size;
+}
+
+/* ---- tests ---- */
+
+static void test_roundtrip(void **state) {
+    (void)state;
+    char dir[128], path[256], err[LM_ERRLEN] = {0};
+    snprintf(dir, sizeof dir, "%s/rt/nested", g_dir); /* created with mkdir -p semantics */
+    assert_int_equal(ckpt_find_latest(dir, path, sizeof path, err, sizeof err), 0);
+    save_step(dir, 12, 3);
+    assert_int_equal(ckpt_find_latest(dir, path, sizeof path, err, sizeof err), 1);
+    char want[256];
+    snprintf(want, sizeof want, "%s/step_00000012.h5", dir);
+    assert_string_equal(path, want);
+
+    ckpt_meta m;
+    assert_int_equal(ckpt_read_meta(MPI_COMM_WORLD, path, &m, err, sizeof err), 0);
+    ckpt_meta w = meta_for(12);
+    assert_int_equal(m.step, 12);
+    assert_int_equal(m.tokens_seen, w.tokens_seen);
+    assert_int_equal(m.consumed_samples, w.consumed_samples);
+    assert_true(m.seed == w.seed);
+    assert_int_equal(m.dim, 5);
+    assert_int_equal(m.n_layers, 1);
+    assert_int_equal(m.n_heads, 1);
+    assert_int_equal(m.n_kv_heads, 1);
+    assert_int_equal(m.ffn_dim, 4);
+    assert_int_equal(m.vocab_size, 7);
+    assert_int_equal(m.max_seq_len, 16);
+    assert_int_equal(m.tie_embeddings, 1);
+    assert_true(m.norm_eps == 1e-5 && m.rope_theta == 10000.0);
+    assert_string_equal(m.deck_text, DECK);
+    free((void *)m.deck_text);
+
+    tset s;
+    tset_init(&s, 0);
+    int rc = ckpt_load(MPI_COMM_WORLD, path, s.t[0], s.t[1], s.t[2], NT, err, sizeof err);
+    if (rc) fail_msg("%s", err);
+    tset_check(&s, 3);
+    /* weights only */
+    memset(s.buf[0][0], 0, sizeof(float) * 35);
+    assert_int_equal(ckpt_load(MPI_COMM_WORLD, path, s.t[0], NULL, NULL, NT, err, sizeof err), 0);
+    tset_check(&s, 1);
+    /* a slab of rows [2,5) of the embedding only */
+    ckpt_tensor part = s.t[0][0];
+    float slab[15] = {0};
+    part.row0 = 2;
+    part.nrows = 3;
+    part.data = slab;
+    assert_int_equal(ckpt_load(MPI_COMM_WORLD, path, &part, NULL, NULL, 1, err, sizeof err), 0);
+    for (int i = 0; i < 15; i++) assert_true(slab[i] == value(0, 0, 10 + i));
+    tset_free(&s);
+
+    /* the stored layout, read with plain serial HDF5 */
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    for (int set = 0; set < 3; set++)
+        for (int k = 0; k < NT; k++) {
+            static const char *G[3] = {"/model", "/optim/exp_avg", "/optim/exp_avg_sq"};
+            char dp[256];
+            snprintf(dp, sizeof dp, "%s/%s", G[set], NAMES[k]);
+            hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+            assert_true(d >= 0);
+            hid_t sp = H5Dget_space(d), ty = H5Dget_type(d);
+            hsize_t dims[2] = {0, 0};
+            assert_int_equal(H5Sget_simple_extent_ndims(sp), NDIM[k]);
+            H5Sget_simple_extent_dims(sp, dims, NULL);
+            assert_int_equal(dims[0], ROWS[k]);
+            if (NDIM[k] == 2) assert_int_equal(dims[1], COLS[k]);
+            assert_true(H5Tequal(ty, H5T_IEEE_F32LE) > 0);
+            int64_t n = ROWS[k] * COLS[k];
+            float *x = malloc(sizeof(float) * (size_t)n);
+            H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+            uint64_t cs = 0;
+            hid_t a = H5Aopen(d, "checksum", H5P_DEFAULT);
+            hid_t at = H5Aget_type(a);
+            assert_true(H5Tequal(at, H5T_STD_U64LE) > 0);
+            H5Aread(a, H5T_NATIVE_UINT64, &cs);
+            assert_true(cs == ref_checksum(x, n));
+            free(x);
+            H5Tclose(at);
+            H5Aclose(a);
+            H5Tclose(ty);
+            H5Sclose(sp);
+            H5Dclose(d);
+        }
+    uint64_t seed = 0;
+    hid_t a = H5Aopen(f, "seed", H5P_DEFAULT), at = H5Aget_type(a);
+    assert_int_equal(H5Tget_sign(at), H5T_SGN_NONE);
+    H5Aread(a, H5T_NATIVE_UINT64, &seed);
+    assert_true(seed == 0xF00DBEEFCAFE1234ull);
+    H5Tclose(at);
+    H5Aclose(a);
+    int64_t v = 0;
+    a = H5Aopen_by_name(f, "/config", "tie_embeddings", H5P_DEFAULT, H5P_DEFAULT);
+    at = H5Aget_type(a);
+    assert_true(H5Tequal(at, H5T_STD_I64LE) > 0);
+    H5Aread(a, H5T_NATIVE_INT64, &v);
+    assert_int_equal(v, 1);
+    H5Tclose(at);
+    H5Aclose(a);
+    H5Fclose(f);
+}
+
+/* A file made by another tool (no checksums, no optional attributes,
+ * variable-length format string) loads. */
+static void test_foreign_file(void **state) {
+    (void)state;
+    char p[128], err[LM_ERRLEN] = {0};
+    snprintf(p, sizeof p, "%s/foreign.h5", g_dir);
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    hid_t sc = H5Screate(H5S_SCALAR);
+    const char *fmt = "lamina-ckpt";
+    hid_t a = H5Acreate2(f, "format", t, sc, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, t, &fmt);
+    H5Aclose(a);
+    int32_t one = 1, zero = 0;
+    a = H5Acreate2(f, "version", H5T_STD_I32LE, sc, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_INT32, &one);
+    H5Aclose(a);
+    a = H5Acreate2(f, "step", H5T_STD_I32LE, sc, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_INT32, &zero);
+    H5Aclose(a);
+    hid_t g = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    tset s;
+    tset_init(&s, 1);
+    for (int k = 0; k < NT; k++) {
+        hsize_t dims[2] = {(hsize_t)ROWS[k], (hsize_t)COLS[k]};
+        hid_t sp = H5Screate_simple(NDIM[k], dims, NULL);
+        hid_t d = H5Dcreate2(g, NAMES[k], H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, s.buf[0][k]);
+        H5Dclose(d);
+        H5Sclose(sp);
+    }
+    H5Gclose(g);
+    H5Sclose(sc);
+    H5Tclose(t);
+    H5Fclose(f);
+    tset_free(&s);
+
+    ckpt_meta m;
+    if (ckpt_read_meta(MPI_COMM_WORLD, p, &m, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(m.step, 0);
+    assert_null(m.deck_text);
+    tset_init(&s, 0);
+    if (ckpt_load(MPI_COMM_WORLD, p, s.t[0], NULL, NULL, NT, err, sizeof err)) fail_msg("%s", err);
+    tset_check(&s, 1);
+    /* asking for moments the file does not have */
+    assert_int_equal(ckpt_load(MPI_COMM_WORLD, p, s.t[0], s.t[1], s.t[2], NT, err, sizeof err), 2);
+    assert_non_null(strstr(err, "/optim/exp_avg/model.embed_tokens.weight: missing"));
+    tset_free(&s);
+}
+
+static void test_keep_and_latest(void **state) {
+    (void)state;
+    char dir[128], p[256], err[LM_ERRLEN] = {0}, text[256];
+    snprintf(dir, sizeof dir, "%s/keep", g_dir);
+    for (long s = 1; s <= 4; s++) save_step(dir, s, 2);
+    for (long s = 1; s <= 4; s++) {
+        snprintf(p, sizeof p, "%s/step_%08ld.h5", dir, s);
+        assert_int_equal(file_exists(p), s >= 3);
+    }
+    snprintf(p, sizeof p, "%s/latest", dir);
+    read_text(p, text, sizeof text);
+    assert_string_equal(text, "step_00000004.h5\n");
+    assert_false(file_exists(strcat(strcpy(text, dir), "/latest.tmp")));
+
+    /* a restart from an older step: the file latest names survives even
+     * though newer-numbered files fill `keep` */
+    save_step(dir, 2, 1);
+    snprintf(p, sizeof p, "%s/step_00000002.h5", dir);
+    assert_true(file_exists(p));
+    snprintf(p, sizeof p, "%s/step_00000004.h5", dir);
+    assert_true(file_exists(p));
+    snprintf(p, sizeof p, "%s/step_00000003.h5", dir);
+    assert_false(file_exists(p));
+    assert_int_equal(ckpt_find_latest(dir, p, sizeof p, err, sizeof err), 1);
+    assert_non_null(strstr(p, "step_00000002.h5"));
+
+    /* latest naming a missing file; an empty latest */
+    snprintf(p, sizeof p, "%s/step_00000002.h5", dir);
+    unlink(p);
+    assert_int_equal(ckpt_find_latest(dir, p, sizeof p, err, sizeof err), -1);
+    assert_non_null(strstr(err, "step_00000002.h5"));
+    snprintf(p, sizeof p, "%s/latest", dir);
+    FILE *fp = fopen(p, "w");
+    fclose(fp);
+    assert_int_equal(ckpt_find_latest(dir, p, sizeof p, err, sizeof err), -1);
+    assert_non_null(strstr(err, "latest"));
+}
+
+static void test_stale_tmp(void **state) {
+    (void)state;
+    char dir[128], p[256], q[256], r[256];
+    snprintf(dir, sizeof dir, "%s/stale", g_dir);
+    save_step(dir, 1, 5);
+    /* a crash mid-write of step 2 left its .tmp; an unrelated file stays */
+    snprintf(p, sizeof p, "%s/step_00000002.h5.tmp", dir);
+    snprintf(q, sizeof q, "%s/notes.txt", dir);
+    FILE *fp = fopen(p, "w");
+    fputs("partial", fp);
+    fclose(fp);
+    fp = fopen(q, "w");
+    fclose(fp);
+    save_step(dir, 3, 5);
+    assert_false(file_exists(p));
+    assert_true(file_exists(q));
+    snprintf(r, sizeof r, "%s/step_00000001.h5", dir);
+    assert_true(file_exists(r));
+    snprintf(r, sizeof r, "%s/step_00000003.h5.tmp", dir);
+    assert_false(file_exists(r));
+}
+
+static void test_unwritable_dir(void **state) {
+    (void)state;
+    char f[128], dir[192], err[LM_ERRLEN] = {0};
+    snprintf(f, sizeof f, "%s/plainfile", g_dir);
+    FILE *fp = fopen(f, "w");
+    fclose(fp);
+    snprintf(dir, sizeof dir, "%s/sub", f); /* a directory under a regular file */
+    tset s;
+    tset_init(&s, 1);
+    ckpt_meta m = meta_for(1);
+    assert_int_equal(ckpt_save(MPI_COMM_WORLD, dir, &m, s.t[0], NULL, NULL, NT, 2, err, sizeof err), 1);
+    assert_non_null(strstr(err, dir));
+    /* a slab outside the tensor is refused before anything is written */
+    char ok[128];
+    snprintf(ok, sizeof ok, "%s/badslab", g_dir);
+    s.t[0][1].row0 = 3;
+    assert_int_equal(ckpt_save(MPI_COMM_WORLD, ok, &m, s.t[0], NULL, NULL, NT, 2, err, sizeof err), 1);
+    assert_non_null(strstr(err, "model.norm.weight"));
+    tset_free(&s);
+}
+
+static void test_pause_hook(void **state) {
+    (void)state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/pause", g_dir);
+    setenv("LAMINA_CKPT_PAUSE_MS", "25", 1);
+    double t0 = lm_now();
+    save_step(dir, 1, 1);
+    double dt = lm_now() - t0;
+    unsetenv("LAMINA_CKPT_PAUSE_MS");
+    assert_true(dt >= 9 * 0.025); /* 9 datasets */
+}
+
+/* The corruption cases: each must return 2 naming the file and dataset. */
+static char g_good[256];
+
+static void prepare_good(void) {
+    char dir[128], err[LM_ERRLEN];
+    snprintf(dir, sizeof dir, "%s/good", g_dir);
+    if (!file_exists(dir)) save_step(dir, 7, 2);
+    assert_int_equal(ckpt_find_latest(dir, g_good, sizeof g_good, err, sizeof err), 1);
+}
+
+static void expect_load_fail(const char *p, int meta_too, const char *what) {
+    char err[LM_ERRLEN] = {0};
+    tset s;
+    tset_init(&s, 0);
+    capture_begin();
+    int rc = ckpt_load(MPI_COMM_WORLD, p, s.t[0], s.t[1], s.t[2], NT, err, sizeof err);
+    long printed = capture_end();
+    tset_free(&s);
+    assert_int_equal(printed, 0);
+    if (rc != 2 || !strstr(err, p) || !strstr(err, what)) fail_msg("load rc %d: \"%s\" should name %s", rc, err, what);
+    if (meta_too) {
+        ckpt_meta m;
+        err[0] = 0;
+        capture_begin();
+        rc = ckpt_read_meta(MPI_COMM_WORLD, p, &m, err, sizeof err);
+        printed = capture_end();
+        assert_int_equal(printed, 0);
+        if (rc != 2 || !strstr(err, p) || !strstr(err, what))
+            fail_msg("read_meta rc %d: \"%s\" should name %s", rc, err, what);
+    }
+}
+
+/* rewrite one root attribute of a copy */
+static void set_root_attr(const char *p, const char *name, const char *sval, int64_t ival) {
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    H5Adelete(f, name);
+    hid_t sc = H5Screate(H5S_SCALAR);
+    if (sval) {
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, strlen(sval) + 1);
+        hid_t a = H5Acreate2(f, name, t, sc, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, t, sval);
+        H5Aclose(a);
+        H5Tclose(t);
+    } else {
+        hid_t a = H5Acreate2(f, name, H5T_STD_I64LE, sc, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_INT64, &ival);
+        H5Aclose(a);
+    }
+    H5Sclose(sc);
+    H5Fclose(f);
+}
+
+static long data_offset(const char *p, const char *dp) {
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+    haddr_t off = H5Dget_offset(d);
+    H5Dclose(d);
+    H5Fclose(f);
+    assert_true(off != HADDR_UNDEF);
+    return (long)off;
+}
+
+static void test_corruption(void **state) {
+    (void)state;
+    prepare_good();
+    char p[256], err[LM_ERRLEN];
+    struct stat st;
+    assert_int_equal(stat(g_good, &st), 0);
+
+    snprintf(p, sizeof p, "%s/trunc.h5", g_dir);
+    copy_file(g_good, p, st.st_size / 2);
+    expect_load_fail(p, 1, "truncated");
+
+    snprintf(p, sizeof p, "%s/flip.h5", g_dir);
+    copy_file(g_good, p, -1);
+    flip_byte(p, data_offset(p, "/model/model.embed_tokens.weight") + 13);
+    expect_load_fail(p, 0, "/model/model.embed_tokens.weight: checksum mismatch (file corrupted)");
+    copy_file(g_good, p, -1);
+    flip_byte(p, data_offset(p, "/optim/exp_avg_sq/model.norm.weight") + 2);
+    expect_load_fail(p, 0, "/optim/exp_avg_sq/model.norm.weight: checksum mismatch");
+    /* without its checksum attribute the same damage is accepted (other tools) */
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Adelete_by_name(f, "/optim/exp_avg_sq/model.norm.weight", "checksum", H5P_DEFAULT);
+    H5Fclose(f);
+    tset s;
+    tset_init(&s, 0);
+    assert_int_equal(ckpt_load(MPI_COMM_WORLD, p, s.t[0], s.t[1], s.t[2], NT, err, sizeof err), 0);
+    tset_free(&s);
+
+    snprintf(p, sizeof p, "%s/fmt.h5", g_dir);
+    copy_file(g_good, p, -1);
+    set_root_attr(p, "format", "lamina-tokens", 0);
+    expect_load_fail(p, 1, "format");
+
+    snprintf(p, sizeof p, "%s/ver.h5", g_dir);
+    copy_file(g_good, p, -1);
+    set_root_attr(p, "version", NULL, 2);
+    expect_load_fail(p, 1, "version = 2");
+
+    snprintf(p, sizeof p, "%s/nostep.h5", g_dir);
+    copy_file(g_good, p, -1);
+    f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Adelete(f, "step");
+    H5Fclose(f);
+    expect_load_fail(p, 1, "step: missing");
+
+    snprintf(p, sizeof p, "%s/missing.h5", g_dir);
+    copy_file(g_good, p, -1);
+    f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Ldelete(f, "/model/model.norm.weight", H5P_DEFAULT);
+    H5Fclose(f);
+    expect_load_fail(p, 0, "/model/model.norm.weight: missing");
+
+    /* wrong shape: the model asks for 8 rows of the embedding */
+    tset_init(&s, 0);
+    float big[40];
+    s.t[0][0].rows = 8;
+    s.t[0][0].nrows = 8;
+    s.t[0][0].data = big;
+    assert_int_equal(ckpt_load(MPI_COMM_WORLD, g_good, s.t[0], NULL, NULL, NT, err, sizeof err), 2);
+    assert_non_null(strstr(err, g_good));
+    assert_non_null(strstr(err, "/model/model.embed_tokens.weight: shape [7,5] does not match the model [8,5]"));
+    /* a 1-D tensor asked for as 2-D */
+    s.t[0][0] = (ckpt_tensor){NAMES[0], 2, 7, 5, 0, 7, s.buf[0][0]};
+    s.t[0][1].ndim = 2;
+    assert_int_equal(ckpt_load(MPI_COMM_WORLD, g_good, s.t[0], NULL, NULL, NT, err, sizeof err), 2);
+    assert_non_null(strstr(err, "/model/model.norm.weight: shape [5] does not match the model [5,1]"));
+    tset_free(&s);
+
+    /* not HDF5 at all, and no file */
+    snprintf(p, sizeof p, "%s/garbage.h5", g_dir);
+    FILE *fp = fopen(p, "wb");
+    for (int i = 0; i < 3000; i++) fputc(i * 37 & 0xff, fp);
+    fclose(fp);
+    expect_load_fail(p, 1, "not an HDF5 file");
+    snprintf(p, sizeof p, "%s/nothere.h5", g_dir);
+    expect_load_fail(p, 1, "cannot read");
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void test_fuzz(void **state) {
+    (void)state;
+    prepare_good();
+    char p[256], err[LM_ERRLEN];
+    snprintf(p, sizeof p, "%s/fuzz.h5", g_dir);
+    FILE *fp = fopen(g_good, "rb");
+    fseek(fp, 0, SEEK_END);
+    long size = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    unsigned char *orig = malloc((size_t)size), *cur = malloc((size_t)size);
+    assert_int_equal(fread(orig, 1, (size_t)size, fp), (size_t)size);
+    fclose(fp);
+    uint64_t seed = 0xC0FFEE12345ull;
+    int refused = 0, loaded = 0;
+    tset s;
+    tset_init(&s, 0);
+    capture_begin();
+    for (int c = 0; c < 100; c++) {
+        long len = size;
+        memcpy(cur, orig, (size_t)size);
+        if (c < 30) {
+            len = (long)(rng_next(&seed) % (uint64_t)size);
+        } else {
+            int flips = 1 + (int)(rng_next(&seed) % 3);
+            for (int k = 0; k < flips; k++)
+                cur[rng_next(&seed) % (uint64_t)size] ^= (unsigned char)(1u << (rng_next(&seed) % 8));
+        }
+        fp = fopen(p, "wb");
+        fwrite(cur, 1, (size_t)len, fp);
+        fclose(fp);
+        ckpt_meta m;
+        err[0] = 0;
+        int rc1 = ckpt_read_meta(MPI_COMM_WORLD, p, &m, err, sizeof err);
+        if (rc1 == 0) free((void *)m.deck_text);
+        else if (rc1 != 2 || !strstr(err, p)) {
+            capture_end();
+            fail_msg("case %d: read_meta rc %d \"%s\"", c, rc1, err);
+        }
+        err[0] = 0;
+        int rc2 = ckpt_load(MPI_COMM_WORLD, p, s.t[0], s.t[1], s.t[2], NT, err, sizeof err);
+        if (rc2 != 0 && (rc2 != 2 || !strstr(err, p))) {
+            capture_end();
+            fail_msg("case %d: load rc %d \"%s\"", c, rc2, err);
+        }
+        if (rc2) refused++;
+        else loaded++;
+    }
+    long printed = capture_end();
+    tset_free(&s);
+    free(orig);
+    free(cur);
+    print_message("fuzz: %d refused, %d loaded\n", refused, loaded);
+    assert_int_equal(printed, 0);
+    assert_true(refused >= 30);
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/lamina_ckpt_XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_foreign_file),
+        cmocka_unit_test(test_keep_and_latest), cmocka_unit_test(test_stale_tmp),
+        cmocka_unit_test(test_unwritable_dir), cmocka_unit_test(test_pause_hook),
+        cmocka_unit_test(test_corruption),     cmocka_unit_test(test_fuzz),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    MPI_Finalize();
+    return rc;
+}
