@@ -47,6 +47,14 @@ static void quiet_end(const quiet *q, int failed) {
     if (!failed) H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
 }
 
+/* File access list: file locks where the file system has them, no failure
+ * where it does not (parallel file systems often run without flock). */
+static hid_t new_fapl(void) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_file_locking(fapl, 1, 1);
+    return fapl;
+}
+
 static void close_id(hid_t id) {
     if (id >= 0) H5Idec_ref(id);
 }
@@ -77,7 +85,7 @@ static int agree(MPI_Comm comm, int rc, char *err, size_t errlen) {
 static inline uint64_t mix64(uint64_t i, uint32_t b) {
     uint64_t z = i * 0x9E3779B97F4A7C15ull + b;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 26)) * 0x94D049BB133111EBull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
@@ -207,28 +215,103 @@ static int check_slab(const ckpt_tensor *t, const char *set, char *err, size_t e
     return 0;
 }
 
-/* Collective transfer of this rank's slab, in pieces of at most piece_elems()
- * so that every rank makes the same number of H5Dwrite/H5Dread calls (ranks
- * with nothing left join with an empty selection). Returns 0 or -1 (local). */
-static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, hid_t dxpl, int write) {
+/* The rows of [a,b) that this rank checksums: those no lower rank holds, so
+ * the union of all slabs is counted exactly once (replicated reads: the
+ * lowest holder counts them). cover is set when the union is all rows.
+ * Writes at most nranks+1 pieces to out (pairs begin,end); returns the count. */
+static int own_pieces(const long long *slab, int nranks, int rank, int64_t rows, int64_t *out, int *cover) {
+    /* slab[2r], slab[2r+1] = row0, nrows of rank r */
+    int64_t *iv = malloc(sizeof(int64_t) * 2 * (size_t)(nranks + 1));
+    int m = 0;
+    for (int r = 0; r < nranks; r++)
+        if (slab[2 * r + 1] > 0) {
+            iv[2 * m] = slab[2 * r];
+            iv[2 * m + 1] = slab[2 * r] + slab[2 * r + 1];
+            m++;
+        }
+    /* coverage: sort all intervals by start, sweep */
+    for (int i = 1; i < m; i++)
+        for (int j = i; j > 0 && iv[2 * j] < iv[2 * (j - 1)]; j--) {
+            int64_t t0 = iv[2 * j], t1 = iv[2 * j + 1];
+            iv[2 * j] = iv[2 * j - 2];
+            iv[2 * j + 1] = iv[2 * j - 1];
+            iv[2 * j - 2] = t0;
+            iv[2 * j - 1] = t1;
+        }
+    int64_t reach = 0;
+    for (int i = 0; i < m && iv[2 * i] <= reach; i++)
+        if (iv[2 * i + 1] > reach) reach = iv[2 * i + 1];
+    *cover = reach >= rows;
+    /* my rows minus the union of lower ranks' slabs */
+    int64_t a = slab[2 * rank], b = a + slab[2 * rank + 1];
+    int k = 0;
+    if (b > a) {
+        m = 0;
+        for (int r = 0; r < rank; r++)
+            if (slab[2 * r + 1] > 0) {
+                int64_t s = slab[2 * r], e = s + slab[2 * r + 1];
+                if (s < a) s = a;
+                if (e > b) e = b;
+                if (s >= e) continue;
+                int j = m++;
+                while (j > 0 && iv[2 * (j - 1)] > s) {
+                    iv[2 * j] = iv[2 * j - 2];
+                    iv[2 * j + 1] = iv[2 * j - 1];
+                    j--;
+                }
+                iv[2 * j] = s;
+                iv[2 * j + 1] = e;
+            }
+        int64_t pos = a;
+        for (int i = 0; i < m; i++) {
+            if (iv[2 * i] > pos) {
+                out[2 * k] = pos;
+                out[2 * k + 1] = iv[2 * i];
+                k++;
+            }
+            if (iv[2 * i + 1] > pos) pos = iv[2 * i + 1];
+        }
+        if (pos < b) {
+            out[2 * k] = pos;
+            out[2 * k + 1] = b;
+            k++;
+        }
+    }
+    free(iv);
+    return k;
+}
+
+/* Collective transfer of row ranges [ranges[2j], ranges[2j+1]) of this
+ * rank's slab, each cut into blocks of at most piece_elems() floats; every
+ * rank makes the same number of H5Dwrite/H5Dread calls (ranks with no block
+ * left join with an empty selection). Returns 0 or -1 (local failure). */
+static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, hid_t dxpl, int write, const int64_t *ranges,
+                    int nranges) {
     hid_t fs = H5Dget_space(d);
     int64_t per = piece_elems() / t->cols;
     if (per < 1) per = 1;
-    long long mine = (t->nrows + per - 1) / per, npieces = 0;
+    long long mine = 0, npieces = 0;
+    for (int j = 0; j < nranges; j++) mine += (ranges[2 * j + 1] - ranges[2 * j] + per - 1) / per;
     MPI_Allreduce(&mine, &npieces, 1, MPI_LONG_LONG, MPI_MAX, comm);
-    int rc = fs < 0 ? -1 : 0;
+    int rc = fs < 0 ? -1 : 0, j = 0;
+    int64_t next = nranges > 0 ? ranges[0] : 0; /* first row of the next block */
     float dummy = 0;
     for (long long p = 0; p < npieces; p++) {
-        int64_t r0 = p * per, rn = t->nrows - r0;
-        if (rn > per) rn = per;
-        if (rn < 0) rn = 0;
+        while (j < nranges && next >= ranges[2 * j + 1])
+            if (++j < nranges) next = ranges[2 * j];
+        int64_t r0 = next, rn = 0;
+        if (j < nranges) {
+            rn = ranges[2 * j + 1] - r0;
+            if (rn > per) rn = per;
+            next += rn;
+        }
         hsize_t one = 1, mcount = (hsize_t)(rn * t->cols);
         hid_t ms = H5Screate_simple(1, rn > 0 ? &mcount : &one, NULL);
         float *buf = &dummy;
         if (rn > 0) {
-            hsize_t start[2] = {(hsize_t)(t->row0 + r0), 0}, count[2] = {(hsize_t)rn, (hsize_t)t->cols};
+            hsize_t start[2] = {(hsize_t)r0, 0}, count[2] = {(hsize_t)rn, (hsize_t)t->cols};
             if (fs >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) rc = -1;
-            buf = t->data + r0 * t->cols;
+            buf = t->data + (r0 - t->row0) * t->cols;
         } else {
             if (fs >= 0) H5Sselect_none(fs);
             H5Sselect_none(ms);
@@ -389,9 +472,38 @@ static int write_meta(hid_t f, const ckpt_meta *m) {
     return rc;
 }
 
-/* Create one dataset, write every rank's slab collectively, then its checksum. */
+/* Every rank's slab of a tensor (allgather), and the rows this rank owns in
+ * the union: its slab minus the rows of lower ranks (own_pieces). */
+typedef struct {
+    int64_t *pieces; /* pairs begin,end of global rows */
+    int npieces, cover;
+} slab_plan;
+
+static void plan_slabs(MPI_Comm comm, const ckpt_tensor *t, slab_plan *pl) {
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    long long mine[2] = {t->row0, t->nrows};
+    long long *slab = malloc(sizeof(long long) * 2 * (size_t)size);
+    pl->pieces = malloc(sizeof(int64_t) * 2 * (size_t)(size + 1));
+    MPI_Allgather(mine, 2, MPI_LONG_LONG, slab, 2, MPI_LONG_LONG, comm);
+    pl->npieces = own_pieces(slab, size, rank, t->rows, pl->pieces, &pl->cover);
+    free(slab);
+}
+
+/* Create one dataset, write it collectively, then its checksum. Each row is
+ * written (and summed) once, by the lowest rank whose slab holds it, so
+ * replicated or overlapping slabs (e.g. every dp rank passing the whole
+ * tensor) cost one write; slabs that leave rows uncovered are an error. */
 static int write_tensor(MPI_Comm comm, hid_t g, const char *set, const ckpt_tensor *t, hid_t dxpl,
                         const char *tmp, char *err, size_t errlen) {
+    slab_plan pl;
+    plan_slabs(comm, t, &pl);
+    if (!pl.cover) {
+        free(pl.pieces);
+        return lm_err(err, errlen, 1, "%s/%s: the ranks' slabs do not cover all %lld rows", set, t->name,
+                      (long long)t->rows);
+    }
     hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
     hid_t fs = H5Screate_simple(t->ndim, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -404,8 +516,10 @@ static int write_tensor(MPI_Comm comm, hid_t g, const char *set, const ckpt_tens
     int bad = d < 0, anybad = 0;
     MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, comm);
     if (anybad) loc[1] = 1;
-    else if (transfer(comm, d, t, dxpl, 1)) loc[1] = 1;
-    loc[0] = rows_sum(t->data, t->row0, t->cols, t->row0, t->row0 + t->nrows);
+    else if (transfer(comm, d, t, dxpl, 1, pl.pieces, pl.npieces)) loc[1] = 1;
+    for (int i = 0; i < pl.npieces; i++)
+        loc[0] += rows_sum(t->data, t->row0, t->cols, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
+    free(pl.pieces);
     MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);
     int rc = 0;
     if (tot[1]) rc = lm_err(err, errlen, 1, "%s: %s/%s: write failed", tmp, set, t->name);
@@ -434,7 +548,7 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
 
     quiet q;
     quiet_begin(&q);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t fapl = new_fapl();
     H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
     /* v1.8 object format: checksummed metadata, large attributes (deck) allowed */
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
@@ -625,7 +739,9 @@ static int validate_serial(const char *path, ckpt_meta *m, ckpt_tensor *const *s
                            size_t errlen) {
     memset(m, 0, sizeof *m);
     if (access(path, R_OK)) return lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t fapl = new_fapl();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    close_id(fapl);
     if (f < 0) return lm_err(err, errlen, 2, "%s: not an HDF5 file, or truncated/damaged", path);
     int rc = read_meta_h5(f, path, m, err, errlen);
     for (int s = 0; s < nsets && !rc; s++)
@@ -679,104 +795,32 @@ int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, 
     return 0;
 }
 
-/* The rows of [a,b) that this rank checksums: those no lower rank holds, so
- * the union of all slabs is counted exactly once (replicated reads: the
- * lowest holder counts them). cover is set when the union is all rows.
- * Writes at most nranks+1 pieces to out (pairs begin,end); returns the count. */
-static int own_pieces(const long long *slab, int nranks, int rank, int64_t rows, int64_t *out, int *cover) {
-    /* slab[2r], slab[2r+1] = row0, nrows of rank r */
-    int64_t *iv = malloc(sizeof(int64_t) * 2 * (size_t)(nranks + 1));
-    int m = 0;
-    for (int r = 0; r < nranks; r++)
-        if (slab[2 * r + 1] > 0) {
-            iv[2 * m] = slab[2 * r];
-            iv[2 * m + 1] = slab[2 * r] + slab[2 * r + 1];
-            m++;
-        }
-    /* coverage: sort all intervals by start, sweep */
-    for (int i = 1; i < m; i++)
-        for (int j = i; j > 0 && iv[2 * j] < iv[2 * (j - 1)]; j--) {
-            int64_t t0 = iv[2 * j], t1 = iv[2 * j + 1];
-            iv[2 * j] = iv[2 * j - 2];
-            iv[2 * j + 1] = iv[2 * j - 1];
-            iv[2 * j - 2] = t0;
-            iv[2 * j - 1] = t1;
-        }
-    int64_t reach = 0;
-    for (int i = 0; i < m && iv[2 * i] <= reach; i++)
-        if (iv[2 * i + 1] > reach) reach = iv[2 * i + 1];
-    *cover = reach >= rows;
-    /* my rows minus the union of lower ranks' slabs */
-    int64_t a = slab[2 * rank], b = a + slab[2 * rank + 1];
-    int k = 0;
-    if (b > a) {
-        m = 0;
-        for (int r = 0; r < rank; r++)
-            if (slab[2 * r + 1] > 0) {
-                int64_t s = slab[2 * r], e = s + slab[2 * r + 1];
-                if (s < a) s = a;
-                if (e > b) e = b;
-                if (s >= e) continue;
-                int j = m++;
-                while (j > 0 && iv[2 * (j - 1)] > s) {
-                    iv[2 * j] = iv[2 * j - 2];
-                    iv[2 * j + 1] = iv[2 * j - 1];
-                    j--;
-                }
-                iv[2 * j] = s;
-                iv[2 * j + 1] = e;
-            }
-        int64_t pos = a;
-        for (int i = 0; i < m; i++) {
-            if (iv[2 * i] > pos) {
-                out[2 * k] = pos;
-                out[2 * k + 1] = iv[2 * i];
-                k++;
-            }
-            if (iv[2 * i + 1] > pos) pos = iv[2 * i + 1];
-        }
-        if (pos < b) {
-            out[2 * k] = pos;
-            out[2 * k + 1] = b;
-            k++;
-        }
-    }
-    free(iv);
-    return k;
-}
-
 /* Read one tensor's slabs collectively and check the checksum (see ckpt.h). */
 static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set, ckpt_tensor *t, hid_t dxpl,
                        char *err, size_t errlen) {
-    int rank, size;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
     char dp[1024];
     snprintf(dp, sizeof dp, "%s/%s", set, t->name);
-    long long mine[2] = {t->row0, t->nrows};
-    long long *slab = malloc(sizeof(long long) * 2 * (size_t)size);
-    int64_t *pieces = malloc(sizeof(int64_t) * 2 * (size_t)(size + 1));
-    MPI_Allgather(mine, 2, MPI_LONG_LONG, slab, 2, MPI_LONG_LONG, comm);
-    int cover = 0, np = own_pieces(slab, size, rank, t->rows, pieces, &cover);
-
+    slab_plan pl;
+    plan_slabs(comm, t, &pl);
+    int64_t whole[2] = {t->row0, t->row0 + t->nrows}; /* each rank reads its whole slab */
     hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
     uint64_t loc[2] = {0, 0}, tot[2] = {0, 0}, want = 0;
     int has_sum = 0, bad = d < 0, anybad = 0;
     MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, comm);
-    if (anybad || transfer(comm, d, t, dxpl, 0)) loc[1] = 1;
+    if (anybad || transfer(comm, d, t, dxpl, 0, whole, t->nrows > 0)) loc[1] = 1;
     if (d >= 0) {
         int r = attr_num(d, "checksum", H5T_INTEGER, H5T_NATIVE_UINT64, &want);
         if (r == 0) has_sum = 1;
         else if (r != -1) loc[1] = 2;
     }
     if (!loc[1])
-        for (int i = 0; i < np; i++) loc[0] += rows_sum(t->data, t->row0, t->cols, pieces[2 * i], pieces[2 * i + 1]);
+        for (int i = 0; i < pl.npieces; i++)
+            loc[0] += rows_sum(t->data, t->row0, t->cols, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
     close_id(d);
+    free(pl.pieces);
     MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);
-    free(slab);
-    free(pieces);
     if (tot[1]) return lm_err(err, errlen, 2, "%s: %s: read failed (damaged file or bad checksum attribute)", path, dp);
-    if (has_sum && cover && tot[0] != want)
+    if (has_sum && pl.cover && tot[0] != want)
         return lm_err(err, errlen, 2, "%s: %s: checksum mismatch (file corrupted)", path, dp);
     return 0;
 }
@@ -807,7 +851,7 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
         return 2;
     }
 
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t fapl = new_fapl();
     H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     close_id(fapl);

@@ -9,11 +9,25 @@
  * the file.
  *
  * Integrity: each dataset carries an attribute `checksum` (uint64), the sum
- * mod 2^64 over elements of mix64(index, bits of the value). The sum is over
- * elements, so ranks add partial sums of their own slabs (MPI_SUM on uint64)
- * and the check works for any sharding. A mismatch, a missing dataset, a
- * shape that disagrees, a wrong format/version or an unreadable file is an
- * input error (2) naming the file and dataset.
+ * mod 2^64 over elements of mix64(index, bits of the value):
+ *     checksum = sum over i of mix64(i, b_i)   (all arithmetic uint64, wrapping)
+ *     i   = the element's index in the full row-major tensor (row*cols + col)
+ *     b_i = the uint32 bit pattern of the float32 value
+ *     mix64(i, b): z = i * 0x9E3779B97F4A7C15 + b;
+ *                  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
+ *                  z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
+ *                  return z ^ (z >> 31);
+ * The sum is over elements, so ranks add partial sums of their own slabs
+ * (MPI_SUM on uint64) and the check works for any sharding. Slabs may
+ * overlap (e.g. every data-parallel rank passes the whole tensor): each row
+ * is written and summed once, by the lowest rank whose slab holds it. On
+ * save the slabs must cover every row (else error 1). On load the sum is
+ * compared when the union of the slabs covers every row; a load whose slabs
+ * leave rows unread cannot verify that tensor and skips its check. A dataset
+ * without the attribute (a file from another tool) is accepted unchecked.
+ * A mismatch, a missing dataset, a shape that disagrees, a wrong
+ * format/version or an unreadable file is an input error (2) naming the file
+ * and dataset.
  *
  * Files: DIR/step_NNNNNNNN.h5, written first as DIR/step_NNNNNNNN.h5.tmp,
  * fsynced, renamed; then DIR/latest (text: the file name, newline) written as

@@ -40,6 +40,14 @@ static void quiet_end(const quiet *q, int failed) {
     if (!failed) H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
 }
 
+/* File access list: file locks where the file system has them, no failure
+ * where it does not (parallel file systems often run without flock). */
+static hid_t new_fapl(void) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_file_locking(fapl, 1, 1);
+    return fapl;
+}
+
 static void close_id(hid_t id) {
     if (id >= 0) H5Idec_ref(id);
 }
@@ -171,7 +179,7 @@ int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, co
     quiet q;
     quiet_begin(&q);
     int rc = -1;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t fapl = new_fapl();
     /* v1.8 object format: object headers and superblock carry checksums, so a
      * damaged header is refused instead of misread */
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
@@ -263,7 +271,9 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
     int64_t v = 0;
     int rc;
 
-    f->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t fapl = new_fapl();
+    f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    close_id(fapl);
     if (f->file < 0) {
         lm_err(err, errlen, 2, "%s: not an HDF5 file, or truncated/damaged", path);
         goto fail;

@@ -6,8 +6,11 @@
  * that the compiler vectorises it; reductions use `omp simd reduction` (lets
  * the compiler reorder the sum into vector lanes without -ffast-math).
  *
- * -std=c11 turns floating-point contraction off, so hot loops call FMA()
- * explicitly (a single vfmadd instruction where the target has FMA).
+ * -std=c11 turns floating-point contraction off, so loops call FMA()
+ * explicitly (one vfmadd where the target has FMA), and the attention tile
+ * kernels (GCC vector types) turn contraction back on for themselves (HOT).
+ *
+ * Scratch (attention, rmsnorm's partial dw rows) is lm_alloc'ed per call.
  *
  * OpenBLAS here is the pthread build: device_cpu_create sets it to one
  * thread, and the GEMMs are cut into per-thread slices by OpenMP (see

@@ -197,7 +197,7 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
     if (!rc && c.npiece == 0) rc = lm_err(err, errlen, 2, "prep: the input holds no documents");
     if (!rc) {
         int64_t *bin = malloc(sizeof(int64_t) * (size_t)c.npiece), *order = malloc(sizeof(int64_t) * (size_t)c.npiece);
-        int64_t nb = pack_docs(c.len, c.npiece, maxlen, 64, bin, order);
+        int64_t nb = pack_docs(c.len, c.npiece, maxlen, 0, bin, order);
         /* Lay samples out: count per bin, then fill in placement order. */
         int64_t *off = calloc((size_t)nb + 1, sizeof(int64_t)), *fill = calloc((size_t)nb, sizeof(int64_t));
         uint32_t *tok = malloc(sizeof(uint32_t) * (size_t)(c.ntok ? c.ntok : 1));

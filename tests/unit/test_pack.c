@@ -246,8 +246,42 @@ static void test_large(void **state) {
     free(order);
 }
 
+/* prep's setting, window 0: exact first-fit decreasing through the max-tree.
+ * It must place every document exactly where the unbounded window does, and
+ * pack 200k log-normal documents to within 1% of the volume bound. */
+static void test_exact_tree(void **state) {
+    (void)state;
+    const int64_t n = 200000, cap = 1025;
+    int64_t *lens = malloc(sizeof(int64_t) * n), *b0 = malloc(sizeof(int64_t) * n), *b1 = malloc(sizeof(int64_t) * n);
+    int64_t *order = malloc(sizeof(int64_t) * n);
+    for (int mix = 0; mix < 3; mix++) {
+        uint64_t key = rng_stream(13 + (uint64_t)mix, "test.pack.tree");
+        int64_t m = mix == 2 ? n : 3000, sum = 0;
+        for (int64_t i = 0; i < m; i++) {
+            lens[i] = draw_len(mix, cap, key, (uint64_t)i);
+            sum += lens[i];
+        }
+        int64_t nb0 = pack_docs(lens, m, cap, 0, b0, order);
+        check_pack(lens, m, cap, (int)m, b0, order, nb0);
+        if (mix < 2) {
+            int64_t nb1 = pack_docs(lens, m, cap, (int)m, b1, order);
+            assert_true(nb0 == nb1);
+            assert_memory_equal(b0, b1, sizeof(int64_t) * (size_t)m);
+        } else {
+            fprintf(stderr, "# window 0, 200k docs: %lld samples, volume bound %lld\n", (long long)nb0,
+                    (long long)((sum + cap - 1) / cap));
+            assert_true((double)nb0 <= 1.01 * (double)sum / (double)cap + 1);
+        }
+    }
+    free(lens);
+    free(b0);
+    free(b1);
+    free(order);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exact_tree),
         cmocka_unit_test(test_random_mixes), cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_hand_cases),   cmocka_unit_test(test_edges),
         cmocka_unit_test(test_large),

@@ -114,10 +114,15 @@ static void test_normal_moments(void **state) {
     (void)state;
     uint64_t key = rng_stream(1234, "model.layers.0.self_attn.q_proj.weight");
     const int N = 1000000;
-    double s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+    double s1 = 0, s2 = 0, s3 = 0, s4 = 0, lag = 0, lag2 = 0, prev = rng_normal(key, (uint64_t)N);
     long in1 = 0, in2 = 0;
     for (int i = 0; i < N; i++) {
         double z = rng_normal(key, (uint64_t)i);
+        /* neighbours independent: z and z^2 uncorrelated at lag 1 (normals
+         * that shared a uniform would correlate in z^2 by about 0.06) */
+        lag += z * prev;
+        lag2 += (z * z - 1) * (prev * prev - 1);
+        prev = z;
         assert_true(isfinite(z));
         s1 += z;
         s2 += z * z;
@@ -130,6 +135,9 @@ static void test_normal_moments(void **state) {
     double skew = s3 / N, kurt = s4 / N;
     fprintf(stderr, "# normal: mean %.5f var %.5f skew %.5f kurt %.5f P(|z|<1) %.5f P(|z|<2) %.5f\n", mean, var,
             skew, kurt, (double)in1 / N, (double)in2 / N);
+    fprintf(stderr, "# normal: lag-1 corr %.5f, of squares %.5f\n", lag / N, lag2 / (2.0 * N));
+    assert_true(fabs(lag / N) < 0.005);
+    assert_true(fabs(lag2 / (2.0 * N)) < 0.01);
     assert_true(fabs(mean) < 0.005);
     assert_true(fabs(var - 1.0) < 0.01);
     /* the shape, not only two moments: a scaled uniform passes the above */
