@@ -584,6 +584,9 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
     for (int s = 0; s < 3; s++) close_id(groups[s]);
     close_id(optim);
     close_id(dxpl);
+    /* MPI_File_sync on every rank: each rank's own writes reach stable
+     * storage (rank 0's fsync below covers only what its node caches) */
+    if (!rc && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) rc = lm_err(err, errlen, 1, "%s: flush failed", tmp);
     if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 1, "%s: closing the checkpoint file failed", tmp);
     quiet_end(&q, rc);
     if (agree(comm, rc, err, errlen)) {
@@ -703,11 +706,13 @@ static int check_dataset(hid_t f, const char *path, const char *set, const ckpt_
     for (const char *s = dp + 1;; s++)
         if (*s == '/' || *s == 0) {
             snprintf(walk, sizeof walk, "%.*s", (int)(s - dp), dp);
-            if (H5Lexists(f, walk, H5P_DEFAULT) <= 0) return lm_err(err, errlen, 2, "%s: %s: missing", path, dp);
+            htri_t ex = H5Lexists(f, walk, H5P_DEFAULT);
+            if (ex < 0) return lm_err(err, errlen, 2, "%s: %s: unreadable (damaged file)", path, walk);
+            if (ex == 0) return lm_err(err, errlen, 2, "%s: %s: missing", path, dp);
             if (*s == 0) break;
         }
     hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
-    if (d < 0) return lm_err(err, errlen, 2, "%s: %s: not a dataset", path, dp);
+    if (d < 0) return lm_err(err, errlen, 2, "%s: %s: not a dataset, or its header is damaged", path, dp);
     hid_t s = H5Dget_space(d), ty = H5Dget_type(d);
     int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1, rc = 0;
     hsize_t dims[H5S_MAX_RANK] = {0};

@@ -220,7 +220,7 @@ static int64_t open_int_1d(hid_t f, const char *path, const char *dpath, hid_t *
                            size_t errlen) {
     *d = H5Dopen2(f, dpath, H5P_DEFAULT);
     if (*d < 0) {
-        lm_err(err, errlen, 2, "%s: %s: not a dataset", path, dpath);
+        lm_err(err, errlen, 2, "%s: %s: not a dataset, or its header is damaged", path, dpath);
         return -1;
     }
     hid_t s = H5Dget_space(*d);
@@ -303,8 +303,9 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
         goto fail;
     }
 
-    if (H5Lexists(f->file, "tokens", H5P_DEFAULT) <= 0) {
-        lm_err(err, errlen, 2, "%s: /tokens: missing", path);
+    htri_t ex = H5Lexists(f->file, "tokens", H5P_DEFAULT);
+    if (ex <= 0) {
+        lm_err(err, errlen, 2, "%s: /tokens: %s", path, ex < 0 ? "unreadable (damaged file)" : "missing");
         goto fail;
     }
     hid_t tt = -1;
@@ -318,8 +319,10 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
         goto fail;
     }
 
-    if (H5Lexists(f->file, "samples", H5P_DEFAULT) <= 0 || H5Lexists(f->file, "samples/offsets", H5P_DEFAULT) <= 0) {
-        lm_err(err, errlen, 2, "%s: /samples/offsets: missing", path);
+    ex = H5Lexists(f->file, "samples", H5P_DEFAULT);
+    if (ex > 0) ex = H5Lexists(f->file, "samples/offsets", H5P_DEFAULT);
+    if (ex <= 0) {
+        lm_err(err, errlen, 2, "%s: /samples/offsets: %s", path, ex < 0 ? "unreadable (damaged file)" : "missing");
         goto fail;
     }
     int64_t no = open_int_1d(f->file, path, "/samples/offsets", &od, &ot, err, errlen);
