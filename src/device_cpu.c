@@ -275,19 +275,29 @@ static inline float vexpf(float x) {
 
 /* Tiled kernels on packed, zero-padded copies of one sequence's K and V.
  * QB query rows are processed together so each K/V element loaded is used QB
- * times; a tile is W = 16 floats held in a GCC vector (one AVX-512 register,
- * two AVX2 ones), and padding T and hd up to multiples of W removes every
- * tail loop. Written with vector types because GCC vectorised the plain
- * loops across the QB rows (shuffles) instead of along the tile. HOT turns on
- * FMA contraction for these kernels only (-std=c11 turns it off). */
+ * times; a tile is W = 16 floats, held as NV native vectors (GCC vector types
+ * of VW floats: one AVX-512 register, two AVX2 ones), and padding T and hd up
+ * to multiples of W removes every tail loop. Written with vector types
+ * because GCC vectorised the plain loops across the QB rows (shuffles)
+ * instead of along the tile; vectors wider than the target's registers
+ * compiled to spills, hence VW. HOT turns on FMA contraction for these
+ * kernels only (-std=c11 turns it off). */
 #define QB 4
 #define W 16
 #define RUP(n) (((n) + W - 1) / W * W)
+#if defined(__AVX512F__)
+#define VW 16
+#elif defined(__AVX__)
+#define VW 8
+#else
+#define VW 4
+#endif
+#define NV (W / VW)
 #define HOT __attribute__((optimize("fp-contract=fast")))
-typedef float vf __attribute__((vector_size(W * sizeof(float))));
+typedef float vf __attribute__((vector_size(VW * sizeof(float))));
 
-/* unaligned load/store of one tile (macros: passing vectors by value changes
- * the ABI warning-wise when AVX-512 is off, e.g. in the sanitizer build) */
+/* unaligned load/store of one vector (macros: passing vectors by value draws
+ * ABI warnings when the target lacks the registers, e.g. the sanitizer build) */
 #define VLOAD(v, p) memcpy(&(v), (p), sizeof(vf))
 #define VSTORE(p, v) memcpy((p), &(v), sizeof(vf))
 
@@ -296,13 +306,19 @@ typedef float vf __attribute__((vector_size(W * sizeof(float))));
 HOT static void tile_abt(float *restrict s, int lds, const float *restrict a, int lda, const float *restrict bt,
                          int ldb, int hd, int jn) {
     for (int j0 = 0; j0 < jn; j0 += W) {
-        vf acc[QB] = {{0}};
+        vf acc[QB][NV];
+        for (int r = 0; r < QB; r++)
+            for (int u = 0; u < NV; u++) acc[r][u] = (vf){0};
         for (int k = 0; k < hd; k++) {
-            vf b;
-            VLOAD(b, bt + (size_t)k * ldb + j0);
-            for (int r = 0; r < QB; r++) acc[r] += a[r * lda + k] * b;
+            vf b[NV];
+            for (int u = 0; u < NV; u++) VLOAD(b[u], bt + (size_t)k * ldb + j0 + u * VW);
+            for (int r = 0; r < QB; r++) {
+                float ar = a[r * lda + k];
+                for (int u = 0; u < NV; u++) acc[r][u] += ar * b[u];
+            }
         }
-        for (int r = 0; r < QB; r++) VSTORE(s + (size_t)r * lds + j0, acc[r]);
+        for (int r = 0; r < QB; r++)
+            for (int u = 0; u < NV; u++) VSTORE(s + (size_t)r * lds + j0 + u * VW, acc[r][u]);
     }
 }
 
@@ -311,13 +327,19 @@ HOT static void tile_abt(float *restrict s, int lds, const float *restrict a, in
 HOT static void tile_pb(float *restrict o, const float *restrict p, int ldp, const float *restrict b, int ldb,
                         int jn) {
     for (int c0 = 0; c0 < ldb; c0 += W) {
-        vf acc[QB] = {{0}};
+        vf acc[QB][NV];
+        for (int r = 0; r < QB; r++)
+            for (int u = 0; u < NV; u++) acc[r][u] = (vf){0};
         for (int j = 0; j < jn; j++) {
-            vf bv;
-            VLOAD(bv, b + (size_t)j * ldb + c0);
-            for (int r = 0; r < QB; r++) acc[r] += p[r * ldp + j] * bv;
+            vf bv[NV];
+            for (int u = 0; u < NV; u++) VLOAD(bv[u], b + (size_t)j * ldb + c0 + u * VW);
+            for (int r = 0; r < QB; r++) {
+                float pr = p[r * ldp + j];
+                for (int u = 0; u < NV; u++) acc[r][u] += pr * bv[u];
+            }
         }
-        for (int r = 0; r < QB; r++) VSTORE(o + (size_t)r * ldb + c0, acc[r]);
+        for (int r = 0; r < QB; r++)
+            for (int u = 0; u < NV; u++) VSTORE(o + (size_t)r * ldb + c0 + u * VW, acc[r][u]);
     }
 }
 
@@ -326,14 +348,18 @@ HOT static void tile_pb(float *restrict o, const float *restrict p, int ldp, con
 HOT static void tile_ptb(float *restrict acc, const float *restrict p, int ldp, const float *restrict b, int ldb,
                          int jn) {
     for (int c0 = 0; c0 < ldb; c0 += W) {
-        vf bt[QB];
-        for (int r = 0; r < QB; r++) VLOAD(bt[r], b + (size_t)r * ldb + c0);
+        vf bt[QB][NV];
+        for (int r = 0; r < QB; r++)
+            for (int u = 0; u < NV; u++) VLOAD(bt[r][u], b + (size_t)r * ldb + c0 + u * VW);
         for (int j = 0; j < jn; j++) {
             float *ar = acc + (size_t)j * ldb + c0;
-            vf t;
-            VLOAD(t, ar);
-            for (int r = 0; r < QB; r++) t += p[r * ldp + j] * bt[r];
-            VSTORE(ar, t);
+            vf t[NV];
+            for (int u = 0; u < NV; u++) VLOAD(t[u], ar + u * VW);
+            for (int r = 0; r < QB; r++) {
+                float pr = p[r * ldp + j];
+                for (int u = 0; u < NV; u++) t[u] += pr * bt[r][u];
+            }
+            for (int u = 0; u < NV; u++) VSTORE(ar + u * VW, t[u]);
         }
     }
 }
