@@ -11,6 +11,7 @@ CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Isrc -Iio $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lsde -lpapi -lm
 VERSION := 0.1.0
+PREFIX  ?= /usr/local
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 CFLAGS  += -DLAMINA_VERSION='"$(VERSION)"' -DLAMINA_GIT='"$(GIT_REV)"'
 

@@ -7,6 +7,7 @@
  * rank is left waiting in one. HDF5's automatic error printing is off for
  * the duration of each public call. */
 #include "ckpt.h"
+#include "h5attr.h"
 #include "common.h"
 #include <dirent.h>
 #include <errno.h>
@@ -31,33 +32,6 @@ static int64_t piece_elems(void) {
 }
 
 /* ---- small helpers ---- */
-
-typedef struct { H5E_auto2_t fn; void *data; } quiet;
-static void quiet_begin(quiet *q) {
-    q->fn = NULL;
-    q->data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-/* After a failure, printing stays off: HDF5 1.10.8 leaks an internal
- * reference when it fails to load a damaged object header, and reports the
- * leak at library shutdown ("infinite loop closing library") on stderr unless
- * automatic printing is off by then. */
-static void quiet_end(const quiet *q, int failed) {
-    if (!failed) H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
-}
-
-/* File access list: file locks where the file system has them, no failure
- * where it does not (parallel file systems often run without flock). */
-static hid_t new_fapl(void) {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_file_locking(fapl, 1, 1);
-    return fapl;
-}
-
-static void close_id(hid_t id) {
-    if (id >= 0) H5Idec_ref(id);
-}
 
 /* Every rank passes its status; if any failed, all return the code and the
  * message of the lowest-numbered failing rank. */
@@ -101,95 +75,6 @@ static uint64_t rows_sum(const float *data, int64_t row0, int64_t cols, int64_t 
         s += mix64((uint64_t)i, b);
     }
     return s;
-}
-
-static int write_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
-    hid_t s = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, ftype, s, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (a < 0 || H5Awrite(a, mtype, v) < 0) ? -1 : 0;
-    close_id(a);
-    close_id(s);
-    return rc;
-}
-static int write_i64(hid_t obj, const char *name, int64_t v) {
-    return write_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
-}
-static int write_f64(hid_t obj, const char *name, double v) {
-    return write_attr(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
-}
-static int write_str(hid_t obj, const char *name, const char *v) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(v) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    int rc = write_attr(obj, name, t, t, v);
-    close_id(t);
-    return rc;
-}
-
-/* ---- attribute reading (0 ok, -1 absent, -2 wrong class/shape, -3 unreadable) ---- */
-
-static int attr_open(hid_t obj, const char *name, hid_t *a) {
-    htri_t ex = H5Aexists(obj, name);
-    if (ex <= 0) return ex == 0 ? -1 : -3;
-    *a = H5Aopen(obj, name, H5P_DEFAULT);
-    return *a < 0 ? -3 : 0;
-}
-
-static int attr_scalar(hid_t a) {
-    hid_t s = H5Aget_space(a);
-    hssize_t np = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
-    close_id(s);
-    return np == 1;
-}
-
-/* Numeric attribute of class `cls` (H5T_INTEGER or H5T_FLOAT; for
- * H5T_FLOAT integers are accepted too), read as `mtype` into v. */
-static int attr_num(hid_t obj, const char *name, H5T_class_t cls, hid_t mtype, void *v) {
-    hid_t a = -1;
-    int rc = attr_open(obj, name, &a);
-    if (rc) return rc;
-    hid_t t = H5Aget_type(a);
-    H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
-    if (!(c == cls || (cls == H5T_FLOAT && c == H5T_INTEGER)) || !attr_scalar(a)) rc = -2;
-    else if (H5Aread(a, mtype, v) < 0) rc = -3;
-    close_id(t);
-    close_id(a);
-    return rc;
-}
-
-static int attr_string(hid_t obj, const char *name, char **out) {
-    hid_t a = -1;
-    int rc = attr_open(obj, name, &a);
-    if (rc) return rc;
-    hid_t t = H5Aget_type(a), mt = -1;
-    *out = NULL;
-    if (t < 0 || H5Tget_class(t) != H5T_STRING || !attr_scalar(a)) {
-        rc = -2;
-    } else if (H5Tis_variable_str(t) > 0) {
-        char *p = NULL;
-        mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(t));
-        if (H5Aread(a, mt, &p) < 0) rc = -3;
-        else *out = strdup(p ? p : "");
-        if (p) H5free_memory(p);
-    } else {
-        size_t n = H5Tget_size(t);
-        char *buf = calloc(n + 1, 1);
-        if (!buf || H5Aread(a, t, buf) < 0) {
-            free(buf);
-            rc = -3;
-        } else {
-            if (H5Tget_strpad(t) == H5T_STR_SPACEPAD)
-                for (size_t k = strlen(buf); k > 0 && buf[k - 1] == ' '; k--) buf[k - 1] = 0;
-            *out = buf;
-        }
-    }
-    if (rc == 0 && !*out) rc = -3;
-    close_id(mt);
-    close_id(t);
-    close_id(a);
-    return rc;
 }
 
 static int attr_fail(const char *path, const char *obj, const char *name, int rc, const char *want, char *err,
@@ -320,9 +205,9 @@ static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, hid_t dxpl, in
         if (write) st = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, dxpl, buf);
         else st = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, dxpl, buf);
         if (st < 0) rc = -1;
-        close_id(ms);
+        h5_close(ms);
     }
-    close_id(fs);
+    h5_close(fs);
     return rc;
 }
 
@@ -449,26 +334,26 @@ static void pause_hook(void) {
 static int write_meta(hid_t f, const ckpt_meta *m) {
     int rc = 0;
     uint64_t seed = m->seed;
-    rc |= write_str(f, "format", CKPT_FORMAT);
-    rc |= write_i64(f, "version", CKPT_VERSION);
-    rc |= write_i64(f, "step", m->step);
-    rc |= write_i64(f, "tokens_seen", m->tokens_seen);
-    rc |= write_i64(f, "consumed_samples", m->consumed_samples);
-    rc |= write_attr(f, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &seed);
+    rc |= h5_write_str(f, "format", CKPT_FORMAT);
+    rc |= h5_write_i64(f, "version", CKPT_VERSION);
+    rc |= h5_write_i64(f, "step", m->step);
+    rc |= h5_write_i64(f, "tokens_seen", m->tokens_seen);
+    rc |= h5_write_i64(f, "consumed_samples", m->consumed_samples);
+    rc |= h5_write_attr(f, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &seed);
     hid_t g = H5Gcreate2(f, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) return -1;
-    rc |= write_i64(g, "dim", m->dim);
-    rc |= write_i64(g, "n_layers", m->n_layers);
-    rc |= write_i64(g, "n_heads", m->n_heads);
-    rc |= write_i64(g, "n_kv_heads", m->n_kv_heads);
-    rc |= write_i64(g, "ffn_dim", m->ffn_dim);
-    rc |= write_i64(g, "vocab_size", m->vocab_size);
-    rc |= write_i64(g, "max_seq_len", m->max_seq_len);
-    rc |= write_i64(g, "tie_embeddings", m->tie_embeddings);
-    rc |= write_f64(g, "norm_eps", m->norm_eps);
-    rc |= write_f64(g, "rope_theta", m->rope_theta);
-    rc |= write_str(g, "deck", m->deck_text ? m->deck_text : "");
-    close_id(g);
+    rc |= h5_write_i64(g, "dim", m->dim);
+    rc |= h5_write_i64(g, "n_layers", m->n_layers);
+    rc |= h5_write_i64(g, "n_heads", m->n_heads);
+    rc |= h5_write_i64(g, "n_kv_heads", m->n_kv_heads);
+    rc |= h5_write_i64(g, "ffn_dim", m->ffn_dim);
+    rc |= h5_write_i64(g, "vocab_size", m->vocab_size);
+    rc |= h5_write_i64(g, "max_seq_len", m->max_seq_len);
+    rc |= h5_write_i64(g, "tie_embeddings", m->tie_embeddings);
+    rc |= h5_write_f64(g, "norm_eps", m->norm_eps);
+    rc |= h5_write_f64(g, "rope_theta", m->rope_theta);
+    rc |= h5_write_str(g, "deck", m->deck_text ? m->deck_text : "");
+    h5_close(g);
     return rc;
 }
 
@@ -509,8 +394,8 @@ static int write_tensor(MPI_Comm comm, hid_t g, const char *set, const ckpt_tens
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER); /* every element is written: skip the fill pass */
     hid_t d = H5Dcreate2(g, t->name, H5T_IEEE_F32LE, fs, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    close_id(dcpl);
-    close_id(fs);
+    h5_close(dcpl);
+    h5_close(fs);
     uint64_t loc[2] = {0, 0}, tot[2];
     /* a create that failed anywhere must stop everyone before the collective write */
     int bad = d < 0, anybad = 0;
@@ -523,9 +408,9 @@ static int write_tensor(MPI_Comm comm, hid_t g, const char *set, const ckpt_tens
     MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);
     int rc = 0;
     if (tot[1]) rc = lm_err(err, errlen, 1, "%s: %s/%s: write failed", tmp, set, t->name);
-    else if (write_attr(d, "checksum", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tot[0]))
+    else if (h5_write_attr(d, "checksum", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tot[0]))
         rc = lm_err(err, errlen, 1, "%s: %s/%s: checksum attribute not written", tmp, set, t->name);
-    close_id(d);
+    h5_close(d);
     return agree(comm, rc, err, errlen);
 }
 
@@ -546,18 +431,18 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
         for (int i = 0; i < n && !rc; i++) rc = check_slab(&sets[s][i], SET_PATH[s], err, errlen);
     if (agree(comm, rc, err, errlen)) return 1;
 
-    quiet q;
-    quiet_begin(&q);
-    hid_t fapl = new_fapl();
+    h5_quiet q;
+    h5_quiet_begin(&q);
+    hid_t fapl = h5_fapl();
     H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
     /* v1.8 object format: checksummed metadata, large attributes (deck) allowed */
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    close_id(fapl);
+    h5_close(fapl);
     rc = f < 0 ? lm_err(err, errlen, 1, "%s: cannot create the checkpoint file", tmp) : 0;
     if (agree(comm, rc, err, errlen)) {
         if (f >= 0) H5Fclose(f);
-        quiet_end(&q, 1);
+        h5_quiet_end(&q, 1);
         return 1;
     }
 
@@ -581,14 +466,14 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
             rc = write_tensor(comm, groups[s], SET_PATH[s], &sets[s][i], dxpl, tmp, err, errlen);
             pause_hook();
         }
-    for (int s = 0; s < 3; s++) close_id(groups[s]);
-    close_id(optim);
-    close_id(dxpl);
+    for (int s = 0; s < 3; s++) h5_close(groups[s]);
+    h5_close(optim);
+    h5_close(dxpl);
     /* MPI_File_sync on every rank: each rank's own writes reach stable
      * storage (rank 0's fsync below covers only what its node caches) */
     if (!rc && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) rc = lm_err(err, errlen, 1, "%s: flush failed", tmp);
     if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 1, "%s: closing the checkpoint file failed", tmp);
-    quiet_end(&q, rc);
+    h5_quiet_end(&q, rc);
     if (agree(comm, rc, err, errlen)) {
         if (rank == 0) unlink(tmp);
         MPI_Barrier(comm);
@@ -635,28 +520,28 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
     int64_t v = 0;
     int rc;
     memset(m, 0, sizeof *m);
-    if ((rc = attr_string(f, "format", &fmt))) return attr_fail(path, "root", "format", rc, "a string", err, errlen);
+    if ((rc = h5_attr_string(f, "format", &fmt))) return attr_fail(path, "root", "format", rc, "a string", err, errlen);
     int bad = strcmp(fmt, CKPT_FORMAT) != 0;
     if (bad) lm_err(err, errlen, 2, "%s: root attribute format = \"%.64s\", expected \"" CKPT_FORMAT "\"", path, fmt);
     free(fmt);
     if (bad) return 2;
-    if ((rc = attr_num(f, "version", H5T_INTEGER, H5T_NATIVE_INT64, &v)))
+    if ((rc = h5_attr_num(f, "version", H5T_INTEGER, H5T_NATIVE_INT64, &v)))
         return attr_fail(path, "root", "version", rc, "an integer", err, errlen);
     if (v != CKPT_VERSION)
         return lm_err(err, errlen, 2, "%s: root attribute version = %lld, this build reads version %d", path,
                       (long long)v, CKPT_VERSION);
-    if ((rc = attr_num(f, "step", H5T_INTEGER, H5T_NATIVE_INT64, &v)))
+    if ((rc = h5_attr_num(f, "step", H5T_INTEGER, H5T_NATIVE_INT64, &v)))
         return attr_fail(path, "root", "step", rc, "an integer", err, errlen);
     if (v < 0) return lm_err(err, errlen, 2, "%s: root attribute step = %lld must be >= 0", path, (long long)v);
     m->step = (long)v;
     struct { const char *k; long *dst; } opt[] = {{"tokens_seen", &m->tokens_seen},
                                                    {"consumed_samples", &m->consumed_samples}};
     for (size_t i = 0; i < 2; i++) {
-        rc = attr_num(f, opt[i].k, H5T_INTEGER, H5T_NATIVE_INT64, &v);
+        rc = h5_attr_num(f, opt[i].k, H5T_INTEGER, H5T_NATIVE_INT64, &v);
         if (rc == 0) *opt[i].dst = (long)v;
         else if (rc != -1) return attr_fail(path, "root", opt[i].k, rc, "an integer", err, errlen);
     }
-    rc = attr_num(f, "seed", H5T_INTEGER, H5T_NATIVE_UINT64, &m->seed);
+    rc = h5_attr_num(f, "seed", H5T_INTEGER, H5T_NATIVE_UINT64, &m->seed);
     if (rc && rc != -1) return attr_fail(path, "root", "seed", rc, "an integer", err, errlen);
 
     htri_t has = H5Lexists(f, "config", H5P_DEFAULT);
@@ -669,7 +554,7 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
         {"tie_embeddings", &m->tie_embeddings}};
     rc = 0;
     for (size_t i = 0; i < sizeof ik / sizeof *ik && !rc; i++) {
-        int r = attr_num(g, ik[i].k, H5T_INTEGER, H5T_NATIVE_INT64, &v);
+        int r = h5_attr_num(g, ik[i].k, H5T_INTEGER, H5T_NATIVE_INT64, &v);
         if (r == 0 && (v < INT32_MIN || v > INT32_MAX)) {
             rc = lm_err(err, errlen, 2, "%s: /config attribute %s = %lld out of range", path, ik[i].k, (long long)v);
         } else if (r == 0) {
@@ -680,16 +565,16 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
     }
     struct { const char *k; double *dst; } dk[] = {{"norm_eps", &m->norm_eps}, {"rope_theta", &m->rope_theta}};
     for (size_t i = 0; i < 2 && !rc; i++) {
-        int r = attr_num(g, dk[i].k, H5T_FLOAT, H5T_NATIVE_DOUBLE, dk[i].dst);
+        int r = h5_attr_num(g, dk[i].k, H5T_FLOAT, H5T_NATIVE_DOUBLE, dk[i].dst);
         if (r && r != -1) rc = attr_fail(path, "/config", dk[i].k, r, "a number", err, errlen);
     }
     if (!rc) {
         char *deck = NULL;
-        int r = attr_string(g, "deck", &deck);
+        int r = h5_attr_string(g, "deck", &deck);
         if (r == 0) m->deck_text = deck;
         else if (r != -1) rc = attr_fail(path, "/config", "deck", r, "a string", err, errlen);
     }
-    close_id(g);
+    h5_close(g);
     if (rc) {
         free((void *)m->deck_text);
         m->deck_text = NULL;
@@ -730,9 +615,9 @@ static int check_dataset(hid_t f, const char *path, const char *set, const ckpt_
         else snprintf(want, sizeof want, "[%lld,%lld]", (long long)t->rows, (long long)t->cols);
         rc = lm_err(err, errlen, 2, "%s: %s: shape %s does not match the model %s", path, dp, have, want);
     }
-    close_id(ty);
-    close_id(s);
-    close_id(d);
+    h5_close(ty);
+    h5_close(s);
+    h5_close(d);
     return rc;
 }
 
@@ -744,9 +629,9 @@ static int validate_serial(const char *path, ckpt_meta *m, ckpt_tensor *const *s
                            size_t errlen) {
     memset(m, 0, sizeof *m);
     if (access(path, R_OK)) return lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
-    hid_t fapl = new_fapl();
+    hid_t fapl = h5_fapl();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    close_id(fapl);
+    h5_close(fapl);
     if (f < 0) return lm_err(err, errlen, 2, "%s: not an HDF5 file, or truncated/damaged", path);
     int rc = read_meta_h5(f, path, m, err, errlen);
     for (int s = 0; s < nsets && !rc; s++)
@@ -790,11 +675,11 @@ static void bcast_meta(MPI_Comm comm, ckpt_meta *m) {
 int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, size_t errlen) {
     int rank;
     MPI_Comm_rank(comm, &rank);
-    quiet q;
-    quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     memset(meta, 0, sizeof *meta);
     int rc = rank == 0 ? validate_serial(path, meta, NULL, 0, 0, err, errlen) : 0;
-    quiet_end(&q, rc);
+    h5_quiet_end(&q, rc);
     if (agree(comm, rc, err, errlen)) return 2;
     bcast_meta(comm, meta);
     return 0;
@@ -814,14 +699,14 @@ static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set
     MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, comm);
     if (anybad || transfer(comm, d, t, dxpl, 0, whole, t->nrows > 0)) loc[1] = 1;
     if (d >= 0) {
-        int r = attr_num(d, "checksum", H5T_INTEGER, H5T_NATIVE_UINT64, &want);
+        int r = h5_attr_num(d, "checksum", H5T_INTEGER, H5T_NATIVE_UINT64, &want);
         if (r == 0) has_sum = 1;
         else if (r != -1) loc[1] = 2;
     }
     if (!loc[1])
         for (int i = 0; i < pl.npieces; i++)
             loc[0] += rows_sum(t->data, t->row0, t->cols, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
-    close_id(d);
+    h5_close(d);
     free(pl.pieces);
     MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);
     if (tot[1]) return lm_err(err, errlen, 2, "%s: %s: read failed (damaged file or bad checksum attribute)", path, dp);
@@ -836,8 +721,8 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
     MPI_Comm_rank(comm, &rank);
     ckpt_tensor *sets[3] = {model, exp_avg, exp_avg_sq};
     int nsets = (exp_avg && exp_avg_sq) ? 3 : 1;
-    quiet q;
-    quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     int rc = 0;
     for (int s = 0; s < nsets && !rc; s++)
         for (int i = 0; i < n && !rc; i++)
@@ -852,26 +737,26 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
         if (!rc) free((void *)m.deck_text);
     }
     if (agree(comm, rc, err, errlen)) {
-        quiet_end(&q, 1);
+        h5_quiet_end(&q, 1);
         return 2;
     }
 
-    hid_t fapl = new_fapl();
+    hid_t fapl = h5_fapl();
     H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    close_id(fapl);
+    h5_close(fapl);
     rc = f < 0 ? lm_err(err, errlen, 2, "%s: cannot open with MPI-IO", path) : 0;
     if (agree(comm, rc, err, errlen)) {
         if (f >= 0) H5Fclose(f);
-        quiet_end(&q, 1);
+        h5_quiet_end(&q, 1);
         return 2;
     }
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
     for (int s = 0; s < nsets && !rc; s++)
         for (int i = 0; i < n && !rc; i++) rc = read_tensor(comm, f, path, SET_PATH[s], &sets[s][i], dxpl, err, errlen);
-    close_id(dxpl);
+    h5_close(dxpl);
     if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 2, "%s: damaged (close failed)", path);
-    quiet_end(&q, rc);
+    h5_quiet_end(&q, rc);
     return agree(comm, rc, err, errlen) ? 2 : 0;
 }

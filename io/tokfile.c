@@ -2,9 +2,10 @@
  * validation, read samples by hyperslab.
  *
  * Every HDF5 call runs with HDF5's automatic error printing switched off
- * (quiet_begin/quiet_end): a bad file becomes one message naming the file,
+ * (h5_quiet_begin/h5_quiet_end): a bad file becomes one message naming the file,
  * the dataset or attribute and the rule, never an error stack on stderr. */
 #include "tokfile.h"
+#include "h5attr.h"
 #include "common.h"
 #include <errno.h>
 #include <hdf5.h>
@@ -23,127 +24,15 @@ struct tokfile {
     int64_t wide_cap;
 };
 
-/* Automatic HDF5 error printing off for the duration of a public call, then
- * restored to whatever the caller had. */
-typedef struct { H5E_auto2_t fn; void *data; } quiet;
-static void quiet_begin(quiet *q) {
-    q->fn = NULL;
-    q->data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-/* After a failure, printing stays off: HDF5 1.10.8 leaks an internal
- * reference when it fails to load a damaged object header, and reports the
- * leak at library shutdown ("infinite loop closing library") on stderr unless
- * automatic printing is off by then. */
-static void quiet_end(const quiet *q, int failed) {
-    if (!failed) H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
-}
-
-/* File access list: file locks where the file system has them, no failure
- * where it does not (parallel file systems often run without flock). */
-static hid_t new_fapl(void) {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_file_locking(fapl, 1, 1);
-    return fapl;
-}
-
-static void close_id(hid_t id) {
-    if (id >= 0) H5Idec_ref(id);
-}
-
-/* ---- attribute helpers (0 ok, -1 absent, -2 wrong class/shape, -3 unreadable) ---- */
-
-static int attr_open(hid_t obj, const char *name, hid_t *a) {
-    htri_t ex = H5Aexists(obj, name);
-    if (ex <= 0) return ex == 0 ? -1 : -3;
-    *a = H5Aopen(obj, name, H5P_DEFAULT);
-    return *a < 0 ? -3 : 0;
-}
-
-static int attr_is_scalar(hid_t a) {
-    hid_t s = H5Aget_space(a);
-    hssize_t np = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
-    close_id(s);
-    return np == 1;
-}
-
 /* Integer attribute of any integer type, one element, converted to int64. */
 static int attr_int64(hid_t obj, const char *name, int64_t *v) {
-    hid_t a = -1;
-    int rc = attr_open(obj, name, &a);
-    if (rc) return rc;
-    hid_t t = H5Aget_type(a);
-    if (t < 0 || H5Tget_class(t) != H5T_INTEGER || !attr_is_scalar(a)) rc = -2;
-    else if (H5Aread(a, H5T_NATIVE_INT64, v) < 0) rc = -3;
-    close_id(t);
-    close_id(a);
-    return rc;
-}
-
-/* String attribute, fixed or variable length, one element; malloc'd copy. */
-static int attr_string(hid_t obj, const char *name, char **out) {
-    hid_t a = -1;
-    int rc = attr_open(obj, name, &a);
-    if (rc) return rc;
-    hid_t t = H5Aget_type(a), mt = -1;
-    *out = NULL;
-    if (t < 0 || H5Tget_class(t) != H5T_STRING || !attr_is_scalar(a)) {
-        rc = -2;
-    } else if (H5Tis_variable_str(t) > 0) {
-        char *p = NULL;
-        mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(t));
-        if (H5Aread(a, mt, &p) < 0) rc = -3;
-        else *out = strdup(p ? p : "");
-        if (p) H5free_memory(p);
-    } else {
-        size_t n = H5Tget_size(t);
-        char *buf = calloc(n + 1, 1);
-        if (!buf || H5Aread(a, t, buf) < 0) {
-            free(buf);
-            rc = -3;
-        } else {
-            /* space-padded strings carry trailing blanks that are not part of the value */
-            if (H5Tget_strpad(t) == H5T_STR_SPACEPAD)
-                for (size_t k = strlen(buf); k > 0 && buf[k - 1] == ' '; k--) buf[k - 1] = 0;
-            *out = buf;
-        }
-    }
-    if (rc == 0 && !*out) rc = -3;
-    close_id(mt);
-    close_id(t);
-    close_id(a);
-    return rc;
+    return h5_attr_num(obj, name, H5T_INTEGER, H5T_NATIVE_INT64, v);
 }
 
 static int attr_fail(const char *path, const char *name, int rc, const char *want, char *err, size_t errlen) {
     if (rc == -1) return lm_err(err, errlen, 2, "%s: attribute %s: missing", path, name);
     if (rc == -2) return lm_err(err, errlen, 2, "%s: attribute %s: must be %s", path, name, want);
     return lm_err(err, errlen, 2, "%s: attribute %s: unreadable", path, name);
-}
-
-static int write_attr_i64(hid_t obj, const char *name, int64_t v) {
-    hid_t s = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &v) < 0) ? -1 : 0;
-    close_id(a);
-    close_id(s);
-    return rc;
-}
-
-static int write_attr_str(hid_t obj, const char *name, const char *v) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(v) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    hid_t s = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (a < 0 || H5Awrite(a, t, v) < 0) ? -1 : 0;
-    close_id(a);
-    close_id(s);
-    close_id(t);
-    return rc;
 }
 
 /* 1-D dataset of `data` (n elements, memory type mt, file type ft). */
@@ -154,9 +43,9 @@ static int write_1d(hid_t loc, const char *name, hid_t ft, hid_t mt, const void 
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
     hid_t d = H5Dcreate2(loc, name, ft, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     int rc = (d < 0 || (n > 0 && H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)) ? -1 : 0;
-    close_id(d);
-    close_id(dcpl);
-    close_id(s);
+    h5_close(d);
+    h5_close(dcpl);
+    h5_close(s);
     return rc;
 }
 
@@ -176,17 +65,17 @@ int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, co
             return lm_err(err, errlen, 1, "%s: token %u at %lld >= vocab_size %lld", path, tokens[i], (long long)i,
                           (long long)vocab_size);
 
-    quiet q;
-    quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     int rc = -1;
-    hid_t fapl = new_fapl();
+    hid_t fapl = h5_fapl();
     /* v1.8 object format: object headers and superblock carry checksums, so a
      * damaged header is refused instead of misread */
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), g = -1;
-    close_id(fapl);
+    h5_close(fapl);
     if (f < 0) {
-        quiet_end(&q, 1);
+        h5_quiet_end(&q, 1);
         return lm_err(err, errlen, 1, "%s: cannot create the file (missing directory or no write permission)", path);
     }
     const char *what = "/tokens";
@@ -195,19 +84,19 @@ int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, co
     g = H5Gcreate2(f, "samples", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0 || write_1d(g, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, offsets, n_samples + 1)) goto done;
     what = "root attributes";
-    if (write_attr_str(f, "format", "lamina-tokens") || write_attr_i64(f, "version", 1) ||
-        write_attr_i64(f, "vocab_size", vocab_size))
+    if (h5_write_str(f, "format", "lamina-tokens") || h5_write_i64(f, "version", 1) ||
+        h5_write_i64(f, "vocab_size", vocab_size))
         goto done;
     for (int k = 0; k < n_extra; k++)
-        if (write_attr_i64(f, extra_names[k], extra_values[k])) goto done;
+        if (h5_write_i64(f, extra_names[k], extra_values[k])) goto done;
     rc = 0;
 done:
-    close_id(g);
+    h5_close(g);
     if (H5Fclose(f) < 0 && rc == 0) {
         rc = -1;
         what = "file close";
     }
-    quiet_end(&q, rc);
+    h5_quiet_end(&q, rc);
     if (rc) {
         unlink(path);
         return lm_err(err, errlen, 1, "%s: write failed at %s", path, what);
@@ -227,7 +116,7 @@ static int64_t open_int_1d(hid_t f, const char *path, const char *dpath, hid_t *
     int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
     hsize_t dims[1] = {0};
     if (nd == 1) H5Sget_simple_extent_dims(s, dims, NULL);
-    close_id(s);
+    h5_close(s);
     if (nd != 1) {
         lm_err(err, errlen, 2, "%s: %s: must be 1-D (has %d dimensions)", path, dpath, nd);
         return -1;
@@ -242,7 +131,7 @@ static int64_t open_int_1d(hid_t f, const char *path, const char *dpath, hid_t *
     size_t esz = H5Tget_size(*type);
     hid_t dcpl = H5Dget_create_plist(*d);
     int nfilt = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
-    close_id(dcpl);
+    h5_close(dcpl);
     double limit = (stat(path, &st) == 0 ? (double)st.st_size : 0.0) * (nfilt > 0 ? 1000.0 : 1.0);
     if ((double)dims[0] * (double)(esz ? esz : 1) > limit + 4096.0) {
         lm_err(err, errlen, 2, "%s: %s: %llu elements do not fit in the file", path, dpath, (unsigned long long)dims[0]);
@@ -261,8 +150,8 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
         lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
         return NULL;
     }
-    quiet q;
-    quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     tokfile *f = calloc(1, sizeof *f);
     f->path = strdup(path);
     f->file = f->tokens = f->tspace = -1;
@@ -271,14 +160,14 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
     int64_t v = 0;
     int rc;
 
-    hid_t fapl = new_fapl();
+    hid_t fapl = h5_fapl();
     f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    close_id(fapl);
+    h5_close(fapl);
     if (f->file < 0) {
         lm_err(err, errlen, 2, "%s: not an HDF5 file, or truncated/damaged", path);
         goto fail;
     }
-    if ((rc = attr_string(f->file, "format", &fmt))) {
+    if ((rc = h5_attr_string(f->file, "format", &fmt))) {
         attr_fail(path, "format", rc, "a string", err, errlen);
         goto fail;
     }
@@ -311,7 +200,7 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
     hid_t tt = -1;
     f->n_tokens = open_int_1d(f->file, path, "/tokens", &f->tokens, &tt, err, errlen);
     if (f->n_tokens >= 0) f->tok_wide = H5Tget_sign(tt) != H5T_SGN_NONE || H5Tget_size(tt) > 4;
-    close_id(tt);
+    h5_close(tt);
     if (f->n_tokens < 0) goto fail;
     f->tspace = H5Dget_space(f->tokens);
     if (f->tspace < 0) {
@@ -352,28 +241,28 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
                (long long)f->offsets[no - 1], (long long)f->n_tokens);
         goto fail;
     }
-    close_id(od);
-    close_id(ot);
+    h5_close(od);
+    h5_close(ot);
     free(fmt);
-    quiet_end(&q, 0);
+    h5_quiet_end(&q, 0);
     return f;
 fail:
-    close_id(od);
-    close_id(ot);
+    h5_close(od);
+    h5_close(ot);
     free(fmt);
     open_fail(f);
-    quiet_end(&q, 1);
+    h5_quiet_end(&q, 1);
     return NULL;
 }
 
 void tokfile_close(tokfile *f) {
     if (!f) return;
-    quiet q;
-    quiet_begin(&q);
-    close_id(f->tspace);
-    close_id(f->tokens);
+    h5_quiet q;
+    h5_quiet_begin(&q);
+    h5_close(f->tspace);
+    h5_close(f->tokens);
     if (f->file >= 0) H5Fclose(f->file);
-    quiet_end(&q, 0);
+    h5_quiet_end(&q, 0);
     lm_free(f->offsets);
     lm_free(f->wide);
     free(f->path);
@@ -404,8 +293,8 @@ int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen
         f->wide = lm_alloc((size_t)n * sizeof(int64_t));
         f->wide_cap = n;
     }
-    quiet q;
-    quiet_begin(&q);
+    h5_quiet q;
+    h5_quiet_begin(&q);
     hsize_t start[1] = {(hsize_t)f->offsets[i]}, count[1] = {(hsize_t)n};
     hid_t ms = H5Screate_simple(1, count, NULL);
     herr_t st = H5Sselect_hyperslab(f->tspace, H5S_SELECT_SET, start, NULL, count, NULL);
@@ -413,8 +302,8 @@ int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen
         if (f->tok_wide) st = H5Dread(f->tokens, H5T_NATIVE_INT64, ms, f->tspace, H5P_DEFAULT, f->wide);
         else st = H5Dread(f->tokens, H5T_NATIVE_UINT32, ms, f->tspace, H5P_DEFAULT, buf);
     }
-    close_id(ms);
-    quiet_end(&q, st < 0);
+    h5_close(ms);
+    h5_quiet_end(&q, st < 0);
     if (st < 0) {
         lm_err(err, errlen, 2, "%s: /tokens: read of sample %lld failed", f->path, (long long)i);
         return -1;

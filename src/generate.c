@@ -54,6 +54,14 @@ int cmd_generate(int argc, char **argv) {
         lm_fail(LM_ERR_INPUT, "model.vocab_size = %d is smaller than the %s tokenizer's %d", S.cfg.vocab_size, tk->name,
                 tk->vocab_size);
     int T = S.cfg.seq_len;
+    /* Sampling needs trained weights: the latest checkpoint (whatever
+     * checkpoint.restart says, unless it names a file), else train.init. */
+    if (!strcmp(S.cfg.restart, "none")) snprintf(S.cfg.restart, sizeof S.cfg.restart, "auto");
+    char latest[LM_PATHLEN], why[LM_ERRLEN];
+    if (!strcmp(S.cfg.restart, "auto") && ckpt_find_latest(S.cfg.ckpt_dir, latest, sizeof latest, why, sizeof why) == 0 &&
+        !strcmp(S.cfg.init, "random"))
+        lm_fail(LM_ERR_INPUT, "generate: no checkpoint in checkpoint.dir = %s and train.init = random: nothing trained to sample from",
+                S.cfg.ckpt_dir);
     session_open(&S, 1, T, 0);
     session_load(&S, 0);
 

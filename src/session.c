@@ -116,7 +116,7 @@ void session_load(lm_session *s, int with_optim) {
             s->consumed_samples = meta.consumed_samples;
         }
         free((void *)meta.deck_text);
-        lm_log("%s %s (step %ld)\n", found ? "resuming from" : "initial weights from", from, meta.step);
+        lm_log("%s %s (step %ld)\n", resume ? "resuming from" : "model weights from", from, meta.step);
     } else {
         model_init_random(s->model, c->seed, c->init_std);
     }

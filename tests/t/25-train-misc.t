@@ -1,7 +1,7 @@
 #!/bin/bash
 # Padding-only batches, divergence, metrics, generate, version and help.
 source tests/lib.sh
-plan 8
+plan 10
 make_deck
 # Every sample has length 1: no targets anywhere. Loss 0, no NaN.
 $PY - "$T/pad.h5" <<'EOP'
@@ -31,7 +31,11 @@ grep -q "MFU" "$T/out" && grep -q "PAPI" "$T/out" && ok "log shows MFU and the P
 lam 1 train "$T/tiny.in" train.lr=1e12 train.warmup_steps=0 train.grad_clip=0 train.steps=30 checkpoint.dir="$T/div" checkpoint.restart=none
 expect_fail 1 "diverged" "divergence: exit 1 with a message"
 lam 1 generate "$T/tiny.in" checkpoint.dir="$T/m" --prompt "The " --tokens 20
-[ "$rc" = 0 ] && grep -q "^The " "$T/out" && grep -q "resuming from" "$T/out" && ok "generate continues a prompt from the checkpoint" || notok "generate" "$(cat "$T/out")"
+[ "$rc" = 0 ] && grep -q "^The " "$T/out" && grep -q "model weights from .*step_00000003.h5" "$T/out" && ok "generate continues a prompt from the checkpoint" || notok "generate" "$(cat "$T/out")"
+lam 1 generate "$T/tiny.in" checkpoint.dir="$T/m" checkpoint.restart=none --prompt "The " --tokens 5
+grep -q "model weights from .*step_00000003.h5" "$T/out" && ok "generate reads the latest checkpoint even with restart = none" || notok "generate with restart = none" "$(cat "$T/out")"
+lam 1 generate "$T/tiny.in" checkpoint.dir="$T/empty" --tokens 5
+expect_fail 2 "nothing trained" "generate with no checkpoint and random init: exit 2"
 lam 1 generate "$T/tiny.in" --tokens x
 expect_fail 2 "\-\-tokens" "generate: bad --tokens"
 lam 1 --version
