@@ -58,6 +58,10 @@ echo "== lamina (CPU backend, $THREADS threads, batch $BATCH x $SEQ) =="
 OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS mpirun -np 1 --bind-to none build/lamina train "$OUT/bench.in" \
   > "$OUT/lamina.log" 2>&1 || { tail -20 "$OUT/lamina.log"; exit 1; }
 grep -E "^(parameters|memory|MFU|done)" "$OUT/lamina.log"
+echo "== lamina with train.recompute = true =="
+OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS mpirun -np 1 --bind-to none build/lamina train "$OUT/bench.in" \
+  train.recompute=true log.metrics="$OUT/metrics_rc.jsonl" > "$OUT/lamina_rc.log" 2>&1 || { tail -20 "$OUT/lamina_rc.log"; exit 1; }
+grep -E "^(memory|done)" "$OUT/lamina_rc.log"
 echo "== PyTorch $($PY -c 'import torch; print(torch.__version__)') (float32, eager, $THREADS threads) =="
 $PY perf/torch_bench.py --dim $DIM --layers $LAYERS --heads $HEADS --kv-heads $HEADS --ffn $FFN --vocab $VOCAB \
   --seq $SEQ --batch $BATCH --steps $STEPS --warmup 2 --threads $THREADS > "$OUT/torch.json"
@@ -71,12 +75,17 @@ tps = statistics.median(r["tokens_per_s"] for r in rows)
 mfu = statistics.median(r["mfu"] for r in rows)
 log = open(f"{out}/lamina.log").read()
 rss = float(re.search(r"peak RSS ([0-9.]+) MiB", log).group(1))
+rc_rows = [json.loads(l) for l in open(f"{out}/metrics_rc.jsonl")][2:]
+rc_tps = statistics.median(r["tokens_per_s"] for r in rc_rows)
+rc_rss = float(re.search(r"peak RSS ([0-9.]+) MiB", open(f"{out}/lamina_rc.log").read()).group(1))
+same = [r["loss"] for r in rows] == [r["loss"] for r in rc_rows]
 t = json.loads(open(f"{out}/torch.json").read().strip().splitlines()[-1])
 trss = t["peak_rss_bytes"] / 2**20
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print()
 print(f"{'':10} {'tokens/s':>10} {'peak RSS MiB':>13}")
 print(f"{'lamina':10} {tps:10.0f} {rss:13.1f}   (MFU {100*mfu:.1f}%)")
+print(f"{'lamina rc':10} {rc_tps:10.0f} {rc_rss:13.1f}   (train.recompute; losses identical: {same})")
 print(f"{'pytorch':10} {t['tokens_per_s']:10.0f} {trss:13.1f}")
 print(f"{'ratio':10} {tps/t['tokens_per_s']:9.2f}x {rss/trss:12.2f}x   (targets: >= 1.50x speed, <= 0.50x memory)")
 print()
