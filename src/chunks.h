@@ -40,7 +40,8 @@ typedef struct {
 size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size_t step);
 
 /* Add a tensor to the table before chunks_build. */
-/* ndim 2 = a weight matrix [rows, cols] (weight decay applies); ndim 1 = a
+/* The returned pointer is valid until the next params_add (the table grows).
+ * ndim 2 = a weight matrix [rows, cols] (weight decay applies); ndim 1 = a
  * vector of rows elements (norm weights; no decay). */
 lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, int64_t cols);
 

@@ -3,12 +3,11 @@
 #include "common.h"
 #include <stdlib.h>
 
-static const int64_t *g_lens;
-
 /* Longest first; equal lengths keep input order (deterministic output). */
-static int by_len_desc(const void *a, const void *b) {
+static int by_len_desc(const void *a, const void *b, void *ctx) {
+    const int64_t *lens = ctx;
     int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
-    if (g_lens[i] != g_lens[j]) return g_lens[i] > g_lens[j] ? -1 : 1;
+    if (lens[i] != lens[j]) return lens[i] > lens[j] ? -1 : 1;
     return i < j ? -1 : i > j;
 }
 
@@ -38,8 +37,7 @@ static int64_t first_fit_tree(const int64_t *lens, const int64_t *order, int64_t
 
 int64_t pack_docs(const int64_t *lens, int64_t n, int64_t cap, int window, int64_t *bin_of, int64_t *order) {
     for (int64_t i = 0; i < n; i++) order[i] = i;
-    g_lens = lens;
-    qsort(order, (size_t)n, sizeof(int64_t), by_len_desc);
+    qsort_r(order, (size_t)n, sizeof(int64_t), by_len_desc, (void *)lens);
     if (window <= 0) return n > 0 ? first_fit_tree(lens, order, n, cap, bin_of) : 0;
     int64_t nbins = 0;
     int64_t *room = lm_alloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
