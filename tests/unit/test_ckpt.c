@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "testutil.h"
 
 static char g_dir[64];
 static const char *DECK = "[model]\ndim = 5\nn_layers = 1\n# resolved deck text\n";
@@ -127,24 +128,7 @@ static uint64_t ref_checksum(const float *x, int64_t n) {
     return s;
 }
 
-/* stderr captured into a file: damaged files must not make HDF5 print */
-static int g_saved_fd = -1;
-static char g_errfile[128];
-static void capture_begin(void) {
-    fflush(stderr);
-    snprintf(g_errfile, sizeof g_errfile, "%s/stderr.txt", g_dir);
-    int fd = open(g_errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    g_saved_fd = dup(2);
-    dup2(fd, 2);
-    close(fd);
-}
-static long capture_end(void) {
-    fflush(stderr);
-    dup2(g_saved_fd, 2);
-    close(g_saved_fd);
-    struct stat st;
-    return stat(g_errfile, &st) ? -1 : (long)st.st_size;
-}
+static void capture_begin(void) { capture_begin_in(g_dir); }
 
 /* ---- tests ---- */
 

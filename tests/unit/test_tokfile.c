@@ -17,29 +17,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "testutil.h"
 
 static char g_dir[64];
 
 static void path_in(char *p, size_t n, const char *name) { snprintf(p, n, "%s/%s", g_dir, name); }
 
-/* stderr captured into a file: nothing may be printed by a failing open */
-static int g_saved_fd = -1;
-static char g_errfile[128];
-static void capture_begin(void) {
-    fflush(stderr);
-    snprintf(g_errfile, sizeof g_errfile, "%s/stderr.txt", g_dir);
-    int fd = open(g_errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    g_saved_fd = dup(2);
-    dup2(fd, 2);
-    close(fd);
-}
-static long capture_end(void) {
-    fflush(stderr);
-    dup2(g_saved_fd, 2);
-    close(g_saved_fd);
-    struct stat st;
-    return stat(g_errfile, &st) ? -1 : (long)st.st_size;
-}
+static void capture_begin(void) { capture_begin_in(g_dir); }
 
 /* ---- a bad-file builder over the raw HDF5 API ---- */
 typedef struct {
