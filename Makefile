@@ -97,6 +97,7 @@ run: deps
 bench: deps
 	$(MAKE) all
 	bash perf/bench_cpu.sh
+	bash perf/bench_dp.sh
 
 install: all
 	install -D -m 755 $(BUILD)/lamina $(PREFIX)/bin/lamina

@@ -63,11 +63,10 @@ static inline uint64_t mix64(uint64_t i, uint32_t b) {
     return z ^ (z >> 31);
 }
 
-/* Partial checksum of rows [r_begin, r_end) of a tensor with `cols` columns,
- * given the buffer `data` that starts at global row `row0`. */
-static uint64_t rows_sum(const float *data, int64_t row0, int64_t cols, int64_t r_begin, int64_t r_end) {
+/* Partial checksum of elements [i0, i1) of a tensor (row-major indices),
+ * given the buffer `data` that starts at element `off`. */
+static uint64_t elems_sum(const float *data, int64_t off, int64_t i0, int64_t i1) {
     uint64_t s = 0;
-    const int64_t i0 = r_begin * cols, i1 = r_end * cols, off = row0 * cols;
 #pragma omp parallel for reduction(+ : s) schedule(static) if (i1 - i0 > (1 << 16))
     for (int64_t i = i0; i < i1; i++) {
         uint32_t b;
@@ -94,18 +93,19 @@ static int check_slab(const ckpt_tensor *t, const char *set, char *err, size_t e
     if (t->rows < 0 || t->cols < 1 || (t->ndim == 1 && t->cols != 1))
         return lm_err(err, errlen, 1, "%s/%s: bad shape [%lld,%lld]", set, t->name, (long long)t->rows,
                       (long long)t->cols);
-    if (t->row0 < 0 || t->nrows < 0 || t->row0 + t->nrows > t->rows || (t->nrows > 0 && !t->data))
-        return lm_err(err, errlen, 1, "%s/%s: slab rows [%lld,%lld) outside [0,%lld) or no data", set, t->name,
-                      (long long)t->row0, (long long)(t->row0 + t->nrows), (long long)t->rows);
+    if (t->off < 0 || t->count < 0 || t->off + t->count > t->rows * t->cols || (t->count > 0 && !t->data))
+        return lm_err(err, errlen, 1, "%s/%s: piece [%lld,%lld) outside the %lld elements or no data", set,
+                      t->name, (long long)t->off, (long long)(t->off + t->count), (long long)(t->rows * t->cols));
     return 0;
 }
 
-/* The rows of [a,b) that this rank checksums: those no lower rank holds, so
- * the union of all slabs is counted exactly once (replicated reads: the
- * lowest holder counts them). cover is set when the union is all rows.
+/* The elements of [a,b) that this rank writes and checksums: those no lower
+ * rank holds, so the union of all pieces is counted exactly once (replicated
+ * reads: the lowest holder counts them). cover is set when the union is all
+ * `rows` (here: elements) of the tensor.
  * Writes at most nranks+1 pieces to out (pairs begin,end); returns the count. */
 static int own_pieces(const long long *slab, int nranks, int rank, int64_t rows, int64_t *out, int *cover) {
-    /* slab[2r], slab[2r+1] = row0, nrows of rank r */
+    /* slab[2r], slab[2r+1] = off, count of rank r */
     int64_t *iv = malloc(sizeof(int64_t) * 2 * (size_t)(nranks + 1));
     int m = 0;
     for (int r = 0; r < nranks; r++)
@@ -166,15 +166,40 @@ static int own_pieces(const long long *slab, int nranks, int rank, int64_t rows,
     return k;
 }
 
-/* Collective transfer of row ranges [ranges[2j], ranges[2j+1]) of this
- * rank's slab, each cut into blocks of at most piece_elems() floats; every
+/* Select elements [a, a+n) (row-major) of a [rows, cols] dataspace: the tail
+ * of the first row, the whole rows between, the head of the last row. */
+static int select_range(hid_t fs, int64_t cols, int64_t a, int64_t n) {
+    int64_t b = a + n, r0 = a / cols, c0 = a % cols, r1 = b / cols, c1 = b % cols;
+    H5S_seloper_t op = H5S_SELECT_SET;
+    int rc = 0;
+#define SEL(R, C, NR, NC)                                                                 \
+    do {                                                                                  \
+        hsize_t st_[2] = {(hsize_t)(R), (hsize_t)(C)}, ct_[2] = {(hsize_t)(NR), (hsize_t)(NC)}; \
+        if (H5Sselect_hyperslab(fs, op, st_, NULL, ct_, NULL) < 0) rc = -1;            \
+        op = H5S_SELECT_OR;                                                               \
+    } while (0)
+    if (r0 == r1) {
+        SEL(r0, c0, 1, c1 - c0);
+        return rc;
+    }
+    if (c0) {
+        SEL(r0, c0, 1, cols - c0);
+        r0++;
+    }
+    if (r1 > r0) SEL(r0, 0, r1 - r0, cols);
+    if (c1) SEL(r1, 0, 1, c1);
+#undef SEL
+    return rc;
+}
+
+/* Collective transfer of element ranges [ranges[2j], ranges[2j+1]) of this
+ * rank's piece, each cut into blocks of at most piece_elems() floats; every
  * rank makes the same number of H5Dwrite/H5Dread calls (ranks with no block
  * left join with an empty selection). Returns 0 or -1 (local failure). */
 static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, hid_t dxpl, int write, const int64_t *ranges,
                     int nranges) {
     hid_t fs = H5Dget_space(d);
-    int64_t per = piece_elems() / t->cols;
-    if (per < 1) per = 1;
+    int64_t per = piece_elems();
     long long mine = 0, npieces = 0;
     for (int j = 0; j < nranges; j++) mine += (ranges[2 * j + 1] - ranges[2 * j] + per - 1) / per;
     MPI_Allreduce(&mine, &npieces, 1, MPI_LONG_LONG, MPI_MAX, comm);
@@ -190,13 +215,12 @@ static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, hid_t dxpl, in
             if (rn > per) rn = per;
             next += rn;
         }
-        hsize_t one = 1, mcount = (hsize_t)(rn * t->cols);
+        hsize_t one = 1, mcount = (hsize_t)rn;
         hid_t ms = H5Screate_simple(1, rn > 0 ? &mcount : &one, NULL);
         float *buf = &dummy;
         if (rn > 0) {
-            hsize_t start[2] = {(hsize_t)r0, 0}, count[2] = {(hsize_t)rn, (hsize_t)t->cols};
-            if (fs >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) rc = -1;
-            buf = t->data + (r0 - t->row0) * t->cols;
+            if (fs >= 0 && select_range(fs, t->cols, r0, rn) < 0) rc = -1;
+            buf = t->data + (r0 - t->off);
         } else {
             if (fs >= 0) H5Sselect_none(fs);
             H5Sselect_none(ms);
@@ -357,10 +381,10 @@ static int write_meta(hid_t f, const ckpt_meta *m) {
     return rc;
 }
 
-/* Every rank's slab of a tensor (allgather), and the rows this rank owns in
- * the union: its slab minus the rows of lower ranks (own_pieces). */
+/* Every rank's piece of a tensor (allgather), and the elements this rank
+ * owns in the union: its piece minus those of lower ranks (own_pieces). */
 typedef struct {
-    int64_t *pieces; /* pairs begin,end of global rows */
+    int64_t *pieces; /* pairs begin,end of element indices */
     int npieces, cover;
 } slab_plan;
 
@@ -368,26 +392,26 @@ static void plan_slabs(MPI_Comm comm, const ckpt_tensor *t, slab_plan *pl) {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    long long mine[2] = {t->row0, t->nrows};
+    long long mine[2] = {t->off, t->count};
     long long *slab = malloc(sizeof(long long) * 2 * (size_t)size);
     pl->pieces = malloc(sizeof(int64_t) * 2 * (size_t)(size + 1));
     MPI_Allgather(mine, 2, MPI_LONG_LONG, slab, 2, MPI_LONG_LONG, comm);
-    pl->npieces = own_pieces(slab, size, rank, t->rows, pl->pieces, &pl->cover);
+    pl->npieces = own_pieces(slab, size, rank, t->rows * t->cols, pl->pieces, &pl->cover);
     free(slab);
 }
 
-/* Create one dataset, write it collectively, then its checksum. Each row is
- * written (and summed) once, by the lowest rank whose slab holds it, so
- * replicated or overlapping slabs (e.g. every dp rank passing the whole
- * tensor) cost one write; slabs that leave rows uncovered are an error. */
+/* Create one dataset, write it collectively, then its checksum. Each element
+ * is written (and summed) once, by the lowest rank whose piece holds it, so
+ * replicated or overlapping pieces (e.g. every dp rank passing the whole
+ * tensor) cost one write; pieces that leave elements uncovered are an error. */
 static int write_tensor(MPI_Comm comm, hid_t g, const char *set, const ckpt_tensor *t, hid_t dxpl,
                         const char *tmp, char *err, size_t errlen) {
     slab_plan pl;
     plan_slabs(comm, t, &pl);
     if (!pl.cover) {
         free(pl.pieces);
-        return lm_err(err, errlen, 1, "%s/%s: the ranks' slabs do not cover all %lld rows", set, t->name,
-                      (long long)t->rows);
+        return lm_err(err, errlen, 1, "%s/%s: the ranks' pieces do not cover all %lld elements", set, t->name,
+                      (long long)(t->rows * t->cols));
     }
     hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
     hid_t fs = H5Screate_simple(t->ndim, dims, NULL);
@@ -403,7 +427,7 @@ static int write_tensor(MPI_Comm comm, hid_t g, const char *set, const ckpt_tens
     if (anybad) loc[1] = 1;
     else if (transfer(comm, d, t, dxpl, 1, pl.pieces, pl.npieces)) loc[1] = 1;
     for (int i = 0; i < pl.npieces; i++)
-        loc[0] += rows_sum(t->data, t->row0, t->cols, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
+        loc[0] += elems_sum(t->data, t->off, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
     free(pl.pieces);
     MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);
     int rc = 0;
@@ -692,12 +716,12 @@ static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set
     snprintf(dp, sizeof dp, "%s/%s", set, t->name);
     slab_plan pl;
     plan_slabs(comm, t, &pl);
-    int64_t whole[2] = {t->row0, t->row0 + t->nrows}; /* each rank reads its whole slab */
+    int64_t whole[2] = {t->off, t->off + t->count}; /* each rank reads its whole piece */
     hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
     uint64_t loc[2] = {0, 0}, tot[2] = {0, 0}, want = 0;
     int has_sum = 0, bad = d < 0, anybad = 0;
     MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, comm);
-    if (anybad || transfer(comm, d, t, dxpl, 0, whole, t->nrows > 0)) loc[1] = 1;
+    if (anybad || transfer(comm, d, t, dxpl, 0, whole, t->count > 0)) loc[1] = 1;
     if (d >= 0) {
         int r = h5_attr_num(d, "checksum", H5T_INTEGER, H5T_NATIVE_UINT64, &want);
         if (r == 0) has_sum = 1;
@@ -705,7 +729,7 @@ static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set
     }
     if (!loc[1])
         for (int i = 0; i < pl.npieces; i++)
-            loc[0] += rows_sum(t->data, t->row0, t->cols, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
+            loc[0] += elems_sum(t->data, t->off, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
     h5_close(d);
     free(pl.pieces);
     MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);

@@ -2,11 +2,13 @@
  * parallel HDF5 (mpio driver, collective transfers).
  *
  * A checkpoint holds full logical tensors only. Each rank passes, for each
- * tensor, the hyperslab it owns (a block of rows: [row0, row0+nrows) of a
- * [rows, cols] tensor; 1-D tensors have cols = 1) and its data; ranks that own
- * nothing of a tensor pass nrows = 0 and still take part in the collective.
- * On load, each rank asks for the hyperslab it needs, whatever layout wrote
- * the file.
+ * tensor, the piece it owns: a range of elements [off, off+count) of the
+ * row-major [rows, cols] tensor (1-D tensors have cols = 1), which may start
+ * and end inside a row (a ZeRO shard does), and its data; ranks that own
+ * nothing of a tensor pass count = 0 and still take part in the collective.
+ * In the file the piece is a union of up to three hyperslabs (the tail of a
+ * row, whole rows, the head of a row). On load, each rank asks for the piece
+ * it needs, whatever layout wrote the file.
  *
  * Integrity: each dataset carries an attribute `checksum` (uint64), the sum
  * mod 2^64 over elements of mix64(index, bits of the value):
@@ -18,12 +20,13 @@
  *                  z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
  *                  return z ^ (z >> 31);
  * The sum is over elements, so ranks add partial sums of their own slabs
- * (MPI_SUM on uint64) and the check works for any sharding. Slabs may
- * overlap (e.g. every data-parallel rank passes the whole tensor): each row
- * is written and summed once, by the lowest rank whose slab holds it. On
- * save the slabs must cover every row (else error 1). On load the sum is
- * compared when the union of the slabs covers every row; a load whose slabs
- * leave rows unread cannot verify that tensor and skips its check. A dataset
+ * (MPI_SUM on uint64) and the check works for any sharding. Pieces may
+ * overlap (e.g. every data-parallel rank passes the whole tensor): each
+ * element is written and summed once, by the lowest rank whose piece holds
+ * it. On save the pieces must cover every element (else error 1). On load the
+ * sum is compared when the union of the pieces covers every element; a load
+ * whose pieces leave elements unread cannot verify that tensor and skips its
+ * check. A dataset
  * without the attribute (a file from another tool) is accepted unchecked.
  * A mismatch, a missing dataset, a shape that disagrees, a wrong
  * format/version or an unreadable file is an input error (2) naming the file
@@ -45,8 +48,8 @@ typedef struct {
     const char *name;   /* Hugging Face name, e.g. "model.layers.0.mlp.up_proj.weight" */
     int ndim;           /* 1 or 2 */
     int64_t rows, cols; /* full logical shape (cols = 1 when ndim == 1) */
-    int64_t row0, nrows;/* this rank's slab of rows */
-    float *data;        /* nrows*cols floats, row-major */
+    int64_t off, count; /* this rank's piece: elements [off, off+count), row-major */
+    float *data;        /* count floats */
 } ckpt_tensor;
 
 typedef struct {

@@ -48,6 +48,22 @@ size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size
     return best;
 }
 
+/* The search range above the largest tensor: up to 16M elements (64 MiB of
+ * float32), but no further than total/8, so that a model has at least about
+ * eight chunks whenever its largest tensor allows: a chunk is the bucket
+ * whose reduction overlaps the rest of backward, and one chunk holding the
+ * whole model would leave nothing to overlap. */
+size_t chunk_range(const size_t *sizes, int n) {
+    size_t largest = 0, total = 0;
+    for (int i = 0; i < n; i++) {
+        size_t s = round_up(sizes[i], ALIGN);
+        if (s > largest) largest = s;
+        total += s;
+    }
+    size_t cap = total / 8 > largest ? total / 8 - largest : 0;
+    return cap < ((size_t)16 << 20) ? cap : (size_t)16 << 20;
+}
+
 lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, int64_t cols) {
     lm_param *np = lm_alloc(sizeof(lm_param) * (size_t)(ps->n + 1));
     if (ps->p) {
@@ -65,7 +81,7 @@ lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, in
     return p;
 }
 
-void chunks_build(lm_params *ps) {
+void chunks_build(lm_params *ps, size_t granule) {
     size_t *sizes = lm_alloc(sizeof(size_t) * (size_t)ps->n);
     size_t *offs = lm_alloc(sizeof(size_t) * (size_t)ps->n);
     int *chunk_of = lm_alloc(sizeof(int) * (size_t)ps->n);
@@ -74,26 +90,33 @@ void chunks_build(lm_params *ps) {
         sizes[i] = ps->p[i].numel;
         ps->numel += sizes[i];
     }
-    /* Candidates up to 64 MiB of float32 beyond the largest tensor, in 4 KiB steps. */
-    ps->chunk_size = chunk_search(sizes, ps->n, ALIGN, (size_t)16 << 20, 1024);
+    ps->chunk_size = chunk_search(sizes, ps->n, ALIGN, chunk_range(sizes, ps->n), 1024);
+    if (granule < ALIGN) granule = ALIGN;
+    ps->chunk_size = round_up(ps->chunk_size, round_up(granule, ALIGN));
     ps->n_chunks = (int)pack(sizes, ps->n, ALIGN, ps->chunk_size, chunk_of, offs);
     ps->arena = (size_t)ps->n_chunks * ps->chunk_size;
     ps->w = lm_alloc(ps->arena * sizeof(float));
-    ps->g = lm_alloc(ps->arena * sizeof(float));
-    ps->m = lm_alloc(ps->arena * sizeof(float));
-    ps->v = lm_alloc(ps->arena * sizeof(float));
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
         p->chunk = chunk_of[i];
         p->offset = offs[i];
         p->w = ps->w + offs[i];
-        p->g = ps->g + offs[i];
-        p->m = ps->m + offs[i];
-        p->v = ps->v + offs[i];
     }
     lm_free(sizes);
     lm_free(offs);
     lm_free(chunk_of);
+}
+
+void params_alloc_state(lm_params *ps) {
+    ps->g = lm_alloc(ps->arena * sizeof(float));
+    ps->m = lm_alloc(ps->arena * sizeof(float));
+    ps->v = lm_alloc(ps->arena * sizeof(float));
+    for (int i = 0; i < ps->n; i++) {
+        lm_param *p = &ps->p[i];
+        p->g = ps->g + p->offset;
+        p->m = ps->m + p->offset;
+        p->v = ps->v + p->offset;
+    }
 }
 
 void params_free(lm_params *ps) {

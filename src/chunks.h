@@ -20,7 +20,7 @@ typedef struct {
     int decay;              /* weight decay applies (2-D weights) */
     int chunk;              /* chunk index */
     size_t offset;          /* element offset in the arena */
-    float *w, *g, *m, *v;   /* views into the arenas */
+    float *w, *g, *m, *v;   /* views into the arenas (g, m, v: NULL while sharded) */
 } lm_param;
 
 typedef struct {
@@ -39,14 +39,24 @@ typedef struct {
  * ties go to the smaller size. */
 size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size_t step);
 
+/* The range chunks_build searches above the largest tensor (elements):
+ * min(16M, max(0, total/8 - largest)), sizes rounded up to 16 elements. */
+size_t chunk_range(const size_t *sizes, int n);
+
 /* Add a tensor to the table before chunks_build. */
 /* The returned pointer is valid until the next params_add (the table grows).
  * ndim 2 = a weight matrix [rows, cols] (weight decay applies); ndim 1 = a
  * vector of rows elements (norm weights; no decay). */
 lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, int64_t cols);
 
-/* Search the chunk size, place tensors and allocate the arenas (zeroed). */
-void chunks_build(lm_params *ps);
+/* Search the chunk size (then round it up to a multiple of `granule`
+ * elements, so that a chunk splits into equal 64-byte-aligned shards: the
+ * caller passes 16 * dp), place tensors and allocate the weight arena
+ * (zeroed). Gradients and optimizer state belong to the ZeRO manager
+ * (zero.h), which shards them; params_alloc_state gives full ones. */
+void chunks_build(lm_params *ps, size_t granule);
+/* Full (unsharded) gradient and moment arenas with per-tensor views. */
+void params_alloc_state(lm_params *ps);
 void params_free(lm_params *ps);
 
 lm_param *params_find(lm_params *ps, const char *name);

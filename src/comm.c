@@ -6,9 +6,18 @@
 #include <string.h>
 
 static lm_group g_world;
+static lm_comm_stats g_stats;
+
+/* Open MPI's default MPI-IO component (OMPIO, 4.1) returns wrong data for
+ * collective reads in which ranks ask for overlapping, row-cutting pieces of
+ * a dataset (tests/unit/test_ckpt_mpi.c, "overlapping slabs"); ROMIO reads
+ * them right. Unless the user chose a component, Open MPI is told to use
+ * anything but OMPIO; other MPIs ignore the variable. */
+static void io_component_default(void) { setenv("OMPI_MCA_io", "^ompio", 0); }
 
 void comm_init(int *argc, char ***argv) {
     int provided = 0;
+    io_component_default();
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     g_world.comm = MPI_COMM_WORLD;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank);
@@ -37,32 +46,146 @@ void comm_free(lm_group *g) {
     lm_free(g);
 }
 
-/* MPI counts are int: large buffers go in pieces of at most INT_MAX/2. */
+void comm_stats(lm_comm_stats *s) { *s = g_stats; }
+
+/* MPI counts are int: large buffers go in pieces of at most 2^30 elements. */
 #define PIECE ((size_t)1 << 30)
+
+static int pieces(size_t n) { return n ? (int)((n + PIECE - 1) / PIECE) : 0; }
 
 static void allreduce(const lm_group *g, void *x, size_t n, size_t esize, MPI_Datatype t, MPI_Op op) {
     if (g->size == 1) return;
+    double t0 = lm_now();
     for (size_t off = 0; off < n; off += PIECE) {
         size_t m = n - off < PIECE ? n - off : PIECE;
         MPI_Allreduce(MPI_IN_PLACE, (char *)x + off * esize, (int)m, t, op, g->comm);
     }
+    g_stats.allreduce_bytes += (double)(n * esize);
+    g_stats.seconds += lm_now() - t0;
 }
 
 void comm_allreduce_sum_f32(const lm_group *g, float *x, size_t n) { allreduce(g, x, n, 4, MPI_FLOAT, MPI_SUM); }
 void comm_allreduce_sum_f64(const lm_group *g, double *x, size_t n) { allreduce(g, x, n, 8, MPI_DOUBLE, MPI_SUM); }
 void comm_allreduce_sum_i64(const lm_group *g, int64_t *x, size_t n) { allreduce(g, x, n, 8, MPI_INT64_T, MPI_SUM); }
 void comm_allreduce_max_i32(const lm_group *g, int *x, size_t n) { allreduce(g, x, n, 4, MPI_INT, MPI_MAX); }
+void comm_allreduce_max_f64(const lm_group *g, double *x, size_t n) { allreduce(g, x, n, 8, MPI_DOUBLE, MPI_MAX); }
 
 void comm_bcast(const lm_group *g, void *buf, size_t bytes, int root) {
     if (g->size == 1) return;
+    double t0 = lm_now();
     for (size_t off = 0; off < bytes; off += PIECE) {
         size_t m = bytes - off < PIECE ? bytes - off : PIECE;
         MPI_Bcast((char *)buf + off, (int)m, MPI_BYTE, root, g->comm);
     }
+    g_stats.bcast_bytes += (double)bytes;
+    g_stats.seconds += lm_now() - t0;
 }
 
 void comm_barrier(const lm_group *g) {
     if (g->size > 1) MPI_Barrier(g->comm);
+}
+
+/* Reduce-scatter and all-gather take one block per rank; a block of more
+ * than 2^30 floats would need a derived datatype, which lamina never needs
+ * (blocks are chunk shards, far smaller). */
+static int block_count(size_t n, const char *what) {
+    if (n > PIECE) lm_abort(LM_ERR_RUNTIME, "%s: block of %zu elements exceeds 2^30", what, n);
+    return (int)n;
+}
+
+void comm_reduce_scatter_sum_f32(const lm_group *g, float *x, size_t n) {
+    lm_req q;
+    comm_ireduce_scatter_sum_f32(g, x, n, &q);
+    comm_wait(&q);
+}
+
+void comm_allgather_f32(const lm_group *g, float *x, size_t n) {
+    lm_req q;
+    comm_iallgather_f32(g, x, n, &q);
+    comm_wait(&q);
+}
+
+void comm_iallreduce_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
+    q->n = 0;
+    if (g->size == 1) return;
+    double t0 = lm_now();
+    if (pieces(n) > LM_REQ_PIECES) lm_abort(LM_ERR_RUNTIME, "iallreduce: %zu elements is too large", n);
+    for (size_t off = 0; off < n; off += PIECE) {
+        size_t m = n - off < PIECE ? n - off : PIECE;
+        MPI_Iallreduce(MPI_IN_PLACE, x + off, (int)m, MPI_FLOAT, MPI_SUM, g->comm, &q->r[q->n++]);
+    }
+    g_stats.allreduce_bytes += (double)n * 4;
+    g_stats.seconds += lm_now() - t0;
+}
+
+void comm_ireduce_scatter_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
+    q->n = 0;
+    if (g->size == 1) return;
+    double t0 = lm_now();
+    MPI_Ireduce_scatter_block(MPI_IN_PLACE, x, block_count(n, "reduce-scatter"), MPI_FLOAT, MPI_SUM, g->comm,
+                              &q->r[q->n++]);
+    g_stats.reduce_scatter_bytes += (double)n * (double)g->size * 4;
+    g_stats.seconds += lm_now() - t0;
+}
+
+void comm_iallgather_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
+    q->n = 0;
+    if (g->size == 1) return;
+    double t0 = lm_now();
+    MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, block_count(n, "all-gather"), MPI_FLOAT, g->comm,
+                   &q->r[q->n++]);
+    g_stats.allgather_bytes += (double)n * (double)g->size * 4;
+    g_stats.seconds += lm_now() - t0;
+}
+
+static void p2p(const lm_group *g, void *buf, size_t bytes, int peer, int tag, lm_req *q, int send) {
+    q->n = 0;
+    if (pieces(bytes) > LM_REQ_PIECES) lm_abort(LM_ERR_RUNTIME, "send/recv: %zu bytes is too large", bytes);
+    double t0 = lm_now();
+    for (size_t off = 0; off < bytes; off += PIECE) {
+        size_t m = bytes - off < PIECE ? bytes - off : PIECE;
+        if (send)
+            MPI_Isend((char *)buf + off, (int)m, MPI_BYTE, peer, tag, g->comm, &q->r[q->n++]);
+        else
+            MPI_Irecv((char *)buf + off, (int)m, MPI_BYTE, peer, tag, g->comm, &q->r[q->n++]);
+    }
+    g_stats.p2p_bytes += (double)bytes;
+    g_stats.seconds += lm_now() - t0;
+}
+
+void comm_isend(const lm_group *g, const void *buf, size_t bytes, int dst, int tag, lm_req *q) {
+    p2p(g, (void *)buf, bytes, dst, tag, q, 1);
+}
+void comm_irecv(const lm_group *g, void *buf, size_t bytes, int src, int tag, lm_req *q) {
+    p2p(g, buf, bytes, src, tag, q, 0);
+}
+void comm_send(const lm_group *g, const void *buf, size_t bytes, int dst, int tag) {
+    lm_req q;
+    comm_isend(g, buf, bytes, dst, tag, &q);
+    comm_wait(&q);
+}
+void comm_recv(const lm_group *g, void *buf, size_t bytes, int src, int tag) {
+    lm_req q;
+    comm_irecv(g, buf, bytes, src, tag, &q);
+    comm_wait(&q);
+}
+
+void comm_wait(lm_req *q) {
+    if (!q->n) return;
+    double t0 = lm_now();
+    MPI_Waitall(q->n, q->r, MPI_STATUSES_IGNORE);
+    q->n = 0;
+    g_stats.seconds += lm_now() - t0;
+}
+
+int comm_test(lm_req *q) {
+    if (!q->n) return 1;
+    double t0 = lm_now();
+    int done = 0;
+    MPI_Testall(q->n, q->r, &done, MPI_STATUSES_IGNORE);
+    if (done) q->n = 0;
+    g_stats.seconds += lm_now() - t0;
+    return done;
 }
 
 int comm_agree(const lm_group *g, int status, char *err, size_t errlen) {

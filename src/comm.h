@@ -1,8 +1,15 @@
-/* comm.h — the communication layer. Every collective lamina does goes through
- * here; no other module calls MPI for communication (HDF5's mpio driver is
- * handed the communicator by comm_mpi()). A group is a communicator over a
- * subset of the world: the whole world, or one data/tensor/pipeline group of
- * the process grid. */
+/* comm.h — the communication layer. Every collective and point-to-point
+ * transfer lamina does goes through here; no other module calls MPI for
+ * communication (HDF5's mpio driver is handed the communicator by
+ * comm_mpi()). A group is a communicator over a subset of the world: the
+ * whole world, or one data/tensor/pipeline group of the process grid.
+ *
+ * This is the MPI implementation, on host buffers. Non-blocking operations
+ * return an lm_req that comm_wait / comm_test complete; MPI makes progress
+ * on them only inside MPI calls, so a caller that overlaps communication with
+ * compute calls comm_test between its kernels (see zero.c). Every call adds
+ * its bytes to per-kind counters and the time spent inside it (the time the
+ * calling thread was blocked in communication) to comm_stats. */
 #ifndef LAMINA_COMM_H
 #define LAMINA_COMM_H
 #include <mpi.h>
@@ -14,6 +21,14 @@ typedef struct lm_group {
     int rank, size;
 } lm_group;
 
+/* A non-blocking operation: up to LM_REQ_PIECES MPI requests (buffers of
+ * more than 2^30 elements go in pieces, MPI counts being int). */
+#define LM_REQ_PIECES 8
+typedef struct {
+    MPI_Request r[LM_REQ_PIECES];
+    int n;
+} lm_req;
+
 /* MPI_Init_thread (funneled) and the world group. */
 void comm_init(int *argc, char ***argv);
 void comm_finalize(void);
@@ -23,13 +38,37 @@ lm_group *comm_world(void);
 lm_group *comm_split(const lm_group *g, int color, int key);
 void comm_free(lm_group *g);
 
-/* In-place sums. */
+/* Blocking collectives, in place. */
 void comm_allreduce_sum_f32(const lm_group *g, float *x, size_t n);
 void comm_allreduce_sum_f64(const lm_group *g, double *x, size_t n);
 void comm_allreduce_sum_i64(const lm_group *g, int64_t *x, size_t n);
 void comm_allreduce_max_i32(const lm_group *g, int *x, size_t n);
+void comm_allreduce_max_f64(const lm_group *g, double *x, size_t n);
 void comm_bcast(const lm_group *g, void *buf, size_t bytes, int root);
 void comm_barrier(const lm_group *g);
+
+/* Reduce-scatter (sum) in place: x holds g->size blocks of n floats; on
+ * return block 0 of x (x[0..n)) holds the sum over ranks of block g->rank. */
+void comm_reduce_scatter_sum_f32(const lm_group *g, float *x, size_t n);
+/* All-gather in place: x holds g->size blocks of n floats; block r of every
+ * rank receives block r of rank r. */
+void comm_allgather_f32(const lm_group *g, float *x, size_t n);
+
+/* Non-blocking variants of the above (same semantics once complete). */
+void comm_iallreduce_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q);
+void comm_ireduce_scatter_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q);
+void comm_iallgather_f32(const lm_group *g, float *x, size_t n, lm_req *q);
+
+/* Point to point (bytes) within a group, blocking and non-blocking. */
+void comm_send(const lm_group *g, const void *buf, size_t bytes, int dst, int tag);
+void comm_recv(const lm_group *g, void *buf, size_t bytes, int src, int tag);
+void comm_isend(const lm_group *g, const void *buf, size_t bytes, int dst, int tag, lm_req *q);
+void comm_irecv(const lm_group *g, void *buf, size_t bytes, int src, int tag, lm_req *q);
+
+/* Complete q (no-op on an empty request). comm_test: 1 if complete (q is
+ * then empty), 0 if not; it also drives MPI's progress engine. */
+void comm_wait(lm_req *q);
+int comm_test(lm_req *q);
 
 /* Collective verdict: every rank passes its own status (0 = ok) and gets the
  * largest one back; with a non-zero result, the message of the lowest rank
@@ -38,5 +77,13 @@ void comm_barrier(const lm_group *g);
 int comm_agree(const lm_group *g, int status, char *err, size_t errlen);
 
 MPI_Comm comm_mpi(const lm_group *g);
+
+/* Counters since start (bytes this rank passed to each kind of operation,
+ * and seconds its thread spent inside comm calls). */
+typedef struct {
+    double allreduce_bytes, reduce_scatter_bytes, allgather_bytes, bcast_bytes, p2p_bytes;
+    double seconds;
+} lm_comm_stats;
+void comm_stats(lm_comm_stats *s);
 
 #endif

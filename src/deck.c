@@ -76,6 +76,7 @@ static const keydef KEYS[] = {
     KI("parallel", "pp", pp, 1, INT_MAX, 0),
     {"parallel", "dp", T_DP, FLD(dp), 1, INT_MAX, 0, 0, 0, NULL},
     KI("parallel", "zero", zero, 0, 3, 0),
+    KB("parallel", "overlap_comm", overlap_comm),
     KE("parallel", "schedule", schedule, "1f1b|interleaved"),
     KI("parallel", "virtual_stages", virtual_stages, 1, INT_MAX, 0),
     KE("parallel", "offload", offload, "none|optim|param|auto"),
@@ -175,6 +176,7 @@ void deck_defaults(lm_config *c) {
     c->rope_theta = 10000.0;
     c->tp = c->pp = 1;
     c->dp = 0;
+    c->overlap_comm = 1;
     strcpy(c->schedule, "1f1b");
     c->virtual_stages = 1;
     strcpy(c->offload, "none");

@@ -23,6 +23,7 @@ typedef struct {
     int tp, pp;                 /* 1, 1 */
     int dp;                     /* 0 = auto */
     int zero;                   /* 0..3 */
+    int overlap_comm;           /* 1: reduce gradient chunks during backward */
     char schedule[16];          /* 1f1b | interleaved */
     int virtual_stages;         /* 1 */
     char offload[16];           /* none | optim | param | auto */

@@ -272,6 +272,7 @@ void metrics_write(lm_metrics_log *m, const lm_step_metrics *s) {
     json_object_set_new(o, "tflops", num(s->tflops));
     json_object_set_new(o, "mfu", num(s->mfu));
     json_object_set_new(o, "step_ms", num(s->step_ms));
+    json_object_set_new(o, "comm_ms", num(s->comm_ms));
     json_object_set_new(o, "mem_bytes", json_integer((json_int_t)s->mem_bytes));
     if (s->n_papi > 0 && s->papi_names && s->papi_vals) {
         json_t *pp = json_object();

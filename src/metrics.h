@@ -38,6 +38,7 @@ typedef struct {
     double tflops;        /* model TFLOP/s per device */
     double mfu;
     double step_ms;
+    double comm_ms;       /* time this rank was blocked in communication */
     size_t mem_bytes;     /* host bytes held by lamina's allocator now */
     int n_papi;
     const char *const *papi_names;

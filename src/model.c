@@ -28,7 +28,7 @@ void shape_from_config(lm_shape *s, const lm_config *c) {
     s->tied = c->tie_embeddings;
 }
 
-static void add_params(lm_model *m) {
+static void add_params(lm_model *m, size_t granule) {
     const lm_shape *s = &m->s;
     lm_params *ps = &m->params;
     int64_t D = s->dim, KVD = (int64_t)s->n_kv_heads * s->head_dim, F = s->ffn_dim;
@@ -52,7 +52,7 @@ static void add_params(lm_model *m) {
     }
     params_add(ps, "model.norm.weight", 1, D, 1);
     if (!s->tied) params_add(ps, "lm_head.weight", 2, s->vocab_size, D);
-    chunks_build(ps);
+    chunks_build(ps, granule);
 
     m->embed = &ps->p[0];
     m->layer = lm_alloc(sizeof(lm_layer_params) * (size_t)s->n_layers);
@@ -109,7 +109,7 @@ static void rope_tables(lm_model *m) {
     lm_free(s);
 }
 
-lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int recompute) {
+lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int recompute, size_t granule) {
     lm_model *m = lm_alloc(sizeof *m);
     m->s = *s;
     m->dev = dev;
@@ -117,7 +117,7 @@ lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int reco
     m->T = T;
     m->R = B * T;
     m->recompute = recompute;
-    add_params(m);
+    add_params(m, granule);
 
     size_t R = (size_t)m->R, D = (size_t)s->dim, F = (size_t)s->ffn_dim;
     size_t KVD = (size_t)s->n_kv_heads * (size_t)s->head_dim;
@@ -189,6 +189,13 @@ static lm_layer_acts *acts_of(lm_model *m, int l) {
     return a;
 }
 
+/* The gradient buffer of p for this backward, and the signal that it is
+ * complete (see lm_grad_hooks). */
+static float *G(lm_model *m, lm_param *p) { return m->hooks ? m->hooks->grad(m->hooks->ctx, p) : p->g; }
+static void DONE(lm_model *m, lm_param *p) {
+    if (m->hooks) m->hooks->done(m->hooks->ctx, p);
+}
+
 /* One layer forward from a->x, filling a's activations; writes the layer
  * output (the next residual) to out. */
 static void layer_forward(lm_model *m, int l, lm_layer_acts *a, float *out) {
@@ -230,29 +237,38 @@ static void layer_backward(lm_model *m, int l, lm_layer_acts *a) {
     /* MLP branch: y = a + Wdown (silu(g) * u) */
     d->rmsnorm_fwd(d, m->n, a->rstd2, a->a, P->ln2->w, R, D, s->norm_eps);  /* n2 again */
     d->swiglu_fwd(d, m->f1, a->g, a->u, RF);                                 /* f1 = swiglu */
-    d->gemm_tn(d, P->down->g, m->dh, m->f1, R, D, F, 1.0f);
+    d->gemm_tn(d, G(m, P->down), m->dh, m->f1, R, D, F, 1.0f);
+    DONE(m, P->down);
     d->gemm_nn(d, m->f2, m->dh, P->down->w, R, D, F, 0.0f);                  /* f2 = d swiglu */
     d->swiglu_bwd(d, m->f1, m->f3, m->f2, a->g, a->u, RF);                   /* f1 = dg, f3 = du */
-    d->gemm_tn(d, P->gate->g, m->f1, m->n, R, F, D, 1.0f);
-    d->gemm_tn(d, P->up->g, m->f3, m->n, R, F, D, 1.0f);
+    d->gemm_tn(d, G(m, P->gate), m->f1, m->n, R, F, D, 1.0f);
+    DONE(m, P->gate);
+    d->gemm_tn(d, G(m, P->up), m->f3, m->n, R, F, D, 1.0f);
+    DONE(m, P->up);
     d->gemm_nn(d, m->dn, m->f1, P->gate->w, R, F, D, 0.0f);
     d->gemm_nn(d, m->dn, m->f3, P->up->w, R, F, D, 1.0f);
-    d->rmsnorm_bwd(d, m->dh, P->ln2->g, m->dn, a->a, P->ln2->w, a->rstd2, R, D); /* dh = d(a) */
+    d->rmsnorm_bwd(d, m->dh, G(m, P->ln2), m->dn, a->a, P->ln2->w, a->rstd2, R, D); /* dh = d(a) */
+    DONE(m, P->ln2);
 
     /* Attention branch: a = x + Wo att */
-    d->gemm_tn(d, P->o->g, m->dh, a->att, R, D, D, 1.0f);
+    d->gemm_tn(d, G(m, P->o), m->dh, a->att, R, D, D, 1.0f);
+    DONE(m, P->o);
     d->gemm_nn(d, m->datt, m->dh, P->o->w, R, D, D, 0.0f);
     d->attention_bwd(d, m->dq, m->dk, m->dv, m->datt, a->att, a->lse, a->q, a->k, a->v, m->B, m->T, H, KV, hd);
     d->rope_bwd(d, m->dq, m->rope_cos, m->rope_sin, R, m->T, H, hd);
     d->rope_bwd(d, m->dk, m->rope_cos, m->rope_sin, R, m->T, KV, hd);
     d->rmsnorm_fwd(d, m->n, a->rstd1, a->x, P->ln1->w, R, D, s->norm_eps);  /* n1 again */
-    d->gemm_tn(d, P->q->g, m->dq, m->n, R, D, D, 1.0f);
-    d->gemm_tn(d, P->k->g, m->dk, m->n, R, KVD, D, 1.0f);
-    d->gemm_tn(d, P->v->g, m->dv, m->n, R, KVD, D, 1.0f);
+    d->gemm_tn(d, G(m, P->q), m->dq, m->n, R, D, D, 1.0f);
+    DONE(m, P->q);
+    d->gemm_tn(d, G(m, P->k), m->dk, m->n, R, KVD, D, 1.0f);
+    DONE(m, P->k);
+    d->gemm_tn(d, G(m, P->v), m->dv, m->n, R, KVD, D, 1.0f);
+    DONE(m, P->v);
     d->gemm_nn(d, m->dn, m->dq, P->q->w, R, D, D, 0.0f);
     d->gemm_nn(d, m->dn, m->dk, P->k->w, R, KVD, D, 1.0f);
     d->gemm_nn(d, m->dn, m->dv, P->v->w, R, KVD, D, 1.0f);
-    d->rmsnorm_bwd(d, m->dh, P->ln1->g, m->dn, a->x, P->ln1->w, a->rstd1, R, D); /* dh = d(x) */
+    d->rmsnorm_bwd(d, m->dh, G(m, P->ln1), m->dn, a->x, P->ln1->w, a->rstd1, R, D); /* dh = d(x) */
+    DONE(m, P->ln1);
 }
 
 /* Embedding and every layer forward, then the final norm into m->n. */
@@ -281,8 +297,9 @@ static double head_forward_backward(lm_model *m, const int32_t *targets, float s
         d->gemm_nt(d, m->logits, x, m->lm_head->w, rb, V, D, 0.0f);
         loss += d->xent_fwd_bwd(d, m->logits, targets + r0, rb, V, scale);
         d->gemm_nn(d, m->dn + (size_t)r0 * D, m->logits, m->lm_head->w, rb, V, D, 0.0f);
-        d->gemm_tn(d, m->lm_head->g, m->logits, x, rb, V, D, 1.0f);
+        d->gemm_tn(d, G(m, m->lm_head), m->logits, x, rb, V, D, 1.0f);
     }
+    if (!m->s.tied) DONE(m, m->lm_head); /* tied: the embedding's backward adds more */
     return loss;
 }
 
@@ -294,7 +311,8 @@ double model_forward_backward(lm_model *m, const int32_t *ids, const int32_t *ta
 
     /* final norm backward into a fresh dh */
     d->zero(d, m->dh, sizeof(float) * (size_t)R * (size_t)D);
-    d->rmsnorm_bwd(d, m->dh, m->norm->g, m->dn, m->h_final, m->norm->w, m->rstd_final, R, D);
+    d->rmsnorm_bwd(d, m->dh, G(m, m->norm), m->dn, m->h_final, m->norm->w, m->rstd_final, R, D);
+    DONE(m, m->norm);
     for (int l = m->s.n_layers - 1; l >= 0; l--) {
         lm_layer_acts *a = acts_of(m, l);
         if (m->recompute) {
@@ -304,7 +322,8 @@ double model_forward_backward(lm_model *m, const int32_t *ids, const int32_t *ta
         }
         layer_backward(m, l, a);
     }
-    d->embedding_bwd(d, m->embed->g, m->dh, ids, R, D);
+    d->embedding_bwd(d, G(m, m->embed), m->dh, ids, R, D);
+    DONE(m, m->embed);
     return loss;
 }
 

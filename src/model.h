@@ -33,10 +33,20 @@ typedef struct {
     float *g, *u;      /* gate and up projections [R, F] */
 } lm_layer_acts;
 
+/* Where backward accumulates each parameter's gradient, and the signal that
+ * it is complete for this micro-batch (the ZeRO manager starts reducing a
+ * chunk when all its tensors are done). NULL hooks: straight into p->g. */
+typedef struct {
+    void *ctx;
+    float *(*grad)(void *ctx, lm_param *p);
+    void (*done)(void *ctx, lm_param *p);
+} lm_grad_hooks;
+
 typedef struct {
     lm_shape s;
     lm_device *dev;
     lm_params params;
+    lm_grad_hooks *hooks;             /* NULL: gradients straight into p->g */
     lm_param *embed, *norm, *lm_head; /* lm_head == embed when tied */
     lm_layer_params *layer;
     int64_t n_matmul_params;          /* N of SPEC §6 */
@@ -58,9 +68,11 @@ typedef struct {
 
 void shape_from_config(lm_shape *s, const lm_config *c);
 
-/* Build the parameter table (HF names, model order), chunk it, allocate
- * activations for micro-batches of B sequences of T tokens. */
-lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int recompute);
+/* Build the parameter table (HF names, model order), chunk it (chunk size a
+ * multiple of `granule` elements), allocate the weights and activations for
+ * micro-batches of B sequences of T tokens. Gradients and optimizer state
+ * are not allocated here (zero.h, or params_alloc_state). */
+lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int recompute, size_t granule);
 void model_destroy(lm_model *m);
 
 /* Random init, layout-independent: element i of parameter NAME is

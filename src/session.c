@@ -22,45 +22,54 @@ void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const ch
     lm_free(ov);
     if (rc) lm_fail(LM_ERR_INPUT, "%s", err);
 
-    /* What this version runs: one rank, the CPU backend. The keys exist so
-     * that decks written for later versions parse; asking for more is a
-     * clear input error rather than a silent fallback. */
-    int world = comm_world()->size;
-    int dp = c->dp ? c->dp : world / (c->tp * c->pp);
+    /* What this version runs: data parallelism with ZeRO 0-2 on the CPU
+     * backend. The other keys exist so that decks written for later versions
+     * parse; asking for them is a clear input error, not a silent fallback. */
+    int world = comm_world()->size, dp = 0;
     if (c->tp != 1) lm_fail(LM_ERR_INPUT, "parallel.tp = %d: tensor parallelism is not in this version (use 1)", c->tp);
     if (c->pp != 1) lm_fail(LM_ERR_INPUT, "parallel.pp = %d: pipeline parallelism is not in this version (use 1)", c->pp);
-    if (dp * c->tp * c->pp != world)
-        lm_fail(LM_ERR_INPUT, "parallel.dp = %d with tp = %d, pp = %d does not match the %d ranks launched", dp, c->tp,
-                c->pp, world);
-    if (dp != 1)
-        lm_fail(LM_ERR_INPUT, "parallel.dp = %d: data parallelism is not in this version (launch 1 rank)", dp);
-    if (c->zero != 0) lm_fail(LM_ERR_INPUT, "parallel.zero = %d: ZeRO sharding is not in this version (use 0)", c->zero);
+    if (topo_sizes(world, c->tp, c->pp, c->dp, &dp, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+    if (c->zero > 2) lm_fail(LM_ERR_INPUT, "parallel.zero = %d: ZeRO-3 is not in this version (use 0, 1 or 2)", c->zero);
     if (strcmp(c->offload, "none"))
         lm_fail(LM_ERR_INPUT, "parallel.offload = %s: offload is not in this version (use none)", c->offload);
     if (strcmp(c->device, "cpu"))
         lm_fail(LM_ERR_INPUT, "train.device = %s: this version trains on the CPU backend only (use cpu)", c->device);
     if (c->global_batch % (dp * c->micro_batch))
-        lm_fail(LM_ERR_INPUT, "train.global_batch = %d is not a multiple of dp (%d) x train.micro_batch (%d)",
-                c->global_batch, dp, c->micro_batch);
+        lm_fail(LM_ERR_INPUT,
+                "train.global_batch = %d is not a multiple of dp (%d) x train.micro_batch (%d): each of the %d "
+                "data-parallel rank(s) takes global_batch/dp samples in micro-batches of micro_batch",
+                c->global_batch, dp, c->micro_batch, dp);
+    c->dp = dp;
 }
 
-void session_open(lm_session *s, int B, int T, int recompute) {
+void session_open(lm_session *s, int B, int T, int recompute, int train) {
+    lm_config *c = &s->cfg;
     lm_shape sh;
-    shape_from_config(&sh, &s->cfg);
+    shape_from_config(&sh, c);
+    topo_create(&s->topo, c->dp, c->tp, c->pp);
     s->dev = device_cpu_create(0);
-    s->model = model_create(s->dev, &sh, B, T, recompute);
+    /* chunks split into dp equal, 64-byte-aligned shards */
+    s->model = model_create(s->dev, &sh, B, T, recompute, (size_t)16 * (size_t)s->topo.dp);
+    if (train) {
+        s->zero = zero_create(&s->model->params, s->dev, s->topo.dp_group, c->zero, c->overlap_comm);
+        s->model->hooks = zero_hooks(s->zero);
+    }
 }
 
 
 void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v) {
+    if (s->zero) {
+        zero_ckpt_tensors(s->zero, w, m, v);
+        return;
+    }
     lm_params *ps = &s->model->params;
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
-        ckpt_tensor t = {p->name, p->ndim, p->rows, p->cols, 0, p->rows, p->w};
+        ckpt_tensor t = {p->name, p->ndim, p->rows, p->cols, 0, (int64_t)p->numel, p->w};
         if (w) w[i] = t;
-        t.data = p->m;
+        t.count = 0;
+        t.data = NULL;
         if (m) m[i] = t;
-        t.data = p->v;
         if (v) v[i] = t;
     }
 }
@@ -109,6 +118,7 @@ void session_load(lm_session *s, int with_optim) {
         int resume = found && with_optim;
         if (ckpt_load(comm_mpi(w), from, tw, resume ? tm : NULL, resume ? tv : NULL, n, err, sizeof err))
             lm_fail(LM_ERR_INPUT, "%s%s", found ? "" : "train.init: ", err);
+        if (s->zero) zero_gather_loaded(s->zero, resume); /* each rank read its shards */
         if (found) {
             snprintf(s->resumed_from, sizeof s->resumed_from, "%s", from);
             s->start_step = meta.step;
@@ -126,8 +136,11 @@ void session_load(lm_session *s, int with_optim) {
 }
 
 void session_close(lm_session *s) {
+    zero_destroy(s->zero);
+    s->zero = NULL;
     model_destroy(s->model);
     device_destroy(s->dev);
+    topo_destroy(&s->topo);
     s->model = NULL;
     s->dev = NULL;
 }

@@ -8,11 +8,15 @@
 #include "comm.h"
 #include "deck.h"
 #include "model.h"
+#include "topo.h"
+#include "zero.h"
 
 typedef struct {
     lm_config cfg;
     lm_device *dev;
     lm_model *model;
+    lm_topo topo;
+    lm_zero *zero;      /* gradients and optimizer state (train only) */
     /* where the weights came from */
     char resumed_from[LM_PATHLEN]; /* "" unless resumed */
     long start_step;
@@ -25,14 +29,17 @@ typedef struct {
  * Exits collectively with 2 on a bad deck or layout. */
 void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const char *arg, int *nargs));
 
-/* Build device and model for micro-batches of B sequences of T tokens. */
-void session_open(lm_session *s, int B, int T, int recompute);
+/* Build the process grid, the device and the model for micro-batches of B
+ * sequences of T tokens; with `train`, the ZeRO manager of gradients and
+ * optimizer state, its hooks installed in the model. */
+void session_open(lm_session *s, int B, int T, int recompute, int train);
 
 /* Start state: resume per checkpoint.restart (with optimizer state), else
  * train.init, else random. Exits collectively with 2 on a bad file. */
 void session_load(lm_session *s, int with_optim);
 
-/* The model's tensors as checkpoint slabs (full tensors on one rank). */
+/* This rank's checkpoint pieces of weights and moments (see zero.h); without
+ * a ZeRO manager, whole weight tensors. */
 void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v);
 
 void session_close(lm_session *s);

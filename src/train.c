@@ -13,6 +13,7 @@
 #include "session.h"
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -24,16 +25,41 @@ static double peak_flops(const lm_config *c, char *desc, size_t len) {
     return metrics_cpu_peak_flops(omp_get_max_threads(), desc, len);
 }
 
+/* Bytes per rank of weights, gradients and optimizer state, next to the ZeRO
+ * formula for the stage (zero.h): what the manager allocated must be what
+ * the formula says. */
 static void report_memory(lm_session *s) {
     lm_params *ps = &s->model->params;
-    double MiB = 1024.0 * 1024.0;
-    lm_log("parameters: %lld in %d tensors; chunks: %d x %zu elements (%.1f MiB each, padding %.2f%%)\n",
+    lm_zero_mem zm;
+    zero_memory(s->zero, &zm);
+    double MiB = 1024.0 * 1024.0, psi = (double)zm.psi;
+    int dp = zm.dp, st = zm.stage;
+    double want_g = st == 2 ? 4 * psi / dp : 4 * psi, want_o = st == 0 ? 8 * psi : 8 * psi / dp;
+    lm_log("parameters: %lld in %d tensors; chunks: %d x %zu elements (%.1f MiB each, padding %.2f%%), "
+           "%d shard(s) of %zu elements per chunk\n",
            (long long)ps->numel, ps->n, ps->n_chunks, ps->chunk_size, (double)ps->chunk_size * 4 / MiB,
-           100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena);
-    lm_log("memory per rank: weights %.1f MiB, gradients %.1f MiB, optimizer state %.1f MiB, activations+workspace "
-           "%.1f MiB%s\n",
-           (double)ps->arena * 4 / MiB, (double)ps->arena * 4 / MiB, (double)ps->arena * 8 / MiB,
-           (double)s->model->act_bytes / MiB, s->cfg.recompute ? " (recompute)" : "");
+           100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena, dp, ps->chunk_size / (size_t)dp);
+    lm_log("memory per rank (ZeRO-%d, dp %d, Psi = %zu elements with padding): weights %zu B (4 Psi = %.0f), "
+           "gradients %zu B (%s = %.0f), optimizer state %zu B (%s = %.0f)\n",
+           st, dp, zm.psi, zm.weights, 4 * psi, zm.grads, st == 2 ? "4 Psi/dp" : "4 Psi", want_g, zm.optim,
+           st == 0 ? "8 Psi" : "8 Psi/dp", want_o);
+    lm_log("memory per rank: weights %.1f MiB, gradients %.1f MiB%s, optimizer state %.1f MiB, "
+           "activations+workspace %.1f MiB%s\n",
+           (double)zm.weights / MiB, (double)zm.grads / MiB, st == 2 ? " (+ chunk buckets in flight)" : "",
+           (double)zm.optim / MiB, (double)s->model->act_bytes / MiB, s->cfg.recompute ? " (recompute)" : "");
+    if ((double)zm.grads != want_g || (double)zm.optim != want_o)
+        lm_abort(LM_ERR_RUNTIME, "memory accounting does not match the ZeRO-%d formula", st);
+}
+
+/* Test hook: LAMINA_FAULT_NAN=RANK:STEP poisons one gradient element on
+ * world rank RANK after the backward of step STEP (a fault only one rank
+ * sees, to check that every rank stops). */
+static long fault_step(void) {
+    const char *e = getenv("LAMINA_FAULT_NAN");
+    int r = -1;
+    long st = -1;
+    if (!e || sscanf(e, "%d:%ld", &r, &st) != 2 || r != comm_world()->rank) return -1;
+    return st;
 }
 
 static void save(lm_session *s, long step, long tokens, long consumed, const char *deck_text) {
@@ -66,20 +92,23 @@ int cmd_train(int argc, char **argv) {
     session_config(c, argc, argv, NULL);
     char err[LM_ERRLEN] = {0};
     lm_group *world = comm_world();
-    int dp = 1, dp_rank = 0;
 
     size_t tlen = deck_to_text(c, NULL, 0) + 1;
     char *deck_text = lm_alloc(tlen);
     deck_to_text(c, deck_text, tlen);
-    lm_log("lamina %s train: %d rank(s), device %s, %d OpenMP thread(s) per rank\n--- resolved deck ---\n%s---\n",
-           LAMINA_VERSION, world->size, c->device, omp_get_max_threads(), deck_text);
+    lm_log("lamina %s train: %d rank(s) = dp %d x tp %d x pp %d, ZeRO-%d, device %s, %d OpenMP thread(s) per rank\n"
+           "--- resolved deck ---\n%s---\n",
+           LAMINA_VERSION, world->size, c->dp, c->tp, c->pp, c->zero, c->device, omp_get_max_threads(), deck_text);
 
     lm_data *data = data_open(c, err, sizeof err);
     if (comm_agree(world, data ? 0 : 2, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
 
-    session_open(&S, c->micro_batch, c->seq_len, c->recompute);
+    session_open(&S, c->micro_batch, c->seq_len, c->recompute, 1);
     lm_model *m = S.model;
-    lm_device *d = S.dev;
+    lm_zero *z = S.zero;
+    const lm_group *dpg = S.topo.dp_group;
+    int dp = S.topo.dp, dp_rank = S.topo.dp_rank;
+    long poison_at = fault_step();
     report_memory(&S);
     session_load(&S, 1);
     lm_log("data: %lld samples in %s; %d micro-step(s) of %d x %d tokens per step\n",
@@ -108,6 +137,7 @@ int cmd_train(int argc, char **argv) {
     long tokens = S.tokens_seen, consumed = S.consumed_samples, total_cut = 0;
     double t_run = lm_now(), first_loss = NAN, last_loss = NAN;
     long steps_run = 0;
+    double comm_s_total = 0.0;
     size_t R = (size_t)c->micro_batch * (size_t)c->seq_len;
 
     for (long step = S.start_step + 1; step <= c->steps; step++) {
@@ -115,21 +145,30 @@ int cmd_train(int argc, char **argv) {
         if (np) papi_read_delta(papi, pvals);
         int rc = data_fill(data, consumed, c->global_batch, dp_rank, dp, &batch, err, sizeof err);
         if (comm_agree(world, rc, err, sizeof err)) lm_fail(LM_ERR_INPUT, "data: %s", err);
-        d->zero(d, m->params.g, sizeof(float) * m->params.arena);
+        lm_comm_stats cs0, cs1;
+        comm_stats(&cs0);
+        zero_step_begin(z);
         float scale = batch.targets_global > 0 ? 1.0f / (float)batch.targets_global : 0.0f;
         double loss_sum = 0.0;
-        for (int k = 0; k < n_micro; k++)
+        for (int k = 0; k < n_micro; k++) {
+            zero_micro_begin(z, k == n_micro - 1);
             loss_sum += model_forward_backward(m, batch.ids + k * R, batch.targets + k * R, scale);
-        comm_allreduce_sum_f64(world, &loss_sum, 1);
+            zero_micro_end(z);
+        }
+        if (step == poison_at) zero_poison_grad(z, 12345);
+        comm_allreduce_sum_f64(dpg, &loss_sum, 1);
         double loss = batch.targets_global > 0 ? loss_sum / (double)batch.targets_global : 0.0;
-        double gnorm = grad_global_norm(d, &m->params);
+        double gnorm = sqrt(zero_grad_sumsq(z));
         if (!isfinite(loss) || !isfinite(gnorm))
             lm_fail(LM_ERR_RUNTIME, "step %ld: %s is %s: training diverged (lower train.lr or check the data)", step,
                     isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? gnorm : loss) ? "NaN" : "infinite");
         double lr = lr_at(c, step);
-        adamw_step(d, &m->params, c, lr, clip_coef(gnorm, c->grad_clip), step);
-        d->sync(d);
+        zero_update(z, c, lr, clip_coef(gnorm, c->grad_clip), step);
+        S.dev->sync(S.dev);
         double dt = lm_now() - t0;
+        comm_stats(&cs1);
+        double comm_ms = (cs1.seconds - cs0.seconds) * 1e3;
+        comm_s_total += cs1.seconds - cs0.seconds;
         tokens += batch.targets_global;
         consumed += c->global_batch;
         total_cut += batch.n_cut_global;
@@ -142,11 +181,11 @@ int cmd_train(int argc, char **argv) {
             double tps = (double)batch.targets_global / dt;
             double tflops = fpt * tps / world->size / 1e12;
             lm_step_metrics sm = {step, loss, lr, gnorm, tokens, tps, tflops, tflops * 1e12 / peak, dt * 1e3,
-                                  lm_alloc_bytes(), np, pnames, pvals};
+                                  comm_ms, lm_alloc_bytes(), np, pnames, pvals};
             metrics_write(mlog, &sm);
             lm_log("step %6ld/%ld | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | %.4f TFLOP/s | MFU %5.2f%% | "
-                   "%.0f ms%s",
-                   step, c->steps, loss, lr, gnorm, tps, tflops, 100 * sm.mfu, dt * 1e3,
+                   "%.0f ms (comm %.0f)%s",
+                   step, c->steps, loss, lr, gnorm, tps, tflops, 100 * sm.mfu, dt * 1e3, comm_ms,
                    batch.n_cut_global ? "" : "\n");
             if (batch.n_cut_global) lm_log(" | %d sample(s) cut to seq_len+1\n", batch.n_cut_global);
         }
@@ -158,11 +197,12 @@ int cmd_train(int argc, char **argv) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         double tps = (double)(tokens - S.tokens_seen) / t_all;
+        double rss[2] = {(double)ru.ru_maxrss / 1024.0, comm_s_total};
+        comm_allreduce_max_f64(world, rss, 2);
         lm_log("done: %ld step(s) in %.1f s, loss %.4f -> %.4f, %.0f tokens/s, %.4f TFLOP/s per rank, MFU %.2f%%, "
-               "peak RSS %.1f MiB%s\n",
+               "peak RSS %.1f MiB (largest rank), blocked in communication %.2f s (largest rank)\n",
                steps_run, t_all, first_loss, last_loss, tps, fpt * tps / world->size / 1e12,
-               100 * fpt * tps / world->size / peak, (double)ru.ru_maxrss / 1024.0,
-               total_cut ? "" : "");
+               100 * fpt * tps / world->size / peak, rss[0], rss[1]);
         if (total_cut) lm_log("data: %ld sample(s) were longer than seq_len+1 and were cut\n", total_cut);
     }
     papi_stop(papi);

@@ -64,3 +64,20 @@ a,b=int(sys.argv[1]),int(sys.argv[2])
 for l in open(sys.argv[3]):
     r=json.loads(l)
     if a<=r["step"]<=b: print(r["step"], repr(r["loss"]), repr(r["grad_norm"]))' "$@"; }
+
+# close A B FROM TO TOL: the loss and grad_norm of steps FROM..TO agree within
+# relative TOL between metrics files A and B (same steps present in both);
+# prints the worst relative difference.
+close() { $PY - "$@" <<'PYEOF'
+import json, sys
+a, b, lo, hi, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+def rd(p):
+    return {r["step"]: r for r in map(json.loads, open(p)) if lo <= r["step"] <= hi}
+A, B = rd(a), rd(b)
+if sorted(A) != list(range(lo, hi + 1)) or sorted(B) != sorted(A):
+    print(f"steps differ: {sorted(A)} vs {sorted(B)}"); sys.exit(1)
+w = max(abs(A[s][k] - B[s][k]) / max(abs(B[s][k]), 1e-30) for s in A for k in ("loss", "grad_norm"))
+print(f"worst rel diff {w:.2e} (tol {tol:g})")
+sys.exit(0 if w <= tol else 1)
+PYEOF
+}

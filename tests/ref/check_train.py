@@ -18,7 +18,12 @@ tests/ref/llama_ref.py:
   * a 1-step run with grad_clip 0 and weight_decay 0: exp_avg = (1-beta1) g,
     so every parameter's gradient is compared (||a-b||/||b|| < 1e-4);
   * recompute=true gives the same losses and grad norms (rel < 1e-6);
-  * warmup 2 + cosine schedule with min_lr > 0: the lr field and the run.
+  * warmup 2 + cosine schedule with min_lr > 0: the lr field and the run;
+  * data parallelism: the 3-step run again under mpirun with dp = 2, 3 or 4
+    (whichever divide the global batch) and parallel.zero = 0, 1, 2 (and
+    overlap_comm off for some), against the same reference and tolerances
+    (the checkpoint is then written by shards from every rank), and against
+    the single-rank run (the worst |loss difference| per layout is printed).
 
 Output is TAP; the worst figures are printed as `# ` lines. Exits 1 on any
 failure. Run from the repo root with /usr/bin/python3 (tests/t/30-torch-ref.t).
@@ -132,8 +137,9 @@ metrics = {metrics}
 """
 
 
-def run_lamina(work, tag, cfg, tc, init, data, recompute=False):
-    """Run lamina; returns (metrics list or None, checkpoint dict or None, error text)."""
+def run_lamina(work, tag, cfg, tc, init, data, recompute=False, np_=0, overrides=()):
+    """Run lamina (under mpirun -np np_ when np_ > 0, with section.key=value
+    overrides); returns (metrics list or None, checkpoint dict or None, error text)."""
     d = os.path.join(work, tag)
     os.makedirs(d)
     ckdir, metrics = os.path.join(d, "ckpt"), os.path.join(d, "metrics.jsonl")
@@ -143,8 +149,10 @@ def run_lamina(work, tag, cfg, tc, init, data, recompute=False):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     env.setdefault("OMP_NUM_THREADS", "1")
     try:
-        p = subprocess.run([LAMINA, "train", deck], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=120)
+        cmd = [LAMINA, "train", deck, *overrides]
+        if np_:
+            cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(np_)] + cmd
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, None, f"{tag}: could not run {LAMINA}: {e}"
     if p.returncode != 0:
@@ -273,8 +281,50 @@ def main():
         print("# agreement with the float64 reference (worst over all cases):")
         for k, v in summary.items():
             print(f"#   {k}: {v:.3e}")
+    if layout_diff:
+        print("# data-parallel layouts: worst |loss - single-rank loss| over all cases and steps:")
+        for k in sorted(layout_diff):
+            print(f"#   {k}: {layout_diff[k]:.3e}")
     print(f"# {len(results) - bad}/{len(results)} passed")
     return 1 if bad else 0
+
+
+def layouts(tc):
+    """(dp, micro_batch, zero, overlap) for the data-parallel runs of a case:
+    every dp in 2..4 that divides the global batch, the largest micro-batch
+    up to the case's that divides global_batch/dp, ZeRO 0, 1, 2; overlap_comm
+    off as well for the first dp."""
+    out = []
+    for dp in (2, 3, 4):
+        if tc.global_batch % dp:
+            continue
+        per = tc.global_batch // dp
+        mb = max(b for b in range(1, tc.micro_batch + 1) if per % b == 0)
+        for z in (0, 1, 2):
+            out.append((dp, mb, z, True))
+            if out[0][0] == dp and z != 1:
+                out.append((dp, mb, z, False))
+    return out
+
+
+def check_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m1):
+    """The 3-step run of a case on every data-parallel layout."""
+    for dp, mb, z, ov in layouts(tc):
+        lt = f"dp{dp}-zero{z}" + ("" if ov else "-nooverlap")
+        lab = f"{label} [{lt}, micro_batch {mb}]"
+        ovr = [f"parallel.zero={z}", f"train.micro_batch={mb}", f"parallel.overlap_comm={'true' if ov else 'false'}"]
+        m, ck, err = run_lamina(work, f"{tag}-{lt}", cfg, tc, init, data, np_=dp, overrides=ovr)
+        tap(not err, f"{lab}: lamina train on {dp} ranks", err)
+        if err:
+            continue
+        check_metrics(lab, m, recs)
+        check_state(lab, cfg, tc, p0, ck, P, opt, recs)
+        if m1 and len(m) == len(m1):
+            d = max(abs(x["loss"] - y["loss"]) for x, y in zip(m, m1))
+            layout_diff[lt] = max(layout_diff.get(lt, 0.0), d)
+
+
+layout_diff = {}      # layout -> worst |loss - single-rank loss| over cases and steps
 
 
 def run_cases(work):
@@ -296,6 +346,7 @@ def run_cases(work):
         if not err:
             check_metrics(label, m, recs)
             check_state(label, cfg, tc, p0, ck, P, opt, recs)
+        check_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m if not err else None)
 
         # the same with recompute=true: same losses
         if ci == 1 and not err:

@@ -189,16 +189,34 @@ static void test_build_layout(void **state) {
         sizes[i] = ps.p[i].numel;
         sum += sizes[i];
     }
-    chunks_build(&ps);
+    chunks_build(&ps, 16);
+    params_alloc_state(&ps);
     assert_true(ps.numel == sum);
     assert_true(ps.chunk_size > 0 && ps.chunk_size % 16 == 0);
     assert_true(ps.arena == (size_t)ps.n_chunks * ps.chunk_size);
-    /* the size is the one the search gives, and it is optimal over the
-     * documented candidate range (largest .. +16M elements, steps of 1024) */
-    assert_true(ps.chunk_size == chunk_search(sizes, n, 16, (size_t)16 << 20, 1024));
+    /* the size is the one the search gives over the documented candidate
+     * range (largest .. largest + min(16M, total/8 - largest), steps of 1024) */
+    size_t largest = 0, total = 0;
+    for (int i = 0; i < n; i++) {
+        size_t r = (sizes[i] + 15) / 16 * 16;
+        total += r;
+        if (r > largest) largest = r;
+    }
+    size_t range = chunk_range(sizes, n);
+    assert_true(range == (total / 8 > largest ? total / 8 - largest : 0));
+    assert_true(ps.chunk_size == chunk_search(sizes, n, 16, range, 1024));
+    /* bounded so the model has several chunks (buckets) when it can */
+    if (range > 0) assert_true(ps.n_chunks >= 7);
     size_t w_brute;
-    (void)search_brute(sizes, n, 16, 1 << 16, 1024, &w_brute);
-    assert_true(padding_of(sizes, n, 16, ps.chunk_size) <= w_brute);
+    (void)search_brute(sizes, n, 16, range, 1024, &w_brute);
+    assert_true(padding_of(sizes, n, 16, ps.chunk_size) == w_brute);
+    /* a granule of 16 x dp (here dp 3) rounds the size up to a multiple of it */
+    lm_params p3;
+    build_model(&p3, 3);
+    chunks_build(&p3, 48);
+    assert_true(p3.chunk_size % 48 == 0 && p3.chunk_size >= ps.chunk_size && p3.chunk_size < ps.chunk_size + 48);
+    assert_true(p3.arena == (size_t)p3.n_chunks * p3.chunk_size && p3.g == NULL && p3.p[0].g == NULL);
+    params_free(&p3);
     /* arenas 64-byte aligned and zeroed */
     float *ar[4] = {ps.w, ps.g, ps.m, ps.v};
     for (int a = 0; a < 4; a++) {
@@ -250,7 +268,8 @@ static void test_find_and_decay(void **state) {
     (void)state;
     lm_params ps;
     build_model(&ps, 2);
-    chunks_build(&ps);
+    chunks_build(&ps, 16);
+    params_alloc_state(&ps);
     lm_param *e = params_find(&ps, "model.embed_tokens.weight");
     assert_non_null(e);
     assert_true(e == &ps.p[0]);
@@ -295,7 +314,8 @@ static void test_many_params(void **state) {
         params_add(&ps, name, i % 3 ? 2 : 1, 1 + i % 37, 1 + i % 11);
     }
     params_add(&ps, "big", 2, 1000, 1000); /* far above the rest */
-    chunks_build(&ps);
+    chunks_build(&ps, 16);
+    params_alloc_state(&ps);
     assert_int_equal(ps.n, 301);
     for (int i = 0; i < 300; i++) {
         snprintf(name, sizeof name, "t%d", i);

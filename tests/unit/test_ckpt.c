@@ -45,7 +45,7 @@ static void tset_init(tset *s, int fill) {
             int64_t n = ROWS[k] * COLS[k];
             s->buf[set][k] = calloc((size_t)n, sizeof(float));
             for (int64_t i = 0; i < n && fill; i++) s->buf[set][k][i] = value(set, k, i);
-            ckpt_tensor t = {NAMES[k], NDIM[k], ROWS[k], COLS[k], 0, ROWS[k], s->buf[set][k]};
+            ckpt_tensor t = {NAMES[k], NDIM[k], ROWS[k], COLS[k], 0, ROWS[k] * COLS[k], s->buf[set][k]};
             s->t[set][k] = t;
         }
 }
@@ -171,14 +171,25 @@ static void test_roundtrip(void **state) {
     memset(s.buf[0][0], 0, sizeof(float) * 35);
     assert_int_equal(ckpt_load(MPI_COMM_WORLD, path, s.t[0], NULL, NULL, NT, err, sizeof err), 0);
     tset_check(&s, 1);
-    /* a slab of rows [2,5) of the embedding only */
+    /* rows [2,5) of the embedding only */
     ckpt_tensor part = s.t[0][0];
     float slab[15] = {0};
-    part.row0 = 2;
-    part.nrows = 3;
+    part.off = 10;
+    part.count = 15;
     part.data = slab;
     assert_int_equal(ckpt_load(MPI_COMM_WORLD, path, &part, NULL, NULL, 1, err, sizeof err), 0);
     for (int i = 0; i < 15; i++) assert_true(slab[i] == value(0, 0, 10 + i));
+    /* pieces that start and end inside rows: [7,18) (tail, a whole row, a
+     * head), [3,4) (inside one row), [21,35) (tail to the end) */
+    const int64_t cuts[3][2] = {{7, 11}, {3, 1}, {21, 14}};
+    for (int c = 0; c < 3; c++) {
+        memset(slab, 0, sizeof slab);
+        part.off = cuts[c][0];
+        part.count = cuts[c][1];
+        assert_int_equal(ckpt_load(MPI_COMM_WORLD, path, &part, NULL, NULL, 1, err, sizeof err), 0);
+        for (int i = 0; i < cuts[c][1]; i++) assert_true(slab[i] == value(0, 0, cuts[c][0] + i));
+        assert_true(cuts[c][1] == 15 || slab[cuts[c][1]] == 0.0f); /* nothing beyond the piece */
+    }
     tset_free(&s);
 
     /* the stored layout, read with plain serial HDF5 */
@@ -358,7 +369,7 @@ static void test_unwritable_dir(void **state) {
     /* a slab outside the tensor is refused before anything is written */
     char ok[128];
     snprintf(ok, sizeof ok, "%s/badslab", g_dir);
-    s.t[0][1].row0 = 3;
+    s.t[0][1].off = 3; /* [3, 8) of a 5-element tensor */
     assert_int_equal(ckpt_save(MPI_COMM_WORLD, ok, &m, s.t[0], NULL, NULL, NT, 2, err, sizeof err), 1);
     assert_non_null(strstr(err, "model.norm.weight"));
     tset_free(&s);
@@ -495,13 +506,13 @@ static void test_corruption(void **state) {
     tset_init(&s, 0);
     float big[40];
     s.t[0][0].rows = 8;
-    s.t[0][0].nrows = 8;
+    s.t[0][0].count = 40;
     s.t[0][0].data = big;
     assert_int_equal(ckpt_load(MPI_COMM_WORLD, g_good, s.t[0], NULL, NULL, NT, err, sizeof err), 2);
     assert_non_null(strstr(err, g_good));
     assert_non_null(strstr(err, "/model/model.embed_tokens.weight: shape [7,5] does not match the model [8,5]"));
     /* a 1-D tensor asked for as 2-D */
-    s.t[0][0] = (ckpt_tensor){NAMES[0], 2, 7, 5, 0, 7, s.buf[0][0]};
+    s.t[0][0] = (ckpt_tensor){NAMES[0], 2, 7, 5, 0, 35, s.buf[0][0]};
     s.t[0][1].ndim = 2;
     assert_int_equal(ckpt_load(MPI_COMM_WORLD, g_good, s.t[0], NULL, NULL, NT, err, sizeof err), 2);
     assert_non_null(strstr(err, "/model/model.norm.weight: shape [5] does not match the model [5,1]"));

@@ -7,6 +7,7 @@
  * errors seen by one rank end the call on all ranks; pruning with several
  * ranks. Prints TAP by hand from rank 0 (no cmocka: one plan, all ranks). */
 #include "ckpt.h"
+#include "comm.h"
 #include "common.h"
 #include <fcntl.h>
 #include <hdf5.h>
@@ -24,12 +25,13 @@ static const char *NAMES[NT] = {"model.embed_tokens.weight", "model.norm.weight"
                                 "model.layers.0.self_attn.q_proj.weight"};
 static const int NDIM[NT] = {2, 1, 2};
 static const int64_t ROWS[NT] = {10, 3, 5}, COLS[NT] = {6, 1, 4};
-/* the writing decomposition, [tensor][rank] = {row0, nrows} */
+/* the writing decomposition, [tensor][rank] = {off, count} in elements */
 static const int64_t WRITE_SLAB[NT][4][2] = {
-    {{0, 3}, {3, 3}, {6, 2}, {8, 2}}, /* uneven blocks */
-    {{0, 1}, {1, 1}, {2, 1}, {3, 0}}, /* rank 3 owns nothing */
-    {{0, 5}, {5, 0}, {5, 0}, {5, 0}}, /* rank 0 owns all */
+    {{0, 17}, {17, 20}, {37, 9}, {46, 14}}, /* uneven pieces, cut inside rows (6 columns) */
+    {{0, 1}, {1, 1}, {2, 1}, {3, 0}},       /* rank 3 owns nothing */
+    {{0, 20}, {20, 0}, {20, 0}, {20, 0}},   /* rank 0 owns all */
 };
+static int64_t numel(int k) { return ROWS[k] * COLS[k]; }
 
 static float value(int set, int k, int64_t i) { return (float)(set * 1000 + k * 100) + 0.25f * (float)i + 0.125f; }
 
@@ -48,13 +50,13 @@ typedef struct {
     ckpt_tensor t[3][NT];
 } tset;
 
-/* this rank's tensors for slabs slab[k] = {row0, nrows}, filled or zero */
+/* this rank's tensors for pieces slab[k] = {off, count}, filled or zero */
 static void tset_make(tset *s, const int64_t slab[NT][2], int fill) {
     for (int set = 0; set < 3; set++)
         for (int k = 0; k < NT; k++) {
             int64_t r0 = slab[k][0], nr = slab[k][1];
-            float *b = calloc((size_t)(nr * COLS[k] + 1), sizeof(float));
-            for (int64_t i = 0; i < nr * COLS[k] && fill; i++) b[i] = value(set, k, r0 * COLS[k] + i);
+            float *b = calloc((size_t)(nr + 1), sizeof(float));
+            for (int64_t i = 0; i < nr && fill; i++) b[i] = value(set, k, r0 + i);
             s->t[set][k] = (ckpt_tensor){NAMES[k], NDIM[k], ROWS[k], COLS[k], r0, nr, b};
         }
 }
@@ -66,10 +68,10 @@ static int tset_ok(const tset *s) {
     for (int set = 0; set < 3; set++)
         for (int k = 0; k < NT; k++) {
             const ckpt_tensor *t = &s->t[set][k];
-            for (int64_t i = 0; i < t->nrows * t->cols; i++)
-                if (t->data[i] != value(set, k, t->row0 * t->cols + i)) {
+            for (int64_t i = 0; i < t->count; i++)
+                if (t->data[i] != value(set, k, t->off + i)) {
                     fprintf(stderr, "rank %d: set %d %s element %lld: %g\n", g_rank, set, t->name,
-                            (long long)(t->row0 * t->cols + i), (double)t->data[i]);
+                            (long long)(t->off + i), (double)t->data[i]);
                     return 0;
                 }
         }
@@ -123,28 +125,37 @@ static int load(const char *path, const int64_t slab[NT][2], int *values_ok, cha
 /* decompositions for reading */
 static void slabs_half(int64_t slab[NT][2]) { /* ranks 0-1 split rows, 2-3 nothing */
     for (int k = 0; k < NT; k++) {
-        int64_t h = ROWS[k] / 2;
+        int64_t h = numel(k) / 2 + 1; /* cuts a row */
         slab[k][0] = g_rank == 1 ? h : 0;
-        slab[k][1] = g_rank == 0 ? h : g_rank == 1 ? ROWS[k] - h : 0;
+        slab[k][1] = g_rank == 0 ? h : g_rank == 1 ? numel(k) - h : 0;
     }
 }
 static void slabs_full(int64_t slab[NT][2]) {
     for (int k = 0; k < NT; k++) {
         slab[k][0] = 0;
-        slab[k][1] = ROWS[k];
+        slab[k][1] = numel(k);
     }
 }
 static void slabs_overlap(int64_t slab[NT][2]) { /* overlapping, covering everything */
     for (int k = 0; k < NT; k++) {
-        int64_t r = ROWS[k], a[4][2] = {{0, r * 2 / 3}, {r / 3, r - r / 3}, {r / 2, 1}, {0, r}};
+        int64_t r = numel(k), a[4][2] = {{0, r * 2 / 3}, {r / 3, r - r / 3}, {r / 2, 1}, {0, r}};
         slab[k][0] = a[g_rank][0];
         slab[k][1] = a[g_rank][1];
     }
 }
-static void slabs_partial(int64_t slab[NT][2]) { /* only rank 0, only the first 2 rows */
+/* ranks 0-2 split every tensor at N/3 and 2N/3 + 1 (inside rows), rank 3 nothing */
+static void slabs_cut3(int64_t slab[NT][2]) {
+    for (int k = 0; k < NT; k++) {
+        int64_t n = numel(k), c[4] = {0, n / 3, 2 * n / 3 + 1, n};
+        if (c[2] > n) c[2] = n;
+        slab[k][0] = g_rank < 3 ? c[g_rank] : n;
+        slab[k][1] = g_rank < 3 ? c[g_rank + 1] - c[g_rank] : 0;
+    }
+}
+static void slabs_partial(int64_t slab[NT][2]) { /* only rank 0, the first 2 rows but one element */
     for (int k = 0; k < NT; k++) {
         slab[k][0] = 0;
-        slab[k][1] = g_rank == 0 ? 2 : 0;
+        slab[k][1] = g_rank == 0 ? 2 * COLS[k] - 1 : 0;
     }
 }
 
@@ -157,7 +168,7 @@ static int same_everywhere(const char *s) {
 }
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
+    comm_init(&argc, &argv); /* as lamina starts MPI (MPI-IO component choice included) */
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
     if (g_size != 4) {
@@ -170,7 +181,7 @@ int main(int argc, char **argv) {
         snprintf(g_dir, sizeof g_dir, "/tmp/lamina_ckmpi_XXXXXX");
         if (!mkdtemp(g_dir)) g_dir[0] = 0;
         strcat(g_dir, "/ck");
-        printf("1..17\n");
+        printf("1..18\n");
         fflush(stdout);
     }
     MPI_Bcast(g_dir, sizeof g_dir, MPI_CHAR, 0, MPI_COMM_WORLD);
@@ -181,7 +192,7 @@ int main(int argc, char **argv) {
     /* 1: the 4-rank save, and latest visible to every rank on return */
     rc = save(5, 3);
     int found = ckpt_find_latest(g_dir, path, sizeof path, err, sizeof err);
-    report(rc == 0 && found == 1 && strstr(path, "step_00000005.h5") != NULL, "save from 4 row slabs, latest published");
+    report(rc == 0 && found == 1 && strstr(path, "step_00000005.h5") != NULL, "save from 4 pieces cut inside rows, latest published");
 
     /* 2: metadata on every rank */
     ckpt_meta m;
@@ -201,6 +212,9 @@ int main(int argc, char **argv) {
     slabs_overlap(slab);
     rc = load(path, slab, &vok, err);
     report(rc == 0 && vok, "load overlapping slabs");
+    slabs_cut3(slab);
+    rc = load(path, slab, &vok, err);
+    report(rc == 0 && vok, "load as 3 pieces cut inside rows (written as 4 other cut pieces)");
 
     /* 6-9: a flipped byte in the embedding's data */
     snprintf(corrupt, sizeof corrupt, "%s/../corrupt.h5", g_dir);
@@ -241,7 +255,7 @@ int main(int argc, char **argv) {
     slabs_half(slab);
     tset s;
     tset_make(&s, slab, 0);
-    if (g_rank == 2) s.t[0][0].row0 = 9, s.t[0][0].nrows = 3; /* past the end */
+    if (g_rank == 2) s.t[0][0].off = 55, s.t[0][0].count = 10; /* past the end */
     rc = ckpt_load(MPI_COMM_WORLD, path, s.t[0], NULL, NULL, NT, err, sizeof err);
     tset_free(&s);
     report(rc == 2 && strstr(err, "model.embed_tokens.weight") && same_everywhere(err),

@@ -55,7 +55,7 @@ static void assert_cfg_eq(const lm_config *a, const lm_config *b) {
 #define D(f) assert_memory_equal(&a->f, &b->f, sizeof(double))
     S(preset); I(dim); I(n_layers); I(n_heads); I(n_kv_heads); I(ffn_dim); I(vocab_size); I(max_seq_len);
     D(norm_eps); D(rope_theta); I(tie_embeddings);
-    I(tp); I(pp); I(dp); I(zero); S(schedule); I(virtual_stages); S(offload);
+    I(tp); I(pp); I(dp); I(zero); I(overlap_comm); S(schedule); I(virtual_stages); S(offload);
     S(device); I(seed); I(steps); I(seq_len); I(micro_batch); I(global_batch); D(lr); D(min_lr);
     I(warmup_steps); S(lr_schedule); D(weight_decay); D(beta1); D(beta2); D(eps); D(grad_clip);
     I(recompute); S(init); D(init_std);
@@ -504,7 +504,7 @@ static void test_round_trip(void **state) {
     }
     int lines = 0;
     for (const char *p = text; *p; p++) lines += (*p == '=');
-    assert_int_equal(lines, 46);
+    assert_int_equal(lines, 47);
     /* snprintf-like: the size needed, a NUL-terminated prefix when short */
     char small[40];
     memset(small, 'Z', sizeof small);

@@ -170,7 +170,8 @@ static void small_model(lm_params *ps) {
     params_add(ps, "model.layers.0.mlp.up_proj.weight", 2, 256, 160); /* 40960 > the device's serial cut */
     params_add(ps, "model.norm.weight", 1, 33, 0);
     params_add(ps, "lm_head.weight", 2, 7, 13);
-    chunks_build(ps);
+    chunks_build(ps, 16);
+    params_alloc_state(ps);
 }
 
 /* ------------------------------------------------------ grad_global_norm */
@@ -235,7 +236,8 @@ static void test_adamw_torch_golden(void **state) {
     memset(&ps, 0, sizeof ps);
     params_add(&ps, "W", 2, 2, 3);
     params_add(&ps, "n", 1, 4, 0);
-    chunks_build(&ps);
+    chunks_build(&ps, 16);
+    params_alloc_state(&ps);
     lm_param *W = params_find(&ps, "W"), *n = params_find(&ps, "n");
     const float w0[6] = {0.5f, -0.25f, 1.5f, -2.0f, 0.125f, 0.75f}, n0[4] = {1.0f, -0.5f, 0.001f, 3.0f};
     memcpy(W->w, w0, sizeof w0);

@@ -1,0 +1,92 @@
+#!/bin/bash
+# bench_dp.sh — data parallelism and ZeRO on the CPU backend (part of
+# `make bench`):
+#  1. peak memory per rank for ZeRO 0/1/2 at dp = 4 (measured peak RSS of the
+#     largest rank, and the bytes lamina accounts for weights / gradients /
+#     optimizer state against the ZeRO formulas);
+#  2. communication/computation overlap at dp = 2: the time ranks are blocked
+#     in communication per step with parallel.overlap_comm on and off; the
+#     fraction of it that overlap hides is 1 - blocked(on) / blocked(off).
+# Same LLaMA shape as bench_cpu.sh (16.9M parameters). Ranks oversubscribe
+# the cores on small machines; each rank runs 1 OpenMP thread.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+DIM=384 LAYERS=6 HEADS=6 FFN=1024 VOCAB=8192 SEQ=256
+OUT=out/bench_dp
+PY=/usr/bin/python3
+mkdir -p "$OUT"
+$PY - "$OUT/tokens.h5" $VOCAB $SEQ <<'EOP'
+import h5py, numpy as np, sys
+path, V, T = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+n = 256
+rng = np.random.default_rng(0)
+with h5py.File(path, "w") as f:
+    f.attrs["format"] = "lamina-tokens"; f.attrs["version"] = 1; f.attrs["vocab_size"] = V
+    f["tokens"] = rng.integers(0, V, n * (T + 1), dtype=np.uint32)
+    f["samples/offsets"] = np.arange(n + 1, dtype=np.int64) * (T + 1)
+EOP
+cat > "$OUT/bench.in" <<EOD
+[model]
+dim = $DIM
+n_layers = $LAYERS
+n_heads = $HEADS
+ffn_dim = $FFN
+vocab_size = $VOCAB
+max_seq_len = $SEQ
+[train]
+steps = 3
+seq_len = $SEQ
+micro_batch = 1
+global_batch = 4
+lr = 1e-4
+lr_schedule = constant
+[data]
+train = $OUT/tokens.h5
+[checkpoint]
+dir = $OUT/ckpt
+restart = none
+every = 0
+[log]
+metrics = $OUT/metrics.jsonl
+EOD
+run() { # LOG NP OVERRIDES...
+  local log=$1 np=$2; shift 2
+  rm -rf "$OUT/ckpt"
+  mpirun --oversubscribe --bind-to none -np "$np" build/lamina train "$OUT/bench.in" "$@" >"$OUT/$log" 2>&1 \
+    || { tail -20 "$OUT/$log"; exit 1; }
+}
+echo "== 1. memory per rank, dp = 4, ZeRO 0/1/2 (3 steps, micro_batch 1, seq $SEQ) =="
+for z in 0 1 2; do run mem_z$z.log 4 parallel.zero=$z log.metrics="$OUT/mem_z$z.jsonl"; done
+echo "== 2. overlap, dp = 2 (8 steps, 4 sequences per rank per step) =="
+for z in 0 2; do
+  for ov in true false; do
+    run ov_z${z}_$ov.log 2 parallel.zero=$z parallel.overlap_comm=$ov train.steps=8 train.global_batch=8 \
+      train.micro_batch=4 log.metrics="$OUT/ov_z${z}_$ov.jsonl"
+  done
+done
+$PY - "$OUT" <<'EOP'
+import json, re, sys
+out = sys.argv[1]
+MiB = 1024 * 1024
+print("\n| ZeRO stage (dp 4) | weights MiB | gradients MiB | optimizer MiB | sum (formula) MiB | peak RSS, largest rank MiB |")
+print("| --- | --- | --- | --- | --- | --- |")
+for z in (0, 1, 2):
+    log = open(f"{out}/mem_z{z}.log").read()
+    m = re.search(r"Psi = (\d+) elements with padding\): weights (\d+) B .*gradients (\d+) B .*optimizer state (\d+) B", log)
+    psi, w, g, o = map(int, m.groups())
+    rss = float(re.search(r"peak RSS ([\d.]+) MiB", log).group(1))
+    print(f"| {z} | {w/MiB:.1f} | {g/MiB:.1f} | {o/MiB:.1f} | {(w+g+o)/MiB:.1f} | {rss:.1f} |")
+print(f"\nPsi = {psi} elements (with chunk padding)")
+
+def mean(path, key):
+    rows = [json.loads(l) for l in open(path)][2:]   # steps 3.. (after warm-up)
+    return sum(r[key] for r in rows) / len(rows)
+
+print("\n| ZeRO stage (dp 2) | step ms, overlap on | step ms, overlap off | blocked in comm ms, on | blocked ms, off | hidden fraction |")
+print("| --- | --- | --- | --- | --- | --- |")
+for z in (0, 2):
+    on, off = f"{out}/ov_z{z}_true.jsonl", f"{out}/ov_z{z}_false.jsonl"
+    s_on, s_off, c_on, c_off = mean(on, "step_ms"), mean(off, "step_ms"), mean(on, "comm_ms"), mean(off, "comm_ms")
+    print(f"| {z} | {s_on:.0f} | {s_off:.0f} | {c_on:.1f} | {c_off:.1f} | {1 - c_on / c_off:.2f} |")
+EOP

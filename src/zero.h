@@ -1,0 +1,87 @@
+/* zero.h — data-parallel gradient reduction and ZeRO stages 0-2 over the
+ * chunked parameters (DESIGN §6).
+ *
+ * A chunk of `cs` elements splits into dp shards of cs/dp; rank r of the
+ * data-parallel group owns shard r of every chunk: elements
+ * [c*cs + r*cs/dp, c*cs + (r+1)*cs/dp) of the arena. A chunk is the bucket of
+ * communication: its gradients are reduced as soon as backward has produced
+ * all of them (non-blocking; comm_test between kernels drives MPI's
+ * progress), while backward goes on producing the gradients of earlier
+ * chunks.
+ *
+ *   stage 0  weights, gradients, moments replicated. Each chunk's gradients
+ *            are all-reduced (sum) on the last micro-step; AdamW everywhere.
+ *   stage 1  moments sharded: each chunk's gradients are reduce-scattered on
+ *            the last micro-step (in place: rank r's summed shard lands in the
+ *            first cs/dp elements of the chunk); AdamW on the owned shard of
+ *            the weights; the chunk's weights are all-gathered.
+ *   stage 2  gradients sharded too: a chunk's gradient lives in a bucket
+ *            buffer only while backward writes it, is reduce-scattered on
+ *            every micro-step as soon as it is complete, added into the
+ *            rank's gradient shard, and the buffer is reused.
+ *
+ * In lamina's fp32 CPU backend the weights are their own master copy, so the
+ * bytes per rank are (Psi = arena elements, chunk padding included):
+ *     weights 4 Psi;  gradients 4 Psi (stages 0, 1) or 4 Psi/dp (+ in-flight
+ *     buckets of 4 cs each, stage 2);  optimizer state 8 Psi (stage 0) or
+ *     8 Psi/dp (stages 1, 2).
+ *
+ * Gradients are sums over ranks (the loss is scaled by 1/targets of the whole
+ * global batch), so no averaging is needed. */
+#ifndef LAMINA_ZERO_H
+#define LAMINA_ZERO_H
+#include "chunks.h"
+#include "ckpt.h"
+#include "comm.h"
+#include "deck.h"
+#include "device.h"
+#include "model.h"
+
+typedef struct lm_zero lm_zero;
+
+/* The manager of ps's gradients and optimizer state; ps was built with
+ * chunks_build(ps, 16 * dp->size). overlap = 0 delays every reduction to
+ * the end of backward (for measuring what overlap hides, and debugging). */
+lm_zero *zero_create(lm_params *ps, lm_device *d, const lm_group *dp, int stage, int overlap);
+void zero_destroy(lm_zero *z);
+
+/* Hooks for model backward: where each gradient goes, and when it is done. */
+lm_grad_hooks *zero_hooks(lm_zero *z);
+
+/* One optimizer step: zero the gradients; around each micro-step's backward
+ * call micro_begin / micro_end (last = the step's last micro-step). After the
+ * last micro_end the reduced gradients are in place. */
+void zero_step_begin(lm_zero *z);
+void zero_micro_begin(lm_zero *z, int last);
+void zero_micro_end(lm_zero *z);
+
+/* Sum of squares of the whole reduced gradient (every rank gets it). */
+double zero_grad_sumsq(lm_zero *z);
+
+/* AdamW on the owned part (gradients scaled by gscale), then all-gather the
+ * weights (stages 1, 2). step = updates done including this one. */
+void zero_update(lm_zero *z, const lm_config *c, double lr, double gscale, long step);
+
+/* After a load of this rank's checkpoint pieces: all-gather the weight
+ * shards into every replica, and at stage 0 the (replicated) moments too. */
+void zero_gather_loaded(lm_zero *z, int with_moments);
+
+/* This rank's checkpoint pieces: for each tensor the range of it that lies
+ * in this rank's shards, for weights and both moments (any of w, m, v may be
+ * NULL). Every element is in exactly one rank's piece. */
+void zero_ckpt_tensors(lm_zero *z, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v);
+
+/* Bytes per rank held for weights, gradients (without buckets), optimizer
+ * state; the bucket bytes at their peak so far. */
+typedef struct {
+    size_t weights, grads, optim, buckets_peak;
+    size_t psi;      /* arena elements */
+    int stage, dp;
+} lm_zero_mem;
+void zero_memory(const lm_zero *z, lm_zero_mem *m);
+
+/* Test hook: set element i (mod the shard) of the rank's reduced gradient
+ * shard to NaN. */
+void zero_poison_grad(lm_zero *z, size_t i);
+
+#endif
