@@ -21,8 +21,9 @@
 
 #define CKPT_FORMAT "lamina-ckpt"
 #define CKPT_VERSION 1
-/* rows per H5Dwrite/H5Dread call are capped so that one transfer stays far
- * below MPI-IO's 2 GiB count limit: 64 Mi floats = 256 MiB. Test hook: the
+/* Elements per H5Dwrite/H5Dread call are capped so that one transfer stays
+ * far below MPI-IO's 2 GiB count limit: 64 Mi floats = 256 MiB (a block may
+ * start and end inside rows like any piece). Test hook: the
  * environment variable LAMINA_CKPT_PIECE_ELEMS lowers the cap, so that small
  * tensors exercise the multi-piece path (test_ckpt_mpi). */
 static int64_t piece_elems(void) {
@@ -55,7 +56,7 @@ static int agree(MPI_Comm comm, int rc, char *err, size_t errlen) {
 
 /* Checksum term of element i (row-major index in the full tensor) holding the
  * float with bit pattern b: splitmix64's finaliser of i*phi + b. The sum of
- * terms mod 2^64 is order-free, so ranks add partial sums of their slabs. */
+ * terms mod 2^64 is order-free, so ranks add partial sums of their pieces. */
 static inline uint64_t mix64(uint64_t i, uint32_t b) {
     uint64_t z = i * 0x9E3779B97F4A7C15ull + b;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -87,74 +88,70 @@ static int attr_fail(const char *path, const char *obj, const char *name, int rc
 
 static const char *const SET_PATH[3] = {"/model", "/optim/exp_avg", "/optim/exp_avg_sq"};
 
-static int check_slab(const ckpt_tensor *t, const char *set, char *err, size_t errlen) {
+static int check_piece(const ckpt_tensor *t, const char *set, char *err, size_t errlen) {
     if (t->ndim != 1 && t->ndim != 2)
         return lm_err(err, errlen, 1, "%s/%s: ndim %d (must be 1 or 2)", set, t->name, t->ndim);
     if (t->rows < 0 || t->cols < 1 || (t->ndim == 1 && t->cols != 1))
         return lm_err(err, errlen, 1, "%s/%s: bad shape [%lld,%lld]", set, t->name, (long long)t->rows,
                       (long long)t->cols);
-    if (t->off < 0 || t->count < 0 || t->off + t->count > t->rows * t->cols || (t->count > 0 && !t->data))
-        return lm_err(err, errlen, 1, "%s/%s: piece [%lld,%lld) outside the %lld elements or no data", set,
-                      t->name, (long long)t->off, (long long)(t->off + t->count), (long long)(t->rows * t->cols));
+    /* off + count <= rows*cols, written so that a huge off cannot overflow */
+    if (t->off < 0 || t->count < 0 || t->off > t->rows * t->cols || t->count > t->rows * t->cols - t->off ||
+        (t->count > 0 && !t->data))
+        return lm_err(err, errlen, 1, "%s/%s: piece of %lld elements at offset %lld outside the %lld elements [0,%lld)%s",
+                      set, t->name, (long long)t->count, (long long)t->off, (long long)(t->rows * t->cols),
+                      (long long)(t->rows * t->cols), t->count > 0 && !t->data ? ", or no data" : "");
     return 0;
 }
 
-/* The elements of [a,b) that this rank writes and checksums: those no lower
- * rank holds, so the union of all pieces is counted exactly once (replicated
- * reads: the lowest holder counts them). cover is set when the union is all
- * `rows` (here: elements) of the tensor.
- * Writes at most nranks+1 pieces to out (pairs begin,end); returns the count. */
-static int own_pieces(const long long *slab, int nranks, int rank, int64_t rows, int64_t *out, int *cover) {
-    /* slab[2r], slab[2r+1] = off, count of rank r */
-    int64_t *iv = malloc(sizeof(int64_t) * 2 * (size_t)(nranks + 1));
+/* An element interval [b, e) and its order by start (qsort). */
+typedef struct { int64_t b, e; } ivl;
+static int by_start(const void *x, const void *y) {
+    int64_t p = ((const ivl *)x)->b, q = ((const ivl *)y)->b;
+    return (p > q) - (p < q);
+}
+
+/* The elements of this rank's piece [a,b) that it writes and checksums:
+ * those no lower rank's piece holds, so the union of all pieces is counted
+ * exactly once (replicated reads: the lowest holder counts them). cover is
+ * set when the union is all `total` elements [0, total) of the tensor.
+ * all[2r], all[2r+1] = off, count of rank r. Sorting by start makes both
+ * sweeps O(P log P) in the number of ranks P:
+ *   cover: reach = max end over the sorted intervals while each starts at
+ *          or before the reach so far; covered iff reach >= total;
+ *   mine:  [a,b) minus the sorted, clipped pieces of ranks < rank, walking
+ *          a cursor pos from a and emitting the gaps before each piece.
+ * Writes at most nranks+1 ranges to out (pairs begin,end); returns the count. */
+static int own_pieces(const long long *all, int nranks, int rank, int64_t total, int64_t *out, int *cover) {
+    ivl *iv = malloc(sizeof(ivl) * (size_t)(nranks + 1));
     int m = 0;
     for (int r = 0; r < nranks; r++)
-        if (slab[2 * r + 1] > 0) {
-            iv[2 * m] = slab[2 * r];
-            iv[2 * m + 1] = slab[2 * r] + slab[2 * r + 1];
-            m++;
-        }
-    /* coverage: sort all intervals by start, sweep */
-    for (int i = 1; i < m; i++)
-        for (int j = i; j > 0 && iv[2 * j] < iv[2 * (j - 1)]; j--) {
-            int64_t t0 = iv[2 * j], t1 = iv[2 * j + 1];
-            iv[2 * j] = iv[2 * j - 2];
-            iv[2 * j + 1] = iv[2 * j - 1];
-            iv[2 * j - 2] = t0;
-            iv[2 * j - 1] = t1;
-        }
+        if (all[2 * r + 1] > 0) iv[m++] = (ivl){all[2 * r], all[2 * r] + all[2 * r + 1]};
+    qsort(iv, (size_t)m, sizeof *iv, by_start);
     int64_t reach = 0;
-    for (int i = 0; i < m && iv[2 * i] <= reach; i++)
-        if (iv[2 * i + 1] > reach) reach = iv[2 * i + 1];
-    *cover = reach >= rows;
-    /* my rows minus the union of lower ranks' slabs */
-    int64_t a = slab[2 * rank], b = a + slab[2 * rank + 1];
+    for (int i = 0; i < m && iv[i].b <= reach; i++)
+        if (iv[i].e > reach) reach = iv[i].e;
+    *cover = reach >= total;
+
+    int64_t a = all[2 * rank], b = a + all[2 * rank + 1];
     int k = 0;
     if (b > a) {
         m = 0;
         for (int r = 0; r < rank; r++)
-            if (slab[2 * r + 1] > 0) {
-                int64_t s = slab[2 * r], e = s + slab[2 * r + 1];
+            if (all[2 * r + 1] > 0) {
+                int64_t s = all[2 * r], e = s + all[2 * r + 1];
                 if (s < a) s = a;
                 if (e > b) e = b;
-                if (s >= e) continue;
-                int j = m++;
-                while (j > 0 && iv[2 * (j - 1)] > s) {
-                    iv[2 * j] = iv[2 * j - 2];
-                    iv[2 * j + 1] = iv[2 * j - 1];
-                    j--;
-                }
-                iv[2 * j] = s;
-                iv[2 * j + 1] = e;
+                if (s < e) iv[m++] = (ivl){s, e};
             }
+        qsort(iv, (size_t)m, sizeof *iv, by_start);
         int64_t pos = a;
         for (int i = 0; i < m; i++) {
-            if (iv[2 * i] > pos) {
+            if (iv[i].b > pos) {
                 out[2 * k] = pos;
-                out[2 * k + 1] = iv[2 * i];
+                out[2 * k + 1] = iv[i].b;
                 k++;
             }
-            if (iv[2 * i + 1] > pos) pos = iv[2 * i + 1];
+            if (iv[i].e > pos) pos = iv[i].e;
         }
         if (pos < b) {
             out[2 * k] = pos;
@@ -166,19 +163,32 @@ static int own_pieces(const long long *slab, int nranks, int rank, int64_t rows,
     return k;
 }
 
-/* Select elements [a, a+n) (row-major) of a [rows, cols] dataspace: the tail
- * of the first row, the whole rows between, the head of the last row. */
-static int select_range(hid_t fs, int64_t cols, int64_t a, int64_t n) {
+/* Select elements [a, a+n) (row-major, n > 0) of the file dataspace fs of a
+ * tensor with `cols` columns. A 1-D dataspace takes the range as it is. In a
+ * 2-D [rows, cols] one, with r0 = a / cols, c0 = a % cols, r1 = b / cols,
+ * c1 = b % cols (b = a + n), the range is the union of at most three
+ * hyperslabs, OR'ed in row-major order:
+ *     the tail of row r0:   [r0, c0 .. cols)          (when c0 > 0)
+ *     the whole rows:       [r0' .. r1, 0 .. cols)    (r0' = r0, or r0+1 after a tail)
+ *     the head of row r1:   [r1, 0 .. c1)             (when c1 > 0)
+ * or the single block [r0, c0 .. c1) when the range lies inside one row.
+ * HDF5 walks a selection in row-major order whatever order it was built in,
+ * so it maps onto a 1-D memory space of n floats element by element. */
+static int select_range(hid_t fs, int ndim, int64_t cols, int64_t a, int64_t n) {
+    if (ndim == 1) {
+        hsize_t st = (hsize_t)a, ct = (hsize_t)n;
+        return H5Sselect_hyperslab(fs, H5S_SELECT_SET, &st, NULL, &ct, NULL) < 0 ? -1 : 0;
+    }
     int64_t b = a + n, r0 = a / cols, c0 = a % cols, r1 = b / cols, c1 = b % cols;
     H5S_seloper_t op = H5S_SELECT_SET;
     int rc = 0;
-#define SEL(R, C, NR, NC)                                                                 \
-    do {                                                                                  \
+#define SEL(R, C, NR, NC)                                                                       \
+    do {                                                                                        \
         hsize_t st_[2] = {(hsize_t)(R), (hsize_t)(C)}, ct_[2] = {(hsize_t)(NR), (hsize_t)(NC)}; \
-        if (H5Sselect_hyperslab(fs, op, st_, NULL, ct_, NULL) < 0) rc = -1;            \
-        op = H5S_SELECT_OR;                                                               \
+        if (H5Sselect_hyperslab(fs, op, st_, NULL, ct_, NULL) < 0) rc = -1;                    \
+        op = H5S_SELECT_OR;                                                                     \
     } while (0)
-    if (r0 == r1) {
+    if (r0 == r1) { /* inside one row (c1 > c0 since n > 0) */
         SEL(r0, c0, 1, c1 - c0);
         return rc;
     }
@@ -204,7 +214,7 @@ static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, hid_t dxpl, in
     for (int j = 0; j < nranges; j++) mine += (ranges[2 * j + 1] - ranges[2 * j] + per - 1) / per;
     MPI_Allreduce(&mine, &npieces, 1, MPI_LONG_LONG, MPI_MAX, comm);
     int rc = fs < 0 ? -1 : 0, j = 0;
-    int64_t next = nranges > 0 ? ranges[0] : 0; /* first row of the next block */
+    int64_t next = nranges > 0 ? ranges[0] : 0; /* first element of the next block */
     float dummy = 0;
     for (long long p = 0; p < npieces; p++) {
         while (j < nranges && next >= ranges[2 * j + 1])
@@ -219,7 +229,7 @@ static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, hid_t dxpl, in
         hid_t ms = H5Screate_simple(1, rn > 0 ? &mcount : &one, NULL);
         float *buf = &dummy;
         if (rn > 0) {
-            if (fs >= 0 && select_range(fs, t->cols, r0, rn) < 0) rc = -1;
+            if (fs >= 0 && select_range(fs, t->ndim, t->cols, r0, rn) < 0) rc = -1;
             buf = t->data + (r0 - t->off);
         } else {
             if (fs >= 0) H5Sselect_none(fs);
@@ -386,18 +396,18 @@ static int write_meta(hid_t f, const ckpt_meta *m) {
 typedef struct {
     int64_t *pieces; /* pairs begin,end of element indices */
     int npieces, cover;
-} slab_plan;
+} piece_plan;
 
-static void plan_slabs(MPI_Comm comm, const ckpt_tensor *t, slab_plan *pl) {
+static void plan_pieces(MPI_Comm comm, const ckpt_tensor *t, piece_plan *pl) {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     long long mine[2] = {t->off, t->count};
-    long long *slab = malloc(sizeof(long long) * 2 * (size_t)size);
+    long long *all = malloc(sizeof(long long) * 2 * (size_t)size);
     pl->pieces = malloc(sizeof(int64_t) * 2 * (size_t)(size + 1));
-    MPI_Allgather(mine, 2, MPI_LONG_LONG, slab, 2, MPI_LONG_LONG, comm);
-    pl->npieces = own_pieces(slab, size, rank, t->rows * t->cols, pl->pieces, &pl->cover);
-    free(slab);
+    MPI_Allgather(mine, 2, MPI_LONG_LONG, all, 2, MPI_LONG_LONG, comm);
+    pl->npieces = own_pieces(all, size, rank, t->rows * t->cols, pl->pieces, &pl->cover);
+    free(all);
 }
 
 /* Create one dataset, write it collectively, then its checksum. Each element
@@ -406,8 +416,8 @@ static void plan_slabs(MPI_Comm comm, const ckpt_tensor *t, slab_plan *pl) {
  * tensor) cost one write; pieces that leave elements uncovered are an error. */
 static int write_tensor(MPI_Comm comm, hid_t g, const char *set, const ckpt_tensor *t, hid_t dxpl,
                         const char *tmp, char *err, size_t errlen) {
-    slab_plan pl;
-    plan_slabs(comm, t, &pl);
+    piece_plan pl;
+    plan_pieces(comm, t, &pl);
     if (!pl.cover) {
         free(pl.pieces);
         return lm_err(err, errlen, 1, "%s/%s: the ranks' pieces do not cover all %lld elements", set, t->name,
@@ -452,7 +462,7 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
     if (strlen(dir) > 4000) return lm_err(err, errlen, 1, "checkpoint directory path too long");
     int rc = rank == 0 ? mkdir_p(dir, err, errlen) : 0;
     for (int s = 0; s < nsets && !rc; s++)
-        for (int i = 0; i < n && !rc; i++) rc = check_slab(&sets[s][i], SET_PATH[s], err, errlen);
+        for (int i = 0; i < n && !rc; i++) rc = check_piece(&sets[s][i], SET_PATH[s], err, errlen);
     if (agree(comm, rc, err, errlen)) return 1;
 
     h5_quiet q;
@@ -709,13 +719,13 @@ int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, 
     return 0;
 }
 
-/* Read one tensor's slabs collectively and check the checksum (see ckpt.h). */
+/* Read one tensor's pieces collectively and check the checksum (see ckpt.h). */
 static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set, ckpt_tensor *t, hid_t dxpl,
                        char *err, size_t errlen) {
     char dp[1024];
     snprintf(dp, sizeof dp, "%s/%s", set, t->name);
-    slab_plan pl;
-    plan_slabs(comm, t, &pl);
+    piece_plan pl;
+    plan_pieces(comm, t, &pl);
     int64_t whole[2] = {t->off, t->off + t->count}; /* each rank reads its whole piece */
     hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
     uint64_t loc[2] = {0, 0}, tot[2] = {0, 0}, want = 0;
@@ -750,7 +760,7 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
     int rc = 0;
     for (int s = 0; s < nsets && !rc; s++)
         for (int i = 0; i < n && !rc; i++)
-            if (check_slab(&sets[s][i], SET_PATH[s], err, errlen)) {
+            if (check_piece(&sets[s][i], SET_PATH[s], err, errlen)) {
                 char tmp[LM_ERRLEN];
                 snprintf(tmp, sizeof tmp, "%s", err);
                 rc = lm_err(err, errlen, 2, "%s: %s", path, tmp);

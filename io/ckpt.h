@@ -1,14 +1,19 @@
 /* ckpt.h — checkpoint files (SPEC §5), written and read collectively with
  * parallel HDF5 (mpio driver, collective transfers).
  *
- * A checkpoint holds full logical tensors only. Each rank passes, for each
- * tensor, the piece it owns: a range of elements [off, off+count) of the
- * row-major [rows, cols] tensor (1-D tensors have cols = 1), which may start
- * and end inside a row (a ZeRO shard does), and its data; ranks that own
- * nothing of a tensor pass count = 0 and still take part in the collective.
- * In the file the piece is a union of up to three hyperslabs (the tail of a
- * row, whole rows, the head of a row). On load, each rank asks for the piece
- * it needs, whatever layout wrote the file.
+ * A checkpoint holds full logical tensors only: datasets /model/NAME,
+ * /optim/exp_avg/NAME, /optim/exp_avg_sq/NAME of the full shape [rows, cols]
+ * (1-D tensors: [rows]), however the writers were sharded. Each rank passes,
+ * for each tensor, the piece it owns: the flat element range [off, off+count)
+ * of the row-major tensor (element i is row i / cols, column i % cols; 1-D
+ * tensors have cols = 1), and its `count` floats. A piece may start and end
+ * inside a row (a ZeRO shard does). Ranks that own nothing of a tensor pass
+ * count = 0 and still take part in the collective calls. A piece outside
+ * [0, rows*cols) is an error naming the tensor (1 on save, 2 on load).
+ * In the file a piece is the union of at most three hyperslabs (the tail of
+ * its first row, its whole rows, the head of its last row), transferred in
+ * blocks of at most 64 Mi elements. On load, each rank asks for the range it
+ * needs, whatever decomposition wrote the file.
  *
  * Integrity: each dataset carries an attribute `checksum` (uint64), the sum
  * mod 2^64 over elements of mix64(index, bits of the value):
@@ -19,18 +24,18 @@
  *                  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
  *                  z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
  *                  return z ^ (z >> 31);
- * The sum is over elements, so ranks add partial sums of their own slabs
+ * The sum is over elements, so ranks add partial sums of their own pieces
  * (MPI_SUM on uint64) and the check works for any sharding. Pieces may
  * overlap (e.g. every data-parallel rank passes the whole tensor): each
  * element is written and summed once, by the lowest rank whose piece holds
- * it. On save the pieces must cover every element (else error 1). On load the
- * sum is compared when the union of the pieces covers every element; a load
+ * it. On save the union of the pieces must cover every element (else error 1
+ * naming the dataset). On load each rank reads its whole piece; the sum is
+ * compared when the union of the pieces covers every element, and a load
  * whose pieces leave elements unread cannot verify that tensor and skips its
- * check. A dataset
- * without the attribute (a file from another tool) is accepted unchecked.
- * A mismatch, a missing dataset, a shape that disagrees, a wrong
- * format/version or an unreadable file is an input error (2) naming the file
- * and dataset.
+ * check. A dataset without the attribute (a file from another tool) is
+ * accepted unchecked. A mismatch, a missing dataset, a shape that disagrees,
+ * a wrong format/version or an unreadable file is an input error (2) naming
+ * the file and dataset.
  *
  * Files: DIR/step_NNNNNNNN.h5, written first as DIR/step_NNNNNNNN.h5.tmp,
  * fsynced, renamed; then DIR/latest (text: the file name, newline) written as
@@ -64,7 +69,7 @@ typedef struct {
 } ckpt_meta;
 
 /* Write checkpoint `meta->step` into dir. model/exp_avg/exp_avg_sq are arrays
- * of n tensors with the same names and slabs (exp_avg* may be NULL: no
+ * of n tensors with the same names and pieces (exp_avg* may be NULL: no
  * /optim group). Collective over comm. Returns 0, or 1 with err (I/O). */
 int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_tensor *model,
               const ckpt_tensor *exp_avg, const ckpt_tensor *exp_avg_sq, int n, int keep,
@@ -78,13 +83,16 @@ int ckpt_find_latest(const char *dir, char *path, size_t pathlen, char *err, siz
 /* Read the root and /config attributes only (collective). Returns 0 or 2. */
 int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, size_t errlen);
 
-/* Load the slabs named in model (and the moments if not NULL) from path,
- * checking shapes against rows/cols and each dataset's checksum. Collective.
+/* Load the pieces named in model (and the moments if not NULL) from path
+ * into their data, checking shapes against rows/cols and each dataset's
+ * checksum. Collective.
  * Returns 0, or 2 with err naming the file and dataset. */
 int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *exp_avg,
               ckpt_tensor *exp_avg_sq, int n, char *err, size_t errlen);
 
-/* Test hook: if the environment sets LAMINA_CKPT_PAUSE_MS, ckpt_save sleeps
- * that long after each dataset (so a test can kill a run mid-write). */
+/* Test hooks: if the environment sets LAMINA_CKPT_PAUSE_MS, ckpt_save sleeps
+ * that long after each dataset (so a test can kill a run mid-write);
+ * LAMINA_CKPT_PIECE_ELEMS lowers the 64 Mi elements per transfer block (so
+ * small tensors take the multi-block path). */
 
 #endif

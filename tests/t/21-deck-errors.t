@@ -24,8 +24,8 @@ expect_fail 2 "nope.in" "missing deck file"
 printf '[model]\npreset = tiny\n[bogus]\nx = 1\n' > "$T/bad.in"
 lam 1 train "$T/bad.in"
 expect_fail 2 "bad.in:3" "unknown section, with file:line"
-lam 2 train "$T/tiny.in"
-expect_fail 2 "parallel.dp" "2 ranks: data parallelism not in this version, exit 2 on all ranks"
+lam 2 train "$T/tiny.in" parallel.dp=4
+expect_fail 2 "parallel.dp = 4 x tp = 1 x pp = 1 = 4 does not match the 2 ranks" "2 ranks with parallel.dp = 4: exit 2 on all ranks"
 lam 2 train "$T/tiny.in" model.n_kv_heads=3
 expect_fail 2 "model.n_kv_heads" "deck error on 2 ranks: exit 2"
 finish

@@ -1,6 +1,9 @@
 /* test_ckpt.c — checkpoint files (io/ckpt.c, SPEC §5) on one rank: round
  * trip of tensors, moments and metadata, the stored layout and checksum
- * formula, latest/keep pruning, stale .tmp removal, the pause hook, every
+ * formula, element ranges that start and end inside rows (every range of
+ * every tensor read back, transfer blocks that cut rows on write and read,
+ * ranges outside the tensor refused), latest/keep pruning, stale .tmp
+ * removal, the pause hook, every
  * corruption class (exit class 2 naming the file and dataset), and a
  * truncation/bit-flip fuzz loop that must never crash (run it under ASan via
  * build/san/tests/test_ckpt). The multi-rank cases are in test_ckpt_mpi.c. */
@@ -128,6 +131,47 @@ static uint64_t ref_checksum(const float *x, int64_t n) {
     return s;
 }
 
+/* The stored layout of a checkpoint written by save_step, read with plain
+ * serial HDF5: every dataset has the full logical shape, float32 LE, the
+ * values of value(), and a uint64 checksum equal to ref_checksum. */
+static void check_stored(const char *path) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    for (int set = 0; set < 3; set++)
+        for (int k = 0; k < NT; k++) {
+            static const char *G[3] = {"/model", "/optim/exp_avg", "/optim/exp_avg_sq"};
+            char dp[256];
+            snprintf(dp, sizeof dp, "%s/%s", G[set], NAMES[k]);
+            hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+            assert_true(d >= 0);
+            hid_t sp = H5Dget_space(d), ty = H5Dget_type(d);
+            hsize_t dims[2] = {0, 0};
+            assert_int_equal(H5Sget_simple_extent_ndims(sp), NDIM[k]);
+            H5Sget_simple_extent_dims(sp, dims, NULL);
+            assert_int_equal(dims[0], ROWS[k]);
+            if (NDIM[k] == 2) assert_int_equal(dims[1], COLS[k]);
+            assert_true(H5Tequal(ty, H5T_IEEE_F32LE) > 0);
+            int64_t n = ROWS[k] * COLS[k];
+            float *x = malloc(sizeof(float) * (size_t)n);
+            assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+            for (int64_t i = 0; i < n; i++)
+                if (x[i] != value(set, k, i)) fail_msg("%s: %s element %lld: %g", path, dp, (long long)i, (double)x[i]);
+            uint64_t cs = 0;
+            hid_t a = H5Aopen(d, "checksum", H5P_DEFAULT);
+            hid_t at = H5Aget_type(a);
+            assert_true(H5Tequal(at, H5T_STD_U64LE) > 0);
+            H5Aread(a, H5T_NATIVE_UINT64, &cs);
+            assert_true(cs == ref_checksum(x, n));
+            free(x);
+            H5Tclose(at);
+            H5Aclose(a);
+            H5Tclose(ty);
+            H5Sclose(sp);
+            H5Dclose(d);
+        }
+    H5Fclose(f);
+}
+
 static void capture_begin(void) { capture_begin_in(g_dir); }
 
 /* ---- tests ---- */
@@ -193,38 +237,9 @@ static void test_roundtrip(void **state) {
     tset_free(&s);
 
     /* the stored layout, read with plain serial HDF5 */
+    check_stored(path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(f >= 0);
-    for (int set = 0; set < 3; set++)
-        for (int k = 0; k < NT; k++) {
-            static const char *G[3] = {"/model", "/optim/exp_avg", "/optim/exp_avg_sq"};
-            char dp[256];
-            snprintf(dp, sizeof dp, "%s/%s", G[set], NAMES[k]);
-            hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
-            assert_true(d >= 0);
-            hid_t sp = H5Dget_space(d), ty = H5Dget_type(d);
-            hsize_t dims[2] = {0, 0};
-            assert_int_equal(H5Sget_simple_extent_ndims(sp), NDIM[k]);
-            H5Sget_simple_extent_dims(sp, dims, NULL);
-            assert_int_equal(dims[0], ROWS[k]);
-            if (NDIM[k] == 2) assert_int_equal(dims[1], COLS[k]);
-            assert_true(H5Tequal(ty, H5T_IEEE_F32LE) > 0);
-            int64_t n = ROWS[k] * COLS[k];
-            float *x = malloc(sizeof(float) * (size_t)n);
-            H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-            uint64_t cs = 0;
-            hid_t a = H5Aopen(d, "checksum", H5P_DEFAULT);
-            hid_t at = H5Aget_type(a);
-            assert_true(H5Tequal(at, H5T_STD_U64LE) > 0);
-            H5Aread(a, H5T_NATIVE_UINT64, &cs);
-            assert_true(cs == ref_checksum(x, n));
-            free(x);
-            H5Tclose(at);
-            H5Aclose(a);
-            H5Tclose(ty);
-            H5Sclose(sp);
-            H5Dclose(d);
-        }
     uint64_t seed = 0;
     hid_t a = H5Aopen(f, "seed", H5P_DEFAULT), at = H5Aget_type(a);
     assert_int_equal(H5Tget_sign(at), H5T_SGN_NONE);
@@ -591,6 +606,128 @@ static void test_fuzz(void **state) {
     assert_true(refused >= 30);
 }
 
+/* Every element range [a,b) of every tensor of a saved file, read on one
+ * rank into a buffer with guard cells on both sides: exactly the range's
+ * values land, in order, and nothing outside it. Ranges that start and end
+ * inside rows select the tail of a row, whole rows and the head of a row.
+ * Pass 0 moves each range in one block; pass 1 sets LAMINA_CKPT_PIECE_ELEMS=3
+ * so the blocks themselves start and end anywhere in rows. */
+static void test_cut_ranges(void **state) {
+    (void)state;
+    prepare_good();
+    char err[LM_ERRLEN] = {0};
+    const float GUARD = -12345.0f;
+    float buf[64];
+    long loads = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) setenv("LAMINA_CKPT_PIECE_ELEMS", "3", 1);
+        for (int k = 0; k < NT; k++) {
+            int64_t n = ROWS[k] * COLS[k];
+            for (int64_t a = 0; a < n; a++)
+                for (int64_t b = a + 1; b <= n; b++) {
+                    for (int i = 0; i < 64; i++) buf[i] = GUARD;
+                    ckpt_tensor t = {NAMES[k], NDIM[k], ROWS[k], COLS[k], a, b - a, buf + 1};
+                    int rc = ckpt_load(MPI_COMM_WORLD, g_good, &t, NULL, NULL, 1, err, sizeof err);
+                    if (rc) fail_msg("%s [%lld,%lld) pass %d: rc %d %s", NAMES[k], (long long)a, (long long)b, pass, rc, err);
+                    loads++;
+                    for (int64_t i = 0; i < b - a; i++)
+                        if (buf[1 + i] != value(0, k, a + i))
+                            fail_msg("%s [%lld,%lld) pass %d: element %lld = %g, want %g", NAMES[k], (long long)a,
+                                     (long long)b, pass, (long long)(a + i), (double)buf[1 + i], (double)value(0, k, a + i));
+                    assert_true(buf[0] == GUARD);
+                    for (int64_t i = b - a + 1; i < 64; i++) assert_true(buf[i] == GUARD);
+                }
+        }
+        unsetenv("LAMINA_CKPT_PIECE_ELEMS");
+    }
+    print_message("cut ranges: %ld loads\n", loads);
+}
+
+/* A one-rank save whose transfer blocks (LAMINA_CKPT_PIECE_ELEMS=3) start
+ * and end inside rows stores the same tensors and checksums as a whole
+ * write, and loads back verified; a flipped byte in a block that started
+ * mid-row is then caught by the checksum. */
+static void test_cut_blocks_save(void **state) {
+    (void)state;
+    char dir[128], path[256], err[LM_ERRLEN] = {0};
+    snprintf(dir, sizeof dir, "%s/cutblocks", g_dir);
+    setenv("LAMINA_CKPT_PIECE_ELEMS", "3", 1);
+    save_step(dir, 3, 2);
+    unsetenv("LAMINA_CKPT_PIECE_ELEMS");
+    assert_int_equal(ckpt_find_latest(dir, path, sizeof path, err, sizeof err), 1);
+    check_stored(path);
+    tset s;
+    tset_init(&s, 0);
+    if (ckpt_load(MPI_COMM_WORLD, path, s.t[0], s.t[1], s.t[2], NT, err, sizeof err)) fail_msg("%s", err);
+    tset_check(&s, 3);
+    tset_free(&s);
+    /* element 13 of the [7,5] (row 2, column 3) was in the block [12,15) */
+    char p[256];
+    snprintf(p, sizeof p, "%s/cutflip.h5", g_dir);
+    copy_file(path, p, -1);
+    flip_byte(p, data_offset(p, "/model/model.embed_tokens.weight") + 4 * 13 + 2);
+    expect_load_fail(p, 0, "/model/model.embed_tokens.weight: checksum mismatch");
+}
+
+/* Ranges outside [0, rows*cols) are refused naming the tensor (save: 1,
+ * load: 2 naming the file too), including offsets so large that off+count
+ * would overflow; an empty range (count 0, no buffer) anywhere in [0, n]
+ * is accepted on load, and on save it leaves the tensor uncovered (1). */
+static void test_range_errors(void **state) {
+    (void)state;
+    prepare_good();
+    char err[LM_ERRLEN] = {0};
+    float buf[40] = {0};
+    const int64_t bad[][2] = {{30, 6}, {35, 1}, {-1, 2}, {0, -1}, {INT64_MAX - 2, 5}, {INT64_MAX, 1}, {0, 36}};
+    for (size_t c = 0; c < sizeof bad / sizeof *bad; c++) {
+        ckpt_tensor t = {NAMES[0], 2, 7, 5, bad[c][0], bad[c][1], buf};
+        err[0] = 0;
+        assert_int_equal(ckpt_load(MPI_COMM_WORLD, g_good, &t, NULL, NULL, 1, err, sizeof err), 2);
+        if (!strstr(err, g_good) || !strstr(err, "/model/model.embed_tokens.weight") || !strstr(err, "outside"))
+            fail_msg("load [%lld +%lld): \"%s\"", (long long)bad[c][0], (long long)bad[c][1], err);
+        tset s;
+        tset_init(&s, 1);
+        s.t[1][0].off = bad[c][0]; /* in the exp_avg set */
+        s.t[1][0].count = bad[c][1];
+        ckpt_meta m = meta_for(1);
+        char dir[128];
+        snprintf(dir, sizeof dir, "%s/badrange", g_dir);
+        err[0] = 0;
+        assert_int_equal(ckpt_save(MPI_COMM_WORLD, dir, &m, s.t[0], s.t[1], s.t[2], NT, 2, err, sizeof err), 1);
+        if (!strstr(err, "/optim/exp_avg/model.embed_tokens.weight") || !strstr(err, "outside"))
+            fail_msg("save [%lld +%lld): \"%s\"", (long long)bad[c][0], (long long)bad[c][1], err);
+        tset_free(&s);
+        assert_int_equal(ckpt_find_latest(dir, buf == NULL ? NULL : (char[256]){0}, 256, err, sizeof err), 0);
+    }
+    /* a piece with elements but no buffer */
+    ckpt_tensor t = {NAMES[0], 2, 7, 5, 0, 35, NULL};
+    assert_int_equal(ckpt_load(MPI_COMM_WORLD, g_good, &t, NULL, NULL, 1, err, sizeof err), 2);
+    assert_non_null(strstr(err, "no data"));
+    /* empty ranges: nothing read, nothing to verify */
+    const int64_t empty[] = {0, 17, 35};
+    for (int c = 0; c < 3; c++) {
+        ckpt_tensor e = {NAMES[0], 2, 7, 5, empty[c], 0, NULL};
+        if (ckpt_load(MPI_COMM_WORLD, g_good, &e, NULL, NULL, 1, err, sizeof err)) fail_msg("empty at %lld: %s", (long long)empty[c], err);
+    }
+    /* on save one rank alone passing nothing leaves every element unwritten */
+    tset s;
+    tset_init(&s, 1);
+    s.t[0][2].off = 12;
+    s.t[0][2].count = 0;
+    ckpt_meta m = meta_for(1);
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/emptysave", g_dir);
+    assert_int_equal(ckpt_save(MPI_COMM_WORLD, dir, &m, s.t[0], NULL, NULL, NT, 2, err, sizeof err), 1);
+    assert_non_null(strstr(err, "/model/model.layers.0.mlp.up_proj.weight"));
+    assert_non_null(strstr(err, "do not cover all 12 elements"));
+    /* and a piece that stops one element short */
+    s.t[0][2].off = 0;
+    s.t[0][2].count = 11;
+    assert_int_equal(ckpt_save(MPI_COMM_WORLD, dir, &m, s.t[0], NULL, NULL, NT, 2, err, sizeof err), 1);
+    assert_non_null(strstr(err, "do not cover all 12 elements"));
+    tset_free(&s);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_dir, sizeof g_dir, "/tmp/lamina_ckpt_XXXXXX");
@@ -611,6 +748,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_keep_and_latest), cmocka_unit_test(test_stale_tmp),
         cmocka_unit_test(test_unwritable_dir), cmocka_unit_test(test_pause_hook),
         cmocka_unit_test(test_corruption),     cmocka_unit_test(test_fuzz),
+        cmocka_unit_test(test_cut_ranges),     cmocka_unit_test(test_cut_blocks_save),
+        cmocka_unit_test(test_range_errors),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     MPI_Finalize();

@@ -1,11 +1,16 @@
 /* test_ckpt_mpi.c — checkpoints across ranks (io/ckpt.c, SPEC §5), run by
- * tests/t/12-mpi-ckpt.t under `mpirun -np 4`: a file written from 4 row
- * slabs (one rank owning nothing of a tensor, slabs moved in several
- * collective pieces) is read back in other decompositions (2 slabs on ranks
- * 0-1, every rank the full tensor, overlapping slabs); a corrupted copy is
- * refused by every rank under each decomposition that covers the tensor;
- * errors seen by one rank end the call on all ranks; pruning with several
- * ranks. Prints TAP by hand from rank 0 (no cmocka: one plan, all ranks). */
+ * tests/t/12-mpi-ckpt.t under `mpirun -np 4`. Pieces are flat element
+ * ranges that start and end inside rows, as ZeRO shards do: a file written
+ * from 4 such pieces (one rank owning nothing of a tensor, pieces moved in
+ * several collective blocks) holds exactly the tensors and the checksums of
+ * ckpt.h's formula, and is read back element by element in other
+ * decompositions (2 pieces on ranks 0-1, 3 pieces with other cut points,
+ * rank 0 alone, every rank the full tensor, overlapping pieces); a
+ * corrupted copy is refused by every rank under each decomposition that
+ * covers the tensor; overlapping cut writers, writers with empty ranks, and
+ * writers that miss elements or pass a range past the end; errors seen by
+ * one rank end the call on all ranks; pruning with several ranks. Prints TAP
+ * by hand from rank 0 (no cmocka: one plan, all ranks). */
 #include "ckpt.h"
 #include "comm.h"
 #include "common.h"
@@ -20,16 +25,17 @@
 static int g_rank, g_size, g_test;
 static char g_dir[64];
 
-enum { NT = 3 };
+enum { NT = 4 };
 static const char *NAMES[NT] = {"model.embed_tokens.weight", "model.norm.weight",
-                                "model.layers.0.self_attn.q_proj.weight"};
-static const int NDIM[NT] = {2, 1, 2};
-static const int64_t ROWS[NT] = {10, 3, 5}, COLS[NT] = {6, 1, 4};
+                                "model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.up_proj.weight"};
+static const int NDIM[NT] = {2, 1, 2, 2};
+static const int64_t ROWS[NT] = {10, 3, 5, 7}, COLS[NT] = {6, 1, 4, 5};
 /* the writing decomposition, [tensor][rank] = {off, count} in elements */
 static const int64_t WRITE_SLAB[NT][4][2] = {
     {{0, 17}, {17, 20}, {37, 9}, {46, 14}}, /* uneven pieces, cut inside rows (6 columns) */
     {{0, 1}, {1, 1}, {2, 1}, {3, 0}},       /* rank 3 owns nothing */
     {{0, 20}, {20, 0}, {20, 0}, {20, 0}},   /* rank 0 owns all */
+    {{0, 9}, {9, 8}, {17, 13}, {30, 5}},    /* [0,9) [9,17) [17,30) [30,35) of a [7,5]: rows 1, 3, 5 cut */
 };
 static int64_t numel(int k) { return ROWS[k] * COLS[k]; }
 
@@ -50,14 +56,15 @@ typedef struct {
     ckpt_tensor t[3][NT];
 } tset;
 
-/* this rank's tensors for pieces slab[k] = {off, count}, filled or zero */
+/* this rank's tensors for pieces slab[k] = {off, count}, filled or zero;
+ * a rank that owns nothing passes count 0 and no buffer at all */
 static void tset_make(tset *s, const int64_t slab[NT][2], int fill) {
     for (int set = 0; set < 3; set++)
         for (int k = 0; k < NT; k++) {
-            int64_t r0 = slab[k][0], nr = slab[k][1];
-            float *b = calloc((size_t)(nr + 1), sizeof(float));
-            for (int64_t i = 0; i < nr && fill; i++) b[i] = value(set, k, r0 + i);
-            s->t[set][k] = (ckpt_tensor){NAMES[k], NDIM[k], ROWS[k], COLS[k], r0, nr, b};
+            int64_t off = slab[k][0], cnt = slab[k][1];
+            float *b = cnt > 0 ? calloc((size_t)cnt, sizeof(float)) : NULL;
+            for (int64_t i = 0; i < cnt && fill; i++) b[i] = value(set, k, off + i);
+            s->t[set][k] = (ckpt_tensor){NAMES[k], NDIM[k], ROWS[k], COLS[k], off, cnt, b};
         }
 }
 static void tset_free(tset *s) {
@@ -159,6 +166,89 @@ static void slabs_partial(int64_t slab[NT][2]) { /* only rank 0, the first 2 row
     }
 }
 
+static void slabs_rank0(int64_t slab[NT][2]) { /* rank 0 reads everything, ranks 1-3 nothing */
+    for (int k = 0; k < NT; k++) {
+        slab[k][0] = 0;
+        slab[k][1] = g_rank == 0 ? numel(k) : 0;
+    }
+}
+/* overlapping pieces cut inside rows, no rank holding a whole tensor:
+ * rank r holds [r*n/4 - 2, (r+1)*n/4 + 1) clipped to [0, n), rank 3 to the end */
+static void slabs_overlap_cut(int64_t slab[NT][2]) {
+    for (int k = 0; k < NT; k++) {
+        int64_t n = numel(k), a = g_rank * n / 4 - 2, b = g_rank == 3 ? n : (g_rank + 1) * n / 4 + 1;
+        if (a < 0) a = 0;
+        if (b > n) b = n;
+        slab[k][0] = a;
+        slab[k][1] = b - a;
+    }
+}
+
+/* Rank 0, serial HDF5: every dataset of `path` (3 sets) holds value() at
+ * every element and carries the checksum of ckpt.h's formula, computed here
+ * independently of io/ckpt.c. Other ranks return 1. */
+static int file_matches(const char *path) {
+    if (g_rank != 0) return 1;
+    static const char *G[3] = {"/model", "/optim/exp_avg", "/optim/exp_avg_sq"};
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return 0;
+    int ok = 1;
+    for (int set = 0; set < 3; set++)
+        for (int k = 0; k < NT; k++) {
+            char dp[256];
+            snprintf(dp, sizeof dp, "%s/%s", G[set], NAMES[k]);
+            hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+            float x[64] = {0};
+            uint64_t cs = 1, ref = 0;
+            hid_t a = d >= 0 ? H5Aopen(d, "checksum", H5P_DEFAULT) : -1;
+            if (d < 0 || a < 0 || H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ||
+                H5Aread(a, H5T_NATIVE_UINT64, &cs) < 0)
+                ok = 0;
+            if (a >= 0) H5Aclose(a);
+            if (d >= 0) H5Dclose(d);
+            for (uint64_t i = 0; i < (uint64_t)numel(k); i++) {
+                uint32_t b;
+                memcpy(&b, &x[i], 4);
+                uint64_t z = i * 0x9E3779B97F4A7C15ull + b;
+                z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+                z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+                ref += z ^ (z >> 31);
+                if (x[i] != value(set, k, (int64_t)i)) {
+                    fprintf(stderr, "%s: %s element %llu: %g\n", path, dp, (unsigned long long)i, (double)x[i]);
+                    ok = 0;
+                }
+            }
+            if (cs != ref) {
+                fprintf(stderr, "%s: %s: checksum %llx, formula %llx\n", path, dp, (unsigned long long)cs,
+                        (unsigned long long)ref);
+                ok = 0;
+            }
+        }
+    H5Fclose(f);
+    return ok;
+}
+
+/* Rank 0: copy `from` to `to` and flip a bit of element `elem` of dataset dp */
+static void corrupt_copy(const char *from, const char *to, const char *dp, long elem) {
+    if (g_rank == 0) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "cp %s %s", from, to);
+        if (system(cmd)) fprintf(stderr, "cp failed\n");
+        hid_t f = H5Fopen(to, H5F_ACC_RDONLY, H5P_DEFAULT);
+        hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+        long off = (long)H5Dget_offset(d) + 4 * elem + 1;
+        H5Dclose(d);
+        H5Fclose(f);
+        int fd = open(to, O_RDWR);
+        unsigned char c = 0;
+        if (pread(fd, &c, 1, off) != 1) fprintf(stderr, "pread failed\n");
+        c ^= 0x40;
+        if (pwrite(fd, &c, 1, off) != 1) fprintf(stderr, "pwrite failed\n");
+        close(fd);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
 static int same_everywhere(const char *s) {
     char mine[LM_ERRLEN] = {0}, root[LM_ERRLEN] = {0};
     snprintf(mine, sizeof mine, "%s", s);
@@ -181,7 +271,7 @@ int main(int argc, char **argv) {
         snprintf(g_dir, sizeof g_dir, "/tmp/lamina_ckmpi_XXXXXX");
         if (!mkdtemp(g_dir)) g_dir[0] = 0;
         strcat(g_dir, "/ck");
-        printf("1..18\n");
+        printf("1..24\n");
         fflush(stdout);
     }
     MPI_Bcast(g_dir, sizeof g_dir, MPI_CHAR, 0, MPI_COMM_WORLD);
@@ -193,8 +283,10 @@ int main(int argc, char **argv) {
     rc = save(5, 3);
     int found = ckpt_find_latest(g_dir, path, sizeof path, err, sizeof err);
     report(rc == 0 && found == 1 && strstr(path, "step_00000005.h5") != NULL, "save from 4 pieces cut inside rows, latest published");
+    /* 2: what the cut pieces wrote: the full tensors and the formula's checksums */
+    report(found == 1 && file_matches(path), "cut-piece save: every element and checksum as the formula says");
 
-    /* 2: metadata on every rank */
+    /* 3: metadata on every rank */
     ckpt_meta m;
     rc = ckpt_read_meta(MPI_COMM_WORLD, path, &m, err, sizeof err);
     report(rc == 0 && m.step == 5 && m.tokens_seen == 3200 && m.n_kv_heads == 1 && m.rope_theta == 500000.0 &&
@@ -202,7 +294,7 @@ int main(int argc, char **argv) {
            "read_meta on all ranks");
     if (rc == 0) free((void *)m.deck_text);
 
-    /* 3-5: other decompositions */
+    /* 4-8: other decompositions, compared element by element */
     slabs_half(slab);
     rc = load(path, slab, &vok, err);
     report(rc == 0 && vok, "load as 2 slabs on ranks 0-1, ranks 2-3 empty");
@@ -215,26 +307,14 @@ int main(int argc, char **argv) {
     slabs_cut3(slab);
     rc = load(path, slab, &vok, err);
     report(rc == 0 && vok, "load as 3 pieces cut inside rows (written as 4 other cut pieces)");
+    slabs_rank0(slab);
+    rc = load(path, slab, &vok, err);
+    report(rc == 0 && vok, "load everything on rank 0 alone, ranks 1-3 empty");
 
-    /* 6-9: a flipped byte in the embedding's data */
+    /* 9-13: a flipped byte in the embedding's data */
     snprintf(corrupt, sizeof corrupt, "%s/../corrupt.h5", g_dir);
-    if (g_rank == 0) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "cp %s %s", path, corrupt);
-        if (system(cmd)) fprintf(stderr, "cp failed\n");
-        hid_t f = H5Fopen(corrupt, H5F_ACC_RDONLY, H5P_DEFAULT);
-        hid_t d = H5Dopen2(f, "/model/model.embed_tokens.weight", H5P_DEFAULT);
-        long off = (long)H5Dget_offset(d) + 4 * 50 + 1; /* element 50: row 8, owned by rank 3 when written */
-        H5Dclose(d);
-        H5Fclose(f);
-        int fd = open(corrupt, O_RDWR);
-        unsigned char c = 0;
-        if (pread(fd, &c, 1, off) != 1) fprintf(stderr, "pread failed\n");
-        c ^= 0x40;
-        if (pwrite(fd, &c, 1, off) != 1) fprintf(stderr, "pwrite failed\n");
-        close(fd);
-    }
-    MPI_Barrier(MPI_COMM_WORLD);
+    /* element 50: row 8, owned by rank 3 when written */
+    corrupt_copy(path, corrupt, "/model/model.embed_tokens.weight", 50);
     const char *want = "/model/model.embed_tokens.weight: checksum mismatch (file corrupted)";
     slabs_half(slab);
     rc = load(corrupt, slab, &vok, err);
@@ -250,21 +330,34 @@ int main(int argc, char **argv) {
     slabs_partial(slab);
     rc = load(corrupt, slab, &vok, err);
     report(rc == 0 && vok, "partial cover reads without checksum verdict (documented)");
+    /* element 16 of the [7,5] (row 3, column 1): the last of rank 1's written
+     * piece [9,17); read back as [0,11) [11,24) [24,35), the damaged term is
+     * summed by rank 1 from the middle of another cut piece */
+    snprintf(corrupt, sizeof corrupt, "%s/../corrupt2.h5", g_dir);
+    corrupt_copy(path, corrupt, "/model/model.layers.0.mlp.up_proj.weight", 16);
+    slabs_cut3(slab);
+    rc = load(corrupt, slab, &vok, err);
+    report(rc == 2 && strstr(err, "/model/model.layers.0.mlp.up_proj.weight: checksum mismatch") && same_everywhere(err),
+           "corruption inside a cut row caught by 3 other cut pieces");
 
-    /* 10-11: an error one rank alone sees ends the call everywhere */
+    /* 14-15: an error one rank alone sees ends the call everywhere */
     slabs_half(slab);
     tset s;
     tset_make(&s, slab, 0);
-    if (g_rank == 2) s.t[0][0].off = 55, s.t[0][0].count = 10; /* past the end */
+    if (g_rank == 2) { /* [55,65) of 60 elements: past the end */
+        s.t[0][0].off = 55;
+        s.t[0][0].count = 10;
+        s.t[0][0].data = calloc(10, sizeof(float));
+    }
     rc = ckpt_load(MPI_COMM_WORLD, path, s.t[0], NULL, NULL, NT, err, sizeof err);
     tset_free(&s);
     report(rc == 2 && strstr(err, "model.embed_tokens.weight") && same_everywhere(err),
-           "bad slab on rank 2 only: all ranks return 2");
+           "a range past the end on rank 2 only: all ranks return 2");
     snprintf(corrupt, sizeof corrupt, "%s/none.h5", g_dir);
     rc = load(corrupt, slab, &vok, err);
     report(rc == 2 && strstr(err, "none.h5") && same_everywhere(err), "missing file: all ranks return 2");
 
-    /* 12: the shape check sees the model shape on every rank */
+    /* 16: the shape check sees the model shape on every rank */
     slabs_full(slab);
     tset_make(&s, slab, 0);
     s.t[0][2].cols = 5;
@@ -275,7 +368,7 @@ int main(int argc, char **argv) {
     report(rc == 2 && strstr(err, "shape [5,4] does not match the model [5,5]") && same_everywhere(err),
            "shape mismatch: all ranks return 2");
 
-    /* 13-14: more saves with keep 2; latest seen by every rank on return */
+    /* 17-18: more saves with keep 2; latest seen by every rank on return */
     int ok = save(6, 2) == 0;
     ok &= ckpt_find_latest(g_dir, path, sizeof path, err, sizeof err) == 1 && strstr(path, "step_00000006.h5");
     ok &= save(7, 2) == 0;
@@ -289,7 +382,7 @@ int main(int argc, char **argv) {
     rc = load(p7, slab, &vok, err);
     report(access(p5, F_OK) != 0 && access(p6, F_OK) == 0 && rc == 0 && vok, "keep 2 pruned step 5; step 7 loads");
 
-    /* 15: replicated writers (every rank passes the whole tensor, as a
+    /* 19: replicated writers (every rank passes the whole tensor, as a
      * data-parallel run does): the checksum counts each element once */
     slabs_full(slab);
     rc = save_slabs(8, 5, slab, err);
@@ -321,23 +414,62 @@ int main(int argc, char **argv) {
     int rc2 = load(path, slab, &vok, err);
     report(rc == 0 && sum_ok && rc2 == 0 && vok, "replicated writers: one checksum, loads as 2 slabs");
 
-    /* 16: overlapping writers */
+    /* 20-21: overlapping writers (one of them holding everything), then
+     * overlapping cut pieces with no whole holder: each element written and
+     * summed once (the file matches the formula) */
     slabs_overlap(slab);
     rc = save_slabs(9, 5, slab, err);
     snprintf(path, sizeof path, "%s/step_00000009.h5", g_dir);
     slabs_half(slab);
     rc2 = load(path, slab, &vok, err);
     report(rc == 0 && rc2 == 0 && vok, "overlapping writers, read back as 2 slabs");
+    slabs_overlap_cut(slab);
+    rc = save_slabs(11, 5, slab, err);
+    snprintf(path, sizeof path, "%s/step_00000011.h5", g_dir);
+    int fm = rc == 0 && file_matches(path);
+    slabs_cut3(slab);
+    rc2 = load(path, slab, &vok, err);
+    int vok2 = 0;
+    slabs_rank0(slab);
+    int rc3 = load(path, slab, &vok2, err);
+    report(rc == 0 && fm && rc2 == 0 && vok && rc3 == 0 && vok2,
+           "overlapping cut writers: file matches the formula, reads back as 3 cut pieces and whole");
 
-    /* 17: writers that leave rows out: refused everywhere, nothing published */
+    /* 22: ranks 2-3 own nothing (count 0, no buffer) of any tensor */
+    slabs_half(slab);
+    rc = save_slabs(12, 5, slab, err);
+    snprintf(path, sizeof path, "%s/step_00000012.h5", g_dir);
+    fm = rc == 0 && file_matches(path);
+    slabs_overlap_cut(slab);
+    rc2 = load(path, slab, &vok, err);
+    report(rc == 0 && fm && rc2 == 0 && vok, "writers with empty ranks: file matches, reads back as overlapping cut pieces");
+
+    /* 23: writers that leave elements out: refused everywhere, nothing published */
     slabs_partial(slab);
     rc = save_slabs(10, 5, slab, err);
     snprintf(path, sizeof path, "%s/step_00000010.h5", g_dir);
     char lp[256], e2[LM_ERRLEN];
     found = ckpt_find_latest(g_dir, lp, sizeof lp, e2, sizeof e2);
     report(rc == 1 && strstr(err, "model.embed_tokens.weight") && strstr(err, "do not cover") && same_everywhere(err) &&
-               access(path, F_OK) != 0 && found == 1 && strstr(lp, "step_00000009.h5"),
-           "slabs that miss rows: save refused on all ranks, latest unchanged");
+               access(path, F_OK) != 0 && found == 1 && strstr(lp, "step_00000012.h5"),
+           "pieces that miss elements: save refused on all ranks, latest unchanged");
+
+    /* 24: one rank's piece runs past the end of the [7,5]: refused on all
+     * ranks before anything is written, naming the tensor */
+    for (int k = 0; k < NT; k++) {
+        slab[k][0] = WRITE_SLAB[k][g_rank][0];
+        slab[k][1] = WRITE_SLAB[k][g_rank][1];
+    }
+    if (g_rank == 3) slab[3][1] = 6; /* [30,36) */
+    rc = save_slabs(13, 5, slab, err);
+    snprintf(path, sizeof path, "%s/step_00000013.h5", g_dir);
+    char tp[300];
+    snprintf(tp, sizeof tp, "%s.tmp", path);
+    found = ckpt_find_latest(g_dir, lp, sizeof lp, e2, sizeof e2);
+    report(rc == 1 && strstr(err, "model.layers.0.mlp.up_proj.weight") && strstr(err, "outside") &&
+               same_everywhere(err) && access(path, F_OK) != 0 && access(tp, F_OK) != 0 && found == 1 &&
+               strstr(lp, "step_00000012.h5"),
+           "a piece past the end on rank 3 only: save refused on all ranks, nothing written");
 
     MPI_Barrier(MPI_COMM_WORLD);
     if (g_rank == 0) {

@@ -303,7 +303,7 @@ static void test_jsonl(void **state) {
     const char *names[2] = {"perf::TASK-CLOCK", "PAPI_TOT_INS"};
     long long vals[2] = {123456789012LL, 42};
     lm_step_metrics s = {.step = 1, .loss = 10.375, .lr = 3e-4, .grad_norm = 1.5, .tokens = 4096,
-                         .tokens_per_s = 2048.25, .tflops = 0.0625, .mfu = 0.4, .step_ms = 2000.5,
+                         .tokens_per_s = 2048.25, .tflops = 0.0625, .mfu = 0.4, .step_ms = 2000.5, .comm_ms = 12.25,
                          .mem_bytes = (size_t)5000000000ULL, .n_papi = 0};
     metrics_write(m, &s);
     s.step = 2; s.loss = NAN; s.grad_norm = INFINITY; s.tokens = 8192;
@@ -325,7 +325,7 @@ static void test_jsonl(void **state) {
     assert_null(strstr(txt, "nan"));
     assert_null(strstr(txt, "inf"));
     const char *keys[] = {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s",
-                          "tflops", "mfu", "step_ms", "mem_bytes"};
+                          "tflops", "mfu", "step_ms", "comm_ms", "mem_bytes"};
     char *line = txt;
     for (int r = 0; r < 3; r++) {
         char *nl = strchr(line, '\n');
@@ -343,13 +343,14 @@ static void test_jsonl(void **state) {
         check_real(o, "tokens_per_s", 2048.25);
         check_real(o, "tflops", 0.0625);
         check_real(o, "step_ms", 2000.5);
+        check_real(o, "comm_ms", 12.25);
         json_t *papi = json_object_get(o, "papi");
         if (r == 0) {
             check_real(o, "loss", 10.375);
             check_real(o, "grad_norm", 1.5);
             check_real(o, "mfu", 0.4);
             assert_null(papi);
-            assert_int_equal(json_object_size(o), 10);
+            assert_int_equal(json_object_size(o), 11);
         } else if (r == 1) {
             assert_true(json_is_null(json_object_get(o, "loss")));
             assert_true(json_is_null(json_object_get(o, "grad_norm")));
@@ -357,7 +358,7 @@ static void test_jsonl(void **state) {
             assert_int_equal(json_object_size(papi), 2);
             check_int(papi, "perf::TASK-CLOCK", 123456789012LL);
             check_int(papi, "PAPI_TOT_INS", 42);
-            assert_int_equal(json_object_size(o), 11);
+            assert_int_equal(json_object_size(o), 12);
         } else {
             check_real(o, "loss", 9.0);
             assert_true(json_is_null(json_object_get(o, "grad_norm")));
