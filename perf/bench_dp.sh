@@ -58,10 +58,10 @@ run() { # LOG NP OVERRIDES...
 }
 echo "== 1. memory per rank, dp = 4, ZeRO 0/1/2 (3 steps, micro_batch 1, seq $SEQ) =="
 for z in 0 1 2; do run mem_z$z.log 4 parallel.zero=$z log.metrics="$OUT/mem_z$z.jsonl"; done
-echo "== 2. overlap, dp = 2 (8 steps, 4 sequences per rank per step) =="
+echo "== 2. overlap, dp = 2 (14 steps, 4 sequences per rank per step; medians of steps 3-14) =="
 for z in 0 2; do
   for ov in true false; do
-    run ov_z${z}_$ov.log 2 parallel.zero=$z parallel.overlap_comm=$ov train.steps=8 train.global_batch=8 \
+    run ov_z${z}_$ov.log 2 parallel.zero=$z parallel.overlap_comm=$ov train.steps=14 train.global_batch=8 \
       train.micro_batch=4 log.metrics="$OUT/ov_z${z}_$ov.jsonl"
   done
 done
@@ -80,8 +80,9 @@ for z in (0, 1, 2):
 print(f"\nPsi = {psi} elements (with chunk padding)")
 
 def mean(path, key):
-    rows = [json.loads(l) for l in open(path)][2:]   # steps 3.. (after warm-up)
-    return sum(r[key] for r in rows) / len(rows)
+    """median over steps 3.. (after warm-up): robust to a noisy shared machine"""
+    v = sorted(json.loads(l)[key] for l in list(open(path))[2:])
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
 print("\n| ZeRO stage (dp 2) | step ms, overlap on | step ms, overlap off | blocked in comm ms, on | blocked ms, off | hidden fraction |")
 print("| --- | --- | --- | --- | --- | --- |")

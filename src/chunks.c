@@ -52,7 +52,9 @@ size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size
  * float32), but no further than total/8, so that a model has at least about
  * eight chunks whenever its largest tensor allows: a chunk is the bucket
  * whose reduction overlaps the rest of backward, and one chunk holding the
- * whole model would leave nothing to overlap. */
+ * whole model would leave nothing to overlap. When the largest tensor is
+ * itself above total/8, the range is largest/4, which leaves room to find a
+ * size with little padding at a small cost in chunk count. */
 size_t chunk_range(const size_t *sizes, int n) {
     size_t largest = 0, total = 0;
     for (int i = 0; i < n; i++) {
@@ -61,6 +63,7 @@ size_t chunk_range(const size_t *sizes, int n) {
         total += s;
     }
     size_t cap = total / 8 > largest ? total / 8 - largest : 0;
+    if (cap < largest / 4) cap = largest / 4;
     return cap < ((size_t)16 << 20) ? cap : (size_t)16 << 20;
 }
 

@@ -40,7 +40,8 @@ typedef struct {
 size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size_t step);
 
 /* The range chunks_build searches above the largest tensor (elements):
- * min(16M, max(0, total/8 - largest)), sizes rounded up to 16 elements. */
+ * min(16M, max(total/8 - largest, largest/4)), sizes rounded up to 16
+ * elements. */
 size_t chunk_range(const size_t *sizes, int n);
 
 /* Add a tensor to the table before chunks_build. */

@@ -204,6 +204,11 @@ int cmd_train(int argc, char **argv) {
                steps_run, t_all, first_loss, last_loss, tps, fpt * tps / world->size / 1e12,
                100 * fpt * tps / world->size / peak, rss[0], rss[1]);
         if (total_cut) lm_log("data: %ld sample(s) were longer than seq_len+1 and were cut\n", total_cut);
+        lm_zero_mem zm;
+        zero_memory(z, &zm);
+        if (zm.buckets_peak)
+            lm_log("ZeRO-2 gradient buckets: at most %.1f MiB held at once (rank 0)\n",
+                   (double)zm.buckets_peak / (1024.0 * 1024.0));
     }
     papi_stop(papi);
     metrics_close(mlog);

@@ -16,7 +16,12 @@ typedef struct {
     long seq;      /* launch order, to wait for the oldest first */
 } bucket;
 
-#define MAX_BUCKETS_SOFT 3 /* buffers kept before an acquire waits for an in-flight one */
+/* Buffers kept before an acquire waits for the oldest in-flight one: the one
+ * backward writes and one being reduced. (MPI may hold a temporary of the
+ * same size per in-flight reduce-scatter, so each one in flight costs about
+ * two chunks.) A tied embedding keeps its buffer all through backward; the
+ * pool then grows by one rather than wait on itself. */
+#define MAX_BUCKETS_SOFT 2
 
 struct lm_zero {
     lm_params *ps;
