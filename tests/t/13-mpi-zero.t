@@ -5,4 +5,4 @@
 # pieces, gather after load, NaN poisoning (tests/unit/test_zero_mpi.c).
 cd "$(dirname "$0")/../.." || exit 1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 CMOCKA_MESSAGE_OUTPUT=TAP
-exec mpirun -np 4 --oversubscribe build/tests/test_zero_mpi
+exec timeout -k 10 300 mpirun -np 4 --oversubscribe build/tests/test_zero_mpi

@@ -585,6 +585,65 @@ static void test_poison(void **state) {
     agree();
 }
 
+/* Stage 2, overlap on: two chunks whose gradients were written but not all
+ * marked done go out at micro_end. Non-blocking collectives on one
+ * communicator must start in the same order on every rank, yet which bucket
+ * buffer a chunk lands in depends on which in-flight reductions a rank had
+ * seen complete (timing). Here ranks 0-1 see chunk 7's reduction complete
+ * before chunks 6 and 5 take buffers, ranks 2-3 only later (a rank-dependent
+ * point of one done, standing for timing), so their buffers differ; the
+ * result must not depend on it. Layout (test_layout): chunk 0 = {embed,
+ * l0.norm}, 5 = {l1.up}, 6 = {l1.down}, 7 = {norm, head}. */
+static void test_undone_chunks_order(void **state) {
+    (void)state;
+    const gkind *k = &GK[GK_WORLD];
+    lm_params ps;
+    build(&ps, k->dp);
+    CHECK(ps.p[0].chunk == 0 && ps.p[1].chunk == 0 && ps.p[7].chunk == 5 && ps.p[8].chunk == 6 &&
+          ps.p[9].chunk == 7 && ps.p[10].chunk == 7 && ps.n_chunks == 8);
+    lm_zero *z = zero_create(&ps, g_dev, k->g, 2, 1);
+    lm_grad_hooks *h = zero_hooks(z);
+    int early = g_rank < 2;
+    zero_step_begin(z);
+    for (int u = 0; u < 2; u++) {
+        zero_micro_begin(z, u == 1);
+        float *g0 = h->grad(h->ctx, &ps.p[0]); /* chunk 0 live throughout */
+        add_grad(g0, &ps.p[0], 0, 0, u, 1.0f);
+        for (int i = 10; i >= 9; i--) { /* chunk 7 complete: it goes out */
+            float *g = h->grad(h->ctx, &ps.p[i]);
+            add_grad(g, &ps.p[i], i, 0, u, 1.0f);
+            h->done(h->ctx, &ps.p[i]);
+        }
+        for (int b = 0; b < 20; b++) MPI_Barrier(MPI_COMM_WORLD); /* chunk 7's reduction completes in MPI */
+        float *g1 = h->grad(h->ctx, &ps.p[1]);
+        add_grad(g1, &ps.p[1], 1, 0, u, 1.0f);
+        if (early) h->done(h->ctx, &ps.p[1]); /* polls: chunk 7's buffer is free again */
+        for (int i = 8; i >= 7; i--) { /* chunks 6 and 5: written, never marked done */
+            float *g = h->grad(h->ctx, &ps.p[i]);
+            add_grad(g, &ps.p[i], i, 0, u, 1.0f);
+        }
+        if (!early) h->done(h->ctx, &ps.p[1]);
+        for (int i = 6; i >= 2; i--) {
+            float *g = h->grad(h->ctx, &ps.p[i]);
+            add_grad(g, &ps.p[i], i, 0, u, 1.0f);
+            h->done(h->ctx, &ps.p[i]);
+        }
+        h->done(h->ctx, &ps.p[0]);
+        zero_micro_end(z);
+    }
+    double ss = zero_grad_sumsq(z);
+    if (!close_to(ss, k->ss[0], 1e-9)) fprintf(stderr, "rank %d: grad sumsq %.17g, want %.17g\n", g_rank, ss, k->ss[0]);
+    CHECK(close_to(ss, k->ss[0], 1e-9));
+    zero_update(z, &g_cfg, LR[0], GSCALE[0], 1);
+    long bad = 0;
+    double mx = arena_diff(&ps, ps.w, k->w1, &bad);
+    if (bad) fprintf(stderr, "rank %d: %ld weights differ from the serial AdamW (max %.3g)\n", g_rank, bad, mx);
+    CHECK(bad == 0);
+    zero_destroy(z);
+    params_free(&ps);
+    agree();
+}
+
 /* ------------------------------------------------------------------ main */
 
 #define RUN(label, gk, st, ov, ord) \
@@ -637,6 +696,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_ckpt_pieces),
         cmocka_unit_test(test_gather_loaded),
         cmocka_unit_test(test_poison),
+        cmocka_unit_test(test_undone_chunks_order),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     kinds_free();
