@@ -234,8 +234,10 @@ void zero_micro_begin(lm_zero *z, int last) {
 void zero_micro_end(lm_zero *z) {
     if (z->stage == 2) {
         /* every chunk whose gradient was written goes out now if it has not */
-        for (int b = 0; b < z->nbk; b++)
-            if (z->bk[b].state == B_LIVE) launch(z, z->bk[b].chunk);
+        /* in chunk order, the same on every rank: MPI matches non-blocking
+         * collectives by the order they are started */
+        for (int c = z->nc - 1; c >= 0; c--)
+            if (z->bucket_of[c] >= 0 && z->bk[z->bucket_of[c]].state == B_LIVE) launch(z, c);
         for (int b; (b = oldest_inflight(z)) >= 0;) {
             comm_wait(&z->bk[b].q);
             bucket_finish(z, b);

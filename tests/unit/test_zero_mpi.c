@@ -21,7 +21,8 @@
  * (micro-)step communicates and when (overlap: a chunk goes out as soon as its
  * last tensor is done); zero_memory's formula and the bucket pool being
  * recycled; checkpoint pieces covering every element exactly once with the
- * right data; zero_gather_loaded; zero_poison_grad; no memory left behind.
+ * right data; zero_gather_loaded; zero_poison_grad; no memory left behind;
+ * chunks left undone at micro_end reduced in the same order on every rank.
  *
  * cmocka on every rank, TAP from rank 0 only; each test ends with agree(), so
  * every rank passes or fails it together (no rank is left in a collective). */
@@ -290,6 +291,11 @@ static void test_run(void **state) {
             backward(z, &ps, c->order, s, u, b0, &mid);
             zero_micro_end(z);
             double sent = comm_bytes() - b0;
+            /* gradient views: NULL while sharded (stage 2), else the full arena */
+            int views = 1;
+            for (int i = 0; i < ps.n; i++)
+                views &= c->stage == 2 ? ps.p[i].g == NULL : ps.p[i].g == ps.g + ps.p[i].offset;
+            CHECK(views);
             /* what this micro-step communicated: each chunk reduced once (its
              * bytes as n x size x 4), at stage 2 on every micro-step, at
              * stages 0, 1 only on the last */
@@ -587,45 +593,53 @@ static void test_poison(void **state) {
 
 /* Stage 2, overlap on: two chunks whose gradients were written but not all
  * marked done go out at micro_end. Non-blocking collectives on one
- * communicator must start in the same order on every rank, yet which bucket
- * buffer a chunk lands in depends on which in-flight reductions a rank had
- * seen complete (timing). Here ranks 0-1 see chunk 7's reduction complete
- * before chunks 6 and 5 take buffers, ranks 2-3 only later (a rank-dependent
- * point of one done, standing for timing), so their buffers differ; the
- * result must not depend on it. Layout (test_layout): chunk 0 = {embed,
- * l0.norm}, 5 = {l1.up}, 6 = {l1.down}, 7 = {norm, head}. */
+ * communicator must be started in the same order on every rank (MPI matches
+ * them by order, not by buffer), yet which bucket buffer a chunk lands in
+ * depends on which in-flight reductions the rank has seen complete, i.e. on
+ * timing. Here the timing is made deterministic: ranks 2-3 launch chunks 6
+ * and 7 before ranks 0-1 do (so their polls cannot see them complete), every
+ * rank then drives MPI until they are complete, and only ranks 0-1 poll
+ * (one done earlier than on ranks 2-3) before chunks 5 and 4 take buffers:
+ * ranks 0-1 find both buffers free, ranks 2-3 wait for the oldest in flight
+ * (chunk 6's, the higher buffer). The result must not depend on it.
+ * Layout (test_layout): chunk 0 = {embed, l0.norm}, 4 = {l1.norm, l1.q},
+ * 5 = {l1.up}, 6 = {l1.down}, 7 = {norm, head}. */
 static void test_undone_chunks_order(void **state) {
     (void)state;
     const gkind *k = &GK[GK_WORLD];
     lm_params ps;
     build(&ps, k->dp);
-    CHECK(ps.p[0].chunk == 0 && ps.p[1].chunk == 0 && ps.p[7].chunk == 5 && ps.p[8].chunk == 6 &&
-          ps.p[9].chunk == 7 && ps.p[10].chunk == 7 && ps.n_chunks == 8);
+    CHECK(ps.p[0].chunk == 0 && ps.p[1].chunk == 0 && ps.p[5].chunk == 4 && ps.p[6].chunk == 4 &&
+          ps.p[7].chunk == 5 && ps.p[8].chunk == 6 && ps.p[9].chunk == 7 && ps.p[10].chunk == 7 && ps.n_chunks == 8);
     lm_zero *z = zero_create(&ps, g_dev, k->g, 2, 1);
     lm_grad_hooks *h = zero_hooks(z);
     int early = g_rank < 2;
+    float *g[NT];
     zero_step_begin(z);
     for (int u = 0; u < 2; u++) {
         zero_micro_begin(z, u == 1);
-        float *g0 = h->grad(h->ctx, &ps.p[0]); /* chunk 0 live throughout */
-        add_grad(g0, &ps.p[0], 0, 0, u, 1.0f);
-        for (int i = 10; i >= 9; i--) { /* chunk 7 complete: it goes out */
-            float *g = h->grad(h->ctx, &ps.p[i]);
-            add_grad(g, &ps.p[i], i, 0, u, 1.0f);
-            h->done(h->ctx, &ps.p[i]);
+        g[0] = h->grad(h->ctx, &ps.p[0]); /* chunk 0 live throughout */
+        add_grad(g[0], &ps.p[0], 0, 0, u, 1.0f);
+        int token = 0;
+        if (early) MPI_Recv(&token, 1, MPI_INT, g_rank + 2, 77, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        for (int i = 10; i >= 8; i--) { /* chunks 7 and 6 written ... */
+            g[i] = h->grad(h->ctx, &ps.p[i]);
+            add_grad(g[i], &ps.p[i], i, 0, u, 1.0f);
         }
-        for (int b = 0; b < 20; b++) MPI_Barrier(MPI_COMM_WORLD); /* chunk 7's reduction completes in MPI */
-        float *g1 = h->grad(h->ctx, &ps.p[1]);
-        add_grad(g1, &ps.p[1], 1, 0, u, 1.0f);
-        if (early) h->done(h->ctx, &ps.p[1]); /* polls: chunk 7's buffer is free again */
-        for (int i = 8; i >= 7; i--) { /* chunks 6 and 5: written, never marked done */
-            float *g = h->grad(h->ctx, &ps.p[i]);
-            add_grad(g, &ps.p[i], i, 0, u, 1.0f);
+        for (int i = 8; i <= 10; i++) h->done(h->ctx, &ps.p[i]); /* ... and go out: 6, then 7 */
+        if (!early) MPI_Send(&token, 1, MPI_INT, g_rank - 2, 77, MPI_COMM_WORLD);
+        for (int b = 0; b < 100; b++) MPI_Barrier(MPI_COMM_WORLD); /* their reductions complete in MPI */
+        g[1] = h->grad(h->ctx, &ps.p[1]);
+        add_grad(g[1], &ps.p[1], 1, 0, u, 1.0f);
+        if (early) h->done(h->ctx, &ps.p[1]); /* polls: chunks 6 and 7's buffers free again */
+        for (int i = 7; i >= 6; i--) { /* chunks 5 and 4: written, never marked done */
+            g[i] = h->grad(h->ctx, &ps.p[i]);
+            add_grad(g[i], &ps.p[i], i, 0, u, 1.0f);
         }
         if (!early) h->done(h->ctx, &ps.p[1]);
-        for (int i = 6; i >= 2; i--) {
-            float *g = h->grad(h->ctx, &ps.p[i]);
-            add_grad(g, &ps.p[i], i, 0, u, 1.0f);
+        for (int i = 5; i >= 2; i--) {
+            g[i] = h->grad(h->ctx, &ps.p[i]);
+            add_grad(g[i], &ps.p[i], i, 0, u, 1.0f);
             h->done(h->ctx, &ps.p[i]);
         }
         h->done(h->ctx, &ps.p[0]);
