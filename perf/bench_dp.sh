@@ -16,16 +16,7 @@ DIM=384 LAYERS=6 HEADS=6 FFN=1024 VOCAB=8192 SEQ=256
 OUT=out/bench_dp
 PY=/usr/bin/python3
 mkdir -p "$OUT"
-$PY - "$OUT/tokens.h5" $VOCAB $SEQ <<'EOP'
-import h5py, numpy as np, sys
-path, V, T = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-n = 256
-rng = np.random.default_rng(0)
-with h5py.File(path, "w") as f:
-    f.attrs["format"] = "lamina-tokens"; f.attrs["version"] = 1; f.attrs["vocab_size"] = V
-    f["tokens"] = rng.integers(0, V, n * (T + 1), dtype=np.uint32)
-    f["samples/offsets"] = np.arange(n + 1, dtype=np.int64) * (T + 1)
-EOP
+$PY perf/bench_tokens.py "$OUT/tokens.h5" $VOCAB $SEQ
 cat > "$OUT/bench.in" <<EOD
 [model]
 dim = $DIM
