@@ -8,7 +8,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Isrc -Iio $(PKG_CFLAGS)
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpointer-arith -Werror -fopenmp -Isrc -Iio $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lsde -lpapi -lm
 VERSION := 0.1.0
 PREFIX  ?= /usr/local
@@ -21,11 +21,14 @@ CUDA    ?= $(if $(NVCC),1,0)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 CU_SRC  := $(wildcard cuda/*.cu)
+CUH_SRC := $(wildcard cuda/*.c)
 ifeq ($(CUDA),1)
 CFLAGS  += -DLAMINA_CUDA=1 -DLAMINA_CUDA_ARCH='"$(subst -gencode arch=,,$(subst code=,,$(CUDA_ARCH)))"'
-LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++
-CU_OBJ  := $(patsubst cuda/%.cu,$(BUILD)/cuda/%.o,$(CU_SRC))
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lnccl -lcudart -lstdc++
+LDLIBS  += $(CUDA_LIBS)
+CU_OBJ  := $(patsubst cuda/%.cu,$(BUILD)/cuda/%.o,$(CU_SRC)) $(patsubst cuda/%.c,$(BUILD)/cudahost/%.o,$(CUH_SRC))
 else
+CUDA_LIBS :=
 CU_OBJ  :=
 endif
 NVFLAGS := -O3 -std=c++17 $(CUDA_ARCH) --threads 2 -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
@@ -36,16 +39,21 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check check-unit check-san run bench clean install
+.PHONY: all deps check check-unit check-san check-gpu gpu-tests run bench clean install
 all: $(BUILD)/lamina
 
 $(BUILD)/%.o: %.c $(wildcard src/*.h io/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/cuda/%.o: cuda/%.cu $(wildcard cuda/*.h)
+$(BUILD)/cuda/%.o: cuda/%.cu $(wildcard cuda/*.h cuda/*.cuh)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -Isrc -c $< -o $@
+	$(NVCC) $(NVFLAGS) -Isrc -Icuda -c $< -o $@
+
+# Host C of the CUDA backend (cuBLASLt, NCCL, runtime API): our C flags.
+$(BUILD)/cudahost/%.o: cuda/%.c $(wildcard src/*.h io/*.h cuda/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icuda -I$(CUDA_HOME)/include -c $< -o $@
 
 $(BUILD)/liblamina.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
@@ -67,7 +75,7 @@ $(BUILD)/san/liblamina.a: $(LIB_SRC) $(wildcard src/*.h io/*.h)
 	rm -f $@; ar rcs $@ $(BUILD)/san/obj/*.o
 $(BUILD)/san/tests/%: tests/unit/%.c $(BUILD)/san/liblamina.a
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out $(OPT) -DLAMINA_CUDA=1,$(CFLAGS)) $(SAN_FLAGS) $< -o $@ $(BUILD)/san/liblamina.a $(filter-out -lcudart -lstdc++,$(LDLIBS)) -lcmocka
+	$(CC) $(filter-out $(OPT) -DLAMINA_CUDA=1,$(CFLAGS)) $(SAN_FLAGS) $< -o $@ $(BUILD)/san/liblamina.a $(filter-out $(CUDA_LIBS),$(LDLIBS)) -lcmocka
 
 # Debian packages the project needs; idempotent (installs only what is missing).
 DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
@@ -84,8 +92,24 @@ units: $(UNIT_BIN)
 sans: $(SAN_BIN)
 
 check: deps
-	$(MAKE) all units sans
+	$(MAKE) all units sans $(if $(filter 1,$(CUDA)),gpu-tests)
 	OMP_NUM_THREADS=1 prove -e bash --timer tests/t/*.t
+
+# GPU checks (a machine with an NVIDIA GPU, sm_80+): every kernel and the
+# whole model against the CPU backend, training and checkpoints across them.
+GPU_SRC := $(wildcard tests/gpu/test_*.c)
+GPU_BIN := $(patsubst tests/gpu/%.c,$(BUILD)/gpu/%,$(GPU_SRC)) $(BUILD)/gpu/gpu_bench
+$(BUILD)/gpu/%: tests/gpu/%.c $(BUILD)/liblamina.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/liblamina.a $(LDLIBS)
+$(BUILD)/gpu/gpu_bench: perf/gpu_bench.c $(BUILD)/liblamina.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/liblamina.a $(LDLIBS)
+gpu-tests: all $(GPU_BIN)
+check-gpu: deps
+	@test "$(CUDA)" = 1 || { echo "make check-gpu: this build has no CUDA (nvcc not found or CUDA=0)"; exit 1; }
+	$(MAKE) all gpu-tests
+	prove -e bash --timer tests/gpu/*.t
 
 check-unit: all units
 	prove -e bash tests/t/0*.t

@@ -3,6 +3,7 @@
 // that is reported, never fatal here.
 #include "cuda_info.h"
 #include <cuda_runtime.h>
+#include <nccl.h>
 #include <stdio.h>
 
 extern "C" int lm_cuda_devices(char *desc, size_t desclen, char *why, size_t whylen) {
@@ -29,4 +30,10 @@ extern "C" void lm_cuda_runtime_version(char *buf, size_t len) {
     int v = 0;
     cudaRuntimeGetVersion(&v);
     snprintf(buf, len, "%d.%d", v / 1000, (v % 1000) / 10);
+}
+
+extern "C" int lm_nccl_version(void) {
+    int v = 0;
+    ncclGetVersion(&v);
+    return v;
 }

@@ -11,6 +11,9 @@ extern "C" {
  * `desc` gets one line per GPU: name, compute capability, memory. */
 int lm_cuda_devices(char *desc, size_t desclen, char *why, size_t whylen);
 
+/* NCCL's version code (major*10000 + minor*100 + patch). */
+int lm_nccl_version(void);
+
 /* CUDA runtime version as "major.minor". */
 void lm_cuda_runtime_version(char *buf, size_t len);
 

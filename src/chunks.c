@@ -84,7 +84,7 @@ lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, in
     return p;
 }
 
-void chunks_build(lm_params *ps, size_t granule) {
+static void layout(lm_params *ps, size_t granule, lm_device *d) {
     size_t *sizes = lm_alloc(sizeof(size_t) * (size_t)ps->n);
     size_t *offs = lm_alloc(sizeof(size_t) * (size_t)ps->n);
     int *chunk_of = lm_alloc(sizeof(int) * (size_t)ps->n);
@@ -98,33 +98,62 @@ void chunks_build(lm_params *ps, size_t granule) {
     ps->chunk_size = round_up(ps->chunk_size, round_up(granule, ALIGN));
     ps->n_chunks = (int)pack(sizes, ps->n, ALIGN, ps->chunk_size, chunk_of, offs);
     ps->arena = (size_t)ps->n_chunks * ps->chunk_size;
-    ps->w = lm_alloc(ps->arena * sizeof(float));
+    ps->dev = d;
+    ps->w = d ? d->alloc(d, ps->arena * lm_dtype_size(d->dtype)) : lm_alloc(ps->arena * sizeof(float));
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
         p->chunk = chunk_of[i];
         p->offset = offs[i];
-        p->w = ps->w + offs[i];
+        p->w = d ? lm_at(d, ps->w, offs[i]) : (float *)ps->w + offs[i];
     }
     lm_free(sizes);
     lm_free(offs);
     lm_free(chunk_of);
 }
 
+void chunks_build(lm_params *ps, size_t granule) { layout(ps, granule, NULL); }
+void chunks_build_on(lm_params *ps, size_t granule, lm_device *d) { layout(ps, granule, d); }
+
+void params_alloc_grads(lm_params *ps) {
+    lm_device *d = ps->dev;
+    if (!d) { /* host float32 layout */
+        ps->g = lm_alloc(ps->arena * sizeof(float));
+        for (int i = 0; i < ps->n; i++) ps->p[i].g = (float *)ps->g + ps->p[i].offset;
+        return;
+    }
+    ps->g = d->alloc(d, ps->arena * lm_dtype_size(d->dtype));
+    for (int i = 0; i < ps->n; i++) ps->p[i].g = lm_at(d, ps->g, ps->p[i].offset);
+}
+
+void params_set_tensor(lm_params *ps, int i, const float *host) {
+    lm_param *p = &ps->p[i];
+    if (ps->dev)
+        ps->dev->upload_f32(ps->dev, p->w, host, p->numel);
+    else
+        memcpy(p->w, host, p->numel * sizeof(float));
+}
+
 void params_alloc_state(lm_params *ps) {
+    if (ps->dev) lm_abort(LM_ERR_RUNTIME, "params_alloc_state: host layouts only");
     ps->g = lm_alloc(ps->arena * sizeof(float));
     ps->m = lm_alloc(ps->arena * sizeof(float));
     ps->v = lm_alloc(ps->arena * sizeof(float));
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
-        p->g = ps->g + p->offset;
+        p->g = (float *)ps->g + p->offset;
         p->m = ps->m + p->offset;
         p->v = ps->v + p->offset;
     }
 }
 
 void params_free(lm_params *ps) {
-    lm_free(ps->w);
-    lm_free(ps->g);
+    if (ps->dev) {
+        ps->dev->free(ps->dev, ps->w);
+        ps->dev->free(ps->dev, ps->g);
+    } else {
+        lm_free(ps->w);
+        lm_free(ps->g);
+    }
     lm_free(ps->m);
     lm_free(ps->v);
     lm_free(ps->p);

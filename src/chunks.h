@@ -7,6 +7,7 @@
  * c*chunk_size. */
 #ifndef LAMINA_CHUNKS_H
 #define LAMINA_CHUNKS_H
+#include "device.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,7 +21,9 @@ typedef struct {
     int decay;              /* weight decay applies (2-D weights) */
     int chunk;              /* chunk index */
     size_t offset;          /* element offset in the arena */
-    float *w, *g, *m, *v;   /* views into the arenas (g, m, v: NULL while sharded) */
+    void *w, *g;            /* compute-dtype views into the weight and gradient arenas
+                             * (g: NULL while the ZeRO manager has no full gradient) */
+    float *m, *v;           /* float32 moments (params_alloc_state only) */
 } lm_param;
 
 typedef struct {
@@ -30,7 +33,9 @@ typedef struct {
     int n_chunks;
     size_t numel;           /* sum of tensor sizes */
     size_t arena;           /* n_chunks * chunk_size */
-    float *w, *g, *m, *v;
+    lm_device *dev;         /* where w and g live (NULL: host float32, chunks_build) */
+    void *w, *g;            /* compute dtype of dev */
+    float *m, *v;
 } lm_params;
 
 /* Chunk size (elements) for tensors of the given sizes packed in order, each
@@ -56,8 +61,17 @@ lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, in
  * (zeroed). Gradients and optimizer state belong to the ZeRO manager
  * (zero.h), which shards them; params_alloc_state gives full ones. */
 void chunks_build(lm_params *ps, size_t granule);
-/* Full (unsharded) gradient and moment arenas with per-tensor views. */
+/* The same layout, with the weight arena on device d in its compute dtype. */
+void chunks_build_on(lm_params *ps, size_t granule, lm_device *d);
+/* A full, zeroed gradient arena in the compute dtype (on ps->dev; host
+ * float32 for a chunks_build layout), with per-tensor views. */
+void params_alloc_grads(lm_params *ps);
+/* Full (unsharded) float32 gradient and moment arenas with per-tensor views,
+ * on the host (chunks_build layouts only: the serial reference optimizer). */
 void params_alloc_state(lm_params *ps);
+/* Tensor i's weights from a host float32 array of its numel elements,
+ * rounded to the compute dtype. */
+void params_set_tensor(lm_params *ps, int i, const float *host);
 void params_free(lm_params *ps);
 
 lm_param *params_find(lm_params *ps, const char *name);

@@ -1,12 +1,14 @@
 /* comm.c — MPI implementation of the comm layer (host buffers). */
 #include "comm.h"
+#include "comm_dev.h"
 #include "common.h"
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 static lm_group g_world;
-static lm_comm_stats g_stats;
+lm_comm_stats g_comm_stats; /* shared with comm_dev.c */
+#define g_stats g_comm_stats
 
 /* Open MPI's default MPI-IO component (OMPIO, 4.1) returns wrong data for
  * collective reads in which ranks ask for overlapping, row-cutting pieces of
@@ -32,8 +34,17 @@ void comm_finalize(void) {
 
 lm_group *comm_world(void) { return &g_world; }
 
+int comm_local_rank(void) {
+    MPI_Comm node;
+    int r = 0;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_world.rank, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &r);
+    MPI_Comm_free(&node);
+    return r;
+}
+
 lm_group *comm_split(const lm_group *g, int color, int key) {
-    lm_group *n = lm_alloc(sizeof *n);
+    lm_group *n = lm_alloc(sizeof *n); /* zeroed: no device bound */
     MPI_Comm_split(g->comm, color, key, &n->comm);
     MPI_Comm_rank(n->comm, &n->rank);
     MPI_Comm_size(n->comm, &n->size);
@@ -41,7 +52,9 @@ lm_group *comm_split(const lm_group *g, int color, int key) {
 }
 
 void comm_free(lm_group *g) {
-    if (!g || g == &g_world) return;
+    if (!g) return;
+    comm_detach_device(g);
+    if (g == &g_world) return;
     MPI_Comm_free(&g->comm);
     lm_free(g);
 }
@@ -106,7 +119,7 @@ void comm_allgather_f32(const lm_group *g, float *x, size_t n) {
 }
 
 void comm_iallreduce_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
-    q->n = 0;
+    *q = (lm_req){.n = 0};
     if (g->size == 1) return;
     double t0 = lm_now();
     if (pieces(n) > LM_REQ_PIECES) lm_abort(LM_ERR_RUNTIME, "iallreduce: %zu elements is too large", n);
@@ -119,7 +132,7 @@ void comm_iallreduce_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
 }
 
 void comm_ireduce_scatter_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
-    q->n = 0;
+    *q = (lm_req){.n = 0};
     if (g->size == 1) return;
     double t0 = lm_now();
     MPI_Ireduce_scatter_block(MPI_IN_PLACE, x, block_count(n, "reduce-scatter"), MPI_FLOAT, MPI_SUM, g->comm,
@@ -129,7 +142,7 @@ void comm_ireduce_scatter_sum_f32(const lm_group *g, float *x, size_t n, lm_req 
 }
 
 void comm_iallgather_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
-    q->n = 0;
+    *q = (lm_req){.n = 0};
     if (g->size == 1) return;
     double t0 = lm_now();
     MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, block_count(n, "all-gather"), MPI_FLOAT, g->comm,
@@ -139,7 +152,7 @@ void comm_iallgather_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
 }
 
 static void p2p(const lm_group *g, void *buf, size_t bytes, int peer, int tag, lm_req *q, int send) {
-    q->n = 0;
+    *q = (lm_req){.n = 0};
     if (pieces(bytes) > LM_REQ_PIECES) lm_abort(LM_ERR_RUNTIME, "send/recv: %zu bytes is too large", bytes);
     double t0 = lm_now();
     for (size_t off = 0; off < bytes; off += PIECE) {
@@ -171,6 +184,10 @@ void comm_recv(const lm_group *g, void *buf, size_t bytes, int src, int tag) {
 }
 
 void comm_wait(lm_req *q) {
+    if (q->event || q->stage) {
+        comm_dev_finish(q, 1);
+        return;
+    }
     if (!q->n) return;
     double t0 = lm_now();
     MPI_Waitall(q->n, q->r, MPI_STATUSES_IGNORE);
@@ -179,6 +196,7 @@ void comm_wait(lm_req *q) {
 }
 
 int comm_test(lm_req *q) {
+    if (q->event || q->stage) return comm_dev_finish(q, 0);
     if (!q->n) return 1;
     double t0 = lm_now();
     int done = 0;

@@ -12,6 +12,7 @@
  * calling thread was blocked in communication) to comm_stats. */
 #ifndef LAMINA_COMM_H
 #define LAMINA_COMM_H
+#include "device.h"
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +20,8 @@
 typedef struct lm_group {
     MPI_Comm comm;
     int rank, size;
+    lm_device *dev;   /* device of the comm_dev_* buffers (comm_attach_device) */
+    void *nccl;       /* ncclComm_t when the group's device collectives run on NCCL */
 } lm_group;
 
 /* A non-blocking operation: up to LM_REQ_PIECES MPI requests (buffers of
@@ -27,12 +30,16 @@ typedef struct lm_group {
 typedef struct {
     MPI_Request r[LM_REQ_PIECES];
     int n;
+    struct lm_stage *stage;   /* comm_dev_*: host copy to put back on completion */
+    void *event;              /* comm_dev_* on NCCL: cudaEvent_t recorded after the operation */
 } lm_req;
 
 /* MPI_Init_thread (funneled) and the world group. */
 void comm_init(int *argc, char ***argv);
 void comm_finalize(void);
 lm_group *comm_world(void);
+/* Rank among the processes on this node (for choosing a GPU). */
+int comm_local_rank(void);
 
 /* Split `parent` into groups of equal `color`, ordered by `key`. */
 lm_group *comm_split(const lm_group *g, int color, int key);
@@ -58,6 +65,31 @@ void comm_allgather_f32(const lm_group *g, float *x, size_t n);
 void comm_iallreduce_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q);
 void comm_ireduce_scatter_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q);
 void comm_iallgather_f32(const lm_group *g, float *x, size_t n, lm_req *q);
+
+/* Collectives on device buffers of the compute dtype t (or LM_F32), in place,
+ * with the semantics of the float32 ones above. Where they run:
+ *   NCCL      the group's device is CUDA and comm_attach_device set up an
+ *             NCCL communicator: on a communication stream that waits for
+ *             the compute stream's work so far; comm_wait makes the compute
+ *             stream wait for the operation (the host does not block);
+ *   MPI       float32 buffers of a host-visible device: directly;
+ *   staged    otherwise: widened to a float32 host copy, reduced by MPI,
+ *             put back (rounded) on completion. For debugging the NCCL path
+ *             against MPI, and for the CPU bf16 emulation.
+ * Sums of bf16 on NCCL accumulate in bf16 per hop; the staged path sums in
+ * float32. */
+void comm_dev_iallreduce_sum(const lm_group *g, void *x, size_t n, lm_dtype t, lm_req *q);
+void comm_dev_ireduce_scatter_sum(const lm_group *g, void *x, size_t n, lm_dtype t, lm_req *q);
+void comm_dev_iallgather(const lm_group *g, void *x, size_t n, lm_dtype t, lm_req *q);
+
+/* Bind group g to device d (collective over g). With use_nccl on a CUDA
+ * device, an NCCL communicator is bootstrapped from g (rank 0's unique id
+ * broadcast over MPI); returns 0, or -1 with the reason in why (the group
+ * then stays on MPI). */
+int comm_attach_device(lm_group *g, lm_device *d, int use_nccl, char *why, size_t whylen);
+void comm_detach_device(lm_group *g);
+/* "nccl" or "mpi": where g's device collectives run. */
+const char *comm_dev_backend(const lm_group *g);
 
 /* Point to point (bytes) within a group, blocking and non-blocking. */
 void comm_send(const lm_group *g, const void *buf, size_t bytes, int dst, int tag);

@@ -77,10 +77,12 @@ static const keydef KEYS[] = {
     {"parallel", "dp", T_DP, FLD(dp), 1, INT_MAX, 0, 0, 0, NULL},
     KI("parallel", "zero", zero, 0, 3, 0),
     KB("parallel", "overlap_comm", overlap_comm),
+    KE("parallel", "comm", comm, "auto|nccl|mpi"),
     KE("parallel", "schedule", schedule, "1f1b|interleaved"),
     KI("parallel", "virtual_stages", virtual_stages, 1, INT_MAX, 0),
     KE("parallel", "offload", offload, "none|optim|param|auto"),
     KE("train", "device", device, "cpu|cuda"),
+    KE("train", "precision", precision, "auto|fp32|bf16"),
     {"train", "seed", T_U64, FLD(seed), 0, 0, 0, 0, 0, NULL},
     KL("train", "steps", steps, 1, REQUIRED),
     KI("train", "seq_len", seq_len, 1, INT_MAX, REQUIRED),
@@ -181,6 +183,8 @@ void deck_defaults(lm_config *c) {
     c->virtual_stages = 1;
     strcpy(c->offload, "none");
     strcpy(c->device, "cpu");
+    strcpy(c->precision, "auto");
+    strcpy(c->comm, "auto");
     c->seed = 1234;
     strcpy(c->lr_schedule, "cosine");
     c->beta1 = 0.9;

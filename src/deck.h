@@ -24,11 +24,13 @@ typedef struct {
     int dp;                     /* 0 = auto */
     int zero;                   /* 0..3 */
     int overlap_comm;           /* 1: reduce gradient chunks during backward */
+    char comm[8];               /* auto | nccl | mpi: device collectives (auto: nccl on cuda) */
     char schedule[16];          /* 1f1b | interleaved */
     int virtual_stages;         /* 1 */
     char offload[16];           /* none | optim | param | auto */
     /* [train] */
     char device[8];             /* cpu | cuda */
+    char precision[8];          /* auto | fp32 | bf16 (auto: fp32 on cpu, bf16 on cuda) */
     uint64_t seed;              /* 1234 */
     long steps;
     int seq_len, micro_batch, global_batch;

@@ -1,97 +1,153 @@
 /* device.h — the device interface: memory and the compute ops the model needs.
  *
- * Every op works on row-major float32 buffers that live on the device (for the
- * CPU backend: host memory). The model code calls only these, so a backend is
- * a table of function pointers. Shapes: R rows (tokens = B*T), D model dim,
- * H query heads, KV key/value heads, hd head dim, F ffn dim, V vocab.
- * Ops that say "accumulates" add into their output (gradients across
- * micro-steps and across branches of the residual stream); the others
- * overwrite it. */
+ * A backend computes in its compute dtype `d->dtype` (LM_F32 on the CPU
+ * reference backend, LM_BF16 on CUDA and on the CPU bf16 emulation): the
+ * buffers typed `void *` below — activations, the weights the ops read,
+ * gradients, logits — hold elements of that dtype. Buffers typed `float *`
+ * are always float32: RMSNorm and softmax statistics (rstd, lse), RoPE
+ * tables, and the optimizer's master weights and moments. Arithmetic inside
+ * every op is float32 (bf16 inputs are widened, outputs rounded to nearest
+ * even once).
+ *
+ * All buffers live on the device (CPU backends: host memory). Token ids and
+ * targets are host arrays; the backend copies them over itself.
+ * Shapes: R rows (tokens = B*T), D model dim, H query heads, KV key/value
+ * heads, hd head dim, F ffn dim, V vocab. Ops that say "accumulates" add into
+ * their output (gradients across micro-steps and across branches of the
+ * residual stream); the others overwrite it. */
 #ifndef LAMINA_DEVICE_H
 #define LAMINA_DEVICE_H
 #include <stddef.h>
 #include <stdint.h>
 
+typedef enum { LM_F32 = 0, LM_BF16 = 1 } lm_dtype;
+static inline size_t lm_dtype_size(lm_dtype t) { return t == LM_BF16 ? 2 : 4; }
+static inline const char *lm_dtype_name(lm_dtype t) { return t == LM_BF16 ? "bf16" : "fp32"; }
+
+/* One AdamW segment: n elements at these addresses, with weight decay wd.
+ * w is the compute-dtype copy the model reads; it may equal master (fp32
+ * backends), else it receives master rounded to the compute dtype. */
+typedef struct {
+    float *master;
+    void *w;
+    const void *g;
+    float *m, *v;
+    size_t n;
+    float wd;
+} lm_adamw_seg;
+
 typedef struct lm_device lm_device;
 
 struct lm_device {
-    const char *name;        /* "cpu", "cuda" */
+    const char *name;        /* "cpu", "cpu-bf16", "cuda" */
+    lm_dtype dtype;          /* compute dtype */
+    int host_visible;        /* device buffers are plain host memory */
     size_t capacity;         /* bytes the device may hold (0 = unlimited) */
 
-    /* memory */
+    /* memory: raw bytes */
     void *(*alloc)(lm_device *d, size_t bytes);   /* zeroed */
     void (*free)(lm_device *d, void *p);
     void (*to_device)(lm_device *d, void *dst, const void *src, size_t bytes);
     void (*to_host)(lm_device *d, void *dst, const void *src, size_t bytes);
     void (*copy)(lm_device *d, void *dst, const void *src, size_t bytes); /* device to device */
     void (*sync)(lm_device *d);
-    void (*zero)(lm_device *d, void *p, size_t bytes);                  /* set to 0.0f bits */
+    void (*zero)(lm_device *d, void *p, size_t bytes);                  /* all-zero bits (= 0.0) */
+
+    /* dtype conversions of n elements: device to device (dst and src may
+     * not overlap unless equal and of one dtype), host float32 to device
+     * compute dtype, device compute dtype to host float32. */
+    void (*convert)(lm_device *d, void *dst, lm_dtype dt, const void *src, lm_dtype st, size_t n);
+    void (*upload_f32)(lm_device *d, void *dst, const float *host, size_t n);
+    void (*download_f32)(lm_device *d, float *host, const void *src, size_t n);
 
     /* GEMMs (fp32 accumulate). y = x W^T is a Linear layer with W [N,K].
      *   gemm_nt: y[M,N]  = x[M,K] . w[N,K]^T + beta*y
      *   gemm_nn: dx[M,K] = dy[M,N] . w[N,K]  + beta*dx
-     *   gemm_tn: dw[N,K] = dy[M,N]^T . x[M,K] + beta*dw */
-    void (*gemm_nt)(lm_device *d, float *y, const float *x, const float *w, int M, int N, int K, float beta);
-    void (*gemm_nn)(lm_device *d, float *dx, const float *dy, const float *w, int M, int N, int K, float beta);
-    void (*gemm_tn)(lm_device *d, float *dw, const float *dy, const float *x, int M, int N, int K, float beta);
+     *   gemm_tn: dw[N,K] = dy[M,N]^T . x[M,K] + beta*dw
+     *   gemm_nt_add: y[M,N] = res[M,N] + x[M,K] . w[N,K]^T  (the residual add
+     *   fused into the GEMM's epilogue; y may equal res) */
+    void (*gemm_nt)(lm_device *d, void *y, const void *x, const void *w, int M, int N, int K, float beta);
+    void (*gemm_nn)(lm_device *d, void *dx, const void *dy, const void *w, int M, int N, int K, float beta);
+    void (*gemm_tn)(lm_device *d, void *dw, const void *dy, const void *x, int M, int N, int K, float beta);
+    void (*gemm_nt_add)(lm_device *d, void *y, const void *res, const void *x, const void *w, int M, int N, int K);
 
-    /* out[r,:] = table[ids[r],:]  (ids < V checked by the caller) */
-    void (*embedding_fwd)(lm_device *d, float *out, const float *table, const int32_t *ids, int R, int D);
+    /* out[r,:] = table[ids[r],:]  (ids < V checked by the caller; host ids) */
+    void (*embedding_fwd)(lm_device *d, void *out, const void *table, const int32_t *ids, int R, int D);
     /* dtable[ids[r],:] += dout[r,:]  (accumulates) */
-    void (*embedding_bwd)(lm_device *d, float *dtable, const float *dout, const int32_t *ids, int R, int D);
+    void (*embedding_bwd)(lm_device *d, void *dtable, const void *dout, const int32_t *ids, int R, int D);
 
     /* y = x * rstd * w with rstd[r] = 1/sqrt(mean(x[r,:]^2) + eps); rstd saved. */
-    void (*rmsnorm_fwd)(lm_device *d, float *y, float *rstd, const float *x, const float *w, int R, int D, float eps);
-    /* dx += d/dx, dw += d/dw of the above (both accumulate). */
-    void (*rmsnorm_bwd)(lm_device *d, float *dx, float *dw, const float *dy, const float *x, const float *w,
+    void (*rmsnorm_fwd)(lm_device *d, void *y, float *rstd, const void *x, const void *w, int R, int D, float eps);
+    /* dx += d/dx, dw += d/dw of the above (both accumulate: dx is the
+     * residual stream's gradient, so the residual add of backward is fused
+     * here). */
+    void (*rmsnorm_bwd)(lm_device *d, void *dx, void *dw, const void *dy, const void *x, const void *w,
                         const float *rstd, int R, int D);
 
     /* Rotary embedding in place on x [R, nh, hd] where row r is position r % T.
      * cos/sin tables are [T, hd/2]. Pair (i, i+hd/2) rotates by +angle (fwd)
      * or -angle (bwd, the transpose). */
-    void (*rope_fwd)(lm_device *d, float *x, const float *cos, const float *sin, int R, int T, int nh, int hd);
-    void (*rope_bwd)(lm_device *d, float *dx, const float *cos, const float *sin, int R, int T, int nh, int hd);
+    void (*rope_fwd)(lm_device *d, void *x, const float *cos, const float *sin, int R, int T, int nh, int hd);
+    void (*rope_bwd)(lm_device *d, void *dx, const float *cos, const float *sin, int R, int T, int nh, int hd);
 
     /* Causal grouped-query attention per sequence.
-     * q [B*T, H*hd], k,v [B*T, KV*hd], o [B*T, H*hd], lse [B, H, T].
+     * q [B*T, H*hd], k,v [B*T, KV*hd], o [B*T, H*hd], lse [B, H, T] (fp32).
      * Query head h reads kv head h / (H/KV); scale 1/sqrt(hd).
      * lse = log-sum-exp of the scaled, masked scores of each query row. */
-    void (*attention_fwd)(lm_device *d, float *o, float *lse, const float *q, const float *k, const float *v,
+    void (*attention_fwd)(lm_device *d, void *o, float *lse, const void *q, const void *k, const void *v,
                           int B, int T, int H, int KV, int hd);
     /* Overwrites dq, dk, dv; recomputes probabilities from q, k and lse. */
-    void (*attention_bwd)(lm_device *d, float *dq, float *dk, float *dv, const float *dout, const float *o,
-                          const float *lse, const float *q, const float *k, const float *v,
+    void (*attention_bwd)(lm_device *d, void *dq, void *dk, void *dv, const void *dout, const void *o,
+                          const float *lse, const void *q, const void *k, const void *v,
                           int B, int T, int H, int KV, int hd);
 
     /* out = silu(g) * u over n elements; bwd overwrites dg, du. */
-    void (*swiglu_fwd)(lm_device *d, float *out, const float *g, const float *u, size_t n);
-    void (*swiglu_bwd)(lm_device *d, float *dg, float *du, const float *dout, const float *g, const float *u, size_t n);
+    void (*swiglu_fwd)(lm_device *d, void *out, const void *g, const void *u, size_t n);
+    void (*swiglu_bwd)(lm_device *d, void *dg, void *du, const void *dout, const void *g, const void *u, size_t n);
 
     /* Cross-entropy over logits [R, V] in place: each row with target >= 0
      * becomes scale * (softmax(row) - onehot(target)); a row with target < 0
      * (padding) becomes zeros. Returns the sum over valid rows of
-     * -log softmax(row)[target] (not scaled), in double. */
-    double (*xent_fwd_bwd)(lm_device *d, float *logits, const int32_t *targets, int R, int V, float scale);
+     * -log softmax(row)[target] (not scaled), in double. Host targets. */
+    double (*xent_fwd_bwd)(lm_device *d, void *logits, const int32_t *targets, int R, int V, float scale);
 
     /* y += x */
-    void (*add)(lm_device *d, float *y, const float *x, size_t n);
+    void (*add)(lm_device *d, void *y, const void *x, size_t n);
     /* x *= s */
-    void (*scale)(lm_device *d, float *x, size_t n, float s);
-    /* sum of squares, in double */
-    double (*sumsq)(lm_device *d, const float *x, size_t n);
+    void (*scale)(lm_device *d, void *x, size_t n, float s);
+    /* sum of squares, accumulated in double */
+    double (*sumsq)(lm_device *d, const void *x, size_t n);
 
-    /* torch.optim.AdamW on n elements, `step` = updates done including this
-     * one (1-based): p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-     * p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). g is scaled by
-     * gscale first (the clipping coefficient). */
-    void (*adamw)(lm_device *d, float *p, const float *g, float *m, float *v, size_t n, float gscale,
-                  float lr, float b1, float b2, float eps, float wd, long step);
+    /* torch.optim.AdamW on every segment (one launch where the backend can),
+     * `step` = updates done including this one (1-based): p *= 1 - lr*wd;
+     * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps); then w = p in the
+     * compute dtype. g is scaled by gscale first (the clipping coefficient). */
+    void (*adamw)(lm_device *d, const lm_adamw_seg *segs, int nseg, float gscale, float lr, float b1, float b2,
+                  float eps, long step);
 
     void *impl;               /* backend state */
+    void (*destroy)(lm_device *d); /* frees impl and d (NULL: impl and d are plain lm_alloc blocks) */
 };
 
-/* The CPU reference backend (OpenBLAS + OpenMP). capacity 0 = unlimited. */
+/* The CPU reference backend (OpenBLAS + OpenMP, float32). capacity 0 =
+ * unlimited. */
 lm_device *device_cpu_create(size_t capacity);
+
+/* The CPU backend computing like the CUDA one: bf16 buffers, float32
+ * arithmetic inside each op, outputs rounded once. For testing mixed
+ * precision (chunks, ZeRO, conversions, checkpoints) without a GPU. */
+lm_device *device_cpu_bf16_create(size_t capacity);
+
+/* The CUDA backend on GPU `gpu` (NULL with a reason in why when the build
+ * has no CUDA or the GPU cannot be used). */
+lm_device *device_cuda_create(int gpu, char *why, size_t whylen);
+
 void device_destroy(lm_device *d);
+
+/* Pointer to element i of a compute-dtype buffer. */
+static inline void *lm_at(const lm_device *d, const void *p, size_t i) {
+    return (char *)(uintptr_t)p + i * lm_dtype_size(d->dtype);
+}
 
 #endif

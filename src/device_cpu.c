@@ -109,26 +109,44 @@ static void sgemm_par(int ta, int tb, int m, int n, int k, const float *A, int l
 }
 
 /* y[M,N] = x[M,K] . w[N,K]^T + beta*y */
-static void cpu_gemm_nt(lm_device *d, float *y, const float *x, const float *w, int M, int N, int K, float beta) {
+static void cpu_gemm_nt(lm_device *d, void *y_, const void *x_, const void *w_, int M, int N, int K, float beta) {
+    float *y = y_;
+    const float *x = x_;
+    const float *w = w_;
     (void)d;
     sgemm_par(0, 1, M, N, K, x, K, w, K, beta, y, N);
 }
 
 /* dx[M,K] = dy[M,N] . w[N,K] + beta*dx */
-static void cpu_gemm_nn(lm_device *d, float *dx, const float *dy, const float *w, int M, int N, int K, float beta) {
+static void cpu_gemm_nn(lm_device *d, void *dx_, const void *dy_, const void *w_, int M, int N, int K, float beta) {
+    float *dx = dx_;
+    const float *dy = dy_;
+    const float *w = w_;
     (void)d;
     sgemm_par(0, 0, M, K, N, dy, N, w, K, beta, dx, K);
 }
 
 /* dw[N,K] = dy[M,N]^T . x[M,K] + beta*dw */
-static void cpu_gemm_tn(lm_device *d, float *dw, const float *dy, const float *x, int M, int N, int K, float beta) {
+static void cpu_gemm_tn(lm_device *d, void *dw_, const void *dy_, const void *x_, int M, int N, int K, float beta) {
+    float *dw = dw_;
+    const float *dy = dy_;
+    const float *x = x_;
     (void)d;
     sgemm_par(1, 0, N, K, M, dy, N, x, K, beta, dw, K);
 }
 
+/* y[M,N] = res + x[M,K] . w[N,K]^T */
+static void cpu_gemm_nt_add(lm_device *d, void *y, const void *res, const void *x, const void *w, int M, int N,
+                            int K) {
+    if (y != res) cpu_copy(d, y, res, sizeof(float) * (size_t)M * (size_t)N);
+    cpu_gemm_nt(d, y, x, w, M, N, K, 1.0f);
+}
+
 /* --------------------------------------------------------------- embedding */
 
-static void cpu_embedding_fwd(lm_device *d, float *out, const float *table, const int32_t *ids, int R, int D) {
+static void cpu_embedding_fwd(lm_device *d, void *out_, const void *table_, const int32_t *ids, int R, int D) {
+    float *out = out_;
+    const float *table = table_;
     (void)d;
 #pragma omp parallel for schedule(static) if ((size_t)R * D > PAR_MIN)
     for (int r = 0; r < R; r++) memcpy(out + (size_t)r * D, table + (size_t)ids[r] * D, (size_t)D * sizeof(float));
@@ -137,7 +155,9 @@ static void cpu_embedding_fwd(lm_device *d, float *out, const float *table, cons
 /* dtable[ids[r],:] += dout[r,:]. Repeated ids would race if rows were split
  * across threads, so each thread owns a range of columns instead and walks
  * all rows in order (deterministic, no atomics). */
-static void cpu_embedding_bwd(lm_device *d, float *dtable, const float *dout, const int32_t *ids, int R, int D) {
+static void cpu_embedding_bwd(lm_device *d, void *dtable_, const void *dout_, const int32_t *ids, int R, int D) {
+    float *dtable = dtable_;
+    const float *dout = dout_;
     (void)d;
 #pragma omp parallel if ((size_t)R * D > PAR_MIN)
     {
@@ -155,8 +175,11 @@ static void cpu_embedding_bwd(lm_device *d, float *dtable, const float *dout, co
 /* ----------------------------------------------------------------- RMSNorm */
 
 /* y = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps); sum of squares in double. */
-static void cpu_rmsnorm_fwd(lm_device *d, float *y, float *rstd, const float *x, const float *w, int R, int D,
+static void cpu_rmsnorm_fwd(lm_device *d, void *y_, float *rstd, const void *x_, const void *w_, int R, int D,
                             float eps) {
+    float *y = y_;
+    const float *x = x_;
+    const float *w = w_;
     (void)d;
 #pragma omp parallel for schedule(static) if ((size_t)R * D > PAR_MIN)
     for (int r = 0; r < R; r++) {
@@ -175,8 +198,13 @@ static void cpu_rmsnorm_fwd(lm_device *d, float *y, float *rstd, const float *x,
  *   dx = r*g - x * r^3 * mean(g*x)      (d rstd/dx = -r^3 x / D)
  *   dw = sum over rows of dy * x * r
  * dw is reduced through one partial row per thread, summed in thread order. */
-static void cpu_rmsnorm_bwd(lm_device *d, float *dx, float *dw, const float *dy, const float *x, const float *w,
+static void cpu_rmsnorm_bwd(lm_device *d, void *dx_, void *dw_, const void *dy_, const void *x_, const void *w_,
                             const float *rstd, int R, int D) {
+    float *dx = dx_;
+    float *dw = dw_;
+    const float *dy = dy_;
+    const float *x = x_;
+    const float *w = w_;
     (void)d;
     int nmax = omp_get_max_threads();
     float *part = lm_alloc((size_t)nmax * D * sizeof(float));
@@ -234,12 +262,14 @@ static void rope_apply(float *x, const float *cs, const float *sn, int R, int T,
     }
 }
 
-static void cpu_rope_fwd(lm_device *d, float *x, const float *cs, const float *sn, int R, int T, int nh, int hd) {
+static void cpu_rope_fwd(lm_device *d, void *x_, const float *cs, const float *sn, int R, int T, int nh, int hd) {
+    float *x = x_;
     (void)d;
     rope_apply(x, cs, sn, R, T, nh, hd, 1.0f);
 }
 
-static void cpu_rope_bwd(lm_device *d, float *dx, const float *cs, const float *sn, int R, int T, int nh, int hd) {
+static void cpu_rope_bwd(lm_device *d, void *dx_, const float *cs, const float *sn, int R, int T, int nh, int hd) {
+    float *dx = dx_;
     (void)d;
     rope_apply(dx, cs, sn, R, T, nh, hd, -1.0f);
 }
@@ -380,8 +410,12 @@ static void pack_n(float *restrict dst, int ldd, const float *restrict src, size
  *   s = (scale q) K^T over keys j <= i;  m = max s;  p = exp(s - m);
  *   l = sum p;  o = (p V) / l;  lse = m + log l.
  * A whole row of scores (T floats) fits in scratch, so no online rescaling. */
-static void cpu_attention_fwd(lm_device *d, float *o, float *lse, const float *q, const float *k, const float *v,
+static void cpu_attention_fwd(lm_device *d, void *o_, float *lse, const void *q_, const void *k_, const void *v_,
                               int B, int T, int H, int KV, int hd) {
+    float *o = o_;
+    const float *q = q_;
+    const float *k = k_;
+    const float *v = v_;
     (void)d;
     if (B <= 0 || T <= 0) return;
     if (KV <= 0 || H % KV != 0)
@@ -441,9 +475,17 @@ static void cpu_attention_fwd(lm_device *d, float *o, float *lse, const float *q
  *   p = exp(scale q.k - lse);  dp = dO V^T;  D = dO . O (per row);
  *   dS = p (dp - D);  dQ = scale dS K;  dK += scale dS^T Q;  dV += P^T dO,
  * summed over the query heads of the group. */
-static void cpu_attention_bwd(lm_device *d, float *dq, float *dk, float *dv, const float *dout, const float *o,
-                              const float *lse, const float *q, const float *k, const float *v, int B, int T, int H,
+static void cpu_attention_bwd(lm_device *d, void *dq_, void *dk_, void *dv_, const void *dout_, const void *o_,
+                              const float *lse, const void *q_, const void *k_, const void *v_, int B, int T, int H,
                               int KV, int hd) {
+    float *dq = dq_;
+    float *dk = dk_;
+    float *dv = dv_;
+    const float *dout = dout_;
+    const float *o = o_;
+    const float *q = q_;
+    const float *k = k_;
+    const float *v = v_;
     (void)d;
     if (B <= 0 || T <= 0) return;
     if (KV <= 0 || H % KV != 0)
@@ -525,7 +567,10 @@ static void cpu_attention_bwd(lm_device *d, float *dq, float *dk, float *dv, con
 
 /* out = silu(g) u with silu(g) = g sigmoid(g);
  * d silu/dg = sig (1 + g (1 - sig)). */
-static void cpu_swiglu_fwd(lm_device *d, float *out, const float *g, const float *u, size_t n) {
+static void cpu_swiglu_fwd(lm_device *d, void *out_, const void *g_, const void *u_, size_t n) {
+    float *out = out_;
+    const float *g = g_;
+    const float *u = u_;
     (void)d;
 #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) {
@@ -534,8 +579,13 @@ static void cpu_swiglu_fwd(lm_device *d, float *out, const float *g, const float
     }
 }
 
-static void cpu_swiglu_bwd(lm_device *d, float *dg, float *du, const float *dout, const float *g, const float *u,
+static void cpu_swiglu_bwd(lm_device *d, void *dg_, void *du_, const void *dout_, const void *g_, const void *u_,
                            size_t n) {
+    float *dg = dg_;
+    float *du = du_;
+    const float *dout = dout_;
+    const float *g = g_;
+    const float *u = u_;
     (void)d;
 #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) {
@@ -550,7 +600,8 @@ static void cpu_swiglu_bwd(lm_device *d, float *dg, float *du, const float *dout
 
 /* Per row with target t: m = max, e = exp(x - m), S = sum e;
  * loss = m + log S - x[t];  grad = scale (e/S - onehot(t)). */
-static double cpu_xent_fwd_bwd(lm_device *d, float *logits, const int32_t *targets, int R, int V, float scale) {
+static double cpu_xent_fwd_bwd(lm_device *d, void *logits_, const int32_t *targets, int R, int V, float scale) {
+    float *logits = logits_;
     (void)d;
     for (int r = 0; r < R; r++)
         if (targets[r] >= V) lm_abort(LM_ERR_RUNTIME, "device cpu: xent target %d >= vocab %d", targets[r], V);
@@ -584,19 +635,23 @@ static double cpu_xent_fwd_bwd(lm_device *d, float *logits, const int32_t *targe
 
 /* ------------------------------------------------------------- elementwise */
 
-static void cpu_add(lm_device *d, float *y, const float *x, size_t n) {
+static void cpu_add(lm_device *d, void *y_, const void *x_, size_t n) {
+    float *y = y_;
+    const float *x = x_;
     (void)d;
 #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-static void cpu_scale(lm_device *d, float *x, size_t n, float s) {
+static void cpu_scale(lm_device *d, void *x_, size_t n, float s) {
+    float *x = x_;
     (void)d;
 #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
-static double cpu_sumsq(lm_device *d, const float *x, size_t n) {
+static double cpu_sumsq(lm_device *d, const void *x_, size_t n) {
+    const float *x = x_;
     (void)d;
     double s = 0.0;
 #pragma omp parallel for simd schedule(static) reduction(+ : s) if (n > PAR_MIN)
@@ -607,14 +662,15 @@ static double cpu_sumsq(lm_device *d, const float *x, size_t n) {
 /* torch.optim.AdamW (decoupled weight decay), bias corrections in double:
  *   p *= 1 - lr wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
  *   p -= (lr / (1-b1^t)) m / (sqrt(v) / sqrt(1-b2^t) + eps),  g = gscale * grad. */
-static void cpu_adamw(lm_device *d, float *p, const float *g, float *m, float *v, size_t n, float gscale, float lr,
-                      float b1, float b2, float eps, float wd, long step) {
-    (void)d;
+static void adamw_seg(const lm_adamw_seg *s, float gscale, float lr, float b1, float b2, float eps, long step) {
     double bc1 = 1.0 - pow((double)b1, (double)step), bc2 = 1.0 - pow((double)b2, (double)step);
-    const float decay = (float)(1.0 - (double)lr * wd);
+    const float decay = (float)(1.0 - (double)lr * s->wd);
     const float step_size = (float)((double)lr / bc1);
     const float inv_bc2s = (float)(1.0 / sqrt(bc2));
     const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    float *restrict p = s->master, *restrict m = s->m, *restrict v = s->v;
+    const float *restrict g = s->g;
+    size_t n = s->n;
 #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * gscale;
@@ -624,6 +680,32 @@ static void cpu_adamw(lm_device *d, float *p, const float *g, float *m, float *v
         v[i] = vi;
         p[i] = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_bc2s + eps);
     }
+    if (s->w && s->w != (void *)s->master) memcpy(s->w, s->master, n * sizeof(float));
+}
+
+/* torch.optim.AdamW (decoupled weight decay), bias corrections in double:
+ *   p *= 1 - lr wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ *   p -= (lr / (1-b1^t)) m / (sqrt(v) / sqrt(1-b2^t) + eps),  g = gscale * grad. */
+static void cpu_adamw(lm_device *d, const lm_adamw_seg *segs, int nseg, float gscale, float lr, float b1, float b2,
+                      float eps, long step) {
+    (void)d;
+    for (int i = 0; i < nseg; i++) adamw_seg(&segs[i], gscale, lr, b1, b2, eps, step);
+}
+
+/* ------------------------------------------------------------- conversions */
+
+/* float32 backend: only float32 exists, so conversions are copies. */
+static void cpu_convert(lm_device *d, void *dst, lm_dtype dt, const void *src, lm_dtype st, size_t n) {
+    if (dt != LM_F32 || st != LM_F32) lm_abort(LM_ERR_RUNTIME, "device cpu: bf16 buffer on the float32 backend");
+    cpu_copy(d, dst, src, n * sizeof(float));
+}
+
+static void cpu_upload_f32(lm_device *d, void *dst, const float *host, size_t n) {
+    cpu_copy(d, dst, host, n * sizeof(float));
+}
+
+static void cpu_download_f32(lm_device *d, float *host, const void *src, size_t n) {
+    cpu_copy(d, host, src, n * sizeof(float));
 }
 
 /* ------------------------------------------------------------------ create */
@@ -633,7 +715,13 @@ lm_device *device_cpu_create(size_t capacity) {
     openblas_set_num_threads(1);
     d->impl = lm_alloc(sizeof(cpu_state));
     d->name = "cpu";
+    d->dtype = LM_F32;
+    d->host_visible = 1;
     d->capacity = capacity;
+    d->convert = cpu_convert;
+    d->upload_f32 = cpu_upload_f32;
+    d->download_f32 = cpu_download_f32;
+    d->gemm_nt_add = cpu_gemm_nt_add;
     d->alloc = cpu_alloc;
     d->free = cpu_free;
     d->to_device = cpu_copy;
@@ -664,6 +752,10 @@ lm_device *device_cpu_create(size_t capacity) {
 
 void device_destroy(lm_device *d) {
     if (!d) return;
+    if (d->destroy) {
+        d->destroy(d);
+        return;
+    }
     lm_free(d->impl);
     lm_free(d);
 }

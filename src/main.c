@@ -22,12 +22,16 @@ static void print_version(void) {
     unsigned hmaj, hmin, hrel;
     H5get_libversion(&hmaj, &hmin, &hrel);
     lm_log("lamina %s (git %s)\n", LAMINA_VERSION, LAMINA_GIT);
-    lm_log("backends:\n  cpu: float32, OpenBLAS (%s), OpenMP\n", openblas_get_config());
+    lm_log("backends:\n  cpu: float32, OpenBLAS (%s), OpenMP; bf16 emulation (train.precision = bf16)\n",
+           openblas_get_config());
 #ifdef LAMINA_CUDA
     char desc[2048], why[256], rt[32];
     lm_cuda_runtime_version(rt, sizeof rt);
     int n = lm_cuda_devices(desc, sizeof desc, why, sizeof why);
-    lm_log("  cuda: built for %s (runtime %s); training backend not in this version\n", LAMINA_CUDA_ARCH, rt);
+    int nccl = lm_nccl_version();
+    lm_log("  cuda: bf16 compute, fp32 master weights; cuBLASLt GEMMs, flash attention (head_dim 64, 128), "
+           "NCCL %d.%d.%d; built for %s (runtime %s)\n",
+           nccl / 10000, nccl / 100 % 100, nccl % 100, LAMINA_CUDA_ARCH, rt);
     if (n < 0) lm_log("  cuda devices: none usable (%s)\n", why);
     else lm_log("  cuda devices: %d\n%s", n, desc);
 #else

@@ -52,7 +52,7 @@ static void add_params(lm_model *m, size_t granule) {
     }
     params_add(ps, "model.norm.weight", 1, D, 1);
     if (!s->tied) params_add(ps, "lm_head.weight", 2, s->vocab_size, D);
-    chunks_build(ps, granule);
+    chunks_build_on(ps, granule, m->dev);
 
     m->embed = &ps->p[0];
     m->layer = lm_alloc(sizeof(lm_layer_params) * (size_t)s->n_layers);
@@ -67,9 +67,16 @@ static void add_params(lm_model *m, size_t granule) {
     if (s->tied) m->n_matmul_params += (int64_t)m->embed->numel;
 }
 
-static float *dalloc(lm_model *m, size_t nfloat) {
-    m->act_bytes += nfloat * sizeof(float);
-    return m->dev->alloc(m->dev, nfloat * sizeof(float));
+/* n elements of the compute dtype, or of float32 (statistics, tables). */
+static void *dalloc(lm_model *m, size_t n) {
+    size_t bytes = n * lm_dtype_size(m->dev->dtype);
+    m->act_bytes += bytes;
+    return m->dev->alloc(m->dev, bytes);
+}
+
+static float *falloc(lm_model *m, size_t n) {
+    m->act_bytes += n * sizeof(float);
+    return m->dev->alloc(m->dev, n * sizeof(float));
 }
 
 static void alloc_layer_acts(lm_model *m, lm_layer_acts *a, int with_x, int rest) {
@@ -77,14 +84,14 @@ static void alloc_layer_acts(lm_model *m, lm_layer_acts *a, int with_x, int rest
     size_t KVD = (size_t)m->s.n_kv_heads * (size_t)m->s.head_dim;
     if (with_x) a->x = dalloc(m, R * D);
     if (!rest) return;
-    a->rstd1 = dalloc(m, R);
+    a->rstd1 = falloc(m, R);
     a->q = dalloc(m, R * D);
     a->k = dalloc(m, R * KVD);
     a->v = dalloc(m, R * KVD);
     a->att = dalloc(m, R * D);
-    a->lse = dalloc(m, (size_t)m->B * (size_t)m->s.n_heads * (size_t)m->T);
+    a->lse = falloc(m, (size_t)m->B * (size_t)m->s.n_heads * (size_t)m->T);
     a->a = dalloc(m, R * D);
-    a->rstd2 = dalloc(m, R);
+    a->rstd2 = falloc(m, R);
     a->g = dalloc(m, R * F);
     a->u = dalloc(m, R * F);
 }
@@ -101,8 +108,8 @@ static void rope_tables(lm_model *m) {
             c[p * half + i] = (float)cos(ang);
             s[p * half + i] = (float)sin(ang);
         }
-    m->rope_cos = dalloc(m, (size_t)m->T * (size_t)half);
-    m->rope_sin = dalloc(m, (size_t)m->T * (size_t)half);
+    m->rope_cos = falloc(m, (size_t)m->T * (size_t)half);
+    m->rope_sin = falloc(m, (size_t)m->T * (size_t)half);
     m->dev->to_device(m->dev, m->rope_cos, c, sizeof(float) * (size_t)m->T * (size_t)half);
     m->dev->to_device(m->dev, m->rope_sin, s, sizeof(float) * (size_t)m->T * (size_t)half);
     lm_free(c);
@@ -125,7 +132,7 @@ lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int reco
     for (int l = 0; l < s->n_layers; l++) alloc_layer_acts(m, &m->acts[l], 1, !recompute);
     if (recompute) alloc_layer_acts(m, &m->scratch_acts, 0, 1);
     m->h_final = dalloc(m, R * D);
-    m->rstd_final = dalloc(m, R);
+    m->rstd_final = falloc(m, R);
     m->n = dalloc(m, R * D);
     m->dn = dalloc(m, R * D);
     m->dh = dalloc(m, R * D);
@@ -137,7 +144,7 @@ lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int reco
     m->dv = dalloc(m, R * KVD);
     m->datt = dalloc(m, R * D);
     /* The head works on blocks of rows so that logits never exceed ~16 MiB. */
-    size_t rows = ((size_t)16 << 20) / (sizeof(float) * (size_t)s->vocab_size);
+    size_t rows = ((size_t)16 << 20) / (lm_dtype_size(dev->dtype) * (size_t)s->vocab_size);
     if (rows < 16) rows = 16;
     if (rows > R) rows = R;
     m->head_rows = (int)rows;
@@ -155,11 +162,11 @@ void model_destroy(lm_model *m) {
         int n = k == 0 ? (m->recompute ? 0 : m->s.n_layers) : (m->recompute ? 1 : 0);
         for (int l = 0; l < n; l++) {
             lm_layer_acts *a = &sets[k][l];
-            float *bufs[] = {a->rstd1, a->q, a->k, a->v, a->att, a->lse, a->a, a->rstd2, a->g, a->u};
+            void *bufs[] = {a->rstd1, a->q, a->k, a->v, a->att, a->lse, a->a, a->rstd2, a->g, a->u};
             for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) d->free(d, bufs[i]);
         }
     }
-    float *ws[] = {m->h_final, m->rstd_final, m->n, m->dn, m->dh, m->f1, m->f2, m->f3,
+    void *ws[] = {m->h_final, m->rstd_final, m->n, m->dn, m->dh, m->f1, m->f2, m->f3,
                    m->dq, m->dk, m->dv, m->datt, m->logits, m->rope_cos, m->rope_sin};
     for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) d->free(d, ws[i]);
     lm_free(m->acts);
@@ -169,16 +176,18 @@ void model_destroy(lm_model *m) {
 }
 
 void model_init_random(lm_model *m, uint64_t seed, double std) {
+    size_t most = 0;
+    for (int i = 0; i < m->params.n; i++)
+        if (m->params.p[i].numel > most) most = m->params.p[i].numel;
+    float *h = lm_alloc(sizeof(float) * most);
     for (int i = 0; i < m->params.n; i++) {
         lm_param *p = &m->params.p[i];
-        if (p->ndim == 1) {
-            for (size_t j = 0; j < p->numel; j++) p->w[j] = 1.0f;
-            continue;
-        }
         uint64_t key = rng_stream(seed, p->name);
 #pragma omp parallel for schedule(static)
-        for (size_t j = 0; j < p->numel; j++) p->w[j] = (float)(std * rng_normal(key, j));
+        for (size_t j = 0; j < p->numel; j++) h[j] = p->ndim == 1 ? 1.0f : (float)(std * rng_normal(key, j));
+        params_set_tensor(&m->params, i, h);
     }
+    lm_free(h);
 }
 
 /* The layer's activations for backward: its own set, or the scratch set. */
@@ -191,14 +200,14 @@ static lm_layer_acts *acts_of(lm_model *m, int l) {
 
 /* The gradient buffer of p for this backward, and the signal that it is
  * complete (see lm_grad_hooks). */
-static float *G(lm_model *m, lm_param *p) { return m->hooks ? m->hooks->grad(m->hooks->ctx, p) : p->g; }
+static void *G(lm_model *m, lm_param *p) { return m->hooks ? m->hooks->grad(m->hooks->ctx, p) : p->g; }
 static void DONE(lm_model *m, lm_param *p) {
     if (m->hooks) m->hooks->done(m->hooks->ctx, p);
 }
 
 /* One layer forward from a->x, filling a's activations; writes the layer
  * output (the next residual) to out. */
-static void layer_forward(lm_model *m, int l, lm_layer_acts *a, float *out) {
+static void layer_forward(lm_model *m, int l, lm_layer_acts *a, void *out) {
     lm_device *d = m->dev;
     const lm_shape *s = &m->s;
     const lm_layer_params *P = &m->layer[l];
@@ -212,16 +221,13 @@ static void layer_forward(lm_model *m, int l, lm_layer_acts *a, float *out) {
     d->rope_fwd(d, a->q, m->rope_cos, m->rope_sin, R, m->T, H, hd);
     d->rope_fwd(d, a->k, m->rope_cos, m->rope_sin, R, m->T, KV, hd);
     d->attention_fwd(d, a->att, a->lse, a->q, a->k, a->v, m->B, m->T, H, KV, hd);
-    /* a = x + Wo att */
-    d->copy(d, a->a, a->x, sizeof(float) * (size_t)R * (size_t)D);
-    d->gemm_nt(d, a->a, a->att, P->o->w, R, D, D, 1.0f);
+    d->gemm_nt_add(d, a->a, a->x, a->att, P->o->w, R, D, D);  /* a = x + Wo att */
 
     d->rmsnorm_fwd(d, m->n, a->rstd2, a->a, P->ln2->w, R, D, s->norm_eps);
     d->gemm_nt(d, a->g, m->n, P->gate->w, R, F, D, 0.0f);
     d->gemm_nt(d, a->u, m->n, P->up->w, R, F, D, 0.0f);
     d->swiglu_fwd(d, m->f1, a->g, a->u, (size_t)R * (size_t)F);
-    d->copy(d, out, a->a, sizeof(float) * (size_t)R * (size_t)D);
-    d->gemm_nt(d, out, m->f1, P->down->w, R, D, F, 1.0f);
+    d->gemm_nt_add(d, out, a->a, m->f1, P->down->w, R, D, F);  /* out = a + Wdown f1 */
 }
 
 /* Backward of one layer: on entry dh = d(layer output); on exit dh = d(x).
@@ -277,7 +283,7 @@ static void forward_body(lm_model *m, const int32_t *ids) {
     int L = m->s.n_layers;
     d->embedding_fwd(d, m->acts[0].x, m->embed->w, ids, m->R, m->s.dim);
     for (int l = 0; l < L; l++) {
-        float *out = l + 1 < L ? m->acts[l + 1].x : m->h_final;
+        void *out = l + 1 < L ? m->acts[l + 1].x : m->h_final;
         layer_forward(m, l, acts_of(m, l), out);
     }
     d->rmsnorm_fwd(d, m->n, m->rstd_final, m->h_final, m->norm->w, m->R, m->s.dim, m->s.norm_eps);
@@ -293,10 +299,10 @@ static double head_forward_backward(lm_model *m, const int32_t *targets, float s
     double loss = 0.0;
     for (int r0 = 0; r0 < m->R; r0 += m->head_rows) {
         int rb = m->R - r0 < m->head_rows ? m->R - r0 : m->head_rows;
-        const float *x = m->n + (size_t)r0 * D;
+        const void *x = lm_at(d, m->n, (size_t)r0 * D);
         d->gemm_nt(d, m->logits, x, m->lm_head->w, rb, V, D, 0.0f);
         loss += d->xent_fwd_bwd(d, m->logits, targets + r0, rb, V, scale);
-        d->gemm_nn(d, m->dn + (size_t)r0 * D, m->logits, m->lm_head->w, rb, V, D, 0.0f);
+        d->gemm_nn(d, lm_at(d, m->dn, (size_t)r0 * D), m->logits, m->lm_head->w, rb, V, D, 0.0f);
         d->gemm_tn(d, G(m, m->lm_head), m->logits, x, rb, V, D, 1.0f);
     }
     if (!m->s.tied) DONE(m, m->lm_head); /* tied: the embedding's backward adds more */
@@ -310,7 +316,7 @@ double model_forward_backward(lm_model *m, const int32_t *ids, const int32_t *ta
     double loss = head_forward_backward(m, targets, scale);
 
     /* final norm backward into a fresh dh */
-    d->zero(d, m->dh, sizeof(float) * (size_t)R * (size_t)D);
+    d->zero(d, m->dh, lm_dtype_size(d->dtype) * (size_t)R * (size_t)D);
     d->rmsnorm_bwd(d, m->dh, G(m, m->norm), m->dn, m->h_final, m->norm->w, m->rstd_final, R, D);
     DONE(m, m->norm);
     for (int l = m->s.n_layers - 1; l >= 0; l--) {
@@ -332,6 +338,6 @@ void model_forward(lm_model *m, const int32_t *ids) { forward_body(m, ids); }
 void model_logits_row(lm_model *m, int r, float *out) {
     lm_device *d = m->dev;
     int D = m->s.dim, V = m->s.vocab_size;
-    d->gemm_nt(d, m->logits, m->n + (size_t)r * D, m->lm_head->w, 1, V, D, 0.0f);
-    d->to_host(d, out, m->logits, sizeof(float) * (size_t)V);
+    d->gemm_nt(d, m->logits, lm_at(d, m->n, (size_t)r * D), m->lm_head->w, 1, V, D, 0.0f);
+    d->download_f32(d, out, m->logits, (size_t)V);
 }

@@ -23,14 +23,14 @@ typedef struct {
 /* What backward needs of one layer. With recompute only x is kept per layer
  * and one scratch copy of the rest is refilled by re-running the layer. */
 typedef struct {
-    float *x;          /* layer input (residual stream) [R, D] */
+    void *x;           /* layer input (residual stream) [R, D] */
     float *rstd1;      /* [R] */
-    float *q, *k, *v;  /* after RoPE: [R, H*hd], [R, KV*hd] */
-    float *att;        /* attention output before o_proj [R, D] */
+    void *q, *k, *v;   /* after RoPE: [R, H*hd], [R, KV*hd] */
+    void *att;         /* attention output before o_proj [R, D] */
     float *lse;        /* [B, H, T] */
-    float *a;          /* residual after attention [R, D] */
+    void *a;           /* residual after attention [R, D] */
     float *rstd2;      /* [R] */
-    float *g, *u;      /* gate and up projections [R, F] */
+    void *g, *u;       /* gate and up projections [R, F] */
 } lm_layer_acts;
 
 /* Where backward accumulates each parameter's gradient, and the signal that
@@ -38,7 +38,7 @@ typedef struct {
  * chunk when all its tensors are done). NULL hooks: straight into p->g. */
 typedef struct {
     void *ctx;
-    float *(*grad)(void *ctx, lm_param *p);
+    void *(*grad)(void *ctx, lm_param *p);
     void (*done)(void *ctx, lm_param *p);
 } lm_grad_hooks;
 
@@ -51,17 +51,18 @@ typedef struct {
     lm_layer_params *layer;
     int64_t n_matmul_params;          /* N of SPEC §6 */
 
-    /* micro-batch geometry and activations */
+    /* micro-batch geometry and activations (compute dtype unless float) */
     int B, T, R;
     int recompute;
     float *rope_cos, *rope_sin;       /* [T, hd/2] */
     lm_layer_acts *acts;              /* n_layers (views; x only when recompute) */
     lm_layer_acts scratch_acts;       /* recompute: one layer's worth */
-    float *h_final, *rstd_final;      /* last residual [R, D], final norm rstd [R] */
-    float *n, *dn, *dh;               /* [R, D] */
-    float *f1, *f2, *f3;              /* [R, F] */
-    float *dq, *dk, *dv, *datt;       /* [R, ..] */
-    float *logits;                    /* [head_rows, V] */
+    void *h_final;                    /* last residual [R, D] */
+    float *rstd_final;                /* final norm rstd [R] */
+    void *n, *dn, *dh;                /* [R, D] */
+    void *f1, *f2, *f3;               /* [R, F] */
+    void *dq, *dk, *dv, *datt;        /* [R, ..] */
+    void *logits;                     /* [head_rows, V] */
     int head_rows;
     size_t act_bytes;                 /* activation + workspace bytes */
 } lm_model;

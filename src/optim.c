@@ -28,8 +28,7 @@ double clip_coef(double norm, double clip) {
 void adamw_step(lm_device *d, lm_params *ps, const lm_config *c, double lr, double gscale, long step) {
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
-        float wd = p->decay ? (float)c->weight_decay : 0.0f;
-        d->adamw(d, p->w, p->g, p->m, p->v, p->numel, (float)gscale, (float)lr, (float)c->beta1,
-                 (float)c->beta2, (float)c->eps, wd, step);
+        lm_adamw_seg s = {p->w, p->w, p->g, p->m, p->v, p->numel, p->decay ? (float)c->weight_decay : 0.0f};
+        d->adamw(d, &s, 1, (float)gscale, (float)lr, (float)c->beta1, (float)c->beta2, (float)c->eps, step);
     }
 }

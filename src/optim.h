@@ -19,8 +19,10 @@ double grad_global_norm(lm_device *d, const lm_params *ps);
  * 1 when clip = 0 (off). */
 double clip_coef(double norm, double clip);
 
-/* One AdamW update of every parameter; gradients scaled by gscale first.
- * `step` = updates done including this one. */
+/* One AdamW update of every parameter of a float32 host layout
+ * (chunks_build + params_alloc_state; the weights are the master copy);
+ * gradients scaled by gscale first. `step` = updates done including this
+ * one. The serial reference the ZeRO manager is tested against. */
 void adamw_step(lm_device *d, lm_params *ps, const lm_config *c, double lr, double gscale, long step);
 
 #endif

@@ -32,8 +32,11 @@ void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const ch
     if (c->zero > 2) lm_fail(LM_ERR_INPUT, "parallel.zero = %d: ZeRO-3 is not in this version (use 0, 1 or 2)", c->zero);
     if (strcmp(c->offload, "none"))
         lm_fail(LM_ERR_INPUT, "parallel.offload = %s: offload is not in this version (use none)", c->offload);
-    if (strcmp(c->device, "cpu"))
-        lm_fail(LM_ERR_INPUT, "train.device = %s: this version trains on the CPU backend only (use cpu)", c->device);
+    if (!strcmp(c->device, "cuda") && !strcmp(c->precision, "fp32"))
+        lm_fail(LM_ERR_INPUT, "train.precision = fp32 with train.device = cuda: the CUDA backend computes in bf16 "
+                              "(fp32 master weights and optimizer state); use bf16 or auto");
+    if (!strcmp(c->device, "cpu") && !strcmp(c->comm, "nccl"))
+        lm_fail(LM_ERR_INPUT, "parallel.comm = nccl needs train.device = cuda (use auto or mpi)");
     if (c->global_batch % (dp * c->micro_batch))
         lm_fail(LM_ERR_INPUT,
                 "train.global_batch = %d is not a multiple of dp (%d) x train.micro_batch (%d): each of the %d "
@@ -42,12 +45,39 @@ void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const ch
     c->dp = dp;
 }
 
+/* The device of this rank: the CPU backend (float32, or its bf16 emulation),
+ * or the GPU of index local rank % GPUs on the node. A GPU that is missing
+ * or unusable on any rank stops every rank with exit 1. */
+static lm_device *open_device(const lm_config *c) {
+    if (!strcmp(c->device, "cpu"))
+        return !strcmp(c->precision, "bf16") ? device_cpu_bf16_create(0) : device_cpu_create(0);
+    char why[512] = {0};
+    lm_device *d = device_cuda_create(comm_local_rank(), why, sizeof why);
+    char err[LM_ERRLEN];
+    snprintf(err, sizeof err, "train.device = cuda: rank %d: %s", comm_world()->rank, why);
+    if (comm_agree(comm_world(), d ? 0 : 1, err, sizeof err)) lm_fail(LM_ERR_RUNTIME, "%s", err);
+    return d;
+}
+
+/* Device collectives of the data-parallel group: NCCL on CUDA unless
+ * parallel.comm = mpi (host staging). */
+static void bind_comm(lm_session *s) {
+    lm_config *c = &s->cfg;
+    int nccl = !strcmp(c->device, "cuda") && strcmp(c->comm, "mpi");
+    char why[512] = {0};
+    int rc = comm_attach_device(s->topo.dp_group, s->dev, nccl, why, sizeof why);
+    char err[LM_ERRLEN];
+    snprintf(err, sizeof err, "parallel.comm: NCCL bootstrap failed on rank %d: %s", comm_world()->rank, why);
+    if (comm_agree(comm_world(), rc ? 1 : 0, err, sizeof err)) lm_fail(LM_ERR_RUNTIME, "%s", err);
+}
+
 void session_open(lm_session *s, int B, int T, int recompute, int train) {
     lm_config *c = &s->cfg;
     lm_shape sh;
     shape_from_config(&sh, c);
     topo_create(&s->topo, c->dp, c->tp, c->pp);
-    s->dev = device_cpu_create(0);
+    s->dev = open_device(c);
+    bind_comm(s);
     /* chunks split into dp equal, 64-byte-aligned shards */
     s->model = model_create(s->dev, &sh, B, T, recompute, (size_t)16 * (size_t)s->topo.dp);
     if (train) {
@@ -62,10 +92,13 @@ void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_te
         zero_ckpt_tensors(s->zero, w, m, v);
         return;
     }
+    /* No optimizer: whole tensors through a host float32 image of the
+     * weights (session_load puts it on the device). */
     lm_params *ps = &s->model->params;
+    if (!s->host_w) s->host_w = lm_alloc(ps->arena * sizeof(float));
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
-        ckpt_tensor t = {p->name, p->ndim, p->rows, p->cols, 0, (int64_t)p->numel, p->w};
+        ckpt_tensor t = {p->name, p->ndim, p->rows, p->cols, 0, (int64_t)p->numel, s->host_w + p->offset};
         if (w) w[i] = t;
         t.count = 0;
         t.data = NULL;
@@ -118,7 +151,12 @@ void session_load(lm_session *s, int with_optim) {
         int resume = found && with_optim;
         if (ckpt_load(comm_mpi(w), from, tw, resume ? tm : NULL, resume ? tv : NULL, n, err, sizeof err))
             lm_fail(LM_ERR_INPUT, "%s%s", found ? "" : "train.init: ", err);
-        if (s->zero) zero_gather_loaded(s->zero, resume); /* each rank read its shards */
+        if (s->zero) {
+            zero_gather_loaded(s->zero, resume); /* each rank read its shards */
+        } else {
+            lm_params *ps = &s->model->params;
+            for (int i = 0; i < n; i++) params_set_tensor(ps, i, s->host_w + ps->p[i].offset);
+        }
         if (found) {
             snprintf(s->resumed_from, sizeof s->resumed_from, "%s", from);
             s->start_step = meta.step;
@@ -129,13 +167,17 @@ void session_load(lm_session *s, int with_optim) {
         lm_log("%s %s (step %ld)\n", resume ? "resuming from" : "model weights from", from, meta.step);
     } else {
         model_init_random(s->model, c->seed, c->init_std);
+        if (s->zero) zero_weights_changed(s->zero);
     }
+    lm_free(s->host_w);
+    s->host_w = NULL;
     lm_free(tw);
     lm_free(tm);
     lm_free(tv);
 }
 
 void session_close(lm_session *s) {
+    comm_detach_device(s->topo.dp_group);
     zero_destroy(s->zero);
     s->zero = NULL;
     model_destroy(s->model);

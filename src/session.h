@@ -22,6 +22,7 @@ typedef struct {
     long start_step;
     long tokens_seen;
     long consumed_samples;
+    float *host_w;      /* host image of the weights while loading without ZeRO */
 } lm_session;
 
 /* Parse DECK and section.key=value overrides from argv (flags starting with

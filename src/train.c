@@ -32,22 +32,26 @@ static void report_memory(lm_session *s) {
     lm_params *ps = &s->model->params;
     lm_zero_mem zm;
     zero_memory(s->zero, &zm);
-    double MiB = 1024.0 * 1024.0, psi = (double)zm.psi;
+    double MiB = 1024.0 * 1024.0, psi = (double)zm.psi, e = (double)zm.esz;
     int dp = zm.dp, st = zm.stage;
-    double want_g = st == 2 ? 4 * psi / dp : 4 * psi, want_o = st == 0 ? 8 * psi : 8 * psi / dp;
+    double want_g = st == 2 ? e * psi / dp : e * psi, want_o = st == 0 ? 8 * psi : 8 * psi / dp;
+    double want_m = zm.esz == 4 ? 0 : st == 0 ? 4 * psi : 4 * psi / dp;
     lm_log("parameters: %lld in %d tensors; chunks: %d x %zu elements (%.1f MiB each, padding %.2f%%), "
            "%d shard(s) of %zu elements per chunk\n",
-           (long long)ps->numel, ps->n, ps->n_chunks, ps->chunk_size, (double)ps->chunk_size * 4 / MiB,
+           (long long)ps->numel, ps->n, ps->n_chunks, ps->chunk_size, (double)ps->chunk_size * e / MiB,
            100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena, dp, ps->chunk_size / (size_t)dp);
-    lm_log("memory per rank (ZeRO-%d, dp %d, Psi = %zu elements with padding): weights %zu B (4 Psi = %.0f), "
-           "gradients %zu B (%s = %.0f), optimizer state %zu B (%s = %.0f)\n",
-           st, dp, zm.psi, zm.weights, 4 * psi, zm.grads, st == 2 ? "4 Psi/dp" : "4 Psi", want_g, zm.optim,
+    lm_log("memory per rank (ZeRO-%d, dp %d, Psi = %zu elements with padding): weights %zu B (%g Psi = %.0f), "
+           "gradients %zu B (%s = %.0f), optimizer state %zu B (%s = %.0f)",
+           st, dp, zm.psi, zm.weights, e, e * psi, zm.grads, st == 2 ? "e Psi/dp" : "e Psi", want_g, zm.optim,
            st == 0 ? "8 Psi" : "8 Psi/dp", want_o);
+    if (zm.esz != 4) lm_log(", fp32 master weights %zu B (%s = %.0f)", zm.master, st == 0 ? "4 Psi" : "4 Psi/dp", want_m);
+    lm_log("\n");
     lm_log("memory per rank: weights %.1f MiB, gradients %.1f MiB%s, optimizer state %.1f MiB, "
            "activations+workspace %.1f MiB%s\n",
-           (double)zm.weights / MiB, (double)zm.grads / MiB, st == 2 ? " (+ chunk buckets in flight)" : "",
-           (double)zm.optim / MiB, (double)s->model->act_bytes / MiB, s->cfg.recompute ? " (recompute)" : "");
-    if ((double)zm.grads != want_g || (double)zm.optim != want_o)
+           (double)(zm.weights + zm.master) / MiB, (double)zm.grads / MiB,
+           st == 2 ? " (+ chunk buckets in flight)" : "", (double)zm.optim / MiB, (double)s->model->act_bytes / MiB,
+           s->cfg.recompute ? " (recompute)" : "");
+    if ((double)zm.grads != want_g || (double)zm.optim != want_o || (double)zm.master != want_m)
         lm_abort(LM_ERR_RUNTIME, "memory accounting does not match the ZeRO-%d formula", st);
 }
 
@@ -68,6 +72,7 @@ static void save(lm_session *s, long step, long tokens, long consumed, const cha
     ckpt_tensor *tw = lm_alloc(sizeof(ckpt_tensor) * (size_t)n), *tm = lm_alloc(sizeof(ckpt_tensor) * (size_t)n),
                 *tv = lm_alloc(sizeof(ckpt_tensor) * (size_t)n);
     session_ckpt_tensors(s, tw, tm, tv);
+    zero_ckpt_pull(s->zero);
     ckpt_meta meta = {
         .step = step, .tokens_seen = tokens, .consumed_samples = consumed, .seed = c->seed,
         .dim = c->dim, .n_layers = c->n_layers, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,

@@ -9,7 +9,7 @@ enum { B_FREE, B_LIVE, B_INFLIGHT };
 
 /* Stage 2: a chunk-sized gradient buffer. */
 typedef struct {
-    float *buf;
+    void *buf;
     int chunk;     /* -1 when free */
     int state;
     lm_req q;
@@ -28,50 +28,73 @@ struct lm_zero {
     lm_device *d;
     const lm_group *dp;
     int stage, overlap;
+    lm_dtype ct;          /* compute dtype: weights the model reads, gradients */
+    size_t esz;           /* its bytes */
     size_t cs, shard;
+    size_t os;            /* owned elements per chunk: cs (stage 0) or shard */
     int nc;
+    int alias;            /* float32 compute: the master weights are the weights */
     int *first, *count;   /* params of chunk c: indices first[c] .. first[c]+count[c]-1 */
     int *done;            /* params of chunk c done this micro-step */
     int comm_now;         /* this micro-step reduces */
     /* stages 0, 1: one request per chunk */
     lm_req *req;
     int *launched;
-    /* stage >= 1 */
-    float *ms, *vs;       /* nc * shard */
+    float *master;        /* nc * os float32 master weights (NULL when alias) */
+    float *ms, *vs;       /* nc * os moments */
     /* stage 2 */
-    float *gs;            /* nc * shard */
+    void *gs;             /* nc * shard reduced gradient shards */
     bucket *bk;
     int nbk;
     int *bucket_of;       /* chunk -> bucket index or -1 */
     long seq;
     size_t bucket_bytes_peak;
+    lm_adamw_seg *segs;   /* the optimizer's segments (built once) */
+    int nseg;
+    float *hw, *hm, *hv;  /* checkpoint staging on the host (not host-visible float32) */
     lm_grad_hooks hooks;
 };
 
-static float *gshard(lm_zero *z, int c) {
-    if (z->stage == 2) return z->gs + (size_t)c * z->shard;
-    return z->ps->g + (size_t)c * z->cs; /* stage 1: reduce-scatter in place */
+/* Arena element where chunk c's owned range starts. */
+static size_t owned_lo(const lm_zero *z, int c) {
+    return (size_t)c * z->cs + (z->stage == 0 ? 0 : (size_t)z->dp->rank * z->shard);
 }
 
-/* The reduced gradient of the rank's shard of chunk c, at any stage. */
-static float *owned_grad(lm_zero *z, int c) {
-    if (z->stage == 0) return z->ps->g + (size_t)c * z->cs + (size_t)z->dp->rank * z->shard;
-    return gshard(z, c);
+static void *CX(const lm_zero *z, void *base, size_t i) { return (char *)base + i * z->esz; }
+
+/* Master weights of chunk c's owned range. */
+static float *master_of(const lm_zero *z, int c) {
+    if (z->alias) return (float *)z->ps->w + owned_lo(z, c);
+    return z->master + (size_t)c * z->os;
+}
+
+/* The reduced gradient of chunk c's owned range (stage 1: reduce-scatter
+ * in place leaves the rank's sum in the chunk's first shard). */
+static void *owned_grad(const lm_zero *z, int c) {
+    if (z->stage == 2) return CX(z, z->gs, (size_t)c * z->shard);
+    return CX(z, z->ps->g, (size_t)c * z->cs);
+}
+
+/* The reduced gradient of the rank's shard of chunk c (for the norm: every
+ * element counted on exactly one rank). */
+static void *shard_grad(const lm_zero *z, int c) {
+    if (z->stage == 0) return CX(z, z->ps->g, (size_t)c * z->cs + (size_t)z->dp->rank * z->shard);
+    return owned_grad(z, c);
 }
 
 /* ---------------------------------------------------------------- buckets */
 
-static void set_views(lm_zero *z, int c, float *base) {
+static void set_views(lm_zero *z, int c, void *base) {
     for (int i = z->first[c]; i < z->first[c] + z->count[c]; i++) {
         lm_param *p = &z->ps->p[i];
-        p->g = base ? base + (p->offset - (size_t)c * z->cs) : NULL;
+        p->g = base ? CX(z, base, p->offset - (size_t)c * z->cs) : NULL;
     }
 }
 
 /* A reduced bucket: add the rank's summed shard into its gradient shard. */
 static void bucket_finish(lm_zero *z, int b) {
     bucket *k = &z->bk[b];
-    z->d->add(z->d, gshard(z, k->chunk), k->buf, z->shard);
+    z->d->add(z->d, owned_grad(z, k->chunk), k->buf, z->shard);
     set_views(z, k->chunk, NULL);
     z->bucket_of[k->chunk] = -1;
     k->chunk = -1;
@@ -99,13 +122,13 @@ static int bucket_acquire(lm_zero *z, int c) {
         lm_free(z->bk);
         z->bk = nb;
         b = z->nbk++;
-        z->bk[b].buf = z->d->alloc(z->d, z->cs * sizeof(float));
+        z->bk[b].buf = z->d->alloc(z->d, z->cs * z->esz);
         z->bk[b].state = B_FREE;
-        size_t bytes = (size_t)z->nbk * z->cs * sizeof(float);
+        size_t bytes = (size_t)z->nbk * z->cs * z->esz;
         if (bytes > z->bucket_bytes_peak) z->bucket_bytes_peak = bytes;
     }
     bucket *k = &z->bk[b];
-    z->d->zero(z->d, k->buf, z->cs * sizeof(float));
+    z->d->zero(z->d, k->buf, z->cs * z->esz);
     k->chunk = c;
     k->state = B_LIVE;
     z->bucket_of[c] = b;
@@ -118,16 +141,16 @@ static int bucket_acquire(lm_zero *z, int c) {
 static void launch(lm_zero *z, int c) {
     if (z->stage == 2) {
         bucket *k = &z->bk[z->bucket_of[c]];
-        comm_ireduce_scatter_sum_f32(z->dp, k->buf, z->shard, &k->q);
+        comm_dev_ireduce_scatter_sum(z->dp, k->buf, z->shard, z->ct, &k->q);
         k->state = B_INFLIGHT;
         k->seq = z->seq++;
         return;
     }
-    float *g = z->ps->g + (size_t)c * z->cs;
+    void *g = CX(z, z->ps->g, (size_t)c * z->cs);
     if (z->stage == 0)
-        comm_iallreduce_sum_f32(z->dp, g, z->cs, &z->req[c]);
+        comm_dev_iallreduce_sum(z->dp, g, z->cs, z->ct, &z->req[c]);
     else
-        comm_ireduce_scatter_sum_f32(z->dp, g, z->shard, &z->req[c]);
+        comm_dev_ireduce_scatter_sum(z->dp, g, z->shard, z->ct, &z->req[c]);
     z->launched[c] = 1;
 }
 
@@ -142,7 +165,7 @@ static void poll(lm_zero *z) {
     }
 }
 
-static float *hook_grad(void *ctx, lm_param *p) {
+static void *hook_grad(void *ctx, lm_param *p) {
     lm_zero *z = ctx;
     if (z->stage == 2 && z->bucket_of[p->chunk] < 0) bucket_acquire(z, p->chunk);
     return p->g;
@@ -157,18 +180,31 @@ static void hook_done(void *ctx, lm_param *p) {
 
 /* ------------------------------------------------------------------ API */
 
+/* The optimizer's segments: each tensor's piece in each owned range. */
+static void build_segments(lm_zero *z, const lm_config *cfg);
+
 lm_zero *zero_create(lm_params *ps, lm_device *d, const lm_group *dp, int stage, int overlap) {
+    if (!ps->dev && !(d->host_visible && d->dtype == LM_F32))
+        lm_abort(LM_ERR_RUNTIME, "zero: a host float32 layout needs a host float32 device");
     if (ps->chunk_size % ((size_t)dp->size * 16))
         lm_abort(LM_ERR_RUNTIME, "zero: chunk size %zu is not a multiple of 16 x dp (%d)", ps->chunk_size, dp->size);
+    if (!dp->dev) { /* no NCCL asked for: binding only names the device of the buffers */
+        char why[8];
+        comm_attach_device((lm_group *)dp, d, 0, why, sizeof why);
+    }
     lm_zero *z = lm_alloc(sizeof *z);
     z->ps = ps;
     z->d = d;
     z->dp = dp;
     z->stage = stage;
     z->overlap = overlap;
+    z->ct = d->dtype;
+    z->esz = lm_dtype_size(d->dtype);
     z->cs = ps->chunk_size;
     z->shard = z->cs / (size_t)dp->size;
+    z->os = stage == 0 ? z->cs : z->shard;
     z->nc = ps->n_chunks;
+    z->alias = d->dtype == LM_F32;
     size_t nc = (size_t)z->nc;
     z->first = lm_alloc(sizeof(int) * nc);
     z->count = lm_alloc(sizeof(int) * nc);
@@ -182,29 +218,29 @@ lm_zero *zero_create(lm_params *ps, lm_device *d, const lm_group *dp, int stage,
         if (z->first[c] < 0) z->first[c] = i;
         z->count[c]++;
     }
-    if (stage == 0) {
-        params_alloc_state(ps);
-    } else {
-        size_t sh = nc * z->shard * sizeof(float);
-        z->ms = d->alloc(d, sh);
-        z->vs = d->alloc(d, sh);
-        if (stage == 1) {
-            ps->g = lm_alloc(ps->arena * sizeof(float)); /* params_free frees it, like the weights */
-            for (int i = 0; i < ps->n; i++) ps->p[i].g = ps->g + ps->p[i].offset;
-        } else {
-            z->gs = d->alloc(d, sh);
-        }
-    }
+    size_t owned = nc * z->os * sizeof(float);
+    z->ms = d->alloc(d, owned);
+    z->vs = d->alloc(d, owned);
+    if (!z->alias) z->master = d->alloc(d, owned);
+    if (stage == 2)
+        z->gs = d->alloc(d, nc * z->shard * z->esz);
+    else
+        params_alloc_grads(ps);
     z->hooks = (lm_grad_hooks){z, hook_grad, hook_done};
     return z;
 }
 
 void zero_destroy(lm_zero *z) {
     if (!z) return;
-    for (int b = 0; b < z->nbk; b++) z->d->free(z->d, z->bk[b].buf);
-    if (z->ms) z->d->free(z->d, z->ms);
-    if (z->vs) z->d->free(z->d, z->vs);
-    if (z->gs) z->d->free(z->d, z->gs);
+    lm_device *d = z->d;
+    for (int b = 0; b < z->nbk; b++) d->free(d, z->bk[b].buf);
+    void *bufs[] = {z->ms, z->vs, z->master, z->gs};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (bufs[i]) d->free(d, bufs[i]);
+    lm_free(z->hw);
+    lm_free(z->hm);
+    lm_free(z->hv);
+    lm_free(z->segs);
     lm_free(z->bk);
     lm_free(z->first);
     lm_free(z->count);
@@ -219,9 +255,9 @@ lm_grad_hooks *zero_hooks(lm_zero *z) { return &z->hooks; }
 
 void zero_step_begin(lm_zero *z) {
     if (z->stage == 2)
-        z->d->zero(z->d, z->gs, (size_t)z->nc * z->shard * sizeof(float));
+        z->d->zero(z->d, z->gs, (size_t)z->nc * z->shard * z->esz);
     else
-        z->d->zero(z->d, z->ps->g, z->ps->arena * sizeof(float));
+        z->d->zero(z->d, z->ps->g, z->ps->arena * z->esz);
 }
 
 void zero_micro_begin(lm_zero *z, int last) {
@@ -260,62 +296,128 @@ void zero_micro_end(lm_zero *z) {
  * whichever rank's gradient holds it. */
 double zero_grad_sumsq(lm_zero *z) {
     double s = 0.0;
-    for (int c = 0; c < z->nc; c++) s += z->d->sumsq(z->d, owned_grad(z, c), z->shard);
+    for (int c = 0; c < z->nc; c++) s += z->d->sumsq(z->d, shard_grad(z, c), z->shard);
     comm_allreduce_sum_f64(z->dp, &s, 1);
     return s;
 }
 
-/* The piece of tensor i in this rank's shard of its chunk: arena elements
- * [*a, *b) (empty when *a >= *b); lo = the shard's first arena element. */
-static void owned_piece(const lm_zero *z, const lm_param *p, size_t *a, size_t *b, size_t *lo) {
-    *lo = (size_t)p->chunk * z->cs + (size_t)z->dp->rank * z->shard;
-    size_t hi = *lo + z->shard;
-    *a = p->offset > *lo ? p->offset : *lo;
-    *b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
+/* The piece of tensor p in the arena range [lo, lo + len): elements
+ * [*a, *b) (empty when *a >= *b). */
+static void piece(const lm_param *p, size_t lo, size_t len, size_t *a, size_t *b) {
+    *a = p->offset > lo ? p->offset : lo;
+    *b = p->offset + p->numel < lo + len ? p->offset + p->numel : lo + len;
 }
 
-static void gather(lm_zero *z, float *arena);
-
-void zero_update(lm_zero *z, const lm_config *c, double lr, double gscale, long step) {
+static void build_segments(lm_zero *z, const lm_config *cfg) {
     lm_params *ps = z->ps;
-    if (z->stage == 0) {
-        adamw_step(z->d, ps, c, lr, gscale, step);
-        return;
-    }
+    z->segs = lm_alloc(sizeof(lm_adamw_seg) * (size_t)ps->n);
+    z->nseg = 0;
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
-        size_t a, b, lo;
-        owned_piece(z, p, &a, &b, &lo);
+        size_t lo = owned_lo(z, p->chunk), a, b;
+        piece(p, lo, z->os, &a, &b);
         if (a >= b) continue;
-        size_t k = (size_t)p->chunk * z->shard + (a - lo); /* index in the shard arenas */
-        z->d->adamw(z->d, ps->w + a, gshard(z, p->chunk) + (a - lo), z->ms + k, z->vs + k, b - a, (float)gscale,
-                    (float)lr, (float)c->beta1, (float)c->beta2, (float)c->eps,
-                    p->decay ? (float)c->weight_decay : 0.0f, step);
+        size_t k = (size_t)p->chunk * z->os + (a - lo); /* index in the owned arrays */
+        z->segs[z->nseg++] = (lm_adamw_seg){
+            .master = master_of(z, p->chunk) + (a - lo),
+            .w = CX(z, ps->w, a),
+            .g = CX(z, owned_grad(z, p->chunk), a - lo),
+            .m = z->ms + k,
+            .v = z->vs + k,
+            .n = b - a,
+            .wd = p->decay ? (float)cfg->weight_decay : 0.0f,
+        };
     }
-    gather(z, z->ps->w);
 }
 
-/* In-place all-gather of every chunk's shards of an arena. */
-static void gather(lm_zero *z, float *arena) {
+static void gather(lm_zero *z, void *arena, lm_dtype t);
+
+/* The compute-dtype weights of the owned ranges from the master weights. */
+static void weights_from_master(lm_zero *z) {
+    if (z->alias) return;
+    for (int c = 0; c < z->nc; c++)
+        z->d->convert(z->d, CX(z, z->ps->w, owned_lo(z, c)), z->ct, master_of(z, c), LM_F32, z->os);
+}
+
+void zero_update(lm_zero *z, const lm_config *c, double lr, double gscale, long step) {
+    if (!z->segs) build_segments(z, c);
+    z->d->adamw(z->d, z->segs, z->nseg, (float)gscale, (float)lr, (float)c->beta1, (float)c->beta2, (float)c->eps,
+                step);
+    if (z->stage) gather(z, z->ps->w, z->ct);
+}
+
+/* In-place all-gather of every chunk's shards of an arena of dtype t. */
+static void gather(lm_zero *z, void *arena, lm_dtype t) {
     if (z->dp->size == 1) return;
-    for (int c = 0; c < z->nc; c++) comm_iallgather_f32(z->dp, arena + (size_t)c * z->cs, z->shard, &z->req[c]);
+    size_t es = lm_dtype_size(t);
+    for (int c = 0; c < z->nc; c++)
+        comm_dev_iallgather(z->dp, (char *)arena + (size_t)c * z->cs * es, z->shard, t, &z->req[c]);
     for (int c = 0; c < z->nc; c++) comm_wait(&z->req[c]);
 }
 
-void zero_gather_loaded(lm_zero *z, int with_moments) {
-    gather(z, z->ps->w);
-    if (with_moments && z->stage == 0) {
-        gather(z, z->ps->m);
-        gather(z, z->ps->v);
+void zero_weights_changed(lm_zero *z) {
+    if (z->alias) return;
+    for (int c = 0; c < z->nc; c++)
+        z->d->convert(z->d, master_of(z, c), LM_F32, CX(z, z->ps->w, owned_lo(z, c)), z->ct, z->os);
+}
+
+/* Host staging of checkpoint pieces: the rank's shard of every chunk, in
+ * the owned arrays' order. */
+static int staged(const lm_zero *z) { return !(z->d->host_visible && z->alias); }
+
+/* Element of the owned arrays where the rank's shard of chunk c starts. */
+static size_t shard_in_owned(const lm_zero *z, int c) {
+    return (size_t)c * z->os + (z->stage == 0 ? (size_t)z->dp->rank * z->shard : 0);
+}
+
+static void stage_move(lm_zero *z, int up, int with_moments) {
+    lm_device *d = z->d;
+    size_t bytes = z->shard * sizeof(float);
+    for (int c = 0; c < z->nc; c++) {
+        size_t h = (size_t)c * z->shard, o = shard_in_owned(z, c);
+        float *dev[3] = {master_of(z, c) + (o - (size_t)c * z->os), z->ms + o, z->vs + o};
+        float *host[3] = {z->hw + h, z->hm + h, z->hv + h};
+        for (int k = 0; k < (with_moments ? 3 : 1); k++) {
+            if (up)
+                d->to_device(d, dev[k], host[k], bytes);
+            else
+                d->to_host(d, host[k], dev[k], bytes);
+        }
     }
+}
+
+void zero_ckpt_pull(lm_zero *z) {
+    if (staged(z)) stage_move(z, 0, 1);
+}
+
+void zero_gather_loaded(lm_zero *z, int with_moments) {
+    if (staged(z)) stage_move(z, 1, with_moments);
+    if (z->stage == 0) {
+        /* each rank read its shard of the replicated state */
+        gather(z, z->alias ? z->ps->w : (void *)z->master, LM_F32);
+        if (with_moments) {
+            gather(z, z->ms, LM_F32);
+            gather(z, z->vs, LM_F32);
+        }
+        weights_from_master(z);
+        return;
+    }
+    weights_from_master(z);
+    gather(z, z->ps->w, z->ct);
 }
 
 void zero_ckpt_tensors(lm_zero *z, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v) {
     lm_params *ps = z->ps;
+    if (staged(z) && !z->hw) {
+        size_t bytes = (size_t)z->nc * z->shard * sizeof(float);
+        z->hw = lm_alloc(bytes);
+        z->hm = lm_alloc(bytes);
+        z->hv = lm_alloc(bytes);
+    }
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
-        size_t a, b, lo;
-        owned_piece(z, p, &a, &b, &lo);
+        size_t lo = (size_t)p->chunk * z->cs + (size_t)z->dp->rank * z->shard, a, b;
+        piece(p, lo, z->shard, &a, &b);
         ckpt_tensor t = {p->name, p->ndim, p->rows, p->cols, 0, 0, NULL}; /* nothing of it here */
         if (w) w[i] = t;
         if (m) m[i] = t;
@@ -323,28 +425,38 @@ void zero_ckpt_tensors(lm_zero *z, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *
         if (b <= a) continue;
         t.off = (int64_t)(a - p->offset);
         t.count = (int64_t)(b - a);
-        size_t k = (size_t)p->chunk * z->shard + (a - lo);
-        t.data = ps->w + a;
+        size_t o = shard_in_owned(z, p->chunk) + (a - lo);  /* in the owned arrays */
+        size_t h = (size_t)p->chunk * z->shard + (a - lo); /* in the host staging */
+        int st = staged(z);
+        t.data = st ? z->hw + h : master_of(z, p->chunk) + (o - (size_t)p->chunk * z->os);
         if (w) w[i] = t;
-        t.data = z->stage ? z->ms + k : ps->m + a;
+        t.data = st ? z->hm + h : z->ms + o;
         if (m) m[i] = t;
-        t.data = z->stage ? z->vs + k : ps->v + a;
+        t.data = st ? z->hv + h : z->vs + o;
         if (v) v[i] = t;
     }
 }
 
 void zero_memory(const lm_zero *z, lm_zero_mem *m) {
-    size_t psi = z->ps->arena, f = sizeof(float);
+    size_t psi = z->ps->arena, f = sizeof(float), nos = (size_t)z->nc * z->os;
     m->psi = psi;
     m->stage = z->stage;
     m->dp = z->dp->size;
-    m->weights = psi * f;
-    m->grads = z->stage == 2 ? (size_t)z->nc * z->shard * f : psi * f;
-    m->optim = z->stage == 0 ? 2 * psi * f : 2 * (size_t)z->nc * z->shard * f;
+    m->esz = z->esz;
+    m->weights = psi * z->esz;
+    m->master = z->alias ? 0 : nos * f;
+    m->grads = z->stage == 2 ? (size_t)z->nc * z->shard * z->esz : psi * z->esz;
+    m->optim = 2 * nos * f;
     m->buckets_peak = z->bucket_bytes_peak;
 }
 
 void zero_poison_grad(lm_zero *z, size_t i) {
     float nan = NAN;
-    z->d->to_device(z->d, owned_grad(z, (int)(i / z->shard % (size_t)z->nc)) + i % z->shard, &nan, sizeof nan);
+    int c = (int)(i / z->shard % (size_t)z->nc);
+    z->d->upload_f32(z->d, CX(z, shard_grad(z, c), i % z->shard), &nan, 1);
+}
+
+void zero_moments(lm_zero *z, float **m, float **v) {
+    *m = z->ms;
+    *v = z->vs;
 }

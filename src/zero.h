@@ -20,11 +20,15 @@
  *            every micro-step as soon as it is complete, added into the
  *            rank's gradient shard, and the buffer is reused.
  *
- * In lamina's fp32 CPU backend the weights are their own master copy, so the
- * bytes per rank are (Psi = arena elements, chunk padding included):
- *     weights 4 Psi;  gradients 4 Psi (stages 0, 1) or 4 Psi/dp (+ in-flight
- *     buckets of 4 cs each, stage 2);  optimizer state 8 Psi (stage 0) or
- *     8 Psi/dp (stages 1, 2).
+ * Weights and gradients are in the device's compute dtype (e bytes: 4 on the
+ * float32 CPU backend, 2 in bf16); AdamW updates float32 master weights of
+ * the owned range (the whole chunk at stage 0, the rank's shard otherwise)
+ * and writes them back rounded into the weights. In float32 the weights are
+ * their own master copy. Bytes per rank (Psi = arena elements, chunk padding
+ * included):
+ *     weights e Psi, + master 4 Psi (stage 0) or 4 Psi/dp (stages 1, 2) in bf16;
+ *     gradients e Psi (stages 0, 1) or e Psi/dp (+ in-flight buckets of e cs
+ *     each, stage 2);  optimizer state 8 Psi (stage 0) or 8 Psi/dp.
  *
  * Gradients are sums over ranks (the loss is scaled by 1/targets of the whole
  * global batch), so no averaging is needed. */
@@ -62,23 +66,44 @@ double zero_grad_sumsq(lm_zero *z);
  * weights (stages 1, 2). step = updates done including this one. */
 void zero_update(lm_zero *z, const lm_config *c, double lr, double gscale, long step);
 
-/* After a load of this rank's checkpoint pieces: all-gather the weight
- * shards into every replica, and at stage 0 the (replicated) moments too. */
+/* After a load of this rank's checkpoint pieces (zero_ckpt_tensors): put
+ * them in place (from the host staging), all-gather the master shards at
+ * stage 0 (and the replicated moments with with_moments), and refresh the
+ * compute-dtype weights of every replica. */
 void zero_gather_loaded(lm_zero *z, int with_moments);
 
+/* After the compute-dtype weights were written directly (random init): the
+ * master weights of the owned ranges from them. */
+void zero_weights_changed(lm_zero *z);
+
+/* Before writing a checkpoint: the device's pieces into the host staging
+ * zero_ckpt_tensors points at (a no-op when the pieces are the device's
+ * own memory). */
+void zero_ckpt_pull(lm_zero *z);
+
 /* This rank's checkpoint pieces: for each tensor the range of it that lies
- * in this rank's shards, for weights and both moments (any of w, m, v may be
- * NULL). Every element is in exactly one rank's piece. */
+ * in this rank's shards, for the float32 master weights and both moments
+ * (any of w, m, v may be NULL). Every element is in exactly one rank's
+ * piece. The data pointers are host memory: the master weights themselves
+ * on a float32 host-visible device, else a host staging filled by
+ * zero_ckpt_pull and read back by zero_gather_loaded. */
 void zero_ckpt_tensors(lm_zero *z, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v);
 
 /* Bytes per rank held for weights, gradients (without buckets), optimizer
  * state; the bucket bytes at their peak so far. */
 typedef struct {
-    size_t weights, grads, optim, buckets_peak;
+    size_t weights;  /* compute-dtype weights (every replica) */
+    size_t master;   /* float32 master weights when separate from them */
+    size_t grads, optim, buckets_peak;
     size_t psi;      /* arena elements */
+    size_t esz;      /* bytes per compute-dtype element */
     int stage, dp;
 } lm_zero_mem;
 void zero_memory(const lm_zero *z, lm_zero_mem *m);
+
+/* The moment arrays of the owned ranges (nc x owned elements: the whole
+ * arena at stage 0, shards otherwise); device memory. */
+void zero_moments(lm_zero *z, float **m, float **v);
 
 /* Test hook: set element i (mod the shard) of the rank's reduced gradient
  * shard to NaN. */

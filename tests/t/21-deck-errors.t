@@ -17,7 +17,7 @@ bad "model.dim" "dim not divisible by n_heads" model.dim=66
 bad "override" "override without =" train.lr
 bad "train.global_batch" "global_batch not a multiple of micro_batch" train.global_batch=5
 bad "parallel.tp" "tensor parallelism not in this version" parallel.tp=2
-bad "train.device" "cuda device not in this version" train.device=cuda
+bad "train.precision" "fp32 on the CUDA backend" train.device=cuda train.precision=fp32
 bad "train.steps" "steps must be positive" train.steps=0
 lam 1 train "$T/nope.in"
 expect_fail 2 "nope.in" "missing deck file"

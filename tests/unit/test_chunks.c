@@ -244,7 +244,7 @@ static void test_build_layout(void **state) {
             assert_int_equal(owner[k], 0);
             owner[k] = 1;
         }
-        assert_true(p->w == ps.w + p->offset && p->g == ps.g + p->offset);
+        assert_true(p->w == (float *)ps.w + p->offset && p->g == (float *)ps.g + p->offset);
         assert_true(p->m == ps.m + p->offset && p->v == ps.v + p->offset);
         assert_true(((uintptr_t)p->w & 63) == 0);
         if (i > 0) assert_true(p->chunk == ps.p[i - 1].chunk || p->chunk == ps.p[i - 1].chunk + 1);
@@ -256,9 +256,9 @@ static void test_build_layout(void **state) {
     /* writing through one view touches only that tensor */
     lm_param *q = params_find(&ps, "model.layers.1.self_attn.q_proj.weight");
     assert_non_null(q);
-    for (size_t k = 0; k < q->numel; k++) q->g[k] = 1.0f;
+    for (size_t k = 0; k < q->numel; k++) ((float *)q->g)[k] = 1.0f;
     size_t ones = 0;
-    for (size_t k = 0; k < ps.arena; k++) ones += ps.g[k] == 1.0f;
+    for (size_t k = 0; k < ps.arena; k++) ones += ((float *)ps.g)[k] == 1.0f;
     assert_true(ones == q->numel);
     free(owner);
     free(sizes);

@@ -147,7 +147,7 @@ static void build(lm_params *ps, int dp) {
     params_add(ps, "head", 2, 19, 13);
     chunks_build(ps, (size_t)16 * (size_t)dp);
     for (int i = 0; i < ps->n; i++)
-        for (size_t k = 0; k < ps->p[i].numel; k++) ps->p[i].w[k] = 0.01f * (float)((int)((i * 31 + k * 7) % 23) - 11);
+        for (size_t k = 0; k < ps->p[i].numel; k++) ((float *)ps->p[i].w)[k] = 0.01f * (float)((int)((i * 31 + k * 7) % 23) - 11);
 }
 
 /* The gradient rank r adds to element k of tensor i in micro-step u. */
@@ -197,7 +197,7 @@ static void test_zero(void) {
             float s = 0.0f;
             for (int r = 0; r < P; r++)
                 for (int u = 0; u < 2; u++) s += grad_of(r, u, i, k);
-            ref.p[i].g[k] = s;
+            ((float *)ref.p[i].g)[k] = s;
             want += (double)s * s;
         }
     adamw_step(d, &ref, &c, 1e-2, 0.5, 1);
@@ -213,12 +213,12 @@ static void test_zero(void) {
                 double maxd = 0.0;
                 for (int i = 0; i < ps.n; i++)
                     for (size_t k = 0; k < ps.p[i].numel; k++) {
-                        double e = fabs((double)ps.p[i].w[k] - (double)ref.p[i].w[k]);
+                        double e = fabs((double)((float *)ps.p[i].w)[k] - (double)((float *)ref.p[i].w)[k]);
                         if (e > maxd) maxd = e;
                     }
                 /* every rank holds the same weights: compare a checksum of them */
                 double cs = 0.0;
-                for (size_t k = 0; k < ps.arena; k++) cs += (double)ps.w[k] * (double)(k % 97 + 1);
+                for (size_t k = 0; k < ps.arena; k++) cs += (double)((float *)ps.w)[k] * (double)(k % 97 + 1);
                 double lo = cs, hi = cs;
                 comm_allreduce_max_f64(w, &hi, 1);
                 lo = -lo;
@@ -247,7 +247,7 @@ static void test_zero(void) {
                     int *cover = calloc((size_t)n, sizeof(int));
                     for (int64_t k = 0; k < tw[i].count; k++) {
                         cover[tw[i].off + k] = 1;
-                        ok &= tw[i].data[k] == ps.p[i].w[tw[i].off + k];
+                        ok &= tw[i].data[k] == ((float *)ps.p[i].w)[tw[i].off + k];
                     }
                     ok &= tm[i].off == tw[i].off && tm[i].count == tw[i].count;
                     int64_t *c64 = calloc((size_t)n, sizeof(int64_t));

@@ -728,7 +728,10 @@ static void test_adamw(void **state) {
     for (long step = 1; step <= 3; step++) {
         double *g = drand_vec(n, 2);
         float *fg = to_dev(g, n);
-        dev->adamw(dev, fp, fg, fm, fv, n, (float)gs, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, step);
+        /* two segments (one launch), the split at an odd element */
+        lm_adamw_seg seg[2] = {{fp, fp, fg, fm, fv, n / 3, (float)wd},
+                               {fp + n / 3, fp + n / 3, fg + n / 3, fm + n / 3, fv + n / 3, n - n / 3, (float)wd}};
+        dev->adamw(dev, seg, 2, (float)gs, (float)lr, (float)b1, (float)b2, (float)eps, step);
         /* float constants, as the backend receives them */
         double flr = (float)lr, fb1 = (float)b1, fb2 = (float)b2, feps = (float)eps, fwd = (float)wd;
         double bc1 = 1 - pow(fb1, step), bc2 = 1 - pow(fb2, step);
@@ -751,7 +754,8 @@ static void test_adamw(void **state) {
     /* one element by hand: p=1, g=2, gscale .5, lr .1, wd .5, step 1:
      * p = 1*(1-.05) - .1 * 1 / (1 + 1e-8) */
     float p1 = 1, g1 = 2, m1 = 0, v1 = 0;
-    dev->adamw(dev, &p1, &g1, &m1, &v1, 1, 0.5f, 0.1f, 0.9f, 0.95f, 1e-8f, 0.5f, 1);
+    lm_adamw_seg s1 = {&p1, &p1, &g1, &m1, &v1, 1, 0.5f};
+    dev->adamw(dev, &s1, 1, 0.5f, 0.1f, 0.9f, 0.95f, 1e-8f, 1);
     assert_true(fabs(p1 - (0.95 - 0.1 / (1 + 1e-8))) < 1e-6);
     assert_true(fabs(m1 - 0.1) < 1e-7 && fabs(v1 - 0.05) < 1e-7);
 }

@@ -186,23 +186,23 @@ static void test_grad_norm(void **state) {
     for (int i = 0; i < ps.n; i++) {
         lm_param *p = &ps.p[i];
         fill_normal(p->g, p->numel, p->name, 0.5 + i);
-        for (size_t k = 0; k < p->numel; k++) ss += (double)p->g[k] * p->g[k];
+        for (size_t k = 0; k < p->numel; k++) ss += (double)((float *)p->g)[k] * ((float *)p->g)[k];
     }
     double want = sqrt(ss), got = grad_global_norm(d, &ps);
     fprintf(stderr, "# grad norm %.15g vs %.15g\n", got, want);
     assert_true(fabs(got - want) <= 1e-12 * want);
     /* one element changes the norm as it must */
     lm_param *nw = params_find(&ps, "model.norm.weight");
-    nw->g[32] += 1000.0f;
+    ((float *)nw->g)[32] += 1000.0f;
     ss = 0;
     for (int i = 0; i < ps.n; i++)
-        for (size_t k = 0; k < ps.p[i].numel; k++) ss += (double)ps.p[i].g[k] * ps.p[i].g[k];
+        for (size_t k = 0; k < ps.p[i].numel; k++) ss += (double)((float *)ps.p[i].g)[k] * ((float *)ps.p[i].g)[k];
     assert_true(sqrt(ss) > want + 500);
     assert_true(fabs(grad_global_norm(d, &ps) - sqrt(ss)) <= 1e-12 * sqrt(ss));
     /* values that overflow a float sum of squares stay exact in double */
     memset(ps.g, 0, ps.arena * sizeof(float));
     lm_param *e = params_find(&ps, "model.embed_tokens.weight");
-    for (size_t k = 0; k < e->numel; k++) e->g[k] = 1e20f;
+    for (size_t k = 0; k < e->numel; k++) ((float *)e->g)[k] = 1e20f;
     double big = sqrt((double)e->numel) * (double)1e20f;
     assert_true(fabs(grad_global_norm(d, &ps) - big) <= 1e-12 * big);
     params_free(&ps);
@@ -247,19 +247,19 @@ static void test_adamw_torch_golden(void **state) {
     c.weight_decay = 0.1;
     const double lrs[3] = {1e-2, 2e-2, 5e-3}, gs[3] = {1.0, 0.375, 1.0};
     for (int s = 0; s < 3; s++) {
-        for (int k = 0; k < 6; k++) W->g[k] = (float)gW[s][k];
-        for (int k = 0; k < 4; k++) n->g[k] = (float)gN[s][k];
+        for (int k = 0; k < 6; k++) ((float *)W->g)[k] = (float)gW[s][k];
+        for (int k = 0; k < 4; k++) ((float *)n->g)[k] = (float)gN[s][k];
         adamw_step(d, &ps, &c, lrs[s], gs[s], s + 1);
     }
     for (int k = 0; k < 6; k++) {
-        if (fabs(W->w[k] - torch_W[k]) > 2e-6) fprintf(stderr, "# W[%d] %.9g torch %.9g\n", k, W->w[k], torch_W[k]);
-        assert_true(fabs(W->w[k] - torch_W[k]) <= 2e-6);
+        if (fabs(((float *)W->w)[k] - torch_W[k]) > 2e-6) fprintf(stderr, "# W[%d] %.9g torch %.9g\n", k, ((float *)W->w)[k], torch_W[k]);
+        assert_true(fabs(((float *)W->w)[k] - torch_W[k]) <= 2e-6);
         assert_true(fabs(W->m[k] - torch_mW[k]) <= 1e-6 * fabs(torch_mW[k]) + 1e-12);
         assert_true(fabs(W->v[k] - torch_vW[k]) <= 1e-6 * fabs(torch_vW[k]) + 1e-15);
     }
     for (int k = 0; k < 4; k++) {
-        if (fabs(n->w[k] - torch_n[k]) > 2e-6) fprintf(stderr, "# n[%d] %.9g torch %.9g\n", k, n->w[k], torch_n[k]);
-        assert_true(fabs(n->w[k] - torch_n[k]) <= 2e-6);
+        if (fabs(((float *)n->w)[k] - torch_n[k]) > 2e-6) fprintf(stderr, "# n[%d] %.9g torch %.9g\n", k, ((float *)n->w)[k], torch_n[k]);
+        assert_true(fabs(((float *)n->w)[k] - torch_n[k]) <= 2e-6);
     }
     params_free(&ps);
     device_destroy(d);
@@ -295,8 +295,8 @@ static void test_adamw_reference(void **state) {
         lm_param *p = &ps.p[i];
         fill_normal(p->w, p->numel, p->name, ps.p[i].ndim == 2 ? 0.5 : 1.0);
         if (p->ndim == 1)
-            for (size_t k = 0; k < p->numel; k++) p->w[k] += 1.0f;
-        for (size_t k = 0; k < p->numel; k++) P[p->offset + k] = p->w[k];
+            for (size_t k = 0; k < p->numel; k++) ((float *)p->w)[k] += 1.0f;
+        for (size_t k = 0; k < p->numel; k++) P[p->offset + k] = ((float *)p->w)[k];
     }
     const double gscale[3] = {1.0, 0.4, 1.0};
     char name[128];
@@ -306,7 +306,7 @@ static void test_adamw_reference(void **state) {
             lm_param *p = &ps.p[i];
             snprintf(name, sizeof name, "%s.grad.%ld", p->name, t);
             fill_normal(p->g, p->numel, name, 1.0);
-            for (size_t k = 0; k < p->numel; k++) p->g[k] *= (float)pow(10.0, -(double)(k % 8));
+            for (size_t k = 0; k < p->numel; k++) ((float *)p->g)[k] *= (float)pow(10.0, -(double)(k % 8));
         }
         double lr = lr_at(&c, t);
         adamw_step(d, &ps, &c, lr, gscale[t - 1], t);
@@ -322,10 +322,10 @@ static void test_adamw_reference(void **state) {
         lm_param *p = &ps.p[i];
         for (size_t k = 0; k < p->numel; k++) {
             size_t o = p->offset + k;
-            double e = fabs(p->w[k] - P[o]) / (1e-6 + 1e-6 * fabs(P[o]));
+            double e = fabs(((float *)p->w)[k] - P[o]) / (1e-6 + 1e-6 * fabs(P[o]));
             if (e > worst) worst = e;
             if (e > 1.0)
-                fprintf(stderr, "# %s[%zu]: %.9g vs reference %.9g\n", p->name, k, (double)p->w[k], P[o]);
+                fprintf(stderr, "# %s[%zu]: %.9g vs reference %.9g\n", p->name, k, (double)((float *)p->w)[k], P[o]);
             assert_true(e <= 1.0);
             /* moments: relative, plus a floor at the element's gradient
              * scale for m, which cancels when gradients change sign */
@@ -339,7 +339,7 @@ static void test_adamw_reference(void **state) {
     for (size_t o = 0; o < A; o++) {
         int inside = 0;
         for (int i = 0; i < ps.n && !inside; i++) inside = o >= ps.p[i].offset && o < ps.p[i].offset + ps.p[i].numel;
-        if (!inside) assert_true(ps.w[o] == 0.0f && ps.m[o] == 0.0f && ps.v[o] == 0.0f);
+        if (!inside) assert_true(((float *)ps.w)[o] == 0.0f && ps.m[o] == 0.0f && ps.v[o] == 0.0f);
     }
     free(P);
     free(M);
@@ -365,7 +365,7 @@ static void test_adamw_decay_rule(void **state) {
     for (int i = 0; i < ps.n; i++) {
         lm_param *p = &ps.p[i];
         float f = p->decay ? (float)(1.0 - 0.1 * 0.5) : 1.0f;
-        for (size_t k = 0; k < p->numel; k++) assert_true(p->w[k] == before[p->offset + k] * f);
+        for (size_t k = 0; k < p->numel; k++) assert_true(((float *)p->w)[k] == before[p->offset + k] * f);
     }
     free(before);
     params_free(&ps);

@@ -79,7 +79,7 @@ static void build(lm_params *ps, int dp) {
     for (int i = 0; i < NT; i++) params_add(ps, TENSORS[i].name, TENSORS[i].ndim, TENSORS[i].rows, TENSORS[i].cols);
     chunks_build(ps, (size_t)16 * (size_t)dp);
     for (int i = 0; i < ps->n; i++)
-        for (size_t k = 0; k < ps->p[i].numel; k++) ps->p[i].w[k] = w0_of(i, k);
+        for (size_t k = 0; k < ps->p[i].numel; k++) ((float *)ps->p[i].w)[k] = w0_of(i, k);
 }
 
 /* The gradient world rank r adds in optimizer step s, micro-step u, to
@@ -128,7 +128,7 @@ static void reference(gkind *k) {
                 float g = 0.0f;
                 for (int j = 0; j < k->dp; j++)
                     for (int u = 0; u < 2; u++) g += grad_of(k->member[j], s, u, i, e);
-                ref.p[i].g[e] = g;
+                ((float *)ref.p[i].g)[e] = g;
                 ss += (double)g * (double)g;
             }
         k->ss[s] = ss;
@@ -294,7 +294,7 @@ static void test_run(void **state) {
             /* gradient views: NULL while sharded (stage 2), else the full arena */
             int views = 1;
             for (int i = 0; i < ps.n; i++)
-                views &= c->stage == 2 ? ps.p[i].g == NULL : ps.p[i].g == ps.g + ps.p[i].offset;
+                views &= c->stage == 2 ? ps.p[i].g == NULL : ps.p[i].g == (float *)ps.g + ps.p[i].offset;
             CHECK(views);
             /* what this micro-step communicated: each chunk reduced once (its
              * bytes as n x size x 4), at stage 2 on every micro-step, at
@@ -487,8 +487,8 @@ static void test_ckpt_pieces(void **state) {
                 }
                 for (int64_t e = 0; e < tw[i].count; e++) {
                     size_t o = p->offset + (size_t)tw[i].off + (size_t)e;
-                    ok &= tw[i].data[e] == ps.w[o];
-                    ok &= tw[i].data == ps.w + p->offset + tw[i].off; /* a view of the weights */
+                    ok &= tw[i].data[e] == ((float *)ps.w)[o];
+                    ok &= tw[i].data == (float *)ps.w + p->offset + tw[i].off; /* a view of the weights */
                 }
                 /* coverage over the group */
                 int64_t *cover = calloc(p->numel, sizeof *cover);
@@ -517,7 +517,9 @@ static void test_gather_loaded(void **state) {
             lm_params ps;
             lm_zero *z = stepped(&ps, k, stage);
             float *w = arena_copy(ps.w, ps.arena);
-            float *m = stage == 0 ? arena_copy(ps.m, ps.arena) : NULL, *v = stage == 0 ? arena_copy(ps.v, ps.arena) : NULL;
+            float *zm = NULL, *zv = NULL; /* stage 0: the replicated moments, arena-sized */
+            zero_moments(z, &zm, &zv);
+            float *m = stage == 0 ? arena_copy(zm, ps.arena) : NULL, *v = stage == 0 ? arena_copy(zv, ps.arena) : NULL;
             ckpt_tensor tw[NT], tm[NT], tv[NT];
             zero_ckpt_tensors(z, tw, tm, tv);
             float *msave[NT], *vsave[NT];
@@ -527,14 +529,14 @@ static void test_gather_loaded(void **state) {
             }
             memset(ps.w, 0, ps.arena * sizeof(float));
             if (stage == 0) {
-                memset(ps.m, 0, ps.arena * sizeof(float));
-                memset(ps.v, 0, ps.arena * sizeof(float));
+                memset(zm, 0, ps.arena * sizeof(float));
+                memset(zv, 0, ps.arena * sizeof(float));
             }
             for (int i = 0; i < NT; i++) /* the "load" of this rank's pieces */
                 for (int64_t e = 0; e < tw[i].count; e++) {
                     size_t o = ps.p[i].offset + (size_t)tw[i].off + (size_t)e;
-                    ps.w[o] = w[o];
-                    if (stage == 0) ps.m[o] = m[o], ps.v[o] = v[o];
+                    ((float *)ps.w)[o] = w[o];
+                    if (stage == 0) zm[o] = m[o], zv[o] = v[o];
                 }
             zero_gather_loaded(z, 1);
             long bad = 0, badm = 0;
@@ -543,8 +545,8 @@ static void test_gather_loaded(void **state) {
             for (int i = 0; i < NT; i++)
                 for (size_t e = 0; e < ps.p[i].numel; e++) {
                     size_t o = ps.p[i].offset + e;
-                    ok &= ps.w[o] == w[o];
-                    if (stage == 0) badm += ps.m[o] != m[o] || ps.v[o] != v[o];
+                    ok &= ((float *)ps.w)[o] == w[o];
+                    if (stage == 0) badm += zm[o] != m[o] || zv[o] != v[o];
                 }
             ok &= badm == 0;
             /* sharded moments are left as they are */

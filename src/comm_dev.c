@@ -1,0 +1,148 @@
+/* comm_dev.c — collectives on device buffers (see comm.h): NCCL where bound,
+ * MPI directly on host float32, or staged through a float32 host copy. */
+#include "comm_dev.h"
+#include "common.h"
+#include <string.h>
+
+/* A staged operation: MPI works on `host` (float32); on completion elements
+ * [off, off + n) of it go back into x, rounded to t. */
+struct lm_stage {
+    lm_device *d;
+    void *x;
+    lm_dtype t;
+    size_t off, n;
+    float *host;
+};
+
+static void stage_down(lm_device *d, float *host, const void *x, size_t n, lm_dtype t) {
+    if (t == LM_F32)
+        d->to_host(d, host, x, n * sizeof(float));
+    else
+        d->download_f32(d, host, x, n);
+}
+
+static void stage_up(lm_device *d, void *x, const float *host, size_t n, lm_dtype t) {
+    if (t == LM_F32)
+        d->to_device(d, x, host, n * sizeof(float));
+    else
+        d->upload_f32(d, x, host, n);
+}
+
+/* The staged form of a collective: `total` elements go down, MPI runs on the
+ * host copy, and [off, off + back) comes back at completion. */
+static void staged(const lm_group *g, int kind, void *x, size_t n, lm_dtype t, lm_req *q) {
+    lm_device *d = g->dev;
+    size_t total = kind == LM_COLL_ALLREDUCE ? n : n * (size_t)g->size;
+    struct lm_stage *s = lm_alloc(sizeof *s);
+    s->d = d;
+    s->x = x;
+    s->t = t;
+    s->host = lm_alloc(total * sizeof(float));
+    s->off = 0;
+    s->n = kind == LM_COLL_REDUCE_SCATTER ? n : total;
+    d->sync(d);
+    stage_down(d, s->host, x, total, t);
+    lm_req r;
+    if (kind == LM_COLL_ALLREDUCE)
+        comm_iallreduce_sum_f32(g, s->host, n, &r);
+    else if (kind == LM_COLL_REDUCE_SCATTER)
+        comm_ireduce_scatter_sum_f32(g, s->host, n, &r);
+    else
+        comm_iallgather_f32(g, s->host, n, &r);
+    *q = r;
+    q->stage = s;
+}
+
+static void dev_coll(const lm_group *g, int kind, void *x, size_t n, lm_dtype t, lm_req *q) {
+    *q = (lm_req){.n = 0};
+    if (g->size == 1 || n == 0) return;
+    if (!g->dev) lm_abort(LM_ERR_RUNTIME, "comm: device collective on a group with no device bound");
+    if (g->nccl) {
+        double bytes = (double)n * (double)lm_dtype_size(t) * (kind == LM_COLL_ALLREDUCE ? 1.0 : (double)g->size);
+        double t0 = lm_now();
+        lm_nccl_launch(g, kind, x, n, t, &q->event);
+        if (kind == LM_COLL_ALLREDUCE) g_comm_stats.allreduce_bytes += bytes;
+        if (kind == LM_COLL_REDUCE_SCATTER) g_comm_stats.reduce_scatter_bytes += bytes;
+        if (kind == LM_COLL_ALLGATHER) g_comm_stats.allgather_bytes += bytes;
+        g_comm_stats.seconds += lm_now() - t0;
+        return;
+    }
+    if (t == LM_F32 && g->dev->host_visible) {
+        if (kind == LM_COLL_ALLREDUCE) comm_iallreduce_sum_f32(g, x, n, q);
+        if (kind == LM_COLL_REDUCE_SCATTER) comm_ireduce_scatter_sum_f32(g, x, n, q);
+        if (kind == LM_COLL_ALLGATHER) comm_iallgather_f32(g, x, n, q);
+        return;
+    }
+    staged(g, kind, x, n, t, q);
+}
+
+void comm_dev_iallreduce_sum(const lm_group *g, void *x, size_t n, lm_dtype t, lm_req *q) {
+    dev_coll(g, LM_COLL_ALLREDUCE, x, n, t, q);
+}
+void comm_dev_ireduce_scatter_sum(const lm_group *g, void *x, size_t n, lm_dtype t, lm_req *q) {
+    dev_coll(g, LM_COLL_REDUCE_SCATTER, x, n, t, q);
+}
+void comm_dev_iallgather(const lm_group *g, void *x, size_t n, lm_dtype t, lm_req *q) {
+    dev_coll(g, LM_COLL_ALLGATHER, x, n, t, q);
+}
+
+int comm_dev_finish(lm_req *q, int wait) {
+    if (q->event) {
+        if (!wait && !lm_nccl_query(q->event)) return 0;
+        lm_nccl_order(q->event);
+        q->event = NULL;
+        return 1;
+    }
+    struct lm_stage *s = q->stage;
+    q->stage = NULL; /* comm_wait / comm_test below see a plain MPI request */
+    int done;
+    if (wait) {
+        comm_wait(q);
+        done = 1;
+    } else {
+        done = comm_test(q);
+    }
+    if (!done) {
+        q->stage = s;
+        return 0;
+    }
+    stage_up(s->d, (char *)s->x + s->off * lm_dtype_size(s->t), s->host + s->off, s->n, s->t);
+    lm_free(s->host);
+    lm_free(s);
+    return 1;
+}
+
+int comm_attach_device(lm_group *g, lm_device *d, int use_nccl, char *why, size_t whylen) {
+    g->dev = d;
+    g->nccl = NULL;
+    if (!use_nccl || strcmp(d->name, "cuda") || g->size == 1) return 0;
+    return lm_nccl_attach(g, d, why, whylen);
+}
+
+void comm_detach_device(lm_group *g) {
+    if (g->nccl) lm_nccl_detach(g);
+    g->nccl = NULL;
+    g->dev = NULL;
+}
+
+const char *comm_dev_backend(const lm_group *g) { return g->nccl ? "nccl" : "mpi"; }
+
+#ifndef LAMINA_CUDA
+/* Built without CUDA: no NCCL; groups stay on MPI. */
+int lm_nccl_attach(lm_group *g, lm_device *d, char *why, size_t whylen) {
+    (void)g;
+    (void)d;
+    snprintf(why, whylen, "this build has no CUDA/NCCL");
+    return -1;
+}
+void lm_nccl_detach(lm_group *g) { (void)g; }
+void lm_nccl_launch(const lm_group *g, int kind, void *x, size_t n, lm_dtype t, void **event) {
+    (void)g, (void)kind, (void)x, (void)n, (void)t, (void)event;
+    lm_abort(LM_ERR_RUNTIME, "comm: NCCL is not in this build");
+}
+int lm_nccl_query(void *event) {
+    (void)event;
+    return 1;
+}
+void lm_nccl_order(void *event) { (void)event; }
+#endif
