@@ -45,6 +45,7 @@ _Static_assert(sizeof(lm_adamw_seg) == sizeof(lmk_adamw_seg), "AdamW segment lay
 /* A cached cuBLASLt plan for one GEMM shape. */
 typedef struct {
     int op, M, N, K, beta0, inplace;
+    uint32_t align; /* bytes every operand pointer is aligned to (<= 256) */
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
@@ -202,10 +203,11 @@ static cublasLtMatrixLayout_t layout(uint64_t rows, uint64_t cols, int64_t ld) {
  *   NN  dx[M,K] = dy w    ->  dx^T[K,M] = w^T[K,N] . dy^T[N,M]
  *   TN  dw[N,K] = dy^T x  ->  dw^T[K,N] = x^T[K,M] . dy(T)[M,N]
  * (a row-major [r,c] buffer is the column-major [c,r] matrix, ld c). */
-static gemm_plan *plan(cuda_state *st, int op, int M, int N, int K, int beta0, int inplace) {
+static gemm_plan *plan(cuda_state *st, int op, int M, int N, int K, int beta0, int inplace, uint32_t align) {
     for (int i = 0; i < st->nplans; i++) {
         gemm_plan *p = &st->plans[i];
-        if (p->op == op && p->M == M && p->N == N && p->K == K && p->beta0 == beta0 && p->inplace == inplace)
+        if (p->op == op && p->M == M && p->N == N && p->K == K && p->beta0 == beta0 && p->inplace == inplace &&
+            p->align == align)
             return p;
     }
     if (st->nplans == MAX_PLANS) { /* forget the oldest half */
@@ -220,7 +222,7 @@ static gemm_plan *plan(cuda_state *st, int op, int M, int N, int K, int beta0, i
         st->nplans = MAX_PLANS / 2;
     }
     gemm_plan *p = &st->plans[st->nplans];
-    *p = (gemm_plan){.op = op, .M = M, .N = N, .K = K, .beta0 = beta0, .inplace = inplace};
+    *p = (gemm_plan){.op = op, .M = M, .N = N, .K = K, .beta0 = beta0, .inplace = inplace, .align = align};
     cublasOperation_t ta = CUBLAS_OP_N, tb = CUBLAS_OP_N;
     if (op == OP_NT) {
         ta = CUBLAS_OP_T;
@@ -244,6 +246,12 @@ static gemm_plan *plan(cuda_state *st, int op, int M, int N, int K, int beta0, i
     CL(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t wsb = LT_WS_BYTES;
     CL(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
+    /* the heuristic assumes 256-byte operands unless told: row blocks of an
+     * odd-width matrix (the lm_head's) are less aligned */
+    cublasLtMatmulPreferenceAttributes_t al[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++) CL(cublasLtMatmulPreferenceSetAttribute(pref, al[i], &align, sizeof align));
     cublasLtMatmulHeuristicResult_t res;
     int nres = 0;
     CL(cublasLtMatmulAlgoGetHeuristic(st->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &nres));
@@ -264,9 +272,11 @@ static void gemm(lm_device *d, int op, void *out, const void *res, const void *A
         else if (beta != 1.0f) KL(lmk_scale(out, (size_t)M * (size_t)N, beta, 1, st->s));
         return;
     }
-    gemm_plan *p = plan(st, op, M, N, K, beta == 0.0f, res != NULL && res != out);
-    const float alpha = 1.0f;
     const void *C = res ? res : out;
+    uintptr_t bits = (uintptr_t)A | (uintptr_t)B | (uintptr_t)C | (uintptr_t)out | 256;
+    uint32_t align = (uint32_t)(bits & (~bits + 1)); /* lowest set bit */
+    gemm_plan *p = plan(st, op, M, N, K, beta == 0.0f, res != NULL && res != out, align);
+    const float alpha = 1.0f;
     CL(cublasLtMatmul(st->lt, p->desc, &alpha, A, p->a, B, p->b, &beta, C, p->c, out, p->c, &p->algo, st->lt_ws,
                       LT_WS_BYTES, st->s));
 }

@@ -35,6 +35,9 @@ void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const ch
     if (!strcmp(c->device, "cuda") && !strcmp(c->precision, "fp32"))
         lm_fail(LM_ERR_INPUT, "train.precision = fp32 with train.device = cuda: the CUDA backend computes in bf16 "
                               "(fp32 master weights and optimizer state); use bf16 or auto");
+    if (!strcmp(c->device, "cuda") && c->dim / c->n_heads != 64 && c->dim / c->n_heads != 128)
+        lm_fail(LM_ERR_INPUT, "model.dim / model.n_heads = %d: the CUDA backend's flash attention has head_dim 64 "
+                              "and 128 (train.device = cuda)", c->dim / c->n_heads);
     if (!strcmp(c->device, "cpu") && !strcmp(c->comm, "nccl"))
         lm_fail(LM_ERR_INPUT, "parallel.comm = nccl needs train.device = cuda (use auto or mpi)");
     if (c->global_batch % (dp * c->micro_batch))

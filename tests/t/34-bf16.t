@@ -6,7 +6,7 @@
 # between the two precisions. Also: train.device = cuda on a machine without
 # a usable GPU stops every rank with exit 1.
 source tests/lib.sh
-plan 9
+plan 10
 make_data 32
 make_deck
 run() { # run NAME NP OVERRIDES...: metrics in $T/NAME.jsonl
@@ -40,6 +40,8 @@ lam 2 train "$T/tiny.in" train.steps=8 train.precision=bf16 parallel.zero=2 \
   checkpoint.restart="$T/f32.ck/step_00000004.h5" checkpoint.dir="$T/x2" log.metrics="$T/x2.jsonl"
 r=$(close "$T/x2.jsonl" "$T/f32.jsonl" 5 8 0.03) && ok "fp32 checkpoint continues in bf16 ($r)" || notok "fp32 -> bf16" "rc=$rc $r"
 # no usable GPU here (or a build without CUDA): exit 1 on every rank, with the reason
-lam 2 train "$T/tiny.in" train.device=cuda checkpoint.dir="$T/cu"
+lam 2 train "$T/tiny.in" train.device=cuda model.n_heads=1 model.n_kv_heads=1 checkpoint.dir="$T/cu"
 expect_fail 1 "train.device = cuda" "train.device = cuda without a usable GPU: exit 1 with the reason"
+lam 2 train "$T/tiny.in" train.device=cuda checkpoint.dir="$T/cu"
+expect_fail 2 "head_dim 64" "train.device = cuda with head_dim 16: exit 2 naming the rule"
 finish
