@@ -99,7 +99,7 @@ check: deps
 # whole model against the CPU backend, training and checkpoints across them.
 GPU_SRC := $(wildcard tests/gpu/test_*.c)
 GPU_BIN := $(patsubst tests/gpu/%.c,$(BUILD)/gpu/%,$(GPU_SRC)) $(BUILD)/gpu/gpu_bench
-$(BUILD)/gpu/%: tests/gpu/%.c $(BUILD)/liblamina.a
+$(BUILD)/gpu/%: tests/gpu/%.c $(wildcard tests/gpu/*.h) $(BUILD)/liblamina.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/liblamina.a $(LDLIBS)
 $(BUILD)/gpu/gpu_bench: perf/gpu_bench.c $(BUILD)/liblamina.a

@@ -28,11 +28,6 @@ typedef struct {
     cudaStream_t compute;
 } nccl_event;
 
-#define CK(call)                                                                                                  \
-    do {                                                                                                         \
-        cudaError_t e_ = (call);                                                                                 \
-        if (e_ != cudaSuccess) lm_abort(LM_ERR_RUNTIME, "cuda: %s: %s", #call, cudaGetErrorString(e_));        \
-    } while (0)
 #define NC(call)                                                                                                  \
     do {                                                                                                         \
         ncclResult_t r_ = (call);                                                                                \

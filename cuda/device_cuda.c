@@ -25,11 +25,6 @@
 
 _Static_assert(sizeof(lm_adamw_seg) == sizeof(lmk_adamw_seg), "AdamW segment layouts differ");
 
-#define CK(call)                                                                                                  \
-    do {                                                                                                         \
-        cudaError_t e_ = (call);                                                                                 \
-        if (e_ != cudaSuccess) lm_abort(LM_ERR_RUNTIME, "cuda: %s: %s", #call, cudaGetErrorString(e_));        \
-    } while (0)
 #define CL(call)                                                                                                  \
     do {                                                                                                         \
         cublasStatus_t s_ = (call);                                                                              \

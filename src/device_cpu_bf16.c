@@ -119,33 +119,28 @@ static void bf_download_f32(lm_device *d, float *host, const void *src, size_t n
 
 /* ------------------------------------------------------------------- GEMMs */
 
-/* beta = 0 overwrites: y is not read (BLAS does not read C when beta = 0),
- * so it is not widened either. */
+/* One GEMM of the inner device on widened operands: out (n_out elements)
+ * = A (n_a) . B (n_b) in the form `fn` computes. beta = 0 overwrites: out is
+ * not read (BLAS does not read C when beta = 0), so it is not widened. */
+typedef void (*gemm_fn)(lm_device *, void *, const void *, const void *, int, int, int, float);
+static void gemm3(lm_device *d, gemm_fn fn, void *out, size_t n_out, const void *a, size_t n_a, const void *b,
+                  size_t n_b, int M, int N, int K, float beta) {
+    float *as = widen(d, 0, a, n_a), *bs = widen(d, 1, b, n_b);
+    float *os = beta != 0.0f ? widen(d, 2, out, n_out) : scratch(d, 2, n_out);
+    fn(ST(d)->inner, os, as, bs, M, N, K, beta);
+    narrow(out, os, n_out);
+}
+
 static void bf_gemm_nt(lm_device *d, void *y, const void *x, const void *w, int M, int N, int K, float beta) {
-    size_t my = (size_t)M * N;
-    float *xs = widen(d, 0, x, (size_t)M * K), *ws = widen(d, 1, w, (size_t)N * K);
-    float *ys = beta != 0.0f ? widen(d, 2, y, my) : scratch(d, 2, my);
-    lm_device *in = ST(d)->inner;
-    in->gemm_nt(in, ys, xs, ws, M, N, K, beta);
-    narrow(y, ys, my);
+    gemm3(d, ST(d)->inner->gemm_nt, y, (size_t)M * N, x, (size_t)M * K, w, (size_t)N * K, M, N, K, beta);
 }
 
 static void bf_gemm_nn(lm_device *d, void *dx, const void *dy, const void *w, int M, int N, int K, float beta) {
-    size_t mx = (size_t)M * K;
-    float *dys = widen(d, 0, dy, (size_t)M * N), *ws = widen(d, 1, w, (size_t)N * K);
-    float *dxs = beta != 0.0f ? widen(d, 2, dx, mx) : scratch(d, 2, mx);
-    lm_device *in = ST(d)->inner;
-    in->gemm_nn(in, dxs, dys, ws, M, N, K, beta);
-    narrow(dx, dxs, mx);
+    gemm3(d, ST(d)->inner->gemm_nn, dx, (size_t)M * K, dy, (size_t)M * N, w, (size_t)N * K, M, N, K, beta);
 }
 
 static void bf_gemm_tn(lm_device *d, void *dw, const void *dy, const void *x, int M, int N, int K, float beta) {
-    size_t mw = (size_t)N * K;
-    float *dys = widen(d, 0, dy, (size_t)M * N), *xs = widen(d, 1, x, (size_t)M * K);
-    float *dws = beta != 0.0f ? widen(d, 2, dw, mw) : scratch(d, 2, mw);
-    lm_device *in = ST(d)->inner;
-    in->gemm_tn(in, dws, dys, xs, M, N, K, beta);
-    narrow(dw, dws, mw);
+    gemm3(d, ST(d)->inner->gemm_tn, dw, (size_t)N * K, dy, (size_t)M * N, x, (size_t)M * K, M, N, K, beta);
 }
 
 /* y = res + x w^T: res widened into y's scratch, the residual add happens in

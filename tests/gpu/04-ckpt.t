@@ -6,49 +6,15 @@
 # Without a usable GPU this fails, unless LAMINA_GPU_OPTIONAL=1 (then it skips).
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
+source tests/gpu/gpu_lib.sh
 TOL=0.02
 
-# Token file and deck as in 03-train.t (fortunes, or a generated corpus).
-if [ -r /usr/share/games/fortunes/wisdom ]; then
-  make_data 64
-else
-  awk 'BEGIN { srand(7); n = split("the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were her she there one all we their been has would when if will more no out do so can who what its about time over", w, " ");
-    for (d = 0; d < 1500; d++) { s = ""; L = 20 + int(rand() * 60);
-      for (i = 0; i < L; i++) s = s w[1 + int(rand() * n)] (i % 9 == 8 ? ". " : " ");
-      print s; print "%" } }' > "$T/corpus.txt"
-  mpirun -np 1 "$LAMINA" prep --seq-len 64 --doc-sep % -o "$T/data.h5" "$T/corpus.txt" >/dev/null
-fi
-cat > "$T/gpu.in" <<EOD
-[model]
-preset = tiny
-dim = 256
-n_heads = 4
-n_kv_heads = 2
-ffn_dim = 688
-[train]
-steps = 6
-seq_len = 64
-micro_batch = 4
-global_batch = 8
-lr = 3e-3
-warmup_steps = 2
-seed = 1234
-[data]
-train = $T/data.h5
-[checkpoint]
-every = 3
-keep = 4
-dir = $T/ckpt
-[log]
-metrics = $T/metrics.jsonl
-EOD
-why() { grep -m3 "lamina: error" "$T/out" || tail -5 "$T/out"; }
+gpu_data
+gpu_deck 6 "$(printf 'every = 3\nkeep = 4')"
 
 # A: uninterrupted on CUDA, checkpoints at steps 3 and 6.
 lam 1 train "$T/gpu.in" train.device=cuda checkpoint.dir="$T/A" log.metrics="$T/A.jsonl"
-if [ "$rc" != 0 ] && grep -q "train.device = cuda" "$T/out" && [ "${LAMINA_GPU_OPTIONAL:-0}" = 1 ]; then
-  echo "1..0 # SKIP no usable GPU: $(grep -m1 "train.device = cuda" "$T/out")"; exit 0
-fi
+skip_without_gpu
 plan 10
 [ "$rc" = 0 ] && [ -f "$T/A/step_00000003.h5" ] && ok "cuda: 6 steps, checkpoint at step 3" \
   || notok "cuda: 6 steps, checkpoint at step 3 (exit $rc)" "$(why)"

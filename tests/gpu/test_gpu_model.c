@@ -17,7 +17,7 @@
  * allocates a zeroed compute-dtype gradient arena per device itself.
  *
  * Output: TAP, the plan last; exit 1 on any failure. Each case runs in a
- * child process (see spawn_case): a crash fails that case only;
+ * child process (gpu_harness.h): a crash fails that case only;
  * `test_gpu_model --case I` runs one. LAMINA_GPU_TEST_EMULATE=1 puts the CPU
  * bf16 emulation in the GPU's place (a check of this program without a
  * GPU). Without a usable GPU: exit 1, unless LAMINA_GPU_OPTIONAL=1
@@ -25,6 +25,7 @@
 #include "bf16.h"
 #include "common.h"
 #include "device.h"
+#include "gpu_harness.h"
 #include "model.h"
 #include "rng.h"
 #include <math.h>
@@ -41,21 +42,6 @@
 
 static lm_device *G; /* CUDA */
 static lm_device *C; /* CPU float32 */
-static int n_checks, n_failed;
-
-static void tap(int pass, const char *detail, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void tap(int pass, const char *detail, const char *fmt, ...) {
-    char name[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    n_checks++;
-    if (!pass) n_failed++;
-    /* unnumbered: the parent process numbers the lines of every case */
-    printf("%s - %s %s\n", pass ? "ok" : "not ok", name, detail);
-    fflush(stdout);
-}
 
 typedef struct {
     const char *name;
@@ -246,15 +232,6 @@ static void run_case(const mcase *k, int idx) {
     printf("# case %s: %.1f s\n", k->name, lm_now() - t0);
 }
 
-/* The device under test: CUDA GPU 0; with LAMINA_GPU_TEST_EMULATE=1 the
- * CPU bf16 emulation stands in for it (a check of this test program itself
- * on a machine without a GPU). */
-static lm_device *open_gpu(char *why, size_t len) {
-    const char *e = getenv("LAMINA_GPU_TEST_EMULATE");
-    if (e && !strcmp(e, "1")) return device_cpu_bf16_create(0);
-    return device_cuda_create(0, why, len);
-}
-
 /* Each case runs in its own process (this program re-executed with --case
  * I, its own CUDA context): a case that crashes or aborts fails alone and
  * the others still run. The parent numbers the children's lines. */
@@ -278,85 +255,20 @@ static int run_one(int idx) {
     return n_failed ? 1 : 0;
 }
 
-static void spawn_case(int idx) {
-    int fd[2];
-    char arg[16];
-    snprintf(arg, sizeof arg, "%d", idx);
-    if (pipe(fd)) {
-        perror("pipe");
-        exit(1);
-    }
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(1);
-    }
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        close(fd[0]);
-        close(fd[1]);
-        execl("/proc/self/exe", "test_gpu_model", "--case", arg, (char *)NULL);
-        perror("exec /proc/self/exe");
-        _exit(127);
-    }
-    close(fd[1]);
-    FILE *f = fdopen(fd[0], "r");
-    char line[8192], last[8192] = "";
-    int done = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "ok - ", 5)) {
-            printf("ok %d - %s", ++n_checks, line + 5);
-        } else if (!strncmp(line, "not ok - ", 9)) {
-            n_failed++;
-            printf("not ok %d - %s", ++n_checks, line + 9);
-        } else {
-            if (!strncmp(line, "# case ", 7) && strstr(line, " done: ")) done = 1;
-            fputs(line, stdout);
-        }
-        snprintf(last, sizeof last, "%s", line);
-        fflush(stdout);
-    }
-    fclose(f);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    if (!done) {
-        char how[64];
-        if (WIFSIGNALED(st)) snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(st));
-        else snprintf(how, sizeof how, "exit %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-        size_t l = strlen(last);
-        if (l && last[l - 1] == '\n') last[l - 1] = 0;
-        n_failed++;
-        printf("not ok %d - case %s: the test process died before finishing (%s; its stderr is above; last line: "
-               "%s)\n",
-               ++n_checks, CASES[idx].name, how, last);
-    }
-    fflush(stdout);
-}
-
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--case")) return run_one(atoi(argv[2]));
     if (argc != 1) {
         fprintf(stderr, "usage: test_gpu_model [--case I]  (cases 0..%d)\n", NCASES - 1);
         return 2;
     }
-    char why[LM_ERRLEN] = {0};
-    lm_device *probe = open_gpu(why, sizeof why);
-    if (!probe) {
-        const char *opt = getenv("LAMINA_GPU_OPTIONAL");
-        if (opt && !strcmp(opt, "1")) {
-            printf("1..0 # SKIP no usable GPU: %s\n", why);
-            return 0;
-        }
-        printf("1..1\nnot ok 1 - CUDA device: %s\n", why);
-        printf("# no usable GPU (set LAMINA_GPU_OPTIONAL=1 to skip on machines without one)\n");
-        return 1;
-    }
-    printf("# model on CUDA device '%s' (%s) against the CPU reference (float32)\n", probe->name,
-           lm_dtype_name(probe->dtype));
-    device_destroy(probe);
+    int rc = probe_gpu("model");
+    if (rc >= 0) return rc;
     double t0 = lm_now();
-    for (int i = 0; i < NCASES; i++) spawn_case(i);
+    for (int i = 0; i < NCASES; i++) {
+        char arg[16];
+        snprintf(arg, sizeof arg, "%d", i);
+        spawn_child("test_gpu_model", "--case", arg, "case", CASES[i].name);
+    }
     printf("1..%d\n", n_checks);
     printf("# %d passed, %d failed (%.1f s)\n", n_checks - n_failed, n_failed, lm_now() - t0);
     return n_failed ? 1 : 0;

@@ -30,6 +30,7 @@
 #include "bf16.h"
 #include "common.h"
 #include "device.h"
+#include "gpu_harness.h"
 #include "rng.h"
 #include <math.h>
 #include <stdarg.h>
@@ -41,7 +42,6 @@
 
 static lm_device *G; /* CUDA, bf16 compute */
 static lm_device *C; /* CPU float32 reference */
-static int n_checks, n_failed;
 static uint64_t seed_counter = 0x5eed;
 
 #define TOL_BF16 1e-2
@@ -49,20 +49,6 @@ static uint64_t seed_counter = 0x5eed;
 #define TOL_SCALAR 2e-3
 
 /* ------------------------------------------------------------------ TAP */
-
-static void tap(int pass, const char *detail, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void tap(int pass, const char *detail, const char *fmt, ...) {
-    char name[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    n_checks++;
-    if (!pass) n_failed++;
-    /* unnumbered: the parent process numbers the lines of every group */
-    printf("%s - %s %s\n", pass ? "ok" : "not ok", name, detail);
-    fflush(stdout);
-}
 
 /* ------------------------------------------------------ host random data */
 
@@ -832,14 +818,6 @@ static void t_adamw(void) {
 
 /* ----------------------------------------------------------------- main */
 
-/* The device under test: CUDA GPU 0; with LAMINA_GPU_TEST_EMULATE=1 the
- * CPU bf16 emulation stands in for it (a check of this test program itself
- * on a machine without a GPU). */
-static lm_device *open_gpu(char *why, size_t len) {
-    const char *e = getenv("LAMINA_GPU_TEST_EMULATE");
-    if (e && !strcmp(e, "1")) return device_cpu_bf16_create(0);
-    return device_cuda_create(0, why, len);
-}
 
 /* Each group runs in its own process (this program re-executed with
  * --group NAME, its own CUDA context), so that a group that crashes or
@@ -876,61 +854,6 @@ static int run_group(const char *name) {
     return 2;
 }
 
-/* Run one group in a child process; renumber its lines. */
-static void spawn_group(const char *name) {
-    int fd[2];
-    if (pipe(fd)) {
-        perror("pipe");
-        exit(1);
-    }
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(1);
-    }
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        close(fd[0]);
-        close(fd[1]);
-        execl("/proc/self/exe", "test_gpu_ops", "--group", name, (char *)NULL);
-        perror("exec /proc/self/exe");
-        _exit(127);
-    }
-    close(fd[1]);
-    FILE *f = fdopen(fd[0], "r");
-    char line[8192], last[8192] = "";
-    int done = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "ok - ", 5)) {
-            printf("ok %d - %s", ++n_checks, line + 5);
-        } else if (!strncmp(line, "not ok - ", 9)) {
-            n_failed++;
-            printf("not ok %d - %s", ++n_checks, line + 9);
-        } else {
-            if (!strncmp(line, "# group ", 8) && strstr(line, " done: ")) done = 1;
-            fputs(line, stdout);
-        }
-        snprintf(last, sizeof last, "%s", line);
-        fflush(stdout);
-    }
-    fclose(f);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    if (!done) {
-        char how[64];
-        if (WIFSIGNALED(st)) snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(st));
-        else snprintf(how, sizeof how, "exit %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-        size_t l = strlen(last);
-        if (l && last[l - 1] == '\n') last[l - 1] = 0;
-        n_failed++;
-        printf("not ok %d - group %s: the test process died before finishing (%s; its stderr is above; last line: "
-               "%s)\n",
-               ++n_checks, name, how, last);
-    }
-    fflush(stdout);
-}
-
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--group")) return run_group(argv[2]);
     if (argc != 1) {
@@ -939,24 +862,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, ")\n");
         return 2;
     }
-    /* Is there a usable GPU at all? */
-    char why[LM_ERRLEN] = {0};
-    lm_device *probe = open_gpu(why, sizeof why);
-    if (!probe) {
-        const char *opt = getenv("LAMINA_GPU_OPTIONAL");
-        if (opt && !strcmp(opt, "1")) {
-            printf("1..0 # SKIP no usable GPU: %s\n", why);
-            return 0;
-        }
-        printf("1..1\nnot ok 1 - CUDA device: %s\n", why);
-        printf("# no usable GPU (set LAMINA_GPU_OPTIONAL=1 to skip on machines without one)\n");
-        return 1;
-    }
-    printf("# CUDA device '%s' (compute %s) against the CPU reference (float32)\n", probe->name,
-           lm_dtype_name(probe->dtype));
-    device_destroy(probe);
+    int rc = probe_gpu("ops");
+    if (rc >= 0) return rc;
     double t0 = lm_now();
-    for (int i = 0; i < NGROUPS; i++) spawn_group(GROUPS[i].name);
+    for (int i = 0; i < NGROUPS; i++) spawn_child("test_gpu_ops", "--group", GROUPS[i].name, "group", GROUPS[i].name);
     printf("1..%d\n", n_checks);
     printf("# %d passed, %d failed (%.1f s)\n", n_checks - n_failed, n_failed, lm_now() - t0);
     return n_failed ? 1 : 0;
