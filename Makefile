@@ -122,6 +122,7 @@ bench: deps
 	$(MAKE) all
 	bash perf/bench_cpu.sh
 	bash perf/bench_dp.sh
+	bash perf/bench_tp.sh
 
 install: all
 	install -D -m 755 $(BUILD)/lamina $(PREFIX)/bin/lamina

@@ -164,6 +164,7 @@ static void cu_upload_f32(lm_device *d, void *dst, const float *host, size_t n) 
     for (size_t off = 0; off < n;) {
         size_t m = n - off < ((size_t)64 << 20) ? n - off : ((size_t)64 << 20);
         uint16_t *h = host_stage(st, m * 2);
+        CK(cudaStreamSynchronize(st->s)); /* an earlier op's async copy may still read the staging buffer */
         lm_f32_to_bf16_n(h, host + off, m);
         CK(cudaMemcpyAsync((uint16_t *)dst + off, h, m * 2, cudaMemcpyHostToDevice, st->s));
         cu_sync(d);
@@ -293,7 +294,8 @@ static void cu_gemm_nt_add(lm_device *d, void *y, const void *res, const void *x
 /* --------------------------------------------------------------- host ids */
 
 /* Copy R host ids to the device buffer (and, for the embedding backward,
- * the stable sort of rows by id and the start of each run). */
+ * the stable sort by id of the rows with an id >= 0 and the start of each
+ * run: rows with a negative id, another rank's vocab slice, are left out). */
 static void put_ids(cuda_state *st, const int32_t *ids, int R, int sorted, int *nruns) {
     size_t need = (size_t)R + 1;
     if (need > st->ids_cap) {
@@ -313,14 +315,16 @@ static void put_ids(cuda_state *st, const int32_t *ids, int R, int sorted, int *
     memcpy(h, ids, (size_t)R * 4);
     CK(cudaMemcpyAsync(st->ids, h, (size_t)R * 4, cudaMemcpyHostToDevice, st->s));
     if (!sorted) return;
-    /* counting sort would need the vocab size; R is small, an insertion of
-     * (id, row) pairs by merge sort keeps rows of one id in order */
+    /* counting sort would need the vocab size; R is small, a bottom-up
+     * merge sort of the kept rows (stable) keeps rows of one id in order */
     int32_t *order = h + need, *starts = h + 2 * need;
-    for (int r = 0; r < R; r++) order[r] = r;
-    int32_t *tmp = lm_alloc(sizeof(int32_t) * (size_t)(R > 0 ? R : 1));
-    for (int w = 1; w < R; w *= 2)
-        for (int lo = 0; lo < R; lo += 2 * w) {
-            int mid = lo + w < R ? lo + w : R, hi = lo + 2 * w < R ? lo + 2 * w : R, i = lo, j = mid, k = lo;
+    int Rk = 0; /* rows kept: id >= 0 */
+    for (int r = 0; r < R; r++)
+        if (ids[r] >= 0) order[Rk++] = r;
+    int32_t *tmp = lm_alloc(sizeof(int32_t) * (size_t)(Rk > 0 ? Rk : 1));
+    for (int w = 1; w < Rk; w *= 2)
+        for (int lo = 0; lo < Rk; lo += 2 * w) {
+            int mid = lo + w < Rk ? lo + w : Rk, hi = lo + 2 * w < Rk ? lo + 2 * w : Rk, i = lo, j = mid, k = lo;
             while (i < mid && j < hi) tmp[k++] = ids[order[j]] < ids[order[i]] ? order[j++] : order[i++];
             while (i < mid) tmp[k++] = order[i++];
             while (j < hi) tmp[k++] = order[j++];
@@ -328,12 +332,21 @@ static void put_ids(cuda_state *st, const int32_t *ids, int R, int sorted, int *
         }
     lm_free(tmp);
     int n = 0;
-    for (int r = 0; r < R; r++)
-        if (r == 0 || ids[order[r]] != ids[order[r - 1]]) starts[n++] = r;
-    starts[n] = R;
+    for (int k = 0; k < Rk; k++)
+        if (k == 0 || ids[order[k]] != ids[order[k - 1]]) starts[n++] = k;
+    starts[n] = Rk;
     *nruns = n;
-    CK(cudaMemcpyAsync(st->order, order, (size_t)R * 4, cudaMemcpyHostToDevice, st->s));
+    if (Rk > 0) CK(cudaMemcpyAsync(st->order, order, (size_t)Rk * 4, cudaMemcpyHostToDevice, st->s));
     CK(cudaMemcpyAsync(st->starts, starts, (size_t)(n + 1) * 4, cudaMemcpyHostToDevice, st->s));
+}
+
+/* The device float32 row buffer st->row_loss, grown to at least n floats. */
+static float *row_floats(cuda_state *st, size_t n) {
+    if (n * 4 > st->loss_cap) {
+        CK(cudaStreamSynchronize(st->s));
+        st->row_loss = grow(st->row_loss, &st->loss_cap, n * 4);
+    }
+    return st->row_loss;
 }
 
 /* --------------------------------------------------------------- the ops */
@@ -405,10 +418,7 @@ static double cu_xent(lm_device *d, void *logits, const int32_t *targets, int R,
     cuda_state *st = ST(d);
     for (int r = 0; r < R; r++)
         if (targets[r] >= V) lm_abort(LM_ERR_RUNTIME, "device cuda: xent target %d >= vocab %d", targets[r], V);
-    if ((size_t)R * 4 > st->loss_cap) {
-        CK(cudaStreamSynchronize(st->s));
-        st->row_loss = grow(st->row_loss, &st->loss_cap, (size_t)R * 4);
-    }
+    row_floats(st, (size_t)R);
     put_ids(st, targets, R, 0, NULL);
     KL(lmk_xent(logits, st->ids, st->row_loss, R, V, scale, st->s));
     float *h = host_stage(st, (size_t)R * 4);
@@ -417,6 +427,44 @@ static double cu_xent(lm_device *d, void *logits, const int32_t *targets, int R,
     double loss = 0.0;
     for (int r = 0; r < R; r++) loss += h[r];
     return loss;
+}
+
+/* Vocab-parallel cross-entropy (src/device.h). tloc goes over through the
+ * ids buffer; the statistics [3R] come back through the staging buffer (as
+ * cu_xent's row losses), lse [R] goes over through it. */
+static void part_check(const char *op, const int32_t *tloc, int R, int V, int Vv) {
+    if (Vv < 0 || Vv > V) lm_abort(LM_ERR_RUNTIME, "device cuda: %s: %d real columns of %d", op, Vv, V);
+    for (int r = 0; r < R; r++)
+        if (tloc[r] >= Vv) lm_abort(LM_ERR_RUNTIME, "device cuda: %s: target column %d >= %d", op, tloc[r], Vv);
+}
+
+static void cu_xent_part_stats(lm_device *d, const void *logits, const int32_t *tloc, int R, int V, int Vv,
+                               float *stats) {
+    cuda_state *st = ST(d);
+    part_check("xent_part_stats", tloc, R, V, Vv);
+    if (R <= 0) return;
+    const size_t nb = (size_t)R * 3 * 4;
+    float *ds = row_floats(st, (size_t)R * 3);
+    put_ids(st, tloc, R, 0, NULL);
+    KL(lmk_xent_part_stats(logits, st->ids, ds, R, V, Vv, st->s));
+    float *h = host_stage(st, nb); /* put_ids staged more: no reallocation; the copy below is stream-ordered */
+    CK(cudaMemcpyAsync(h, ds, nb, cudaMemcpyDeviceToHost, st->s));
+    cu_sync(d);
+    memcpy(stats, h, nb);
+}
+
+static void cu_xent_part_grad(lm_device *d, void *logits, const int32_t *tloc, const float *lse, int R, int V, int Vv,
+                              float scale) {
+    cuda_state *st = ST(d);
+    part_check("xent_part_grad", tloc, R, V, Vv);
+    if (R <= 0) return;
+    float *dl = row_floats(st, (size_t)R);
+    put_ids(st, tloc, R, 0, NULL);
+    float *h = host_stage(st, (size_t)R * 4);
+    CK(cudaStreamSynchronize(st->s)); /* the ids copy may still read the staging buffer */
+    memcpy(h, lse, (size_t)R * 4);
+    CK(cudaMemcpyAsync(dl, h, (size_t)R * 4, cudaMemcpyHostToDevice, st->s));
+    KL(lmk_xent_part_grad(logits, st->ids, dl, R, V, Vv, scale, st->s));
 }
 
 static void cu_add(lm_device *d, void *y, const void *x, size_t n) { KL(lmk_add(y, x, n, 1, ST(d)->s)); }
@@ -557,6 +605,8 @@ lm_device *device_cuda_create(int local_rank, char *why, size_t whylen) {
     d->swiglu_fwd = cu_swiglu_fwd;
     d->swiglu_bwd = cu_swiglu_bwd;
     d->xent_fwd_bwd = cu_xent;
+    d->xent_part_stats = cu_xent_part_stats;
+    d->xent_part_grad = cu_xent_part_grad;
     d->add = cu_add;
     d->scale = cu_scale;
     d->sumsq = cu_sumsq;

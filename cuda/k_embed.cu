@@ -9,15 +9,24 @@
 
 #define EMB_T 128 // threads of both kernels
 
-// out[r, c] = table[ids[r], c]. Blocks stride over the rows r, the threads of
-// a block over the row's column groups (N columns each, D / N groups).
+// out[r, c] = table[ids[r], c], or 0 where ids[r] < 0 (a row of another
+// rank's vocab slice). Blocks stride over the rows r, the threads of a block
+// over the row's column groups (N columns each, D / N groups).
 template <int N>
 __global__ void __launch_bounds__(EMB_T) emb_fwd_k(bf16 *__restrict__ out, const bf16 *__restrict__ table,
                                                    const int32_t *__restrict__ ids, int R, int D) {
     const size_t ng = (size_t)D / N;
     for (size_t r = blockIdx.x; r < (size_t)R; r += gridDim.x) {
-        const bf16 *src = table + (size_t)ids[r] * (size_t)D;
+        const int32_t id = ids[r];
         bf16 *dst = out + r * (size_t)D;
+        if (id < 0) { // bf16 zero is all-zero bits
+            for (size_t c = threadIdx.x; c < ng; c += blockDim.x) {
+                if constexpr (N == 8) reinterpret_cast<uint4 *>(dst)[c] = make_uint4(0u, 0u, 0u, 0u);
+                else st1(dst + c, 0.0f);
+            }
+            continue;
+        }
+        const bf16 *src = table + (size_t)id * (size_t)D;
         for (size_t c = threadIdx.x; c < ng; c += blockDim.x) {
             if constexpr (N == 8) reinterpret_cast<uint4 *>(dst)[c] = reinterpret_cast<const uint4 *>(src)[c];
             else dst[c] = src[c];
@@ -37,7 +46,8 @@ extern "C" int lmk_embedding_fwd(void *out, const void *table, const int32_t *id
 }
 
 // Run j holds the rows order[k] for starts[j] <= k < starts[j+1], all with
-// the one id = ids[order[starts[j]]]. For each column c:
+// the one id = ids[order[starts[j]]] >= 0 (the host leaves rows with a
+// negative id out of order and starts). For each column c:
 //   dtable[id, c] = bf16(float(dtable[id, c]) + sum_k float(dout[order[k], c]))
 // the sum in float32 in the order of k (order is a stable sort, so rows
 // ascend): the same bits on every run. blockIdx.x strides over runs,

@@ -19,12 +19,13 @@ extern "C" {
 /* dtype codes of lmk_convert (as lm_dtype): 0 float32, 1 bf16 */
 int lmk_convert(void *dst, int dt, const void *src, int st, size_t n, void *stream);
 
-/* out[r,:] = table[ids[r],:] */
+/* out[r,:] = table[ids[r],:], zeros where ids[r] < 0 */
 int lmk_embedding_fwd(void *out, const void *table, const int32_t *ids, int R, int D, void *stream);
-/* dtable[ids[r],:] += dout[r,:], deterministic: `order` is a permutation of
- * 0..R-1 sorting rows by id (stable) and `starts` the first position in
- * `order` of each run of equal ids, nruns runs (starts[nruns] = R); the host
- * builds both. Each run is summed in float32 and added to its row once. */
+/* dtable[ids[r],:] += dout[r,:] over the rows with ids[r] >= 0,
+ * deterministic: `order` lists those rows (Rk of them) sorted by id (stable)
+ * and `starts` the first position in `order` of each run of equal ids, nruns
+ * runs (starts[nruns] = Rk); the host builds both. Each run is summed in
+ * float32 and added to its row once. */
 int lmk_embedding_bwd(void *dtable, const void *dout, const int32_t *ids, const int32_t *order,
                       const int32_t *starts, int nruns, int R, int D, void *stream);
 
@@ -44,6 +45,15 @@ int lmk_swiglu_bwd(void *dg, void *du, const void *dout, const void *g, const vo
 /* logits [R,V] bf16 in place -> scale*(softmax - onehot(target)), zeros for
  * target < 0; row_loss[r] = -log softmax[target] (0 for padding), float32. */
 int lmk_xent(void *logits, const int32_t *targets, float *row_loss, int R, int V, float scale, void *stream);
+/* Vocab-parallel cross-entropy over a slice [R,V] of which columns [0,Vv)
+ * are real (src/device.h): stats[3r..3r+2] = {max, sum exp(x - max), x[tloc]
+ * or 0} over the real columns (device float32 [3R]); grad in place with
+ * lse[R] (device float32): scale*(exp(x - lse) - onehot(tloc)) on the real
+ * columns, zeros on padding columns and on rows with tloc < -1. The caller
+ * checks tloc < Vv; 0 <= Vv <= V (else cudaErrorInvalidValue). */
+int lmk_xent_part_stats(const void *logits, const int32_t *tloc, float *stats, int R, int V, int Vv, void *stream);
+int lmk_xent_part_grad(void *logits, const int32_t *tloc, const float *lse, int R, int V, int Vv, float scale,
+                       void *stream);
 
 /* y += x and x *= s on bf16 (dtype 1) or float32 (dtype 0) */
 int lmk_add(void *y, const void *x, size_t n, int dtype, void *stream);

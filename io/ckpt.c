@@ -5,8 +5,11 @@
  * an agreement (agree(): the lowest failing rank's message goes to all), so
  * every rank takes the same path through the collective HDF5 calls and no
  * rank is left waiting in one. HDF5's automatic error printing is off for
- * the duration of each public call. */
+ * the duration of each public call. The geometry of the ranks' pieces (flat
+ * ranges, row and column slices: who writes what, file selections,
+ * checksum terms) is in ckpt_piece.c. */
 #include "ckpt.h"
+#include "ckpt_piece.h"
 #include "h5attr.h"
 #include "common.h"
 #include <dirent.h>
@@ -54,29 +57,6 @@ static int agree(MPI_Comm comm, int rc, char *err, size_t errlen) {
     return m.rc;
 }
 
-/* Checksum term of element i (row-major index in the full tensor) holding the
- * float with bit pattern b: splitmix64's finaliser of i*phi + b. The sum of
- * terms mod 2^64 is order-free, so ranks add partial sums of their pieces. */
-static inline uint64_t mix64(uint64_t i, uint32_t b) {
-    uint64_t z = i * 0x9E3779B97F4A7C15ull + b;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Partial checksum of elements [i0, i1) of a tensor (row-major indices),
- * given the buffer `data` that starts at element `off`. */
-static uint64_t elems_sum(const float *data, int64_t off, int64_t i0, int64_t i1) {
-    uint64_t s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static) if (i1 - i0 > (1 << 16))
-    for (int64_t i = i0; i < i1; i++) {
-        uint32_t b;
-        memcpy(&b, &data[i - off], sizeof b);
-        s += mix64((uint64_t)i, b);
-    }
-    return s;
-}
-
 static int attr_fail(const char *path, const char *obj, const char *name, int rc, const char *want, char *err,
                      size_t errlen) {
     if (rc == -1) return lm_err(err, errlen, 2, "%s: %s attribute %s: missing", path, obj, name);
@@ -88,126 +68,14 @@ static int attr_fail(const char *path, const char *obj, const char *name, int rc
 
 static const char *const SET_PATH[3] = {"/model", "/optim/exp_avg", "/optim/exp_avg_sq"};
 
-static int check_piece(const ckpt_tensor *t, const char *set, char *err, size_t errlen) {
-    if (t->ndim != 1 && t->ndim != 2)
-        return lm_err(err, errlen, 1, "%s/%s: ndim %d (must be 1 or 2)", set, t->name, t->ndim);
-    if (t->rows < 0 || t->cols < 1 || (t->ndim == 1 && t->cols != 1))
-        return lm_err(err, errlen, 1, "%s/%s: bad shape [%lld,%lld]", set, t->name, (long long)t->rows,
-                      (long long)t->cols);
-    /* off + count <= rows*cols, written so that a huge off cannot overflow */
-    if (t->off < 0 || t->count < 0 || t->off > t->rows * t->cols || t->count > t->rows * t->cols - t->off ||
-        (t->count > 0 && !t->data))
-        return lm_err(err, errlen, 1, "%s/%s: piece of %lld elements at offset %lld outside the %lld elements [0,%lld)%s",
-                      set, t->name, (long long)t->count, (long long)t->off, (long long)(t->rows * t->cols),
-                      (long long)(t->rows * t->cols), t->count > 0 && !t->data ? ", or no data" : "");
-    return 0;
-}
-
-/* An element interval [b, e) and its order by start (qsort). */
-typedef struct { int64_t b, e; } ivl;
-static int by_start(const void *x, const void *y) {
-    int64_t p = ((const ivl *)x)->b, q = ((const ivl *)y)->b;
-    return (p > q) - (p < q);
-}
-
-/* The elements of this rank's piece [a,b) that it writes and checksums:
- * those no lower rank's piece holds, so the union of all pieces is counted
- * exactly once (replicated reads: the lowest holder counts them). cover is
- * set when the union is all `total` elements [0, total) of the tensor.
- * all[2r], all[2r+1] = off, count of rank r. Sorting by start makes both
- * sweeps O(P log P) in the number of ranks P:
- *   cover: reach = max end over the sorted intervals while each starts at
- *          or before the reach so far; covered iff reach >= total;
- *   mine:  [a,b) minus the sorted, clipped pieces of ranks < rank, walking
- *          a cursor pos from a and emitting the gaps before each piece.
- * Writes at most nranks+1 ranges to out (pairs begin,end); returns the count. */
-static int own_pieces(const long long *all, int nranks, int rank, int64_t total, int64_t *out, int *cover) {
-    ivl *iv = malloc(sizeof(ivl) * (size_t)(nranks + 1));
-    int m = 0;
-    for (int r = 0; r < nranks; r++)
-        if (all[2 * r + 1] > 0) iv[m++] = (ivl){all[2 * r], all[2 * r] + all[2 * r + 1]};
-    qsort(iv, (size_t)m, sizeof *iv, by_start);
-    int64_t reach = 0;
-    for (int i = 0; i < m && iv[i].b <= reach; i++)
-        if (iv[i].e > reach) reach = iv[i].e;
-    *cover = reach >= total;
-
-    int64_t a = all[2 * rank], b = a + all[2 * rank + 1];
-    int k = 0;
-    if (b > a) {
-        m = 0;
-        for (int r = 0; r < rank; r++)
-            if (all[2 * r + 1] > 0) {
-                int64_t s = all[2 * r], e = s + all[2 * r + 1];
-                if (s < a) s = a;
-                if (e > b) e = b;
-                if (s < e) iv[m++] = (ivl){s, e};
-            }
-        qsort(iv, (size_t)m, sizeof *iv, by_start);
-        int64_t pos = a;
-        for (int i = 0; i < m; i++) {
-            if (iv[i].b > pos) {
-                out[2 * k] = pos;
-                out[2 * k + 1] = iv[i].b;
-                k++;
-            }
-            if (iv[i].e > pos) pos = iv[i].e;
-        }
-        if (pos < b) {
-            out[2 * k] = pos;
-            out[2 * k + 1] = b;
-            k++;
-        }
-    }
-    free(iv);
-    return k;
-}
-
-/* Select elements [a, a+n) (row-major, n > 0) of the file dataspace fs of a
- * tensor with `cols` columns. A 1-D dataspace takes the range as it is. In a
- * 2-D [rows, cols] one, with r0 = a / cols, c0 = a % cols, r1 = b / cols,
- * c1 = b % cols (b = a + n), the range is the union of at most three
- * hyperslabs, OR'ed in row-major order:
- *     the tail of row r0:   [r0, c0 .. cols)          (when c0 > 0)
- *     the whole rows:       [r0' .. r1, 0 .. cols)    (r0' = r0, or r0+1 after a tail)
- *     the head of row r1:   [r1, 0 .. c1)             (when c1 > 0)
- * or the single block [r0, c0 .. c1) when the range lies inside one row.
- * HDF5 walks a selection in row-major order whatever order it was built in,
- * so it maps onto a 1-D memory space of n floats element by element. */
-static int select_range(hid_t fs, int ndim, int64_t cols, int64_t a, int64_t n) {
-    if (ndim == 1) {
-        hsize_t st = (hsize_t)a, ct = (hsize_t)n;
-        return H5Sselect_hyperslab(fs, H5S_SELECT_SET, &st, NULL, &ct, NULL) < 0 ? -1 : 0;
-    }
-    int64_t b = a + n, r0 = a / cols, c0 = a % cols, r1 = b / cols, c1 = b % cols;
-    H5S_seloper_t op = H5S_SELECT_SET;
-    int rc = 0;
-#define SEL(R, C, NR, NC)                                                                       \
-    do {                                                                                        \
-        hsize_t st_[2] = {(hsize_t)(R), (hsize_t)(C)}, ct_[2] = {(hsize_t)(NR), (hsize_t)(NC)}; \
-        if (H5Sselect_hyperslab(fs, op, st_, NULL, ct_, NULL) < 0) rc = -1;                    \
-        op = H5S_SELECT_OR;                                                                     \
-    } while (0)
-    if (r0 == r1) { /* inside one row (c1 > c0 since n > 0) */
-        SEL(r0, c0, 1, c1 - c0);
-        return rc;
-    }
-    if (c0) {
-        SEL(r0, c0, 1, cols - c0);
-        r0++;
-    }
-    if (r1 > r0) SEL(r0, 0, r1 - r0, cols);
-    if (c1) SEL(r1, 0, 1, c1);
-#undef SEL
-    return rc;
-}
-
-/* Collective transfer of element ranges [ranges[2j], ranges[2j+1]) of this
- * rank's piece, each cut into blocks of at most piece_elems() floats; every
- * rank makes the same number of H5Dwrite/H5Dread calls (ranks with no block
- * left join with an empty selection). Returns 0 or -1 (local failure). */
-static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, hid_t dxpl, int write, const int64_t *ranges,
-                    int nranges) {
+/* Collective transfer of v-intervals [ranges[2j], ranges[2j+1]) of this
+ * rank's piece (ckpt_piece.h), each cut into blocks of at most
+ * piece_elems() floats; a block is consecutive in the rank's buffer (buffer
+ * index v - vbase - off) and selected in the file by ckpt_piece_select.
+ * Every rank makes the same number of H5Dwrite/H5Dread calls (ranks with no
+ * block left join with an empty selection). Returns 0 or -1 (local failure). */
+static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geom *g, hid_t dxpl, int write,
+                    const int64_t *ranges, int nranges) {
     hid_t fs = H5Dget_space(d);
     int64_t per = piece_elems();
     long long mine = 0, npieces = 0;
@@ -229,8 +97,15 @@ static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, hid_t dxpl, in
         hid_t ms = H5Screate_simple(1, rn > 0 ? &mcount : &one, NULL);
         float *buf = &dummy;
         if (rn > 0) {
-            if (fs >= 0 && select_range(fs, t->ndim, t->cols, r0, rn) < 0) rc = -1;
-            buf = t->data + (r0 - t->off);
+            buf = t->data + (r0 - g->vbase - t->off);
+            /* a selection that failed, or does not hold rn elements, would
+             * fail this rank's call before the collective part and leave the
+             * others waiting in it: join with nothing selected instead */
+            if (fs >= 0 && (ckpt_piece_select(fs, t, g, r0, rn) < 0 || H5Sget_select_npoints(fs) != (hssize_t)rn)) {
+                rc = -1;
+                H5Sselect_none(fs);
+                H5Sselect_none(ms);
+            }
         } else {
             if (fs >= 0) H5Sselect_none(fs);
             H5Sselect_none(ms);
@@ -391,35 +266,19 @@ static int write_meta(hid_t f, const ckpt_meta *m) {
     return rc;
 }
 
-/* Every rank's piece of a tensor (allgather), and the elements this rank
- * owns in the union: its piece minus those of lower ranks (own_pieces). */
-typedef struct {
-    int64_t *pieces; /* pairs begin,end of element indices */
-    int npieces, cover;
-} piece_plan;
-
-static void plan_pieces(MPI_Comm comm, const ckpt_tensor *t, piece_plan *pl) {
-    int rank, size;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    long long mine[2] = {t->off, t->count};
-    long long *all = malloc(sizeof(long long) * 2 * (size_t)size);
-    pl->pieces = malloc(sizeof(int64_t) * 2 * (size_t)(size + 1));
-    MPI_Allgather(mine, 2, MPI_LONG_LONG, all, 2, MPI_LONG_LONG, comm);
-    pl->npieces = own_pieces(all, size, rank, t->rows * t->cols, pl->pieces, &pl->cover);
-    free(all);
-}
-
 /* Create one dataset, write it collectively, then its checksum. Each element
  * is written (and summed) once, by the lowest rank whose piece holds it, so
  * replicated or overlapping pieces (e.g. every dp rank passing the whole
  * tensor) cost one write; pieces that leave elements uncovered are an error. */
 static int write_tensor(MPI_Comm comm, hid_t g, const char *set, const ckpt_tensor *t, hid_t dxpl,
                         const char *tmp, char *err, size_t errlen) {
-    piece_plan pl;
-    plan_pieces(comm, t, &pl);
+    ckpt_plan pl;
+    char why[LM_ERRLEN];
+    /* the plan is the same on every rank (allgather): all return together */
+    if (ckpt_plan_make(comm, t, &pl, why, sizeof why))
+        return lm_err(err, errlen, 1, "%s/%s: %s", set, t->name, why);
     if (!pl.cover) {
-        free(pl.pieces);
+        ckpt_plan_free(&pl);
         return lm_err(err, errlen, 1, "%s/%s: the ranks' pieces do not cover all %lld elements", set, t->name,
                       (long long)(t->rows * t->cols));
     }
@@ -435,10 +294,9 @@ static int write_tensor(MPI_Comm comm, hid_t g, const char *set, const ckpt_tens
     int bad = d < 0, anybad = 0;
     MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, comm);
     if (anybad) loc[1] = 1;
-    else if (transfer(comm, d, t, dxpl, 1, pl.pieces, pl.npieces)) loc[1] = 1;
-    for (int i = 0; i < pl.npieces; i++)
-        loc[0] += elems_sum(t->data, t->off, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
-    free(pl.pieces);
+    else if (transfer(comm, d, t, &pl.g, dxpl, 1, pl.pieces, pl.npieces)) loc[1] = 1;
+    for (int i = 0; i < pl.npieces; i++) loc[0] += ckpt_piece_sum(t, &pl.g, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
+    ckpt_plan_free(&pl);
     MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);
     int rc = 0;
     if (tot[1]) rc = lm_err(err, errlen, 1, "%s: %s/%s: write failed", tmp, set, t->name);
@@ -462,7 +320,7 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
     if (strlen(dir) > 4000) return lm_err(err, errlen, 1, "checkpoint directory path too long");
     int rc = rank == 0 ? mkdir_p(dir, err, errlen) : 0;
     for (int s = 0; s < nsets && !rc; s++)
-        for (int i = 0; i < n && !rc; i++) rc = check_piece(&sets[s][i], SET_PATH[s], err, errlen);
+        for (int i = 0; i < n && !rc; i++) rc = ckpt_piece_check(&sets[s][i], SET_PATH[s], err, errlen);
     if (agree(comm, rc, err, errlen)) return 1;
 
     h5_quiet q;
@@ -724,14 +582,17 @@ static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set
                        char *err, size_t errlen) {
     char dp[1024];
     snprintf(dp, sizeof dp, "%s/%s", set, t->name);
-    piece_plan pl;
-    plan_pieces(comm, t, &pl);
-    int64_t whole[2] = {t->off, t->off + t->count}; /* each rank reads its whole piece */
+    ckpt_plan pl;
+    char why[LM_ERRLEN];
+    /* the plan is the same on every rank (allgather): all return together */
+    if (ckpt_plan_make(comm, t, &pl, why, sizeof why)) return lm_err(err, errlen, 2, "%s: %s: %s", path, dp, why);
+    /* each rank reads its whole piece, v = vbase + [off, off+count) */
+    int64_t whole[2] = {pl.g.vbase + t->off, pl.g.vbase + t->off + t->count};
     hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
     uint64_t loc[2] = {0, 0}, tot[2] = {0, 0}, want = 0;
     int has_sum = 0, bad = d < 0, anybad = 0;
     MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, comm);
-    if (anybad || transfer(comm, d, t, dxpl, 0, whole, t->count > 0)) loc[1] = 1;
+    if (anybad || transfer(comm, d, t, &pl.g, dxpl, 0, whole, t->count > 0)) loc[1] = 1;
     if (d >= 0) {
         int r = h5_attr_num(d, "checksum", H5T_INTEGER, H5T_NATIVE_UINT64, &want);
         if (r == 0) has_sum = 1;
@@ -739,9 +600,9 @@ static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set
     }
     if (!loc[1])
         for (int i = 0; i < pl.npieces; i++)
-            loc[0] += elems_sum(t->data, t->off, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
+            loc[0] += ckpt_piece_sum(t, &pl.g, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
     h5_close(d);
-    free(pl.pieces);
+    ckpt_plan_free(&pl);
     MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);
     if (tot[1]) return lm_err(err, errlen, 2, "%s: %s: read failed (damaged file or bad checksum attribute)", path, dp);
     if (has_sum && pl.cover && tot[0] != want)
@@ -760,7 +621,7 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
     int rc = 0;
     for (int s = 0; s < nsets && !rc; s++)
         for (int i = 0; i < n && !rc; i++)
-            if (check_piece(&sets[s][i], SET_PATH[s], err, errlen)) {
+            if (ckpt_piece_check(&sets[s][i], SET_PATH[s], err, errlen)) {
                 char tmp[LM_ERRLEN];
                 snprintf(tmp, sizeof tmp, "%s", err);
                 rc = lm_err(err, errlen, 2, "%s: %s", path, tmp);

@@ -6,14 +6,17 @@
  * (1-D tensors: [rows]), however the writers were sharded. Each rank passes,
  * for each tensor, the piece it owns: the flat element range [off, off+count)
  * of the row-major tensor (element i is row i / cols, column i % cols; 1-D
- * tensors have cols = 1), and its `count` floats. A piece may start and end
- * inside a row (a ZeRO shard does). Ranks that own nothing of a tensor pass
- * count = 0 and still take part in the collective calls. A piece outside
- * [0, rows*cols) is an error naming the tensor (1 on save, 2 on load).
+ * tensors have cols = 1), or of a block of it (a row or column slice, for
+ * tensor parallelism: see ckpt_tensor), and its `count` floats. A piece may
+ * start and end inside a row (a ZeRO shard does). Ranks that own nothing of
+ * a tensor pass count = 0 and still take part in the collective calls. A
+ * piece outside [0, rows*cols) (or outside its block), or a bad block, is an
+ * error naming the tensor (1 on save, 2 on load).
  * In the file a piece is the union of at most three hyperslabs (the tail of
- * its first row, its whole rows, the head of its last row), transferred in
- * blocks of at most 64 Mi elements. On load, each rank asks for the range it
- * needs, whatever decomposition wrote the file.
+ * its first row, its whole rows, the head of its last row; in a column
+ * slice, rows of the slice's columns only), transferred in blocks of at most
+ * 64 Mi elements. On load, each rank asks for the range it needs, whatever
+ * decomposition wrote the file.
  *
  * Integrity: each dataset carries an attribute `checksum` (uint64), the sum
  * mod 2^64 over elements of mix64(index, bits of the value):
@@ -55,6 +58,24 @@ typedef struct {
     int64_t rows, cols; /* full logical shape (cols = 1 when ndim == 1) */
     int64_t off, count; /* this rank's piece: elements [off, off+count), row-major */
     float *data;        /* count floats */
+    /* The block of the full tensor the piece indexes (tensor parallelism):
+     * rows [row0, row0 + brows) x columns [col0, col0 + bcols); off and
+     * count are then row-major in the block [brows, bcols] rather than in
+     * the full tensor: element (r, c) of the block is element
+     * (row0 + r, col0 + c) of the tensor, and [off, off+count) must lie in
+     * [0, brows*bcols). brows = bcols = 0 (the default, with row0 = col0 =
+     * 0): the whole tensor. A block is whole rows (a row slice: bcols =
+     * cols, col0 = 0, row0 + brows <= rows; Megatron's column-parallel
+     * weights) or whole columns (a column slice: brows = rows, row0 = 0,
+     * col0 + bcols <= cols; row-parallel weights); 1-D tensors take row
+     * slices only. Empty slices (brows or bcols 0) are allowed with count 0.
+     * No value may be negative. Among the ranks whose count > 0, column
+     * slices narrower than the tensor cannot be mixed with flat pieces or
+     * row slices of the same tensor (flat pieces and row slices mix
+     * freely), and two ranks' column slices must be equal (replicas, which
+     * may overlap like any pieces) or disjoint; both are checked, an error
+     * naming the tensor (1 on save, 2 on load) on every rank. */
+    int64_t row0, col0, brows, bcols;
 } ckpt_tensor;
 
 typedef struct {

@@ -81,6 +81,9 @@ lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, in
     p->cols = ndim == 2 ? cols : 1;
     p->numel = (size_t)rows * (size_t)p->cols;
     p->decay = ndim == 2;
+    p->full_rows = p->valid_rows = rows;
+    p->full_cols = p->cols;
+    p->norm_here = 1;
     return p;
 }
 
@@ -164,4 +167,29 @@ lm_param *params_find(lm_params *ps, const char *name) {
     for (int i = 0; i < ps->n; i++)
         if (strcmp(ps->p[i].name, name) == 0) return &ps->p[i];
     return NULL;
+}
+
+int64_t params_full_index(const lm_param *p, size_t i) {
+    int64_t r = (int64_t)i / p->cols, c = (int64_t)i % p->cols;
+    if (r >= p->valid_rows) return -1;
+    return (p->row0 + r) * p->full_cols + p->col0 + c;
+}
+
+/* Padding rows sit at the end of a row block, so the real part of [a, b) is
+ * its prefix below valid_rows * cols. */
+ckpt_tensor params_piece(const lm_param *p, size_t a, size_t b, float *data) {
+    ckpt_tensor t = {p->name, p->ndim, p->full_rows, p->full_cols, 0, 0, NULL, 0, 0, 0, 0};
+    if (p->tp_split != LM_TP_NONE) {
+        t.row0 = p->row0;
+        t.col0 = p->col0;
+        t.brows = p->valid_rows;
+        t.bcols = p->cols;
+    }
+    size_t real = (size_t)p->valid_rows * (size_t)p->cols;
+    if (b > real) b = real;
+    if (b <= a) return t;
+    t.off = (int64_t)a;
+    t.count = (int64_t)(b - a);
+    t.data = data;
+    return t;
 }

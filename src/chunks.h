@@ -7,6 +7,7 @@
  * c*chunk_size. */
 #ifndef LAMINA_CHUNKS_H
 #define LAMINA_CHUNKS_H
+#include "ckpt.h"
 #include "device.h"
 #include <stddef.h>
 #include <stdint.h>
@@ -24,7 +25,23 @@ typedef struct {
     void *w, *g;            /* compute-dtype views into the weight and gradient arenas
                              * (g: NULL while the ZeRO manager has no full gradient) */
     float *m, *v;           /* float32 moments (params_alloc_state only) */
+
+    /* Tensor parallelism: this rank's tensor [rows, cols] is a block of the
+     * full logical one [full_rows, full_cols] (the checkpoint's shape). */
+    int tp_split;           /* LM_TP_NONE (replicated), LM_TP_ROWS (column-parallel:
+                             * a slice of output rows), LM_TP_COLS (row-parallel) */
+    int64_t full_rows, full_cols;
+    int64_t row0, col0;     /* where the block starts in the full tensor */
+    int64_t valid_rows;     /* rows of the block inside the full tensor (a padded
+                             * vocabulary's last slice holds fewer) */
+    struct lm_group *gsum;  /* group over which the gradient must be summed after
+                             * the data-parallel reduction (NULL: none): replicas
+                             * that each see part of the batch's contribution */
+    int norm_here;          /* this rank counts the tensor in the global
+                             * gradient norm (one replica of each) */
 } lm_param;
+
+enum { LM_TP_NONE = 0, LM_TP_ROWS = 1, LM_TP_COLS = 2 };
 
 typedef struct {
     lm_param *p;
@@ -75,5 +92,15 @@ void params_set_tensor(lm_params *ps, int i, const float *host);
 void params_free(lm_params *ps);
 
 lm_param *params_find(lm_params *ps, const char *name);
+
+/* Element i (row-major in the rank's block) of p in the full tensor, or -1
+ * when it lies in padding rows. */
+int64_t params_full_index(const lm_param *p, size_t i);
+
+/* The checkpoint piece of p made of its block-local elements [a, b) (the
+ * part inside the full tensor: padding rows are left out), data pointing at
+ * element a; an empty piece when nothing of [a, b) is real. */
+ckpt_tensor params_piece(const lm_param *p, size_t a, size_t b, float *data);
+
 
 #endif

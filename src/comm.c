@@ -7,8 +7,35 @@
 #include <string.h>
 
 static lm_group g_world;
+static lm_comm_stats g_world_stats;
 lm_comm_stats g_comm_stats; /* shared with comm_dev.c */
 #define g_stats g_comm_stats
+
+/* Add an operation of `kind` (LM_COLL_*, or -1 for point to point) with
+ * `bytes` of payload (for reduce-scatter and all-gather: all blocks) to the
+ * totals and to g's own counters. */
+void comm_account(const lm_group *g, int kind, double bytes, double seconds) {
+    lm_comm_stats *t[2] = {&g_stats, g->stats};
+    double p = g->size;
+    double sent = kind == LM_COLL_ALLREDUCE ? 2.0 * (p - 1.0) / p * bytes
+                : kind < 0 ? bytes : (p - 1.0) / p * bytes;
+    for (int i = 0; i < 2; i++) {
+        if (!t[i]) continue;
+        if (kind == LM_COLL_ALLREDUCE) t[i]->allreduce_bytes += bytes;
+        if (kind == LM_COLL_REDUCE_SCATTER) t[i]->reduce_scatter_bytes += bytes;
+        if (kind == LM_COLL_ALLGATHER) t[i]->allgather_bytes += bytes;
+        if (kind == LM_COLL_BCAST) t[i]->bcast_bytes += bytes;
+        if (kind < 0) t[i]->p2p_bytes += bytes;
+        if (kind != LM_COLL_BCAST) t[i]->sent += sent;
+        t[i]->calls++;
+        t[i]->seconds += seconds;
+    }
+}
+
+void comm_group_stats(const lm_group *g, lm_comm_stats *s) {
+    if (g->stats) *s = *g->stats;
+    else memset(s, 0, sizeof *s);
+}
 
 /* Open MPI's default MPI-IO component (OMPIO, 4.1) returns wrong data for
  * collective reads in which ranks ask for overlapping, row-cutting pieces of
@@ -22,6 +49,7 @@ void comm_init(int *argc, char ***argv) {
     io_component_default();
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     g_world.comm = MPI_COMM_WORLD;
+    g_world.stats = &g_world_stats;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_world.size);
 }
@@ -45,6 +73,7 @@ int comm_local_rank(void) {
 
 lm_group *comm_split(const lm_group *g, int color, int key) {
     lm_group *n = lm_alloc(sizeof *n); /* zeroed: no device bound */
+    n->stats = lm_alloc(sizeof *n->stats);
     MPI_Comm_split(g->comm, color, key, &n->comm);
     MPI_Comm_rank(n->comm, &n->rank);
     MPI_Comm_size(n->comm, &n->size);
@@ -56,6 +85,7 @@ void comm_free(lm_group *g) {
     comm_detach_device(g);
     if (g == &g_world) return;
     MPI_Comm_free(&g->comm);
+    lm_free(g->stats);
     lm_free(g);
 }
 
@@ -73,8 +103,7 @@ static void allreduce(const lm_group *g, void *x, size_t n, size_t esize, MPI_Da
         size_t m = n - off < PIECE ? n - off : PIECE;
         MPI_Allreduce(MPI_IN_PLACE, (char *)x + off * esize, (int)m, t, op, g->comm);
     }
-    g_stats.allreduce_bytes += (double)(n * esize);
-    g_stats.seconds += lm_now() - t0;
+    comm_account(g, LM_COLL_ALLREDUCE, (double)(n * esize), lm_now() - t0);
 }
 
 void comm_allreduce_sum_f32(const lm_group *g, float *x, size_t n) { allreduce(g, x, n, 4, MPI_FLOAT, MPI_SUM); }
@@ -90,8 +119,7 @@ void comm_bcast(const lm_group *g, void *buf, size_t bytes, int root) {
         size_t m = bytes - off < PIECE ? bytes - off : PIECE;
         MPI_Bcast((char *)buf + off, (int)m, MPI_BYTE, root, g->comm);
     }
-    g_stats.bcast_bytes += (double)bytes;
-    g_stats.seconds += lm_now() - t0;
+    comm_account(g, LM_COLL_BCAST, (double)bytes, lm_now() - t0);
 }
 
 void comm_barrier(const lm_group *g) {
@@ -127,8 +155,7 @@ void comm_iallreduce_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
         size_t m = n - off < PIECE ? n - off : PIECE;
         MPI_Iallreduce(MPI_IN_PLACE, x + off, (int)m, MPI_FLOAT, MPI_SUM, g->comm, &q->r[q->n++]);
     }
-    g_stats.allreduce_bytes += (double)n * 4;
-    g_stats.seconds += lm_now() - t0;
+    comm_account(g, LM_COLL_ALLREDUCE, (double)n * 4, lm_now() - t0);
 }
 
 void comm_ireduce_scatter_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
@@ -137,8 +164,7 @@ void comm_ireduce_scatter_sum_f32(const lm_group *g, float *x, size_t n, lm_req 
     double t0 = lm_now();
     MPI_Ireduce_scatter_block(MPI_IN_PLACE, x, block_count(n, "reduce-scatter"), MPI_FLOAT, MPI_SUM, g->comm,
                               &q->r[q->n++]);
-    g_stats.reduce_scatter_bytes += (double)n * (double)g->size * 4;
-    g_stats.seconds += lm_now() - t0;
+    comm_account(g, LM_COLL_REDUCE_SCATTER, (double)n * (double)g->size * 4, lm_now() - t0);
 }
 
 void comm_iallgather_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
@@ -147,8 +173,7 @@ void comm_iallgather_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
     double t0 = lm_now();
     MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, block_count(n, "all-gather"), MPI_FLOAT, g->comm,
                    &q->r[q->n++]);
-    g_stats.allgather_bytes += (double)n * (double)g->size * 4;
-    g_stats.seconds += lm_now() - t0;
+    comm_account(g, LM_COLL_ALLGATHER, (double)n * (double)g->size * 4, lm_now() - t0);
 }
 
 static void p2p(const lm_group *g, void *buf, size_t bytes, int peer, int tag, lm_req *q, int send) {
@@ -162,8 +187,7 @@ static void p2p(const lm_group *g, void *buf, size_t bytes, int peer, int tag, l
         else
             MPI_Irecv((char *)buf + off, (int)m, MPI_BYTE, peer, tag, g->comm, &q->r[q->n++]);
     }
-    g_stats.p2p_bytes += (double)bytes;
-    g_stats.seconds += lm_now() - t0;
+    comm_account(g, -1, (double)bytes, lm_now() - t0);
 }
 
 void comm_isend(const lm_group *g, const void *buf, size_t bytes, int dst, int tag, lm_req *q) {

@@ -17,9 +17,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct lm_comm_stats lm_comm_stats;
+
 typedef struct lm_group {
     MPI_Comm comm;
     int rank, size;
+    lm_comm_stats *stats; /* this group's share of the counters (comm_group_stats) */
     lm_device *dev;   /* device of the comm_dev_* buffers (comm_attach_device) */
     void *nccl;       /* ncclComm_t when the group's device collectives run on NCCL */
 } lm_group;
@@ -111,11 +114,20 @@ int comm_agree(const lm_group *g, int status, char *err, size_t errlen);
 MPI_Comm comm_mpi(const lm_group *g);
 
 /* Counters since start (bytes this rank passed to each kind of operation,
- * and seconds its thread spent inside comm calls). */
-typedef struct {
+ * and seconds its thread spent inside comm calls). `sent` is what this rank
+ * sends (and, the operations being symmetric, receives) under the
+ * bandwidth-optimal ring algorithms, from the payloads: all-reduce of n
+ * bytes over p ranks 2 (p-1)/p n, reduce-scatter and all-gather of blocks
+ * of n bytes (p-1) n, point to point its bytes. MPI may choose another
+ * algorithm; NCCL uses rings at these sizes. */
+struct lm_comm_stats {
     double allreduce_bytes, reduce_scatter_bytes, allgather_bytes, bcast_bytes, p2p_bytes;
+    double sent;
+    long calls;
     double seconds;
-} lm_comm_stats;
+};
 void comm_stats(lm_comm_stats *s);
+/* The same counters for the operations of group g only. */
+void comm_group_stats(const lm_group *g, lm_comm_stats *s);
 
 #endif

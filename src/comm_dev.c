@@ -61,10 +61,7 @@ static void dev_coll(const lm_group *g, int kind, void *x, size_t n, lm_dtype t,
         double bytes = (double)n * (double)lm_dtype_size(t) * (kind == LM_COLL_ALLREDUCE ? 1.0 : (double)g->size);
         double t0 = lm_now();
         lm_nccl_launch(g, kind, x, n, t, &q->event);
-        if (kind == LM_COLL_ALLREDUCE) g_comm_stats.allreduce_bytes += bytes;
-        if (kind == LM_COLL_REDUCE_SCATTER) g_comm_stats.reduce_scatter_bytes += bytes;
-        if (kind == LM_COLL_ALLGATHER) g_comm_stats.allgather_bytes += bytes;
-        g_comm_stats.seconds += lm_now() - t0;
+        comm_account(g, kind, bytes, lm_now() - t0);
         return;
     }
     if (t == LM_F32 && g->dev->host_visible) {

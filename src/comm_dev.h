@@ -11,7 +11,10 @@ extern lm_comm_stats g_comm_stats;
  * complete (q is then empty). */
 int comm_dev_finish(lm_req *q, int wait);
 
-enum { LM_COLL_ALLREDUCE, LM_COLL_REDUCE_SCATTER, LM_COLL_ALLGATHER };
+enum { LM_COLL_ALLREDUCE, LM_COLL_REDUCE_SCATTER, LM_COLL_ALLGATHER, LM_COLL_BCAST };
+
+/* Count an operation (see comm.c). */
+void comm_account(const lm_group *g, int kind, double bytes, double seconds);
 
 /* NCCL binding (cuda/comm_nccl.c; without CUDA, attach fails with a reason
  * and the rest is never called). */

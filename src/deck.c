@@ -77,6 +77,7 @@ static const keydef KEYS[] = {
     {"parallel", "dp", T_DP, FLD(dp), 1, INT_MAX, 0, 0, 0, NULL},
     KI("parallel", "zero", zero, 0, 3, 0),
     KB("parallel", "overlap_comm", overlap_comm),
+    KB("parallel", "sp", sp),
     KE("parallel", "comm", comm, "auto|nccl|mpi"),
     KE("parallel", "schedule", schedule, "1f1b|interleaved"),
     KI("parallel", "virtual_stages", virtual_stages, 1, INT_MAX, 0),

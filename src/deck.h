@@ -24,6 +24,7 @@ typedef struct {
     int dp;                     /* 0 = auto */
     int zero;                   /* 0..3 */
     int overlap_comm;           /* 1: reduce gradient chunks during backward */
+    int sp;                     /* 0/1: Megatron sequence parallelism (with tp > 1) */
     char comm[8];               /* auto | nccl | mpi: device collectives (auto: nccl on cuda) */
     char schedule[16];          /* 1f1b | interleaved */
     int virtual_stages;         /* 1 */

@@ -38,6 +38,9 @@ typedef struct {
 
 typedef struct lm_device lm_device;
 
+/* tloc value of a padding row in the vocab-parallel cross-entropy */
+#define LM_XENT_PAD (-2)
+
 struct lm_device {
     const char *name;        /* "cpu", "cpu-bf16", "cuda" */
     lm_dtype dtype;          /* compute dtype */
@@ -71,9 +74,10 @@ struct lm_device {
     void (*gemm_tn)(lm_device *d, void *dw, const void *dy, const void *x, int M, int N, int K, float beta);
     void (*gemm_nt_add)(lm_device *d, void *y, const void *res, const void *x, const void *w, int M, int N, int K);
 
-    /* out[r,:] = table[ids[r],:]  (ids < V checked by the caller; host ids) */
+    /* out[r,:] = table[ids[r],:], or zeros where ids[r] < 0 (a vocab-parallel
+     * rank's rows it does not hold; ids < V checked by the caller; host ids) */
     void (*embedding_fwd)(lm_device *d, void *out, const void *table, const int32_t *ids, int R, int D);
-    /* dtable[ids[r],:] += dout[r,:]  (accumulates) */
+    /* dtable[ids[r],:] += dout[r,:]  (accumulates; rows with ids[r] < 0 skipped) */
     void (*embedding_bwd)(lm_device *d, void *dtable, const void *dout, const int32_t *ids, int R, int D);
 
     /* y = x * rstd * w with rstd[r] = 1/sqrt(mean(x[r,:]^2) + eps); rstd saved. */
@@ -110,6 +114,23 @@ struct lm_device {
      * (padding) becomes zeros. Returns the sum over valid rows of
      * -log softmax(row)[target] (not scaled), in double. Host targets. */
     double (*xent_fwd_bwd)(lm_device *d, void *logits, const int32_t *targets, int R, int V, float scale);
+
+    /* Vocab-parallel cross-entropy (Megatron): logits [R, V] hold this rank's
+     * slice of the vocabulary, of which the first Vv columns are real (the
+     * rest is padding and never counts). Host tloc[r]: the target's column
+     * in the slice when this rank holds it (0 <= tloc < Vv), -1 when another
+     * rank does, LM_XENT_PAD (< -1) on a padding row.
+     * xent_part_stats writes host stats[3r..3r+2] = {m, s, zt}: m = max over
+     * the real columns (-inf when Vv = 0), s = sum of exp(x - m) over them,
+     * zt = x[tloc] when 0 <= tloc < Vv, else 0. The caller combines the
+     * ranks' stats into lse[r] = M + log(sum_k s_k exp(m_k - M)).
+     * xent_part_grad overwrites logits in place: real columns become
+     * scale * (exp(x - lse[r]) - [c == tloc]), padding columns and padding
+     * rows (tloc == LM_XENT_PAD) become zeros. lse is a host array [R]. */
+    void (*xent_part_stats)(lm_device *d, const void *logits, const int32_t *tloc, int R, int V, int Vv,
+                            float *stats);
+    void (*xent_part_grad)(lm_device *d, void *logits, const int32_t *tloc, const float *lse, int R, int V, int Vv,
+                           float scale);
 
     /* y += x */
     void (*add)(lm_device *d, void *y, const void *x, size_t n);

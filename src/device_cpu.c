@@ -144,17 +144,23 @@ static void cpu_gemm_nt_add(lm_device *d, void *y, const void *res, const void *
 
 /* --------------------------------------------------------------- embedding */
 
+/* out[r,:] = table[ids[r],:]; a negative id (a row of another rank's vocab
+ * slice, under vocab parallelism) gives zeros. */
 static void cpu_embedding_fwd(lm_device *d, void *out_, const void *table_, const int32_t *ids, int R, int D) {
     float *out = out_;
     const float *table = table_;
     (void)d;
 #pragma omp parallel for schedule(static) if ((size_t)R * D > PAR_MIN)
-    for (int r = 0; r < R; r++) memcpy(out + (size_t)r * D, table + (size_t)ids[r] * D, (size_t)D * sizeof(float));
+    for (int r = 0; r < R; r++) {
+        if (ids[r] < 0) memset(out + (size_t)r * D, 0, (size_t)D * sizeof(float));
+        else memcpy(out + (size_t)r * D, table + (size_t)ids[r] * D, (size_t)D * sizeof(float));
+    }
 }
 
-/* dtable[ids[r],:] += dout[r,:]. Repeated ids would race if rows were split
- * across threads, so each thread owns a range of columns instead and walks
- * all rows in order (deterministic, no atomics). */
+/* dtable[ids[r],:] += dout[r,:], rows with a negative id skipped. Repeated
+ * ids would race if rows were split across threads, so each thread owns a
+ * range of columns instead and walks all rows in order (deterministic, no
+ * atomics). */
 static void cpu_embedding_bwd(lm_device *d, void *dtable_, const void *dout_, const int32_t *ids, int R, int D) {
     float *dtable = dtable_;
     const float *dout = dout_;
@@ -164,6 +170,7 @@ static void cpu_embedding_bwd(lm_device *d, void *dtable_, const void *dout_, co
         int nth = omp_get_num_threads(), tid = omp_get_thread_num();
         int c0 = (int)((long)D * tid / nth), c1 = (int)((long)D * (tid + 1) / nth);
         for (int r = 0; r < R; r++) {
+            if (ids[r] < 0) continue;
             float *restrict dst = dtable + (size_t)ids[r] * D;
             const float *restrict src = dout + (size_t)r * D;
 #pragma omp simd
@@ -633,6 +640,62 @@ static double cpu_xent_fwd_bwd(lm_device *d, void *logits_, const int32_t *targe
     return loss;
 }
 
+/* Vocab-parallel cross-entropy (Megatron-LM): this rank holds columns
+ * [0, Vv) of a slice of width V (the rest padding). Per row, over the real
+ * columns only:
+ *   m = max x,  s = sum exp(x - m)  (as cpu_xent_fwd_bwd: float32, vexpf),
+ *   zt = x[tloc] when this rank holds the target, else 0.
+ * The ranks' (m, s, zt) combine into lse = M + log sum_k s_k exp(m_k - M)
+ * and loss = lse - sum_k zt_k (the caller's work); then
+ *   grad = scale (exp(x - lse) - onehot(tloc))
+ * is the slice of the full softmax gradient. */
+static void xent_part_check(const char *op, const int32_t *tloc, int R, int V, int Vv) {
+    if (Vv < 0 || Vv > V) lm_abort(LM_ERR_RUNTIME, "device cpu: %s: %d real columns of %d", op, Vv, V);
+    for (int r = 0; r < R; r++)
+        if (tloc[r] >= Vv) lm_abort(LM_ERR_RUNTIME, "device cpu: %s: target column %d >= %d", op, tloc[r], Vv);
+}
+
+static void cpu_xent_part_stats(lm_device *d, const void *logits_, const int32_t *tloc, int R, int V, int Vv,
+                                float *stats) {
+    const float *logits = logits_;
+    (void)d;
+    xent_part_check("xent_part_stats", tloc, R, V, Vv);
+#pragma omp parallel for schedule(static) if ((size_t)R * Vv > PAR_MIN)
+    for (int r = 0; r < R; r++) {
+        const float *restrict x = logits + (size_t)r * V;
+        float m = -INFINITY, S = 0.0f;
+#pragma omp simd reduction(max : m)
+        for (int c = 0; c < Vv; c++) m = x[c] > m ? x[c] : m;
+#pragma omp simd reduction(+ : S)
+        for (int c = 0; c < Vv; c++) S += vexpf(x[c] - m);
+        int t = tloc[r];
+        stats[3 * (size_t)r] = m;
+        stats[3 * (size_t)r + 1] = S;
+        stats[3 * (size_t)r + 2] = t >= 0 ? x[t] : 0.0f;
+    }
+}
+
+static void cpu_xent_part_grad(lm_device *d, void *logits_, const int32_t *tloc, const float *lse, int R, int V,
+                               int Vv, float scale) {
+    float *logits = logits_;
+    (void)d;
+    xent_part_check("xent_part_grad", tloc, R, V, Vv);
+#pragma omp parallel for schedule(static) if ((size_t)R * V > PAR_MIN)
+    for (int r = 0; r < R; r++) {
+        float *restrict x = logits + (size_t)r * V;
+        int t = tloc[r];
+        if (t < -1) { /* LM_XENT_PAD: a padding row */
+            memset(x, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float L = lse[r];
+#pragma omp simd
+        for (int c = 0; c < Vv; c++) x[c] = scale * vexpf(x[c] - L);
+        if (t >= 0) x[t] -= scale;
+        if (V > Vv) memset(x + Vv, 0, (size_t)(V - Vv) * sizeof(float));
+    }
+}
+
 /* ------------------------------------------------------------- elementwise */
 
 static void cpu_add(lm_device *d, void *y_, const void *x_, size_t n) {
@@ -743,6 +806,8 @@ lm_device *device_cpu_create(size_t capacity) {
     d->swiglu_fwd = cpu_swiglu_fwd;
     d->swiglu_bwd = cpu_swiglu_bwd;
     d->xent_fwd_bwd = cpu_xent_fwd_bwd;
+    d->xent_part_stats = cpu_xent_part_stats;
+    d->xent_part_grad = cpu_xent_part_grad;
     d->add = cpu_add;
     d->scale = cpu_scale;
     d->sumsq = cpu_sumsq;

@@ -159,27 +159,32 @@ static void bf_gemm_nt_add(lm_device *d, void *y, const void *res, const void *x
 
 /* A gather: widening a bf16 value and rounding it back is the identity, so
  * the rows are copied as they are (the table's row count is not known here,
- * and widening the whole table for R rows would be wasteful). */
+ * and widening the whole table for R rows would be wasteful). A negative id
+ * gives a row of zeros (bf16 0 is all-zero bits), as on the float32 device. */
 static void bf_embedding_fwd(lm_device *d, void *out, const void *table, const int32_t *ids, int R, int D) {
     (void)d;
     const size_t row = (size_t)D * sizeof(uint16_t);
 #pragma omp parallel for schedule(static) if ((size_t)R * D > PAR_MIN)
-    for (int r = 0; r < R; r++) memcpy((char *)out + (size_t)r * row, (const char *)table + (size_t)ids[r] * row, row);
+    for (int r = 0; r < R; r++) {
+        if (ids[r] < 0) memset((char *)out + (size_t)r * row, 0, row);
+        else memcpy((char *)out + (size_t)r * row, (const char *)table + (size_t)ids[r] * row, row);
+    }
 }
 
-/* dtable[ids[r],:] += dout[r,:]. Only the rows that ids touch are widened:
- * the U distinct ids get compact numbers 0..U-1 (through a map indexed by id,
- * set only at the touched ids), their rows are gathered into a [U, D]
- * float32 table, the inner op accumulates onto it with the compact ids, and
- * the U rows are rounded back to their places. */
+/* dtable[ids[r],:] += dout[r,:], rows with a negative id skipped. Only the
+ * rows that ids touch are widened: the U distinct ids >= 0 get compact
+ * numbers 0..U-1 (through a map indexed by id, set only at the touched ids),
+ * their rows are gathered into a [U, D] float32 table, the inner op
+ * accumulates onto it with the compact ids (-1 where the id is negative: the
+ * inner op skips that row too), and the U rows are rounded back to their
+ * places. */
 static void bf_embedding_bwd(lm_device *d, void *dtable, const void *dout, const int32_t *ids, int R, int D) {
     if (R <= 0 || D <= 0) return;
     bf_state *st = ST(d);
-    int32_t maxid = 0;
-    for (int r = 0; r < R; r++) {
-        if (ids[r] < 0) lm_abort(LM_ERR_RUNTIME, "device cpu-bf16: embedding id %d < 0", ids[r]);
+    int32_t maxid = -1;
+    for (int r = 0; r < R; r++)
         if (ids[r] > maxid) maxid = ids[r];
-    }
+    if (maxid < 0) return; /* no row of this table */
     size_t need = (size_t)maxid + 1 + 2 * (size_t)R;
     if (st->icap < need) {
         lm_free(st->ibuf);
@@ -187,9 +192,14 @@ static void bf_embedding_bwd(lm_device *d, void *dtable, const void *dout, const
         st->icap = need;
     }
     int32_t *map = st->ibuf, *uniq = map + maxid + 1, *cid = uniq + R;
-    for (int r = 0; r < R; r++) map[ids[r]] = -1;
+    for (int r = 0; r < R; r++)
+        if (ids[r] >= 0) map[ids[r]] = -1;
     int U = 0;
     for (int r = 0; r < R; r++) {
+        if (ids[r] < 0) {
+            cid[r] = -1;
+            continue;
+        }
         if (map[ids[r]] < 0) {
             map[ids[r]] = U;
             uniq[U++] = ids[r];
@@ -303,6 +313,25 @@ static double bf_xent_fwd_bwd(lm_device *d, void *logits, const int32_t *targets
     return loss;
 }
 
+/* Vocab-parallel cross-entropy: the whole slice (padding columns too, which
+ * the inner op never reads into a result) widened; the statistics are
+ * float32 outputs of the inner op, written straight into the host array. */
+static void bf_xent_part_stats(lm_device *d, const void *logits, const int32_t *tloc, int R, int V, int Vv,
+                               float *stats) {
+    float *ls = widen(d, 0, logits, (size_t)R * V);
+    lm_device *in = ST(d)->inner;
+    in->xent_part_stats(in, ls, tloc, R, V, Vv, stats);
+}
+
+static void bf_xent_part_grad(lm_device *d, void *logits, const int32_t *tloc, const float *lse, int R, int V,
+                              int Vv, float scale) {
+    size_t n = (size_t)R * V;
+    float *ls = widen(d, 0, logits, n);
+    lm_device *in = ST(d)->inner;
+    in->xent_part_grad(in, ls, tloc, lse, R, V, Vv, scale);
+    narrow(logits, ls, n);
+}
+
 /* ------------------------------------------------------------- elementwise */
 
 static void bf_add(lm_device *d, void *y, const void *x, size_t n) {
@@ -400,6 +429,8 @@ lm_device *device_cpu_bf16_create(size_t capacity) {
     d->swiglu_fwd = bf_swiglu_fwd;
     d->swiglu_bwd = bf_swiglu_bwd;
     d->xent_fwd_bwd = bf_xent_fwd_bwd;
+    d->xent_part_stats = bf_xent_part_stats;
+    d->xent_part_grad = bf_xent_part_grad;
     d->add = bf_add;
     d->scale = bf_scale;
     d->sumsq = bf_sumsq;

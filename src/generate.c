@@ -62,6 +62,7 @@ int cmd_generate(int argc, char **argv) {
         !strcmp(S.cfg.init, "random"))
         lm_fail(LM_ERR_INPUT, "generate: no checkpoint in checkpoint.dir = %s and train.init = random: nothing trained to sample from",
                 S.cfg.ckpt_dir);
+    S.cfg.sp = 0; /* one sequence at a time: nothing worth sharding */
     session_open(&S, 1, T, 0, 0);
     session_load(&S, 0);
 

@@ -28,43 +28,109 @@ void shape_from_config(lm_shape *s, const lm_config *c) {
     s->tied = c->tie_embeddings;
 }
 
+/* Tensor-parallel split (Megatron-LM): column-parallel q/k/v/gate/up hold a
+ * slice of output rows, row-parallel o/down a slice of input columns;
+ * attention heads split with them. Key/value heads split when there are at
+ * least tp of them; with fewer, each rank holds (a replica of) the one its
+ * query heads read. Embedding and lm_head hold a slice of vocabulary rows,
+ * the vocabulary padded to a multiple of tp. */
+int tp_dims(const lm_shape *s, int tp, lm_tp_dims *o, char *err, size_t errlen) {
+    if (s->n_heads % tp)
+        return lm_err(err, errlen, 2,
+                      "model.n_heads = %d is not divisible by parallel.tp = %d: attention heads are split across "
+                      "the tensor-parallel ranks", s->n_heads, tp);
+    if (s->ffn_dim % tp)
+        return lm_err(err, errlen, 2,
+                      "model.ffn_dim = %d is not divisible by parallel.tp = %d: the MLP's columns are split across "
+                      "the tensor-parallel ranks", s->ffn_dim, tp);
+    if (s->n_kv_heads >= tp ? s->n_kv_heads % tp : tp % s->n_kv_heads)
+        return lm_err(err, errlen, 2,
+                      "model.n_kv_heads = %d with parallel.tp = %d: key/value heads are split when n_kv_heads >= tp "
+                      "(tp must divide it) and replicated when fewer (n_kv_heads must divide tp)", s->n_kv_heads, tp);
+    o->H = s->n_heads / tp;
+    o->kv_replicas = s->n_kv_heads >= tp ? 1 : tp / s->n_kv_heads;
+    o->KV = s->n_kv_heads >= tp ? s->n_kv_heads / tp : 1;
+    o->F = s->ffn_dim / tp;
+    o->Vp = (s->vocab_size + tp - 1) / tp * tp;
+    o->V = o->Vp / tp;
+    return 0;
+}
+
+/* Mark p as this rank's block of a full [full_rows, full_cols] tensor. */
+static void split(lm_param *p, int how, int64_t full_rows, int64_t full_cols, int64_t row0, int64_t col0,
+                  int64_t valid_rows) {
+    p->tp_split = how;
+    p->full_rows = full_rows;
+    p->full_cols = full_cols;
+    p->row0 = row0;
+    p->col0 = col0;
+    p->valid_rows = valid_rows;
+}
+
 static void add_params(lm_model *m, size_t granule) {
     const lm_shape *s = &m->s;
+    const lm_tp_dims *L = &m->ld;
     lm_params *ps = &m->params;
-    int64_t D = s->dim, KVD = (int64_t)s->n_kv_heads * s->head_dim, F = s->ffn_dim;
+    int tp = m->tp.size, tr = m->tp.rank, on = tp > 1 ? LM_TP_ROWS : LM_TP_NONE;
+    int oc = tp > 1 ? LM_TP_COLS : LM_TP_NONE;
+    int64_t D = s->dim, hd = s->head_dim, KVD = (int64_t)s->n_kv_heads * hd, F = s->ffn_dim, V = s->vocab_size;
+    int64_t Hl = (int64_t)L->H * hd, KVl = (int64_t)L->KV * hd, Fl = L->F, Vl = L->V;
+    int64_t kv0 = (s->n_kv_heads >= tp ? (int64_t)tr * L->KV : (int64_t)(tr / L->kv_replicas)) * hd;
+    int64_t v0 = (int64_t)tr * Vl, vvalid = V - v0 < 0 ? 0 : V - v0 > Vl ? Vl : V - v0;
+    /* replicas with partial gradients: kv heads shared by several ranks;
+     * norm weights under sequence parallelism (each rank sees its rows) */
+    lm_group *kv_sum = L->kv_replicas > 1 ? m->tp.kv : NULL, *norm_sum = m->tp.sp && tp > 1 ? m->tp.g : NULL;
+    int kv_here = tr % L->kv_replicas == 0, norm_here = tr == 0;
     char name[LM_NAMELEN];
+    lm_param *p;
     /* Indices first, pointers after chunks_build (params_add reallocates). */
-    params_add(ps, "model.embed_tokens.weight", 2, s->vocab_size, D);
+    p = params_add(ps, "model.embed_tokens.weight", 2, Vl, D);
+    split(p, on, V, D, v0, 0, vvalid);
     for (int l = 0; l < s->n_layers; l++) {
 #define P(suffix, nd, r, c)                                               \
     snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);         \
-    params_add(ps, name, nd, r, c)
+    p = params_add(ps, name, nd, r, c)
         P("input_layernorm.weight", 1, D, 1);
-        P("self_attn.q_proj.weight", 2, D, D);
-        P("self_attn.k_proj.weight", 2, KVD, D);
-        P("self_attn.v_proj.weight", 2, KVD, D);
-        P("self_attn.o_proj.weight", 2, D, D);
+        p->gsum = norm_sum, p->norm_here = norm_here;
+        P("self_attn.q_proj.weight", 2, Hl, D);
+        split(p, on, D, D, tr * Hl, 0, Hl);
+        P("self_attn.k_proj.weight", 2, KVl, D);
+        split(p, on, KVD, D, kv0, 0, KVl);
+        p->gsum = kv_sum, p->norm_here = kv_here;
+        P("self_attn.v_proj.weight", 2, KVl, D);
+        split(p, on, KVD, D, kv0, 0, KVl);
+        p->gsum = kv_sum, p->norm_here = kv_here;
+        P("self_attn.o_proj.weight", 2, D, Hl);
+        split(p, oc, D, D, 0, tr * Hl, D);
         P("post_attention_layernorm.weight", 1, D, 1);
-        P("mlp.gate_proj.weight", 2, F, D);
-        P("mlp.up_proj.weight", 2, F, D);
-        P("mlp.down_proj.weight", 2, D, F);
+        p->gsum = norm_sum, p->norm_here = norm_here;
+        P("mlp.gate_proj.weight", 2, Fl, D);
+        split(p, on, F, D, tr * Fl, 0, Fl);
+        P("mlp.up_proj.weight", 2, Fl, D);
+        split(p, on, F, D, tr * Fl, 0, Fl);
+        P("mlp.down_proj.weight", 2, D, Fl);
+        split(p, oc, D, F, 0, tr * Fl, D);
 #undef P
     }
-    params_add(ps, "model.norm.weight", 1, D, 1);
-    if (!s->tied) params_add(ps, "lm_head.weight", 2, s->vocab_size, D);
+    p = params_add(ps, "model.norm.weight", 1, D, 1);
+    p->gsum = norm_sum, p->norm_here = norm_here;
+    if (!s->tied) {
+        p = params_add(ps, "lm_head.weight", 2, Vl, D);
+        split(p, on, V, D, v0, 0, vvalid);
+    }
     chunks_build_on(ps, granule, m->dev);
 
     m->embed = &ps->p[0];
     m->layer = lm_alloc(sizeof(lm_layer_params) * (size_t)s->n_layers);
     for (int l = 0; l < s->n_layers; l++) {
-        lm_param *p = &ps->p[1 + 9 * l];
-        m->layer[l] = (lm_layer_params){p, p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8};
+        lm_param *q = &ps->p[1 + 9 * l];
+        m->layer[l] = (lm_layer_params){q, q + 1, q + 2, q + 3, q + 4, q + 5, q + 6, q + 7, q + 8};
     }
     m->norm = &ps->p[1 + 9 * s->n_layers];
     m->lm_head = s->tied ? m->embed : &ps->p[2 + 9 * s->n_layers];
-    m->n_matmul_params = 0;
-    for (int i = 1; i < ps->n; i++) m->n_matmul_params += (int64_t)ps->p[i].numel;
-    if (s->tied) m->n_matmul_params += (int64_t)m->embed->numel;
+    /* N of SPEC §6, of the full model: everything but the input embedding,
+     * lm_head counted also when tied */
+    m->n_matmul_params = (int64_t)s->n_layers * (2 * D * D + 2 * KVD * D + 3 * F * D + 2 * D) + D + V * D;
 }
 
 /* n elements of the compute dtype, or of float32 (statistics, tables). */
@@ -79,19 +145,22 @@ static float *falloc(lm_model *m, size_t n) {
     return m->dev->alloc(m->dev, n * sizeof(float));
 }
 
+/* Per-layer activations: the residual stream (x, a) and its statistics on
+ * Rx rows (sharded with sequence parallelism), the rest on all R rows with
+ * this rank's heads and ffn columns. */
 static void alloc_layer_acts(lm_model *m, lm_layer_acts *a, int with_x, int rest) {
-    size_t R = (size_t)m->R, D = (size_t)m->s.dim, F = (size_t)m->s.ffn_dim;
-    size_t KVD = (size_t)m->s.n_kv_heads * (size_t)m->s.head_dim;
-    if (with_x) a->x = dalloc(m, R * D);
+    size_t R = (size_t)m->R, Rx = (size_t)m->Rx, D = (size_t)m->s.dim, F = (size_t)m->ld.F;
+    size_t HD = (size_t)m->ld.H * (size_t)m->s.head_dim, KVD = (size_t)m->ld.KV * (size_t)m->s.head_dim;
+    if (with_x) a->x = dalloc(m, Rx * D);
     if (!rest) return;
-    a->rstd1 = falloc(m, R);
-    a->q = dalloc(m, R * D);
+    a->rstd1 = falloc(m, Rx);
+    a->q = dalloc(m, R * HD);
     a->k = dalloc(m, R * KVD);
     a->v = dalloc(m, R * KVD);
-    a->att = dalloc(m, R * D);
-    a->lse = falloc(m, (size_t)m->B * (size_t)m->s.n_heads * (size_t)m->T);
-    a->a = dalloc(m, R * D);
-    a->rstd2 = falloc(m, R);
+    a->att = dalloc(m, R * HD);
+    a->lse = falloc(m, (size_t)m->B * (size_t)m->ld.H * (size_t)m->T);
+    a->a = dalloc(m, Rx * D);
+    a->rstd2 = falloc(m, Rx);
     a->g = dalloc(m, R * F);
     a->u = dalloc(m, R * F);
 }
@@ -116,41 +185,67 @@ static void rope_tables(lm_model *m) {
     lm_free(s);
 }
 
-lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int recompute, size_t granule) {
+lm_model *model_create_tp(lm_device *dev, const lm_shape *s, const lm_tp *tp, int B, int T, int recompute,
+                          size_t granule) {
     lm_model *m = lm_alloc(sizeof *m);
     m->s = *s;
+    m->tp = tp && tp->size > 1 ? *tp : (lm_tp){.size = 1};
+    char err[LM_ERRLEN];
+    if (tp_dims(s, m->tp.size, &m->ld, err, sizeof err)) lm_abort(LM_ERR_INPUT, "%s", err);
     m->dev = dev;
     m->B = B;
     m->T = T;
     m->R = B * T;
+    if (m->tp.sp && m->R % m->tp.size)
+        lm_abort(LM_ERR_INPUT, "sequence parallelism: %d rows per micro-batch do not split over tp = %d", m->R,
+                 m->tp.size);
+    m->Rx = m->tp.sp ? m->R / m->tp.size : m->R;
+    m->r0 = m->tp.sp ? m->tp.rank * m->Rx : 0;
     m->recompute = recompute;
     add_params(m, granule);
 
-    size_t R = (size_t)m->R, D = (size_t)s->dim, F = (size_t)s->ffn_dim;
-    size_t KVD = (size_t)s->n_kv_heads * (size_t)s->head_dim;
+    size_t R = (size_t)m->R, Rx = (size_t)m->Rx, D = (size_t)s->dim, F = (size_t)m->ld.F;
+    size_t HD = (size_t)m->ld.H * (size_t)s->head_dim, KVD = (size_t)m->ld.KV * (size_t)s->head_dim;
     m->acts = lm_alloc(sizeof(lm_layer_acts) * (size_t)s->n_layers);
     for (int l = 0; l < s->n_layers; l++) alloc_layer_acts(m, &m->acts[l], 1, !recompute);
+    m->act_kept = m->act_bytes;
     if (recompute) alloc_layer_acts(m, &m->scratch_acts, 0, 1);
-    m->h_final = dalloc(m, R * D);
-    m->rstd_final = falloc(m, R);
+    m->h_final = dalloc(m, Rx * D);
+    m->rstd_final = falloc(m, Rx);
     m->n = dalloc(m, R * D);
     m->dn = dalloc(m, R * D);
-    m->dh = dalloc(m, R * D);
+    if (m->tp.sp) { /* dh is this rank's block of the gathered gradient */
+        m->dhf = dalloc(m, R * D);
+        m->dh = lm_at(dev, m->dhf, (size_t)m->r0 * D);
+    } else {
+        m->dh = dalloc(m, R * D);
+    }
     m->f1 = dalloc(m, R * F);
     m->f2 = dalloc(m, R * F);
     m->f3 = dalloc(m, R * F);
-    m->dq = dalloc(m, R * D);
+    m->dq = dalloc(m, R * HD);
     m->dk = dalloc(m, R * KVD);
     m->dv = dalloc(m, R * KVD);
-    m->datt = dalloc(m, R * D);
+    m->datt = dalloc(m, R * HD);
     /* The head works on blocks of rows so that logits never exceed ~16 MiB. */
-    size_t rows = ((size_t)16 << 20) / (lm_dtype_size(dev->dtype) * (size_t)s->vocab_size);
+    size_t V = (size_t)m->ld.V;
+    size_t rows = ((size_t)16 << 20) / (lm_dtype_size(dev->dtype) * V);
     if (rows < 16) rows = 16;
     if (rows > R) rows = R;
     m->head_rows = (int)rows;
-    m->logits = dalloc(m, rows * (size_t)s->vocab_size);
+    m->logits = dalloc(m, rows * V);
+    if (m->tp.size > 1) {
+        m->lids = lm_alloc(sizeof(int32_t) * R);
+        m->tloc = lm_alloc(sizeof(int32_t) * rows);
+        m->xstats = lm_alloc(sizeof(float) * 3 * rows * (size_t)m->tp.size);
+        m->lse = lm_alloc(sizeof(float) * rows);
+    }
     rope_tables(m);
     return m;
+}
+
+lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int recompute, size_t granule) {
+    return model_create_tp(dev, s, NULL, B, T, recompute, granule);
 }
 
 void model_destroy(lm_model *m) {
@@ -166,9 +261,13 @@ void model_destroy(lm_model *m) {
             for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) d->free(d, bufs[i]);
         }
     }
-    void *ws[] = {m->h_final, m->rstd_final, m->n, m->dn, m->dh, m->f1, m->f2, m->f3,
+    void *ws[] = {m->h_final, m->rstd_final, m->n, m->dn, m->dhf ? m->dhf : m->dh, m->f1, m->f2, m->f3,
                    m->dq, m->dk, m->dv, m->datt, m->logits, m->rope_cos, m->rope_sin};
     for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) d->free(d, ws[i]);
+    lm_free(m->lids);
+    lm_free(m->tloc);
+    lm_free(m->xstats);
+    lm_free(m->lse);
     lm_free(m->acts);
     lm_free(m->layer);
     params_free(&m->params);
@@ -184,7 +283,10 @@ void model_init_random(lm_model *m, uint64_t seed, double std) {
         lm_param *p = &m->params.p[i];
         uint64_t key = rng_stream(seed, p->name);
 #pragma omp parallel for schedule(static)
-        for (size_t j = 0; j < p->numel; j++) h[j] = p->ndim == 1 ? 1.0f : (float)(std * rng_normal(key, j));
+        for (size_t j = 0; j < p->numel; j++) {
+            int64_t gi = params_full_index(p, j); /* layout-independent: by full-tensor index */
+            h[j] = gi < 0 ? 0.0f : p->ndim == 1 ? 1.0f : (float)(std * rng_normal(key, (uint64_t)gi));
+        }
         params_set_tensor(&m->params, i, h);
     }
     lm_free(h);
@@ -205,29 +307,105 @@ static void DONE(lm_model *m, lm_param *p) {
     if (m->hooks) m->hooks->done(m->hooks->ctx, p);
 }
 
+/* ------------------------------------------------ tensor-parallel pieces */
+
+static size_t ES(const lm_model *m) { return lm_dtype_size(m->dev->dtype); }
+
+static void tp_wait_coll(lm_model *m, int kind, void *x, size_t n) {
+    lm_req q;
+    if (kind == 0) comm_dev_iallreduce_sum(m->tp.g, x, n, m->dev->dtype, &q);
+    if (kind == 1) comm_dev_ireduce_scatter_sum(m->tp.g, x, n, m->dev->dtype, &q);
+    if (kind == 2) comm_dev_iallgather(m->tp.g, x, n, m->dev->dtype, &q);
+    comm_wait(&q);
+}
+
+/* m->n = rmsnorm(x) on all R rows. With sequence parallelism each rank
+ * normalises its Rx rows into its block of n and the blocks are
+ * all-gathered (Megatron's all-gather before the column-parallel linears). */
+static void norm_full(lm_model *m, const void *x, float *rstd, const void *w) {
+    lm_device *d = m->dev;
+    size_t D = (size_t)m->s.dim;
+    d->rmsnorm_fwd(d, lm_at(d, m->n, (size_t)m->r0 * D), rstd, x, w, m->Rx, (int)D, m->s.norm_eps);
+    if (m->tp.sp) tp_wait_coll(m, 2, m->n, (size_t)m->Rx * D);
+}
+
+/* out = res + x W^T for a row-parallel linear (x [R, K] holds this rank's
+ * columns of the input, W its columns): the ranks' partial products are
+ * summed by an all-reduce (rank 0 adds the residual first), or with
+ * sequence parallelism by a reduce-scatter that leaves each rank its rows,
+ * its residual rows added to its block beforehand. res and out are
+ * residual-stream buffers of Rx rows; dn is the scratch. */
+static void row_parallel(lm_model *m, void *out, const void *res, const void *x, const void *w, int K) {
+    lm_device *d = m->dev;
+    int R = m->R, D = m->s.dim;
+    size_t RD = (size_t)m->Rx * (size_t)D;
+    if (m->tp.size == 1) {
+        d->gemm_nt_add(d, out, res, x, w, R, D, K);
+    } else if (!m->tp.sp) {
+        if (m->tp.rank == 0)
+            d->gemm_nt_add(d, out, res, x, w, R, D, K);
+        else
+            d->gemm_nt(d, out, x, w, R, D, K, 0.0f);
+        tp_wait_coll(m, 0, out, RD);
+    } else {
+        d->gemm_nt(d, m->dn, x, w, R, D, K, 0.0f);
+        d->add(d, lm_at(d, m->dn, (size_t)m->r0 * D), res, RD);
+        tp_wait_coll(m, 1, m->dn, RD);
+        d->copy(d, out, m->dn, RD * ES(m));
+    }
+}
+
+/* The input gradient of the column-parallel linears: dn holds this rank's
+ * partial sums [R, D] (over its output columns); the full sums are
+ * all-reduced, or with sequence parallelism reduce-scattered (this rank's
+ * Rx rows then in dn's first rows). */
+static void col_parallel_bwd(lm_model *m, void *dn) {
+    if (m->tp.size == 1) return;
+    size_t RD = (size_t)m->Rx * (size_t)m->s.dim;
+    tp_wait_coll(m, m->tp.sp ? 1 : 0, dn, RD);
+}
+
+/* The residual stream's gradient on all R rows (row-parallel backward reads
+ * every row): dh itself, or with sequence parallelism the blocks of dhf
+ * (dh is this rank's block of it) all-gathered. */
+static void *dh_full(lm_model *m) {
+    if (!m->tp.sp) return m->dh;
+    tp_wait_coll(m, 2, m->dhf, (size_t)m->Rx * (size_t)m->s.dim);
+    return m->dhf;
+}
+
+/* Token ids as this rank's embedding rows: id - v0 inside its vocabulary
+ * slice, -1 elsewhere (that row then comes from another rank's sum). */
+static const int32_t *local_ids(lm_model *m, const int32_t *ids) {
+    if (m->tp.size == 1) return ids;
+    int64_t v0 = m->embed->row0, vv = m->embed->valid_rows;
+    for (int r = 0; r < m->R; r++) m->lids[r] = ids[r] >= v0 && ids[r] < v0 + vv ? (int32_t)(ids[r] - v0) : -1;
+    return m->lids;
+}
+
 /* One layer forward from a->x, filling a's activations; writes the layer
  * output (the next residual) to out. */
 static void layer_forward(lm_model *m, int l, lm_layer_acts *a, void *out) {
     lm_device *d = m->dev;
     const lm_shape *s = &m->s;
     const lm_layer_params *P = &m->layer[l];
-    int R = m->R, D = s->dim, F = s->ffn_dim, H = s->n_heads, KV = s->n_kv_heads, hd = s->head_dim;
-    int KVD = KV * hd;
+    int R = m->R, D = s->dim, F = m->ld.F, H = m->ld.H, KV = m->ld.KV, hd = s->head_dim;
+    int HD = H * hd, KVD = KV * hd;
 
-    d->rmsnorm_fwd(d, m->n, a->rstd1, a->x, P->ln1->w, R, D, s->norm_eps);
-    d->gemm_nt(d, a->q, m->n, P->q->w, R, D, D, 0.0f);
+    norm_full(m, a->x, a->rstd1, P->ln1->w);
+    d->gemm_nt(d, a->q, m->n, P->q->w, R, HD, D, 0.0f);
     d->gemm_nt(d, a->k, m->n, P->k->w, R, KVD, D, 0.0f);
     d->gemm_nt(d, a->v, m->n, P->v->w, R, KVD, D, 0.0f);
     d->rope_fwd(d, a->q, m->rope_cos, m->rope_sin, R, m->T, H, hd);
     d->rope_fwd(d, a->k, m->rope_cos, m->rope_sin, R, m->T, KV, hd);
     d->attention_fwd(d, a->att, a->lse, a->q, a->k, a->v, m->B, m->T, H, KV, hd);
-    d->gemm_nt_add(d, a->a, a->x, a->att, P->o->w, R, D, D);  /* a = x + Wo att */
+    row_parallel(m, a->a, a->x, a->att, P->o->w, HD);  /* a = x + Wo att */
 
-    d->rmsnorm_fwd(d, m->n, a->rstd2, a->a, P->ln2->w, R, D, s->norm_eps);
+    norm_full(m, a->a, a->rstd2, P->ln2->w);
     d->gemm_nt(d, a->g, m->n, P->gate->w, R, F, D, 0.0f);
     d->gemm_nt(d, a->u, m->n, P->up->w, R, F, D, 0.0f);
     d->swiglu_fwd(d, m->f1, a->g, a->u, (size_t)R * (size_t)F);
-    d->gemm_nt_add(d, out, a->a, m->f1, P->down->w, R, D, F);  /* out = a + Wdown f1 */
+    row_parallel(m, out, a->a, m->f1, P->down->w, F); /* out = a + Wdown f1 */
 }
 
 /* Backward of one layer: on entry dh = d(layer output); on exit dh = d(x).
@@ -236,16 +414,17 @@ static void layer_backward(lm_model *m, int l, lm_layer_acts *a) {
     lm_device *d = m->dev;
     const lm_shape *s = &m->s;
     const lm_layer_params *P = &m->layer[l];
-    int R = m->R, D = s->dim, F = s->ffn_dim, H = s->n_heads, KV = s->n_kv_heads, hd = s->head_dim;
-    int KVD = KV * hd;
+    int R = m->R, Rx = m->Rx, D = s->dim, F = m->ld.F, H = m->ld.H, KV = m->ld.KV, hd = s->head_dim;
+    int HD = H * hd, KVD = KV * hd;
     size_t RF = (size_t)R * (size_t)F;
 
     /* MLP branch: y = a + Wdown (silu(g) * u) */
-    d->rmsnorm_fwd(d, m->n, a->rstd2, a->a, P->ln2->w, R, D, s->norm_eps);  /* n2 again */
+    void *dy = dh_full(m);
+    norm_full(m, a->a, a->rstd2, P->ln2->w);                                 /* n2 again */
     d->swiglu_fwd(d, m->f1, a->g, a->u, RF);                                 /* f1 = swiglu */
-    d->gemm_tn(d, G(m, P->down), m->dh, m->f1, R, D, F, 1.0f);
+    d->gemm_tn(d, G(m, P->down), dy, m->f1, R, D, F, 1.0f);
     DONE(m, P->down);
-    d->gemm_nn(d, m->f2, m->dh, P->down->w, R, D, F, 0.0f);                  /* f2 = d swiglu */
+    d->gemm_nn(d, m->f2, dy, P->down->w, R, D, F, 0.0f);                     /* f2 = d swiglu */
     d->swiglu_bwd(d, m->f1, m->f3, m->f2, a->g, a->u, RF);                   /* f1 = dg, f3 = du */
     d->gemm_tn(d, G(m, P->gate), m->f1, m->n, R, F, D, 1.0f);
     DONE(m, P->gate);
@@ -253,71 +432,130 @@ static void layer_backward(lm_model *m, int l, lm_layer_acts *a) {
     DONE(m, P->up);
     d->gemm_nn(d, m->dn, m->f1, P->gate->w, R, F, D, 0.0f);
     d->gemm_nn(d, m->dn, m->f3, P->up->w, R, F, D, 1.0f);
-    d->rmsnorm_bwd(d, m->dh, G(m, P->ln2), m->dn, a->a, P->ln2->w, a->rstd2, R, D); /* dh = d(a) */
+    col_parallel_bwd(m, m->dn);
+    d->rmsnorm_bwd(d, m->dh, G(m, P->ln2), m->dn, a->a, P->ln2->w, a->rstd2, Rx, D); /* dh = d(a) */
     DONE(m, P->ln2);
 
     /* Attention branch: a = x + Wo att */
-    d->gemm_tn(d, G(m, P->o), m->dh, a->att, R, D, D, 1.0f);
+    dy = dh_full(m);
+    d->gemm_tn(d, G(m, P->o), dy, a->att, R, D, HD, 1.0f);
     DONE(m, P->o);
-    d->gemm_nn(d, m->datt, m->dh, P->o->w, R, D, D, 0.0f);
+    d->gemm_nn(d, m->datt, dy, P->o->w, R, D, HD, 0.0f);
     d->attention_bwd(d, m->dq, m->dk, m->dv, m->datt, a->att, a->lse, a->q, a->k, a->v, m->B, m->T, H, KV, hd);
     d->rope_bwd(d, m->dq, m->rope_cos, m->rope_sin, R, m->T, H, hd);
     d->rope_bwd(d, m->dk, m->rope_cos, m->rope_sin, R, m->T, KV, hd);
-    d->rmsnorm_fwd(d, m->n, a->rstd1, a->x, P->ln1->w, R, D, s->norm_eps);  /* n1 again */
-    d->gemm_tn(d, G(m, P->q), m->dq, m->n, R, D, D, 1.0f);
+    norm_full(m, a->x, a->rstd1, P->ln1->w);                                 /* n1 again */
+    d->gemm_tn(d, G(m, P->q), m->dq, m->n, R, HD, D, 1.0f);
     DONE(m, P->q);
     d->gemm_tn(d, G(m, P->k), m->dk, m->n, R, KVD, D, 1.0f);
     DONE(m, P->k);
     d->gemm_tn(d, G(m, P->v), m->dv, m->n, R, KVD, D, 1.0f);
     DONE(m, P->v);
-    d->gemm_nn(d, m->dn, m->dq, P->q->w, R, D, D, 0.0f);
+    d->gemm_nn(d, m->dn, m->dq, P->q->w, R, HD, D, 0.0f);
     d->gemm_nn(d, m->dn, m->dk, P->k->w, R, KVD, D, 1.0f);
     d->gemm_nn(d, m->dn, m->dv, P->v->w, R, KVD, D, 1.0f);
-    d->rmsnorm_bwd(d, m->dh, G(m, P->ln1), m->dn, a->x, P->ln1->w, a->rstd1, R, D); /* dh = d(x) */
+    col_parallel_bwd(m, m->dn);
+    d->rmsnorm_bwd(d, m->dh, G(m, P->ln1), m->dn, a->x, P->ln1->w, a->rstd1, Rx, D); /* dh = d(x) */
     DONE(m, P->ln1);
 }
 
-/* Embedding and every layer forward, then the final norm into m->n. */
+/* Embedding (vocab-parallel: each rank looks up the ids of its slice, zeros
+ * elsewhere, and the ranks' rows are summed: all-reduce, or reduce-scatter
+ * with sequence parallelism), every layer forward, then the final norm of
+ * all rows into m->n. */
 static void forward_body(lm_model *m, const int32_t *ids) {
     lm_device *d = m->dev;
-    int L = m->s.n_layers;
-    d->embedding_fwd(d, m->acts[0].x, m->embed->w, ids, m->R, m->s.dim);
+    int L = m->s.n_layers, D = m->s.dim;
+    size_t RD = (size_t)m->Rx * (size_t)D;
+    const int32_t *li = local_ids(m, ids);
+    if (m->tp.size == 1) {
+        d->embedding_fwd(d, m->acts[0].x, m->embed->w, ids, m->R, D);
+    } else if (!m->tp.sp) {
+        d->embedding_fwd(d, m->acts[0].x, m->embed->w, li, m->R, D);
+        tp_wait_coll(m, 0, m->acts[0].x, RD);
+    } else {
+        d->embedding_fwd(d, m->dn, m->embed->w, li, m->R, D);
+        tp_wait_coll(m, 1, m->dn, RD);
+        d->copy(d, m->acts[0].x, m->dn, RD * ES(m));
+    }
     for (int l = 0; l < L; l++) {
         void *out = l + 1 < L ? m->acts[l + 1].x : m->h_final;
         layer_forward(m, l, acts_of(m, l), out);
     }
-    d->rmsnorm_fwd(d, m->n, m->rstd_final, m->h_final, m->norm->w, m->R, m->s.dim, m->s.norm_eps);
+    norm_full(m, m->h_final, m->rstd_final, m->norm->w);
+}
+
+/* Vocab-parallel cross-entropy of rb rows (Megatron-LM): logits hold this
+ * rank's vocabulary slice. Per row each rank finds m_k = max, s_k = sum
+ * exp(x - m_k) over its real columns and zt_k = the target's logit if it
+ * holds the target (else 0); the 3 floats per row and rank are all-gathered
+ * and combined alike on every rank: M = max m_k, S = sum s_k exp(m_k - M),
+ * lse = M + log S, loss = lse - sum zt_k. Each rank then turns its slice
+ * into scale * (softmax - onehot) with the global lse. The logits of the
+ * whole vocabulary never exist on one rank. */
+static double xent_vocab_parallel(lm_model *m, const int32_t *t, int rb, float scale) {
+    lm_device *d = m->dev;
+    int tp = m->tp.size, Vl = m->ld.V, vv = (int)m->lm_head->valid_rows;
+    int64_t v0 = m->lm_head->row0;
+    for (int r = 0; r < rb; r++)
+        m->tloc[r] = t[r] < 0 ? LM_XENT_PAD : t[r] >= v0 && t[r] < v0 + vv ? (int32_t)(t[r] - v0) : -1;
+    size_t blk = 3 * (size_t)rb;
+    d->xent_part_stats(d, m->logits, m->tloc, rb, Vl, vv, m->xstats + (size_t)m->tp.rank * blk);
+    comm_allgather_f32(m->tp.g, m->xstats, blk);
+    double loss = 0.0;
+    for (int r = 0; r < rb; r++) {
+        m->lse[r] = 0.0f;
+        if (t[r] < 0) continue;
+        double M = -INFINITY, S = 0.0, zt = 0.0;
+        for (int k = 0; k < tp; k++)
+            if (m->xstats[k * blk + 3 * r] > M) M = m->xstats[k * blk + 3 * r];
+        for (int k = 0; k < tp; k++) {
+            const float *st = m->xstats + k * blk + 3 * r;
+            if (st[1] > 0.0f) S += (double)st[1] * exp((double)st[0] - M);
+            zt += st[2];
+        }
+        double lse = M + log(S);
+        m->lse[r] = (float)lse;
+        loss += lse - zt;
+    }
+    d->xent_part_grad(d, m->logits, m->tloc, m->lse, rb, Vl, vv, scale);
+    return loss;
 }
 
 /* lm_head and cross-entropy fused, block of rows by block: logits for the
  * block, in place into scale*(softmax - onehot), then the head's input
- * gradient (into dn) and weight gradient, so the logits of the whole
- * micro-batch never exist at once. */
+ * gradient (into dn; partial over the vocabulary slices under tensor
+ * parallelism, summed after the last block) and weight gradient, so the
+ * logits of the whole micro-batch never exist at once. */
 static double head_forward_backward(lm_model *m, const int32_t *targets, float scale) {
     lm_device *d = m->dev;
-    int D = m->s.dim, V = m->s.vocab_size;
+    int D = m->s.dim, V = m->ld.V;
     double loss = 0.0;
     for (int r0 = 0; r0 < m->R; r0 += m->head_rows) {
         int rb = m->R - r0 < m->head_rows ? m->R - r0 : m->head_rows;
         const void *x = lm_at(d, m->n, (size_t)r0 * D);
         d->gemm_nt(d, m->logits, x, m->lm_head->w, rb, V, D, 0.0f);
-        loss += d->xent_fwd_bwd(d, m->logits, targets + r0, rb, V, scale);
+        if (m->tp.size == 1)
+            loss += d->xent_fwd_bwd(d, m->logits, targets + r0, rb, V, scale);
+        else
+            loss += xent_vocab_parallel(m, targets + r0, rb, scale);
         d->gemm_nn(d, lm_at(d, m->dn, (size_t)r0 * D), m->logits, m->lm_head->w, rb, V, D, 0.0f);
         d->gemm_tn(d, G(m, m->lm_head), m->logits, x, rb, V, D, 1.0f);
     }
+    col_parallel_bwd(m, m->dn);
     if (!m->s.tied) DONE(m, m->lm_head); /* tied: the embedding's backward adds more */
     return loss;
 }
 
 double model_forward_backward(lm_model *m, const int32_t *ids, const int32_t *targets, float scale) {
     lm_device *d = m->dev;
-    int R = m->R, D = m->s.dim;
+    int Rx = m->Rx, D = m->s.dim;
     forward_body(m, ids);
     double loss = head_forward_backward(m, targets, scale);
 
     /* final norm backward into a fresh dh */
-    d->zero(d, m->dh, lm_dtype_size(d->dtype) * (size_t)R * (size_t)D);
-    d->rmsnorm_bwd(d, m->dh, G(m, m->norm), m->dn, m->h_final, m->norm->w, m->rstd_final, R, D);
+    d->zero(d, m->dh, ES(m) * (size_t)Rx * (size_t)D);
+    d->rmsnorm_bwd(d, m->dh, G(m, m->norm), m->dn, m->h_final, m->norm->w, m->rstd_final, Rx, D);
     DONE(m, m->norm);
     for (int l = m->s.n_layers - 1; l >= 0; l--) {
         lm_layer_acts *a = acts_of(m, l);
@@ -328,16 +566,26 @@ double model_forward_backward(lm_model *m, const int32_t *ids, const int32_t *ta
         }
         layer_backward(m, l, a);
     }
-    d->embedding_bwd(d, G(m, m->embed), m->dh, ids, R, D);
+    d->embedding_bwd(d, G(m, m->embed), dh_full(m), m->tp.size > 1 ? m->lids : ids, m->R, D);
     DONE(m, m->embed);
     return loss;
 }
 
 void model_forward(lm_model *m, const int32_t *ids) { forward_body(m, ids); }
 
+/* The logits of row r over the whole vocabulary: under tensor parallelism
+ * each rank's slice, all-gathered (generation and evaluation only). */
 void model_logits_row(lm_model *m, int r, float *out) {
     lm_device *d = m->dev;
-    int D = m->s.dim, V = m->s.vocab_size;
+    int D = m->s.dim, V = m->ld.V, tp = m->tp.size;
     d->gemm_nt(d, m->logits, lm_at(d, m->n, (size_t)r * D), m->lm_head->w, 1, V, D, 0.0f);
-    d->download_f32(d, out, m->logits, (size_t)V);
+    if (tp == 1) {
+        d->download_f32(d, out, m->logits, (size_t)V);
+        return;
+    }
+    float *all = lm_alloc(sizeof(float) * (size_t)V * (size_t)tp);
+    d->download_f32(d, all + (size_t)m->tp.rank * V, m->logits, (size_t)V);
+    comm_allgather_f32(m->tp.g, all, (size_t)V);
+    memcpy(out, all, sizeof(float) * (size_t)m->s.vocab_size);
+    lm_free(all);
 }

@@ -5,6 +5,7 @@
 #ifndef LAMINA_MODEL_H
 #define LAMINA_MODEL_H
 #include "chunks.h"
+#include "comm.h"
 #include "deck.h"
 #include "device.h"
 #include <stdint.h>
@@ -19,6 +20,27 @@ typedef struct {
 typedef struct {
     lm_param *ln1, *q, *k, *v, *o, *ln2, *gate, *up, *down;
 } lm_layer_params;
+
+/* Tensor parallelism (Megatron-LM): this rank's place in its tensor-parallel
+ * group. size 1: the plain model. */
+typedef struct {
+    int size, rank;
+    int sp;               /* sequence parallelism: norms and residuals sharded by rows */
+    lm_group *g;          /* the tensor-parallel group (NULL when size 1) */
+    lm_group *kv;         /* ranks holding the same replicated kv head (n_kv_heads < size) */
+} lm_tp;
+
+/* Local sizes of a tensor-parallel rank: query heads, kv heads, ffn columns
+ * and vocabulary rows (the vocabulary padded to a multiple of size). */
+typedef struct {
+    int H, KV, F, V;      /* per rank */
+    int Vp;               /* padded vocabulary */
+    int kv_replicas;      /* ranks sharing one kv head (1 when n_kv_heads >= size) */
+} lm_tp_dims;
+
+/* The split of shape s over tp ranks: 0, or 2 with err naming the key when
+ * it cannot be split (n_heads, ffn_dim, n_kv_heads). */
+int tp_dims(const lm_shape *s, int tp, lm_tp_dims *out, char *err, size_t errlen);
 
 /* What backward needs of one layer. With recompute only x is kept per layer
  * and one scratch copy of the rest is refilled by re-running the layer. */
@@ -44,6 +66,8 @@ typedef struct {
 
 typedef struct {
     lm_shape s;
+    lm_tp tp;
+    lm_tp_dims ld;                    /* local sizes */
     lm_device *dev;
     lm_params params;
     lm_grad_hooks *hooks;             /* NULL: gradients straight into p->g */
@@ -53,6 +77,7 @@ typedef struct {
 
     /* micro-batch geometry and activations (compute dtype unless float) */
     int B, T, R;
+    int Rx, r0;                       /* rows of the residual stream here (R/tp with sp) and the first */
     int recompute;
     float *rope_cos, *rope_sin;       /* [T, hd/2] */
     lm_layer_acts *acts;              /* n_layers (views; x only when recompute) */
@@ -62,9 +87,14 @@ typedef struct {
     void *n, *dn, *dh;                /* [R, D] */
     void *f1, *f2, *f3;               /* [R, F] */
     void *dq, *dk, *dv, *datt;        /* [R, ..] */
-    void *logits;                     /* [head_rows, V] */
+    void *dhf;                        /* sp: the gathered residual gradient [R, D] */
+    void *logits;                     /* [head_rows, V/tp] */
     int head_rows;
+    int32_t *lids;                    /* host: local vocab ids of this micro-batch (tp) */
+    int32_t *tloc;                    /* host: local targets of a head block */
+    float *xstats, *lse;              /* host: vocab-parallel xent statistics */
     size_t act_bytes;                 /* activation + workspace bytes */
+    size_t act_kept;                  /* of which the per-layer activations kept for backward */
 } lm_model;
 
 void shape_from_config(lm_shape *s, const lm_config *c);
@@ -74,6 +104,10 @@ void shape_from_config(lm_shape *s, const lm_config *c);
  * micro-batches of B sequences of T tokens. Gradients and optimizer state
  * are not allocated here (zero.h, or params_alloc_state). */
 lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int recompute, size_t granule);
+/* The same, tensor-parallel: this rank's slices of the parameters (tp_dims
+ * must accept the shape; with tp->sp, B*T divisible by tp->size). */
+lm_model *model_create_tp(lm_device *dev, const lm_shape *s, const lm_tp *tp, int B, int T, int recompute,
+                          size_t granule);
 void model_destroy(lm_model *m);
 
 /* Random init, layout-independent: element i of parameter NAME is
@@ -91,5 +125,26 @@ double model_forward_backward(lm_model *m, const int32_t *ids, const int32_t *ta
  * (b*T + t). For generation and evaluation. */
 void model_forward(lm_model *m, const int32_t *ids);
 void model_logits_row(lm_model *m, int r, float *out);
+
+/* Bytes the tensor-parallel group moves per optimizer step of n_micro
+ * micro-batches (e bytes per element of the activations on the wire),
+ * by kind, with `sent` under ring algorithms (see comm.h). Per micro-batch,
+ * with RD = R*D*e, L layers, recompute adding one more forward per layer:
+ *   without sp: all-reduce (2 + 4L [+ 2L]) RD — embedding, o and down
+ *     forward, the lm_head's input gradient, the column-parallel input
+ *     gradients backward;
+ *   with sp: reduce-scatter (2 + 4L [+ 2L]) RD where those all-reduces
+ *     were, all-gather (2 + 6L [+ 2L]) RD — the norm outputs before every
+ *     column-parallel linear (forward, again in backward), the residual
+ *     gradient before every row-parallel one and the embedding backward;
+ *   both: all-gather of the vocab-parallel cross-entropy statistics, 12 R tp
+ *     bytes (3 float32 per row and rank);
+ * and per step the gradient norm's float64 sum of squares (8 bytes), and
+ * with sp the norm weights' gradient sums, all-reduce (2L + 1) D e (at
+ * ZeRO-0; sharded stages sum only the owned pieces).
+ * Megatron-LM's figure per layer and micro-batch is the same: 4 all-reduces
+ * of RD without sp, and with sp 4 all-gathers + 4 reduce-scatters plus the
+ * 2 all-gathers that re-gather the layer inputs for the weight gradients. */
+void tp_comm_formula(const lm_model *m, int n_micro, double e, lm_comm_stats *out);
 
 #endif

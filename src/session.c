@@ -22,11 +22,10 @@ void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const ch
     lm_free(ov);
     if (rc) lm_fail(LM_ERR_INPUT, "%s", err);
 
-    /* What this version runs: data parallelism with ZeRO 0-2 on the CPU
-     * backend. The other keys exist so that decks written for later versions
-     * parse; asking for them is a clear input error, not a silent fallback. */
+    /* What this version runs: data and tensor parallelism with ZeRO 0-2.
+     * The other keys exist so that decks written for later versions parse;
+     * asking for them is a clear input error, not a silent fallback. */
     int world = comm_world()->size, dp = 0;
-    if (c->tp != 1) lm_fail(LM_ERR_INPUT, "parallel.tp = %d: tensor parallelism is not in this version (use 1)", c->tp);
     if (c->pp != 1) lm_fail(LM_ERR_INPUT, "parallel.pp = %d: pipeline parallelism is not in this version (use 1)", c->pp);
     if (topo_sizes(world, c->tp, c->pp, c->dp, &dp, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
     if (c->zero > 2) lm_fail(LM_ERR_INPUT, "parallel.zero = %d: ZeRO-3 is not in this version (use 0, 1 or 2)", c->zero);
@@ -40,6 +39,14 @@ void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const ch
                               "and 128 (train.device = cuda)", c->dim / c->n_heads);
     if (!strcmp(c->device, "cpu") && !strcmp(c->comm, "nccl"))
         lm_fail(LM_ERR_INPUT, "parallel.comm = nccl needs train.device = cuda (use auto or mpi)");
+    lm_shape sh;
+    lm_tp_dims td;
+    shape_from_config(&sh, c);
+    if (tp_dims(&sh, c->tp, &td, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+    if (c->sp && c->tp > 1 && ((long)c->micro_batch * c->seq_len) % c->tp)
+        lm_fail(LM_ERR_INPUT,
+                "parallel.sp = true: train.micro_batch x train.seq_len = %ld rows per micro-batch must be divisible "
+                "by parallel.tp = %d (sequence parallelism shards them)", (long)c->micro_batch * c->seq_len, c->tp);
     if (c->global_batch % (dp * c->micro_batch))
         lm_fail(LM_ERR_INPUT,
                 "train.global_batch = %d is not a multiple of dp (%d) x train.micro_batch (%d): each of the %d "
@@ -62,16 +69,20 @@ static lm_device *open_device(const lm_config *c) {
     return d;
 }
 
-/* Device collectives of the data-parallel group: NCCL on CUDA unless
- * parallel.comm = mpi (host staging). */
+/* Device collectives of the data-parallel, tensor-parallel and shared-kv
+ * groups: NCCL on CUDA unless parallel.comm = mpi (host staging). */
 static void bind_comm(lm_session *s) {
     lm_config *c = &s->cfg;
     int nccl = !strcmp(c->device, "cuda") && strcmp(c->comm, "mpi");
-    char why[512] = {0};
-    int rc = comm_attach_device(s->topo.dp_group, s->dev, nccl, why, sizeof why);
-    char err[LM_ERRLEN];
-    snprintf(err, sizeof err, "parallel.comm: NCCL bootstrap failed on rank %d: %s", comm_world()->rank, why);
-    if (comm_agree(comm_world(), rc ? 1 : 0, err, sizeof err)) lm_fail(LM_ERR_RUNTIME, "%s", err);
+    lm_group *gs[3] = {s->topo.dp_group, s->topo.tp_group, s->kv_group};
+    for (int i = 0; i < 3; i++) {
+        if (!gs[i]) continue;
+        char why[512] = {0};
+        int rc = comm_attach_device(gs[i], s->dev, nccl, why, sizeof why);
+        char err[LM_ERRLEN];
+        snprintf(err, sizeof err, "parallel.comm: NCCL bootstrap failed on rank %d: %s", comm_world()->rank, why);
+        if (comm_agree(comm_world(), rc ? 1 : 0, err, sizeof err)) lm_fail(LM_ERR_RUNTIME, "%s", err);
+    }
 }
 
 void session_open(lm_session *s, int B, int T, int recompute, int train) {
@@ -79,10 +90,17 @@ void session_open(lm_session *s, int B, int T, int recompute, int train) {
     lm_shape sh;
     shape_from_config(&sh, c);
     topo_create(&s->topo, c->dp, c->tp, c->pp);
+    lm_tp_dims td;
+    char err[LM_ERRLEN];
+    if (tp_dims(&sh, c->tp, &td, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+    /* ranks of a tensor-parallel group that hold the same (replicated) kv head */
+    if (td.kv_replicas > 1) s->kv_group = comm_split(s->topo.tp_group, s->topo.tp_rank / td.kv_replicas, s->topo.tp_rank);
     s->dev = open_device(c);
     bind_comm(s);
+    lm_tp tp = {.size = c->tp, .rank = s->topo.tp_rank, .sp = c->sp && c->tp > 1, .g = s->topo.tp_group,
+                .kv = s->kv_group};
     /* chunks split into dp equal, 64-byte-aligned shards */
-    s->model = model_create(s->dev, &sh, B, T, recompute, (size_t)16 * (size_t)s->topo.dp);
+    s->model = model_create_tp(s->dev, &sh, &tp, B, T, recompute, (size_t)16 * (size_t)s->topo.dp);
     if (train) {
         s->zero = zero_create(&s->model->params, s->dev, s->topo.dp_group, c->zero, c->overlap_comm);
         s->model->hooks = zero_hooks(s->zero);
@@ -101,7 +119,7 @@ void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_te
     if (!s->host_w) s->host_w = lm_alloc(ps->arena * sizeof(float));
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
-        ckpt_tensor t = {p->name, p->ndim, p->rows, p->cols, 0, (int64_t)p->numel, s->host_w + p->offset};
+        ckpt_tensor t = params_piece(p, 0, p->numel, s->host_w + p->offset);
         if (w) w[i] = t;
         t.count = 0;
         t.data = NULL;
@@ -179,8 +197,55 @@ void session_load(lm_session *s, int with_optim) {
     lm_free(tv);
 }
 
+/* FNV-1a over the piece's offset and bits, kept to 53 bits so that a double
+ * carries it exactly through the max-reductions below. */
+static double piece_hash(const ckpt_tensor *t) {
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *b = (const unsigned char *)t->data;
+    size_t n = (size_t)t->count * sizeof(float);
+    for (int64_t k = 0; k < 8; k++) h = (h ^ (uint64_t)((t->off >> (8 * k)) & 0xff)) * 1099511628211ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return (double)(h >> 11);
+}
+
+int session_check_replicas(lm_session *s, const ckpt_tensor *w, char *err, size_t errlen) {
+    lm_params *ps = &s->model->params;
+    int bad = -1;
+    /* two passes: the whole tensor-parallel group (norm weights), then the
+     * shared-kv groups (their replicas' gsum group) */
+    lm_group *groups[2] = {s->topo.tp_group, s->kv_group};
+    for (int k = 0; k < 2; k++) {
+        lm_group *g = groups[k];
+        if (!g || g->size == 1) continue;
+        double *h = lm_alloc(sizeof(double) * 2 * (size_t)ps->n);
+        int *idx = lm_alloc(sizeof(int) * (size_t)ps->n), n = 0;
+        for (int i = 0; i < ps->n; i++) {
+            const lm_param *p = &ps->p[i];
+            int mine = k == 0 ? p->tp_split == LM_TP_NONE : p->gsum == s->kv_group;
+            if (!mine) continue;
+            h[2 * n] = piece_hash(&w[i]);
+            h[2 * n + 1] = -h[2 * n];
+            idx[n++] = i;
+        }
+        comm_allreduce_max_f64(g, h, 2 * (size_t)n);
+        for (int j = 0; j < n && bad < 0; j++)
+            if (h[2 * j] != -h[2 * j + 1]) bad = idx[j];
+        lm_free(h);
+        lm_free(idx);
+    }
+    int any = bad;
+    comm_allreduce_max_i32(comm_world(), &any, 1);
+    if (any < 0) return 0;
+    return lm_err(err, errlen, 1,
+                  "replicated tensor %s differs between tensor-parallel ranks (a bug: its replicas must stay "
+                  "identical); no checkpoint written", ps->p[any].name);
+}
+
 void session_close(lm_session *s) {
     comm_detach_device(s->topo.dp_group);
+    comm_detach_device(s->topo.tp_group);
+    comm_free(s->kv_group);
+    s->kv_group = NULL;
     zero_destroy(s->zero);
     s->zero = NULL;
     model_destroy(s->model);

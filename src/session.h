@@ -16,6 +16,7 @@ typedef struct {
     lm_device *dev;
     lm_model *model;
     lm_topo topo;
+    lm_group *kv_group; /* tp ranks sharing a replicated kv head (NULL when none) */
     lm_zero *zero;      /* gradients and optimizer state (train only) */
     /* where the weights came from */
     char resumed_from[LM_PATHLEN]; /* "" unless resumed */
@@ -42,6 +43,14 @@ void session_load(lm_session *s, int with_optim);
 /* This rank's checkpoint pieces of weights and moments (see zero.h); without
  * a ZeRO manager, whole weight tensors. */
 void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v);
+
+/* Replicated tensors (norm weights across the tensor-parallel group, kv
+ * heads shared by several tp ranks) must hold the same bits on every
+ * replica. Each rank hashes its checkpoint pieces w (host data, as
+ * session_ckpt_tensors and zero_ckpt_pull leave them) of every such tensor,
+ * and each group compares its hashes. Returns 0, or 1 with err naming the
+ * first tensor that differs (collective over the world). */
+int session_check_replicas(lm_session *s, const ckpt_tensor *w, char *err, size_t errlen);
 
 void session_close(lm_session *s);
 

@@ -51,8 +51,54 @@ static void report_memory(lm_session *s) {
            (double)(zm.weights + zm.master) / MiB, (double)zm.grads / MiB,
            st == 2 ? " (+ chunk buckets in flight)" : "", (double)zm.optim / MiB, (double)s->model->act_bytes / MiB,
            s->cfg.recompute ? " (recompute)" : "");
+    lm_log("activation memory per rank: %zu B kept for backward, %zu B with workspace (tp %d%s)\n",
+           s->model->act_kept, s->model->act_bytes, s->model->tp.size, s->model->tp.sp ? ", sequence parallel" : "");
     if ((double)zm.grads != want_g || (double)zm.optim != want_o || (double)zm.master != want_m)
         lm_abort(LM_ERR_RUNTIME, "memory accounting does not match the ZeRO-%d formula", st);
+}
+
+/* The tensor-parallel split of this rank. */
+static void tp_report(const lm_model *m, const lm_group *g) {
+    const lm_tp_dims *L = &m->ld;
+    lm_log("tensor parallel: tp %d%s; per rank %d of %d query heads, %d kv head(s)%s, %d of %d ffn columns, "
+           "%d vocabulary rows (vocabulary %d padded to %d); collectives on %s\n",
+           m->tp.size, m->tp.sp ? " with sequence parallelism" : "", L->H, m->s.n_heads, L->KV,
+           L->kv_replicas > 1 ? " (replicated)" : "", L->F, m->s.ffn_dim, L->V, m->s.vocab_size, L->Vp,
+           comm_dev_backend(g));
+}
+
+/* acc += b - a, counter by counter */
+static void stats_add_delta(lm_comm_stats *acc, const lm_comm_stats *b, const lm_comm_stats *a) {
+    acc->allreduce_bytes += b->allreduce_bytes - a->allreduce_bytes;
+    acc->reduce_scatter_bytes += b->reduce_scatter_bytes - a->reduce_scatter_bytes;
+    acc->allgather_bytes += b->allgather_bytes - a->allgather_bytes;
+    acc->bcast_bytes += b->bcast_bytes - a->bcast_bytes;
+    acc->p2p_bytes += b->p2p_bytes - a->p2p_bytes;
+    acc->sent += b->sent - a->sent;
+    acc->calls += b->calls - a->calls;
+    acc->seconds += b->seconds - a->seconds;
+}
+
+/* What the tensor-parallel group moved per step (tot: summed over the
+ * steps run), next to the count the model's schedule implies
+ * (tp_comm_formula). */
+static void tp_comm_report(const lm_model *m, const lm_group *g, const lm_comm_stats *tot, long steps,
+                           int n_micro, int zero, int dp) {
+    lm_comm_stats want, zs = {0};
+    const lm_comm_stats *before = &zs, now = *tot;
+    double n = (double)steps;
+    double e = !strcmp(comm_dev_backend(g), "nccl") ? (double)lm_dtype_size(m->dev->dtype) : 4.0;
+    tp_comm_formula(m, n_micro, e, &want);
+    lm_log("tensor-parallel communication per step (rank 0; payload bytes, and bytes sent = received under ring "
+           "algorithms):\n"
+           "  measured: all-reduce %.0f, reduce-scatter %.0f, all-gather %.0f; sent %.0f in %.1f calls\n"
+           "  formula:  all-reduce %.0f, reduce-scatter %.0f, all-gather %.0f; sent %.0f%s\n",
+           (now.allreduce_bytes - before->allreduce_bytes) / n,
+           (now.reduce_scatter_bytes - before->reduce_scatter_bytes) / n,
+           (now.allgather_bytes - before->allgather_bytes) / n, (now.sent - before->sent) / n,
+           (double)(now.calls - before->calls) / n, want.allreduce_bytes, want.reduce_scatter_bytes,
+           want.allgather_bytes, want.sent,
+           m->tp.sp && (zero || dp > 1) ? " (norm-weight sums counted at ZeRO-0, dp 1)" : "");
 }
 
 /* Test hook: LAMINA_FAULT_NAN=RANK:STEP poisons one gradient element on
@@ -66,6 +112,19 @@ static long fault_step(void) {
     return st;
 }
 
+/* Test hook: LAMINA_FAULT_REPLICA=RANK changes the first element of the
+ * first replicated tensor's checkpoint piece on world rank RANK before a
+ * checkpoint (the replica check must then refuse to write it). */
+static void replica_fault(lm_session *s, ckpt_tensor *w) {
+    const char *e = getenv("LAMINA_FAULT_REPLICA");
+    if (!e || atoi(e) != comm_world()->rank) return;
+    for (int i = 0; i < s->model->params.n; i++)
+        if (s->model->params.p[i].tp_split == LM_TP_NONE && w[i].count > 0) {
+            w[i].data[0] += 1.0f;
+            return;
+        }
+}
+
 static void save(lm_session *s, long step, long tokens, long consumed, const char *deck_text) {
     const lm_config *c = &s->cfg;
     int n = s->model->params.n;
@@ -73,6 +132,9 @@ static void save(lm_session *s, long step, long tokens, long consumed, const cha
                 *tv = lm_alloc(sizeof(ckpt_tensor) * (size_t)n);
     session_ckpt_tensors(s, tw, tm, tv);
     zero_ckpt_pull(s->zero);
+    replica_fault(s, tw);
+    char why[LM_ERRLEN] = {0};
+    if (session_check_replicas(s, tw, why, sizeof why)) lm_fail(LM_ERR_RUNTIME, "step %ld: %s", step, why);
     ckpt_meta meta = {
         .step = step, .tokens_seen = tokens, .consumed_samples = consumed, .seed = c->seed,
         .dim = c->dim, .n_layers = c->n_layers, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
@@ -144,6 +206,8 @@ int cmd_train(int argc, char **argv) {
     long steps_run = 0;
     double comm_s_total = 0.0;
     size_t R = (size_t)c->micro_batch * (size_t)c->seq_len;
+    if (c->tp > 1) tp_report(m, S.topo.tp_group);
+    lm_comm_stats tp_steps = {0}, tp0, tp1; /* the tp group's traffic inside steps (not checkpoints) */
 
     for (long step = S.start_step + 1; step <= c->steps; step++) {
         double t0 = lm_now();
@@ -152,6 +216,7 @@ int cmd_train(int argc, char **argv) {
         if (comm_agree(world, rc, err, sizeof err)) lm_fail(LM_ERR_INPUT, "data: %s", err);
         lm_comm_stats cs0, cs1;
         comm_stats(&cs0);
+        comm_group_stats(S.topo.tp_group, &tp0);
         zero_step_begin(z);
         float scale = batch.targets_global > 0 ? 1.0f / (float)batch.targets_global : 0.0f;
         double loss_sum = 0.0;
@@ -163,7 +228,9 @@ int cmd_train(int argc, char **argv) {
         if (step == poison_at) zero_poison_grad(z, 12345);
         comm_allreduce_sum_f64(dpg, &loss_sum, 1);
         double loss = batch.targets_global > 0 ? loss_sum / (double)batch.targets_global : 0.0;
-        double gnorm = sqrt(zero_grad_sumsq(z));
+        double ss = zero_grad_sumsq(z);
+        comm_allreduce_sum_f64(S.topo.tp_group, &ss, 1); /* the tensor-parallel slices */
+        double gnorm = sqrt(ss > 0.0 ? ss : 0.0);
         if (!isfinite(loss) || !isfinite(gnorm))
             lm_fail(LM_ERR_RUNTIME, "step %ld: %s is %s: training diverged (lower train.lr or check the data)", step,
                     isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? gnorm : loss) ? "NaN" : "infinite");
@@ -172,6 +239,8 @@ int cmd_train(int argc, char **argv) {
         S.dev->sync(S.dev);
         double dt = lm_now() - t0;
         comm_stats(&cs1);
+        comm_group_stats(S.topo.tp_group, &tp1);
+        stats_add_delta(&tp_steps, &tp1, &tp0);
         double comm_ms = (cs1.seconds - cs0.seconds) * 1e3;
         comm_s_total += cs1.seconds - cs0.seconds;
         tokens += batch.targets_global;
@@ -209,6 +278,7 @@ int cmd_train(int argc, char **argv) {
                steps_run, t_all, first_loss, last_loss, tps, fpt * tps / world->size / 1e12,
                100 * fpt * tps / world->size / peak, rss[0], rss[1]);
         if (total_cut) lm_log("data: %ld sample(s) were longer than seq_len+1 and were cut\n", total_cut);
+        if (c->tp > 1) tp_comm_report(m, S.topo.tp_group, &tp_steps, steps_run, n_micro, c->zero, dp);
         lm_zero_mem zm;
         zero_memory(z, &zm);
         if (zm.buckets_peak)

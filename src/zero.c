@@ -37,6 +37,8 @@ struct lm_zero {
     int *first, *count;   /* params of chunk c: indices first[c] .. first[c]+count[c]-1 */
     int *done;            /* params of chunk c done this micro-step */
     int comm_now;         /* this micro-step reduces */
+    int last;             /* this micro-step is the step's last */
+    int *all_counted;     /* chunk c holds no tensor that another rank counts in the norm */
     /* stages 0, 1: one request per chunk */
     lm_req *req;
     int *launched;
@@ -213,10 +215,13 @@ lm_zero *zero_create(lm_params *ps, lm_device *d, const lm_group *dp, int stage,
     z->launched = lm_alloc(sizeof(int) * nc);
     z->bucket_of = lm_alloc(sizeof(int) * nc);
     for (int c = 0; c < z->nc; c++) z->first[c] = -1, z->bucket_of[c] = -1;
+    z->all_counted = lm_alloc(sizeof(int) * nc);
+    for (int c = 0; c < z->nc; c++) z->all_counted[c] = 1;
     for (int i = 0; i < ps->n; i++) {
         int c = ps->p[i].chunk;
         if (z->first[c] < 0) z->first[c] = i;
         z->count[c]++;
+        if (!ps->p[i].norm_here) z->all_counted[c] = 0;
     }
     size_t owned = nc * z->os * sizeof(float);
     z->ms = d->alloc(d, owned);
@@ -248,6 +253,7 @@ void zero_destroy(lm_zero *z) {
     lm_free(z->req);
     lm_free(z->launched);
     lm_free(z->bucket_of);
+    lm_free(z->all_counted);
     lm_free(z);
 }
 
@@ -265,6 +271,27 @@ void zero_micro_begin(lm_zero *z, int last) {
     /* Stages 0 and 1 accumulate micro-steps locally and reduce once; stage 2
      * has no full gradient to accumulate into, so it reduces every time. */
     z->comm_now = z->stage == 2 || last;
+    z->last = last;
+}
+
+static void piece(const lm_param *p, size_t lo, size_t len, size_t *a, size_t *b);
+
+/* Tensor-parallel replicas that each hold part of a gradient (p->gsum:
+ * sequence-parallel norm weights, kv heads shared by several ranks) sum
+ * their owned pieces over that group once the data-parallel reduction is
+ * done. The pieces line up: every rank of a tensor-parallel group has the
+ * same chunk layout and, at the same data-parallel rank, the same shards. */
+static void sum_replicated(lm_zero *z) {
+    for (int i = 0; i < z->ps->n; i++) {
+        lm_param *p = &z->ps->p[i];
+        if (!p->gsum) continue;
+        size_t lo = owned_lo(z, p->chunk), a, b;
+        piece(p, lo, z->os, &a, &b);
+        if (a >= b) continue;
+        lm_req q;
+        comm_dev_iallreduce_sum(p->gsum, CX(z, owned_grad(z, p->chunk), a - lo), b - a, z->ct, &q);
+        comm_wait(&q);
+    }
 }
 
 void zero_micro_end(lm_zero *z) {
@@ -278,6 +305,7 @@ void zero_micro_end(lm_zero *z) {
             comm_wait(&z->bk[b].q);
             bucket_finish(z, b);
         }
+        if (z->last) sum_replicated(z);
         return;
     }
     if (!z->comm_now) return;
@@ -288,6 +316,7 @@ void zero_micro_end(lm_zero *z) {
             comm_wait(&z->req[c]);
             z->launched[c] = 0;
         }
+    sum_replicated(z);
 }
 
 /* Each rank sums the squares of its own shard (at stage 0, its shard of the
@@ -296,7 +325,18 @@ void zero_micro_end(lm_zero *z) {
  * whichever rank's gradient holds it. */
 double zero_grad_sumsq(lm_zero *z) {
     double s = 0.0;
-    for (int c = 0; c < z->nc; c++) s += z->d->sumsq(z->d, shard_grad(z, c), z->shard);
+    for (int c = 0; c < z->nc; c++) {
+        if (z->all_counted[c]) {
+            s += z->d->sumsq(z->d, shard_grad(z, c), z->shard);
+            continue;
+        }
+        /* tensor by tensor, leaving out the replicas another rank counts */
+        size_t lo = (size_t)c * z->cs + (size_t)z->dp->rank * z->shard, a, b;
+        for (int i = z->first[c]; i < z->first[c] + z->count[c]; i++) {
+            piece(&z->ps->p[i], lo, z->shard, &a, &b);
+            if (a < b && z->ps->p[i].norm_here) s += z->d->sumsq(z->d, CX(z, shard_grad(z, c), a - lo), b - a);
+        }
+    }
     comm_allreduce_sum_f64(z->dp, &s, 1);
     return s;
 }
@@ -418,13 +458,13 @@ void zero_ckpt_tensors(lm_zero *z, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *
         lm_param *p = &ps->p[i];
         size_t lo = (size_t)p->chunk * z->cs + (size_t)z->dp->rank * z->shard, a, b;
         piece(p, lo, z->shard, &a, &b);
-        ckpt_tensor t = {p->name, p->ndim, p->rows, p->cols, 0, 0, NULL}; /* nothing of it here */
+        ckpt_tensor t = params_piece(p, 0, 0, NULL); /* nothing of it here */
         if (w) w[i] = t;
         if (m) m[i] = t;
         if (v) v[i] = t;
         if (b <= a) continue;
-        t.off = (int64_t)(a - p->offset);
-        t.count = (int64_t)(b - a);
+        t = params_piece(p, a - p->offset, b - p->offset, NULL);
+        if (!t.count) continue; /* only padding rows */
         size_t o = shard_in_owned(z, p->chunk) + (a - lo);  /* in the owned arrays */
         size_t h = (size_t)p->chunk * z->shard + (a - lo); /* in the host staging */
         int st = staged(z);

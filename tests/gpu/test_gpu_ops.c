@@ -441,6 +441,72 @@ static void t_gemm(void) {
 
 /* ------------------------------------------------------------ embedding */
 
+/* Vocab-parallel ids: a rank passes -1 (or any negative id) for tokens of
+ * another rank's slice. Forward: those rows exactly zero (the output is
+ * NaN-poisoned first); backward: those rows skipped (the host-side sort
+ * must drop them, not index them), deterministic; all ids negative: the
+ * table is left bit for bit as it was. Shapes: the 16-byte path (D % 8 == 0)
+ * and the one-column path (D odd), repeated ids. */
+static void embedding_negative_ids(void) {
+    static const struct {
+        int V, D, R, range, allneg;
+    } S[] = {{1000, 256, 512, 1000, 0}, {258, 1001, 300, 16, 0}, {100, 128, 64, 100, 1}};
+    for (size_t s = 0; s < sizeof S / sizeof *S; s++) {
+        int V = S[s].V, D = S[s].D, R = S[s].R;
+        int32_t *ids = hids((size_t)R, S[s].range);
+        for (int r = 0; r < R; r++)
+            if (S[s].allneg || r % 3 == 0) ids[r] = -1 - (r % 7 == 0 ? r % 5 : 0);
+        pbuf table = pb_alloc((size_t)V * D, 0), out = pb_alloc((size_t)R * D, 0);
+        pb_rand(&table, 0.0, 1.0);
+        pb_poison(&out);
+        G->embedding_fwd(G, out.g, table.g, ids, R, D);
+        C->embedding_fwd(C, out.c, table.c, ids, R, D);
+        check_pb(&out, TOL_BF16, "embedding_fwd negative ids V=%d D=%d R=%d%s", V, D, R, S[s].allneg ? " (all)" : "");
+        float *og = get_g(&out);
+        size_t bad = 0;
+        for (int r = 0; r < R; r++)
+            if (ids[r] < 0)
+                for (int k = 0; k < D; k++) bad += og[(size_t)r * D + k] != 0.0f || signbit(og[(size_t)r * D + k]);
+        char det[96];
+        snprintf(det, sizeof det, "non-zero elements=%zu", bad);
+        tap(bad == 0, det, "embedding_fwd rows of negative ids are +0 V=%d D=%d R=%d", V, D, R);
+        free(og);
+
+        pbuf dout = pb_alloc((size_t)R * D, 0);
+        pb_rand(&dout, 0.0, 1.0);
+        float *t0 = hrand((size_t)V * D, 0.0, 1.0);
+        pb_set(&table, t0); /* t0: the values both sides hold */
+        G->embedding_bwd(G, table.g, dout.g, ids, R, D);
+        C->embedding_bwd(C, table.c, dout.c, ids, R, D);
+        float *first = get_g(&table);
+        if (S[s].allneg) {
+            bad = 0;
+            for (size_t i = 0; i < (size_t)V * D; i++) bad += memcmp(&first[i], &t0[i], 4) != 0;
+            snprintf(det, sizeof det, "changed elements=%zu", bad);
+            tap(bad == 0, det, "embedding_bwd with every id negative leaves the table as it was V=%d D=%d R=%d", V,
+                D, R);
+        } else {
+            check_pb(&table, TOL_BF16, "embedding_bwd negative ids (accumulates) V=%d D=%d R=%d ids<%d", V, D, R,
+                     S[s].range);
+            pb_set(&table, t0);
+            G->embedding_bwd(G, table.g, dout.g, ids, R, D);
+            float *second = get_g(&table);
+            bad = 0;
+            for (size_t i = 0; i < (size_t)V * D; i++) bad += memcmp(&first[i], &second[i], 4) != 0;
+            snprintf(det, sizeof det, "differing elements=%zu", bad);
+            tap(bad == 0, det, "embedding_bwd negative ids deterministic (two runs bit-identical) V=%d D=%d R=%d", V,
+                D, R);
+            free(second);
+        }
+        free(first);
+        free(t0);
+        free(ids);
+        pb_free(&table);
+        pb_free(&out);
+        pb_free(&dout);
+    }
+}
+
 static void t_embedding(void) {
     static const struct {
         int V, D, R, range;
@@ -485,6 +551,7 @@ static void t_embedding(void) {
         pb_free(&out);
         pb_free(&dout);
     }
+    embedding_negative_ids();
 }
 
 /* -------------------------------------------------------------- RMSNorm */
@@ -684,6 +751,154 @@ static void t_xent(void) {
     }
 }
 
+/* ----------------------------------------- vocab-parallel cross-entropy */
+
+/* m, s or zt (which = 0, 1, 2) of every row, out of a stats array [3R] */
+static float *stat_col(const float *st, int R, int which) {
+    float *o = malloc(sizeof(float) * (R ? R : 1));
+    for (int r = 0; r < R; r++) o[r] = st[3 * r + which];
+    return o;
+}
+
+/* The logits [R, V] cut into k slices of width w (the last real one
+ * shorter, possibly slices of padding only: Vv = 0), padding columns full
+ * of garbage (NaN, +-inf, +-1e30) that must not count. Per slice, both
+ * backends' xent_part_stats: m and zt exactly equal (the max and a copy of
+ * the same bf16 numbers), s within TOL_STAT; Vv = 0: m = -inf, s = 0,
+ * zt = 0. The stats are combined as the caller does (double):
+ * lse = M + log sum_k s_k exp(m_k - M), loss = sum_r lse - sum_k zt_k; the
+ * loss from the CUDA stats against the CPU's xent_fwd_bwd on the full
+ * logits. Then xent_part_grad on both sides with the same lse (from the CPU
+ * stats): each slice within TOL_BF16, padding columns and padding rows
+ * exactly zero on the CUDA side, and the assembled CUDA gradient against
+ * xent_fwd_bwd's full one. Shapes: the 16-byte path (w % 8 == 0, Vv not a
+ * multiple of 8 too) and the one-column path (w odd), vocabularies of
+ * 32000 and 50257. */
+static void t_xent_part(void) {
+    static const struct {
+        int R, V, k, w, pad; /* pad: every pad-th row is padding; -1: all rows */
+    } S[] = {{128, 32000, 2, 16000, 5}, {77, 50257, 4, 12565, 4}, {64, 32000, 3, 10667, 3},
+             {33, 1000, 4, 256, 6},     {16, 100, 4, 48, 3},      {8, 1001, 2, 501, -1},
+             {300, 258, 1, 258, 7}};
+    static const float garbage[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f};
+    for (size_t s = 0; s < sizeof S / sizeof *S; s++) {
+        const int R = S[s].R, V = S[s].V, k = S[s].k, w = S[s].w, pad = S[s].pad;
+        const size_t n = (size_t)R * V, ns = (size_t)R * w;
+        int32_t *t = hids((size_t)R, V);
+        int valid = 0;
+        for (int r = 0; r < R; r++) {
+            if (pad < 0 || (pad > 0 && r % pad == pad - 1)) t[r] = -1;
+            valid += t[r] >= 0;
+        }
+        const float scale = valid ? 1.0f / (float)valid : 1.0f;
+        float *x = hrand(n, 0.0, 2.0), *xr = malloc(n * sizeof(float));
+        pbuf *sl = malloc(sizeof(pbuf) * k);
+        int32_t *tl = malloc(sizeof(int32_t) * (size_t)R * k);
+        int *vv = malloc(sizeof(int) * k);
+        float *stg = malloc(sizeof(float) * 3 * (size_t)R * k), *stc = malloc(sizeof(float) * 3 * (size_t)R * k);
+        for (int j = 0; j < k; j++) {
+            const int lo = j * w, Vv = V - lo < 0 ? 0 : V - lo > w ? w : V - lo;
+            vv[j] = Vv;
+            float *h = malloc(ns * sizeof(float));
+            for (int r = 0; r < R; r++) {
+                for (int c = 0; c < w; c++)
+                    h[(size_t)r * w + c] = c < Vv ? x[(size_t)r * V + lo + c] : garbage[(r + c) % 5];
+                tl[(size_t)j * R + r] = t[r] < 0 ? LM_XENT_PAD : (t[r] >= lo && t[r] < lo + Vv) ? t[r] - lo : -1;
+            }
+            sl[j] = pb_alloc(ns, 0);
+            pb_set(&sl[j], h); /* h: the bf16 values both sides hold */
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < Vv; c++) xr[(size_t)r * V + lo + c] = h[(size_t)r * w + c];
+            free(h);
+            float *sg = stg + (size_t)3 * R * j, *sc = stc + (size_t)3 * R * j;
+            for (int i = 0; i < 3 * R; i++) sg[i] = NAN;
+            G->xent_part_stats(G, sl[j].g, tl + (size_t)j * R, R, w, Vv, sg);
+            C->xent_part_stats(C, sl[j].c, tl + (size_t)j * R, R, w, Vv, sc);
+            if (Vv == 0) {
+                size_t bad = 0;
+                for (int r = 0; r < R; r++)
+                    bad += !(sg[3 * r] == -INFINITY && sg[3 * r + 1] == 0.0f && sg[3 * r + 2] == 0.0f);
+                char det[96];
+                snprintf(det, sizeof det, "rows not {-inf, 0, 0}=%zu of %d", bad, R);
+                tap(bad == 0, det, "xent_part_stats slice %d of padding only (Vv=0) R=%d w=%d", j, R, w);
+                continue;
+            }
+            static const char *what[] = {"max", "sum exp", "target logit"};
+            for (int q = 0; q < 3; q++) {
+                float *a = stat_col(sg, R, q), *b = stat_col(sc, R, q);
+                char name[200];
+                snprintf(name, sizeof name, "xent_part_stats %s R=%d V=%d slice %d/%d (Vv=%d of %d)", what[q], R, V,
+                         j, k, Vv, w);
+                report_arrays(a, b, (size_t)R, q == 1 ? TOL_STAT : 0.0, name);
+                free(a);
+                free(b);
+            }
+        }
+        /* the CPU's cross-entropy on the full (bf16-valued) logits */
+        float *full = C->alloc(C, n * sizeof(float));
+        memcpy(full, xr, n * sizeof(float));
+        double loss_ref = C->xent_fwd_bwd(C, full, t, R, V, scale);
+        /* combine, as the caller does */
+        float *lse = malloc(sizeof(float) * R);
+        double loss_g = 0;
+        for (int r = 0; r < R; r++) {
+            double lg = 0, lc = 0;
+            for (int side = 0; side < 2; side++) {
+                const float *st = side ? stc : stg;
+                double M = -INFINITY, S2 = 0, zt = 0;
+                for (int j = 0; j < k; j++) M = fmax(M, st[(size_t)3 * R * j + 3 * r]);
+                for (int j = 0; j < k; j++) {
+                    const float *e = st + (size_t)3 * R * j + 3 * r;
+                    if (e[0] != -INFINITY) S2 += e[1] * exp(e[0] - M);
+                    zt += e[2];
+                }
+                double L = M + log(S2);
+                if (side) lc = L;
+                else lg = L - zt;
+            }
+            lse[r] = (float)lc;
+            if (t[r] >= 0) loss_g += lg;
+        }
+        check_scalar(loss_g, loss_ref, TOL_SCALAR, "xent_part loss (cuda stats combined) vs xent_fwd_bwd R=%d V=%d k=%d",
+                     R, V, k);
+        /* gradients, slice by slice, with the same lse */
+        float *ga = malloc(n * sizeof(float));
+        size_t nonzero = 0;
+        for (int j = 0; j < k; j++) {
+            const int lo = j * w, Vv = vv[j];
+            G->xent_part_grad(G, sl[j].g, tl + (size_t)j * R, lse, R, w, Vv, scale);
+            C->xent_part_grad(C, sl[j].c, tl + (size_t)j * R, lse, R, w, Vv, scale);
+            check_pb(&sl[j], TOL_BF16, "xent_part_grad R=%d V=%d slice %d/%d (Vv=%d of %d)", R, V, j, k, Vv, w);
+            float *g = get_g(&sl[j]);
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < w; c++) {
+                    float v = g[(size_t)r * w + c];
+                    if (c < Vv) ga[(size_t)r * V + lo + c] = v;
+                    if ((c >= Vv || t[r] < 0) && (v != 0.0f || signbit(v))) nonzero++;
+                }
+            free(g);
+            pb_free(&sl[j]);
+        }
+        char det[96];
+        snprintf(det, sizeof det, "non-zero elements=%zu", nonzero);
+        tap(nonzero == 0, det, "xent_part_grad padding columns and padding rows are +0 R=%d V=%d k=%d", R, V, k);
+        char name[160];
+        snprintf(name, sizeof name, "xent_part_grad assembled vs xent_fwd_bwd R=%d V=%d k=%d valid=%d", R, V, k, valid);
+        report_arrays(ga, full, n, TOL_BF16, name);
+        C->free(C, full);
+        free(ga);
+        free(lse);
+        free(x);
+        free(xr);
+        free(sl);
+        free(tl);
+        free(vv);
+        free(stg);
+        free(stc);
+        free(t);
+    }
+}
+
 /* ------------------------------------------------- add, scale, sumsq */
 
 static void t_elementwise(void) {
@@ -829,6 +1044,7 @@ static const struct {
     void (*fn)(void);
 } GROUPS[] = {{"memory", t_memory},    {"gemm", t_gemm},     {"embedding", t_embedding}, {"rmsnorm", t_rmsnorm},
               {"rope", t_rope},        {"attention", t_attention}, {"swiglu", t_swiglu}, {"xent", t_xent},
+              {"xent_part", t_xent_part},
               {"elementwise", t_elementwise}, {"adamw", t_adamw}};
 enum { NGROUPS = sizeof GROUPS / sizeof *GROUPS };
 

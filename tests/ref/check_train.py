@@ -23,7 +23,11 @@ tests/ref/llama_ref.py:
     (whichever divide the global batch) and parallel.zero = 0, 1, 2 (and
     overlap_comm off for some), against the same reference and tolerances
     (the checkpoint is then written by shards from every rank), and against
-    the single-rank run (the worst |loss difference| per layout is printed).
+    the single-rank run (the worst |loss difference| per layout is printed);
+  * tensor parallelism: the same with tp = 2 and 4 (kv heads split or
+    replicated, the vocabulary padded, tied embeddings), with and without
+    sequence parallelism, and tp 2 x dp 2 with ZeRO-1 (checkpoints then
+    written as row and column slices).
 
 Output is TAP; the worst figures are printed as `# ` lines. Exits 1 on any
 failure. Run from the repo root with /usr/bin/python3 (tests/t/30-torch-ref.t).
@@ -282,7 +286,7 @@ def main():
         for k, v in summary.items():
             print(f"#   {k}: {v:.3e}")
     if layout_diff:
-        print("# data-parallel layouts: worst |loss - single-rank loss| over all cases and steps:")
+        print("# parallel layouts: worst |loss - single-rank loss| over all cases and steps:")
         for k in sorted(layout_diff):
             print(f"#   {k}: {layout_diff[k]:.3e}")
     print(f"# {len(results) - bad}/{len(results)} passed")
@@ -327,6 +331,50 @@ def check_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m1):
 layout_diff = {}      # layout -> worst |loss - single-rank loss| over cases and steps
 
 
+def tp_layouts(cfg, tc):
+    """(tp, sp, dp, zero, micro_batch) for the tensor-parallel runs of a case:
+    tp 2 and 4 where the heads and ffn split (kv heads split or replicated,
+    the vocabulary padded when it does not divide), with and without
+    sequence parallelism, and tp 2 x dp 2 with ZeRO-1 where the batch allows."""
+    out = []
+    rows = tc.micro_batch * tc.seq_len
+    for tp in (2, 4):
+        if cfg.n_heads % tp or cfg.ffn_dim % tp:
+            continue
+        kv_ok = cfg.n_kv_heads % tp == 0 if cfg.n_kv_heads >= tp else tp % cfg.n_kv_heads == 0
+        if not kv_ok:
+            continue
+        out.append((tp, False, 1, 0, tc.micro_batch))
+        if rows % tp == 0:
+            out.append((tp, True, 1, 2 if tp == 2 else 0, tc.micro_batch))
+    if out and tc.global_batch % 2 == 0:
+        per = tc.global_batch // 2
+        mb = max(b for b in range(1, tc.micro_batch + 1) if per % b == 0)
+        out.append((2, False, 2, 1, mb))
+        if (mb * tc.seq_len) % 2 == 0:
+            out.append((2, True, 2, 1, mb))
+    return out
+
+
+def check_tp_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m1):
+    """The 3-step run of a case on the tensor-parallel layouts."""
+    for tp, sp, dp, z, mb in tp_layouts(cfg, tc):
+        lt = f"tp{tp}" + ("-sp" if sp else "") + (f"-dp{dp}" if dp > 1 else "") + f"-zero{z}"
+        lab = f"{label} [{lt}]"
+        ovr = [f"parallel.tp={tp}", f"parallel.sp={'true' if sp else 'false'}", f"parallel.zero={z}",
+               f"train.micro_batch={mb}"]
+        m, ck, err = run_lamina(work, f"{tag}-{lt}", cfg, tc, init, data, np_=tp * dp, overrides=ovr)
+        tap(not err, f"{lab}: lamina train on {tp * dp} ranks", err)
+        if err:
+            continue
+        check_metrics(lab, m, recs)
+        check_state(lab, cfg, tc, p0, ck, P, opt, recs)
+        if m1 and len(m) == len(m1):
+            d = max(abs(x["loss"] - y["loss"]) for x, y in zip(m, m1))
+            key = f"tp{tp}" + ("-sp" if sp else "") + (f"-dp{dp}" if dp > 1 else "")
+            layout_diff[key] = max(layout_diff.get(key, 0.0), d)
+
+
 def run_cases(work):
     for ci, (label, cfg, tsets, lens, seed) in enumerate(case_list()):
         tag = label.split(":")[0]
@@ -347,6 +395,7 @@ def run_cases(work):
             check_metrics(label, m, recs)
             check_state(label, cfg, tc, p0, ck, P, opt, recs)
         check_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m if not err else None)
+        check_tp_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m if not err else None)
 
         # the same with recompute=true: same losses
         if ci == 1 and not err:

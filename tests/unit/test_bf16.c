@@ -476,6 +476,33 @@ static void test_embedding(void **state) {
         check_op(nm, bw, 2, op_emb_bwd, &c, 0);
         free(ids);
     }
+    /* vocab-parallel ids: negative ones (another rank's rows) give zero rows
+     * forward (the NaN-poisoned output must come out as bf16(0) = 0x0000)
+     * and are skipped backward */
+    const int R = 300, D = 40, V = 50;
+    int32_t *ids = malloc(R * sizeof(int32_t));
+    for (int r = 0; r < R; r++) ids[r] = r % 4 == 0 ? -1 : r % 9 == 2 ? -3 : (r * 7) % V;
+    emb_ctx c = {ids, R, D};
+    bspec fw[] = {{OUT, (size_t)R * D, -1, 1, NULL}, {IN, (size_t)V * D, -1, 1, NULL}};
+    check_op("embedding_fwd negative ids", fw, 2, op_emb_fwd, &c, 0);
+    bspec bw[] = {{ACC, (size_t)V * D, -1, 1, NULL}, {IN, (size_t)R * D, -1, 1, NULL}};
+    check_op("embedding_bwd negative ids", bw, 2, op_emb_bwd, &c, 0);
+    uint16_t *out = bd->alloc(bd, (size_t)R * D * 2), *tab = bd->alloc(bd, (size_t)V * D * 2);
+    uint16_t *tab0 = malloc((size_t)V * D * 2);
+    float *h = rnd((size_t)V * D, -1, 1);
+    bd->upload_f32(bd, tab, h, (size_t)V * D);
+    memcpy(tab0, tab, (size_t)V * D * 2);
+    for (size_t i = 0; i < (size_t)R * D; i++) out[i] = 0x7fc1;
+    bd->embedding_fwd(bd, out, tab, ids, R, D);
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < D; k++)
+            assert_int_equal(out[(size_t)r * D + k], ids[r] < 0 ? 0 : tab[(size_t)ids[r] * D + k]);
+    /* every id negative: the backward touches nothing */
+    for (int r = 0; r < R; r++) ids[r] = -1 - r % 3;
+    bd->embedding_bwd(bd, tab, out, ids, R, D);
+    assert_memory_equal(tab, tab0, (size_t)V * D * 2);
+    bd->free(bd, out), bd->free(bd, tab);
+    free(tab0), free(h), free(ids);
 }
 
 /* ------------------------------------------------------------- RMSNorm */
@@ -667,6 +694,84 @@ static void test_xent(void **state) {
     }
 }
 
+/* ----------------------------------------- vocab-parallel cross-entropy */
+
+typedef struct {
+    const int32_t *tl;
+    int R, V, Vv;
+    float scale;
+} xpart_ctx;
+static double op_xpart_stats(lm_device *d, void **b, const void *c_) {
+    const xpart_ctx *c = c_;
+    d->xent_part_stats(d, b[0], c->tl, c->R, c->V, c->Vv, b[1]);
+    return 0;
+}
+static double op_xpart_grad(lm_device *d, void **b, const void *c_) {
+    const xpart_ctx *c = c_;
+    d->xent_part_grad(d, b[0], c->tl, b[1], c->R, c->V, c->Vv, c->scale);
+    return 0;
+}
+
+/* A slice [R, V] with Vv real columns; the padding columns hold garbage
+ * (NaN, +-inf, +-1e30) that must not reach any output. tloc: padding rows
+ * (LM_XENT_PAD), rows whose target another rank holds (-1) and local
+ * targets. Statistics (float32 outputs, a host array) must equal the float32
+ * op's bit for bit, the gradient bf16(float32 op) (lse: this slice's own
+ * log-sum-exp plus log 2 on rows with tloc = -1, as if another rank held as
+ * much). Then Vv = 0: m = -inf, s = 0, zt = 0 and a zero gradient. */
+static void test_xent_part(void **state) {
+    (void)state;
+    seed(75);
+    static const float garbage[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f};
+    const int cases[][3] = {{9, 40, 37}, {16, 3000, 2990}, {5, 64, 64}}; /* R, V, Vv */
+    for (int t = 0; t < 3; t++) {
+        int R = cases[t][0], V = cases[t][1], Vv = cases[t][2];
+        size_t n = (size_t)R * V;
+        int32_t *tl = malloc(R * sizeof(int32_t));
+        for (int r = 0; r < R; r++) tl[r] = r % 5 == 2 ? LM_XENT_PAD : r % 3 == 1 ? -1 : (r * 37 + 5) % Vv;
+        float *x = rnd(n, -3, 3), *lse = malloc(R * sizeof(float));
+        for (int r = 0; r < R; r++) {
+            double m = -INFINITY, s = 0;
+            for (int c = 0; c < V; c++) {
+                if (c >= Vv) x[(size_t)r * V + c] = garbage[(r + c) % 5];
+                else m = fmax(m, x[(size_t)r * V + c]);
+            }
+            for (int c = 0; c < Vv; c++) s += exp(x[(size_t)r * V + c] - m);
+            lse[r] = (float)(m + log(s) + (tl[r] == -1 ? log(2.0) : 0.0));
+        }
+        xpart_ctx c = {tl, R, V, Vv, 1.0f / R};
+        char nm[64];
+        bspec st[] = {{IN, n, 0, 0, x}, {FOUT, (size_t)3 * R, 0, 0, NULL}};
+        snprintf(nm, sizeof nm, "xent_part_stats R=%d V=%d Vv=%d", R, V, Vv);
+        check_op(nm, st, 2, op_xpart_stats, &c, 0);
+        bspec gr[] = {{ACC, n, 0, 0, x}, {FIN, (size_t)R, 0, 0, lse}};
+        snprintf(nm, sizeof nm, "xent_part_grad R=%d V=%d Vv=%d", R, V, Vv);
+        check_op(nm, gr, 2, op_xpart_grad, &c, 0);
+        /* padding columns and padding rows are zeros on the bf16 device */
+        uint16_t *lg = bd->alloc(bd, n * 2);
+        bd->upload_f32(bd, lg, x, n);
+        bd->xent_part_grad(bd, lg, tl, lse, R, V, Vv, c.scale);
+        for (int r = 0; r < R; r++)
+            for (int col = 0; col < V; col++)
+                if (col >= Vv || tl[r] == LM_XENT_PAD) assert_int_equal(lg[(size_t)r * V + col], 0);
+        bd->free(bd, lg);
+        free(tl), free(x), free(lse);
+    }
+    /* Vv = 0: a slice of padding only */
+    const int R = 6, V = 24;
+    const int32_t tl[] = {-1, LM_XENT_PAD, -1, -1, LM_XENT_PAD, -1};
+    float *x = rnd((size_t)R * V, -3, 3), stats[3 * 6], lse[6] = {1, 2, 3, 4, 5, 6};
+    uint16_t *lg = bd->alloc(bd, (size_t)R * V * 2);
+    bd->upload_f32(bd, lg, x, (size_t)R * V);
+    bd->xent_part_stats(bd, lg, tl, R, V, 0, stats);
+    for (int r = 0; r < R; r++)
+        assert_true(stats[3 * r] == -INFINITY && stats[3 * r + 1] == 0.0f && stats[3 * r + 2] == 0.0f);
+    bd->xent_part_grad(bd, lg, tl, lse, R, V, 0, 1.0f);
+    for (int i = 0; i < R * V; i++) assert_int_equal(lg[i], 0);
+    bd->free(bd, lg);
+    free(x);
+}
+
 /* ---------------------------------------------------------- elementwise */
 
 typedef struct {
@@ -779,6 +884,7 @@ int main(void) {
         cmocka_unit_test(test_arrays),     cmocka_unit_test(test_memory),    cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_embedding),  cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),  cmocka_unit_test(test_swiglu),    cmocka_unit_test(test_xent),
+        cmocka_unit_test(test_xent_part),
         cmocka_unit_test(test_elementwise), cmocka_unit_test(test_adamw),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -309,6 +309,47 @@ static void emb_case(int R, int D, int V, int fd, int exact) {
     dev_free(ft), dev_free(fR), dev_free(fdt), dev_free(fo);
 }
 
+/* Vocab-parallel ids: negative ids (rows of another rank's slice; -1 and
+ * other negatives) give zero rows forward and are skipped backward. Values
+ * are small integers, so the sums are exact and compared exactly; `allneg`
+ * makes every id negative (forward all zeros, backward a no-op). */
+static void emb_neg_case(int R, int D, int V, int allneg) {
+    int32_t *ids = malloc(sizeof(int32_t) * R);
+    for (int r = 0; r < R; r++) {
+        ids[r] = (int32_t)((urand() + 1) * 0.5 * V) % V;
+        if (allneg || r % 3 == 0) ids[r] = -1;
+        else if (r % 7 == 1) ids[r] = -1 - (r % 5);
+    }
+    size_t nt = (size_t)V * D, no = (size_t)R * D;
+    double *table = drand_vec(nt, 1), *Rw = drand_vec(no, 1), *dt0 = drand_vec(nt, 1), *junk = drand_vec(no, 1);
+    for (size_t i = 0; i < no; i++) Rw[i] = round(2 * Rw[i]);
+    for (size_t i = 0; i < nt; i++) dt0[i] = round(4 * dt0[i]);
+    for (size_t i = 0; i < no; i++) junk[i] = 7.0 + junk[i]; /* out must be overwritten: never 0 */
+    float *ft = to_dev(table, nt), *fR = to_dev(Rw, no), *fdt = to_dev(dt0, nt), *fo = to_dev(junk, no);
+    dev->embedding_fwd(dev, fo, ft, ids, R, D);
+    for (int r = 0; r < R; r++) {
+        if (ids[r] >= 0) {
+            assert_memory_equal(fo + (size_t)r * D, ft + (size_t)ids[r] * D, sizeof(float) * D);
+        } else {
+            for (int k = 0; k < D; k++)
+                if (fo[(size_t)r * D + k] != 0.0f)
+                    fail_msg("embedding_fwd R=%d D=%d: row %d (id %d) element %d is %g, not 0", R, D, r, ids[r], k,
+                             (double)fo[(size_t)r * D + k]);
+        }
+    }
+    double *delta = dzeros(nt);
+    for (int r = 0; r < R; r++)
+        if (ids[r] >= 0)
+            for (int k = 0; k < D; k++) delta[(size_t)ids[r] * D + k] += Rw[(size_t)r * D + k];
+    dev->embedding_bwd(dev, fdt, fR, ids, R, D);
+    CHECK(rel_acc(fdt, dt0, delta, nt), 1e-300, "embedding_bwd with negative ids R=%d D=%d V=%d%s", R, D, V,
+          allneg ? " (all negative)" : "");
+    if (allneg)
+        for (size_t i = 0; i < nt; i++) assert_true(fdt[i] == (float)dt0[i]);
+    free(ids), free(table), free(Rw), free(dt0), free(junk), free(delta);
+    dev_free(ft), dev_free(fR), dev_free(fdt), dev_free(fo);
+}
+
 static void test_embedding(void **state) {
     (void)state;
     seed(4);
@@ -317,6 +358,9 @@ static void test_embedding(void **state) {
     /* every row hits one of two table rows, exact sums: a race (rows split
      * across threads) loses updates; repeated since a race shows by chance */
     for (int rep = 0; rep < 4; rep++) emb_case(50000, 64, 2, 0, 1);
+    emb_neg_case(10, 5, 4, 0);     /* serial path */
+    emb_neg_case(3000, 64, 50, 0); /* parallel path */
+    emb_neg_case(6, 9, 3, 1);      /* every id negative */
 }
 
 /* ------------------------------------------------------------- RMSNorm */
@@ -716,6 +760,161 @@ static void test_xent(void **state) {
     dev_free(fx);
 }
 
+/* ---------------------------------------- vocab-parallel cross-entropy */
+
+/* The logits [R, V] are cut into k vocab slices of width w (k*w >= V; the
+ * last real slice shorter, possibly whole slices of padding, Vv = 0); each
+ * slice is a device buffer [R, w] whose columns past Vv hold garbage (NaN,
+ * +-inf, +-1e30) that must be ignored. Per slice: xent_part_stats; the
+ * stats are combined here as the caller does (in double):
+ *   M = max_k m_k,  S = sum_k s_k exp(m_k - M),  lse = M + log S,
+ *   loss_r = lse - sum_k zt_k;
+ * then xent_part_grad with lse rounded to float. Checked: each slice's
+ * (m, s, zt) against the float values (m and zt exactly), the total loss
+ * against xent_fwd_bwd on the full logits and against the double
+ * reference, the assembled gradient against both, every padding column and
+ * every padding row exactly zero. */
+static const float GARBAGE[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 88.0f};
+
+static void xpart_case(int R, int V, double amp, float scale, const int32_t *t, int k, int w) {
+    size_t n = (size_t)R * V, ns = (size_t)R * w;
+    assert_true(k * w >= V);
+    xent_ctx c = {R, V, t, drand_vec(n, amp)};
+    float *fx = to_dev(c.x, n); /* c.x now holds the float values */
+    double loss_full = dev->xent_fwd_bwd(dev, fx, t, R, V, scale); /* fx: the full gradient */
+    double loss_ref = xent_loss(&c);
+    double *gref = dzeros(n), *gfull = dzeros(n);
+    xent_ref_grad(&c, scale, gref);
+    for (size_t i = 0; i < n; i++) gfull[i] = fx[i];
+
+    float **sl = malloc(sizeof(float *) * k), *stats = malloc(sizeof(float) * 3 * R * k);
+    int32_t *tl = malloc(sizeof(int32_t) * R * k);
+    for (int j = 0; j < k; j++) {
+        int lo = j * w, Vv = V - lo < 0 ? 0 : V - lo > w ? w : V - lo;
+        sl[j] = dev->alloc(dev, (ns ? ns : 1) * sizeof(float));
+        for (int r = 0; r < R; r++) {
+            for (int col = 0; col < w; col++)
+                sl[j][(size_t)r * w + col] =
+                    col < Vv ? (float)c.x[(size_t)r * V + lo + col] : GARBAGE[(r + col) % 6];
+            int32_t *tj = tl + (size_t)j * R;
+            tj[r] = t[r] < 0 ? LM_XENT_PAD : (t[r] >= lo && t[r] < lo + Vv) ? t[r] - lo : -1;
+        }
+        float *st = stats + (size_t)3 * R * j;
+        for (int i = 0; i < 3 * R; i++) st[i] = NAN; /* every element must be written */
+        dev->xent_part_stats(dev, sl[j], tl + (size_t)j * R, R, w, Vv, st);
+        for (int r = 0; r < R; r++) {
+            const double *x = c.x + (size_t)r * V + lo;
+            float m = -INFINITY;
+            double s = 0;
+            for (int col = 0; col < Vv; col++) m = x[col] > m ? (float)x[col] : m;
+            for (int col = 0; col < Vv; col++) s += exp(x[col] - m);
+            int tj = tl[(size_t)j * R + r];
+            if (!(st[3 * r] == m))
+                fail_msg("xent_part_stats R=%d V=%d k=%d slice %d row %d: m %g, want %g", R, V, k, j, r,
+                         (double)st[3 * r], (double)m);
+            if (Vv == 0) assert_true(st[3 * r + 1] == 0.0f);
+            else CHECK(fabs(st[3 * r + 1] - s) / s, 1e-6, "xent_part_stats s R=%d V=%d k=%d slice %d row %d", R, V, k, j, r);
+            float zt = tj >= 0 ? (float)x[tj] : 0.0f;
+            if (!(st[3 * r + 2] == zt))
+                fail_msg("xent_part_stats R=%d V=%d k=%d slice %d row %d: zt %g, want %g", R, V, k, j, r,
+                         (double)st[3 * r + 2], (double)zt);
+        }
+    }
+    /* combine across slices, as the caller does */
+    float *lse = malloc(sizeof(float) * R);
+    double loss = 0;
+    for (int r = 0; r < R; r++) {
+        double M = -INFINITY, S = 0, zt = 0;
+        for (int j = 0; j < k; j++) M = fmax(M, stats[(size_t)3 * R * j + 3 * r]);
+        for (int j = 0; j < k; j++) {
+            const float *st = stats + (size_t)3 * R * j + 3 * r;
+            if (st[0] != -INFINITY) S += st[1] * exp(st[0] - M);
+            zt += st[2];
+        }
+        double L = M + log(S);
+        lse[r] = (float)L;
+        if (t[r] >= 0) loss += L - zt;
+    }
+    assert_true(isfinite(loss));
+    CHECK(fabs(loss - loss_full) / fabs(loss_full), 1e-6, "xent_part loss vs xent_fwd_bwd R=%d V=%d k=%d w=%d amp=%g",
+          R, V, k, w, amp);
+    CHECK(fabs(loss - loss_ref) / fabs(loss_ref), 1e-6, "xent_part loss vs double R=%d V=%d k=%d w=%d amp=%g", R, V,
+          k, w, amp);
+
+    /* gradient slice by slice, assembled into the full [R, V] */
+    float *g = malloc(sizeof(float) * (n ? n : 1));
+    for (int j = 0; j < k; j++) {
+        int lo = j * w, Vv = V - lo < 0 ? 0 : V - lo > w ? w : V - lo;
+        dev->xent_part_grad(dev, sl[j], tl + (size_t)j * R, lse, R, w, Vv, scale);
+        for (int r = 0; r < R; r++)
+            for (int col = 0; col < w; col++) {
+                float v = sl[j][(size_t)r * w + col];
+                if (col < Vv) g[(size_t)r * V + lo + col] = v;
+                if ((col >= Vv || t[r] < 0) && v != 0.0f)
+                    fail_msg("xent_part_grad R=%d V=%d k=%d slice %d row %d col %d (Vv %d, %s) is %g, not 0", R, V,
+                             k, j, r, col, Vv, t[r] < 0 ? "padding row" : "padding column", (double)v);
+            }
+        dev_free(sl[j]);
+    }
+    for (size_t i = 0; i < n; i++) assert_true(isfinite(g[i]));
+    CHECK(rel(g, gfull, n), 1e-5, "xent_part grad vs xent_fwd_bwd R=%d V=%d k=%d w=%d amp=%g", R, V, k, w, amp);
+    CHECK(rel(g, gref, n), 1e-5, "xent_part grad vs double R=%d V=%d k=%d w=%d amp=%g", R, V, k, w, amp);
+    if (amp <= 2) { /* each probability: float lse and vexpf, a few ulp */
+        double worst = 0;
+        for (int r = 0; r < R; r++)
+            for (int col = 0; col < V; col++) {
+                size_t i = (size_t)r * V + col;
+                if (t[r] >= 0 && col != t[r] && fabs(gref[i]) > 1e-30)
+                    worst = fmax(worst, fabs(g[i] - gref[i]) / fabs(gref[i]));
+            }
+        CHECK(worst, 2e-6, "xent_part probabilities, worst element, R=%d V=%d k=%d", R, V, k);
+    }
+    free(c.x), free(gref), free(gfull), free(sl), free(stats), free(tl), free(lse), free(g);
+    dev_free(fx);
+}
+
+static void xpart_bad_target(void *arg) {
+    (void)arg;
+    float x[2 * 4] = {0};
+    float st[6];
+    const int32_t tl[2] = {1, 3}; /* 3 >= Vv = 3 */
+    dev->xent_part_stats(dev, x, tl, 2, 4, 3, st);
+}
+
+static void test_xent_part(void **state) {
+    (void)state;
+    seed(13);
+    enum { R = 9, V = 37 };
+    int32_t t[R];
+    for (int r = 0; r < R; r++) t[r] = (int32_t)((urand() + 1) * 0.5 * V) % V;
+    t[2] = t[6] = -1;            /* padding rows */
+    t[0] = 0, t[1] = V - 1;      /* first and last column */
+    t[3] = 18, t[4] = 19;        /* the two sides of the k = 2 cut */
+    t[5] = 9, t[7] = 10;         /* the two sides of the k = 4 cut */
+    const int kw[][2] = {{1, 37}, {2, 19}, {3, 13}, {4, 10}, {4, 13}, {5, 8}}; /* {4, 13}: last slice Vv = 0 */
+    for (size_t i = 0; i < sizeof kw / sizeof *kw; i++) xpart_case(R, V, 2.0, 1.0f / 7, t, kw[i][0], kw[i][1]);
+    xpart_case(R, V, 100.0, 1.0f, t, 3, 13); /* logits up to +-100: stability of the combination */
+    xpart_case(R, V, 100.0, 1.0f, t, 4, 13);
+
+    /* parallel paths (R * w above the serial cut-off), padding rows */
+    int32_t *t3 = malloc(300 * sizeof(int32_t));
+    for (int r = 0; r < 300; r++) t3[r] = r % 11 == 0 ? -1 : (int32_t)((urand() + 1) * 200.5) % 401;
+    xpart_case(300, 401, 3.0, 1.0f / 300, t3, 3, 134);
+    xpart_case(300, 401, 3.0, 1.0f / 300, t3, 2, 256); /* last slice: 145 real of 256 */
+    free(t3);
+
+    /* every row padding: zeros whatever the logits and lse were */
+    const int32_t tp[] = {LM_XENT_PAD, LM_XENT_PAD, LM_XENT_PAD};
+    float lse[3] = {1, 2, 3}, *x = dev->alloc(dev, 3 * 17 * sizeof(float));
+    for (int i = 0; i < 3 * 17; i++) x[i] = GARBAGE[i % 6];
+    dev->xent_part_grad(dev, x, tp, lse, 3, 17, 11, 1.0f);
+    for (int i = 0; i < 3 * 17; i++) assert_true(x[i] == 0.0f);
+    dev_free(x);
+
+    /* a target column past the real ones is a caller's bug: abort, exit 1 */
+    assert_int_equal(exit_status_of(xpart_bad_target, NULL), LM_ERR_RUNTIME);
+}
+
 /* ---------------------------------------------------------------- AdamW */
 
 static void test_adamw(void **state) {
@@ -803,6 +1002,7 @@ int main(void) {
         cmocka_unit_test(test_rmsnorm),        cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention_fd),   cmocka_unit_test(test_attention_large),
         cmocka_unit_test(test_swiglu),         cmocka_unit_test(test_xent),
+        cmocka_unit_test(test_xent_part),
         cmocka_unit_test(test_adamw),          cmocka_unit_test(test_elementwise),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
