@@ -19,31 +19,8 @@ PY=/usr/bin/python3
 
 # Random tokens, every sample full length (no padding): both sides do the same work.
 $PY perf/bench_tokens.py "$OUT/tokens.h5" $VOCAB $SEQ
-cat > "$OUT/bench.in" <<EOD
-[model]
-dim = $DIM
-n_layers = $LAYERS
-n_heads = $HEADS
-ffn_dim = $FFN
-vocab_size = $VOCAB
-max_seq_len = $SEQ
-[train]
-steps = $((STEPS + 2))
-seq_len = $SEQ
-micro_batch = $BATCH
-global_batch = $BATCH
-lr = 1e-4
-warmup_steps = 0
-lr_schedule = constant
-weight_decay = 0.1
-[data]
-train = $OUT/tokens.h5
-[checkpoint]
-dir = $OUT/ckpt
-restart = none
-[log]
-metrics = $OUT/metrics.jsonl
-EOD
+source perf/bench_lib.sh
+bench_deck "$OUT/bench.in" $((STEPS + 2)) $BATCH $BATCH "weight_decay = 0.1"
 
 echo "== lamina (CPU backend, $THREADS threads, batch $BATCH x $SEQ) =="
 OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS mpirun -np 1 --bind-to none build/lamina train "$OUT/bench.in" \

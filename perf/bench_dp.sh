@@ -17,35 +17,11 @@ OUT=out/bench_dp
 PY=/usr/bin/python3
 mkdir -p "$OUT"
 $PY perf/bench_tokens.py "$OUT/tokens.h5" $VOCAB $SEQ
-cat > "$OUT/bench.in" <<EOD
-[model]
-dim = $DIM
-n_layers = $LAYERS
-n_heads = $HEADS
-ffn_dim = $FFN
-vocab_size = $VOCAB
-max_seq_len = $SEQ
-[train]
-steps = 3
-seq_len = $SEQ
-micro_batch = 1
-global_batch = 4
-lr = 1e-4
-lr_schedule = constant
-[data]
-train = $OUT/tokens.h5
-[checkpoint]
-dir = $OUT/ckpt
-restart = none
-every = 0
-[log]
-metrics = $OUT/metrics.jsonl
-EOD
+source perf/bench_lib.sh
+bench_deck "$OUT/bench.in" 3 1 4
 run() { # LOG NP OVERRIDES...
   local log=$1 np=$2; shift 2
-  rm -rf "$OUT/ckpt"
-  mpirun --oversubscribe --bind-to none -np "$np" build/lamina train "$OUT/bench.in" "$@" >"$OUT/$log" 2>&1 \
-    || { tail -20 "$OUT/$log"; exit 1; }
+  bench_mpirun "$log" "$np" train "$OUT/bench.in" "$@"
 }
 echo "== 1. memory per rank, dp = 4, ZeRO 0/1/2 (3 steps, micro_batch 1, seq $SEQ) =="
 for z in 0 1 2; do run mem_z$z.log 4 parallel.zero=$z log.metrics="$OUT/mem_z$z.jsonl"; done

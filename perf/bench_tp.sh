@@ -25,36 +25,11 @@ OUT=out/bench_tp
 PY=/usr/bin/python3
 mkdir -p "$OUT"
 $PY perf/bench_tokens.py "$OUT/tokens.h5" $VOCAB $SEQ
-cat > "$OUT/bench.in" <<EOD
-[model]
-dim = $DIM
-n_layers = $LAYERS
-n_heads = $HEADS
-n_kv_heads = $KV
-ffn_dim = $FFN
-vocab_size = $VOCAB
-max_seq_len = $SEQ
-[train]
-steps = 4
-seq_len = $SEQ
-micro_batch = $MB
-global_batch = 4
-lr = 1e-4
-lr_schedule = constant
-[data]
-train = $OUT/tokens.h5
-[checkpoint]
-dir = $OUT/ckpt
-restart = none
-every = 0
-[log]
-metrics = $OUT/metrics.jsonl
-EOD
+source perf/bench_lib.sh
+bench_deck "$OUT/bench.in" 4 $MB 4
 run() { # NAME NP OVERRIDES...
   local name=$1 np=$2; shift 2
-  rm -rf "$OUT/ckpt"
-  mpirun --oversubscribe --bind-to none -np "$np" build/lamina train "$OUT/bench.in" "$@" \
-    log.metrics="$OUT/$name.jsonl" >"$OUT/$name.log" 2>&1 || { tail -20 "$OUT/$name.log"; exit 1; }
+  bench_mpirun "$name.log" "$np" train "$OUT/bench.in" "$@" log.metrics="$OUT/$name.jsonl"
 }
 echo "== tensor parallelism: dim $DIM, $LAYERS layers, $HEADS heads ($KV kv), ffn $FFN, vocab $VOCAB," \
      "micro-batch $MB x $SEQ tokens, 2 micro-batches per step, fp32 =="
@@ -80,16 +55,23 @@ def tps(n):
     return toks[len(toks) // 2], ms[len(ms) // 2]
 print("\n1. tensor-parallel communication per step and rank (bytes; e = 4, fp32 over MPI)")
 print(f"{'layout':<14}{'all-reduce':>12}{'red-scatter':>12}{'all-gather':>12}{'sent=recv':>12}"
-      f"{'formula':>12}{'Megatron':>12}{'sent/Meg.':>10}")
+      f"{'formula':>12}{'Meg. paper':>12}{'sent/paper':>11}{'Meg. code':>12}{'sent/code':>10}")
 for n, p, sp in (("tp2", 2, 0), ("tp2sp", 2, 1), ("tp4", 4, 0), ("tp4sp", 4, 1), ("tp4sp_rc", 4, 1)):
     t = log(n)
     m = num(r"measured: all-reduce (\d+), reduce-scatter (\d+), all-gather (\d+); sent (\d+)", t)
     f = num(r"formula:  all-reduce (\d+), reduce-scatter (\d+), all-gather (\d+); sent (\d+)", t)
-    meg = 8 * (p - 1) / p * R * D * 4 * L * micro * (1.5 if n.endswith("_rc") else 1.0)
-    print(f"{n:<14}{m[0]:>12.0f}{m[1]:>12.0f}{m[2]:>12.0f}{m[3]:>12.0f}{f[3]:>12.0f}{meg:>12.0f}{m[3] / meg:>10.3f}"
-          + ("" if m == f else "   MEASURED != FORMULA"))
-print("   formula = lamina's exact count (model.h); Megatron = 8 (p-1)/p b s h e per layer and micro-batch"
-      " (x 1.5 with full recompute), without the embedding, lm_head and loss-statistics terms")
+    rc = n.endswith("_rc")
+    unit = (p - 1) / p * R * D * 4 * L * micro
+    meg = 8 * unit * (1.5 if rc else 1.0)
+    code = ((10 + (4 if rc else 0)) if sp else (8 + (4 if rc else 0))) * unit
+    print(f"{n:<14}{m[0]:>12.0f}{m[1]:>12.0f}{m[2]:>12.0f}{m[3]:>12.0f}{f[3]:>12.0f}{meg:>12.0f}{m[3] / meg:>11.3f}"
+          f"{code:>12.0f}{m[3] / code:>10.3f}" + ("" if m == f else "   MEASURED != FORMULA"))
+print("   formula = lamina's exact count (src/model.h, tp_comm_formula)")
+print("   Meg. paper = Korthikanti et al. 2022: 8 (p-1)/p b s h e bytes per layer and micro-batch, tp or tp+sp")
+print("   Meg. code = Megatron-LM's implementation: the same without sp; with sp its column-parallel backward")
+print("   all-gathers the layer input again (+2 all-gathers per layer: 10 (p-1)/p b s h e); full recompute")
+print("   re-runs each layer forward (+4 (p-1)/p b s h e). Neither counts the embedding, lm_head and loss statistics,")
+print("   which is the remaining ~12% here (2 extra all-reduces per micro-batch over 16 for 4 layers).")
 
 print("\n2. activation memory per rank kept for backward (bytes)")
 print(f"{'layout':<14}{'measured':>12}{'formula':>12}{'vs tp1':>9}{'with workspace':>16}")

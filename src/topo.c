@@ -10,8 +10,9 @@ int topo_sizes(int world, int tp, int pp, int dp_in, int *dp_out, char *err, siz
         return 2;
     }
     if (world % (tp * pp)) {
-        snprintf(err, errlen, "%d ranks do not factor into tp (%d) x pp (%d) x dp: launch a multiple of %d ranks",
-                 world, tp, pp, tp * pp);
+        snprintf(err, errlen,
+                 "parallel.tp = %d x parallel.pp = %d does not divide the %d ranks launched (world = pp x dp x tp): "
+                 "launch a multiple of %d ranks", tp, pp, world, tp * pp);
         return 2;
     }
     int dp = dp_in ? dp_in : world / (tp * pp);

@@ -230,7 +230,7 @@ int cmd_train(int argc, char **argv) {
         double loss = batch.targets_global > 0 ? loss_sum / (double)batch.targets_global : 0.0;
         double ss = zero_grad_sumsq(z);
         comm_allreduce_sum_f64(S.topo.tp_group, &ss, 1); /* the tensor-parallel slices */
-        double gnorm = sqrt(ss > 0.0 ? ss : 0.0);
+        double gnorm = sqrt(ss < 0.0 ? 0.0 : ss); /* a NaN stays NaN */
         if (!isfinite(loss) || !isfinite(gnorm))
             lm_fail(LM_ERR_RUNTIME, "step %ld: %s is %s: training diverged (lower train.lr or check the data)", step,
                     isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? gnorm : loss) ? "NaN" : "infinite");

@@ -66,10 +66,5 @@ for name, r in (("cpu", cp), ("cuda", cu)):
     good = full(r) and b < 0.9 * a
     print(("ok" if good else "notok") + f"\t{name} loss falls: step 1 {a:.4f} -> step {steps} {b:.4f} (want < 90%)")
 PYEOF
-n=0
-while IFS=$'\t' read -r v text; do
-  n=$((n + 1))
-  if [ "$v" = ok ]; then ok "$text"; else notok "$text"; fi
-done < "$T/verdict"
-[ "$n" = 4 ] || notok "loss comparison script" "$(cat "$T/verdict")"
+verdicts 4
 finish

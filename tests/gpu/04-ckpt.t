@@ -67,10 +67,5 @@ verdict("cuda vs cpu before the checkpoint", A, C, [1, 2, 3])
 extra = sorted(set(B) | set(D))
 print(("ok" if extra == [4, 5, 6] else "notok") + f"\tresumed runs logged exactly steps 4-6 (have {extra})")
 PYEOF
-n=0
-while IFS=$'\t' read -r v text; do
-  n=$((n + 1))
-  if [ "$v" = ok ]; then ok "$text"; else notok "$text"; fi
-done < "$T/verdict"
-[ "$n" = 4 ] || notok "loss comparison script" "$(cat "$T/verdict")"
+verdicts 4
 finish

@@ -56,10 +56,5 @@ for name, a, b, lo in (("cuda tp 2 vs cuda tp 1", tp2, one, 1), ("cuda tp 2 + sp
         w = max(w, worst(res, tp2, 7))
     print(("ok" if w <= tol else "notok") + f"\t{name}: every loss within {100*tol:g}% (worst {100*w:.3f}%)")
 PYEOF
-n=0
-while IFS=$'\t' read -r v text; do
-  n=$((n + 1))
-  if [ "$v" = ok ]; then ok "$text"; else notok "$text"; fi
-done < "$T/verdict"
-[ "$n" = 3 ] || notok "loss comparison script" "$(cat "$T/verdict")"
+verdicts 3
 finish

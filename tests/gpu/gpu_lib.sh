@@ -72,3 +72,15 @@ skip_without_gpu() {
 }
 
 why() { grep -m3 "lamina: error" "$T/out" || tail -5 "$T/out"; }
+
+# verdicts N: turn $T/verdict ("ok<TAB>text" / "notok<TAB>text" lines written
+# by a comparison script) into N TAP results; a script that wrote another
+# number of lines fails once more.
+verdicts() {
+  local n=0 v text
+  while IFS=$'\t' read -r v text; do
+    n=$((n + 1))
+    if [ "$v" = ok ]; then ok "$text"; else notok "$text"; fi
+  done < "$T/verdict"
+  [ "$n" = "$1" ] || notok "loss comparison script" "$(cat "$T/verdict")"
+}

@@ -311,21 +311,28 @@ def layouts(tc):
     return out
 
 
+def check_layout(work, label, tag, lt, key, np_, ovr, cfg, tc, init, data, p0, P, opt, recs, m1):
+    """The 3-step run of a case on one parallel layout (tag lt, overrides
+    ovr, np_ ranks) against the reference and the single-rank run m1; the
+    worst |loss difference| goes to layout_diff[key]."""
+    m, ck, err = run_lamina(work, f"{tag}-{lt}", cfg, tc, init, data, np_=np_, overrides=ovr)
+    tap(not err, f"{label}: lamina train on {np_} ranks", err)
+    if err:
+        return
+    check_metrics(label, m, recs)
+    check_state(label, cfg, tc, p0, ck, P, opt, recs)
+    if m1 and len(m) == len(m1):
+        d = max(abs(x["loss"] - y["loss"]) for x, y in zip(m, m1))
+        layout_diff[key] = max(layout_diff.get(key, 0.0), d)
+
+
 def check_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m1):
     """The 3-step run of a case on every data-parallel layout."""
     for dp, mb, z, ov in layouts(tc):
         lt = f"dp{dp}-zero{z}" + ("" if ov else "-nooverlap")
-        lab = f"{label} [{lt}, micro_batch {mb}]"
         ovr = [f"parallel.zero={z}", f"train.micro_batch={mb}", f"parallel.overlap_comm={'true' if ov else 'false'}"]
-        m, ck, err = run_lamina(work, f"{tag}-{lt}", cfg, tc, init, data, np_=dp, overrides=ovr)
-        tap(not err, f"{lab}: lamina train on {dp} ranks", err)
-        if err:
-            continue
-        check_metrics(lab, m, recs)
-        check_state(lab, cfg, tc, p0, ck, P, opt, recs)
-        if m1 and len(m) == len(m1):
-            d = max(abs(x["loss"] - y["loss"]) for x, y in zip(m, m1))
-            layout_diff[lt] = max(layout_diff.get(lt, 0.0), d)
+        check_layout(work, f"{label} [{lt}, micro_batch {mb}]", tag, lt, lt, dp, ovr,
+                     cfg, tc, init, data, p0, P, opt, recs, m1)
 
 
 layout_diff = {}      # layout -> worst |loss - single-rank loss| over cases and steps
@@ -359,20 +366,11 @@ def tp_layouts(cfg, tc):
 def check_tp_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m1):
     """The 3-step run of a case on the tensor-parallel layouts."""
     for tp, sp, dp, z, mb in tp_layouts(cfg, tc):
-        lt = f"tp{tp}" + ("-sp" if sp else "") + (f"-dp{dp}" if dp > 1 else "") + f"-zero{z}"
-        lab = f"{label} [{lt}]"
+        key = f"tp{tp}" + ("-sp" if sp else "") + (f"-dp{dp}" if dp > 1 else "")
         ovr = [f"parallel.tp={tp}", f"parallel.sp={'true' if sp else 'false'}", f"parallel.zero={z}",
                f"train.micro_batch={mb}"]
-        m, ck, err = run_lamina(work, f"{tag}-{lt}", cfg, tc, init, data, np_=tp * dp, overrides=ovr)
-        tap(not err, f"{lab}: lamina train on {tp * dp} ranks", err)
-        if err:
-            continue
-        check_metrics(lab, m, recs)
-        check_state(lab, cfg, tc, p0, ck, P, opt, recs)
-        if m1 and len(m) == len(m1):
-            d = max(abs(x["loss"] - y["loss"]) for x, y in zip(m, m1))
-            key = f"tp{tp}" + ("-sp" if sp else "") + (f"-dp{dp}" if dp > 1 else "")
-            layout_diff[key] = max(layout_diff.get(key, 0.0), d)
+        check_layout(work, f"{label} [{key}-zero{z}]", tag, f"{key}-zero{z}", key, tp * dp, ovr,
+                     cfg, tc, init, data, p0, P, opt, recs, m1)
 
 
 def run_cases(work):

@@ -8,7 +8,7 @@
 # bit-identical; the communication each tp rank does is exactly the
 # analytic count; sequence parallelism keeps less activation memory.
 source tests/lib.sh
-plan 27
+plan 29
 make_data 32
 make_deck
 TOL=2e-4   # float32 reduction order over 8 steps
@@ -52,6 +52,12 @@ agree "tp 4 + sp (ZeRO-2, recompute) tracks the single-rank run" tp4sp one 1 8
 run tp2dp2 4 parallel.tp=2 parallel.zero=1
 ran "tp 2 x dp 2, ZeRO-1 runs" tp2dp2 "dp 2 x tp 2 x pp 1, ZeRO-1"
 agree "tp 2 x dp 2 with ZeRO-1 tracks the single-rank run" tp2dp2 one 1 8
+
+# mixed precision (the CPU bf16 emulation: bf16 activations on the wire,
+# fp32 master weights): tp 2 + sp with ZeRO-1 tracks bf16 on one rank
+run bf1 1 train.precision=bf16
+run bf2 2 train.precision=bf16 parallel.tp=2 parallel.sp=true parallel.zero=1
+TOL=5e-3 agree "bf16: tp 2 + sp (ZeRO-1) tracks bf16 on one rank (bf16 rounding)" bf2 bf1 1 8
 
 # tied embeddings: the vocab-parallel lm_head is the embedding's slice
 run tied1 1 model.tie_embeddings=true
@@ -114,6 +120,11 @@ LAMINA_FAULT_REPLICA=1 lam 2 train "$T/tiny.in" "${base[@]}" parallel.tp=2 check
 expect_fail 1 "replicated tensor model.layers.0.input_layernorm.weight differs between tensor-parallel ranks" \
   "a norm weight that differs across tp ranks stops the run before its checkpoint (exit 1)"
 check "... and nothing was published" test ! -e "$T/fault/latest"
+
+# a NaN gradient on one tp rank stops every rank (the norm is summed over tp)
+LAMINA_FAULT_NAN=1:3 lam 2 train "$T/tiny.in" "${base[@]}" parallel.tp=2 parallel.sp=true checkpoint.dir="$T/nan" \
+  log.metrics="$T/nan.jsonl"
+expect_fail 1 "step 3: gradient norm is NaN" "a NaN gradient on tp rank 1 stops both ranks (exit 1)"
 
 # generation under tp samples the same text as on one rank
 lam 1 generate "$T/tiny.in" checkpoint.dir="$T/one" --prompt "The " --tokens 12

@@ -59,8 +59,8 @@ static void test_sizes_not_divisible(void **state) {
     assert_non_null(strstr(err, "multiple of 8"));
     err[0] = 0;
     assert_int_equal(topo_sizes(12, 2, 4, 0, &dp, err, sizeof err), 2); /* 12 % 8 */
-    assert_non_null(strstr(err, "tp (2)"));
-    assert_non_null(strstr(err, "pp (4)"));
+    assert_non_null(strstr(err, "parallel.tp = 2"));
+    assert_non_null(strstr(err, "parallel.pp = 4"));
     /* with an explicit dp too, the divisibility error comes first */
     err[0] = 0;
     assert_int_equal(topo_sizes(6, 4, 1, 1, &dp, err, sizeof err), 2);
