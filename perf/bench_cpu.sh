@@ -14,7 +14,7 @@ STEPS=${STEPS:-8}      # timed steps (after 2 warm-up steps)
 DIM=384 LAYERS=6 HEADS=6 FFN=1024 VOCAB=8192 SEQ=256
 OUT=out/bench
 mkdir -p "$OUT"
-rm -rf "$OUT/ckpt" "$OUT/metrics.jsonl"
+rm -rf "$OUT/ckpt" "$OUT/metrics.jsonl" "$OUT/metrics_rc.jsonl"
 PY=/usr/bin/python3
 
 # Random tokens, every sample full length (no padding): both sides do the same work.
