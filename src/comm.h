@@ -85,6 +85,12 @@ void comm_dev_iallreduce_sum(const lm_group *g, void *x, size_t n, lm_dtype t, l
 void comm_dev_ireduce_scatter_sum(const lm_group *g, void *x, size_t n, lm_dtype t, lm_req *q);
 void comm_dev_iallgather(const lm_group *g, void *x, size_t n, lm_dtype t, lm_req *q);
 
+/* Point to point of `bytes` raw bytes of device buffers within group g
+ * (bound to a device): MPI directly where the device is host-visible, else
+ * staged through a host copy. Complete with comm_wait / comm_test. */
+void comm_dev_isend(const lm_group *g, const void *x, size_t bytes, int dst, int tag, lm_req *q);
+void comm_dev_irecv(const lm_group *g, void *x, size_t bytes, int src, int tag, lm_req *q);
+
 /* Bind group g to device d (collective over g). With use_nccl on a CUDA
  * device, an NCCL communicator is bootstrapped from g (rank 0's unique id
  * broadcast over MPI); returns 0, or -1 with the reason in why (the group

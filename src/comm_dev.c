@@ -2,6 +2,7 @@
  * MPI directly on host float32, or staged through a float32 host copy. */
 #include "comm_dev.h"
 #include "common.h"
+#include <stdint.h>
 #include <string.h>
 
 /* A staged operation: MPI works on `host` (float32); on completion elements
@@ -12,6 +13,7 @@ struct lm_stage {
     lm_dtype t;
     size_t off, n;
     float *host;
+    int p2p;   /* point to point: 1 a send (nothing comes back), 2 a receive of n raw bytes */
 };
 
 static void stage_down(lm_device *d, float *host, const void *x, size_t n, lm_dtype t) {
@@ -103,10 +105,52 @@ int comm_dev_finish(lm_req *q, int wait) {
         q->stage = s;
         return 0;
     }
-    stage_up(s->d, (char *)s->x + s->off * lm_dtype_size(s->t), s->host + s->off, s->n, s->t);
+    if (s->p2p == 2)
+        s->d->to_device(s->d, s->x, s->host, s->n);
+    else if (!s->p2p)
+        stage_up(s->d, (char *)s->x + s->off * lm_dtype_size(s->t), s->host + s->off, s->n, s->t);
     lm_free(s->host);
     lm_free(s);
     return 1;
+}
+
+/* Point to point on device buffers: MPI directly on host-visible memory,
+ * else through a host copy (sent from it; received into it and copied to
+ * the device on completion). */
+static void dev_p2p(const lm_group *g, void *x, size_t bytes, int peer, int tag, lm_req *q, int send) {
+    *q = (lm_req){.n = 0};
+    lm_device *d = g->dev;
+    if (!d) lm_abort(LM_ERR_RUNTIME, "comm: device send/receive on a group with no device bound");
+    if (d->host_visible) {
+        if (send)
+            comm_isend(g, x, bytes, peer, tag, q);
+        else
+            comm_irecv(g, x, bytes, peer, tag, q);
+        return;
+    }
+    struct lm_stage *s = lm_alloc(sizeof *s);
+    s->d = d;
+    s->x = x;
+    s->n = bytes;
+    s->p2p = send ? 1 : 2;
+    s->host = lm_alloc(bytes ? bytes : 1);
+    lm_req r;
+    if (send) {
+        d->sync(d);
+        d->to_host(d, s->host, x, bytes);
+        comm_isend(g, s->host, bytes, peer, tag, &r);
+    } else {
+        comm_irecv(g, s->host, bytes, peer, tag, &r);
+    }
+    *q = r;
+    q->stage = s;
+}
+
+void comm_dev_isend(const lm_group *g, const void *x, size_t bytes, int dst, int tag, lm_req *q) {
+    dev_p2p(g, (void *)(uintptr_t)x, bytes, dst, tag, q, 1);
+}
+void comm_dev_irecv(const lm_group *g, void *x, size_t bytes, int src, int tag, lm_req *q) {
+    dev_p2p(g, x, bytes, src, tag, q, 0);
 }
 
 int comm_attach_device(lm_group *g, lm_device *d, int use_nccl, char *why, size_t whylen) {

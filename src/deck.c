@@ -81,6 +81,7 @@ static const keydef KEYS[] = {
     KE("parallel", "comm", comm, "auto|nccl|mpi"),
     KE("parallel", "schedule", schedule, "1f1b|interleaved"),
     KI("parallel", "virtual_stages", virtual_stages, 1, INT_MAX, 0),
+    KS("parallel", "stage_layers", stage_layers, S_EMPTY_OK),
     KE("parallel", "offload", offload, "none|optim|param|auto"),
     KE("train", "device", device, "cpu|cuda"),
     KE("train", "precision", precision, "auto|fp32|bf16"),

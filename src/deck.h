@@ -28,6 +28,7 @@ typedef struct {
     char comm[8];               /* auto | nccl | mpi: device collectives (auto: nccl on cuda) */
     char schedule[16];          /* 1f1b | interleaved */
     int virtual_stages;         /* 1 */
+    char stage_layers[256];     /* "" (balanced) or layers per model chunk, comma-separated */
     char offload[16];           /* none | optim | param | auto */
     /* [train] */
     char device[8];             /* cpu | cuda */

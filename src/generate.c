@@ -63,6 +63,9 @@ int cmd_generate(int argc, char **argv) {
         lm_fail(LM_ERR_INPUT, "generate: no checkpoint in checkpoint.dir = %s and train.init = random: nothing trained to sample from",
                 S.cfg.ckpt_dir);
     S.cfg.sp = 0; /* one sequence at a time: nothing worth sharding */
+    if (S.cfg.pp > 1)
+        lm_fail(LM_ERR_INPUT, "generate: parallel.pp = %d: generation runs the whole model on each rank (use pp = 1; "
+                              "tp and any checkpoint layout are fine)", S.cfg.pp);
     session_open(&S, 1, T, 0, 0);
     session_load(&S, 0);
 

@@ -28,6 +28,26 @@ void shape_from_config(lm_shape *s, const lm_config *c) {
     s->tied = c->tie_embeddings;
 }
 
+void model_full_tensors(const lm_shape *s, lm_params *ps) {
+    int64_t D = s->dim, KVD = (int64_t)s->n_kv_heads * s->head_dim, F = s->ffn_dim;
+    char name[LM_NAMELEN];
+    params_add(ps, "model.embed_tokens.weight", 2, s->vocab_size, D);
+    for (int l = 0; l < s->n_layers; l++) {
+        struct { const char *n; int nd; int64_t r, c; } t[9] = {
+            {"input_layernorm.weight", 1, D, 1},        {"self_attn.q_proj.weight", 2, D, D},
+            {"self_attn.k_proj.weight", 2, KVD, D},     {"self_attn.v_proj.weight", 2, KVD, D},
+            {"self_attn.o_proj.weight", 2, D, D},       {"post_attention_layernorm.weight", 1, D, 1},
+            {"mlp.gate_proj.weight", 2, F, D},          {"mlp.up_proj.weight", 2, F, D},
+            {"mlp.down_proj.weight", 2, D, F}};
+        for (int i = 0; i < 9; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, t[i].n);
+            params_add(ps, name, t[i].nd, t[i].r, t[i].c);
+        }
+    }
+    params_add(ps, "model.norm.weight", 1, D, 1);
+    if (!s->tied) params_add(ps, "lm_head.weight", 2, s->vocab_size, D);
+}
+
 /* Tensor-parallel split (Megatron-LM): column-parallel q/k/v/gate/up hold a
  * slice of output rows, row-parallel o/down a slice of input columns;
  * attention heads split with them. Key/value heads split when there are at
@@ -84,9 +104,21 @@ static void add_params(lm_model *m, size_t granule) {
     char name[LM_NAMELEN];
     lm_param *p;
     /* Indices first, pointers after chunks_build (params_add reallocates). */
-    p = params_add(ps, "model.embed_tokens.weight", 2, Vl, D);
-    split(p, on, V, D, v0, 0, vvalid);
+    int *at = lm_alloc(sizeof(int) * (size_t)(s->n_layers + 3)); /* layer l's first index; embed, norm, head */
+    for (int l = 0; l < s->n_layers + 3; l++) at[l] = -1;
+    int *E = &at[s->n_layers], *N = &at[s->n_layers + 1], *HD = &at[s->n_layers + 2];
+    /* Tied embeddings split over stages: the last stage holds a copy of the
+     * table as its lm_head, its gradient summed with the first stage's. */
+    int tied_copy = s->tied && m->pp.size > 1;
+    if (m->first_chunk) {
+        *E = ps->n;
+        p = params_add(ps, "model.embed_tokens.weight", 2, Vl, D);
+        split(p, on, V, D, v0, 0, vvalid);
+        if (tied_copy) p->gsum = m->pp.emb;
+    }
     for (int l = 0; l < s->n_layers; l++) {
+        if (!m->owns[l]) continue;
+        at[l] = ps->n;
 #define P(suffix, nd, r, c)                                               \
     snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);         \
     p = params_add(ps, name, nd, r, c)
@@ -112,22 +144,29 @@ static void add_params(lm_model *m, size_t granule) {
         split(p, oc, D, F, 0, tr * Fl, D);
 #undef P
     }
-    p = params_add(ps, "model.norm.weight", 1, D, 1);
-    p->gsum = norm_sum, p->norm_here = norm_here;
-    if (!s->tied) {
-        p = params_add(ps, "lm_head.weight", 2, Vl, D);
-        split(p, on, V, D, v0, 0, vvalid);
+    if (m->last_chunk) {
+        *N = ps->n;
+        p = params_add(ps, "model.norm.weight", 1, D, 1);
+        p->gsum = norm_sum, p->norm_here = norm_here;
+        if (!s->tied || tied_copy) {
+            *HD = ps->n;
+            p = params_add(ps, s->tied ? "model.embed_tokens.weight" : "lm_head.weight", 2, Vl, D);
+            split(p, on, V, D, v0, 0, vvalid);
+            if (tied_copy) p->gsum = m->pp.emb, p->norm_here = 0; /* the first stage counts it */
+        }
     }
     chunks_build_on(ps, granule, m->dev);
 
-    m->embed = &ps->p[0];
+    m->embed = *E >= 0 ? &ps->p[*E] : NULL;
     m->layer = lm_alloc(sizeof(lm_layer_params) * (size_t)s->n_layers);
     for (int l = 0; l < s->n_layers; l++) {
-        lm_param *q = &ps->p[1 + 9 * l];
+        if (at[l] < 0) continue;
+        lm_param *q = &ps->p[at[l]];
         m->layer[l] = (lm_layer_params){q, q + 1, q + 2, q + 3, q + 4, q + 5, q + 6, q + 7, q + 8};
     }
-    m->norm = &ps->p[1 + 9 * s->n_layers];
-    m->lm_head = s->tied ? m->embed : &ps->p[2 + 9 * s->n_layers];
+    m->norm = *N >= 0 ? &ps->p[*N] : NULL;
+    m->lm_head = *HD >= 0 ? &ps->p[*HD] : m->last_chunk ? m->embed : NULL;
+    lm_free(at);
     /* N of SPEC §6, of the full model: everything but the input embedding,
      * lm_head counted also when tied */
     m->n_matmul_params = (int64_t)s->n_layers * (2 * D * D + 2 * KVD * D + 3 * F * D + 2 * D) + D + V * D;
@@ -185,11 +224,47 @@ static void rope_tables(lm_model *m) {
     lm_free(s);
 }
 
-lm_model *model_create_tp(lm_device *dev, const lm_shape *s, const lm_tp *tp, int B, int T, int recompute,
-                          size_t granule) {
+/* Which local chunk holds each layer (pp: model chunk j * pp + stage). */
+static void pipeline_place(lm_model *m) {
+    int L = m->s.n_layers;
+    m->owns = lm_alloc(sizeof(int) * (size_t)L);
+    if (m->pp.size == 1) {
+        for (int l = 0; l < L; l++) m->owns[l] = 1;
+        m->first_chunk = m->last_chunk = 1;
+        return;
+    }
+    const lm_pp_split *sp = m->pp.split;
+    for (int j = 0; j < m->pp.v; j++) {
+        int c = j * m->pp.size + m->pp.rank;
+        for (int l = sp->first[c]; l < sp->first[c] + sp->count[c]; l++) m->owns[l] = j + 1;
+    }
+    m->first_chunk = m->pp.rank == 0;
+    m->last_chunk = m->pp.rank == m->pp.size - 1;
+}
+
+/* Layers [*lo, *hi) of local chunk j. */
+static void chunk_layers(const lm_model *m, int j, int *lo, int *hi) {
+    if (m->pp.size == 1) {
+        *lo = 0;
+        *hi = m->s.n_layers;
+        return;
+    }
+    int c = j * m->pp.size + m->pp.rank;
+    *lo = m->pp.split->first[c];
+    *hi = *lo + m->pp.split->count[c];
+}
+
+/* Is local chunk j the model's last chunk? */
+static int is_last(const lm_model *m, int j) { return m->last_chunk && j == m->pp.v - 1; }
+
+static lm_layer_acts *ACTS(lm_model *m, int k, int l) { return &m->acts[(size_t)k * (size_t)m->s.n_layers + (size_t)l]; }
+
+lm_model *model_create_3d(lm_device *dev, const lm_shape *s, const lm_tp *tp, const lm_pp *pp, int B, int T,
+                          int recompute, size_t granule) {
     lm_model *m = lm_alloc(sizeof *m);
     m->s = *s;
     m->tp = tp && tp->size > 1 ? *tp : (lm_tp){.size = 1};
+    m->pp = pp && pp->size > 1 ? *pp : (lm_pp){.size = 1, .v = 1, .n_slots = 1};
     char err[LM_ERRLEN];
     if (tp_dims(s, m->tp.size, &m->ld, err, sizeof err)) lm_abort(LM_ERR_INPUT, "%s", err);
     m->dev = dev;
@@ -202,15 +277,24 @@ lm_model *model_create_tp(lm_device *dev, const lm_shape *s, const lm_tp *tp, in
     m->Rx = m->tp.sp ? m->R / m->tp.size : m->R;
     m->r0 = m->tp.sp ? m->tp.rank * m->Rx : 0;
     m->recompute = recompute;
+    pipeline_place(m);
     add_params(m, granule);
 
     size_t R = (size_t)m->R, Rx = (size_t)m->Rx, D = (size_t)s->dim, F = (size_t)m->ld.F;
     size_t HD = (size_t)m->ld.H * (size_t)s->head_dim, KVD = (size_t)m->ld.KV * (size_t)s->head_dim;
-    m->acts = lm_alloc(sizeof(lm_layer_acts) * (size_t)s->n_layers);
-    for (int l = 0; l < s->n_layers; l++) alloc_layer_acts(m, &m->acts[l], 1, !recompute);
-    m->act_kept = m->act_bytes;
-    if (recompute) alloc_layer_acts(m, &m->scratch_acts, 0, 1);
-    m->h_final = dalloc(m, Rx * D);
+    int K = m->pp.n_slots;
+    m->acts = lm_alloc(sizeof(lm_layer_acts) * (size_t)K * (size_t)s->n_layers);
+    for (int k = 0; k < K; k++)
+        for (int l = 0; l < s->n_layers; l++)
+            if (m->owns[l]) alloc_layer_acts(m, ACTS(m, k, l), 1, !recompute);
+    m->act_kept = m->act_bytes; /* the per-layer activations */
+    m->h_final = lm_alloc(sizeof(void *) * (size_t)K);
+    if (m->last_chunk)
+        for (int k = 0; k < K; k++) m->h_final[k] = dalloc(m, Rx * D);
+    if (recompute) {
+        alloc_layer_acts(m, &m->scratch_acts, 0, 1);
+        m->scratch_out = dalloc(m, Rx * D);
+    }
     m->rstd_final = falloc(m, Rx);
     m->n = dalloc(m, R * D);
     m->dn = dalloc(m, R * D);
@@ -233,7 +317,7 @@ lm_model *model_create_tp(lm_device *dev, const lm_shape *s, const lm_tp *tp, in
     if (rows < 16) rows = 16;
     if (rows > R) rows = R;
     m->head_rows = (int)rows;
-    m->logits = dalloc(m, rows * V);
+    if (m->last_chunk) m->logits = dalloc(m, rows * V);
     if (m->tp.size > 1) {
         m->lids = lm_alloc(sizeof(int32_t) * R);
         m->tloc = lm_alloc(sizeof(int32_t) * rows);
@@ -244,32 +328,42 @@ lm_model *model_create_tp(lm_device *dev, const lm_shape *s, const lm_tp *tp, in
     return m;
 }
 
+lm_model *model_create_tp(lm_device *dev, const lm_shape *s, const lm_tp *tp, int B, int T, int recompute,
+                          size_t granule) {
+    return model_create_3d(dev, s, tp, NULL, B, T, recompute, granule);
+}
+
 lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int recompute, size_t granule) {
-    return model_create_tp(dev, s, NULL, B, T, recompute, granule);
+    return model_create_3d(dev, s, NULL, NULL, B, T, recompute, granule);
+}
+
+static void free_layer_acts(lm_device *d, lm_layer_acts *a) {
+    void *bufs[] = {a->x, a->rstd1, a->q, a->k, a->v, a->att, a->lse, a->a, a->rstd2, a->g, a->u};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (bufs[i]) d->free(d, bufs[i]);
 }
 
 void model_destroy(lm_model *m) {
     if (!m) return;
     lm_device *d = m->dev;
-    lm_layer_acts *sets[2] = {m->acts, &m->scratch_acts};
-    for (int l = 0; l < m->s.n_layers; l++) d->free(d, m->acts[l].x);
-    for (int k = 0; k < 2; k++) {
-        int n = k == 0 ? (m->recompute ? 0 : m->s.n_layers) : (m->recompute ? 1 : 0);
-        for (int l = 0; l < n; l++) {
-            lm_layer_acts *a = &sets[k][l];
-            void *bufs[] = {a->rstd1, a->q, a->k, a->v, a->att, a->lse, a->a, a->rstd2, a->g, a->u};
-            for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) d->free(d, bufs[i]);
-        }
+    for (int k = 0; k < m->pp.n_slots; k++) {
+        for (int l = 0; l < m->s.n_layers; l++) free_layer_acts(d, ACTS(m, k, l));
+        if (m->h_final[k]) d->free(d, m->h_final[k]);
     }
-    void *ws[] = {m->h_final, m->rstd_final, m->n, m->dn, m->dhf ? m->dhf : m->dh, m->f1, m->f2, m->f3,
+    m->scratch_acts.x = NULL; /* a view of a slot's x */
+    free_layer_acts(d, &m->scratch_acts);
+    void *ws[] = {m->scratch_out, m->rstd_final, m->n, m->dn, m->dhf ? m->dhf : m->dh, m->f1, m->f2, m->f3,
                    m->dq, m->dk, m->dv, m->datt, m->logits, m->rope_cos, m->rope_sin};
-    for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) d->free(d, ws[i]);
+    for (size_t i = 0; i < sizeof ws / sizeof *ws; i++)
+        if (ws[i]) d->free(d, ws[i]);
+    lm_free(m->h_final);
     lm_free(m->lids);
     lm_free(m->tloc);
     lm_free(m->xstats);
     lm_free(m->lse);
     lm_free(m->acts);
     lm_free(m->layer);
+    lm_free(m->owns);
     params_free(&m->params);
     lm_free(m);
 }
@@ -292,11 +386,12 @@ void model_init_random(lm_model *m, uint64_t seed, double std) {
     lm_free(h);
 }
 
-/* The layer's activations for backward: its own set, or the scratch set. */
-static lm_layer_acts *acts_of(lm_model *m, int l) {
-    if (!m->recompute) return &m->acts[l];
+/* Layer l's activations in slot k for backward: its own set, or the
+ * scratch set (recompute) around the slot's kept input. */
+static lm_layer_acts *acts_of(lm_model *m, int k, int l) {
+    if (!m->recompute) return ACTS(m, k, l);
     lm_layer_acts *a = &m->scratch_acts;
-    a->x = m->acts[l].x;
+    a->x = ACTS(m, k, l)->x;
     return a;
 }
 
@@ -459,30 +554,40 @@ static void layer_backward(lm_model *m, int l, lm_layer_acts *a) {
     DONE(m, P->ln1);
 }
 
-/* Embedding (vocab-parallel: each rank looks up the ids of its slice, zeros
- * elsewhere, and the ranks' rows are summed: all-reduce, or reduce-scatter
- * with sequence parallelism), every layer forward, then the final norm of
- * all rows into m->n. */
-static void forward_body(lm_model *m, const int32_t *ids) {
+/* The embedding of ids into x (vocab-parallel: each rank looks up the ids
+ * of its slice, zeros elsewhere, and the ranks' rows are summed: all-reduce,
+ * or reduce-scatter with sequence parallelism). */
+static void embed_forward(lm_model *m, const int32_t *ids, void *x) {
     lm_device *d = m->dev;
-    int L = m->s.n_layers, D = m->s.dim;
+    int D = m->s.dim;
     size_t RD = (size_t)m->Rx * (size_t)D;
     const int32_t *li = local_ids(m, ids);
     if (m->tp.size == 1) {
-        d->embedding_fwd(d, m->acts[0].x, m->embed->w, ids, m->R, D);
+        d->embedding_fwd(d, x, m->embed->w, ids, m->R, D);
     } else if (!m->tp.sp) {
-        d->embedding_fwd(d, m->acts[0].x, m->embed->w, li, m->R, D);
-        tp_wait_coll(m, 0, m->acts[0].x, RD);
+        d->embedding_fwd(d, x, m->embed->w, li, m->R, D);
+        tp_wait_coll(m, 0, x, RD);
     } else {
         d->embedding_fwd(d, m->dn, m->embed->w, li, m->R, D);
         tp_wait_coll(m, 1, m->dn, RD);
-        d->copy(d, m->acts[0].x, m->dn, RD * ES(m));
+        d->copy(d, x, m->dn, RD * ES(m));
     }
-    for (int l = 0; l < L; l++) {
-        void *out = l + 1 < L ? m->acts[l + 1].x : m->h_final;
-        layer_forward(m, l, acts_of(m, l), out);
-    }
-    norm_full(m, m->h_final, m->rstd_final, m->norm->w);
+}
+
+void *model_chunk_input(lm_model *m, int j, int k) {
+    int lo, hi;
+    chunk_layers(m, j, &lo, &hi);
+    return ACTS(m, k, lo)->x;
+}
+
+void *model_chunk_grad(lm_model *m) { return m->dh; }
+
+void model_chunk_forward(lm_model *m, int j, int k, const int32_t *ids, void *out) {
+    int lo, hi;
+    chunk_layers(m, j, &lo, &hi);
+    if (m->first_chunk && j == 0) embed_forward(m, ids, ACTS(m, k, lo)->x);
+    if (is_last(m, j)) out = m->h_final[k];
+    for (int l = lo; l < hi; l++) layer_forward(m, l, acts_of(m, k, l), l + 1 < hi ? ACTS(m, k, l + 1)->x : out);
 }
 
 /* Vocab-parallel cross-entropy of rb rows (Megatron-LM): logits hold this
@@ -522,7 +627,8 @@ static double xent_vocab_parallel(lm_model *m, const int32_t *t, int rb, float s
     return loss;
 }
 
-/* lm_head and cross-entropy fused, block of rows by block: logits for the
+/* lm_head and cross-entropy fused, over the final norm of every row in m->n,
+ * block of rows by block: logits for the
  * block, in place into scale*(softmax - onehot), then the head's input
  * gradient (into dn; partial over the vocabulary slices under tensor
  * parallelism, summed after the last block) and weight gradient, so the
@@ -543,35 +649,50 @@ static double head_forward_backward(lm_model *m, const int32_t *targets, float s
         d->gemm_tn(d, G(m, m->lm_head), m->logits, x, rb, V, D, 1.0f);
     }
     col_parallel_bwd(m, m->dn);
-    if (!m->s.tied) DONE(m, m->lm_head); /* tied: the embedding's backward adds more */
+    if (m->lm_head != m->embed) DONE(m, m->lm_head); /* the same tensor: the embedding's backward adds more */
+    return loss;
+}
+
+double model_chunk_backward(lm_model *m, int j, int k, const int32_t *ids, const int32_t *targets, float scale) {
+    lm_device *d = m->dev;
+    int Rx = m->Rx, D = m->s.dim, lo, hi;
+    chunk_layers(m, j, &lo, &hi);
+    double loss = 0.0;
+    if (is_last(m, j)) {
+        norm_full(m, m->h_final[k], m->rstd_final, m->norm->w);
+        loss = head_forward_backward(m, targets, scale);
+        /* final norm backward into a fresh dh */
+        d->zero(d, m->dh, ES(m) * (size_t)Rx * (size_t)D);
+        d->rmsnorm_bwd(d, m->dh, G(m, m->norm), m->dn, m->h_final[k], m->norm->w, m->rstd_final, Rx, D);
+        DONE(m, m->norm);
+    }
+    for (int l = hi - 1; l >= lo; l--) {
+        lm_layer_acts *a = acts_of(m, k, l);
+        /* Re-run the layer to refill its activations; its output is not
+         * needed again. */
+        if (m->recompute) layer_forward(m, l, a, m->scratch_out);
+        layer_backward(m, l, a);
+    }
+    if (m->first_chunk && j == 0) {
+        const int32_t *li = local_ids(m, ids);
+        d->embedding_bwd(d, G(m, m->embed), dh_full(m), li, m->R, D);
+        DONE(m, m->embed);
+    }
     return loss;
 }
 
 double model_forward_backward(lm_model *m, const int32_t *ids, const int32_t *targets, float scale) {
-    lm_device *d = m->dev;
-    int Rx = m->Rx, D = m->s.dim;
-    forward_body(m, ids);
-    double loss = head_forward_backward(m, targets, scale);
-
-    /* final norm backward into a fresh dh */
-    d->zero(d, m->dh, ES(m) * (size_t)Rx * (size_t)D);
-    d->rmsnorm_bwd(d, m->dh, G(m, m->norm), m->dn, m->h_final, m->norm->w, m->rstd_final, Rx, D);
-    DONE(m, m->norm);
-    for (int l = m->s.n_layers - 1; l >= 0; l--) {
-        lm_layer_acts *a = acts_of(m, l);
-        if (m->recompute) {
-            /* Re-run the layer to refill its activations; its output is not
-             * needed again, so it goes to the h_final buffer, now free. */
-            layer_forward(m, l, a, m->h_final);
-        }
-        layer_backward(m, l, a);
-    }
-    d->embedding_bwd(d, G(m, m->embed), dh_full(m), m->tp.size > 1 ? m->lids : ids, m->R, D);
-    DONE(m, m->embed);
-    return loss;
+    model_chunk_forward(m, 0, 0, ids, NULL);
+    return model_chunk_backward(m, 0, 0, ids, targets, scale);
 }
 
-void model_forward(lm_model *m, const int32_t *ids) { forward_body(m, ids); }
+/* Forward only, to the final norm of every row (one stage holding the
+ * whole model). */
+void model_forward(lm_model *m, const int32_t *ids) {
+    if (m->pp.size != 1) lm_abort(LM_ERR_RUNTIME, "model_forward: the whole model must be on one stage");
+    model_chunk_forward(m, 0, 0, ids, NULL);
+    norm_full(m, m->h_final[0], m->rstd_final, m->norm->w);
+}
 
 /* The logits of row r over the whole vocabulary: under tensor parallelism
  * each rank's slice, all-gathered (generation and evaluation only). */

@@ -8,6 +8,7 @@
 #include "comm.h"
 #include "deck.h"
 #include "device.h"
+#include "pipeline.h"
 #include <stdint.h>
 
 typedef struct {
@@ -38,6 +39,14 @@ typedef struct {
     int kv_replicas;      /* ranks sharing one kv head (1 when n_kv_heads >= size) */
 } lm_tp_dims;
 
+/* Pipeline parallelism: this stage's share of the model. size 1: all of it. */
+typedef struct {
+    int size, rank, v;        /* stages, this stage, model chunks per stage */
+    const lm_pp_split *split; /* layers of each model chunk (NULL when size 1) */
+    int n_slots;              /* activation sets: (micro-batch, chunk) pairs in flight at most */
+    lm_group *emb;            /* the first and last stage (tied embeddings), else NULL */
+} lm_pp;
+
 /* The split of shape s over tp ranks: 0, or 2 with err naming the key when
  * it cannot be split (n_heads, ffn_dim, n_kv_heads). */
 int tp_dims(const lm_shape *s, int tp, lm_tp_dims *out, char *err, size_t errlen);
@@ -67,6 +76,9 @@ typedef struct {
 typedef struct {
     lm_shape s;
     lm_tp tp;
+    lm_pp pp;
+    int first_chunk, last_chunk;      /* this stage runs model chunk 0 / the last one */
+    int *owns;                        /* [layer]: 1 + the local chunk holding it, 0 elsewhere */
     lm_tp_dims ld;                    /* local sizes */
     lm_device *dev;
     lm_params params;
@@ -80,9 +92,10 @@ typedef struct {
     int Rx, r0;                       /* rows of the residual stream here (R/tp with sp) and the first */
     int recompute;
     float *rope_cos, *rope_sin;       /* [T, hd/2] */
-    lm_layer_acts *acts;              /* n_layers (views; x only when recompute) */
+    lm_layer_acts *acts;              /* [slot][layer] for this stage's layers (x only when recompute) */
     lm_layer_acts scratch_acts;       /* recompute: one layer's worth */
-    void *h_final;                    /* last residual [R, D] */
+    void **h_final;                   /* [slot]: the last residual [Rx, D] (the last chunk's stage) */
+    void *scratch_out;                /* recompute: a layer output nobody reads [Rx, D] */
     float *rstd_final;                /* final norm rstd [R] */
     void *n, *dn, *dh;                /* [R, D] */
     void *f1, *f2, *f3;               /* [R, F] */
@@ -99,6 +112,10 @@ typedef struct {
 
 void shape_from_config(lm_shape *s, const lm_config *c);
 
+/* The full model's tensors (Hugging Face names, full shapes, model order)
+ * into an empty table, without storage: what a checkpoint holds. */
+void model_full_tensors(const lm_shape *s, lm_params *ps);
+
 /* Build the parameter table (HF names, model order), chunk it (chunk size a
  * multiple of `granule` elements), allocate the weights and activations for
  * micro-batches of B sequences of T tokens. Gradients and optimizer state
@@ -108,6 +125,26 @@ lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int reco
  * must accept the shape; with tp->sp, B*T divisible by tp->size). */
 lm_model *model_create_tp(lm_device *dev, const lm_shape *s, const lm_tp *tp, int B, int T, int recompute,
                           size_t granule);
+/* The same, one pipeline stage of it (pp NULL or size 1: the whole model). */
+lm_model *model_create_3d(lm_device *dev, const lm_shape *s, const lm_tp *tp, const lm_pp *pp, int B, int T,
+                          int recompute, size_t granule);
+
+/* Pipeline pieces. Local chunk j (model chunk j * pp + stage) of a
+ * micro-batch, its activations in slot k (0 .. n_slots - 1):
+ *   model_chunk_input: where the chunk's input [Rx, D] goes (receive into
+ *     it) unless it is model chunk 0, which looks up ids itself;
+ *   model_chunk_forward: the chunk's layers; the output goes to out (to be
+ *     sent on), or on the last model chunk is kept in the slot;
+ *   model_chunk_backward: on the last model chunk the final norm, lm_head
+ *     and loss first (returns the loss sum over targets, else 0), otherwise
+ *     from the gradient received into model_chunk_grad; the layers'
+ *     backward; then the input gradient is in model_chunk_grad (to be sent
+ *     on), or on model chunk 0 goes into the embedding.
+ * Gradients accumulate as model_forward_backward's do. */
+void *model_chunk_input(lm_model *m, int j, int k);
+void model_chunk_forward(lm_model *m, int j, int k, const int32_t *ids, void *out);
+double model_chunk_backward(lm_model *m, int j, int k, const int32_t *ids, const int32_t *targets, float scale);
+void *model_chunk_grad(lm_model *m);
 void model_destroy(lm_model *m);
 
 /* Random init, layout-independent: element i of parameter NAME is

@@ -146,6 +146,18 @@ void pp_schedule(int kind, int pp, int v, int m, int stage, lm_pp_op *ops) {
 #undef EMIT
 }
 
+int pp_max_inflight(int kind, int pp, int v, int m, int stage) {
+    int n = 2 * m * v, now = 0, most = 0;
+    lm_pp_op *ops = malloc(sizeof(lm_pp_op) * (size_t)n);
+    pp_schedule(kind, pp, v, m, stage, ops);
+    for (int i = 0; i < n; i++) {
+        now += ops[i].kind == LM_PP_FWD ? 1 : -1;
+        if (now > most) most = now;
+    }
+    free(ops);
+    return most;
+}
+
 double pp_simulate(int kind, int pp, int v, int m, double tf, double tb, double *idle) {
     int C = pp * v, per = 2 * m * v;
     lm_pp_op *ops = malloc(sizeof(lm_pp_op) * (size_t)per * (size_t)pp);

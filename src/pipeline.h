@@ -59,6 +59,11 @@ int pp_schedule_check(int kind, int pp, int v, int m, char *err, size_t errlen);
  * ops must hold 2 * m * v entries; the schedule must pass pp_schedule_check. */
 void pp_schedule(int kind, int pp, int v, int m, int stage, lm_pp_op *ops);
 
+/* The most (micro-batch, chunk) pairs whose forward `stage` has run and
+ * whose backward it has not, at any point of its schedule: the activation
+ * sets it needs. */
+int pp_max_inflight(int kind, int pp, int v, int m, int stage);
+
 /* Replay the schedules of all stages with forward time tf and backward
  * time tb per chunk and zero communication latency: each operation starts
  * when its stage is free and its input exists (the forward of the previous

@@ -1,6 +1,7 @@
 /* session.c — see session.h. */
 #include "session.h"
 #include "common.h"
+#include <limits.h>
 #include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -26,7 +27,6 @@ void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const ch
      * The other keys exist so that decks written for later versions parse;
      * asking for them is a clear input error, not a silent fallback. */
     int world = comm_world()->size, dp = 0;
-    if (c->pp != 1) lm_fail(LM_ERR_INPUT, "parallel.pp = %d: pipeline parallelism is not in this version (use 1)", c->pp);
     if (topo_sizes(world, c->tp, c->pp, c->dp, &dp, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
     if (c->zero > 2) lm_fail(LM_ERR_INPUT, "parallel.zero = %d: ZeRO-3 is not in this version (use 0, 1 or 2)", c->zero);
     if (strcmp(c->offload, "none"))
@@ -53,6 +53,44 @@ void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const ch
                 "data-parallel rank(s) takes global_batch/dp samples in micro-batches of micro_batch",
                 c->global_batch, dp, c->micro_batch, dp);
     c->dp = dp;
+    int kind = !strcmp(c->schedule, "interleaved") ? LM_PP_INTERLEAVED : LM_PP_1F1B;
+    if (c->pp > 1 && pp_schedule_check(kind, c->pp, c->virtual_stages, c->global_batch / (dp * c->micro_batch), err,
+                                       sizeof err))
+        lm_fail(LM_ERR_INPUT, "%s", err);
+    lm_pp_split split;
+    if (pipeline_split(c, &split, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+}
+
+/* The relative cost of the lm_head and loss, in layers: forward FLOPs per
+ * token of the head (2 V D) over those of a layer (2 (2 D^2 + 2 KVD D +
+ * 3 F D) + 4 T D for attention); the embedding lookup costs nothing. */
+static double head_cost(const lm_config *c) {
+    double D = c->dim, KVD = (double)c->n_kv_heads * (c->dim / c->n_heads), F = c->ffn_dim, V = c->vocab_size;
+    double layer = 2 * (2 * D * D + 2 * KVD * D + 3 * F * D) + 4.0 * c->seq_len * D;
+    return 2 * V * D / layer;
+}
+
+int pipeline_split(const lm_config *c, lm_pp_split *out, char *err, size_t errlen) {
+    int v = c->pp > 1 ? c->virtual_stages : 1, counts[LM_PP_MAX_CHUNKS], n = 0;
+    if (c->pp > 1 && !strcmp(c->schedule, "1f1b") && c->virtual_stages != 1)
+        return lm_err(err, errlen, 2, "parallel.schedule = 1f1b runs one model chunk per stage: "
+                                      "parallel.virtual_stages = %d must be 1 (or use interleaved)", c->virtual_stages);
+    if (c->stage_layers[0]) {
+        const char *p = c->stage_layers;
+        while (*p) {
+            char *end;
+            long x = strtol(p, &end, 10);
+            if (end == p || x < 0 || x > INT_MAX || n >= LM_PP_MAX_CHUNKS)
+                return lm_err(err, errlen, 2, "parallel.stage_layers = '%s': expected a comma-separated list of layer "
+                                              "counts, one per model chunk", c->stage_layers);
+            counts[n++] = (int)x;
+            p = end;
+            while (*p == ' ') p++;
+            if (*p == ',') p++;
+            while (*p == ' ') p++;
+        }
+    }
+    return pp_split(c->n_layers, c->pp, v, n ? counts : NULL, n, 0.0, head_cost(c), out, err, errlen);
 }
 
 /* The device of this rank: the CPU backend (float32, or its bf16 emulation),
@@ -74,11 +112,12 @@ static lm_device *open_device(const lm_config *c) {
 static void bind_comm(lm_session *s) {
     lm_config *c = &s->cfg;
     int nccl = !strcmp(c->device, "cuda") && strcmp(c->comm, "mpi");
-    lm_group *gs[3] = {s->topo.dp_group, s->topo.tp_group, s->kv_group};
-    for (int i = 0; i < 3; i++) {
+    lm_group *gs[5] = {s->topo.dp_group, s->topo.tp_group, s->kv_group, s->emb_group, s->topo.pp_group};
+    for (int i = 0; i < 5; i++) {
         if (!gs[i]) continue;
         char why[512] = {0};
-        int rc = comm_attach_device(gs[i], s->dev, nccl, why, sizeof why);
+        /* pipeline sends go through MPI (staged on a GPU) in this version */
+        int rc = comm_attach_device(gs[i], s->dev, i < 4 ? nccl : 0, why, sizeof why);
         char err[LM_ERRLEN];
         snprintf(err, sizeof err, "parallel.comm: NCCL bootstrap failed on rank %d: %s", comm_world()->rank, why);
         if (comm_agree(comm_world(), rc ? 1 : 0, err, sizeof err)) lm_fail(LM_ERR_RUNTIME, "%s", err);
@@ -95,12 +134,32 @@ void session_open(lm_session *s, int B, int T, int recompute, int train) {
     if (tp_dims(&sh, c->tp, &td, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
     /* ranks of a tensor-parallel group that hold the same (replicated) kv head */
     if (td.kv_replicas > 1) s->kv_group = comm_split(s->topo.tp_group, s->topo.tp_rank / td.kv_replicas, s->topo.tp_rank);
+    /* pipeline: the plan, and the first and last stage's group for tied embeddings */
+    s->pp_kind = !strcmp(c->schedule, "interleaved") ? LM_PP_INTERLEAVED : LM_PP_1F1B;
+    s->n_micro = c->global_batch / (c->dp * c->micro_batch);
+    if (pipeline_split(c, &s->split, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+    int pr = s->topo.pp_rank, pp = c->pp;
+    if (pp > 1 && c->tie_embeddings) {
+        int ends = pr == 0 || pr == pp - 1;
+        s->emb_group = comm_split(comm_world(), ends ? s->topo.dp_rank * c->tp + s->topo.tp_rank : c->dp * c->tp + comm_world()->rank,
+                                  pr);
+    }
     s->dev = open_device(c);
     bind_comm(s);
     lm_tp tp = {.size = c->tp, .rank = s->topo.tp_rank, .sp = c->sp && c->tp > 1, .g = s->topo.tp_group,
                 .kv = s->kv_group};
+    int v = pp > 1 ? c->virtual_stages : 1;
+    lm_pp ppd = {.size = pp, .rank = pr, .v = v, .split = &s->split,
+                 .n_slots = pp > 1 ? pp_max_inflight(s->pp_kind, pp, v, s->n_micro, pr) : 1, .emb = s->emb_group};
     /* chunks split into dp equal, 64-byte-aligned shards */
-    s->model = model_create_tp(s->dev, &sh, &tp, B, T, recompute, (size_t)16 * (size_t)s->topo.dp);
+    s->model = model_create_3d(s->dev, &sh, &tp, &ppd, B, T, recompute, (size_t)16 * (size_t)s->topo.dp);
+    /* the full model's tensors, and where this rank holds each */
+    model_full_tensors(&sh, &s->full);
+    s->local_of = lm_alloc(sizeof(int) * (size_t)s->full.n);
+    for (int i = 0; i < s->full.n; i++) {
+        lm_param *p = params_find(&s->model->params, s->full.p[i].name);
+        s->local_of[i] = p ? (int)(p - s->model->params.p) : -1;
+    }
     if (train) {
         s->zero = zero_create(&s->model->params, s->dev, s->topo.dp_group, c->zero, c->overlap_comm);
         s->model->hooks = zero_hooks(s->zero);
@@ -108,7 +167,8 @@ void session_open(lm_session *s, int B, int T, int recompute, int train) {
 }
 
 
-void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v) {
+/* This rank's pieces of its own parameters (local order). */
+static void local_pieces(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v) {
     if (s->zero) {
         zero_ckpt_tensors(s->zero, w, m, v);
         return;
@@ -126,6 +186,20 @@ void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_te
         if (m) m[i] = t;
         if (v) v[i] = t;
     }
+}
+
+void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v) {
+    int n = s->model->params.n;
+    ckpt_tensor *loc[3], *out[3] = {w, m, v};
+    for (int k = 0; k < 3; k++) loc[k] = lm_alloc(sizeof(ckpt_tensor) * (size_t)(n ? n : 1));
+    local_pieces(s, loc[0], loc[1], loc[2]);
+    for (int i = 0; i < s->full.n; i++) {
+        const lm_param *f = &s->full.p[i];
+        ckpt_tensor none = {f->name, f->ndim, f->rows, f->cols, 0, 0, NULL, 0, 0, 0, 0};
+        for (int k = 0; k < 3; k++)
+            if (out[k]) out[k][i] = s->local_of[i] >= 0 ? loc[k][s->local_of[i]] : none;
+    }
+    for (int k = 0; k < 3; k++) lm_free(loc[k]);
 }
 
 /* The checkpoint's /config must describe the deck's model. */
@@ -158,7 +232,7 @@ void session_load(lm_session *s, int with_optim) {
         if (access(path, R_OK)) lm_fail(LM_ERR_INPUT, "checkpoint.restart: cannot read %s", path);
         found = 1;
     }
-    int n = s->model->params.n;
+    int n = s->full.n;
     ckpt_tensor *tw = lm_alloc(sizeof(ckpt_tensor) * (size_t)n), *tm = lm_alloc(sizeof(ckpt_tensor) * (size_t)n),
                 *tv = lm_alloc(sizeof(ckpt_tensor) * (size_t)n);
     session_ckpt_tensors(s, tw, tm, tv);
@@ -176,7 +250,7 @@ void session_load(lm_session *s, int with_optim) {
             zero_gather_loaded(s->zero, resume); /* each rank read its shards */
         } else {
             lm_params *ps = &s->model->params;
-            for (int i = 0; i < n; i++) params_set_tensor(ps, i, s->host_w + ps->p[i].offset);
+            for (int i = 0; i < ps->n; i++) params_set_tensor(ps, i, s->host_w + ps->p[i].offset);
         }
         if (found) {
             snprintf(s->resumed_from, sizeof s->resumed_from, "%s", from);
@@ -211,21 +285,25 @@ static double piece_hash(const ckpt_tensor *t) {
 int session_check_replicas(lm_session *s, const ckpt_tensor *w, char *err, size_t errlen) {
     lm_params *ps = &s->model->params;
     int bad = -1;
-    /* two passes: the whole tensor-parallel group (norm weights), then the
-     * shared-kv groups (their replicas' gsum group) */
-    lm_group *groups[2] = {s->topo.tp_group, s->kv_group};
-    for (int k = 0; k < 2; k++) {
+    /* three passes: the whole tensor-parallel group (norm weights), the
+     * shared-kv groups and the tied embeddings' first and last stage (their
+     * replicas' gsum group) */
+    int *full_of = lm_alloc(sizeof(int) * (size_t)(ps->n ? ps->n : 1));
+    for (int i = 0; i < s->full.n; i++)
+        if (s->local_of[i] >= 0) full_of[s->local_of[i]] = i;
+    lm_group *groups[3] = {s->topo.tp_group, s->kv_group, s->emb_group};
+    for (int k = 0; k < 3; k++) {
         lm_group *g = groups[k];
         if (!g || g->size == 1) continue;
-        double *h = lm_alloc(sizeof(double) * 2 * (size_t)ps->n);
-        int *idx = lm_alloc(sizeof(int) * (size_t)ps->n), n = 0;
+        double *h = lm_alloc(sizeof(double) * 2 * (size_t)(ps->n ? ps->n : 1));
+        int *idx = lm_alloc(sizeof(int) * (size_t)(ps->n ? ps->n : 1)), n = 0;
         for (int i = 0; i < ps->n; i++) {
             const lm_param *p = &ps->p[i];
-            int mine = k == 0 ? p->tp_split == LM_TP_NONE : p->gsum == s->kv_group;
+            int mine = k == 0 ? p->tp_split == LM_TP_NONE : p->gsum && p->gsum == g;
             if (!mine) continue;
-            h[2 * n] = piece_hash(&w[i]);
+            h[2 * n] = piece_hash(&w[full_of[i]]);
             h[2 * n + 1] = -h[2 * n];
-            idx[n++] = i;
+            idx[n++] = full_of[i];
         }
         comm_allreduce_max_f64(g, h, 2 * (size_t)n);
         for (int j = 0; j < n && bad < 0; j++)
@@ -233,19 +311,24 @@ int session_check_replicas(lm_session *s, const ckpt_tensor *w, char *err, size_
         lm_free(h);
         lm_free(idx);
     }
+    lm_free(full_of);
     int any = bad;
     comm_allreduce_max_i32(comm_world(), &any, 1);
     if (any < 0) return 0;
     return lm_err(err, errlen, 1,
-                  "replicated tensor %s differs between tensor-parallel ranks (a bug: its replicas must stay "
-                  "identical); no checkpoint written", ps->p[any].name);
+                  "replicated tensor %s differs between the ranks holding it (a bug: tensor-parallel replicas and "
+                  "the tied embedding's first and last stage must stay identical); no checkpoint written", s->full.p[any].name);
 }
 
 void session_close(lm_session *s) {
     comm_detach_device(s->topo.dp_group);
     comm_detach_device(s->topo.tp_group);
     comm_free(s->kv_group);
-    s->kv_group = NULL;
+    comm_free(s->emb_group);
+    s->kv_group = s->emb_group = NULL;
+    params_free(&s->full);
+    lm_free(s->local_of);
+    s->local_of = NULL;
     zero_destroy(s->zero);
     s->zero = NULL;
     model_destroy(s->model);

@@ -17,6 +17,14 @@ typedef struct {
     lm_model *model;
     lm_topo topo;
     lm_group *kv_group; /* tp ranks sharing a replicated kv head (NULL when none) */
+    lm_group *emb_group; /* first and last stage: tied embeddings under pp (NULL when none) */
+    lm_pp_split split;  /* layers of each pipeline model chunk */
+    int pp_kind;        /* LM_PP_1F1B or LM_PP_INTERLEAVED */
+    int n_micro;        /* micro-batches per step (the pipeline's) */
+    /* the full model's tensors, in model order, for checkpoints: name and
+     * full shape, and the index of this rank's parameter holding it (-1) */
+    lm_params full;
+    int *local_of;
     lm_zero *zero;      /* gradients and optimizer state (train only) */
     /* where the weights came from */
     char resumed_from[LM_PATHLEN]; /* "" unless resumed */
@@ -31,6 +39,11 @@ typedef struct {
  * Exits collectively with 2 on a bad deck or layout. */
 void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const char *arg, int *nargs));
 
+/* The layers of each pipeline model chunk per the deck (parallel.pp,
+ * virtual_stages, stage_layers; balanced with the lm_head's cost when no
+ * list is given): 0, or 2 with err. */
+int pipeline_split(const lm_config *c, lm_pp_split *out, char *err, size_t errlen);
+
 /* Build the process grid, the device and the model for micro-batches of B
  * sequences of T tokens; with `train`, the ZeRO manager of gradients and
  * optimizer state, its hooks installed in the model. */
@@ -41,7 +54,9 @@ void session_open(lm_session *s, int B, int T, int recompute, int train);
 void session_load(lm_session *s, int with_optim);
 
 /* This rank's checkpoint pieces of weights and moments (see zero.h); without
- * a ZeRO manager, whole weight tensors. */
+ * a ZeRO manager, whole weight tensors. The arrays hold s->full.n entries,
+ * one per tensor of the full model (empty pieces for tensors another
+ * pipeline stage holds). */
 void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v);
 
 /* Replicated tensors (norm weights across the tensor-parallel group, kv

@@ -10,6 +10,7 @@
 #include "data.h"
 #include "metrics.h"
 #include "optim.h"
+#include "pipe_run.h"
 #include "session.h"
 #include <math.h>
 #include <omp.h>
@@ -67,6 +68,46 @@ static void tp_report(const lm_model *m, const lm_group *g) {
            comm_dev_backend(g));
 }
 
+/* The pipeline's plan on this run. */
+static void pipe_report(lm_session *S) {
+    const lm_pp_split *sp = &S->split;
+    char list[1024] = "";
+    for (int c = 0; c < sp->n_chunks; c++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", c ? "," : "", sp->count[c]);
+    int slots = S->model->pp.n_slots;
+    comm_allreduce_max_i32(comm_world(), &slots, 1);
+    lm_log("pipeline: pp %d, schedule %s, %d model chunk(s) per stage, layers per chunk %s; %d micro-batches per "
+           "step; at most %d activation set(s) per stage\n",
+           S->cfg.pp, S->pp_kind == LM_PP_INTERLEAVED ? "interleaved" : "1f1b", sp->v, list, S->n_micro, slots);
+}
+
+/* Idle and busy time of this stage, summed over the steps after the first. */
+typedef struct {
+    double idle, busy;
+    long steps;
+} bubble;
+
+static void bubble_add(bubble *b, const lm_pipe *p) {
+    double span, busy;
+    pipe_times(p, &span, &busy);
+    b->idle += span - busy;
+    b->busy += busy;
+    b->steps++;
+}
+
+/* The measured bubble per stage (idle time over compute time, the largest
+ * over the stage's ranks) next to Megatron's (p-1)/m, (p-1)/(v m). */
+static void bubble_report(lm_session *S, const bubble *b) {
+    int pp = S->cfg.pp, v = S->model->pp.v, m = S->n_micro;
+    double *f = lm_alloc(sizeof(double) * (size_t)pp);
+    f[S->topo.pp_rank] = b->busy > 0 ? b->idle / b->busy : 0.0;
+    comm_allreduce_max_f64(comm_world(), f, (size_t)pp);
+    lm_log("pipeline bubble (idle / compute time per stage, over %ld step(s)):", b->steps);
+    for (int st = 0; st < pp; st++) lm_log(" stage %d %.3f;", st, f[st]);
+    lm_log(" formula (p-1)/(v m) = %.3f\n", (double)(pp - 1) / ((double)v * m));
+    lm_free(f);
+}
+
 /* acc += b - a, counter by counter */
 static void stats_add_delta(lm_comm_stats *acc, const lm_comm_stats *b, const lm_comm_stats *a) {
     acc->allreduce_bytes += b->allreduce_bytes - a->allreduce_bytes;
@@ -118,8 +159,8 @@ static long fault_step(void) {
 static void replica_fault(lm_session *s, ckpt_tensor *w) {
     const char *e = getenv("LAMINA_FAULT_REPLICA");
     if (!e || atoi(e) != comm_world()->rank) return;
-    for (int i = 0; i < s->model->params.n; i++)
-        if (s->model->params.p[i].tp_split == LM_TP_NONE && w[i].count > 0) {
+    for (int i = 0; i < s->full.n; i++)
+        if (s->local_of[i] >= 0 && s->model->params.p[s->local_of[i]].tp_split == LM_TP_NONE && w[i].count > 0) {
             w[i].data[0] += 1.0f;
             return;
         }
@@ -127,7 +168,7 @@ static void replica_fault(lm_session *s, ckpt_tensor *w) {
 
 static void save(lm_session *s, long step, long tokens, long consumed, const char *deck_text) {
     const lm_config *c = &s->cfg;
-    int n = s->model->params.n;
+    int n = s->full.n;
     ckpt_tensor *tw = lm_alloc(sizeof(ckpt_tensor) * (size_t)n), *tm = lm_alloc(sizeof(ckpt_tensor) * (size_t)n),
                 *tv = lm_alloc(sizeof(ckpt_tensor) * (size_t)n);
     session_ckpt_tensors(s, tw, tm, tv);
@@ -207,6 +248,9 @@ int cmd_train(int argc, char **argv) {
     double comm_s_total = 0.0;
     size_t R = (size_t)c->micro_batch * (size_t)c->seq_len;
     if (c->tp > 1) tp_report(m, S.topo.tp_group);
+    lm_pipe *pipe = c->pp > 1 ? pipe_create(&S) : NULL;
+    bubble bub = {0};
+    if (pipe) pipe_report(&S);
     lm_comm_stats tp_steps = {0}, tp0, tp1; /* the tp group's traffic inside steps (not checkpoints) */
 
     for (long step = S.start_step + 1; step <= c->steps; step++) {
@@ -220,16 +264,23 @@ int cmd_train(int argc, char **argv) {
         zero_step_begin(z);
         float scale = batch.targets_global > 0 ? 1.0f / (float)batch.targets_global : 0.0f;
         double loss_sum = 0.0;
-        for (int k = 0; k < n_micro; k++) {
-            zero_micro_begin(z, k == n_micro - 1);
-            loss_sum += model_forward_backward(m, batch.ids + k * R, batch.targets + k * R, scale);
-            zero_micro_end(z);
+        if (pipe) {
+            loss_sum = pipe_step(pipe, batch.ids, batch.targets, scale);
+            if (step > S.start_step + 1 || c->steps - S.start_step == 1) bubble_add(&bub, pipe);
+        } else {
+            for (int k = 0; k < n_micro; k++) {
+                zero_micro_begin(z, k == n_micro - 1);
+                loss_sum += model_forward_backward(m, batch.ids + k * R, batch.targets + k * R, scale);
+                zero_micro_end(z);
+            }
         }
         if (step == poison_at) zero_poison_grad(z, 12345);
+        comm_allreduce_sum_f64(S.topo.pp_group, &loss_sum, 1); /* the last stage's */
         comm_allreduce_sum_f64(dpg, &loss_sum, 1);
         double loss = batch.targets_global > 0 ? loss_sum / (double)batch.targets_global : 0.0;
         double ss = zero_grad_sumsq(z);
         comm_allreduce_sum_f64(S.topo.tp_group, &ss, 1); /* the tensor-parallel slices */
+        comm_allreduce_sum_f64(S.topo.pp_group, &ss, 1); /* the stages' layers */
         double gnorm = sqrt(ss < 0.0 ? 0.0 : ss); /* a NaN stays NaN */
         if (!isfinite(loss) || !isfinite(gnorm))
             lm_fail(LM_ERR_RUNTIME, "step %ld: %s is %s: training diverged (lower train.lr or check the data)", step,
@@ -278,6 +329,7 @@ int cmd_train(int argc, char **argv) {
                steps_run, t_all, first_loss, last_loss, tps, fpt * tps / world->size / 1e12,
                100 * fpt * tps / world->size / peak, rss[0], rss[1]);
         if (total_cut) lm_log("data: %ld sample(s) were longer than seq_len+1 and were cut\n", total_cut);
+        if (pipe) bubble_report(&S, &bub);
         if (c->tp > 1) tp_comm_report(m, S.topo.tp_group, &tp_steps, steps_run, n_micro, c->zero, dp);
         lm_zero_mem zm;
         zero_memory(z, &zm);
@@ -289,6 +341,7 @@ int cmd_train(int argc, char **argv) {
     metrics_close(mlog);
     batch_free(&batch);
     data_close(data);
+    pipe_destroy(pipe);
     session_close(&S);
     lm_free(deck_text);
     return 0;

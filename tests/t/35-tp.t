@@ -117,7 +117,7 @@ else notok "sp keeps less activation memory" "without sp: '$a', with: '$b'"; fi
 # differs stops the run (exit 1) and no checkpoint is written
 LAMINA_FAULT_REPLICA=1 lam 2 train "$T/tiny.in" "${base[@]}" parallel.tp=2 checkpoint.dir="$T/fault" \
   log.metrics="$T/fault.jsonl"
-expect_fail 1 "replicated tensor model.layers.0.input_layernorm.weight differs between tensor-parallel ranks" \
+expect_fail 1 "replicated tensor model.layers.0.input_layernorm.weight differs between the ranks holding it" \
   "a norm weight that differs across tp ranks stops the run before its checkpoint (exit 1)"
 check "... and nothing was published" test ! -e "$T/fault/latest"
 

@@ -55,7 +55,7 @@ static void assert_cfg_eq(const lm_config *a, const lm_config *b) {
 #define D(f) assert_memory_equal(&a->f, &b->f, sizeof(double))
     S(preset); I(dim); I(n_layers); I(n_heads); I(n_kv_heads); I(ffn_dim); I(vocab_size); I(max_seq_len);
     D(norm_eps); D(rope_theta); I(tie_embeddings);
-    I(tp); I(pp); I(dp); I(zero); I(overlap_comm); I(sp); S(schedule); I(virtual_stages); S(offload);
+    I(tp); I(pp); I(dp); I(zero); I(overlap_comm); I(sp); S(schedule); I(virtual_stages); S(stage_layers); S(offload);
     S(device); I(seed); I(steps); I(seq_len); I(micro_batch); I(global_batch); D(lr); D(min_lr);
     I(warmup_steps); S(lr_schedule); D(weight_decay); D(beta1); D(beta2); D(eps); D(grad_clip);
     I(recompute); S(init); D(init_std);
@@ -466,7 +466,7 @@ static void test_lines_and_comments(void **state) {
 static const char *FULL =
     "[model]\npreset = tiny\ndim = 128\nn_layers = 3\nn_heads = 8\nn_kv_heads = 4\nffn_dim = 300\n"
     "vocab_size = 1000\nmax_seq_len = 512\nnorm_eps = 1e-6\nrope_theta = 500000\ntie_embeddings = yes\n"
-    "[parallel]\ntp = 2\npp = 2\ndp = 3\nzero = 3\nsp = true\nschedule = interleaved\nvirtual_stages = 2\noffload = auto\n"
+    "[parallel]\ntp = 2\npp = 2\ndp = 3\nzero = 3\nsp = true\nschedule = interleaved\nvirtual_stages = 2\nstage_layers = 3, 5,4 ,4\noffload = auto\n"
     "[train]\ndevice = cuda\nseed = 18446744073709551615\nsteps = 100\nseq_len = 512\nmicro_batch = 3\n"
     "global_batch = 9\nlr = 0.1\nmin_lr = 0.01\nwarmup_steps = 500\nlr_schedule = linear\n"
     "weight_decay = 0.05\nbeta1 = 0\nbeta2 = 0.999\neps = 1e-10\ngrad_clip = 0\nrecompute = on\n"
@@ -505,7 +505,7 @@ static void test_round_trip(void **state) {
     }
     int lines = 0;
     for (const char *p = text; *p; p++) lines += (*p == '=');
-    assert_int_equal(lines, 50);
+    assert_int_equal(lines, 51);
     /* snprintf-like: the size needed, a NUL-terminated prefix when short */
     char small[40];
     memset(small, 'Z', sizeof small);
