@@ -154,16 +154,19 @@ static long fault_step(void) {
 }
 
 /* Test hook: LAMINA_FAULT_REPLICA=RANK changes the first element of the
- * first replicated tensor's checkpoint piece on world rank RANK before a
- * checkpoint (the replica check must then refuse to write it). */
+ * first replicated tensor's checkpoint piece on world rank RANK (a norm
+ * weight under tp, a shared kv head, the tied embedding's copy on the last
+ * stage) before a checkpoint: the replica check must then refuse to write. */
 static void replica_fault(lm_session *s, ckpt_tensor *w) {
     const char *e = getenv("LAMINA_FAULT_REPLICA");
     if (!e || atoi(e) != comm_world()->rank) return;
-    for (int i = 0; i < s->full.n; i++)
-        if (s->local_of[i] >= 0 && s->model->params.p[s->local_of[i]].tp_split == LM_TP_NONE && w[i].count > 0) {
+    for (int i = 0; i < s->full.n; i++) {
+        const lm_param *p = s->local_of[i] >= 0 ? &s->model->params.p[s->local_of[i]] : NULL;
+        if (p && w[i].count > 0 && (p->gsum || (p->tp_split == LM_TP_NONE && s->cfg.tp > 1))) {
             w[i].data[0] += 1.0f;
             return;
         }
+    }
 }
 
 static void save(lm_session *s, long step, long tokens, long consumed, const char *deck_text) {

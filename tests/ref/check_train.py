@@ -27,7 +27,10 @@ tests/ref/llama_ref.py:
   * tensor parallelism: the same with tp = 2 and 4 (kv heads split or
     replicated, the vocabulary padded, tied embeddings), with and without
     sequence parallelism, and tp 2 x dp 2 with ZeRO-1 (checkpoints then
-    written as row and column slices).
+    written as row and column slices);
+  * pipeline parallelism: pp 2 (1f1b) on every shape, and on a 4-layer
+    shape with tied embeddings pp 4, interleaved 1F1B with 2 chunks per
+    stage, pp 2 x tp 2 + sp and dp 2 x tp 2 x pp 2 with ZeRO-1 (8 ranks).
 
 Output is TAP; the worst figures are printed as `# ` lines. Exits 1 on any
 failure. Run from the repo root with /usr/bin/python3 (tests/t/30-torch-ref.t).
@@ -93,6 +96,11 @@ def case_list():
                                                      rope_theta=500.0),
               dict(seq_len=32, micro_batch=3, global_batch=6, grad_clip=0.0),
               [33, 20, 1, 7, 33, 28, 2, 31, 15, 40, 33], 14))
+    # 4 layers: pipeline layouts with up to 4 stages and 2 chunks per stage
+    C.append(("e: 4 layers, GQA, tied", R.ModelCfg(dim=32, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=48,
+                                                  vocab_size=70, max_seq_len=16, tie_embeddings=True),
+              dict(seq_len=16, micro_batch=1, global_batch=4, grad_clip=1.0),
+              [17, 5, 1, 12, 17, 9, 2, 16, 25, 13], 15))
     return C
 
 
@@ -363,6 +371,34 @@ def tp_layouts(cfg, tc):
     return out
 
 
+def pp_layouts(cfg, tc):
+    """(pp, schedule, v, tp, dp, zero, micro_batch) for the pipeline runs of a
+    case: pp 2 (1f1b) on every case; with 4 layers also pp 4, interleaved
+    with 2 chunks per stage, pp 2 x tp 2 + sp, and dp 2 x tp 2 x pp 2 with
+    ZeRO-1 (8 ranks)."""
+    out = [(2, "1f1b", 1, 1, 1, 0, tc.micro_batch)]
+    m = tc.global_batch // tc.micro_batch
+    if cfg.n_layers >= 4:
+        out.append((4, "1f1b", 1, 1, 1, 1, tc.micro_batch))
+        if m % 2 == 0:
+            out.append((2, "interleaved", 2, 1, 1, 2, tc.micro_batch))
+        out.append((2, "1f1b", 1, 2, 1, 0, tc.micro_batch))
+        if tc.global_batch % 2 == 0:
+            out.append((2, "1f1b", 1, 2, 2, 1, tc.micro_batch))
+    return out
+
+
+def check_pp_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m1):
+    """The 3-step run of a case on the pipeline layouts."""
+    for pp, sched, v, tp, dp, z, mb in pp_layouts(cfg, tc):
+        key = f"pp{pp}-{sched}" + (f"-tp{tp}" if tp > 1 else "") + (f"-dp{dp}" if dp > 1 else "")
+        ovr = [f"parallel.pp={pp}", f"parallel.schedule={sched}", f"parallel.virtual_stages={v}",
+               f"parallel.tp={tp}", f"parallel.sp={'true' if tp > 1 else 'false'}", f"parallel.zero={z}",
+               f"train.micro_batch={mb}"]
+        check_layout(work, f"{label} [{key}-zero{z}]", tag, f"{key}-zero{z}", key, pp * tp * dp, ovr,
+                     cfg, tc, init, data, p0, P, opt, recs, m1)
+
+
 def check_tp_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m1):
     """The 3-step run of a case on the tensor-parallel layouts."""
     for tp, sp, dp, z, mb in tp_layouts(cfg, tc):
@@ -392,8 +428,11 @@ def run_cases(work):
         if not err:
             check_metrics(label, m, recs)
             check_state(label, cfg, tc, p0, ck, P, opt, recs)
-        check_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m if not err else None)
-        check_tp_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m if not err else None)
+        m1 = m if not err else None
+        if cfg.n_layers < 4:  # the 4-layer case runs the pipeline layouts only
+            check_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m1)
+            check_tp_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m1)
+        check_pp_layouts(work, label, tag, cfg, tc, init, data, p0, P, opt, recs, m1)
 
         # the same with recompute=true: same losses
         if ci == 1 and not err:

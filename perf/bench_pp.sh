@@ -1,0 +1,207 @@
+#!/bin/bash
+# bench_pp.sh — pipeline parallelism on the CPU backend (part of `make bench`).
+# The pipeline bubble of 1F1B and interleaved 1F1B at several micro-batch
+# counts m, next to Megatron-LM's analysis (Narayanan et al. 2021): a stage
+# of a p-stage pipeline idles (p-1)(t_f + t_b) per step against m (t_f + t_b)
+# of work, a bubble of (p-1)/m; with v model chunks per stage (interleaved)
+# the warm-up and cool-down are made of chunks v times smaller: (p-1)/(v m).
+#  measured: lamina's own figure (end of a run with pp > 1): per stage, the
+#    time it was idle between the start of its step and the end of its last
+#    operation, over the time it computed, summed over the steps after the
+#    first, the largest over the stage's ranks;
+#  replay: lamina's schedules (src/pipeline.c) replayed without latency.
+#    "pp_simulate" is lamina's own replay: every chunk the same cost, idle
+#    counted over the whole step's span (Megatron's definition; equals the
+#    formula by construction). "replay, split" replays the same per-stage
+#    operation order (pp_schedule) with the layer split the run used (the
+#    lm_head costed like lamina's splitter does), t_b = 2 t_f, and the
+#    measured figure's definition (each stage's own span): what the
+#    measurement would read on an ideal machine.
+#  tokens/s: median of the steps after the first, with pp = 1 at the same
+#    global batch as the baseline.
+# Ranks oversubscribe the cores on small machines; 1 OpenMP thread each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+DIM=${DIM:-256} LAYERS=${LAYERS:-8} HEADS=${HEADS:-8} FFN=${FFN:-704} SEQ=${SEQ:-128} VSMALL=${VSMALL:-512} VBIG=${VBIG:-4096}
+STEPS=${STEPS:-8}
+OUT0=out/bench_pp
+PY=/usr/bin/python3
+mkdir -p "$OUT0"
+source perf/bench_lib.sh
+
+# The replay helper: lamina's schedules (pp_schedule) and its replay
+# (pp_simulate) from src/pipeline.c, compiled here since no CLI exposes them.
+# Prints "sim IDLE0 IDLE1 ..." (pp_simulate, t_f = 1, t_b = 2), then one line
+# per stage: "ops K:MB:CHUNK ..." (K = 0 forward, 1 backward).
+cat > "$OUT0/pp_replay.c" <<'EOC'
+#include "pipeline.h"
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) {
+    if (argc != 5) return 2;
+    int kind = atoi(argv[1]), pp = atoi(argv[2]), v = atoi(argv[3]), m = atoi(argv[4]);
+    double *idle = malloc(sizeof(double) * (size_t)pp);
+    lm_pp_op *ops = malloc(sizeof(lm_pp_op) * 2 * (size_t)m * (size_t)v);
+    if (pp_simulate(kind, pp, v, m, 1.0, 2.0, idle) < 0) return 1;
+    printf("sim");
+    for (int s = 0; s < pp; s++) printf(" %.6f", idle[s]);
+    printf("\n");
+    for (int s = 0; s < pp; s++) {
+        pp_schedule(kind, pp, v, m, s, ops);
+        printf("ops");
+        for (int i = 0; i < 2 * m * v; i++) printf(" %d:%d:%d", ops[i].kind, ops[i].mb, ops[i].chunk);
+        printf("\n");
+    }
+    free(idle);
+    free(ops);
+    return 0;
+}
+EOC
+REPLAY=$OUT0/pp_replay
+mpicc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -O2 -Isrc "$OUT0/pp_replay.c" src/pipeline.c src/common.c \
+  -o "$REPLAY" -lm 2>"$OUT0/pp_replay.err" || { echo "(replay helper did not build: replay columns n/a)"; REPLAY=; }
+
+run() { # NAME NP OVERRIDES...
+  local name=$1 np=$2; shift 2
+  rm -f "$OUT/$name.jsonl" # lamina appends to a metrics file
+  bench_mpirun "$name.log" "$np" train "$OUT/bench.in" "$@" log.metrics="$OUT/$name.jsonl"
+}
+sweep() { # VOCAB "M FOR PP 2" "M FOR PP 4": pp 1 and both schedules at each m, in $OUT0/vocabVOCAB
+  VOCAB=$1 OUT=$OUT0/vocab$1
+  mkdir -p "$OUT"
+  $PY perf/bench_tokens.py "$OUT/tokens.h5" $VOCAB $SEQ
+  bench_deck "$OUT/bench.in" $STEPS 1 2
+  local m
+  for m in $2; do
+    run pp1_m$m 1 train.global_batch=$m
+    run 1f1b_p2_m$m 2 parallel.pp=2 parallel.schedule=1f1b train.global_batch=$m
+    run inter_p2_m$m 2 parallel.pp=2 parallel.schedule=interleaved parallel.virtual_stages=2 train.global_batch=$m
+  done
+  for m in $3; do
+    [[ " $2 " == *" $m "* ]] || run pp1_m$m 1 train.global_batch=$m
+    run 1f1b_p4_m$m 4 parallel.pp=4 parallel.schedule=1f1b train.global_batch=$m
+    run inter_p4_m$m 4 parallel.pp=4 parallel.schedule=interleaved parallel.virtual_stages=2 train.global_batch=$m
+  done
+}
+echo "== pipeline parallelism: dim $DIM, $LAYERS layers, $HEADS heads, ffn $FFN, seq $SEQ, micro_batch 1, dp 1," \
+     "$STEPS steps (bubble over steps 2-$STEPS), fp32, $(getconf _NPROCESSORS_ONLN) core(s) =="
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine distorts every figure below)"
+t0=$(date +%s)
+# 1. vocab $VSMALL: a light lm_head, so the layers cut into (nearly) equal
+#    stages and the schedule's own bubble is what is measured;
+# 2. vocab $VBIG at pp 2: a realistic head that unbalances the last stage.
+sweep $VSMALL "2 4 8 16" "4 8"
+sweep $VBIG "4 16" ""
+echo "(runs took $(( $(date +%s) - t0 )) s; load average after: $(cut -d' ' -f1-3 /proc/loadavg))"
+$PY - "$OUT" "$REPLAY" "$P2M" "$P4M" $DIM $LAYERS $HEADS $FFN $VOCAB $SEQ "$(getconf _NPROCESSORS_ONLN)" <<'EOP'
+import json, re, subprocess, sys
+out, replay = sys.argv[1], sys.argv[2]
+p2m, p4m = [int(x) for x in sys.argv[3].split()], [int(x) for x in sys.argv[4].split()]
+D, L, H, F, V, S, ncores = map(int, sys.argv[5:])
+
+def tps(n):
+    rows = [json.loads(l) for l in open(f"{out}/{n}.jsonl")]
+    t = sorted(r["tokens_per_s"] for r in rows[1:]) or [rows[0]["tokens_per_s"]]
+    return t[len(t) // 2]
+
+# lamina's splitter weight of the lm_head, in layers (src/session.c, head_cost)
+head = 2 * V * D / (2 * (2 * D * D + 2 * D * D + 3 * F * D) + 4.0 * S * D)
+
+def replay_split(kind, pp, v, m, counts):
+    """lamina's per-stage operation order replayed with chunk c costing
+    count[c] (+ head on the last chunk) forward and twice that backward, no
+    latency; idle of each stage from 0 to the end of its own last operation
+    over its busy time (the measured figure's definition)."""
+    if not replay:
+        return None, None
+    lines = subprocess.run([replay, str(kind), str(pp), str(v), str(m)], check=True, capture_output=True,
+                           text=True).stdout.split("\n")
+    sim = [float(x) for x in lines[0].split()[1:]]
+    ops = [[tuple(map(int, o.split(":"))) for o in l.split()[1:]] for l in lines[1:1 + pp]]
+    C = pp * v
+    tf = [counts[c] + (head if c == C - 1 else 0.0) for c in range(C)]
+    done, nxt, free, busy = {}, [0] * pp, [0.0] * pp, [0.0] * pp
+    progress = True
+    while progress:
+        progress = False
+        for s in range(pp):
+            while nxt[s] < len(ops[s]):
+                k, mb, j = ops[s][nxt[s]]
+                c = j * pp + s
+                dep = 0.0
+                if k == 0 and c > 0: dep = done.get((0, mb, c - 1))
+                if k == 1: dep = done.get((0, mb, c)) if c == C - 1 else done.get((1, mb, c + 1))
+                if dep is None: break
+                cost = tf[c] * (1 if k == 0 else 2)
+                free[s] = max(free[s], dep) + cost
+                busy[s] += cost
+                done[(k, mb, c)] = free[s]
+                nxt[s] += 1
+                progress = True
+    assert all(nxt[s] == len(ops[s]) for s in range(pp)), "replay deadlocked"
+    return sim, [(free[s] - busy[s]) / busy[s] for s in range(pp)]
+
+rows = []
+for pp, ms in ((2, p2m), (4, p4m)):
+    for sched, kind, v in (("1f1b", 0, 1), ("interleaved", 1, 2)):
+        for m in ms:
+            n = f"{'1f1b' if kind == 0 else 'inter'}_p{pp}_m{m}"
+            log = open(f"{out}/{n}.log").read()
+            b = re.search(r"pipeline bubble \(idle / compute time per stage, over (\d+) step\(s\)\):(.*) formula", log)
+            meas = [float(x) for x in re.findall(r"stage \d+ ([\d.]+);", b.group(2))]
+            counts = [int(x) for x in re.search(r"layers per chunk ([\d,]+);", log).group(1).split(",")]
+            sim, rep = replay_split(kind, pp, v, m, counts)
+            rows.append((sched, pp, v, m, meas, (pp - 1) / (v * m), sim, rep, counts, tps(n), tps(f"pp1_m{m}")))
+
+f3 = lambda xs: " ".join(f"{x:.3f}" for x in xs)
+def stage_cost(pp, counts):
+    C = len(counts)
+    return [sum(counts[c] + (head if c == C - 1 else 0.0) for c in range(s, C, pp)) for s in range(pp)]
+mean = lambda xs: sum(xs) / len(xs)
+print(f"\nhead (lm_head + loss) weight in layers, as lamina's splitter costs it: {head:.2f}")
+print("\n1. pipeline bubble = idle / compute time per stage (measured: steps after the first)")
+print(f"{'schedule':<12}{'pp':>3}{'v':>3}{'m':>4}  {'split':<16}{'stage cost':<20}{'measured per stage':<26}{'mean':>6}"
+      f"{'formula':>8}{'meas/form':>10}{'pp_simulate':>12}  {'replay, split (per stage)':<26}{'mean':>6}{'meas/repl':>10}")
+for sched, pp, v, m, meas, form, sim, rep, counts, tk, base in rows:
+    simc = f"{mean(sim):>12.3f}" if sim else f"{'n/a':>12}"
+    repc = f"  {f3(rep):<26}{mean(rep):>6.3f}{mean(meas) / mean(rep):>10.2f}" if rep else "  n/a"
+    cost = " ".join(f"{x:.1f}" for x in stage_cost(pp, counts))
+    print(f"{sched:<12}{pp:>3}{v:>3}{m:>4}  {','.join(map(str, counts)):<16}{cost:<20}{f3(meas):<26}{mean(meas):>6.3f}"
+          f"{form:>8.3f}{mean(meas) / form:>10.2f}{simc}{repc}")
+print("   formula: (p-1)/m for 1f1b, (p-1)/(v m) interleaved. split: layers per model chunk, in model order")
+print("   (chunk c on stage c mod p); stage cost: the layers a stage holds, the lm_head counted as above.")
+print("   pp_simulate: lamina's replay, equal chunks, t_b = 2 t_f, whole-step span.")
+print("   replay, split: the same schedules with this run's split and the measured figure's own-span definition.")
+
+print(f"\n2. throughput: tokens/s, median of steps 2-{max(1, len(open(out + '/pp1_m2.jsonl').readlines()))}"
+      f" ({ncores} core(s) shared by all ranks)")
+print(f"{'schedule':<12}{'pp':>3}{'v':>3}{'m':>4}{'tokens/s':>10}{'pp 1, same m':>14}{'ratio':>7}")
+for m in sorted(set(p2m + p4m)):
+    print(f"{'(no pp)':<12}{1:>3}{1:>3}{m:>4}{tps(f'pp1_m{m}'):>10.0f}")
+for sched, pp, v, m, meas, form, sim, rep, counts, tk, base in rows:
+    print(f"{sched:<12}{pp:>3}{v:>3}{m:>4}{tk:>10.0f}{base:>14.0f}{tk / base:>7.2f}")
+
+print(f"""
+Notes (why measured differs from the formula):
+ - Definition. The formula counts idle over the whole step's span, which the first stage's last backward
+   ends; lamina measures each stage up to the end of its OWN last operation. A later stage finishes its
+   cool-down early and is not charged for the tail (s t_b on stage s in 1f1b), so its measured bubble is
+   below the formula even on an ideal machine: see "replay, split". Its start-up wait is charged.
+ - Imbalance. Layers are whole: {L} layers plus the lm_head (~{head:.1f} layer) do not cut evenly into p v
+   chunks, so the lighter stages wait for the heaviest (the head chunk at pp 4, v 2 is a single layer plus
+   the head). The formula assumes equal chunks; the replay above includes the split actually used.
+ - Forward:backward cost. The formula's ratio does not depend on t_b/t_f, but the own-span figure does
+   (the replay assumes t_b = 2 t_f; attention and the loss backward on the CPU differ from that).
+ - Messaging and synchronisation. Activations and gradients go through MPI (shared memory) between ranks;
+   each receive that arrives late, the wait for outstanding sends at the end of the step and the
+   per-micro-batch gradient bookkeeping all count as idle, and stage start times are not perfectly aligned
+   (the previous step's optimizer and loss/norm reductions end at different times per stage).
+ - Oversubscription. With {ncores} core(s), pp 2 gets about a core per stage, but pp 4 runs 4 single-thread
+   ranks on {ncores} core(s): a stage that is ready to compute may wait for a core, and a stage that is
+   computing is slowed by the others; lamina times compute by the wall clock, so busy time is inflated and
+   idle includes time spent waiting for a core (MPI's busy-polling in receives also takes core time from
+   the computing ranks). The pp 4 rows are NOT a clean measurement of the schedule's bubble.
+ - Throughput: pp 1 is one rank on one core; pp 2 can use both cores, so its ratio to pp 1 is bounded by
+   about 2/(1 + bubble); pp 4 can do no better than pp 2 on {ncores} cores.""")
+EOP
