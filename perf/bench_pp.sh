@@ -94,25 +94,31 @@ t0=$(date +%s)
 sweep $VSMALL "2 4 8 16" "4 8"
 sweep $VBIG "4 16" ""
 echo "(runs took $(( $(date +%s) - t0 )) s; load average after: $(cut -d' ' -f1-3 /proc/loadavg))"
-$PY - "$OUT" "$REPLAY" "$P2M" "$P4M" $DIM $LAYERS $HEADS $FFN $VOCAB $SEQ "$(getconf _NPROCESSORS_ONLN)" <<'EOP'
+$PY - "$OUT0" "$REPLAY" $DIM $LAYERS $HEADS $FFN $SEQ $VSMALL $VBIG "$(getconf _NPROCESSORS_ONLN)" <<'EOP'
 import json, re, subprocess, sys
-out, replay = sys.argv[1], sys.argv[2]
-p2m, p4m = [int(x) for x in sys.argv[3].split()], [int(x) for x in sys.argv[4].split()]
-D, L, H, F, V, S, ncores = map(int, sys.argv[5:])
+out0, replay = sys.argv[1], sys.argv[2]
+D, L, H, F, S, VS, VB, ncores = map(int, sys.argv[3:])
+SWEEPS = ((VS, (2, 4, 8, 16), (4, 8)), (VB, (4, 16), ()))
 
-def tps(n):
+def tps(out, n):
     rows = [json.loads(l) for l in open(f"{out}/{n}.jsonl")]
     t = sorted(r["tokens_per_s"] for r in rows[1:]) or [rows[0]["tokens_per_s"]]
     return t[len(t) // 2]
 
-# lamina's splitter weight of the lm_head, in layers (src/session.c, head_cost)
-head = 2 * V * D / (2 * (2 * D * D + 2 * D * D + 3 * F * D) + 4.0 * S * D)
+def head_cost(V):
+    """lamina's splitter weight of the lm_head, in layers (src/session.c, head_cost)"""
+    return 2 * V * D / (2 * (2 * D * D + 2 * D * D + 3 * F * D) + 4.0 * S * D)
 
-def replay_split(kind, pp, v, m, counts):
-    """lamina's per-stage operation order replayed with chunk c costing
-    count[c] (+ head on the last chunk) forward and twice that backward, no
-    latency; idle of each stage from 0 to the end of its own last operation
-    over its busy time (the measured figure's definition)."""
+def chunk_costs(counts, head):
+    return [counts[c] + (head if c == len(counts) - 1 else 0.0) for c in range(len(counts))]
+
+def replay_split(kind, pp, v, m, tf):
+    """lamina's per-stage operation order (pp_schedule) replayed with model
+    chunk c costing tf[c] forward and 2 tf[c] backward, no latency: each
+    operation starts when its stage is free and its input exists. Returns
+    pp_simulate's bubble (equal chunks, whole-step span) and, per stage, the
+    idle time from 0 to the end of the stage's own last operation over its
+    busy time (the measured figure's definition)."""
     if not replay:
         return None, None
     lines = subprocess.run([replay, str(kind), str(pp), str(v), str(m)], check=True, capture_output=True,
@@ -120,7 +126,6 @@ def replay_split(kind, pp, v, m, counts):
     sim = [float(x) for x in lines[0].split()[1:]]
     ops = [[tuple(map(int, o.split(":"))) for o in l.split()[1:]] for l in lines[1:1 + pp]]
     C = pp * v
-    tf = [counts[c] + (head if c == C - 1 else 0.0) for c in range(C)]
     done, nxt, free, busy = {}, [0] * pp, [0.0] * pp, [0.0] * pp
     progress = True
     while progress:
@@ -142,66 +147,68 @@ def replay_split(kind, pp, v, m, counts):
     assert all(nxt[s] == len(ops[s]) for s in range(pp)), "replay deadlocked"
     return sim, [(free[s] - busy[s]) / busy[s] for s in range(pp)]
 
-rows = []
-for pp, ms in ((2, p2m), (4, p4m)):
-    for sched, kind, v in (("1f1b", 0, 1), ("interleaved", 1, 2)):
-        for m in ms:
-            n = f"{'1f1b' if kind == 0 else 'inter'}_p{pp}_m{m}"
-            log = open(f"{out}/{n}.log").read()
-            b = re.search(r"pipeline bubble \(idle / compute time per stage, over (\d+) step\(s\)\):(.*) formula", log)
-            meas = [float(x) for x in re.findall(r"stage \d+ ([\d.]+);", b.group(2))]
-            counts = [int(x) for x in re.search(r"layers per chunk ([\d,]+);", log).group(1).split(",")]
-            sim, rep = replay_split(kind, pp, v, m, counts)
-            rows.append((sched, pp, v, m, meas, (pp - 1) / (v * m), sim, rep, counts, tps(n), tps(f"pp1_m{m}")))
-
 f3 = lambda xs: " ".join(f"{x:.3f}" for x in xs)
-def stage_cost(pp, counts):
-    C = len(counts)
-    return [sum(counts[c] + (head if c == C - 1 else 0.0) for c in range(s, C, pp)) for s in range(pp)]
 mean = lambda xs: sum(xs) / len(xs)
-print(f"\nhead (lm_head + loss) weight in layers, as lamina's splitter costs it: {head:.2f}")
-print("\n1. pipeline bubble = idle / compute time per stage (measured: steps after the first)")
-print(f"{'schedule':<12}{'pp':>3}{'v':>3}{'m':>4}  {'split':<16}{'stage cost':<20}{'measured per stage':<26}{'mean':>6}"
-      f"{'formula':>8}{'meas/form':>10}{'pp_simulate':>12}  {'replay, split (per stage)':<26}{'mean':>6}{'meas/repl':>10}")
-for sched, pp, v, m, meas, form, sim, rep, counts, tk, base in rows:
-    simc = f"{mean(sim):>12.3f}" if sim else f"{'n/a':>12}"
-    repc = f"  {f3(rep):<26}{mean(rep):>6.3f}{mean(meas) / mean(rep):>10.2f}" if rep else "  n/a"
-    cost = " ".join(f"{x:.1f}" for x in stage_cost(pp, counts))
-    print(f"{sched:<12}{pp:>3}{v:>3}{m:>4}  {','.join(map(str, counts)):<16}{cost:<20}{f3(meas):<26}{mean(meas):>6.3f}"
-          f"{form:>8.3f}{mean(meas) / form:>10.2f}{simc}{repc}")
-print("   formula: (p-1)/m for 1f1b, (p-1)/(v m) interleaved. split: layers per model chunk, in model order")
-print("   (chunk c on stage c mod p); stage cost: the layers a stage holds, the lm_head counted as above.")
-print("   pp_simulate: lamina's replay, equal chunks, t_b = 2 t_f, whole-step span.")
-print("   replay, split: the same schedules with this run's split and the measured figure's own-span definition.")
+tables = []
+for V, p2m, p4m in SWEEPS:
+    out, head, rows = f"{out0}/vocab{V}", head_cost(V), []
+    for pp, ms in ((2, p2m), (4, p4m)):
+        for sched, kind, v in (("1f1b", 0, 1), ("interleaved", 1, 2)):
+            for m in ms:
+                n = f"{'1f1b' if kind == 0 else 'inter'}_p{pp}_m{m}"
+                log = open(f"{out}/{n}.log").read()
+                b = re.search(r"pipeline bubble \(idle / compute time per stage, over (\d+) step\(s\)\):(.*) formula", log)
+                meas = [float(x) for x in re.findall(r"stage \d+ ([\d.]+);", b.group(2))]
+                counts = [int(x) for x in re.search(r"layers per chunk ([\d,]+);", log).group(1).split(",")]
+                tf = chunk_costs(counts, head)
+                stage = [sum(tf[c] for c in range(s, pp * v, pp)) for s in range(pp)]
+                sim, rep = replay_split(kind, pp, v, m, tf)
+                rows.append((sched, pp, v, m, meas, (pp - 1) / (v * m), sim, rep, counts, stage,
+                             tps(out, n), tps(out, f"pp1_m{m}")))
+    tables.append((V, head, rows, sorted(set(p2m) | set(p4m))))
 
-print(f"\n2. throughput: tokens/s, median of steps 2-{max(1, len(open(out + '/pp1_m2.jsonl').readlines()))}"
-      f" ({ncores} core(s) shared by all ranks)")
-print(f"{'schedule':<12}{'pp':>3}{'v':>3}{'m':>4}{'tokens/s':>10}{'pp 1, same m':>14}{'ratio':>7}")
-for m in sorted(set(p2m + p4m)):
-    print(f"{'(no pp)':<12}{1:>3}{1:>3}{m:>4}{tps(f'pp1_m{m}'):>10.0f}")
-for sched, pp, v, m, meas, form, sim, rep, counts, tk, base in rows:
-    print(f"{sched:<12}{pp:>3}{v:>3}{m:>4}{tk:>10.0f}{base:>14.0f}{tk / base:>7.2f}")
+for i, (V, head, rows, ms) in enumerate(tables):
+    print(f"\n{i + 1}. pipeline bubble = idle / compute time per stage, vocab {V} (lm_head + loss ~{head:.2f} layer"
+          f" by lamina's splitter cost){'; the schedules themselves' if i == 0 else '; a realistic head: the last stage heavier'}")
+    print(f"{'schedule':<12}{'pp':>3}{'v':>3}{'m':>4}  {'split':<16}{'stage cost':<20}{'measured per stage':<26}"
+          f"{'mean':>6}{'formula':>8}{'meas/form':>10}{'pp_simulate':>12}  {'replay, split':<26}{'mean':>6}"
+          f"{'meas/repl':>10}{'tokens/s':>10}{'pp1 tok/s':>10}")
+    for sched, pp, v, m, meas, form, sim, rep, counts, stage, tk, base in rows:
+        simc = f"{mean(sim):>12.3f}" if sim else f"{'n/a':>12}"
+        repc = f"  {f3(rep):<26}{mean(rep):>6.3f}{mean(meas) / mean(rep):>10.2f}" if rep else f"  {'n/a':<42}"
+        print(f"{sched:<12}{pp:>3}{v:>3}{m:>4}  {','.join(map(str, counts)):<16}"
+              f"{' '.join(f'{x:.2f}' for x in stage):<20}{f3(meas):<26}{mean(meas):>6.3f}{form:>8.3f}"
+              f"{mean(meas) / form:>10.2f}{simc}{repc}{tk:>10.0f}{base:>10.0f}")
+    print("   pp 1 (the baseline, same shape and global batch): " +
+          ", ".join(f"m {m}: {tps(f'{out0}/vocab{V}', f'pp1_m{m}'):.0f} tokens/s" for m in ms))
 
 print(f"""
+   formula: (p-1)/m for 1f1b, (p-1)/(v m) interleaved. split: layers per model chunk in model order (chunk c runs on
+   stage c mod p); stage cost: the layers each stage holds, the head counted as lamina's splitter does.
+   pp_simulate: lamina's replay (src/pipeline.c), equal chunks, t_b = 2 t_f, idle over the whole step's span: it
+   equals the formula by construction. replay, split: the same schedules (pp_schedule) with this run's split,
+   t_b = 2 t_f, and the measured figure's own-span definition: what the measurement would read on an ideal machine.
+   tokens/s: median of steps 2-{len(open(f'{out0}/vocab{VS}/pp1_m2.jsonl').readlines())}; pp1 tok/s: pp 1 at the same global batch.
+
 Notes (why measured differs from the formula):
- - Definition. The formula counts idle over the whole step's span, which the first stage's last backward
-   ends; lamina measures each stage up to the end of its OWN last operation. A later stage finishes its
-   cool-down early and is not charged for the tail (s t_b on stage s in 1f1b), so its measured bubble is
-   below the formula even on an ideal machine: see "replay, split". Its start-up wait is charged.
- - Imbalance. Layers are whole: {L} layers plus the lm_head (~{head:.1f} layer) do not cut evenly into p v
-   chunks, so the lighter stages wait for the heaviest (the head chunk at pp 4, v 2 is a single layer plus
-   the head). The formula assumes equal chunks; the replay above includes the split actually used.
- - Forward:backward cost. The formula's ratio does not depend on t_b/t_f, but the own-span figure does
-   (the replay assumes t_b = 2 t_f; attention and the loss backward on the CPU differ from that).
- - Messaging and synchronisation. Activations and gradients go through MPI (shared memory) between ranks;
-   each receive that arrives late, the wait for outstanding sends at the end of the step and the
-   per-micro-batch gradient bookkeeping all count as idle, and stage start times are not perfectly aligned
-   (the previous step's optimizer and loss/norm reductions end at different times per stage).
- - Oversubscription. With {ncores} core(s), pp 2 gets about a core per stage, but pp 4 runs 4 single-thread
-   ranks on {ncores} core(s): a stage that is ready to compute may wait for a core, and a stage that is
-   computing is slowed by the others; lamina times compute by the wall clock, so busy time is inflated and
-   idle includes time spent waiting for a core (MPI's busy-polling in receives also takes core time from
-   the computing ranks). The pp 4 rows are NOT a clean measurement of the schedule's bubble.
- - Throughput: pp 1 is one rank on one core; pp 2 can use both cores, so its ratio to pp 1 is bounded by
-   about 2/(1 + bubble); pp 4 can do no better than pp 2 on {ncores} cores.""")
+ - Definition. The formula counts idle over the whole step's span, which the first stage's last backward ends;
+   lamina measures each stage up to the end of its OWN last operation. A later stage finishes its cool-down early
+   and is not charged for that tail (s t_b on stage s in 1f1b), so its figure is below the formula even on an ideal
+   machine (see "replay, split"; pp 2 1f1b, stage 1: t_f / (m (t_f + t_b)) = 1/(3m)). Its start-up wait is charged.
+ - Imbalance. Layers are whole and the lm_head sits on the last chunk: the lighter stages wait for the heaviest,
+   every micro-batch, so the bubble no longer falls as 1/m but tends to (heaviest / own stage cost - 1). Lamina's
+   splitter minimises the largest CHUNK, not the largest stage sum, which for interleaved can leave the stage sums
+   uneven (table 2). The formula assumes equal chunks; "replay, split" includes the split the run used.
+ - Forward:backward cost. The formula does not depend on t_b/t_f; the own-span figure and the imbalance terms do
+   (the replay assumes t_b = 2 t_f; attention, the loss and the optimizer-side bookkeeping on the CPU differ).
+ - Messaging and synchronisation. Activations and gradients cross ranks through MPI (shared memory); a receive
+   that arrives late, the wait for outstanding sends at the end of the step and the per-micro-batch gradient
+   bookkeeping all count as idle, and the stages do not start a step at the same instant (the previous step's
+   optimizer and loss/norm reductions end at different times on each stage).
+ - Oversubscription. With {ncores} core(s), pp 2 gets about a core per stage, but pp 4 runs 4 single-thread ranks on
+   {ncores} cores: a stage ready to compute may wait for a core (counted as idle), and computing stages slow each
+   other down (counted as busy, wall clock); MPI's busy-polling receives also take core time from the computing
+   ranks. The pp 4 rows are NOT a clean measurement of the schedules' bubble, and are left in as measured.
+ - Throughput: pp 1 runs one rank on one core; pp 2 can use both cores, so its tokens/s can reach at most about
+   2/(1 + bubble) times pp 1's; pp 4 can do no better than pp 2 on {ncores} cores.""")
 EOP

@@ -23,7 +23,7 @@ void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const ch
     lm_free(ov);
     if (rc) lm_fail(LM_ERR_INPUT, "%s", err);
 
-    /* What this version runs: data and tensor parallelism with ZeRO 0-2.
+    /* What this version runs: data, tensor and pipeline parallelism with ZeRO 0-2.
      * The other keys exist so that decks written for later versions parse;
      * asking for them is a clear input error, not a silent fallback. */
     int world = comm_world()->size, dp = 0;
