@@ -81,3 +81,38 @@ print(f"worst rel diff {w:.2e} (tol {tol:g})")
 sys.exit(0 if w <= tol else 1)
 PYEOF
 }
+
+# Named runs of the tiny deck (the layout tests): `base` is an array of
+# overrides every run of the script shares.
+# run NAME NP OVERRIDES...: train into $T/NAME (checkpoints), $T/NAME.jsonl
+# (metrics) and $T/NAME.log (output).
+run() {
+  local name=$1 np=$2; shift 2
+  lam "$np" train "$T/tiny.in" "${base[@]}" checkpoint.dir="$T/$name" log.metrics="$T/$name.jsonl" "$@"
+  cp "$T/out" "$T/$name.log"
+}
+# agree DESCRIPTION A B FROM TO: the losses and grad norms of run A track
+# run B within $TOL; the worst relative difference goes into the TAP output.
+agree() {
+  local d=$1 a=$2 b=$3 lo=$4 hi=$5 out
+  if out=$(close "$T/$a.jsonl" "$T/$b.jsonl" "$lo" "$hi" $TOL 2>&1); then ok "$d" && echo "#   $out"
+  else notok "$d" "$out" "$(tail -3 "$T/$a.log")"; fi
+}
+# ran DESCRIPTION NAME PATTERN: run NAME exited 0 and its log shows PATTERN.
+ran() {
+  if [ "$rc" = 0 ] && grep -q -- "$3" "$T/$2.log"; then ok "$1"; else notok "$1" "exit $rc" "$(tail -4 "$T/$2.log")"; fi
+}
+# resume_same DESCRIPTION NAME NP OVERRIDES...: run NAME (8 steps,
+# checkpoints at 4 and 8) is rolled back to its step-4 checkpoint and run
+# again on the same layout: its losses must be bit-identical. The full run's
+# step-8 checkpoint is kept as $T/NAME-full8.h5.
+resume_same() {
+  local d=$1 name=$2 np=$3; shift 3
+  cp "$T/$name.jsonl" "$T/$name-full.jsonl"
+  cp "$T/$name/step_00000008.h5" "$T/$name-full8.h5"
+  rm -f "$T/$name/step_00000008.h5"; echo step_00000004.h5 > "$T/$name/latest"
+  $PY -c 'import json,sys; L=[l for l in open(sys.argv[1]) if json.loads(l)["step"]<=4]; open(sys.argv[1],"w").writelines(L)' "$T/$name.jsonl"
+  lam "$np" train "$T/tiny.in" "${base[@]}" checkpoint.dir="$T/$name" log.metrics="$T/$name.jsonl" "$@"
+  if [ "$rc" = 0 ] && [ "$(losses 1 8 "$T/$name-full.jsonl")" = "$(losses 1 8 "$T/$name.jsonl")" ]; then ok "$d"
+  else notok "$d" "$(diff <(losses 1 8 "$T/$name-full.jsonl") <(losses 1 8 "$T/$name.jsonl") | head -4)" "$(tail -3 "$T/out")"; fi
+}

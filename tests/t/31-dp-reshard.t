@@ -37,15 +37,9 @@ lam 4 train "$T/tiny.in" "${base[@]}" parallel.zero=1 checkpoint.restart="$T/one
 check "single-rank checkpoint resumes on dp 4 / ZeRO-1 and continues the losses" close "$T/r4.jsonl" "$T/one.jsonl" 5 8 $TOL
 
 # same layout: dp 2 / ZeRO-1 stopped at step 4 (latest rolled back) and resumed
-lam 2 train "$T/tiny.in" "${base[@]}" parallel.zero=1 checkpoint.dir="$T/s" log.metrics="$T/s-full.jsonl"
-cp "$T/s-full.jsonl" "$T/s.jsonl"
-cp "$T/s/step_00000008.h5" "$T/s-full8.h5"
-rm -f "$T/s/step_00000008.h5"; echo step_00000004.h5 > "$T/s/latest"
-$PY -c 'import json,sys; L=[l for l in open(sys.argv[1]) if json.loads(l)["step"]<=4]; open(sys.argv[1],"w").writelines(L)' "$T/s.jsonl"
 lam 2 train "$T/tiny.in" "${base[@]}" parallel.zero=1 checkpoint.dir="$T/s" log.metrics="$T/s.jsonl"
-if [ "$rc" = 0 ] && [ "$(losses 1 8 "$T/s-full.jsonl")" = "$(losses 1 8 "$T/s.jsonl")" ]; then
-  ok "dp 2 / ZeRO-1 restart on the same layout: bit-identical losses"
-else notok "same-layout restart bit-identical" "$(diff <(losses 1 8 "$T/s-full.jsonl") <(losses 1 8 "$T/s.jsonl") | head -4)"; fi
+cp "$T/out" "$T/s.log"
+resume_same "dp 2 / ZeRO-1 restart on the same layout: bit-identical losses" s 2 parallel.zero=1
 check "same-layout restart: identical final weights" h5diff -q "$T/s/step_00000008.h5" "$T/s-full8.h5" /model /model
 check "same-layout restart: identical final moments" h5diff -q "$T/s/step_00000008.h5" "$T/s-full8.h5" /optim /optim
 finish

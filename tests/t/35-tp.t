@@ -14,23 +14,6 @@ make_deck
 TOL=2e-4   # float32 reduction order over 8 steps
 base=(train.steps=8 train.micro_batch=1 checkpoint.every=4 checkpoint.keep=4)
 
-# run NAME NP OVERRIDES...: train into $T/NAME (checkpoints) and $T/NAME.jsonl
-run() {
-  local name=$1 np=$2; shift 2
-  lam "$np" train "$T/tiny.in" "${base[@]}" checkpoint.dir="$T/$name" log.metrics="$T/$name.jsonl" "$@"
-  cp "$T/out" "$T/$name.log"
-}
-# agree DESCRIPTION A B FROM TO: losses and grad norms of A track B; the
-# worst relative difference goes into the TAP output.
-agree() {
-  local d=$1 a=$2 b=$3 lo=$4 hi=$5 out
-  if out=$(close "$T/$a.jsonl" "$T/$b.jsonl" "$lo" "$hi" $TOL 2>&1); then ok "$d" && echo "#   $out"
-  else notok "$d" "$out" "$(tail -3 "$T/$a.log")"; fi
-}
-ran() { # ran DESCRIPTION NAME PATTERN: the run exited 0 and its log shows PATTERN
-  if [ "$rc" = 0 ] && grep -q -- "$3" "$T/$2.log"; then ok "$1"; else notok "$1" "exit $rc" "$(tail -4 "$T/$2.log")"; fi
-}
-
 run one 1
 ran "single rank, 8 steps" one "done: 8 step"
 
@@ -82,13 +65,7 @@ run r41 4 parallel.dp=4 parallel.zero=2 checkpoint.restart="$T/tp4sp/step_000000
 agree "tp 4 + sp (ZeRO-2) -> dp 4 (ZeRO-2) continues the uninterrupted losses" r41 one 5 8
 
 # same layout: tp 2 + sp stopped at step 4 and resumed: bit-identical
-cp "$T/tp2sp.jsonl" "$T/s-full.jsonl"
-rm -f "$T/tp2sp/step_00000008.h5"; echo step_00000004.h5 > "$T/tp2sp/latest"
-$PY -c 'import json,sys; L=[l for l in open(sys.argv[1]) if json.loads(l)["step"]<=4]; open(sys.argv[1],"w").writelines(L)' "$T/tp2sp.jsonl"
-lam 2 train "$T/tiny.in" "${base[@]}" parallel.tp=2 parallel.sp=true checkpoint.dir="$T/tp2sp" log.metrics="$T/tp2sp.jsonl"
-if [ "$rc" = 0 ] && [ "$(losses 1 8 "$T/s-full.jsonl")" = "$(losses 1 8 "$T/tp2sp.jsonl")" ]; then
-  ok "tp 2 + sp restart on the same layout: bit-identical losses"
-else notok "tp 2 + sp same-layout restart bit-identical" "$(diff <(losses 1 8 "$T/s-full.jsonl") <(losses 1 8 "$T/tp2sp.jsonl") | head -4)"; fi
+resume_same "tp 2 + sp restart on the same layout: bit-identical losses" tp2sp 2 parallel.tp=2 parallel.sp=true
 
 # communication: what each tp rank moved equals the analytic count
 comm_exact() { # comm_exact NAME: measured and formula lines of the log agree

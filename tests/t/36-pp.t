@@ -13,20 +13,6 @@ make_deck
 TOL=2e-4   # float32 reduction order over 8 steps
 base=(train.steps=8 train.micro_batch=1 model.n_layers=4 checkpoint.every=4 checkpoint.keep=4)
 
-run() { # run NAME NP OVERRIDES...: train into $T/NAME (checkpoints) and $T/NAME.jsonl
-  local name=$1 np=$2; shift 2
-  lam "$np" train "$T/tiny.in" "${base[@]}" checkpoint.dir="$T/$name" log.metrics="$T/$name.jsonl" "$@"
-  cp "$T/out" "$T/$name.log"
-}
-agree() { # agree DESCRIPTION A B FROM TO: the worst relative difference goes into the TAP output
-  local d=$1 a=$2 b=$3 lo=$4 hi=$5 out
-  if out=$(close "$T/$a.jsonl" "$T/$b.jsonl" "$lo" "$hi" $TOL 2>&1); then ok "$d" && echo "#   $out"
-  else notok "$d" "$out" "$(tail -3 "$T/$a.log")"; fi
-}
-ran() { # ran DESCRIPTION NAME PATTERN: the run exited 0 and its log shows PATTERN
-  if [ "$rc" = 0 ] && grep -q -- "$3" "$T/$2.log"; then ok "$1"; else notok "$1" "exit $rc" "$(tail -4 "$T/$2.log")"; fi
-}
-
 run one 1
 ran "single rank, 4 layers, 8 steps" one "done: 8 step"
 
@@ -86,13 +72,7 @@ run ril 4 parallel.pp=4 checkpoint.restart="$T/il2/step_00000004.h5"
 agree "pp 2 interleaved -> pp 4 1f1b continues the uninterrupted losses" ril one 5 8
 
 # same layout: pp 2 stopped at step 4 and resumed: bit-identical
-cp "$T/pp2.jsonl" "$T/s-full.jsonl"
-rm -f "$T/pp2/step_00000008.h5"; echo step_00000004.h5 > "$T/pp2/latest"
-$PY -c 'import json,sys; L=[l for l in open(sys.argv[1]) if json.loads(l)["step"]<=4]; open(sys.argv[1],"w").writelines(L)' "$T/pp2.jsonl"
-lam 2 train "$T/tiny.in" "${base[@]}" parallel.pp=2 checkpoint.dir="$T/pp2" log.metrics="$T/pp2.jsonl"
-if [ "$rc" = 0 ] && [ "$(losses 1 8 "$T/s-full.jsonl")" = "$(losses 1 8 "$T/pp2.jsonl")" ]; then
-  ok "pp 2 restart on the same layout: bit-identical losses"
-else notok "pp 2 same-layout restart bit-identical" "$(diff <(losses 1 8 "$T/s-full.jsonl") <(losses 1 8 "$T/pp2.jsonl") | head -4)"; fi
+resume_same "pp 2 restart on the same layout: bit-identical losses" pp2 2 parallel.pp=2
 
 # bad pipeline decks: exit 2 on all ranks, naming the key and the rule
 lam 4 train "$T/tiny.in" parallel.pp=4
