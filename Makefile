@@ -123,6 +123,7 @@ bench: deps
 	bash perf/bench_cpu.sh
 	bash perf/bench_dp.sh
 	bash perf/bench_tp.sh
+	bash perf/bench_pp.sh
 
 install: all
 	install -D -m 755 $(BUILD)/lamina $(PREFIX)/bin/lamina

@@ -6,19 +6,28 @@
 # of work, a bubble of (p-1)/m; with v model chunks per stage (interleaved)
 # the warm-up and cool-down are made of chunks v times smaller: (p-1)/(v m).
 #  measured: lamina's own figure (end of a run with pp > 1): per stage, the
-#    time it was idle between the start of its step and the end of its last
-#    operation, over the time it computed, summed over the steps after the
-#    first, the largest over the stage's ranks;
+#    time it was idle within the step (the stages start each step together
+#    and the step ends when the last stage is done), over the time it
+#    computed, summed over the steps after the first, the largest over the
+#    stage's ranks;
 #  replay: lamina's schedules (src/pipeline.c) replayed without latency.
 #    "pp_simulate" is lamina's own replay: every chunk the same cost, idle
 #    counted over the whole step's span (Megatron's definition; equals the
 #    formula by construction). "replay, split" replays the same per-stage
 #    operation order (pp_schedule) with the layer split the run used (the
-#    lm_head costed like lamina's splitter does), t_b = 2 t_f, and the
-#    measured figure's definition (each stage's own span): what the
-#    measurement would read on an ideal machine.
+#    lm_head costed like lamina's splitter does), t_b = 2 t_f, idle over the
+#    whole step's span: what the measurement would read on an ideal machine.
 #  tokens/s: median of the steps after the first, with pp = 1 at the same
 #    global batch as the baseline.
+# Two sweeps on one LLaMA shape (dp 1, micro_batch 1, global_batch = m):
+#  1. vocab 512: the lm_head weighs ~0.15 layer, the 8 layers cut into equal
+#     stages and chunks, so what is measured is the schedules' own bubble:
+#     pp 2 (1f1b; interleaved, v 2) at m = 2, 4, 8, 16, pp 4 at m = 4, 8;
+#  2. vocab 4096 (head ~1.2 layers) at pp 2, m = 4, 16: the imbalance.
+# Size: at dim 256 the pp 2 figures match the replay within the machine's
+# noise, and dim 384 or seq 256 change them by no more than that noise
+# (compute dominates the 128 KiB messages); at dim 128 the first stage's
+# figure doubled (per-operation overheads count).
 # Ranks oversubscribe the cores on small machines; 1 OpenMP thread each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,19 +95,23 @@ sweep() { # VOCAB "M FOR PP 2" "M FOR PP 4": pp 1 and both schedules at each m, 
 }
 echo "== pipeline parallelism: dim $DIM, $LAYERS layers, $HEADS heads, ffn $FFN, seq $SEQ, micro_batch 1, dp 1," \
      "$STEPS steps (bubble over steps 2-$STEPS), fp32, $(getconf _NPROCESSORS_ONLN) core(s) =="
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine distorts every figure below)"
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average before: $load (other work on the machine distorts every figure below)"
+awk -v l="${load%% *}" 'BEGIN { exit !(l > 0.5) }' &&
+  echo "WARNING: the machine is already busy with other work: rows may be off by tens of percent."
 t0=$(date +%s)
-# 1. vocab $VSMALL: a light lm_head, so the layers cut into (nearly) equal
-#    stages and the schedule's own bubble is what is measured;
-# 2. vocab $VBIG at pp 2: a realistic head that unbalances the last stage.
-sweep $VSMALL "2 4 8 16" "4 8"
-sweep $VBIG "4 16" ""
-echo "(runs took $(( $(date +%s) - t0 )) s; load average after: $(cut -d' ' -f1-3 /proc/loadavg))"
-$PY - "$OUT0" "$REPLAY" $DIM $LAYERS $HEADS $FFN $SEQ $VSMALL $VBIG "$(getconf _NPROCESSORS_ONLN)" <<'EOP'
+S_P2="2 4 8 16" S_P4="4 8" B_P2="4 16" B_P4=""
+sweep $VSMALL "$S_P2" "$S_P4"
+sweep $VBIG "$B_P2" "$B_P4"
+echo "(runs took $(( $(date +%s) - t0 )) s; load average after, this script's ranks included:" \
+     "$(cut -d' ' -f1-3 /proc/loadavg))"
+$PY - "$OUT0" "$REPLAY" "$S_P2" "$S_P4" "$B_P2" "$B_P4" $DIM $FFN $SEQ $VSMALL $VBIG "$(getconf _NPROCESSORS_ONLN)" \
+  <<'EOP'
 import json, re, subprocess, sys
 out0, replay = sys.argv[1], sys.argv[2]
-D, L, H, F, S, VS, VB, ncores = map(int, sys.argv[3:])
-SWEEPS = ((VS, (2, 4, 8, 16), (4, 8)), (VB, (4, 16), ()))
+s2, s4, b2, b4 = ([int(x) for x in a.split()] for a in sys.argv[3:7])
+D, F, S, VS, VB, ncores = map(int, sys.argv[7:])
+SWEEPS = ((VS, s2, s4), (VB, b2, b4))
 
 def tps(out, n):
     rows = [json.loads(l) for l in open(f"{out}/{n}.jsonl")]
@@ -117,8 +130,8 @@ def replay_split(kind, pp, v, m, tf):
     chunk c costing tf[c] forward and 2 tf[c] backward, no latency: each
     operation starts when its stage is free and its input exists. Returns
     pp_simulate's bubble (equal chunks, whole-step span) and, per stage, the
-    idle time from 0 to the end of the stage's own last operation over its
-    busy time (the measured figure's definition)."""
+    idle time within the whole step's span over its busy time (the measured
+    figure's definition)."""
     if not replay:
         return None, None
     lines = subprocess.run([replay, str(kind), str(pp), str(v), str(m)], check=True, capture_output=True,
@@ -145,7 +158,8 @@ def replay_split(kind, pp, v, m, tf):
                 nxt[s] += 1
                 progress = True
     assert all(nxt[s] == len(ops[s]) for s in range(pp)), "replay deadlocked"
-    return sim, [(free[s] - busy[s]) / busy[s] for s in range(pp)]
+    span = max(free)
+    return sim, [(span - busy[s]) / busy[s] for s in range(pp)]
 
 f3 = lambda xs: " ".join(f"{x:.3f}" for x in xs)
 mean = lambda xs: sum(xs) / len(xs)
@@ -187,28 +201,29 @@ print(f"""
    stage c mod p); stage cost: the layers each stage holds, the head counted as lamina's splitter does.
    pp_simulate: lamina's replay (src/pipeline.c), equal chunks, t_b = 2 t_f, idle over the whole step's span: it
    equals the formula by construction. replay, split: the same schedules (pp_schedule) with this run's split,
-   t_b = 2 t_f, and the measured figure's own-span definition: what the measurement would read on an ideal machine.
+   t_b = 2 t_f, idle over the whole step: what the measurement would read on an ideal machine.
    tokens/s: median of steps 2-{len(open(f'{out0}/vocab{VS}/pp1_m2.jsonl').readlines())}; pp1 tok/s: pp 1 at the same global batch.
 
 Notes (why measured differs from the formula):
- - Definition. The formula counts idle over the whole step's span, which the first stage's last backward ends;
-   lamina measures each stage up to the end of its OWN last operation. A later stage finishes its cool-down early
-   and is not charged for that tail (s t_b on stage s in 1f1b), so its figure is below the formula even on an ideal
-   machine (see "replay, split"; pp 2 1f1b, stage 1: t_f / (m (t_f + t_b)) = 1/(3m)). Its start-up wait is charged.
+ - Definition. Like the formula, lamina counts each stage's idle time over the whole step: the stages start a
+   step together (a barrier of the pipeline group) and the step ends when the last stage is done.
  - Imbalance. Layers are whole and the lm_head sits on the last chunk: the lighter stages wait for the heaviest,
    every micro-batch, so the bubble no longer falls as 1/m but tends to (heaviest / own stage cost - 1). Lamina's
    splitter minimises the largest CHUNK, not the largest stage sum, which for interleaved can leave the stage sums
    uneven (table 2). The formula assumes equal chunks; "replay, split" includes the split the run used.
- - Forward:backward cost. The formula does not depend on t_b/t_f; the own-span figure and the imbalance terms do
-   (the replay assumes t_b = 2 t_f; attention, the loss and the optimizer-side bookkeeping on the CPU differ).
+ - Forward:backward cost. The formula does not depend on t_b/t_f; the imbalance terms do
+   (the replay assumes t_b = 2 t_f for every chunk and the head costed by FLOPs; on the CPU attention, the
+   softmax/loss and the head's matmuls run at different efficiencies, so the real chunk costs differ).
  - Messaging and synchronisation. Activations and gradients cross ranks through MPI (shared memory); a receive
    that arrives late, the wait for outstanding sends at the end of the step and the per-micro-batch gradient
-   bookkeeping all count as idle, and the stages do not start a step at the same instant (the previous step's
-   optimizer and loss/norm reductions end at different times on each stage).
+   bookkeeping all count as idle.
  - Oversubscription. With {ncores} core(s), pp 2 gets about a core per stage, but pp 4 runs 4 single-thread ranks on
    {ncores} cores: a stage ready to compute may wait for a core (counted as idle), and computing stages slow each
    other down (counted as busy, wall clock); MPI's busy-polling receives also take core time from the computing
    ranks. The pp 4 rows are NOT a clean measurement of the schedules' bubble, and are left in as measured.
+ - Noise. Each figure is a sum over {len(open(f"{out0}/vocab{VS}/pp1_m2.jsonl").readlines()) - 1} steps; one step's hiccup (another process, a page-fault burst) is charged
+   as idle. Two runs on a quiet machine differed by up to ~0.2 on single entries (pp 2, interleaved, m 8,
+   stage 0: 0.08 and 0.27): compare means and trends, not digits.
  - Throughput: pp 1 runs one rank on one core; pp 2 can use both cores, so its tokens/s can reach at most about
    2/(1 + bubble) times pp 1's; pp 4 can do no better than pp 2 on {ncores} cores.""")
 EOP

@@ -92,6 +92,10 @@ double pipe_step(lm_pipe *p, const int32_t *ids, const int32_t *targets, float s
     lm_model *m = s->model;
     lm_device *d = s->dev;
     size_t R = (size_t)m->R;
+    /* The stages start together and the span ends when the last one is
+     * done, so that a stage's idle time is its share of the step's bubble
+     * (Megatron's definition), not only the gaps before its own last op. */
+    comm_barrier(s->topo.pp_group);
     double t_start = lm_now(), loss = 0.0;
     p->busy = 0.0;
     int last_bwd = -1;
@@ -138,6 +142,7 @@ double pipe_step(lm_pipe *p, const int32_t *ids, const int32_t *targets, float s
             comm_wait(&p->sb[i].q);
             p->sb[i].busy = 0;
         }
+    comm_barrier(s->topo.pp_group);
     p->span = lm_now() - t_start;
     return loss;
 }

@@ -17,8 +17,8 @@ void pipe_destroy(lm_pipe *p);
  * Returns this stage's loss sum: the last stage's, 0 elsewhere. */
 double pipe_step(lm_pipe *p, const int32_t *ids, const int32_t *targets, float scale);
 
-/* The last step's span on this stage (seconds from its start to the end of
- * its last operation) and the seconds it computed. */
+/* The last step's span (seconds from the stages' common start to the end
+ * of the last stage's last operation) and the seconds this stage computed. */
 void pipe_times(const lm_pipe *p, double *span, double *busy);
 
 #endif
