@@ -19,14 +19,35 @@ static int cap(int c, int C, double M, double e, double h) {
 /* Can layers be cut into chunks c0 .. C-1, each of 1 .. cap layers? Each
  * chunk's cost is its layer count plus a constant, so the counts only have
  * to fit between the sums of the minima (1 each) and of the caps. */
-static int feasible(int layers, int c0, int C, double M, double e, double h) {
+static int feasible(int layers, int c0, int C, double M, double e, double h, int least) {
     long most = 0;
     for (int c = c0; c < C; c++) {
         int k = cap(c, C, M, e, h);
-        if (k < 1) return 0;
+        if (k < least) return 0;
         most += k;
     }
-    return layers >= C - c0 && layers <= most;
+    return layers >= (long)least * (C - c0) && layers <= most;
+}
+
+/* Cut n layers into C parts of at least `least` layers, part 0 costing e
+ * more and part C-1 h more, minimising the largest part cost; among the
+ * optimal cuts the lexicographically smallest (earliest parts fewest). */
+static void balance(int n, int C, int least, double e, double h, int *parts) {
+    double best = -1.0;
+    for (int k = least; k <= n; k++)
+        for (int c = 0; c < C; c++) {
+            double M = k + extra(c, C, e, h);
+            if ((best < 0 || M < best) && feasible(n, 0, C, M, e, h, least)) best = M;
+        }
+    int left = n;
+    for (int c = 0; c < C; c++) {
+        long rest = 0;
+        for (int j = c + 1; j < C; j++) rest += cap(j, C, best, e, h);
+        int k = left - rest > least ? (int)(left - rest) : least;
+        if (c == C - 1) k = left;
+        parts[c] = k;
+        left -= k;
+    }
 }
 
 /* The least largest-chunk cost M* is one of the values k + extra(c) (a
@@ -67,22 +88,18 @@ int pp_split(int n_layers, int pp, int v, const int *counts, int n_counts, doubl
         }
         return 0;
     }
-    double best = -1.0;
-    for (int k = 1; k <= n_layers; k++)
-        for (int c = 0; c < C; c++) {
-            double M = k + extra(c, C, embed_cost, head_cost);
-            if ((best < 0 || M < best) && feasible(n_layers, 0, C, M, embed_cost, head_cost)) best = M;
-        }
-    int left = n_layers;
-    for (int c = 0; c < C; c++) {
-        long rest = 0;
-        for (int j = c + 1; j < C; j++) rest += cap(j, C, best, embed_cost, head_cost);
-        int n = left - rest > 1 ? (int)(left - rest) : 1;
-        if (c == C - 1) n = left;
-        out->first[c] = n_layers - left;
-        out->count[c] = n;
-        left -= n;
+    /* v = 1: the chunks are the stages. v > 1: first the stages' layer
+     * counts (the stage holding the head is the last, the embedding the
+     * first), so that the stages' sums are balanced, then each stage's
+     * layers over its v chunks as evenly as possible (earlier fewer);
+     * chunk c is stage c mod pp's chunk c / pp. */
+    int stage[LM_PP_MAX_CHUNKS], part[LM_PP_MAX_CHUNKS];
+    balance(n_layers, pp, v, embed_cost, head_cost, stage);
+    for (int st = 0; st < pp; st++) {
+        balance(stage[st], v, 1, 0.0, 0.0, part);
+        for (int j = 0; j < v; j++) out->count[j * pp + st] = part[j];
     }
+    for (int c = 0, at = 0; c < C; at += out->count[c++]) out->first[c] = at;
     return 0;
 }
 

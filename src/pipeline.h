@@ -22,12 +22,14 @@ typedef struct {
 
 /* Cut n_layers into pp * v chunks of at least one layer each. With counts
  * (n_counts = pp * v entries, e.g. from the deck), those layer counts in
- * model order; else the split that minimises the largest chunk cost, a
- * layer costing 1, the embedding embed_cost more on chunk 0 and the
- * lm_head and loss head_cost more on the last chunk (ties: the earliest
- * chunks take fewer layers). Returns 0, or 2 with err naming the rule
- * (n_layers < pp * v, counts that do not sum to n_layers or hold a chunk of
- * no layer). */
+ * model order. Else, a layer costing 1, the embedding embed_cost more on
+ * chunk 0 and the lm_head and loss head_cost more on the last chunk: the
+ * stages' layer counts that minimise the largest stage cost (its chunks'
+ * costs summed; ties: the earliest stages take fewer layers), each stage's
+ * layers then spread as evenly as possible over its v chunks (earlier
+ * chunks fewer). With v = 1 this minimises the largest chunk cost. Returns
+ * 0, or 2 with err naming the rule (n_layers < pp * v, counts that do not
+ * sum to n_layers or hold a chunk of no layer). */
 int pp_split(int n_layers, int pp, int v, const int *counts, int n_counts, double embed_cost, double head_cost,
              lm_pp_split *out, char *err, size_t errlen);
 

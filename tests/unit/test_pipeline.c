@@ -39,6 +39,32 @@ static void bf(int L, int C, int c, int left, double e, double h) {
     }
 }
 
+/* The largest stage cost of a cut into C = pp * v chunks (chunk c on stage
+ * c mod pp), and its least value over every composition (brute force). */
+static double stage_worst(const int *counts, int pp, int C, double e, double h) {
+    double worst = 0;
+    for (int st = 0; st < pp; st++) {
+        double x = 0;
+        for (int c = st; c < C; c += pp) x += counts[c] + (c == 0 ? e : 0) + (c == C - 1 ? h : 0);
+        if (x > worst) worst = x;
+    }
+    return worst;
+}
+static double bs_best;
+static int bs_cur[64];
+static void bs(int L, int pp, int C, int c, int left, double e, double h) {
+    if (c == C - 1) {
+        bs_cur[c] = left;
+        double w = stage_worst(bs_cur, pp, C, e, h);
+        if (bs_best < 0 || w < bs_best) bs_best = w;
+        return;
+    }
+    for (int n = 1; n <= left - (C - 1 - c); n++) {
+        bs_cur[c] = n;
+        bs(L, pp, C, c + 1, left - n, e, h);
+    }
+}
+
 static void test_split_brute_force(void **state) {
     (void)state;
     const double costs[][2] = {{0, 0}, {0.3, 1.7}, {0, 3.2}, {2.5, 0}, {0.1, 0.1}};
@@ -63,6 +89,20 @@ static void test_split_brute_force(void **state) {
                 if (fabs(worst - bf_best) > 1e-9) fail_msg("L %d C %d: max cost %g, best %g", L, C, worst, bf_best);
                 for (int c = 0; c < C; c++)
                     if (s.count[c] != bf_arg[c]) fail_msg("L %d C %d: chunk %d has %d layers, want %d", L, C, c, s.count[c], bf_arg[c]);
+            }
+    /* v = 2: the largest stage cost (its chunks summed) is the least over
+     * every composition, and a stage's chunks differ by at most one layer */
+    for (int L = 4; L <= 11; L++)
+        for (int pp = 2; pp <= 3 && 2 * pp <= L; pp++)
+            for (size_t k = 0; k < sizeof costs / sizeof *costs; k++) {
+                int C = 2 * pp;
+                lm_pp_split sp;
+                assert_int_equal(pp_split(L, pp, 2, NULL, 0, costs[k][0], costs[k][1], &sp, err, sizeof err), 0);
+                double got = stage_worst(sp.count, pp, C, costs[k][0], costs[k][1]);
+                bs_best = -1;
+                bs(L, pp, C, 0, L, costs[k][0], costs[k][1]);
+                if (fabs(got - bs_best) > 1e-9) fail_msg("L %d pp %d v 2: largest stage %g, best %g", L, pp, got, bs_best);
+                for (int st = 0; st < pp; st++) assert_true(abs(sp.count[st] - sp.count[pp + st]) <= 1);
             }
     /* with v = 2 the chunks are cut the same way: 4 x 2 chunks of 32 layers */
     lm_pp_split s;
