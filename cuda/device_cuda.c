@@ -432,16 +432,10 @@ static double cu_xent(lm_device *d, void *logits, const int32_t *targets, int R,
 /* Vocab-parallel cross-entropy (src/device.h). tloc goes over through the
  * ids buffer; the statistics [3R] come back through the staging buffer (as
  * cu_xent's row losses), lse [R] goes over through it. */
-static void part_check(const char *op, const int32_t *tloc, int R, int V, int Vv) {
-    if (Vv < 0 || Vv > V) lm_abort(LM_ERR_RUNTIME, "device cuda: %s: %d real columns of %d", op, Vv, V);
-    for (int r = 0; r < R; r++)
-        if (tloc[r] >= Vv) lm_abort(LM_ERR_RUNTIME, "device cuda: %s: target column %d >= %d", op, tloc[r], Vv);
-}
-
 static void cu_xent_part_stats(lm_device *d, const void *logits, const int32_t *tloc, int R, int V, int Vv,
                                float *stats) {
     cuda_state *st = ST(d);
-    part_check("xent_part_stats", tloc, R, V, Vv);
+    device_check_xent_part(d, "xent_part_stats", tloc, R, V, Vv);
     if (R <= 0) return;
     const size_t nb = (size_t)R * 3 * 4;
     float *ds = row_floats(st, (size_t)R * 3);
@@ -456,7 +450,7 @@ static void cu_xent_part_stats(lm_device *d, const void *logits, const int32_t *
 static void cu_xent_part_grad(lm_device *d, void *logits, const int32_t *tloc, const float *lse, int R, int V, int Vv,
                               float scale) {
     cuda_state *st = ST(d);
-    part_check("xent_part_grad", tloc, R, V, Vv);
+    device_check_xent_part(d, "xent_part_grad", tloc, R, V, Vv);
     if (R <= 0) return;
     float *dl = row_floats(st, (size_t)R);
     put_ids(st, tloc, R, 0, NULL);

@@ -166,6 +166,11 @@ lm_device *device_cuda_create(int gpu, char *why, size_t whylen);
 
 void device_destroy(lm_device *d);
 
+/* The arguments of xent_part_stats / xent_part_grad every backend checks
+ * (0 <= Vv <= V, every tloc below Vv); a violation aborts the job naming
+ * the device and op. */
+void device_check_xent_part(const lm_device *d, const char *op, const int32_t *tloc, int R, int V, int Vv);
+
 /* Pointer to element i of a compute-dtype buffer. */
 static inline void *lm_at(const lm_device *d, const void *p, size_t i) {
     return (char *)(uintptr_t)p + i * lm_dtype_size(d->dtype);

@@ -649,17 +649,17 @@ static double cpu_xent_fwd_bwd(lm_device *d, void *logits_, const int32_t *targe
  * and loss = lse - sum_k zt_k (the caller's work); then
  *   grad = scale (exp(x - lse) - onehot(tloc))
  * is the slice of the full softmax gradient. */
-static void xent_part_check(const char *op, const int32_t *tloc, int R, int V, int Vv) {
-    if (Vv < 0 || Vv > V) lm_abort(LM_ERR_RUNTIME, "device cpu: %s: %d real columns of %d", op, Vv, V);
+void device_check_xent_part(const lm_device *d, const char *op, const int32_t *tloc, int R, int V, int Vv) {
+    if (Vv < 0 || Vv > V) lm_abort(LM_ERR_RUNTIME, "device %s: %s: %d real columns of %d", d->name, op, Vv, V);
     for (int r = 0; r < R; r++)
-        if (tloc[r] >= Vv) lm_abort(LM_ERR_RUNTIME, "device cpu: %s: target column %d >= %d", op, tloc[r], Vv);
+        if (tloc[r] >= Vv) lm_abort(LM_ERR_RUNTIME, "device %s: %s: target column %d >= %d", d->name, op, tloc[r], Vv);
 }
 
 static void cpu_xent_part_stats(lm_device *d, const void *logits_, const int32_t *tloc, int R, int V, int Vv,
                                 float *stats) {
     const float *logits = logits_;
     (void)d;
-    xent_part_check("xent_part_stats", tloc, R, V, Vv);
+    device_check_xent_part(d, "xent_part_stats", tloc, R, V, Vv);
 #pragma omp parallel for schedule(static) if ((size_t)R * Vv > PAR_MIN)
     for (int r = 0; r < R; r++) {
         const float *restrict x = logits + (size_t)r * V;
@@ -679,7 +679,7 @@ static void cpu_xent_part_grad(lm_device *d, void *logits_, const int32_t *tloc,
                                int Vv, float scale) {
     float *logits = logits_;
     (void)d;
-    xent_part_check("xent_part_grad", tloc, R, V, Vv);
+    device_check_xent_part(d, "xent_part_grad", tloc, R, V, Vv);
 #pragma omp parallel for schedule(static) if ((size_t)R * V > PAR_MIN)
     for (int r = 0; r < R; r++) {
         float *restrict x = logits + (size_t)r * V;
