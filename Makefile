@@ -80,7 +80,8 @@ $(BUILD)/san/tests/%: tests/unit/%.c $(BUILD)/san/liblamina.a
 # Debian packages the project needs; idempotent (installs only what is missing).
 DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
   libpapi-dev papi-tools libopenblas-dev libinih-dev libjansson-dev libcmocka-dev \
-  python3-torch python3-h5py python3-numpy fortunes fortunes-min fortunes-zh perl
+  python3-torch python3-h5py python3-numpy python3-matplotlib fortunes fortunes-min fortunes-zh perl \
+  slurm-wlm munge
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "make deps: installing $$missing"; \

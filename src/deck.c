@@ -102,6 +102,7 @@ static const keydef KEYS[] = {
     KB("train", "recompute", recompute),
     KS("train", "init", init, 0),
     KD("train", "init_std", init_std, 0, 0, D_LO_OPEN),
+    KD("train", "max_minutes", max_minutes, 0, 0, 0),
     KS("data", "train", train_files, REQUIRED),
     KB("data", "shuffle", shuffle),
     KS("checkpoint", "dir", ckpt_dir, 0),
@@ -112,6 +113,7 @@ static const keydef KEYS[] = {
     KS("log", "metrics", metrics, S_EMPTY_OK),
     KD("log", "peak_tflops", peak_tflops, 0, 0, 0),
     KS("log", "papi_events", papi_events, S_EMPTY_OK),
+    KB("log", "kernel_timers", kernel_timers),
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 

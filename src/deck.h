@@ -43,6 +43,7 @@ typedef struct {
     int recompute;              /* 0/1 */
     char init[LM_PATHLEN];      /* "random" or a checkpoint file */
     double init_std;            /* 0.02 */
+    double max_minutes;         /* wall-clock budget of this run; 0 = none */
     /* [data] */
     char train_files[LM_PATHLEN]; /* comma-separated */
     int shuffle;                /* 1 */
@@ -56,6 +57,7 @@ typedef struct {
     char metrics[LM_PATHLEN];   /* "metrics.jsonl"; "" = none */
     double peak_tflops;         /* 0 = detect */
     char papi_events[1024];     /* "PAPI_TOT_CYC,PAPI_TOT_INS" */
+    int kernel_timers;          /* 0/1: time device ops by kind (syncs after each op) */
 } lm_config;
 
 /* Defaults of SPEC §2 (required keys left 0/empty). */

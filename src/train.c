@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "optim.h"
 #include "pipe_run.h"
+#include "preempt.h"
 #include "session.h"
 #include <math.h>
 #include <omp.h>
@@ -169,7 +170,8 @@ static void replica_fault(lm_session *s, ckpt_tensor *w) {
     }
 }
 
-static void save(lm_session *s, long step, long tokens, long consumed, const char *deck_text) {
+/* Writes the checkpoint of step `step` collectively; returns the seconds it took. */
+static double save(lm_session *s, long step, long tokens, long consumed, const char *deck_text) {
     const lm_config *c = &s->cfg;
     int n = s->full.n;
     ckpt_tensor *tw = lm_alloc(sizeof(ckpt_tensor) * (size_t)n), *tm = lm_alloc(sizeof(ckpt_tensor) * (size_t)n),
@@ -190,17 +192,22 @@ static void save(lm_session *s, long step, long tokens, long consumed, const cha
     double t0 = lm_now();
     int rc = ckpt_save(comm_mpi(comm_world()), c->ckpt_dir, &meta, tw, tm, tv, n, c->ckpt_keep, err, sizeof err);
     if (comm_agree(comm_world(), rc, err, sizeof err)) lm_fail(LM_ERR_RUNTIME, "checkpoint: %s", err);
-    lm_log("checkpoint: %s/step_%08ld.h5 written in %.2f s\n", c->ckpt_dir, step, lm_now() - t0);
+    double dt = lm_now() - t0;
+    lm_log("checkpoint: %s/step_%08ld.h5 written in %.2f s\n", c->ckpt_dir, step, dt);
     lm_free(tw);
     lm_free(tm);
     lm_free(tv);
+    return dt;
 }
 
 int cmd_train(int argc, char **argv) {
     lm_session S;
     memset(&S, 0, sizeof S);
+    preempt_install();
+    lm_budget budget;
     lm_config *c = &S.cfg;
     session_config(c, argc, argv, NULL);
+    budget_init(&budget, c->max_minutes);
     char err[LM_ERRLEN] = {0};
     lm_group *world = comm_world();
 
@@ -255,6 +262,10 @@ int cmd_train(int argc, char **argv) {
     bubble bub = {0};
     if (pipe) pipe_report(&S);
     lm_comm_stats tp_steps = {0}, tp0, tp1; /* the tp group's traffic inside steps (not checkpoints) */
+    int rc_exit = LM_OK;
+    if (c->max_minutes > 0)
+        lm_log("wall-clock budget: train.max_minutes = %g; SIGUSR1 or SIGTERM also stop the run after the current "
+               "step with a checkpoint (exit 3)\n", c->max_minutes);
 
     for (long step = S.start_step + 1; step <= c->steps; step++) {
         double t0 = lm_now();
@@ -317,8 +328,18 @@ int cmd_train(int argc, char **argv) {
                    batch.n_cut_global ? "" : "\n");
             if (batch.n_cut_global) lm_log(" | %d sample(s) cut to seq_len+1\n", batch.n_cut_global);
         }
-        if ((c->ckpt_every > 0 && step % c->ckpt_every == 0) || step == c->steps)
-            save(&S, step, tokens, consumed, deck_text);
+        double save_s = 0.0;
+        int saved = (c->ckpt_every > 0 && step % c->ckpt_every == 0) || step == c->steps;
+        if (saved) save_s = save(&S, step, tokens, consumed, deck_text);
+        budget_step(&budget, lm_now() - t0, save_s);
+        char why[256];
+        if (step < c->steps && preempt_should_stop(world, &budget, why, sizeof why)) {
+            if (!saved) save(&S, step, tokens, consumed, deck_text);
+            lm_log("stopped early at step %ld of %ld: %s; the checkpoint of step %ld is written: resubmit the same "
+                   "job (checkpoint.restart = auto) to continue (exit 3)\n", step, c->steps, why, step);
+            rc_exit = LM_STOPPED;
+            break;
+        }
     }
     double t_all = lm_now() - t_run;
     if (steps_run) {
@@ -347,5 +368,5 @@ int cmd_train(int argc, char **argv) {
     pipe_destroy(pipe);
     session_close(&S);
     lm_free(deck_text);
-    return 0;
+    return rc_exit;
 }

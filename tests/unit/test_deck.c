@@ -58,10 +58,10 @@ static void assert_cfg_eq(const lm_config *a, const lm_config *b) {
     I(tp); I(pp); I(dp); I(zero); I(overlap_comm); I(sp); S(schedule); I(virtual_stages); S(stage_layers); S(offload);
     S(device); I(seed); I(steps); I(seq_len); I(micro_batch); I(global_batch); D(lr); D(min_lr);
     I(warmup_steps); S(lr_schedule); D(weight_decay); D(beta1); D(beta2); D(eps); D(grad_clip);
-    I(recompute); S(init); D(init_std);
+    I(recompute); S(init); D(init_std); D(max_minutes);
     S(train_files); I(shuffle);
     S(ckpt_dir); I(ckpt_every); I(ckpt_keep); S(restart);
-    I(log_every); S(metrics); D(peak_tflops); S(papi_events);
+    I(log_every); S(metrics); D(peak_tflops); S(papi_events); I(kernel_timers);
 #undef S
 #undef I
 #undef D
@@ -505,7 +505,7 @@ static void test_round_trip(void **state) {
     }
     int lines = 0;
     for (const char *p = text; *p; p++) lines += (*p == '=');
-    assert_int_equal(lines, 51);
+    assert_int_equal(lines, 53);
     /* snprintf-like: the size needed, a NUL-terminated prefix when short */
     char small[40];
     memset(small, 'Z', sizeof small);
