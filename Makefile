@@ -40,7 +40,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps check check-unit check-san check-gpu gpu-tests run bench clean install
-all: $(BUILD)/lamina
+all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so
 
 $(BUILD)/%.o: %.c $(wildcard src/*.h io/*.h)
 	@mkdir -p $(dir $@)
@@ -61,6 +61,12 @@ $(BUILD)/liblamina.a: $(LIB_OBJ) $(CU_OBJ)
 
 $(BUILD)/lamina: $(BUILD)/src/main.o $(BUILD)/liblamina.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# lamina's PAPI software-defined events for PAPI tools (src/sde.h):
+# `papi_native_avail -sde build/liblamina-sde.so` or LD_PRELOAD it.
+$(BUILD)/liblamina-sde.so: src/sde.c src/sde_events.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -shared -DLM_SDE_HOOK_ONLY $< -o $@ -lsde
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblamina.a
 	@mkdir -p $(dir $@)
@@ -125,6 +131,8 @@ bench: deps
 	bash perf/bench_dp.sh
 	bash perf/bench_tp.sh
 	bash perf/bench_pp.sh
+	bash perf/scaling_local.sh
+	bash perf/plan_table.sh table
 
 install: all
 	install -D -m 755 $(BUILD)/lamina $(PREFIX)/bin/lamina

@@ -1,7 +1,13 @@
-/* comm.c — MPI implementation of the comm layer (host buffers). */
+/* comm.c — MPI implementation of the comm layer (host buffers).
+ *
+ * Every call that can block (collectives, the start of non-blocking ones,
+ * point to point, wait, test, barrier, agree) is the region `comm`
+ * (prof.h) over the same span whose seconds it adds to the statistics, so
+ * the region's time is the comm layer's blocked time. */
 #include "comm.h"
 #include "comm_dev.h"
 #include "common.h"
+#include "prof.h"
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +36,30 @@ void comm_account(const lm_group *g, int kind, double bytes, double seconds) {
         t[i]->calls++;
         t[i]->seconds += seconds;
     }
+}
+
+/* Entering and leaving the comm region: the start time, the seconds. */
+static inline double enter(void) {
+    prof_enter(PROF_COMM);
+    return lm_now();
+}
+static inline double leave(double t0) {
+    double dt = lm_now() - t0;
+    prof_exit(PROF_COMM);
+    return dt;
+}
+
+/* Blocked time of an operation that moves no payload (barrier, agree). */
+static void blocked(const lm_group *g, double seconds) {
+    g_stats.seconds += seconds;
+    if (g->stats && g->stats != &g_stats) g->stats->seconds += seconds;
+}
+
+/* Counting an operation inside the region, so that counters read at region
+ * boundaries (the SDE byte counters) land in `comm`. */
+static void account_leave(const lm_group *g, int kind, double bytes, double t0) {
+    comm_account(g, kind, bytes, lm_now() - t0);
+    prof_exit(PROF_COMM);
 }
 
 void comm_group_stats(const lm_group *g, lm_comm_stats *s) {
@@ -98,12 +128,12 @@ static int pieces(size_t n) { return n ? (int)((n + PIECE - 1) / PIECE) : 0; }
 
 static void allreduce(const lm_group *g, void *x, size_t n, size_t esize, MPI_Datatype t, MPI_Op op) {
     if (g->size == 1) return;
-    double t0 = lm_now();
+    double t0 = enter();
     for (size_t off = 0; off < n; off += PIECE) {
         size_t m = n - off < PIECE ? n - off : PIECE;
         MPI_Allreduce(MPI_IN_PLACE, (char *)x + off * esize, (int)m, t, op, g->comm);
     }
-    comm_account(g, LM_COLL_ALLREDUCE, (double)(n * esize), lm_now() - t0);
+    account_leave(g, LM_COLL_ALLREDUCE, (double)(n * esize), t0);
 }
 
 void comm_allreduce_sum_f32(const lm_group *g, float *x, size_t n) { allreduce(g, x, n, 4, MPI_FLOAT, MPI_SUM); }
@@ -114,16 +144,19 @@ void comm_allreduce_max_f64(const lm_group *g, double *x, size_t n) { allreduce(
 
 void comm_bcast(const lm_group *g, void *buf, size_t bytes, int root) {
     if (g->size == 1) return;
-    double t0 = lm_now();
+    double t0 = enter();
     for (size_t off = 0; off < bytes; off += PIECE) {
         size_t m = bytes - off < PIECE ? bytes - off : PIECE;
         MPI_Bcast((char *)buf + off, (int)m, MPI_BYTE, root, g->comm);
     }
-    comm_account(g, LM_COLL_BCAST, (double)bytes, lm_now() - t0);
+    account_leave(g, LM_COLL_BCAST, (double)bytes, t0);
 }
 
 void comm_barrier(const lm_group *g) {
-    if (g->size > 1) MPI_Barrier(g->comm);
+    if (g->size == 1) return;
+    double t0 = enter();
+    MPI_Barrier(g->comm);
+    blocked(g, leave(t0));
 }
 
 /* Reduce-scatter and all-gather take one block per rank; a block of more
@@ -149,37 +182,37 @@ void comm_allgather_f32(const lm_group *g, float *x, size_t n) {
 void comm_iallreduce_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
     *q = (lm_req){.n = 0};
     if (g->size == 1) return;
-    double t0 = lm_now();
+    double t0 = enter();
     if (pieces(n) > LM_REQ_PIECES) lm_abort(LM_ERR_RUNTIME, "iallreduce: %zu elements is too large", n);
     for (size_t off = 0; off < n; off += PIECE) {
         size_t m = n - off < PIECE ? n - off : PIECE;
         MPI_Iallreduce(MPI_IN_PLACE, x + off, (int)m, MPI_FLOAT, MPI_SUM, g->comm, &q->r[q->n++]);
     }
-    comm_account(g, LM_COLL_ALLREDUCE, (double)n * 4, lm_now() - t0);
+    account_leave(g, LM_COLL_ALLREDUCE, (double)n * 4, t0);
 }
 
 void comm_ireduce_scatter_sum_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
     *q = (lm_req){.n = 0};
     if (g->size == 1) return;
-    double t0 = lm_now();
+    double t0 = enter();
     MPI_Ireduce_scatter_block(MPI_IN_PLACE, x, block_count(n, "reduce-scatter"), MPI_FLOAT, MPI_SUM, g->comm,
                               &q->r[q->n++]);
-    comm_account(g, LM_COLL_REDUCE_SCATTER, (double)n * (double)g->size * 4, lm_now() - t0);
+    account_leave(g, LM_COLL_REDUCE_SCATTER, (double)n * (double)g->size * 4, t0);
 }
 
 void comm_iallgather_f32(const lm_group *g, float *x, size_t n, lm_req *q) {
     *q = (lm_req){.n = 0};
     if (g->size == 1) return;
-    double t0 = lm_now();
+    double t0 = enter();
     MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, block_count(n, "all-gather"), MPI_FLOAT, g->comm,
                    &q->r[q->n++]);
-    comm_account(g, LM_COLL_ALLGATHER, (double)n * (double)g->size * 4, lm_now() - t0);
+    account_leave(g, LM_COLL_ALLGATHER, (double)n * (double)g->size * 4, t0);
 }
 
 static void p2p(const lm_group *g, void *buf, size_t bytes, int peer, int tag, lm_req *q, int send) {
     *q = (lm_req){.n = 0};
     if (pieces(bytes) > LM_REQ_PIECES) lm_abort(LM_ERR_RUNTIME, "send/recv: %zu bytes is too large", bytes);
-    double t0 = lm_now();
+    double t0 = enter();
     for (size_t off = 0; off < bytes; off += PIECE) {
         size_t m = bytes - off < PIECE ? bytes - off : PIECE;
         if (send)
@@ -187,7 +220,7 @@ static void p2p(const lm_group *g, void *buf, size_t bytes, int peer, int tag, l
         else
             MPI_Irecv((char *)buf + off, (int)m, MPI_BYTE, peer, tag, g->comm, &q->r[q->n++]);
     }
-    comm_account(g, -1, (double)bytes, lm_now() - t0);
+    account_leave(g, -1, (double)bytes, t0);
 }
 
 void comm_isend(const lm_group *g, const void *buf, size_t bytes, int dst, int tag, lm_req *q) {
@@ -213,25 +246,26 @@ void comm_wait(lm_req *q) {
         return;
     }
     if (!q->n) return;
-    double t0 = lm_now();
+    double t0 = enter();
     MPI_Waitall(q->n, q->r, MPI_STATUSES_IGNORE);
     q->n = 0;
-    g_stats.seconds += lm_now() - t0;
+    g_stats.seconds += leave(t0);
 }
 
 int comm_test(lm_req *q) {
     if (q->event || q->stage) return comm_dev_finish(q, 0);
     if (!q->n) return 1;
-    double t0 = lm_now();
+    double t0 = enter();
     int done = 0;
     MPI_Testall(q->n, q->r, &done, MPI_STATUSES_IGNORE);
     if (done) q->n = 0;
-    g_stats.seconds += lm_now() - t0;
+    g_stats.seconds += leave(t0);
     return done;
 }
 
 int comm_agree(const lm_group *g, int status, char *err, size_t errlen) {
     if (g->size == 1) return status;
+    double t0 = enter();
     int pair[2] = {status, status ? g->rank : INT_MAX}, worst = 0, first = INT_MAX;
     MPI_Allreduce(&pair[0], &worst, 1, MPI_INT, MPI_MAX, g->comm);
     MPI_Allreduce(&pair[1], &first, 1, MPI_INT, MPI_MIN, g->comm);
@@ -241,6 +275,7 @@ int comm_agree(const lm_group *g, int status, char *err, size_t errlen) {
         MPI_Bcast(buf, LM_ERRLEN, MPI_CHAR, first, g->comm);
         snprintf(err, errlen, "%s", buf);
     }
+    blocked(g, leave(t0));
     return worst;
 }
 

@@ -3,6 +3,7 @@
  * prints or writes. */
 #include "metrics.h"
 #include "common.h"
+#include "sde.h"
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -99,20 +100,25 @@ double metrics_cpu_peak_flops(int threads, char *desc, size_t desclen) {
 
 /* ---------------------------------------------------------------- PAPI */
 
-#define PAPI_MAX_EVENTS 64
+#define PAPI_MAX_EVENTS LM_PAPI_MAX_EVENTS
 
 struct lm_papi {
-    int eventset;       /* PAPI_NULL when nothing is counted */
-    int n;              /* events counted */
+    int eventset;       /* PAPI_NULL when none of the events is in it */
+    int n_own;          /* events in the event set */
+    int n;              /* events counted, in list order */
+    int n_sde;          /* of which lamina's own SDE events */
+    int src[PAPI_MAX_EVENTS];        /* >= 0: index in the event set; < 0: -1 - SDE index */
     char *names[PAPI_MAX_EVENTS];
+    long long cur[PAPI_MAX_EVENTS];  /* the last values read (papi_read_now) */
+    long long last[PAPI_MAX_EVENTS]; /* at the last papi_read_delta */
 };
 
 /* 0: not tried, 1: initialised, -1: failed (reported once). */
 static int g_papi_state;
 
-static int papi_lib_init(void) {
+int papi_init(void) {
     if (g_papi_state != 0) return g_papi_state;
-    int rc = PAPI_library_init(PAPI_VER_CURRENT);
+    int rc = PAPI_is_initialized() != PAPI_NOT_INITED ? (int)PAPI_VER_CURRENT : PAPI_library_init(PAPI_VER_CURRENT);
     if (rc == PAPI_VER_CURRENT) {
         g_papi_state = 1;
     } else {
@@ -134,23 +140,43 @@ static char *dup_str(const char *s, size_t n) {
     return d;
 }
 
+/* One event of the list: lamina's own SDE event from the SDE reader, any
+ * other into the event set (created on first use). 1 if counted. */
+static int papi_add_one(lm_papi *p, const char *name) {
+    if (p->n >= PAPI_MAX_EVENTS) return 0;
+    int k = sde_index(name);
+    if (k >= 0 && sde_reader_start()) {
+        p->src[p->n] = -1 - k;
+        p->n_sde++;
+        return 1;
+    }
+    if (p->eventset == PAPI_NULL && PAPI_create_eventset(&p->eventset) != PAPI_OK) {
+        p->eventset = PAPI_NULL;
+        return 0;
+    }
+    if (PAPI_add_named_event(p->eventset, name) != PAPI_OK) return 0;
+    p->src[p->n] = p->n_own++;
+    return 1;
+}
+
+static void papi_drop_own(lm_papi *p) {
+    if (p->eventset == PAPI_NULL) return;
+    PAPI_cleanup_eventset(p->eventset);
+    PAPI_destroy_eventset(&p->eventset);
+    p->eventset = PAPI_NULL;
+}
+
 /* Adds the events of the list one by one; those the machine lacks (or the
  * event set refuses, e.g. a second component) are dropped and listed in one
  * rank-0 line. */
 lm_papi *papi_start(const char *events_csv) {
     lm_papi *p = lm_alloc(sizeof *p);
     p->eventset = PAPI_NULL;
-    p->n = 0;
     if (!events_csv) return p;
     const char *s = events_csv;
     while (*s == ' ' || *s == '\t' || *s == ',') s++;
     if (*s == '\0') return p;                       /* empty list: nothing, silently */
-    if (papi_lib_init() != 1) return p;
-    if (PAPI_create_eventset(&p->eventset) != PAPI_OK) {
-        lm_log("PAPI: unavailable (cannot create an event set)\n");
-        p->eventset = PAPI_NULL;
-        return p;
-    }
+    if (papi_init() != 1) return p;
     char dropped[1024] = "";
     size_t dlen = 0;
     for (const char *c = events_csv; *c;) {
@@ -161,8 +187,7 @@ lm_papi *papi_start(const char *events_csv) {
         while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\n' || b[-1] == '\r')) b--;
         if (b > a) {
             char *name = dup_str(a, (size_t)(b - a));
-            int ok = p->n < PAPI_MAX_EVENTS && PAPI_add_named_event(p->eventset, name) == PAPI_OK;
-            if (ok) {
+            if (papi_add_one(p, name)) {
                 p->names[p->n++] = name;
             } else {
                 if (dlen < sizeof dropped) {
@@ -175,19 +200,17 @@ lm_papi *papi_start(const char *events_csv) {
         c = *end ? end + 1 : end;
     }
     if (dlen) lm_log("PAPI: not available on this machine: %s\n", dropped);
-    if (p->n > 0) {
+    if (p->n_own > 0) {
         int rc = PAPI_start(p->eventset);
         if (rc != PAPI_OK) {
             lm_log("PAPI: cannot start counters (%s); counting nothing\n", PAPI_strerror(rc));
             for (int i = 0; i < p->n; i++) lm_free(p->names[i]);
-            p->n = 0;
+            p->n = p->n_own = p->n_sde = 0;
         }
     }
-    if (p->n == 0) {
-        PAPI_cleanup_eventset(p->eventset);
-        PAPI_destroy_eventset(&p->eventset);
-        p->eventset = PAPI_NULL;
-    }
+    if (p->n_own == 0) papi_drop_own(p);
+    papi_read_now(p, p->cur);
+    memcpy(p->last, p->cur, sizeof p->last);
     return p;
 }
 
@@ -197,13 +220,29 @@ const char *papi_event_name(const lm_papi *p, int i) {
     return (p && i >= 0 && i < p->n) ? p->names[i] : NULL;
 }
 
-/* PAPI_accum adds the counts into vals and resets the counters: starting
- * from zeros it yields the delta since the previous call. */
+void papi_read_now(lm_papi *p, long long *vals) {
+    if (!p || p->n == 0) return;
+    long long own[PAPI_MAX_EVENTS], sde[LM_SDE_N];
+    int ok_own = p->n_own == 0 || PAPI_read(p->eventset, own) == PAPI_OK;
+    int ok_sde = p->n_sde == 0 || sde_read_raw(sde) == 0;
+    for (int i = 0; i < p->n; i++) {
+        int k = p->src[i];
+        if (k >= 0 ? ok_own : ok_sde) p->cur[i] = k >= 0 ? own[k] : sde[-1 - k];
+        vals[i] = p->cur[i];
+    }
+}
+
+/* The counters run from papi_start on and are never reset (prof.c reads
+ * the same event set at region boundaries): a delta is the difference of
+ * two reads. */
 void papi_read_delta(lm_papi *p, long long *vals) {
     if (!p || p->n == 0) return;
-    for (int i = 0; i < p->n; i++) vals[i] = 0;
-    if (PAPI_accum(p->eventset, vals) != PAPI_OK)
-        for (int i = 0; i < p->n; i++) vals[i] = 0;
+    long long now[PAPI_MAX_EVENTS];
+    papi_read_now(p, now);
+    for (int i = 0; i < p->n; i++) {
+        vals[i] = now[i] - p->last[i];
+        p->last[i] = now[i];
+    }
 }
 
 void papi_stop(lm_papi *p) {
@@ -211,8 +250,7 @@ void papi_stop(lm_papi *p) {
     if (p->eventset != PAPI_NULL) {
         long long scratch[PAPI_MAX_EVENTS];
         PAPI_stop(p->eventset, scratch);
-        PAPI_cleanup_eventset(p->eventset);
-        PAPI_destroy_eventset(&p->eventset);
+        papi_drop_own(p);
     }
     for (int i = 0; i < p->n; i++) lm_free(p->names[i]);
     lm_free(p);
@@ -280,6 +318,33 @@ void metrics_write(lm_metrics_log *m, const lm_step_metrics *s) {
             if (s->papi_names[i]) json_object_set_new(pp, s->papi_names[i], json_integer(s->papi_vals[i]));
         json_object_set_new(o, "papi", pp);
     }
+    const lm_prof_window *w = s->regions;
+    if (w) {
+        json_t *rg = json_object();
+        for (int r = 0; r < PROF_N; r++)
+            if (w->excl[r] > 0) json_object_set_new(rg, prof_name(r), num(w->excl[r] * 1e3));
+        json_object_set_new(o, "regions", rg);
+        int ne = w->n_events < s->n_papi ? w->n_events : s->n_papi;
+        if (ne > 0 && s->papi_names) {
+            json_t *pr = json_object();
+            for (int r = 0; r <= PROF_N; r++) {
+                if (!(w->excl[r] > 0)) continue;
+                json_t *ev = json_object();
+                for (int e = 0; e < ne; e++)
+                    if (s->papi_names[e]) json_object_set_new(ev, s->papi_names[e], json_integer(w->counts[r][e]));
+                json_object_set_new(pr, prof_name(r), ev);
+            }
+            json_object_set_new(o, "papi_regions", pr);
+        }
+    }
+    if (s->n_sde > 0 && s->sde_vals) {
+        json_t *sd = json_object();
+        for (int i = 0; i < s->n_sde && i < LM_SDE_N; i++)
+            json_object_set_new(sd, sde_name(i),
+                                sde_is_double(i) ? num(s->sde_vals[i]) : json_integer((json_int_t)llround(s->sde_vals[i])));
+        json_object_set_new(o, "sde", sd);
+    }
+    if (s->ckpt_ms > 0) json_object_set_new(o, "ckpt_ms", num(s->ckpt_ms));
     char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     int bad = !line || fputs(line, m->fp) == EOF || fputc('\n', m->fp) == EOF || fflush(m->fp) != 0;

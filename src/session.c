@@ -1,6 +1,8 @@
 /* session.c — see session.h. */
 #include "session.h"
 #include "common.h"
+#include "prof.h"
+#include "sde.h"
 #include <limits.h>
 #include <string.h>
 #include <stdlib.h>
@@ -144,7 +146,9 @@ void session_open(lm_session *s, int B, int T, int recompute, int train) {
         s->emb_group = comm_split(comm_world(), ends ? s->topo.dp_rank * c->tp + s->topo.tp_rank : c->dp * c->tp + comm_world()->rank,
                                   pr);
     }
-    s->dev = open_device(c);
+    /* every device op through the timing wrapper (prof.h): host<->device
+     * bytes and the `transfer` region always, kernel.* with log.kernel_timers */
+    s->dev = device_prof_wrap(open_device(c), c->kernel_timers);
     bind_comm(s);
     lm_tp tp = {.size = c->tp, .rank = s->topo.tp_rank, .sp = c->sp && c->tp > 1, .g = s->topo.tp_group,
                 .kv = s->kv_group};
@@ -238,6 +242,7 @@ void session_load(lm_session *s, int with_optim) {
     session_ckpt_tensors(s, tw, tm, tv);
     const char *from = found ? path : strcmp(c->init, "random") ? c->init : NULL;
     if (from) {
+        prof_enter(PROF_CHECKPOINT);
         ckpt_meta meta;
         memset(&meta, 0, sizeof meta);
         if (ckpt_read_meta(comm_mpi(w), from, &meta, err, sizeof err))
@@ -246,6 +251,9 @@ void session_load(lm_session *s, int with_optim) {
         int resume = found && with_optim;
         if (ckpt_load(comm_mpi(w), from, tw, resume ? tm : NULL, resume ? tv : NULL, n, err, sizeof err))
             lm_fail(LM_ERR_INPUT, "%s%s", found ? "" : "train.init: ", err);
+        long long bytes = 0;
+        for (int i = 0; i < n; i++) bytes += (tw[i].count + (resume ? tm[i].count + tv[i].count : 0)) * 4LL;
+        sde_add(LM_SDE_CKPT_BYTES_READ, bytes);
         if (s->zero) {
             zero_gather_loaded(s->zero, resume); /* each rank read its shards */
         } else {
@@ -260,6 +268,7 @@ void session_load(lm_session *s, int with_optim) {
         }
         free((void *)meta.deck_text);
         lm_log("%s %s (step %ld)\n", resume ? "resuming from" : "model weights from", from, meta.step);
+        prof_exit(PROF_CHECKPOINT);
     } else {
         model_init_random(s->model, c->seed, c->init_std);
         if (s->zero) zero_weights_changed(s->zero);

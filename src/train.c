@@ -12,6 +12,8 @@
 #include "optim.h"
 #include "pipe_run.h"
 #include "preempt.h"
+#include "prof.h"
+#include "sde.h"
 #include "session.h"
 #include <math.h>
 #include <omp.h>
@@ -172,6 +174,7 @@ static void replica_fault(lm_session *s, ckpt_tensor *w) {
 
 /* Writes the checkpoint of step `step` collectively; returns the seconds it took. */
 static double save(lm_session *s, long step, long tokens, long consumed, const char *deck_text) {
+    prof_enter(PROF_CHECKPOINT);
     const lm_config *c = &s->cfg;
     int n = s->full.n;
     ckpt_tensor *tw = lm_alloc(sizeof(ckpt_tensor) * (size_t)n), *tm = lm_alloc(sizeof(ckpt_tensor) * (size_t)n),
@@ -194,10 +197,65 @@ static double save(lm_session *s, long step, long tokens, long consumed, const c
     if (comm_agree(comm_world(), rc, err, sizeof err)) lm_fail(LM_ERR_RUNTIME, "checkpoint: %s", err);
     double dt = lm_now() - t0;
     lm_log("checkpoint: %s/step_%08ld.h5 written in %.2f s\n", c->ckpt_dir, step, dt);
+    long long bytes = 0;
+    for (int i = 0; i < n; i++) bytes += (long long)(tw[i].count + tm[i].count + tv[i].count) * (long long)sizeof(float);
+    sde_add(LM_SDE_CKPT_BYTES_WRITTEN, bytes);
     lm_free(tw);
     lm_free(tm);
     lm_free(tv);
+    prof_exit(PROF_CHECKPOINT);
     return dt;
+}
+
+/* prof.h's counter reader over the events of log.papi_events. */
+static void read_papi(void *p, long long *vals) {
+    long long all[LM_PAPI_MAX_EVENTS];
+    papi_read_now(p, all);
+    memcpy(vals, all, sizeof(long long) * (size_t)(papi_n_events(p) < PROF_MAX_EVENTS ? papi_n_events(p) : PROF_MAX_EVENTS));
+}
+
+/* Where the run's time went, per region (exclusive seconds, the largest
+ * over ranks: one max-reduction), and lamina's SDE counters at the end
+ * (read through PAPI; bytes summed over ranks). Collective. */
+static void region_report(const lm_group *world) {
+    lm_prof_window t;
+    prof_collect(NULL);
+    prof_totals(&t);
+    double v[PROF_N + 2];
+    for (int r = 0; r <= PROF_N; r++) v[r] = t.excl[r];
+    v[PROF_N + 1] = t.t1 - t.t0;
+    comm_allreduce_max_f64(world, v, PROF_N + 2);
+    double wall = v[PROF_N + 1] > 0 ? v[PROF_N + 1] : 1.0;
+    int order[PROF_N + 1], n = 0;
+    for (int r = 0; r <= PROF_N; r++)
+        if (v[r] > 0 || (r < PROF_N && t.calls[r] > 0)) order[n++] = r;
+    for (int i = 1; i < n; i++) /* by time, largest first */
+        for (int j = i; j > 0 && v[order[j]] > v[order[j - 1]]; j--) {
+            int x = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = x;
+        }
+    lm_log("regions (exclusive seconds, the largest over ranks; %% of the run's %.2f s since start-up; calls on "
+           "rank 0):\n", v[PROF_N + 1]);
+    for (int i = 0; i < n; i++) {
+        int r = order[i];
+        if (r == PROF_OTHER)
+            lm_log("  %-20s %10.3f s %6.1f%%\n", prof_name(r), v[r], 100.0 * v[r] / wall);
+        else
+            lm_log("  %-20s %10.3f s %6.1f%% %10ld\n", prof_name(r), v[r], 100.0 * v[r] / wall, t.calls[r]);
+    }
+    double tv[LM_SDE_N + 1], sum[LM_SDE_N + 1];
+    int bad = sde_read_total(tv) != 0;
+    for (int i = 0; i < LM_SDE_N; i++) sum[i] = bad ? 0.0 : tv[i];
+    sum[LM_SDE_N] = bad;
+    comm_allreduce_sum_f64(world, sum, LM_SDE_N + 1);
+    if (sum[LM_SDE_N] > 0) return;
+    lm_log("PAPI software-defined events sde:::LAMINA:: at the end: TOKENS %.0f, MODEL_FLOPS %.6g, STEPS %.0f (the "
+           "job's); summed over the %d rank(s):", tv[LM_SDE_TOKENS], tv[LM_SDE_MODEL_FLOPS], tv[LM_SDE_STEPS],
+           world->size);
+    for (int i = 0; i < LM_SDE_N; i++)
+        if (i != LM_SDE_TOKENS && i != LM_SDE_MODEL_FLOPS && i != LM_SDE_STEPS)
+            lm_log(" %s %.0f%s", sde_name(i), sum[i], i == LM_SDE_N - 1 ? "\n" : ",");
 }
 
 int cmd_train(int argc, char **argv) {
@@ -210,6 +268,8 @@ int cmd_train(int argc, char **argv) {
     budget_init(&budget, c->max_minutes);
     char err[LM_ERRLEN] = {0};
     lm_group *world = comm_world();
+    prof_init();         /* regions: this thread, from here on */
+    sde_reader_start();  /* lamina's SDE counters, read back through PAPI */
 
     size_t tlen = deck_to_text(c, NULL, 0) + 1;
     char *deck_text = lm_alloc(tlen);
@@ -236,15 +296,17 @@ int cmd_train(int argc, char **argv) {
     char peak_desc[256];
     double peak = peak_flops(c, peak_desc, sizeof peak_desc);
     double fpt = metrics_flops_per_token(m->n_matmul_params, c->n_layers, c->dim, c->seq_len);
-    lm_log("MFU peak: %.3f TFLOP/s per rank (%s); model FLOPs per token %.4g\n", peak / 1e12, peak_desc, fpt);
+    lm_log("MFU peak: %.3f TFLOP/s per rank (%s); model FLOPs per token %.0f\n", peak / 1e12, peak_desc, fpt);
 
     lm_metrics_log *mlog = metrics_open(c->metrics, err, sizeof err);
     if (comm_agree(world, mlog ? 0 : 2, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
     lm_papi *papi = papi_start(c->papi_events);
     int np = papi_n_events(papi);
-    const char *pnames[16];
-    long long pvals[16];
-    for (int i = 0; i < np && i < 16; i++) pnames[i] = papi_event_name(papi, i);
+    const char *pnames[LM_PAPI_MAX_EVENTS];
+    long long pvals[LM_PAPI_MAX_EVENTS];
+    for (int i = 0; i < np; i++) pnames[i] = papi_event_name(papi, i);
+    if (np) prof_counters(np, read_papi, papi); /* per-region counts */
+    double sde_vals[LM_SDE_N];
 
     if (S.start_step >= c->steps) {
         lm_log("nothing to do: the checkpoint is at step %ld and train.steps = %ld\n", S.start_step, c->steps);
@@ -268,16 +330,22 @@ int cmd_train(int argc, char **argv) {
                "step with a checkpoint (exit 3)\n", c->max_minutes);
 
     for (long step = S.start_step + 1; step <= c->steps; step++) {
-        double t0 = lm_now();
+        double t0 = prof_collect(NULL); /* the step's window of regions starts */
         if (np) papi_read_delta(papi, pvals);
+        sde_read_delta(sde_vals);
+        prof_enter(PROF_DATA);
         int rc = data_fill(data, consumed, c->global_batch, dp_rank, dp, &batch, err, sizeof err);
+        prof_exit(PROF_DATA);
         if (comm_agree(world, rc, err, sizeof err)) lm_fail(LM_ERR_INPUT, "data: %s", err);
         lm_comm_stats cs0, cs1;
         comm_stats(&cs0);
         comm_group_stats(S.topo.tp_group, &tp0);
+        prof_enter(PROF_OPTIMIZER); /* zeroing the gradients */
         zero_step_begin(z);
+        prof_exit(PROF_OPTIMIZER);
         float scale = batch.targets_global > 0 ? 1.0f / (float)batch.targets_global : 0.0f;
         double loss_sum = 0.0;
+        prof_enter(PROF_FORWARD_BACKWARD);
         if (pipe) {
             loss_sum = pipe_step(pipe, batch.ids, batch.targets, scale);
             if (step > S.start_step + 1 || c->steps - S.start_step == 1) bubble_add(&bub, pipe);
@@ -288,21 +356,32 @@ int cmd_train(int argc, char **argv) {
                 zero_micro_end(z);
             }
         }
+        if (!S.dev->host_visible) S.dev->sync(S.dev); /* a GPU's queued kernels are this region's */
+        prof_exit(PROF_FORWARD_BACKWARD);
         if (step == poison_at) zero_poison_grad(z, 12345);
         comm_allreduce_sum_f64(S.topo.pp_group, &loss_sum, 1); /* the last stage's */
         comm_allreduce_sum_f64(dpg, &loss_sum, 1);
         double loss = batch.targets_global > 0 ? loss_sum / (double)batch.targets_global : 0.0;
+        prof_enter(PROF_GRAD_NORM);
         double ss = zero_grad_sumsq(z);
         comm_allreduce_sum_f64(S.topo.tp_group, &ss, 1); /* the tensor-parallel slices */
         comm_allreduce_sum_f64(S.topo.pp_group, &ss, 1); /* the stages' layers */
+        prof_exit(PROF_GRAD_NORM);
         double gnorm = sqrt(ss < 0.0 ? 0.0 : ss); /* a NaN stays NaN */
         if (!isfinite(loss) || !isfinite(gnorm))
             lm_fail(LM_ERR_RUNTIME, "step %ld: %s is %s: training diverged (lower train.lr or check the data)", step,
                     isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? gnorm : loss) ? "NaN" : "infinite");
         double lr = lr_at(c, step);
+        prof_enter(PROF_OPTIMIZER);
         zero_update(z, c, lr, clip_coef(gnorm, c->grad_clip), step);
         S.dev->sync(S.dev);
-        double dt = lm_now() - t0;
+        prof_exit(PROF_OPTIMIZER);
+        lm_prof_window win;
+        double dt = prof_collect(&win) - t0; /* the regions' times add up to it */
+        if (np) papi_read_delta(papi, pvals);
+        sde_add(LM_SDE_TOKENS, batch.targets_global);
+        sde_add_flops(fpt * (double)batch.targets_global);
+        sde_add(LM_SDE_STEPS, 1);
         comm_stats(&cs1);
         comm_group_stats(S.topo.tp_group, &tp1);
         stats_add_delta(&tp_steps, &tp1, &tp0);
@@ -311,17 +390,21 @@ int cmd_train(int argc, char **argv) {
         tokens += batch.targets_global;
         consumed += c->global_batch;
         total_cut += batch.n_cut_global;
-        if (np) papi_read_delta(papi, pvals);
         if (steps_run == 0) first_loss = loss;
         last_loss = loss;
         steps_run++;
 
-        if (step % c->log_every == 0 || step == c->steps) {
+        /* The JSONL line is written after the step's checkpoint and the
+         * preemption check, so that its SDE counts include them. */
+        int logged = step % c->log_every == 0 || step == c->steps;
+        lm_step_metrics sm = {0};
+        if (logged) {
             double tps = (double)batch.targets_global / dt;
             double tflops = fpt * tps / world->size / 1e12;
-            lm_step_metrics sm = {step, loss, lr, gnorm, tokens, tps, tflops, tflops * 1e12 / peak, dt * 1e3,
-                                  comm_ms, lm_alloc_bytes(), np, pnames, pvals};
-            metrics_write(mlog, &sm);
+            sm = (lm_step_metrics){.step = step, .loss = loss, .lr = lr, .grad_norm = gnorm, .tokens = tokens,
+                                   .tokens_per_s = tps, .tflops = tflops, .mfu = tflops * 1e12 / peak,
+                                   .step_ms = dt * 1e3, .comm_ms = comm_ms, .mem_bytes = lm_alloc_bytes(),
+                                   .n_papi = np, .papi_names = pnames, .papi_vals = pvals, .regions = &win};
             lm_log("step %6ld/%ld | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | %.4f TFLOP/s | MFU %5.2f%% | "
                    "%.0f ms (comm %.0f)%s",
                    step, c->steps, loss, lr, gnorm, tps, tflops, 100 * sm.mfu, dt * 1e3, comm_ms,
@@ -333,8 +416,19 @@ int cmd_train(int argc, char **argv) {
         if (saved) save_s = save(&S, step, tokens, consumed, deck_text);
         budget_step(&budget, lm_now() - t0, save_s);
         char why[256];
-        if (step < c->steps && preempt_should_stop(world, &budget, why, sizeof why)) {
-            if (!saved) save(&S, step, tokens, consumed, deck_text);
+        int stop = step < c->steps && preempt_should_stop(world, &budget, why, sizeof why);
+        if (stop && !saved) save(&S, step, tokens, consumed, deck_text);
+        if (logged) {
+            lm_prof_window after; /* logging, checkpoint, preemption check */
+            prof_collect(&after);
+            sm.ckpt_ms = after.incl[PROF_CHECKPOINT] * 1e3;
+            if (sde_read_delta(sde_vals) == 0) {
+                sm.n_sde = LM_SDE_N;
+                sm.sde_vals = sde_vals;
+            }
+            metrics_write(mlog, &sm);
+        }
+        if (stop) {
             lm_log("stopped early at step %ld of %ld: %s; the checkpoint of step %ld is written: resubmit the same "
                    "job (checkpoint.restart = auto) to continue (exit 3)\n", step, c->steps, why, step);
             rc_exit = LM_STOPPED;
@@ -360,8 +454,12 @@ int cmd_train(int argc, char **argv) {
         if (zm.buckets_peak)
             lm_log("ZeRO-2 gradient buckets: at most %.1f MiB held at once (rank 0)\n",
                    (double)zm.buckets_peak / (1024.0 * 1024.0));
+        region_report(world);
     }
+    prof_counters(0, NULL, NULL);
     papi_stop(papi);
+    sde_reader_stop();
+    prof_shutdown();
     metrics_close(mlog);
     batch_free(&batch);
     data_close(data);
