@@ -87,6 +87,17 @@ lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, in
     return p;
 }
 
+size_t chunk_searched(const size_t *sizes, int n) { return chunk_search(sizes, n, ALIGN, chunk_range(sizes, n), 1024); }
+
+size_t chunk_round(size_t searched, size_t granule) {
+    if (granule < ALIGN) granule = ALIGN;
+    return round_up(searched, round_up(granule, ALIGN));
+}
+
+size_t chunk_pack(const size_t *sizes, int n, size_t chunk, int *chunk_of, size_t *off_of) {
+    return pack(sizes, n, ALIGN, chunk, chunk_of, off_of);
+}
+
 static void layout(lm_params *ps, size_t granule, lm_device *d) {
     size_t *sizes = lm_alloc(sizeof(size_t) * (size_t)ps->n);
     size_t *offs = lm_alloc(sizeof(size_t) * (size_t)ps->n);
@@ -96,10 +107,8 @@ static void layout(lm_params *ps, size_t granule, lm_device *d) {
         sizes[i] = ps->p[i].numel;
         ps->numel += sizes[i];
     }
-    ps->chunk_size = chunk_search(sizes, ps->n, ALIGN, chunk_range(sizes, ps->n), 1024);
-    if (granule < ALIGN) granule = ALIGN;
-    ps->chunk_size = round_up(ps->chunk_size, round_up(granule, ALIGN));
-    ps->n_chunks = (int)pack(sizes, ps->n, ALIGN, ps->chunk_size, chunk_of, offs);
+    ps->chunk_size = chunk_round(chunk_searched(sizes, ps->n), granule);
+    ps->n_chunks = (int)chunk_pack(sizes, ps->n, ps->chunk_size, chunk_of, offs);
     ps->arena = (size_t)ps->n_chunks * ps->chunk_size;
     ps->dev = d;
     ps->w = d ? d->alloc(d, ps->arena * lm_dtype_size(d->dtype)) : lm_alloc(ps->arena * sizeof(float));

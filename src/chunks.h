@@ -66,6 +66,16 @@ size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size
  * elements. */
 size_t chunk_range(const size_t *sizes, int n);
 
+/* The layout chunks_build gives tensors of these sizes (also used by the
+ * performance model, plan_model.c): the searched chunk size
+ * (chunk_search over chunk_range, tensors aligned to 16 elements), that size
+ * rounded up to a multiple of the granule (the dp shard unit), and next-fit
+ * packing in order at a chunk size, which returns the chunk count and, when
+ * the arrays are given, each tensor's chunk and offset in the arena. */
+size_t chunk_searched(const size_t *sizes, int n);
+size_t chunk_round(size_t searched, size_t granule);
+size_t chunk_pack(const size_t *sizes, int n, size_t chunk, int *chunk_of, size_t *off_of);
+
 /* Add a tensor to the table before chunks_build. */
 /* The returned pointer is valid until the next params_add (the table grows).
  * ndim 2 = a weight matrix [rows, cols] (weight decay applies); ndim 1 = a

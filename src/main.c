@@ -46,6 +46,7 @@ static const char *usage_top =
     "  prep --seq-len N -o OUT.h5 FILE...   text or JSONL into a token file\n"
     "  generate DECK [overrides] [--prompt TEXT] [--tokens N] [--temperature X] [--top-k K]\n"
     "                                       sample text from the deck's latest checkpoint\n"
+    "  plan DECK|PRESET --cluster FILE --gpus N[,N...]  predict memory and step time of every layout\n"
     "  help [command]                       this text, or a command's\n"
     "  --version                            version and build features\n"
     "Launch with mpirun -np N (or srun); every rank runs the same command.\n"
@@ -67,6 +68,16 @@ static void help(const char *cmd) {
                "  Loads the model of DECK (checkpoint.dir/latest, else train.init) and prints a\n"
                "  sample that continues TEXT. Defaults: 200 tokens, temperature 0.8 (0 = greedy),\n"
                "  top-k 40 (0 = all). The seed is train.seed.\n");
+    else if (!strcmp(cmd, "plan"))
+        lm_log("usage: lamina plan DECK|PRESET --cluster FILE --gpus N[,N...] [--global-batch B] [--seq-len T]\n"
+               "                   [--top K] [--calibration FILE] [section.key=value ...]\n"
+               "  Predicts memory per GPU and step time of every dp x tp x pp layout (with the schedule, sp,\n"
+               "  ZeRO stage, micro-batch and recompute) of the model on N GPUs of the cluster FILE\n"
+               "  (inputs/clusters/*.ini), prints the fastest that fit and a recommended line with the\n"
+               "  overrides to run it. PRESET: tiny, llama2-7b, llama2-13b, llama2-70b (default batch 4M\n"
+               "  tokens). Overrides of parallel.tp/pp/virtual_stages/schedule/sp/zero and\n"
+               "  train.micro_batch/recompute fix that choice. Calibration: perf/plan_calibration.ini.\n"
+               "  Method and validation: perf/PLAN.md.\n");
     else lm_fail(LM_ERR_INPUT, "help: unknown command '%s'\n%s", cmd, usage_top);
 }
 
@@ -83,6 +94,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "train")) rc = cmd_train(argc - 2, argv + 2);
     else if (!strcmp(cmd, "prep")) rc = cmd_prep(argc - 2, argv + 2);
     else if (!strcmp(cmd, "generate")) rc = cmd_generate(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "plan")) rc = cmd_plan(argc - 2, argv + 2);
     else lm_fail(LM_ERR_INPUT, "unknown command '%s' (see lamina help)", cmd);
     comm_finalize();
     return rc;

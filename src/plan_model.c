@@ -1,0 +1,447 @@
+/* plan_model.c — see plan_model.h; the equations are derived in perf/PLAN.md.
+ * Two small caches (the pipeline split per (L, pp, v) and the chunk-size
+ * search per stage tensor list) keep the search over thousands of layouts
+ * fast; they change no result. */
+#include "plan_model.h"
+#include "chunks.h"
+#include "pipeline.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+
+const char *plan_reject_name(int why) {
+    static const char *const N[PLAN_R_N] = {
+        "ok",
+        "tp does not split the heads, kv heads or ffn columns",
+        "tp > gpus per node: tensor parallelism would cross nodes",
+        "fewer layers than pp x v model chunks",
+        "global batch not a multiple of dp x micro_batch",
+        "interleaved schedule needs the micro-batch count a multiple of pp",
+        "sp: micro_batch x seq_len not divisible by tp",
+        "does not fit in memory",
+    };
+    return why >= 0 && why < PLAN_R_N ? N[why] : "?";
+}
+
+/* ---- FLOPs (SPEC §6) ----
+ * A layer holds P = 2 D^2 + 2 KVD D + 3 F D + 2 D parameters (q, o; k, v;
+ * gate, up, down; two norms); N = L P + D + V D (final norm, lm_head; the
+ * input embedding is a lookup). Per token: 6 N + 12 L D T. */
+static double layer_params(const plan_shape *s) {
+    double D = s->dim, KVD = (double)s->n_kv_heads * (s->dim / s->n_heads), F = s->ffn_dim;
+    return 2 * D * D + 2 * KVD * D + 3 * F * D + 2 * D;
+}
+
+double plan_n_params(const plan_shape *s) {
+    return (double)s->n_layers * layer_params(s) + s->dim + (double)s->vocab * s->dim;
+}
+
+double plan_flops_per_token(const plan_shape *s) {
+    return 6.0 * plan_n_params(s) + 12.0 * s->n_layers * (double)s->dim * s->seq_len;
+}
+
+double plan_bubble(int pp, int v, int m) { return pp <= 1 ? 0.0 : (double)(pp - 1) / ((double)v * m); }
+
+double plan_gemm_eff(const plan_calib *c, double k) { return c->gemm_eff_max * k / (k + c->gemm_k_half); }
+
+/* ---- the chunk arena: chunks.c's own layout functions ---- */
+
+double plan_arena(const size_t *sizes, int n, size_t granule, double *chunk) {
+    size_t cs = chunk_round(chunk_searched(sizes, n), granule);
+    if (chunk) *chunk = (double)cs;
+    return (double)chunk_pack(sizes, n, cs, NULL, NULL) * (double)cs;
+}
+
+/* ---- local sizes under tp (model.c tp_dims) ---- */
+
+typedef struct {
+    int H, KV, F, V, hd;
+} tp_local;
+
+static int tp_split(const plan_shape *s, int tp, tp_local *o) {
+    if (s->n_heads % tp || s->ffn_dim % tp) return -1;
+    if (s->n_kv_heads >= tp ? s->n_kv_heads % tp : tp % s->n_kv_heads) return -1;
+    o->H = s->n_heads / tp;
+    o->KV = s->n_kv_heads >= tp ? s->n_kv_heads / tp : 1;
+    o->F = s->ffn_dim / tp;
+    o->V = (s->vocab + tp - 1) / tp;
+    o->hd = s->dim / s->n_heads;
+    return 0;
+}
+
+/* Cache of chunk_search results by stage tensor list (its sizes are fixed
+ * by the local dims, whether the stage holds the embedding and the head,
+ * and its layer count). */
+typedef struct {
+    long key[9];
+    size_t cs;
+} cs_entry;
+#define CS_CACHE 512
+static cs_entry cs_cache[CS_CACHE];
+static int cs_n, cs_next;
+
+/* The stage's tensors in model order (model.c add_params). */
+static int stage_tensors(const plan_shape *s, const tp_local *L, int first, int head, int layers, size_t **out) {
+    size_t D = (size_t)s->dim, Hd = (size_t)L->H * L->hd, KVd = (size_t)L->KV * L->hd, F = (size_t)L->F,
+           V = (size_t)L->V;
+    int n = 0;
+    size_t *z = malloc(sizeof(size_t) * (size_t)(9 * layers + 3));
+    if (first) z[n++] = V * D;
+    for (int l = 0; l < layers; l++) {
+        size_t t[9] = {D, Hd * D, KVd * D, KVd * D, D * Hd, D, F * D, F * D, D * F};
+        memcpy(z + n, t, sizeof t);
+        n += 9;
+    }
+    if (head) {
+        z[n++] = D;         /* final norm */
+        if (head > 1) z[n++] = V * D; /* lm_head (or the tied table's copy) */
+    }
+    *out = z;
+    return n;
+}
+
+/* Arena and chunk size of a stage. head: 0 none, 1 final norm only (tied,
+ * pp 1), 2 norm and lm_head. */
+static double stage_arena(const plan_shape *s, const tp_local *L, int first, int head, int layers, size_t granule,
+                          double *chunk) {
+    long key[9] = {s->dim, L->hd, L->H, L->KV, L->F, L->V, first, head, layers};
+    size_t *z;
+    int n = stage_tensors(s, L, first, head, layers, &z), hit = -1;
+    for (int i = 0; i < cs_n && hit < 0; i++)
+        if (!memcmp(cs_cache[i].key, key, sizeof key)) hit = i;
+    size_t cs;
+    if (hit >= 0) cs = cs_cache[hit].cs;
+    else {
+        cs = chunk_searched(z, n);
+        int at = cs_n < CS_CACHE ? cs_n++ : (cs_next++ % CS_CACHE);
+        memcpy(cs_cache[at].key, key, sizeof key);
+        cs_cache[at].cs = cs;
+    }
+    cs = chunk_round(cs, granule);
+    *chunk = (double)cs;
+    double psi = (double)chunk_pack(z, n, cs, NULL, NULL) * (double)cs;
+    free(z);
+    return psi;
+}
+
+/* ---- the pipeline: layers per stage and activation sets kept ---- */
+
+/* session.c's weight of the lm_head and loss in layers (forward FLOPs). */
+static double head_cost(const plan_shape *s) {
+    double D = s->dim, KVD = (double)s->n_kv_heads * (s->dim / s->n_heads), F = s->ffn_dim, V = s->vocab;
+    return 2 * V * D / (2 * (2 * D * D + 2 * KVD * D + 3 * F * D) + 4.0 * s->seq_len * D);
+}
+
+typedef struct {
+    int L, pp, v;
+    double hc;
+    int layers[LM_PP_MAX_CHUNKS]; /* per stage */
+} split_entry;
+#define SPLIT_CACHE 16
+static split_entry split_cache[SPLIT_CACHE];
+static int split_n, split_next;
+
+/* Layers of each stage (pp_split, as the run would cut them). */
+static const int *stage_layers(const plan_shape *s, int pp, int v) {
+    double hc = head_cost(s);
+    for (int i = 0; i < split_n; i++) {
+        split_entry *e = &split_cache[i];
+        if (e->L == s->n_layers && e->pp == pp && e->v == v && e->hc == hc) return e->layers;
+    }
+    int at = split_n < SPLIT_CACHE ? split_n++ : (split_next++ % SPLIT_CACHE);
+    split_entry *e = &split_cache[at];
+    e->L = s->n_layers, e->pp = pp, e->v = v, e->hc = hc;
+    if (pp == 1) {
+        e->layers[0] = s->n_layers;
+        return e->layers;
+    }
+    lm_pp_split *sp = malloc(sizeof *sp);
+    pp_split(s->n_layers, pp, v, NULL, 0, 0.0, hc, sp, NULL, 0);
+    for (int st = 0; st < pp; st++) {
+        e->layers[st] = 0;
+        for (int j = 0; j < v; j++) e->layers[st] += sp->count[j * pp + st];
+    }
+    free(sp);
+    return e->layers;
+}
+
+/* Activation sets stage `stage` keeps (pp_max_inflight), cached per
+ * (pp, v, m). */
+typedef struct {
+    int pp, v, m;
+    int *slots;
+} slot_entry;
+#define SLOT_CACHE 32
+static slot_entry slot_cache[SLOT_CACHE];
+static int slot_n, slot_next;
+
+static int stage_slots(int pp, int v, int m, int stage) {
+    if (pp <= 1) return 1;
+    for (int i = 0; i < slot_n; i++)
+        if (slot_cache[i].pp == pp && slot_cache[i].v == v && slot_cache[i].m == m) return slot_cache[i].slots[stage];
+    int at = slot_n < SLOT_CACHE ? slot_n++ : (slot_next++ % SLOT_CACHE);
+    slot_entry *e = &slot_cache[at];
+    free(e->slots);
+    e->pp = pp, e->v = v, e->m = m;
+    e->slots = malloc(sizeof(int) * (size_t)pp);
+    int kind = v > 1 ? LM_PP_INTERLEAVED : LM_PP_1F1B;
+    for (int st = 0; st < pp; st++) e->slots[st] = pp_max_inflight(kind, pp, v, m, st);
+    return e->slots[stage];
+}
+
+/* ---- checks ---- */
+
+int plan_check(const plan_shape *s, const plan_cluster *cl, const plan_layout *l) {
+    tp_local L;
+    if (tp_split(s, l->tp, &L)) return PLAN_R_TP_SHAPE;
+    if (l->tp > cl->gpus_per_node && !cl->oversubscribe) return PLAN_R_TP_NODE;
+    if (l->pp * l->v > s->n_layers || l->pp * l->v > LM_PP_MAX_CHUNKS) return PLAN_R_PP_LAYERS;
+    if (s->global_batch % (l->dp * l->mb)) return PLAN_R_BATCH;
+    int m = s->global_batch / (l->dp * l->mb);
+    if (l->pp > 1 && l->v > 1 && m % l->pp) return PLAN_R_SCHEDULE;
+    if (l->sp && l->tp > 1 && ((long)l->mb * s->seq_len) % l->tp) return PLAN_R_SP_ROWS;
+    return PLAN_OK;
+}
+
+/* ---- memory (zero.h, model.c model_create_3d) ----
+ * Per layer and activation set, R = mb T rows, Rx = R/tp with sp (else R),
+ * local widths Hd = H hd / tp, KVd, F/tp, e bytes per element:
+ *   kept: x, a: 2 Rx D e; q, att: 2 R Hd e; k, v: 2 R KVd e; g, u: 2 R F e;
+ *         rstd1, rstd2: 2 Rx 4; lse: mb (H/tp) T 4;  (recompute: x only)
+ * times slots x layers of the stage; workspace: n, dn, dh: 3 R D e;
+ * f1..f3: 3 R F e; dq, datt: 2 R Hd e; dk, dv: 2 R KVd e; rstd_final Rx 4;
+ * RoPE tables T hd 4; the last stage's final residuals slots Rx D e and
+ * logits block rows V e (rows = 16 MiB / (e V), 16 .. R); recompute adds
+ * one layer's full set. */
+static double layer_full(double R, double Rx, double D, double Hd, double KVd, double F, double Hl, double mb,
+                         double T, double e) {
+    return e * (2 * Rx * D + 2 * R * Hd + 2 * R * KVd + 2 * R * F) + 4 * (2 * Rx + mb * Hl * T);
+}
+
+void plan_stage_memory(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, int stage, plan_mem *o) {
+    memset(o, 0, sizeof *o);
+    tp_local L = {0};
+    tp_split(s, l->tp, &L);
+    int pp = l->pp, v = pp > 1 ? l->v : 1, m = s->global_batch / (l->dp * l->mb);
+    int first = stage == 0, last = stage == pp - 1;
+    int head = last ? (!s->tied || pp > 1 ? 2 : 1) : 0;
+    o->layers = stage_layers(s, pp, v)[stage];
+    o->slots = stage_slots(pp, v, m, stage);
+    double e = cl->esz, dp = l->dp;
+    o->psi = stage_arena(s, &L, first, head, o->layers, (size_t)16 * (size_t)l->dp, &o->chunk);
+    double psi = o->psi;
+    int z = l->zero;
+    o->weights = z == 3 ? e * psi / dp + 2 * e * o->chunk : e * psi;
+    o->master = e == 4 ? 0 : (z == 0 ? 4 * psi : 4 * psi / dp);
+    o->grads = z >= 2 ? e * psi / dp : e * psi;
+    o->buckets = z >= 2 ? 2 * e * o->chunk : 0; /* zero.c: MAX_BUCKETS_SOFT = 2 chunk buffers */
+    o->optim = z == 0 ? 8 * psi : 8 * psi / dp;
+    if (l->offload) o->master = o->optim = 0;
+
+    double R = (double)l->mb * s->seq_len, Rx = l->sp && l->tp > 1 ? R / l->tp : R, D = s->dim, T = s->seq_len;
+    double Hd = (double)L.H * L.hd, KVd = (double)L.KV * L.hd, F = L.F, V = L.V;
+    double full = layer_full(R, Rx, D, Hd, KVd, F, L.H, l->mb, T, e);
+    double per_layer = l->recompute ? e * Rx * D : full;
+    o->acts_kept = (double)o->slots * o->layers * per_layer;
+    double ws = 3 * R * D * e + 3 * R * F * e + 2 * R * Hd * e + 2 * R * KVd * e + 4 * Rx + T * L.hd * 4.0;
+    if (l->recompute) ws += full;
+    if (last) {
+        double rows = floor((double)(16 << 20) / (e * V));
+        if (rows < 16) rows = 16;
+        if (rows > R) rows = R;
+        ws += o->slots * Rx * D * e + rows * V * e;
+    }
+    o->acts_ws = ws;
+    o->total = o->weights + o->master + o->grads + o->buckets + o->optim + o->acts_kept + o->acts_ws;
+}
+
+/* ---- time ----
+ * Per micro-batch and stage s (L_s layers):
+ *   compute  = mb T [L_s f_layer (1 + rc/3) + [last] f_head] / tp
+ *              / (peak x gemm_eff(min(D/tp, mb T)) x e2e)
+ *   tp comm  = sent / (B_intra comm_eff) + calls 2 (tp-1) latency, with
+ *              tp_comm_formula's counts over the stage's layers;
+ *   p2p      = 2 v (Rx D e / B_pp + latency);
+ * pipeline   = (m + (pp-1)/v) max_s (compute + tp + p2p)  (bubble: the (pp-1)/v part);
+ * dp comm    = the overlappable reduce-scatter / all-reduce (at dp_comm_eff
+ *              of the link), hidden up to dp_hidden within backward, + the
+ *              weights' all-gather (ZeRO >= 1; blocking, at comm_eff);
+ * optimizer  = owned elements x (28 + 2e) bytes / memory bandwidth;
+ * step       = pipeline + dp + optimizer + overhead. */
+
+static double link_time(double bytes, double gbs, double eff) { return bytes / (gbs * 1e9 * eff); }
+
+void plan_evaluate(const plan_shape *s, const plan_cluster *cl, const plan_calib *c, const plan_layout *l,
+                   plan_result *o) {
+    memset(o, 0, sizeof *o);
+    o->l = *l;
+    int pp = l->pp, v = pp > 1 ? l->v : 1, tp = l->tp, dp = l->dp, gpus = dp * tp * pp;
+    int m = s->global_batch / (dp * l->mb);
+    o->n_micro = m;
+    o->runnable = l->zero <= 2 && !l->offload;
+    double e = cl->esz, D = s->dim, T = s->seq_len, R = (double)l->mb * T;
+    double Rx = l->sp && tp > 1 ? R / tp : R, lat = cl->latency_us * 1e-6;
+    int world_in_node = gpus <= cl->gpus_per_node || cl->oversubscribe;
+    double B_tp = cl->intra_gbs;
+    double B_pp = world_in_node ? cl->intra_gbs : cl->inter_gbs;
+    double B_dp = world_in_node || dp * tp <= cl->gpus_per_node ? cl->intra_gbs
+                  : fmin(cl->intra_gbs, cl->inter_gbs * cl->gpus_per_node / tp);
+    double f_layer = 6.0 * layer_params(s) + 12.0 * D * T, f_head = 6.0 * ((double)s->vocab * D + D);
+    double k = fmin(D / tp, R);
+    double rate = cl->peak_tflops * 1e12 * plan_gemm_eff(c, k) * c->e2e;
+    if (cl->oversubscribe && gpus > cl->gpus_per_node) rate *= (double)cl->gpus_per_node / gpus;
+    const int *layers = stage_layers(s, pp, v);
+    double worst_mb = 0, worst_c = 0, worst_tp = 0, worst_p2p = 0, t_dp = 0, t_opt = 0;
+    double bwd_share = (2.0 + l->recompute) / (3.0 + l->recompute); /* backward's part of the compute */
+    o->mem.total = -1;
+    for (int st = 0; st < pp; st++) {
+        plan_mem mem;
+        plan_stage_memory(s, cl, l, st, &mem);
+        if (mem.total > o->mem.total) {
+            o->mem = mem;
+            o->mem_stage = st;
+        }
+        int first = st == 0, last = st == pp - 1, Ls = layers[st];
+        double rc = l->recompute;
+        double t_c = R * (Ls * f_layer * (1 + rc / 3) + (last ? f_head : 0)) / tp / rate;
+        /* tensor parallelism: collectives per micro-batch (tp_comm_formula) */
+        double t_tp = 0;
+        if (tp > 1) {
+            double n_rs = 4 * Ls + 2 * Ls * rc + first + last, RD = R * D * e, p = tp;
+            double sent, calls;
+            if (!l->sp) {
+                sent = 2 * (p - 1) / p * n_rs * RD;
+                calls = n_rs;
+            } else {
+                double n_ag = 6 * Ls + 2 * Ls * rc + first + last;
+                sent = (p - 1) / p * (n_rs + n_ag) * RD;
+                calls = n_rs + n_ag;
+            }
+            if (last) sent += (p - 1) / p * 12.0 * R * p;
+            t_tp = link_time(sent, B_tp, c->comm_eff) + calls * 2 * (p - 1) * lat;
+        }
+        double t_p2p = pp > 1 ? 2.0 * v * (link_time(Rx * D * e, B_pp, c->comm_eff) + lat) : 0;
+        double t_mb = t_c + t_tp + t_p2p;
+        if (t_mb > worst_mb) {
+            worst_mb = t_mb;
+            worst_c = t_c;
+            worst_tp = t_tp;
+            worst_p2p = t_p2p;
+        }
+        /* data parallelism over this stage's arena */
+        double td = 0, to = 0;
+        if (dp > 1) {
+            double n = e * mem.psi, d = dp, nch = mem.psi / mem.chunk, win = bwd_share * t_c;
+            double t_ov, t_ex = 0;
+            if (l->zero == 0) t_ov = link_time(2 * (d - 1) / d * n, B_dp, c->dp_comm_eff) + nch * 2 * (d - 1) * lat;
+            else if (l->zero == 1) t_ov = link_time((d - 1) / d * n, B_dp, c->dp_comm_eff) + nch * (d - 1) * lat;
+            else {
+                t_ov = m * (link_time((d - 1) / d * n, B_dp, c->dp_comm_eff) + nch * (d - 1) * lat);
+                win *= m;
+                if (l->zero == 3) t_ov *= 3; /* + the weights gathered for forward and backward */
+            }
+            /* the weights' all-gather after the update is a blocking collective */
+            if (l->zero >= 1) t_ex = link_time((d - 1) / d * n, B_dp, c->comm_eff) + nch * (d - 1) * lat;
+            double hid = fmax((1 - c->dp_hidden) * t_ov, t_ov - win);
+            td = hid + t_ex;
+        }
+        double owned = l->zero >= 1 ? mem.psi / dp : mem.psi;
+        to = owned * (28.0 + 2 * e) / (cl->mem_bw_gbs * 1e9);
+        if (td > t_dp) t_dp = td;
+        if (to > t_opt) t_opt = to;
+    }
+    double fill = pp > 1 ? (double)(pp - 1) / v : 0;
+    o->t_compute = m * worst_c;
+    o->t_tp = m * worst_tp;
+    o->t_pp = m * worst_p2p;
+    o->t_bubble = fill * worst_mb;
+    o->t_dp = t_dp;
+    o->t_optim = t_opt;
+    o->t_step = (m + fill) * worst_mb + t_dp + t_opt + c->step_overhead_ms * 1e-3;
+    double tokens = (double)s->global_batch * T;
+    o->tokens_per_s_gpu = tokens / o->t_step / gpus;
+    o->mfu = plan_flops_per_token(s) * tokens / (o->t_step * gpus * cl->peak_tflops * 1e12);
+    o->fits = o->mem.total <= (cl->mem_gib - c->reserve_gib) * 1073741824.0;
+}
+
+/* ---- the search ---- */
+
+static int cmp_result(const void *a, const void *b) {
+    const plan_result *x = a, *y = b;
+    if (x->t_step != y->t_step) return x->t_step < y->t_step ? -1 : 1;
+    return x->mem.total < y->mem.total ? -1 : x->mem.total > y->mem.total;
+}
+
+static void reject(plan_rejects *r, int why, const plan_layout *l) {
+    if (!r->count[why]++) {
+        r->example[why][0] = l->dp;
+        r->example[why][1] = l->tp;
+        r->example[why][2] = l->pp;
+    }
+}
+
+int plan_search(const plan_shape *s, const plan_cluster *cl, const plan_calib *c, int gpus, const plan_fix *fix,
+                plan_result *out, int max, plan_result *modelled, plan_rejects *rej) {
+    memset(rej, 0, sizeof *rej);
+    memset(modelled, 0, sizeof *modelled);
+    rej->min_mem = -1;
+    int cap = 256, n = 0;
+    plan_result *all = malloc(sizeof(plan_result) * (size_t)cap);
+#define FREE(f, x) ((f) < 0 || (f) == (x))
+    for (int tp = 1; tp <= gpus; tp++) {
+        if (gpus % tp || !FREE(fix->tp, tp)) continue;
+        for (int pp = 1; pp <= gpus / tp; pp++) {
+            if ((gpus / tp) % pp || !FREE(fix->pp, pp)) continue;
+            int dp = gpus / (tp * pp);
+            for (int v = 1; v <= (pp > 1 ? s->n_layers / pp : 1); v++) {
+                /* v = 1, or interleaved chunks of equal layer counts */
+                if (!FREE(fix->v, v) || (v > 1 && s->n_layers % (pp * v))) continue;
+                for (int z = 0; z <= 3; z++) {
+                    if (!FREE(fix->zero, z) || (dp == 1 && z > 0)) continue;
+                    for (int off = 0; off <= (z == 2 ? 1 : 0); off++)
+                        for (int sp = 0; sp <= (tp > 1); sp++) {
+                            if (!FREE(fix->sp, sp)) continue;
+                            for (int mb = 1; mb <= 64 && mb * dp <= s->global_batch; mb *= 2) {
+                                if (!FREE(fix->mb, mb)) continue;
+                                for (int rc = 0; rc <= 1; rc++) {
+                                    if (!FREE(fix->recompute, rc)) continue;
+                                    plan_layout l = {dp, tp, pp, v, sp, z, mb, rc, off};
+                                    int why = plan_check(s, cl, &l);
+                                    if (why) {
+                                        reject(rej, why, &l);
+                                        continue;
+                                    }
+                                    plan_result r;
+                                    plan_evaluate(s, cl, c, &l, &r);
+                                    rej->evaluated++;
+                                    if (!r.fits) {
+                                        if (r.runnable) {
+                                            reject(rej, PLAN_R_MEMORY, &l);
+                                            if (rej->min_mem < 0 || r.mem.total < rej->min_mem)
+                                                rej->min_mem = r.mem.total;
+                                        }
+                                        continue;
+                                    }
+                                    if (!r.runnable) { /* ZeRO-3 (timed) before offload (memory only) */
+                                        int better = !modelled->fits || (modelled->l.offload && !l.offload) ||
+                                                     (modelled->l.offload == l.offload && cmp_result(&r, modelled) < 0);
+                                        if (better) *modelled = r;
+                                        continue;
+                                    }
+                                    if (n == cap) all = realloc(all, sizeof(plan_result) * (size_t)(cap *= 2));
+                                    all[n++] = r;
+                                }
+                            }
+                        }
+                }
+            }
+        }
+    }
+#undef FREE
+    qsort(all, (size_t)n, sizeof *all, cmp_result);
+    memcpy(out, all, sizeof(plan_result) * (size_t)(n < max ? n : max));
+    free(all);
+    return n;
+}

@@ -1,0 +1,88 @@
+#!/bin/bash
+# lamina plan: the performance model's command line. Recommendations that
+# fit (7B on 8 and 64 H100s), a deck and a fixed dimension, 70B on 8 GPUs
+# (nothing lamina runs fits: 16 bytes per parameter / 8 GPUs = 138 GB), the
+# predicted memory of a layout against what a real run allocates, and bad
+# arguments and files (exit 2 naming the problem).
+source tests/lib.sh
+plan 15
+H100=inputs/clusters/h100-sxm.ini
+CPU=inputs/clusters/local-cpu.ini
+
+# recommended: ... : X GiB/GPU (limit Y), ... for every GPU count; X <= Y <= 80
+fits() { $PY - "$T/out" "$1" <<'PYEOF'
+import re, sys
+rec = re.findall(r"recommended: (.*): ([\d.]+) GiB/GPU \(limit ([\d.]+)\)", open(sys.argv[1]).read())
+n = int(sys.argv[2])
+print(rec)
+sys.exit(0 if len(rec) == n and all(float(x) <= float(y) <= 80 for _, x, y in rec) else 1)
+PYEOF
+}
+
+lam 1 plan llama2-7b --cluster $H100 --gpus 8,64
+if [ "$rc" = 0 ] && fits 2 >"$T/.f" && grep -q "== 64 x NVIDIA H100" "$T/out"; then ok "7B on 8 and 64 H100: a recommended layout each, within 80 GiB"
+else notok "7B on 8 and 64 H100" "exit $rc" "$(cat "$T/.f")" "$(tail -5 "$T/out")"; fi
+if grep -q "rejected: .*tp > gpus per node" "$T/out"; then ok "64 GPUs: tp 16+ rejected as crossing nodes"
+else notok "tp across nodes rejected" "$(grep rejected "$T/out")"; fi
+rec=$(grep -A2 "^recommended" "$T/out" | grep -m1 "run: mpirun -np 8")
+if [[ $rec == *parallel.dp=*parallel.tp=*train.micro_batch=* ]]; then ok "recommended line gives the overrides to run it"
+else notok "run line" "$rec"; fi
+
+lam 1 plan inputs/llama2-7b.in --cluster $H100 --gpus 8 parallel.tp=2 train.recompute=true --top 3
+if [ "$rc" = 0 ] && fits 1 >/dev/null && grep "^recommended" "$T/out" | grep -q "tp 2 .*recompute on"; then
+  ok "a deck with parallel.tp=2 train.recompute=true: the search keeps them"
+else notok "deck with fixed tp" "exit $rc" "$(grep -E "recommended|error" "$T/out")"; fi
+
+lam 1 plan llama2-70b --cluster $H100 --gpus 8,64
+if [ "$rc" = 0 ] && grep -q "no layout fits: .* the smallest needs 1[0-9][0-9]\.[0-9] GiB" "$T/out" \
+   && grep -q "modelled only (not in lamina yet" "$T/out" && grep -q "== 64 x" "$T/out" && fits 1 >/dev/null; then
+  ok "70B: no layout fits on 8 x 80 GB (offload modelled only), one does on 64"
+else notok "70B on 8 / 64" "exit $rc" "$(grep -E "fits|recommended|modelled" "$T/out")"; fi
+
+# the predicted memory of a layout = what the run allocates (a 3M-parameter
+# shape on the tiny deck, dp 2, ZeRO-1)
+make_data 32
+make_deck
+shape=(model.dim=256 model.n_layers=4 model.n_heads=8 model.n_kv_heads=4 model.ffn_dim=704)
+lam 2 train "$T/tiny.in" "${shape[@]}" parallel.zero=1 train.steps=1
+cp "$T/out" "$T/train.log"
+lam 1 plan "$T/tiny.in" "${shape[@]}" --cluster $CPU --gpus 2 parallel.zero=1 parallel.tp=1 parallel.pp=1 \
+  train.micro_batch=2 train.recompute=false parallel.sp=false
+if [ "$rc" = 0 ] && $PY - "$T/train.log" "$T/out" >"$T/.m" 2>&1 <<'PYEOF'
+import re, sys
+run, pl = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+psi = re.search(r"Psi = (\d+) elements with padding", run).group(1)
+w, g, o, a = re.search(r"memory per rank: weights ([\d.]+) MiB, gradients ([\d.]+) MiB.*optimizer state ([\d.]+) MiB, "
+                       r"activations\+workspace ([\d.]+) MiB", run).groups()
+m = re.search(r"memory per GPU .*: weights ([\d.]+) MiB.*gradients ([\d.]+) MiB .*optimizer state ([\d.]+) MiB, "
+              r"activations kept ([\d.]+) MiB \+ workspace ([\d.]+) MiB; Psi = (\d+)", pl).groups()
+print("run", psi, w, g, o, a, "plan", m)
+sys.exit(0 if (m[5], m[0], m[1], m[2]) == (psi, w, g, o) and abs(float(m[3]) + float(m[4]) - float(a)) <= 0.11 else 1)
+PYEOF
+then ok "dp 2, ZeRO-1: predicted Psi, weights, gradients, optimizer, activations = the run's ($(tail -1 "$T/.m"))"
+else notok "plan memory = run memory" "exit $rc" "$(cat "$T/.m")" "$(tail -3 "$T/out")"; fi
+
+# bad input: exit 2 naming the problem
+printf '[cluster]\nname = x\nbogus = 1\n' > "$T/bad.ini"
+lam 1 plan llama2-7b --cluster "$T/bad.ini" --gpus 8
+expect_fail 2 "bad.ini:3: \[cluster\] unknown key 'bogus'" "cluster file with an unknown key"
+grep -v mem_bw_gbs $H100 > "$T/miss.ini"
+lam 1 plan llama2-7b --cluster "$T/miss.ini" --gpus 8
+expect_fail 2 "miss.ini: \[cluster\] key 'mem_bw_gbs' is missing" "cluster file missing a key"
+sed 's/^peak_tflops = .*/peak_tflops = fast/' $H100 > "$T/num.ini"
+lam 1 plan llama2-7b --cluster "$T/num.ini" --gpus 8
+expect_fail 2 "peak_tflops = 'fast': not a number" "cluster file with a bad number"
+lam 1 plan llama2-7b --cluster $H100 --gpus 0
+expect_fail 2 "\-\-gpus 0" "--gpus 0"
+lam 1 plan llama2-7b --cluster $H100 --gpus 8,x
+expect_fail 2 "\-\-gpus x" "--gpus 8,x"
+lam 1 plan llama2-7b --gpus 8
+expect_fail 2 "missing --cluster" "no --cluster"
+lam 1 plan llama2-99b --cluster $H100 --gpus 8
+expect_fail 2 "neither a deck file nor a preset" "unknown preset"
+printf '[h100-sxm]\ngemm_eff_max = 2\n' > "$T/cal.ini"
+lam 1 plan llama2-7b --cluster $H100 --gpus 8 --calibration "$T/cal.ini"
+expect_fail 2 "cal.ini:2: \[h100-sxm\] gemm_eff_max = 2: must be <= 1" "calibration file with a value out of range"
+lam 1 plan llama2-7b --cluster $H100 --gpus 8 parallel.tp=abc
+expect_fail 2 "parallel.tp" "bad override"
+finish
