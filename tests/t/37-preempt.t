@@ -35,7 +35,9 @@ finished() {
   else notok "$1" "exit $rc; $(last_loss "$T/$2.jsonl") vs $(last_loss "$T/ref.jsonl")" "$(tail -3 "$T/out")"; fi
 }
 
+t_ref=$(date +%s.%N)
 lam 2 train "$T/tiny.in" "${common[@]}" checkpoint.dir="$T/ref" log.metrics="$T/ref.jsonl"
+t_ref=$($PY -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t_ref" "$(date +%s.%N)")
 [ "$rc" = 0 ] && [ "$(wc -l <"$T/ref.jsonl")" = $N ] && ok "uninterrupted reference run" || notok "reference run" "$(tail -3 "$T/out")"
 
 # 1. SIGUSR1 to mpirun (as sbatch --signal or a forwarding batch shell sends
@@ -61,14 +63,19 @@ kill -TERM "$r1"; wait $pid; rc=$?
 [ "$(grep -c 'written in' "$T/term.log")" = 1 ] && ok "SIGTERM: one checkpoint written" || notok "SIGTERM: one checkpoint" "$(grep 'written' "$T/term.log")"
 finished "SIGTERM: the rerun ends with the uninterrupted final loss" term
 
-# 3. The wall-clock budget, no signal: 0.05 min = 3 s.
-lam 2 train "$T/tiny.in" "${common[@]}" checkpoint.dir="$T/budget" log.metrics="$T/budget.jsonl" train.max_minutes=0.05
+# 3. The wall-clock budget, no signal: 40% of the reference run's time, so
+# that it ends the run half way on a fast machine as on a slow one. The stop
+# comes when one more step and a checkpoint would pass the budget, so the
+# elapsed time is within it (0.5 s of slack for a step slower than any before).
+mins=$($PY -c "import sys; print('%.5f' % (0.4 * float(sys.argv[1]) / 60))" "$t_ref")
+lam 2 train "$T/tiny.in" "${common[@]}" checkpoint.dir="$T/budget" log.metrics="$T/budget.jsonl" train.max_minutes=$mins
 cp "$T/out" "$T/budget.log"
-[ "$rc" = 3 ] && grep -q "stopped early at step .*train.max_minutes = 0.05" "$T/budget.log" && ok "max_minutes: exit 3, reason logged" \
-  || notok "max_minutes: exit 3" "exit $rc" "$(tail -4 "$T/budget.log")"
+[ "$rc" = 3 ] && grep -q "stopped early at step .*train.max_minutes = " "$T/budget.log" && ok "max_minutes = $mins: exit 3, reason logged" \
+  || notok "max_minutes = $mins: exit 3" "exit $rc" "$(tail -4 "$T/budget.log")"
 el=$(sed -n 's/.*: \([0-9.]*\) s elapsed.*/\1/p' "$T/budget.log")
-$PY -c "import sys; sys.exit(0 if 1.0 < $el <= 3.0 else 1)" && ok "max_minutes: stopped within the budget ($el s of 3 s elapsed)" \
-  || notok "max_minutes: within budget" "elapsed $el"
+$PY -c "import sys; sys.exit(0 if 0 < float(sys.argv[1]) <= 60 * float(sys.argv[2]) + 0.5 else 1)" "${el:-0}" "$mins" \
+  && ok "max_minutes: stopped within the budget ($el s elapsed of $($PY -c "print(round(60 * $mins, 2))") s)" \
+  || notok "max_minutes: within budget" "elapsed '$el' of $mins min"
 finished "max_minutes: the rerun ends with the uninterrupted final loss" budget
 
 # 4. A signal while a cadence checkpoint is being written: that checkpoint
