@@ -192,7 +192,7 @@ rm -f "$F/sbatch.log"
 # A real run under the fake PBS.
 make_data 256
 make_deck
-S=80
+S=120
 O=(train.steps=$S train.seq_len=256 train.micro_batch=2 train.global_batch=16 checkpoint.every=0)
 lam 2 train "$T/tiny.in" "${O[@]}" checkpoint.dir="$T/ref" log.metrics="$T/ref.jsonl"
 [ "$rc" = 0 ] && ok "reference run (mpirun -np 2, uninterrupted)" || notok "reference run" "exit $rc" "$(tail -3 "$T/out")"
