@@ -16,9 +16,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,6 +59,208 @@ static int agree(MPI_Comm comm, int rc, char *err, size_t errlen) {
     return m.rc;
 }
 
+/* ---- save-side failure handling: deadlines and fault injection ---- */
+
+/* Longest successful ckpt_save of this process so far (seconds): the
+ * deadline below scales with it, so that a slow but healthy rank of a large
+ * checkpoint is not mistaken for a stuck one. */
+static double g_longest_save;
+
+/* How long a rank that failed locally waits for the others at an error
+ * agreement: LAMINA_CKPT_DEADLINE_S when set (tests), else the larger of
+ * 60 s and 4 x the longest save so far. */
+static double deadline_s(void) {
+    const char *e = getenv("LAMINA_CKPT_DEADLINE_S");
+    double v = e ? atof(e) : 0;
+    if (v > 0) return v;
+    return 4 * g_longest_save > 60 ? 4 * g_longest_save : 60;
+}
+
+/* The save in progress: its communicator, rank and the .tmp path to remove
+ * if the job has to be aborted. */
+typedef struct {
+    MPI_Comm comm;
+    int rank, size;
+    const char *tmp;
+} save_ctx;
+
+/* Last resort: the other ranks never reached the agreement (they are stuck
+ * in a collective HDF5 call that this rank's failure left them in). Remove
+ * the .tmp, say why, and end the whole job with exit code 1. */
+static _Noreturn void save_abort(const save_ctx *c, const char *err, double waited) {
+    if (c->tmp) unlink(c->tmp);
+    lm_abort(LM_ERR_RUNTIME,
+             "checkpoint: %s (the other ranks did not reach the error agreement within %.0f s: they are stuck in a "
+             "collective HDF5 call; %s removed, aborting the job)",
+             err, waited, c->tmp ? c->tmp : "nothing");
+}
+
+/* MPI_Allreduce for the save path, as a non-blocking MPI_Iallreduce: a rank
+ * that has already failed (failed != 0, message in err) polls it for at most
+ * deadline_s() and then aborts the job (save_abort) instead of waiting
+ * forever for ranks that cannot arrive; a healthy rank simply waits. */
+static void allreduce_dl(const save_ctx *c, const void *in, void *out, int count, MPI_Datatype ty, MPI_Op op,
+                         int failed, const char *err) {
+    MPI_Request rq;
+    MPI_Iallreduce(in, out, count, ty, op, c->comm, &rq);
+    if (!failed) {
+        MPI_Wait(&rq, MPI_STATUS_IGNORE);
+        return;
+    }
+    double t0 = MPI_Wtime(), lim = deadline_s();
+    for (;;) {
+        int done = 0;
+        MPI_Test(&rq, &done, MPI_STATUS_IGNORE);
+        if (done) return;
+        if (MPI_Wtime() - t0 > lim) save_abort(c, err, lim);
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* agree() for the save path: same result, but a failed rank waits for the
+ * others with a deadline (allreduce_dl). */
+static int agree_dl(const save_ctx *c, int rc, char *err, size_t errlen) {
+    int key = rc ? c->rank : c->size, first;
+    allreduce_dl(c, &key, &first, 1, MPI_INT, MPI_MIN, rc, err);
+    if (first == c->size) return 0;
+    struct { int rc; char msg[LM_ERRLEN]; } m;
+    memset(&m, 0, sizeof m);
+    if (c->rank == first) {
+        m.rc = rc;
+        snprintf(m.msg, sizeof m.msg, "%s", err ? err : "");
+    }
+    MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, first, c->comm);
+    if (c->rank != first) lm_err(err, errlen, m.rc, "%s", m.msg);
+    return m.rc;
+}
+
+/* Watchdog for the error path: once a save has failed, every rank still
+ * makes collective HDF5 calls to close the file, and a rank whose earlier
+ * failure left a peer inside another collective call could wait in them
+ * forever. While armed, a helper thread ends the job (remove the .tmp,
+ * print the message, MPI_Abort with exit code 1) if the main thread has not
+ * disarmed it within the deadline. Never armed on a healthy save, so a slow
+ * but healthy file system cannot trip it. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, armed;
+    struct timespec until;
+    double secs;
+    char tmp[4096 + 80], msg[LM_ERRLEN];
+} g_wd = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, {0, 0}, 0, "", ""};
+
+static void *watchdog_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&g_wd.mu);
+    for (;;) {
+        while (!g_wd.armed) pthread_cond_wait(&g_wd.cv, &g_wd.mu);
+        if (pthread_cond_timedwait(&g_wd.cv, &g_wd.mu, &g_wd.until) == ETIMEDOUT && g_wd.armed) {
+            if (g_wd.tmp[0]) unlink(g_wd.tmp);
+            fprintf(stderr,
+                    "lamina: error (rank %d): checkpoint: %s (the ranks did not finish closing the failed checkpoint "
+                    "within %.0f s: stuck in a collective HDF5 call; %s removed, aborting the job)\n",
+                    lm_world_rank(), g_wd.msg, g_wd.secs, g_wd.tmp[0] ? g_wd.tmp : "nothing");
+            fflush(stderr);
+            MPI_Abort(MPI_COMM_WORLD, LM_ERR_RUNTIME);
+            _exit(LM_ERR_RUNTIME);
+        }
+    }
+    return NULL;
+}
+
+static void watchdog_arm(const char *tmp, const char *msg) {
+    pthread_mutex_lock(&g_wd.mu);
+    if (!g_wd.started) {
+        pthread_t th;
+        if (pthread_create(&th, NULL, watchdog_main, NULL) == 0) {
+            pthread_detach(th);
+            g_wd.started = 1;
+        }
+    }
+    snprintf(g_wd.tmp, sizeof g_wd.tmp, "%s", tmp ? tmp : "");
+    snprintf(g_wd.msg, sizeof g_wd.msg, "%s", msg);
+    g_wd.secs = deadline_s();
+    clock_gettime(CLOCK_REALTIME, &g_wd.until);
+    g_wd.until.tv_sec += (time_t)g_wd.secs;
+    g_wd.armed = 1;
+    pthread_cond_signal(&g_wd.cv);
+    pthread_mutex_unlock(&g_wd.mu);
+}
+
+static void watchdog_disarm(void) {
+    pthread_mutex_lock(&g_wd.mu);
+    g_wd.armed = 0;
+    pthread_cond_signal(&g_wd.cv);
+    pthread_mutex_unlock(&g_wd.mu);
+}
+
+/* Fault injection (test hook, see ckpt.h): LAMINA_CKPT_FAIL =
+ * POINT[.SET.INDEX][:RANK][@STEP]. Parsed at the start of each save. */
+static struct {
+    int on, rank;
+    long step;
+    char point[32], set[16], index[16];
+} g_fault;
+static int g_fault_rank;
+static long g_fault_step;
+
+static void fault_parse(int rank, long step) {
+    memset(&g_fault, 0, sizeof g_fault);
+    g_fault_rank = rank;
+    g_fault_step = step;
+    const char *e = getenv("LAMINA_CKPT_FAIL");
+    if (!e || !*e) return;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", e);
+    g_fault.rank = -1;
+    g_fault.step = -1;
+    char *at = strchr(buf, '@');
+    if (at) {
+        *at = 0;
+        g_fault.step = atol(at + 1);
+    }
+    char *colon = strchr(buf, ':');
+    if (colon) {
+        *colon = 0;
+        g_fault.rank = atoi(colon + 1);
+    }
+    char *dot = strchr(buf, '.');
+    if (dot) {
+        *dot++ = 0;
+        char *dot2 = strchr(dot, '.');
+        if (dot2) {
+            *dot2++ = 0;
+            snprintf(g_fault.index, sizeof g_fault.index, "%.15s", dot2);
+        }
+        snprintf(g_fault.set, sizeof g_fault.set, "%.15s", dot);
+    }
+    snprintf(g_fault.point, sizeof g_fault.point, "%.31s", buf);
+    g_fault.on = 1;
+}
+
+/* Does the injected fault fire at this point on this rank and step? */
+static int fault_at(const char *point) {
+    return g_fault.on && !strcmp(g_fault.point, point) && (g_fault.rank < 0 || g_fault.rank == g_fault_rank) &&
+           (g_fault.step < 0 || g_fault.step == g_fault_step);
+}
+
+static const char *const SET_NAME[3] = {"model", "exp_avg", "exp_avg_sq"};
+
+/* fault_at for a dataset point: tensor i of n in set s; SET and INDEX
+ * (first, mid = n/2, last, or a number) narrow it when given. */
+static int fault_ds(const char *point, int s, int i, int n) {
+    if (!fault_at(point)) return 0;
+    if (g_fault.set[0] && strcmp(g_fault.set, SET_NAME[s])) return 0;
+    if (!g_fault.index[0]) return 1;
+    int want = !strcmp(g_fault.index, "first") ? 0
+             : !strcmp(g_fault.index, "mid")   ? n / 2
+             : !strcmp(g_fault.index, "last")  ? n - 1
+                                               : atoi(g_fault.index);
+    return i == want;
+}
+
 static int attr_fail(const char *path, const char *obj, const char *name, int rc, const char *want, char *err,
                      size_t errlen) {
     if (rc == -1) return lm_err(err, errlen, 2, "%s: %s attribute %s: missing", path, obj, name);
@@ -73,9 +277,15 @@ static const char *const SET_PATH[3] = {"/model", "/optim/exp_avg", "/optim/exp_
  * piece_elems() floats; a block is consecutive in the rank's buffer (buffer
  * index v - vbase - off) and selected in the file by ckpt_piece_select.
  * Every rank makes the same number of H5Dwrite/H5Dread calls (ranks with no
- * block left join with an empty selection). Returns 0 or -1 (local failure). */
-static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geom *g, hid_t dxpl, int write,
-                    const int64_t *ranges, int nranges) {
+ * block left join with an empty selection). Returns 0 or -1 (local failure).
+ * A write that failed stops this rank's calls: HDF5 may have failed before
+ * the collective part, the others then wait inside that call, and a further
+ * collective call from this rank would be matched against it (undefined);
+ * the caller's deadline agreement ends the job instead. `inject` (fault
+ * hook) makes this rank fail its first write without calling HDF5, as such
+ * a failure would. */
+static int transfer_ex(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geom *g, hid_t dxpl, int write,
+                       const int64_t *ranges, int nranges, int inject) {
     hid_t fs = H5Dget_space(d);
     int64_t per = piece_elems();
     long long mine = 0, npieces = 0;
@@ -111,13 +321,20 @@ static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geo
             H5Sselect_none(ms);
         }
         herr_t st;
-        if (write) st = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, dxpl, buf);
+        if (write && inject) st = -1;
+        else if (write) st = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, dxpl, buf);
         else st = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, dxpl, buf);
         if (st < 0) rc = -1;
         h5_close(ms);
+        if (write && st < 0) break;
     }
     h5_close(fs);
     return rc;
+}
+
+static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geom *g, hid_t dxpl, int write,
+                    const int64_t *ranges, int nranges) {
+    return transfer_ex(comm, d, t, g, dxpl, write, ranges, nranges, 0);
 }
 
 /* ---- save ---- */
@@ -205,28 +422,71 @@ static void prune(const char *dir, const char *current, int keep) {
     free(e);
 }
 
-/* Rank 0, after the collective close: make the file durable, publish it under
- * its final name, then point `latest` at it, syncing the directory after
- * each rename so that a crash leaves either the old or the new state. */
+/* Rank 0, after the collective close: release the space reserved past the
+ * file's end, make the file durable, publish it under its final name, then
+ * point `latest` at it, syncing the directory after each rename so that a
+ * crash leaves either the old or the new state. A failure before `latest`
+ * is renamed removes what this save made (the .tmp or the renamed file,
+ * latest.tmp): `latest` and the file it names stay as they were. A failure
+ * of the last directory sync is reported with the new checkpoint already
+ * complete and named by `latest`. Fault points: fsync, rename, dirsync,
+ * latest, latest_fsync, latest_rename, latest_dirsync. */
 static int publish(const char *dir, const char *fname, int keep, char *err, size_t errlen) {
     char tmp[4096 + 64], fin[4096 + 64], lt[4096 + 64], lf[4096 + 64];
     snprintf(fin, sizeof fin, "%s/%s", dir, fname);
     snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, fname);
     snprintf(lt, sizeof lt, "%s/latest.tmp", dir);
     snprintf(lf, sizeof lf, "%s/latest", dir);
-    if (fsync_path(tmp, 0)) return lm_err(err, errlen, 1, "%s: fsync failed (%s)", tmp, strerror(errno));
-    if (rename(tmp, fin)) return lm_err(err, errlen, 1, "%s: rename to %s failed (%s)", tmp, fin, strerror(errno));
-    if (fsync_path(dir, 1)) return lm_err(err, errlen, 1, "%s: fsync of the directory failed (%s)", dir, strerror(errno));
-    int fd = open(lt, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return lm_err(err, errlen, 1, "%s: cannot create (%s)", lt, strerror(errno));
+    int rc = 0;
+    struct stat st;
+    /* truncating to its own size frees the blocks fallocate kept past the end */
+    if (stat(tmp, &st) == 0 && truncate(tmp, st.st_size))
+        fprintf(stderr, "lamina: warning: %s: cannot release the reserved space (%s)\n", tmp, strerror(errno));
+    if (fault_at("fsync") ? (errno = EIO, 1) : fsync_path(tmp, 0)) {
+        rc = lm_err(err, errlen, 1, "%s: fsync failed (%s)", tmp, strerror(errno));
+        unlink(tmp);
+        return rc;
+    }
+    if (fault_at("rename") ? (errno = EIO, 1) : rename(tmp, fin)) {
+        rc = lm_err(err, errlen, 1, "%s: rename to %s failed (%s)", tmp, fin, strerror(errno));
+        unlink(tmp);
+        return rc;
+    }
+    if (fault_at("dirsync") ? (errno = EIO, 1) : fsync_path(dir, 1)) {
+        rc = lm_err(err, errlen, 1, "%s: fsync of the directory failed after renaming %s (%s); %s removed", dir, fname,
+                    strerror(errno), fin);
+        unlink(fin);
+        return rc;
+    }
+    int fd = fault_at("latest") ? (errno = ENOSPC, -1) : open(lt, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        rc = lm_err(err, errlen, 1, "%s: cannot create (%s); %s removed", lt, strerror(errno), fin);
+        unlink(fin);
+        return rc;
+    }
     char line[300];
     int len = snprintf(line, sizeof line, "%s\n", fname);
-    int ok = write(fd, line, (size_t)len) == len && fsync(fd) == 0;
+    int wrote = write(fd, line, (size_t)len) == len;
     int e = errno;
+    int synced = wrote && (fault_at("latest_fsync") ? (e = EIO, 0) : (fsync(fd) == 0 || ((e = errno), 0)));
     close(fd);
-    if (!ok) return lm_err(err, errlen, 1, "%s: write failed (%s)", lt, strerror(e));
-    if (rename(lt, lf)) return lm_err(err, errlen, 1, "%s: rename to %s failed (%s)", lt, lf, strerror(errno));
-    if (fsync_path(dir, 1)) return lm_err(err, errlen, 1, "%s: fsync of the directory failed (%s)", dir, strerror(errno));
+    if (!wrote || !synced) {
+        rc = lm_err(err, errlen, 1, "%s: %s failed (%s); %s removed", lt, wrote ? "fsync" : "write", strerror(e), fin);
+        unlink(lt);
+        unlink(fin);
+        return rc;
+    }
+    if (fault_at("latest_rename") ? (errno = EIO, 1) : rename(lt, lf)) {
+        rc = lm_err(err, errlen, 1, "%s: rename to %s failed (%s); %s removed", lt, lf, strerror(errno), fin);
+        unlink(lt);
+        unlink(fin);
+        return rc;
+    }
+    if (fault_at("latest_dirsync") ? (errno = EIO, 1) : fsync_path(dir, 1))
+        return lm_err(err, errlen, 1,
+                      "%s: fsync of the directory failed after publishing %s (%s); %s is complete and named by "
+                      "latest, but the rename may not survive a crash",
+                      dir, fname, strerror(errno), fname);
     prune(dir, fname, keep);
     return 0;
 }
@@ -240,17 +500,22 @@ static void pause_hook(void) {
     }
 }
 
+/* Root attributes (returns 1 if one failed) and the /config group with the
+ * model shape and the deck (returns 2). Fault points: attrs, config. */
 static int write_meta(hid_t f, const ckpt_meta *m) {
     int rc = 0;
     uint64_t seed = m->seed;
+    if (fault_at("attrs")) return 1;
     rc |= h5_write_str(f, "format", CKPT_FORMAT);
     rc |= h5_write_i64(f, "version", CKPT_VERSION);
     rc |= h5_write_i64(f, "step", m->step);
     rc |= h5_write_i64(f, "tokens_seen", m->tokens_seen);
     rc |= h5_write_i64(f, "consumed_samples", m->consumed_samples);
     rc |= h5_write_attr(f, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &seed);
+    if (rc) return 1;
+    if (fault_at("config")) return 2;
     hid_t g = H5Gcreate2(f, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0) return -1;
+    if (g < 0) return 2;
     rc |= h5_write_i64(g, "dim", m->dim);
     rc |= h5_write_i64(g, "n_layers", m->n_layers);
     rc |= h5_write_i64(g, "n_heads", m->n_heads);
@@ -263,59 +528,132 @@ static int write_meta(hid_t f, const ckpt_meta *m) {
     rc |= h5_write_f64(g, "rope_theta", m->rope_theta);
     rc |= h5_write_str(g, "deck", m->deck_text ? m->deck_text : "");
     h5_close(g);
-    return rc;
+    return rc ? 2 : 0;
+}
+
+/* Rank 0, right after the file is created and before anything is written:
+ * reserve `bytes` for it (fallocate with KEEP_SIZE: blocks allocated, size
+ * unchanged, so HDF5 still sees an empty file). The collective writes then
+ * cannot run out of space half-way on one rank only, which would leave the
+ * others waiting inside HDF5. Where fallocate is unsupported the free space
+ * (statvfs) is compared instead. A quota (EDQUOT) fails here the same way.
+ * Fault point: reserve (as ENOSPC). */
+static int reserve(const char *tmp, long long bytes, char *err, size_t errlen) {
+    int fd = open(tmp, O_WRONLY);
+    if (fd < 0) return lm_err(err, errlen, 1, "%s: cannot open to reserve space (%s)", tmp, strerror(errno));
+    int r = fault_at("reserve") ? (errno = ENOSPC, -1) : fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes);
+    int e = errno;
+    close(fd);
+    if (r == 0) return 0;
+    struct statvfs sv;
+    long long avail = statvfs(tmp, &sv) == 0 ? (long long)sv.f_bavail * (long long)sv.f_frsize : -1;
+    if (e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) {
+        if (avail < 0 || avail >= bytes) return 0;
+        e = ENOSPC;
+    }
+    if (e == ENOSPC)
+        return lm_err(err, errlen, 1, "%s: no space left on device: the checkpoint needs %lld bytes, %lld free", tmp,
+                      bytes, avail);
+    if (e == EDQUOT)
+        return lm_err(err, errlen, 1, "%s: disk quota exceeded: the checkpoint needs %lld bytes", tmp, bytes);
+    return lm_err(err, errlen, 1, "%s: cannot reserve %lld bytes (%s)", tmp, bytes, strerror(e));
+}
+
+/* Bytes to reserve: every dataset's floats, plus a margin for HDF5's
+ * metadata (object headers, the deck attribute) and for latest.tmp, which is
+ * written after the unused tail of the reservation is released. */
+static long long reserve_bytes(const ckpt_meta *m, const ckpt_tensor *const *sets, int nsets, int n) {
+    long long b = 0;
+    for (int s = 0; s < nsets; s++)
+        for (int i = 0; i < n; i++) b += (long long)sets[s][i].rows * sets[s][i].cols * (long long)sizeof(float);
+    long long deck = m->deck_text ? (long long)strlen(m->deck_text) : 0;
+    return b + 65536 + 1024LL * nsets * n + 2 * deck + 4096;
 }
 
 /* Create one dataset, write it collectively, then its checksum. Each element
  * is written (and summed) once, by the lowest rank whose piece holds it, so
  * replicated or overlapping pieces (e.g. every dp rank passing the whole
- * tensor) cost one write; pieces that leave elements uncovered are an error. */
-static int write_tensor(MPI_Comm comm, hid_t g, const char *set, const ckpt_tensor *t, hid_t dxpl,
-                        const char *tmp, char *err, size_t errlen) {
+ * tensor) cost one write; pieces that leave elements uncovered are an error.
+ * Every local failure is agreed on (with a deadline: agree_dl) before the
+ * next collective call. Fault points: dcreate, dwrite, dsum (tensor i of n
+ * in set s). */
+static int write_tensor(const save_ctx *c, hid_t g, int s, int i, int n, const ckpt_tensor *t, hid_t dxpl,
+                        char *err, size_t errlen) {
+    const char *set = SET_PATH[s], *tmp = c->tmp;
     ckpt_plan pl;
     char why[LM_ERRLEN];
     /* the plan is the same on every rank (allgather): all return together */
-    if (ckpt_plan_make(comm, t, &pl, why, sizeof why))
-        return lm_err(err, errlen, 1, "%s/%s: %s", set, t->name, why);
+    if (ckpt_plan_make(c->comm, t, &pl, why, sizeof why))
+        return lm_err(err, errlen, 1, "%s: %s/%s: %s", tmp, set, t->name, why);
     if (!pl.cover) {
         ckpt_plan_free(&pl);
-        return lm_err(err, errlen, 1, "%s/%s: the ranks' pieces do not cover all %lld elements", set, t->name,
-                      (long long)(t->rows * t->cols));
+        return lm_err(err, errlen, 1, "%s: %s/%s: the ranks' pieces do not cover all %lld elements", tmp, set,
+                      t->name, (long long)(t->rows * t->cols));
     }
     hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
     hid_t fs = H5Screate_simple(t->ndim, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER); /* every element is written: skip the fill pass */
-    hid_t d = H5Dcreate2(g, t->name, H5T_IEEE_F32LE, fs, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    hid_t d = fault_ds("dcreate", s, i, n) ? -1 : H5Dcreate2(g, t->name, H5T_IEEE_F32LE, fs, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     h5_close(dcpl);
     h5_close(fs);
-    uint64_t loc[2] = {0, 0}, tot[2];
     /* a create that failed anywhere must stop everyone before the collective write */
-    int bad = d < 0, anybad = 0;
-    MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, comm);
-    if (anybad) loc[1] = 1;
-    else if (transfer(comm, d, t, &pl.g, dxpl, 1, pl.pieces, pl.npieces)) loc[1] = 1;
-    for (int i = 0; i < pl.npieces; i++) loc[0] += ckpt_piece_sum(t, &pl.g, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
+    int rc = d < 0 ? lm_err(err, errlen, 1, "%s: %s/%s: cannot create the dataset", tmp, set, t->name) : 0;
+    rc = agree_dl(c, rc, err, errlen);
+    if (!rc && transfer_ex(c->comm, d, t, &pl.g, dxpl, 1, pl.pieces, pl.npieces, fault_ds("dwrite", s, i, n)))
+        rc = lm_err(err, errlen, 1, "%s: %s/%s: write failed", tmp, set, t->name);
+    uint64_t loc = 0, tot = 0;
+    for (int k = 0; k < pl.npieces && !rc; k++) loc += ckpt_piece_sum(t, &pl.g, pl.pieces[2 * k], pl.pieces[2 * k + 1]);
     ckpt_plan_free(&pl);
-    MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);
-    int rc = 0;
-    if (tot[1]) rc = lm_err(err, errlen, 1, "%s: %s/%s: write failed", tmp, set, t->name);
-    else if (h5_write_attr(d, "checksum", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tot[0]))
-        rc = lm_err(err, errlen, 1, "%s: %s/%s: checksum attribute not written", tmp, set, t->name);
+    rc = agree_dl(c, rc, err, errlen);
+    if (!rc) {
+        MPI_Allreduce(&loc, &tot, 1, MPI_UINT64_T, MPI_SUM, c->comm);
+        if (fault_ds("dsum", s, i, n) || h5_write_attr(d, "checksum", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tot))
+            rc = lm_err(err, errlen, 1, "%s: %s/%s: checksum attribute not written", tmp, set, t->name);
+        rc = agree_dl(c, rc, err, errlen);
+    }
     h5_close(d);
-    return agree(comm, rc, err, errlen);
+    return rc;
+}
+
+/* The error path of a save whose failure every rank has agreed on: close
+ * what is open and the file (collectively, under the watchdog), remove the
+ * .tmp. Rank 0 first truncates the .tmp to nothing, so that the close's
+ * final metadata writes find room on a full disk: a failed H5Fclose leaves
+ * HDF5 unable to shut down (it crashes in MPI_Finalize). Returns 1. */
+static int save_fail(const save_ctx *c, hid_t f, hid_t *groups, hid_t optim, hid_t dxpl, const char *err) {
+    watchdog_arm(c->tmp, err);
+    for (int s = 0; s < 3; s++) h5_close(groups[s]);
+    h5_close(optim);
+    h5_close(dxpl);
+    if (c->rank == 0 && truncate(c->tmp, 0) && errno != ENOENT)
+        fprintf(stderr, "lamina: warning: %s: cannot truncate (%s)\n", c->tmp, strerror(errno));
+    MPI_Barrier(c->comm);
+    if (f >= 0 && H5Fclose(f) < 0) {
+        unlink(c->tmp);
+        lm_abort(LM_ERR_RUNTIME, "checkpoint: %s (closing the failed file %s failed too: HDF5 cannot shut down "
+                                 "cleanly, aborting the job)", err, c->tmp);
+    }
+    if (c->rank == 0) unlink(c->tmp);
+    MPI_Barrier(c->comm);
+    watchdog_disarm();
+    return 1;
 }
 
 int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_tensor *model,
               const ckpt_tensor *exp_avg, const ckpt_tensor *exp_avg_sq, int n, int keep, char *err,
               size_t errlen) {
-    int rank;
+    int rank, size;
     MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    double t_start = MPI_Wtime();
     char fname[64], tmp[4096 + 80];
     snprintf(fname, sizeof fname, "step_%08ld.h5", meta->step);
     snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, fname);
     const ckpt_tensor *sets[3] = {model, exp_avg, exp_avg_sq};
     int nsets = (exp_avg && exp_avg_sq) ? 3 : 1;
+    fault_parse(rank, meta->step);
+    save_ctx c = {comm, rank, size, tmp};
 
     if (strlen(dir) > 4000) return lm_err(err, errlen, 1, "checkpoint directory path too long");
     int rc = rank == 0 ? mkdir_p(dir, err, errlen) : 0;
@@ -329,52 +667,72 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
     H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
     /* v1.8 object format: checksummed metadata, large attributes (deck) allowed */
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t f = fault_at("create") ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     h5_close(fapl);
+    hid_t groups[3] = {-1, -1, -1}, optim = -1, dxpl = -1;
     rc = f < 0 ? lm_err(err, errlen, 1, "%s: cannot create the checkpoint file", tmp) : 0;
-    if (agree(comm, rc, err, errlen)) {
-        if (f >= 0) H5Fclose(f);
+    if (!agree_dl(&c, rc, err, errlen) && rank == 0)
+        rc = reserve(tmp, reserve_bytes(meta, sets, nsets, n), err, errlen);
+    if (agree_dl(&c, rc, err, errlen)) {
         h5_quiet_end(&q, 1);
-        return 1;
+        return save_fail(&c, f, groups, optim, dxpl, err);
     }
 
-    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    rc = write_meta(f, meta) ? lm_err(err, errlen, 1, "%s: writing attributes failed", tmp) : 0;
-    hid_t groups[3] = {-1, -1, -1}, optim = -1;
+    int wm = write_meta(f, meta);
+    rc = wm == 1 ? lm_err(err, errlen, 1, "%s: writing the root attributes failed", tmp)
+       : wm == 2 ? lm_err(err, errlen, 1, "%s: writing /config (model shape and deck) failed", tmp)
+                 : 0;
     if (!rc) {
-        groups[0] = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (nsets == 3) {
-            optim = H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-            groups[1] = H5Gcreate2(optim, "exp_avg", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-            groups[2] = H5Gcreate2(optim, "exp_avg_sq", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (fault_at("group")) {
+            rc = lm_err(err, errlen, 1, "%s: cannot create group %s", tmp, SET_PATH[0]);
+        } else {
+            groups[0] = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+            if (nsets == 3) {
+                optim = H5Gcreate2(f, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+                groups[1] = H5Gcreate2(optim, "exp_avg", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+                groups[2] = H5Gcreate2(optim, "exp_avg_sq", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+            }
+            for (int s = 0; s < nsets; s++)
+                if (groups[s] < 0) rc = lm_err(err, errlen, 1, "%s: cannot create group %s", tmp, SET_PATH[s]);
         }
-        for (int s = 0; s < nsets; s++)
-            if (groups[s] < 0) rc = lm_err(err, errlen, 1, "%s: cannot create group %s", tmp, SET_PATH[s]);
     }
-    rc = agree(comm, rc, err, errlen);
+    rc = agree_dl(&c, rc, err, errlen);
     for (int s = 0; s < nsets && !rc; s++)
         for (int i = 0; i < n && !rc; i++) {
-            rc = write_tensor(comm, groups[s], SET_PATH[s], &sets[s][i], dxpl, tmp, err, errlen);
+            rc = write_tensor(&c, groups[s], s, i, n, &sets[s][i], dxpl, err, errlen);
             pause_hook();
         }
+    /* MPI_File_sync on every rank: each rank's own writes reach stable
+     * storage (rank 0's fsync below covers only what its node caches) */
+    if (!rc) {
+        if (fault_at("flush") || H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
+            rc = lm_err(err, errlen, 1, "%s: flush failed", tmp);
+        rc = agree_dl(&c, rc, err, errlen);
+    }
+    if (rc) {
+        h5_quiet_end(&q, 1);
+        return save_fail(&c, f, groups, optim, dxpl, err);
+    }
     for (int s = 0; s < 3; s++) h5_close(groups[s]);
     h5_close(optim);
     h5_close(dxpl);
-    /* MPI_File_sync on every rank: each rank's own writes reach stable
-     * storage (rank 0's fsync below covers only what its node caches) */
-    if (!rc && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) rc = lm_err(err, errlen, 1, "%s: flush failed", tmp);
-    if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 1, "%s: closing the checkpoint file failed", tmp);
-    h5_quiet_end(&q, rc);
-    if (agree(comm, rc, err, errlen)) {
-        if (rank == 0) unlink(tmp);
-        MPI_Barrier(comm);
-        return 1;
+    /* a failed H5Fclose leaves HDF5 unable to shut down (it would crash in
+     * MPI_Finalize), and may leave the others inside the close: end the job */
+    if (fault_at("close") || H5Fclose(f) < 0) {
+        unlink(tmp);
+        lm_abort(LM_ERR_RUNTIME, "checkpoint: %s: closing the checkpoint file failed (HDF5 cannot shut down "
+                                 "cleanly; %s removed, aborting the job)", tmp, tmp);
     }
+    h5_quiet_end(&q, 0);
     rc = rank == 0 ? publish(dir, fname, keep, err, errlen) : 0;
     /* no rank returns before `latest` names the new file */
     MPI_Barrier(comm);
-    return agree(comm, rc, err, errlen) ? 1 : 0;
+    if (agree(comm, rc, err, errlen)) return 1;
+    double dt = MPI_Wtime() - t_start;
+    if (dt > g_longest_save) g_longest_save = dt;
+    return 0;
 }
 
 /* ---- latest ---- */
