@@ -45,7 +45,25 @@
  * latest.tmp, fsynced and renamed; then the directory fsynced. Older
  * step_*.h5 beyond `keep` are deleted after `latest` is published, never the
  * one `latest` names. A crash at any point leaves the previous checkpoint and
- * `latest` intact. */
+ * `latest` intact.
+ *
+ * Write failures (issue 14): right after the .tmp is created, rank 0
+ * reserves the space the file will need (every dataset's floats plus a
+ * metadata margin) with fallocate(KEEP_SIZE), or compares it with the free
+ * space where fallocate is unsupported; a full disk or quota fails there,
+ * before any collective write, with "no space left on device: the
+ * checkpoint needs N bytes, M free". The unused tail is released after the
+ * close. Every local failure is agreed on before the next collective call;
+ * a rank that failed waits for the others with a deadline (60 s, or 4x the
+ * longest save so far; env LAMINA_CKPT_DEADLINE_S overrides) and then, if
+ * they are stuck inside an HDF5 collective, removes the .tmp, prints the
+ * message and ends the job with MPI_Abort(1). The error path (close the
+ * objects and the file, remove the .tmp) runs under the same deadline; a
+ * failed H5Fclose also ends the job with exit 1 (HDF5 would otherwise crash
+ * in MPI_Finalize). A failure before `latest` is renamed removes the .tmp,
+ * the renamed file and latest.tmp, so `latest` and its file are unchanged;
+ * a failure of the last directory sync leaves the new complete file named
+ * by `latest`. Every rank exits 1 (train.c: lm_fail). */
 #ifndef LAMINA_CKPT_H
 #define LAMINA_CKPT_H
 #include <mpi.h>
@@ -114,6 +132,18 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
 /* Test hooks: if the environment sets LAMINA_CKPT_PAUSE_MS, ckpt_save sleeps
  * that long after each dataset (so a test can kill a run mid-write);
  * LAMINA_CKPT_PIECE_ELEMS lowers the 64 Mi elements per transfer block (so
- * small tensors take the multi-block path). */
+ * small tensors take the multi-block path).
+ * LAMINA_CKPT_FAIL=POINT[.SET.INDEX][:RANK][@STEP] makes ckpt_save fail at
+ * POINT as a real failure there would, on rank RANK only (default: every
+ * rank that reaches the point), at the checkpoint of step STEP only
+ * (default: every one). POINTs of the collective phase: create (the .tmp,
+ * H5Fcreate skipped), reserve (rank 0, as ENOSPC), attrs (root attributes),
+ * config (/config), group, dcreate / dwrite / dsum (a dataset's create,
+ * data write — the rank does not enter the collective H5Dwrite — and
+ * checksum attribute; SET = model, exp_avg or exp_avg_sq, INDEX = first,
+ * mid, last or a number; both optional), flush, close (H5Fclose skipped).
+ * POINTs of rank 0's publish: fsync (the file), rename, dirsync, latest
+ * (latest.tmp write), latest_fsync, latest_rename, latest_dirsync.
+ * Example: LAMINA_CKPT_FAIL=dwrite.exp_avg.mid:1@4. */
 
 #endif
