@@ -14,6 +14,8 @@
 #include "common.h"
 #include <dirent.h>
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <fcntl.h>
 #include <hdf5.h>
 #include <pthread.h>
@@ -737,14 +739,63 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
 
 /* ---- latest ---- */
 
+/* What a non-regular file is, for messages. */
+static const char *file_kind(mode_t m) {
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a plain file";
+}
+
+/* A checkpoint or `latest` is opened only when it is a regular file:
+ * opening a FIFO blocks until a writer appears (a run that never ends), and
+ * a directory or device is no checkpoint. stat() first, never open().
+ * Returns 0, or `code` with err naming the path. */
+static int regular_file(const char *path, int code, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(path, &st)) return lm_err(err, errlen, code, "%s: cannot read (%s)", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return lm_err(err, errlen, code, "%s: not a regular file (%s); a checkpoint must be a regular HDF5 file", path,
+                      file_kind(st.st_mode));
+    return 0;
+}
+
+/* `latest` is a text file naming the checkpoint (what ckpt_save writes), or
+ * a symbolic link to a step_*.h5 file (what a person may make by hand). A
+ * dangling link, a FIFO, a directory, an empty file or a name that is
+ * missing is reported (-1), never read as "no checkpoint". */
 int ckpt_find_latest(const char *dir, char *path, size_t pathlen, char *err, size_t errlen) {
     char lf[4096 + 16], name[512] = {0};
     snprintf(lf, sizeof lf, "%s/latest", dir);
-    FILE *fp = fopen(lf, "r");
-    if (!fp) {
+    struct stat st;
+    if (lstat(lf, &st)) {
         if (errno == ENOENT || errno == ENOTDIR) return 0;
         return lm_err(err, errlen, -1, "%s: unreadable (%s)", lf, strerror(errno));
     }
+    if (S_ISLNK(st.st_mode)) {
+        char to[512];
+        ssize_t k = readlink(lf, to, sizeof to - 1);
+        if (k < 0) return lm_err(err, errlen, -1, "%s: unreadable symbolic link (%s)", lf, strerror(errno));
+        to[k] = 0;
+        const char *base = strrchr(to, '/') ? strrchr(to, '/') + 1 : to;
+        if (stat(lf, &st))
+            return lm_err(err, errlen, -1, "%s: a symbolic link to %s, which is missing (%s)", lf, to, strerror(errno));
+        if (parse_step(base, ".h5") >= 0) { /* a link to the checkpoint itself */
+            if ((size_t)snprintf(path, pathlen, "%s%s%s", to[0] == '/' ? "" : dir, to[0] == '/' ? "" : "/", to) >= pathlen)
+                return lm_err(err, errlen, -1, "%s: path too long", lf);
+            if (regular_file(path, -1, err, errlen)) {
+                char why[LM_ERRLEN];
+                snprintf(why, sizeof why, "%s", err);
+                return lm_err(err, errlen, -1, "%s: a symbolic link to %s", lf, why);
+            }
+            return 1;
+        }
+    }
+    if (!S_ISREG(st.st_mode))
+        return lm_err(err, errlen, -1, "%s: not a regular file (%s)", lf, file_kind(st.st_mode));
+    FILE *fp = fopen(lf, "r");
+    if (!fp) return lm_err(err, errlen, -1, "%s: unreadable (%s)", lf, strerror(errno));
     size_t got = fread(name, 1, sizeof name - 1, fp);
     fclose(fp);
     name[got] = 0;
@@ -754,17 +805,111 @@ int ckpt_find_latest(const char *dir, char *path, size_t pathlen, char *err, siz
         return lm_err(err, errlen, -1, "%s: does not name a checkpoint file", lf);
     if ((size_t)snprintf(path, pathlen, "%s/%s", dir, name) >= pathlen)
         return lm_err(err, errlen, -1, "%s: path too long", lf);
-    if (access(path, R_OK))
+    if (stat(path, &st) || access(path, R_OK))
         return lm_err(err, errlen, -1, "%s names %s, which is missing or unreadable", lf, name);
+    if (!S_ISREG(st.st_mode))
+        return lm_err(err, errlen, -1, "%s names %s, which is not a regular file (%s)", lf, name, file_kind(st.st_mode));
     return 1;
+}
+
+/* Restart candidates (see ckpt.h): rank 0 reads `latest` and lists the
+ * directory; the list travels to every rank as one block of
+ * newline-separated paths, so that all ranks try the same files in the same
+ * order even where a file system shows a directory late to some nodes. */
+int ckpt_candidates(MPI_Comm comm, const char *dir, char ***paths, char *note, size_t notelen) {
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    struct { int n, rc; long long len; char note[LM_ERRLEN]; } h;
+    memset(&h, 0, sizeof h);
+    char *buf = NULL;
+    if (rank == 0) {
+        size_t cap = 4096, len = 0;
+        buf = malloc(cap);
+        char first[4096 + 512] = {0};
+        int r = ckpt_find_latest(dir, first, sizeof first, h.note, sizeof h.note);
+        if (r != -1) h.note[0] = 0;
+        entry *e = NULL;
+        size_t ne = 0, ecap = 0;
+        DIR *dh = opendir(dir);
+        if (!dh && errno != ENOENT && errno != ENOTDIR) {
+            h.rc = -1;
+            snprintf(h.note, sizeof h.note, "%s: cannot list the checkpoint directory (%s)", dir, strerror(errno));
+        }
+        struct dirent *de;
+        while (dh && (de = readdir(dh))) {
+            long st = parse_step(de->d_name, ".h5");
+            if (st < 0 || strlen(de->d_name) >= sizeof e->name) continue;
+            if (ne == ecap) {
+                ecap = ecap ? 2 * ecap : 16;
+                entry *nx = realloc(e, ecap * sizeof *e);
+                if (!nx) break;
+                e = nx;
+            }
+            e[ne].step = st;
+            snprintf(e[ne].name, sizeof e[ne].name, "%s", de->d_name);
+            ne++;
+        }
+        if (dh) closedir(dh);
+        if (ne) qsort(e, ne, sizeof *e, by_step_desc);
+        for (long i = r == 1 ? -1 : 0; i < (long)ne && buf && !h.rc; i++) {
+            char p[4096 + 512];
+            if (i < 0) snprintf(p, sizeof p, "%s", first);
+            else snprintf(p, sizeof p, "%s/%s", dir, e[i].name);
+            if (i >= 0 && r == 1 && !strcmp(p, first)) continue; /* already first */
+            size_t k = strlen(p) + 1;
+            if (len + k > cap) {
+                char *nb = realloc(buf, cap = 2 * (len + k));
+                if (!nb) break;
+                buf = nb;
+            }
+            memcpy(buf + len, p, k);
+            buf[len + k - 1] = '\n';
+            len += k;
+            h.n++;
+        }
+        free(e);
+        if (!buf) h.rc = -1, snprintf(h.note, sizeof h.note, "%s: out of memory listing checkpoints", dir);
+        h.len = (long long)len;
+    }
+    MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm);
+    snprintf(note, notelen, "%s", h.note);
+    *paths = NULL;
+    if (h.rc) {
+        free(buf);
+        return -1;
+    }
+    /* one block: n+1 pointers, then the text with each '\n' made a '\0' */
+    char **out = malloc(sizeof(char *) * (size_t)(h.n + 1) + (size_t)h.len + 1);
+    if (!out) lm_abort(LM_ERR_RUNTIME, "out of memory");
+    char *text = (char *)(out + h.n + 1);
+    if (rank == 0) memcpy(text, buf, (size_t)h.len);
+    free(buf);
+    if (h.len) MPI_Bcast(text, (int)h.len, MPI_CHAR, 0, comm);
+    text[h.len] = 0;
+    for (int i = 0; i < h.n; i++) {
+        out[i] = text;
+        text = strchr(text, '\n');
+        *text++ = 0;
+    }
+    out[h.n] = NULL;
+    *paths = out;
+    return h.n;
 }
 
 /* ---- read ---- */
 
-/* Root and /config attributes of an open file (any driver). Root format,
- * version and step are required; tokens_seen, consumed_samples, seed and
- * each /config key are read when present (files made by other tools may
- * carry fewer). deck_text is malloc'd (NULL if absent). */
+/* The largest step a checkpoint may claim: far beyond any run, and small
+ * enough that step + 1 and the step_NNNNNNNN.h5 name (16 digits at most,
+ * see parse_step) cannot overflow. */
+#define CKPT_MAX_STEP 1000000000000000L
+
+/* Root and /config attributes of an open file (any driver), each checked
+ * for type and range, and the root counters for consistency (rules in
+ * ckpt.h). Root format, version and step are required; tokens_seen,
+ * consumed_samples, seed and each /config key are read when present (files
+ * made by other tools may carry fewer): tokens_seen and consumed_samples
+ * are -1 when absent, /config keys 0 (the caller decides what it needs).
+ * deck_text is malloc'd (NULL if absent). */
 static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size_t errlen) {
     char *fmt = NULL;
     int64_t v = 0;
@@ -782,15 +927,33 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
                       (long long)v, CKPT_VERSION);
     if ((rc = h5_attr_num(f, "step", H5T_INTEGER, H5T_NATIVE_INT64, &v)))
         return attr_fail(path, "root", "step", rc, "an integer", err, errlen);
-    if (v < 0) return lm_err(err, errlen, 2, "%s: root attribute step = %lld must be >= 0", path, (long long)v);
+    if (v < 0 || v > CKPT_MAX_STEP)
+        return lm_err(err, errlen, 2, "%s: root attribute step = %lld must be in [0, %ld]", path, (long long)v,
+                      CKPT_MAX_STEP);
     m->step = (long)v;
     struct { const char *k; long *dst; } opt[] = {{"tokens_seen", &m->tokens_seen},
                                                    {"consumed_samples", &m->consumed_samples}};
     for (size_t i = 0; i < 2; i++) {
+        *opt[i].dst = -1;
         rc = h5_attr_num(f, opt[i].k, H5T_INTEGER, H5T_NATIVE_INT64, &v);
+        if (rc == 0 && v < 0)
+            return lm_err(err, errlen, 2, "%s: root attribute %s = %lld must be >= 0", path, opt[i].k, (long long)v);
         if (rc == 0) *opt[i].dst = (long)v;
         else if (rc != -1) return attr_fail(path, "root", opt[i].k, rc, "an integer", err, errlen);
     }
+    /* Every step consumes global_batch samples, 1 <= global_batch <= INT_MAX
+     * (global_batch may change between restarts); every sample gives at
+     * most seq_len <= INT_MAX target tokens (fewer with padding). */
+    long cs = m->consumed_samples, ts = m->tokens_seen;
+    if (cs >= 0 && cs < m->step)
+        return lm_err(err, errlen, 2, "%s: root attribute consumed_samples = %ld is below step = %ld (each step consumes "
+                      "train.global_batch >= 1 samples)", path, cs, m->step);
+    if (cs >= 0 && cs / INT32_MAX + (cs % INT32_MAX != 0) > m->step)
+        return lm_err(err, errlen, 2, "%s: root attribute consumed_samples = %ld exceeds step (%ld) x the largest "
+                      "train.global_batch (%d)", path, cs, m->step, INT32_MAX);
+    if (cs >= 0 && ts >= 0 && ts / INT32_MAX + (ts % INT32_MAX != 0) > cs)
+        return lm_err(err, errlen, 2, "%s: root attribute tokens_seen = %ld exceeds consumed_samples (%ld) x the "
+                      "largest train.seq_len (%d)", path, ts, cs, INT32_MAX);
     rc = h5_attr_num(f, "seed", H5T_INTEGER, H5T_NATIVE_UINT64, &m->seed);
     if (rc && rc != -1) return attr_fail(path, "root", "seed", rc, "an integer", err, errlen);
 
@@ -798,25 +961,32 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
     if (has <= 0) return has == 0 ? 0 : lm_err(err, errlen, 2, "%s: /config: unreadable", path);
     hid_t g = H5Gopen2(f, "config", H5P_DEFAULT);
     if (g < 0) return lm_err(err, errlen, 2, "%s: /config: not a group", path);
-    struct { const char *k; int *dst; } ik[] = {
-        {"dim", &m->dim}, {"n_layers", &m->n_layers}, {"n_heads", &m->n_heads}, {"n_kv_heads", &m->n_kv_heads},
-        {"ffn_dim", &m->ffn_dim}, {"vocab_size", &m->vocab_size}, {"max_seq_len", &m->max_seq_len},
-        {"tie_embeddings", &m->tie_embeddings}};
+    /* shape keys: >= 1 (tie_embeddings 0 or 1) when present */
+    struct { const char *k; int *dst; int lo, hi; } ik[] = {
+        {"dim", &m->dim, 1, INT32_MAX}, {"n_layers", &m->n_layers, 1, INT32_MAX},
+        {"n_heads", &m->n_heads, 1, INT32_MAX}, {"n_kv_heads", &m->n_kv_heads, 1, INT32_MAX},
+        {"ffn_dim", &m->ffn_dim, 1, INT32_MAX}, {"vocab_size", &m->vocab_size, 1, INT32_MAX},
+        {"max_seq_len", &m->max_seq_len, 1, INT32_MAX}, {"tie_embeddings", &m->tie_embeddings, 0, 1}};
     rc = 0;
     for (size_t i = 0; i < sizeof ik / sizeof *ik && !rc; i++) {
         int r = h5_attr_num(g, ik[i].k, H5T_INTEGER, H5T_NATIVE_INT64, &v);
-        if (r == 0 && (v < INT32_MIN || v > INT32_MAX)) {
-            rc = lm_err(err, errlen, 2, "%s: /config attribute %s = %lld out of range", path, ik[i].k, (long long)v);
+        if (r == 0 && (v < ik[i].lo || v > ik[i].hi)) {
+            rc = lm_err(err, errlen, 2, "%s: /config attribute %s = %lld must be in [%d, %d]", path, ik[i].k,
+                        (long long)v, ik[i].lo, ik[i].hi);
         } else if (r == 0) {
             *ik[i].dst = (int)v;
         } else if (r != -1) {
             rc = attr_fail(path, "/config", ik[i].k, r, "an integer", err, errlen);
         }
     }
+    /* norm_eps and rope_theta: finite and > 0 when present */
     struct { const char *k; double *dst; } dk[] = {{"norm_eps", &m->norm_eps}, {"rope_theta", &m->rope_theta}};
     for (size_t i = 0; i < 2 && !rc; i++) {
         int r = h5_attr_num(g, dk[i].k, H5T_FLOAT, H5T_NATIVE_DOUBLE, dk[i].dst);
         if (r && r != -1) rc = attr_fail(path, "/config", dk[i].k, r, "a number", err, errlen);
+        else if (r == 0 && !(*dk[i].dst > 0 && *dk[i].dst <= DBL_MAX))
+            rc = lm_err(err, errlen, 2, "%s: /config attribute %s = %g must be finite and > 0", path, dk[i].k,
+                        *dk[i].dst);
     }
     if (!rc) {
         char *deck = NULL;
@@ -832,7 +1002,17 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
     return rc;
 }
 
-/* Does dataset SET/NAME exist with a float type and the tensor's shape? */
+/* The dataset's element type, for messages: "float16", "int32", ... */
+static void type_name(hid_t ty, char *out, size_t n) {
+    H5T_class_t c = ty >= 0 ? H5Tget_class(ty) : H5T_NO_CLASS;
+    size_t bits = ty >= 0 ? 8 * H5Tget_size(ty) : 0;
+    if (c == H5T_FLOAT) snprintf(out, n, "float%zu", bits);
+    else if (c == H5T_INTEGER) snprintf(out, n, "%sint%zu", H5Tget_sign(ty) == H5T_SGN_NONE ? "u" : "", bits);
+    else if (c == H5T_STRING) snprintf(out, n, "a string");
+    else snprintf(out, n, "not a number type");
+}
+
+/* Does dataset SET/NAME exist with type float32 and the tensor's shape? */
 static int check_dataset(hid_t f, const char *path, const char *set, const ckpt_tensor *t, char *err, size_t errlen) {
     char dp[1024];
     snprintf(dp, sizeof dp, "%s/%s", set, t->name);
@@ -852,8 +1032,10 @@ static int check_dataset(hid_t f, const char *path, const char *set, const ckpt_
     int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1, rc = 0;
     hsize_t dims[H5S_MAX_RANK] = {0};
     if (nd >= 0 && nd <= H5S_MAX_RANK) H5Sget_simple_extent_dims(s, dims, NULL);
-    if (ty < 0 || H5Tget_class(ty) != H5T_FLOAT) {
-        rc = lm_err(err, errlen, 2, "%s: %s: must hold floats", path, dp);
+    if (ty < 0 || H5Tget_class(ty) != H5T_FLOAT || H5Tget_size(ty) != 4) {
+        char tn[32];
+        type_name(ty, tn, sizeof tn);
+        rc = lm_err(err, errlen, 2, "%s: %s: is %s, must be float32", path, dp, tn);
     } else if (nd < 0 || nd > H5S_MAX_RANK) {
         rc = lm_err(err, errlen, 2, "%s: %s: unreadable dataspace", path, dp);
     } else if (nd != t->ndim || (hsize_t)t->rows != dims[0] || (nd == 2 && (hsize_t)t->cols != dims[1])) {
@@ -878,6 +1060,7 @@ static int check_dataset(hid_t f, const char *path, const char *set, const ckpt_
 static int validate_serial(const char *path, ckpt_meta *m, ckpt_tensor *const *sets, int nsets, int n, char *err,
                            size_t errlen) {
     memset(m, 0, sizeof *m);
+    if (regular_file(path, 2, err, errlen)) return 2;
     if (access(path, R_OK)) return lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
     hid_t fapl = h5_fapl();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
@@ -935,7 +1118,11 @@ int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, 
     return 0;
 }
 
-/* Read one tensor's pieces collectively and check the checksum (see ckpt.h). */
+/* Read one tensor's pieces collectively and check the checksum and the
+ * values (see ckpt.h): every element finite, and exp_avg_sq >= 0 (a second
+ * moment is a running mean of squares; a negative one would give NaN in
+ * the AdamW step). Each rank checks the piece it read; the counts are
+ * summed, so every rank returns the same verdict. */
 static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set, ckpt_tensor *t, hid_t dxpl,
                        char *err, size_t errlen) {
     char dp[1024];
@@ -947,7 +1134,8 @@ static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set
     /* each rank reads its whole piece, v = vbase + [off, off+count) */
     int64_t whole[2] = {pl.g.vbase + t->off, pl.g.vbase + t->off + t->count};
     hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
-    uint64_t loc[2] = {0, 0}, tot[2] = {0, 0}, want = 0;
+    /* loc: checksum term, read failure, NaN count, Inf count, negative count */
+    uint64_t loc[5] = {0, 0, 0, 0, 0}, tot[5] = {0, 0, 0, 0, 0}, want = 0;
     int has_sum = 0, bad = d < 0, anybad = 0;
     MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, comm);
     if (anybad || transfer(comm, d, t, &pl.g, dxpl, 0, whole, t->count > 0)) loc[1] = 1;
@@ -959,12 +1147,26 @@ static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set
     if (!loc[1])
         for (int i = 0; i < pl.npieces; i++)
             loc[0] += ckpt_piece_sum(t, &pl.g, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
+    int second = !strcmp(set, SET_PATH[2]);
+    if (!loc[1])
+        for (int64_t i = 0; i < t->count; i++) {
+            float x = t->data[i];
+            loc[2] += isnan(x) != 0;
+            loc[3] += isinf(x) != 0;
+            loc[4] += second && x < 0;
+        }
     h5_close(d);
     ckpt_plan_free(&pl);
-    MPI_Allreduce(loc, tot, 2, MPI_UINT64_T, MPI_SUM, comm);
+    MPI_Allreduce(loc, tot, 5, MPI_UINT64_T, MPI_SUM, comm);
     if (tot[1]) return lm_err(err, errlen, 2, "%s: %s: read failed (damaged file or bad checksum attribute)", path, dp);
     if (has_sum && pl.cover && tot[0] != want)
         return lm_err(err, errlen, 2, "%s: %s: checksum mismatch (file corrupted)", path, dp);
+    if (tot[2] || tot[3])
+        return lm_err(err, errlen, 2, "%s: %s: holds %s values; every weight and moment must be finite", path, dp,
+                      tot[2] && tot[3] ? "NaN and Inf" : tot[2] ? "NaN" : "Inf");
+    if (tot[4])
+        return lm_err(err, errlen, 2, "%s: %s: holds negative values; a second moment (mean of squares) must be >= 0",
+                      path, dp);
     return 0;
 }
 

@@ -115,17 +115,45 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
               char *err, size_t errlen);
 
 /* Path of the checkpoint `dir/latest` names, if latest exists (returns 1);
- * 0 if there is none; -1 with err if latest is unreadable or names a
- * missing file. Rank-local (call on every rank; same answer). */
+ * 0 if there is none; -1 with err if latest is unusable: a dangling
+ * symbolic link, not a regular file (a FIFO, a directory: never opened, so
+ * nothing blocks), empty, or naming a file that is missing or not a regular
+ * file. `latest` is the text file ckpt_save writes, or a symbolic link to a
+ * step_*.h5 file. Rank-local (call on every rank; same answer). */
 int ckpt_find_latest(const char *dir, char *path, size_t pathlen, char *err, size_t errlen);
 
-/* Read the root and /config attributes only (collective). Returns 0 or 2. */
+/* The files checkpoint.restart = auto may resume from, best first: the one
+ * `latest` names (when usable), then every DIR/step_NNNNNNNN.h5 by step,
+ * newest first (whatever their file type: the caller's load rejects a
+ * non-regular or damaged one and goes on to the next). Returns their number
+ * (0: none, a fresh start unless note is set) with *paths a malloc'd
+ * NULL-terminated array (one free(*paths) releases it); note receives why
+ * an existing `latest` was not used ("" otherwise). -1 with note if the
+ * directory exists but cannot be listed. Collective: rank 0 looks, every
+ * rank gets the same list. */
+int ckpt_candidates(MPI_Comm comm, const char *dir, char ***paths, char *note, size_t notelen);
+
+/* Read the root and /config attributes only (collective). Returns 0 or 2.
+ * Checked here, each an error 2 naming the file and attribute: every
+ * attribute's type (strings, integers, numbers) and scalar shape; format
+ * and version; 0 <= step <= 10^15; tokens_seen, consumed_samples >= 0;
+ * step <= consumed_samples <= step x INT32_MAX (each step consumes
+ * train.global_batch samples, 1..INT32_MAX, which may change between
+ * restarts); tokens_seen <= consumed_samples x INT32_MAX (at most
+ * train.seq_len targets per sample); /config shape keys >= 1,
+ * tie_embeddings 0 or 1, norm_eps and rope_theta finite and > 0.
+ * Absent attributes (files from other tools hold only what SPEC §5
+ * requires): tokens_seen and consumed_samples read as -1, seed and /config
+ * keys as 0, deck_text NULL; the caller decides what it needs. Only a
+ * regular file is opened (a FIFO would block). */
 int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, size_t errlen);
 
 /* Load the pieces named in model (and the moments if not NULL) from path
- * into their data, checking shapes against rows/cols and each dataset's
- * checksum. Collective.
- * Returns 0, or 2 with err naming the file and dataset. */
+ * into their data, checking each dataset's type (float32: "is float16,
+ * must be float32"), shape against rows/cols, checksum, and values: every
+ * element read must be finite, and exp_avg_sq >= 0. Collective.
+ * Returns 0, or 2 with err naming the file and dataset. On failure the
+ * pieces hold partial data (the caller loads another file or stops). */
 int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *exp_avg,
               ckpt_tensor *exp_avg_sq, int n, char *err, size_t errlen);
 

@@ -4,6 +4,7 @@
 #include "prof.h"
 #include "sde.h"
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -206,51 +207,130 @@ void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_te
     for (int k = 0; k < 3; k++) lm_free(loc[k]);
 }
 
-/* The checkpoint's /config must describe the deck's model. */
-static void check_meta(const lm_config *c, const ckpt_meta *m, const char *path) {
+/* The checkpoint's /config must describe the deck's model: each shape key
+ * present (SPEC §5) and equal to the deck's. Returns 0, or 2 with err. */
+static int check_meta(const lm_config *c, const ckpt_meta *m, const char *path, char *err, size_t errlen) {
     struct { const char *key; long have, want; } k[] = {
-        {"model.dim", m->dim, c->dim},
-        {"model.n_layers", m->n_layers, c->n_layers},
-        {"model.n_heads", m->n_heads, c->n_heads},
-        {"model.n_kv_heads", m->n_kv_heads, c->n_kv_heads},
-        {"model.ffn_dim", m->ffn_dim, c->ffn_dim},
-        {"model.vocab_size", m->vocab_size, c->vocab_size},
-        {"model.tie_embeddings", m->tie_embeddings, c->tie_embeddings},
+        {"dim", m->dim, c->dim},
+        {"n_layers", m->n_layers, c->n_layers},
+        {"n_heads", m->n_heads, c->n_heads},
+        {"n_kv_heads", m->n_kv_heads, c->n_kv_heads},
+        {"ffn_dim", m->ffn_dim, c->ffn_dim},
+        {"vocab_size", m->vocab_size, c->vocab_size},
+        {"tie_embeddings", m->tie_embeddings, c->tie_embeddings},
     };
-    for (size_t i = 0; i < sizeof k / sizeof *k; i++)
+    int n = (int)(sizeof k / sizeof *k), absent = 0;
+    for (int i = 0; i < n - 1; i++) absent += k[i].have == 0; /* ckpt_read_meta: 0 = absent, else >= 1 */
+    if (absent == n - 1)
+        return lm_err(err, errlen, 2, "%s: /config: missing, or without the model shape attributes (dim, n_layers, "
+                                      "n_heads, n_kv_heads, ffn_dim, vocab_size; SPEC §5)", path);
+    for (int i = 0; i < n - 1; i++)
+        if (k[i].have == 0) return lm_err(err, errlen, 2, "%s: /config attribute %s: missing (SPEC §5)", path, k[i].key);
+    for (int i = 0; i < n; i++)
         if (k[i].have != k[i].want)
-            lm_fail(LM_ERR_INPUT, "%s: /config: %s = %ld does not match the deck's %ld", path, k[i].key, k[i].have,
-                    k[i].want);
+            return lm_err(err, errlen, 2, "%s: /config: model.%s = %ld does not match the deck's %ld", path, k[i].key,
+                          k[i].have, k[i].want);
+    return 0;
+}
+
+/* Read and check one checkpoint into this rank's pieces: attributes,
+ * /config against the deck, and (resume) what a restart needs: the data
+ * loader position consumed_samples and tokens_seen (lamina's own attribute
+ * and a SPEC one, absent from files other tools write: those serve as
+ * train.init). Returns 0, or 2 with err naming the file and the rule; on
+ * failure the pieces hold partial data. Collective. */
+static int load_one(lm_session *s, const char *path, int resume, ckpt_tensor *tw, ckpt_tensor *tm, ckpt_tensor *tv,
+                    ckpt_meta *meta, char *err, size_t errlen) {
+    MPI_Comm mc = comm_mpi(comm_world());
+    memset(meta, 0, sizeof *meta);
+    if (ckpt_read_meta(mc, path, meta, err, errlen)) return 2;
+    int rc = check_meta(&s->cfg, meta, path, err, errlen);
+    if (!rc && resume && meta->consumed_samples < 0)
+        rc = lm_err(err, errlen, 2, "%s: root attribute consumed_samples: missing; a restart needs the data position "
+                                    "(use the file as train.init to start a new run from its weights)", path);
+    if (!rc && resume && meta->tokens_seen < 0)
+        rc = lm_err(err, errlen, 2, "%s: root attribute tokens_seen: missing (SPEC §5)", path);
+    if (!rc) rc = ckpt_load(mc, path, tw, resume ? tm : NULL, resume ? tv : NULL, s->full.n, err, errlen);
+    if (rc) {
+        free((void *)meta->deck_text);
+        meta->deck_text = NULL;
+    }
+    return rc ? 2 : 0;
+}
+
+/* checkpoint.restart = auto: resume from the newest checkpoint that passes
+ * every check (ckpt_candidates' order: what `latest` names, then step files
+ * newest first). A file that fails is skipped with a warning naming it and
+ * why; with none left the run stops (2) listing each one, rather than start
+ * fresh and then overwrite or prune them. A `latest` that is unusable
+ * (dangling link, FIFO, missing target) with no step file is also an error:
+ * something was saved there. Returns 1 with path and meta of the loaded
+ * file, 0 when the directory holds no checkpoint at all. */
+static int restart_auto(lm_session *s, int resume, ckpt_tensor *tw, ckpt_tensor *tm, ckpt_tensor *tv, char *path,
+                        size_t pathlen, ckpt_meta *meta) {
+    const lm_config *c = &s->cfg;
+    char note[LM_ERRLEN] = {0}, err[LM_ERRLEN];
+    char **cand = NULL;
+    int n = ckpt_candidates(comm_mpi(comm_world()), c->ckpt_dir, &cand, note, sizeof note);
+    if (n < 0) lm_fail(LM_ERR_INPUT, "checkpoint.restart = auto: %s", note);
+    if (n == 0 && note[0])
+        lm_fail(LM_ERR_INPUT, "checkpoint.restart = auto: %s, and %s holds no step_*.h5 to resume from (remove it, or "
+                              "set checkpoint.restart = none to start fresh)", note, c->ckpt_dir);
+    int rank = comm_world()->rank;
+    if (note[0] && rank == 0) fprintf(stderr, "lamina: warning: checkpoint.restart = auto: %s; looking for the newest valid step_*.h5\n", note);
+    /* why each skipped file failed, for the warnings and the final error */
+    size_t cap = 256 + (size_t)n * (LM_ERRLEN + 8), len = 0;
+    char *why = lm_alloc(cap);
+    int got = -1;
+    for (int i = 0; i < n && got < 0; i++) {
+        if (!load_one(s, cand[i], resume, tw, tm, tv, meta, err, sizeof err)) {
+            got = i;
+            break;
+        }
+        if (rank == 0) fprintf(stderr, "lamina: warning: checkpoint.restart = auto: skipping %s: %s\n", cand[i], err);
+        len += (size_t)snprintf(why + len, cap - len, "\n  %s", err);
+    }
+    if (got < 0 && n > 0) {
+        char *msg = lm_alloc(cap + 512);
+        snprintf(msg, cap + 512, "checkpoint.restart = auto: no valid checkpoint in %s (nothing was changed there; "
+                 "fix or remove the files, or set checkpoint.restart = none to start fresh):%s", c->ckpt_dir, why);
+        lm_fail(LM_ERR_INPUT, "%s", msg);
+    }
+    if (got > 0 && rank == 0)
+        fprintf(stderr, "lamina: warning: checkpoint.restart = auto: resuming from %s, an older checkpoint than the "
+                "skipped one(s) above\n", cand[got]);
+    if (got >= 0) snprintf(path, pathlen, "%s", cand[got]);
+    lm_free(why);
+    free(cand);
+    return got >= 0;
 }
 
 void session_load(lm_session *s, int with_optim) {
     lm_config *c = &s->cfg;
-    lm_group *w = comm_world();
     char err[LM_ERRLEN] = {0}, path[LM_PATHLEN] = {0};
-    int found = 0;
+    int n = s->full.n;
+    ckpt_tensor *tw = lm_alloc(sizeof(ckpt_tensor) * (size_t)n), *tm = lm_alloc(sizeof(ckpt_tensor) * (size_t)n),
+                *tv = lm_alloc(sizeof(ckpt_tensor) * (size_t)n);
+    session_ckpt_tensors(s, tw, tm, tv);
+    ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    int found = 0, loaded = 0, resume = with_optim;
+    prof_enter(PROF_CHECKPOINT);
     if (!strcmp(c->restart, "auto")) {
-        found = ckpt_find_latest(c->ckpt_dir, path, sizeof path, err, sizeof err);
-        if (found < 0) lm_fail(LM_ERR_INPUT, "checkpoint.restart = auto: %s", err);
+        found = loaded = restart_auto(s, resume, tw, tm, tv, path, sizeof path, &meta);
     } else if (strcmp(c->restart, "none")) {
         snprintf(path, sizeof path, "%s", c->restart);
         if (access(path, R_OK)) lm_fail(LM_ERR_INPUT, "checkpoint.restart: cannot read %s", path);
         found = 1;
     }
-    int n = s->full.n;
-    ckpt_tensor *tw = lm_alloc(sizeof(ckpt_tensor) * (size_t)n), *tm = lm_alloc(sizeof(ckpt_tensor) * (size_t)n),
-                *tv = lm_alloc(sizeof(ckpt_tensor) * (size_t)n);
-    session_ckpt_tensors(s, tw, tm, tv);
     const char *from = found ? path : strcmp(c->init, "random") ? c->init : NULL;
+    if (from && !loaded) {
+        resume = found && with_optim;
+        if (load_one(s, from, resume, tw, tm, tv, &meta, err, sizeof err))
+            lm_fail(LM_ERR_INPUT, "%s%s", found ? "checkpoint.restart: " : "train.init: ", err);
+    }
     if (from) {
-        prof_enter(PROF_CHECKPOINT);
-        ckpt_meta meta;
-        memset(&meta, 0, sizeof meta);
-        if (ckpt_read_meta(comm_mpi(w), from, &meta, err, sizeof err))
-            lm_fail(LM_ERR_INPUT, "%s%s", found ? "" : "train.init: ", err);
-        check_meta(c, &meta, from);
-        int resume = found && with_optim;
-        if (ckpt_load(comm_mpi(w), from, tw, resume ? tm : NULL, resume ? tv : NULL, n, err, sizeof err))
-            lm_fail(LM_ERR_INPUT, "%s%s", found ? "" : "train.init: ", err);
+        resume = found && with_optim;
         long long bytes = 0;
         for (int i = 0; i < n; i++) bytes += (tw[i].count + (resume ? tm[i].count + tv[i].count : 0)) * 4LL;
         sde_add(LM_SDE_CKPT_BYTES_READ, bytes);
@@ -263,13 +343,15 @@ void session_load(lm_session *s, int with_optim) {
         if (found) {
             snprintf(s->resumed_from, sizeof s->resumed_from, "%s", from);
             s->start_step = meta.step;
-            s->tokens_seen = meta.tokens_seen;
-            s->consumed_samples = meta.consumed_samples;
+            /* absent in a file another tool wrote (weights only: generate) */
+            s->tokens_seen = meta.tokens_seen > 0 ? meta.tokens_seen : 0;
+            s->consumed_samples = meta.consumed_samples > 0 ? meta.consumed_samples : 0;
         }
         free((void *)meta.deck_text);
         lm_log("%s %s (step %ld)\n", resume ? "resuming from" : "model weights from", from, meta.step);
         prof_exit(PROF_CHECKPOINT);
     } else {
+        prof_exit(PROF_CHECKPOINT);
         model_init_random(s->model, c->seed, c->init_std);
         if (s->zero) zero_weights_changed(s->zero);
     }
