@@ -8,6 +8,9 @@
 #include "h5attr.h"
 #include "common.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,15 @@ struct tokfile {
     int64_t *offsets;           /* n_samples + 1 entries, validated at open */
     int64_t *wide;              /* scratch for tok_wide reads */
     int64_t wide_cap;
+    /* What was validated at open (fstat of HDF5's own descriptor): a change
+     * of any of these under the run means the data is no longer what was
+     * checked, and HDF5 would zero-fill a read past a shrunken end. */
+    dev_t dev;
+    ino_t ino;
+    off_t size, cur_size;      /* at open; at the last tokfile_check */
+    struct timespec mtime;
+    haddr_t tok_addr;          /* file offset of /tokens' raw data, HADDR_UNDEF if chunked */
+    size_t tok_esz;            /* bytes per token in the file */
 };
 
 /* Integer attribute of any integer type, one element, converted to int64. */
@@ -33,6 +45,15 @@ static int attr_fail(const char *path, const char *name, int rc, const char *wan
     if (rc == -1) return lm_err(err, errlen, 2, "%s: attribute %s: missing", path, name);
     if (rc == -2) return lm_err(err, errlen, 2, "%s: attribute %s: must be %s", path, name, want);
     return lm_err(err, errlen, 2, "%s: attribute %s: unreadable", path, name);
+}
+
+/* fsync a file or a directory by path (durability before and after a rename). */
+static int fsync_path(const char *p, int is_dir) {
+    int fd = open(p, O_RDONLY | (is_dir ? O_DIRECTORY : 0));
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
 }
 
 /* 1-D dataset of `data` (n elements, memory type mt, file type ft). */
@@ -65,6 +86,18 @@ int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, co
             return lm_err(err, errlen, 1, "%s: token %u at %lld >= vocab_size %lld", path, tokens[i], (long long)i,
                           (long long)vocab_size);
 
+    /* Write to a temporary name beside the destination and rename it over
+     * the destination only once complete and synced (as checkpoints do): a
+     * failed write never destroys an existing file, and a reader of the old
+     * file sees a new inode rather than a file rewritten under it. A
+     * destination that is a symlink is replaced at its target. */
+    char dest[PATH_MAX], tmp[PATH_MAX + 32], dir[PATH_MAX];
+    struct stat lst;
+    if (lstat(path, &lst) || !S_ISLNK(lst.st_mode) || !realpath(path, dest)) snprintf(dest, sizeof dest, "%s", path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dest, (long)getpid());
+    snprintf(dir, sizeof dir, "%s", dest);
+    char *dname = dirname(dir);
+
     h5_quiet q;
     h5_quiet_begin(&q);
     int rc = -1;
@@ -72,11 +105,13 @@ int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, co
     /* v1.8 object format: object headers and superblock carry checksums, so a
      * damaged header is refused instead of misread */
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), g = -1;
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), g = -1;
     h5_close(fapl);
     if (f < 0) {
         h5_quiet_end(&q, 1);
-        return lm_err(err, errlen, 1, "%s: cannot create the file (missing directory or no write permission)", path);
+        unlink(tmp);
+        return lm_err(err, errlen, 1, "%s: cannot create the file %s (missing directory or no write permission)", path,
+                      tmp);
     }
     const char *what = "/tokens";
     if (write_1d(f, "tokens", H5T_STD_U32LE, H5T_NATIVE_UINT32, tokens, n_tokens)) goto done;
@@ -98,9 +133,23 @@ done:
     }
     h5_quiet_end(&q, rc);
     if (rc) {
-        unlink(path);
-        return lm_err(err, errlen, 1, "%s: write failed at %s", path, what);
+        unlink(tmp);
+        return lm_err(err, errlen, 1, "%s: write failed at %s (%s removed; the destination is untouched)", path, what,
+                      tmp);
     }
+    if (fsync_path(tmp, 0)) {
+        int e = errno;
+        unlink(tmp);
+        return lm_err(err, errlen, 1, "%s: fsync failed (%s); the destination is untouched", tmp, strerror(e));
+    }
+    if (rename(tmp, dest)) {
+        int e = errno;
+        unlink(tmp);
+        return lm_err(err, errlen, 1, "%s: rename to %s failed (%s); the destination is untouched", tmp, dest,
+                      strerror(e));
+    }
+    if (fsync_path(dname, 1))
+        return lm_err(err, errlen, 1, "%s: fsync of the directory failed (%s)", dname, strerror(errno));
     return 0;
 }
 
@@ -145,7 +194,24 @@ static tokfile *open_fail(tokfile *f) {
     return NULL;
 }
 
+/* Identity of the file as it stands: device, inode, size, mtime. */
+static int same_file(const struct stat *a, const tokfile *f) {
+    return a->st_dev == f->dev && a->st_ino == f->ino;
+}
+
 tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
+    /* only a regular file: open() of a FIFO would block until a writer
+     * appears, and a device or directory is never a token file */
+    struct stat st0;
+    if (stat(path, &st0)) {
+        lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISREG(st0.st_mode)) {
+        lm_err(err, errlen, 2, "%s: not a regular file (%s): a token file must be a regular HDF5 file", path,
+               S_ISDIR(st0.st_mode) ? "a directory" : S_ISFIFO(st0.st_mode) ? "a FIFO" : "a device or socket");
+        return NULL;
+    }
     if (access(path, R_OK)) {
         lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
         return NULL;
@@ -155,6 +221,7 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
     tokfile *f = calloc(1, sizeof *f);
     f->path = strdup(path);
     f->file = f->tokens = f->tspace = -1;
+    f->tok_addr = HADDR_UNDEF;
     hid_t od = -1, ot = -1;
     char *fmt = NULL;
     int64_t v = 0;
@@ -166,6 +233,17 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
     if (f->file < 0) {
         lm_err(err, errlen, 2, "%s: not an HDF5 file, or truncated/damaged", path);
         goto fail;
+    }
+    /* record the identity of what HDF5 actually opened (its descriptor),
+     * falling back to the path's for a driver without one */
+    {
+        void *h = NULL;
+        struct stat st = st0;
+        if (H5Fget_vfd_handle(f->file, H5P_DEFAULT, &h) >= 0 && h) fstat(*(int *)h, &st);
+        f->dev = st.st_dev;
+        f->ino = st.st_ino;
+        f->size = f->cur_size = st.st_size;
+        f->mtime = st.st_mtim;
     }
     if ((rc = h5_attr_string(f->file, "format", &fmt))) {
         attr_fail(path, "format", rc, "a string", err, errlen);
@@ -199,9 +277,21 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
     }
     hid_t tt = -1;
     f->n_tokens = open_int_1d(f->file, path, "/tokens", &f->tokens, &tt, err, errlen);
-    if (f->n_tokens >= 0) f->tok_wide = H5Tget_sign(tt) != H5T_SGN_NONE || H5Tget_size(tt) > 4;
+    if (f->n_tokens >= 0) {
+        f->tok_wide = H5Tget_sign(tt) != H5T_SGN_NONE || H5Tget_size(tt) > 4;
+        f->tok_esz = H5Tget_size(tt);
+    }
     h5_close(tt);
     if (f->n_tokens < 0) goto fail;
+    /* contiguous /tokens: its raw data must lie inside the file, and each
+     * read is checked against the file's current end (tokfile_read_sample) */
+    f->tok_addr = f->n_tokens > 0 ? H5Dget_offset(f->tokens) : HADDR_UNDEF;
+    if (f->tok_addr != HADDR_UNDEF &&
+        (double)f->tok_addr + (double)f->n_tokens * (double)f->tok_esz > (double)f->size) {
+        lm_err(err, errlen, 2, "%s: /tokens: its %lld tokens run past the end of the file (%lld bytes): truncated",
+               path, (long long)f->n_tokens, (long long)f->size);
+        goto fail;
+    }
     f->tspace = H5Dget_space(f->tokens);
     if (f->tspace < 0) {
         lm_err(err, errlen, 2, "%s: /tokens: unreadable dataspace", path);
@@ -274,6 +364,33 @@ int64_t tokfile_n_tokens(const tokfile *f) { return f->n_tokens; }
 int64_t tokfile_vocab_size(const tokfile *f) { return f->vocab_size; }
 const char *tokfile_path(const tokfile *f) { return f->path; }
 
+/* Cheap per-step guard (one stat): the path must still name the file that
+ * was opened and validated, with the same size and modification time.
+ * Returns 0, or 1 (runtime failure) with a message naming the file. */
+int tokfile_check(tokfile *f, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(f->path, &st))
+        return lm_err(err, errlen, 1, "%s: /tokens: the token file is gone during the run (%s)", f->path,
+                      strerror(errno));
+    if (!same_file(&st, f))
+        return lm_err(err, errlen, 1,
+                      "%s: /tokens: the token file was replaced during the run (another file now has its name): "
+                      "a token file must not change while a run reads it",
+                      f->path);
+    f->cur_size = st.st_size;
+    if (st.st_size != f->size)
+        return lm_err(err, errlen, 1,
+                      "%s: /tokens: the token file changed size during the run (%lld -> %lld bytes): a token file "
+                      "must not change while a run reads it",
+                      f->path, (long long)f->size, (long long)st.st_size);
+    if (st.st_mtim.tv_sec != f->mtime.tv_sec || st.st_mtim.tv_nsec != f->mtime.tv_nsec)
+        return lm_err(err, errlen, 1,
+                      "%s: /tokens: the token file was modified during the run (modification time changed): a token "
+                      "file must not change while a run reads it",
+                      f->path);
+    return 0;
+}
+
 int64_t tokfile_sample_len(const tokfile *f, int64_t i) {
     if (i < 0 || i >= f->n_samples) return -1;
     return f->offsets[i + 1] - f->offsets[i];
@@ -293,6 +410,18 @@ int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen
         f->wide = lm_alloc((size_t)n * sizeof(int64_t));
         f->wide_cap = n;
     }
+    /* HDF5 zero-fills a read past the end of the file and reports success:
+     * refuse a read that would cross the end as last seen by tokfile_check */
+    if (f->tok_addr != HADDR_UNDEF) {
+        double end = (double)f->tok_addr + (double)(f->offsets[i] + n) * (double)f->tok_esz;
+        if (end > (double)f->cur_size) {
+            lm_err(err, errlen, 1,
+                   "%s: /tokens: sample %lld ends at byte %.0f, past the end of the file (%lld bytes): the file "
+                   "shrank during the run",
+                   f->path, (long long)i, end, (long long)f->cur_size);
+            return -2;
+        }
+    }
     h5_quiet q;
     h5_quiet_begin(&q);
     hsize_t start[1] = {(hsize_t)f->offsets[i]}, count[1] = {(hsize_t)n};
@@ -305,8 +434,8 @@ int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen
     h5_close(ms);
     h5_quiet_end(&q, st < 0);
     if (st < 0) {
-        lm_err(err, errlen, 2, "%s: /tokens: read of sample %lld failed", f->path, (long long)i);
-        return -1;
+        lm_err(err, errlen, 1, "%s: /tokens: read of sample %lld failed (I/O error)", f->path, (long long)i);
+        return -2;
     }
     /* a signed or 64-bit file type may hold negatives or huge ids: check
      * before narrowing, so a bad id is never silently clamped */

@@ -6,14 +6,18 @@
  *
  * Reading is read-only and per rank (the sec2 driver, independent reads), so
  * the loader needs no collective open. Every open validates the file fully
- * except token values, which are checked as samples are read. */
+ * except token values, which are checked as samples are read. Only a
+ * regular file is opened (a FIFO would block the open). */
 #ifndef LAMINA_TOKFILE_H
 #define LAMINA_TOKFILE_H
 #include <stddef.h>
 #include <stdint.h>
 
 /* Write a token file (serial, one process). Extra int64 root attributes
- * (name/value pairs, e.g. "seq_len") may be given. Returns 0, or 1 with err. */
+ * (name/value pairs, e.g. "seq_len") may be given. The file is written as
+ * PATH.tmp.<pid> in the same directory, fsynced and renamed onto PATH only
+ * when complete: on failure the temporary is removed and an existing PATH is
+ * untouched. Returns 0, or 1 with err. */
 int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, const int64_t *offsets,
                   int64_t n_samples, int64_t vocab_size, int n_extra, const char *const *extra_names,
                   const int64_t *extra_values, char *err, size_t errlen);
@@ -26,6 +30,13 @@ typedef struct tokfile tokfile;
 tokfile *tokfile_open(const char *path, char *err, size_t errlen);
 void tokfile_close(tokfile *f);
 
+/* One stat of the path: it must still name the very file that was opened
+ * (device and inode), with the size and modification time seen at open.
+ * Returns 0, or 1 (runtime failure class) with err naming the file. Call it
+ * before (and after) reading: HDF5 reports success for a read past the end
+ * of a file that shrank, returning zeros. */
+int tokfile_check(tokfile *f, char *err, size_t errlen);
+
 int64_t tokfile_n_samples(const tokfile *f);
 int64_t tokfile_n_tokens(const tokfile *f);
 int64_t tokfile_vocab_size(const tokfile *f);
@@ -33,8 +44,11 @@ int64_t tokfile_sample_len(const tokfile *f, int64_t i);
 const char *tokfile_path(const tokfile *f);
 
 /* Read up to maxlen tokens of sample i into buf; returns the number read
- * (min(len, maxlen)), or -1 with err (I/O failure, or a token id >= vocab_size
- * of the file: the message names file, sample and value). */
+ * (min(len, maxlen)), or -1 with err for bad data (exit 2 class: a sample
+ * index out of range, a token id >= vocab_size of the file; the message names
+ * file, sample and value), or -2 with err for a runtime failure (exit 1
+ * class: the read failed, or would cross the end of the file as of the last
+ * tokfile_check). */
 int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen, char *err, size_t errlen);
 
 #endif

@@ -39,6 +39,21 @@ lm_data *data_open(const lm_config *c, char *err, size_t errlen) {
             tokfile_close(f);
             goto fail;
         }
+        /* a sample of 0 or 1 tokens has no target (padding, harmless); a
+         * file of nothing else would train on an empty loss */
+        int64_t ns = tokfile_n_samples(f), n_short = 0;
+        for (int64_t i = 0; i < ns; i++) n_short += tokfile_sample_len(f, i) < 2;
+        if (n_short == ns) {
+            lm_err(err, errlen, 2,
+                   "data.train: %s: /samples/offsets: no sample has a target: every sample is shorter than 2 tokens "
+                   "(%lld samples)",
+                   tok, (long long)ns);
+            tokfile_close(f);
+            goto fail;
+        }
+        if (n_short)
+            lm_log("data: %s: %lld of %lld samples are shorter than 2 tokens and hold no target (padding)\n", tok,
+                   (long long)n_short, (long long)ns);
         d->files = realloc(d->files, sizeof(tokfile *) * (size_t)(d->n_files + 1));
         d->base = realloc(d->base, sizeof(int64_t) * (size_t)(d->n_files + 1));
         d->files[d->n_files] = f;
@@ -130,9 +145,22 @@ void batch_free(lm_batch *b) {
     memset(b, 0, sizeof *b);
 }
 
+/* Every file must still be the one validated at open: one stat each. */
+static int check_files(lm_data *d, char *err, size_t errlen) {
+    for (int i = 0; i < d->n_files; i++) {
+        int rc = tokfile_check(d->files[i], err, errlen);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 int data_fill(lm_data *d, int64_t first, int global_batch, int dp_rank, int dp_size, lm_batch *b, char *err,
               size_t errlen) {
     int T = b->T;
+    /* before the reads (a file that changed since the last step), and after
+     * them (one that changed while they ran: HDF5 would have zero-filled) */
+    int rc = check_files(d, err, errlen);
+    if (rc) return rc;
     /* Counts over the whole global batch come from the offsets alone. */
     b->targets_global = 0;
     b->n_cut_global = 0;
@@ -148,7 +176,7 @@ int data_fill(lm_data *d, int64_t first, int global_batch, int dp_rank, int dp_s
         int64_t s = data_sample_at(d, first + (int64_t)dp_rank * per_rank + j);
         int f = file_of(d, s);
         int64_t L = tokfile_read_sample(d->files[f], s - d->base[f], d->buf, T + 1, err, errlen);
-        if (L < 0) return 2;
+        if (L < 0) return L == -2 ? 1 : 2;
         for (int64_t t = 0; t < L; t++)
             if (d->buf[t] >= (uint32_t)d->model_vocab)
                 return lm_err(err, errlen, 2, "%s: sample %lld: token id %u >= model.vocab_size %d",
@@ -160,5 +188,5 @@ int data_fill(lm_data *d, int64_t first, int global_batch, int dp_rank, int dp_s
         }
         if (L > 1) b->targets_local += L - 1;
     }
-    return 0;
+    return check_files(d, err, errlen);
 }

@@ -12,7 +12,8 @@
 typedef struct lm_data lm_data;
 
 /* Open every file of data.train (comma-separated) and check that its
- * vocab_size does not exceed the model's. NULL + err (input error) if not. */
+ * vocab_size does not exceed the model's and that at least one of its
+ * samples has 2 or more tokens (a target). NULL + err (input error) if not. */
 lm_data *data_open(const lm_config *c, char *err, size_t errlen);
 void data_close(lm_data *d);
 int64_t data_n_samples(const lm_data *d);
@@ -35,8 +36,10 @@ void batch_free(lm_batch *b);
 /* Fill b with this rank's part of the global batch that starts at global
  * sample `first` (step s of a run that never changed global_batch starts at
  * (s-1)*GB): samples first .. first+GB-1; rank r of dp takes the contiguous
- * block [r*GB/dp, (r+1)*GB/dp) in micro-batches of B. Returns 0, or 2 with
- * err (a token id out of range, an unreadable sample). */
+ * block [r*GB/dp, (r+1)*GB/dp) in micro-batches of B. Returns 0, 2 with
+ * err (a token id out of range), or 1 with err (runtime: a read failed, or a
+ * token file changed - size, inode, mtime - since data_open, checked by one
+ * stat per file before and after the reads). */
 int data_fill(lm_data *d, int64_t first, int global_batch, int dp_rank, int dp_size, lm_batch *b, char *err,
               size_t errlen);
 

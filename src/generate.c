@@ -75,6 +75,17 @@ int cmd_generate(int argc, char **argv) {
     size_t n = 0;
     seq[n++] = (uint32_t)tk->bos;
     n += tk->encode(tk, prompt, plen, seq + n, cap - n);
+    /* The model sees only the last seq_len tokens (the sliding window): a
+     * longer prompt keeps its end, as most tools do, and the user is told
+     * how much of its start does not condition the output. */
+    if (n > (size_t)T && lm_world_rank() == 0) {
+        fprintf(stderr,
+                "lamina: warning: generate: the prompt is %zu tokens with BOS, longer than train.seq_len = %d: the "
+                "first %zu tokens (BOS and the start of the prompt) are dropped from the model's window; the last "
+                "%d are kept (train.seq_len may go up to model.max_seq_len = %d)\n",
+                n, T, n - (size_t)T, T, S.cfg.max_seq_len);
+        fflush(stderr);
+    }
     int32_t *ids = lm_alloc(sizeof(int32_t) * (size_t)T);
     int V = S.cfg.vocab_size;
     float *logits = lm_alloc(sizeof(float) * (size_t)V);

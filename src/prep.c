@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct {
     uint32_t *tok;
@@ -70,8 +71,15 @@ static char *slurp(const char *path, size_t *n, char *err, size_t errlen) {
         len += r;
         if (len == cap) buf = realloc(buf, (cap *= 2) + 1);
     }
+    /* a read error is not the end of the file: never take a partial input */
+    int bad = buf && ferror(f), e = errno;
     fclose(f);
     if (!buf) lm_abort(LM_ERR_RUNTIME, "prep: out of memory reading %s", path);
+    if (bad) {
+        free(buf);
+        lm_err(err, errlen, 2, "prep: cannot read %s: %s", path, strerror(e));
+        return NULL;
+    }
     buf[len] = 0;
     *n = len;
     return buf;
@@ -176,6 +184,34 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
         free(in);
         return lm_err(err, errlen, 2, "prep: %s", bad == 1 ? "-o OUT.h5 is required" : bad == 2 ? "--seq-len N is required"
                                                   : bad == 3 ? "no input files" : "--format must be auto, text or jsonl");
+    }
+    /* Inputs must be regular files (a FIFO would block, a directory would
+     * read as nothing), and the output must not be one of them: the same
+     * device and inode, whatever the spelling or symlink. */
+    struct stat ost;
+    int out_exists = stat(out, &ost) == 0;
+    if (out_exists && S_ISDIR(ost.st_mode)) {
+        free(in);
+        return lm_err(err, errlen, 2, "prep: -o %s is a directory: give the token file's path", out);
+    }
+    for (int i = 0; i < nin; i++) {
+        struct stat st;
+        const char *why = NULL;
+        if (stat(in[i], &st)) {
+            int e = errno;
+            lm_err(err, errlen, 2, "prep: cannot read %s: %s", in[i], strerror(e));
+            free(in);
+            return 2;
+        }
+        if (S_ISDIR(st.st_mode)) why = "is a directory (give the files inside it)";
+        else if (!S_ISREG(st.st_mode)) why = S_ISFIFO(st.st_mode) ? "is not a regular file (a FIFO)" : "is not a regular file";
+        else if (out_exists && st.st_dev == ost.st_dev && st.st_ino == ost.st_ino)
+            why = "is the output file (-o): refusing to overwrite an input";
+        if (why) {
+            lm_err(err, errlen, 2, "prep: input %s %s", in[i], why);
+            free(in);
+            return 2;
+        }
     }
     const lm_tokenizer *t = tokenizer_bytes();
     corpus c = {0};

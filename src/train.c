@@ -336,7 +336,8 @@ int cmd_train(int argc, char **argv) {
         prof_enter(PROF_DATA);
         int rc = data_fill(data, consumed, c->global_batch, dp_rank, dp, &batch, err, sizeof err);
         prof_exit(PROF_DATA);
-        if (comm_agree(world, rc, err, sizeof err)) lm_fail(LM_ERR_INPUT, "data: %s", err);
+        /* 2: bad data; 1: a token file changed or a read failed (all ranks exit alike) */
+        if ((rc = comm_agree(world, rc, err, sizeof err))) lm_fail(rc, "data: %s", err);
         lm_comm_stats cs0, cs1;
         comm_stats(&cs0);
         comm_group_stats(S.topo.tp_group, &tp0);

@@ -3,15 +3,16 @@
 source tests/lib.sh
 plan 10
 make_deck
-# Every sample has length 1: no targets anywhere. Loss 0, no NaN.
+# The first 10 samples have length 1 (the file's last has targets, so it is
+# accepted): unshuffled, both steps' batches have no targets. Loss 0, no NaN.
 $PY - "$T/pad.h5" <<'EOP'
 import h5py, numpy as np, sys
 with h5py.File(sys.argv[1], "w") as f:
     f.attrs["format"] = "lamina-tokens"; f.attrs["version"] = 1; f.attrs["vocab_size"] = 258
-    f["tokens"] = np.arange(10, dtype=np.uint32)
-    f["samples/offsets"] = np.arange(11, dtype=np.int64)
+    f["tokens"] = np.arange(15, dtype=np.uint32)
+    f["samples/offsets"] = np.array(list(range(11)) + [15], dtype=np.int64)
 EOP
-lam 1 train "$T/tiny.in" data.train="$T/pad.h5" train.steps=2 checkpoint.dir="$T/pad"
+lam 1 train "$T/tiny.in" data.train="$T/pad.h5" data.shuffle=false train.steps=2 checkpoint.dir="$T/pad"
 [ "$rc" = 0 ] && ! grep -qi nan "$T/metrics.jsonl" && $PY -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert all(x["loss"]==0 and x["tokens"]==0 for x in r)' "$T/metrics.jsonl" \
   && ok "all-padding batches: loss 0, no NaN" || notok "all-padding batches" "rc=$rc" "$(tail -3 "$T/out")"
 make_data 32

@@ -365,11 +365,19 @@ static void test_two_ranks(void **state) {
 
 static void test_all_padding(void **state) {
     (void)state;
-    int64_t lens[6] = {1, 1, 0, 1, 1, 1};
+    /* a file of nothing but 0/1-token samples is refused at open ... */
+    int64_t lens[7] = {1, 1, 0, 1, 1, 1, 5};
     char path[512];
-    write_file("pad.h5", 0, lens, 6, 500, path, sizeof path);
+    write_file("pad_only.h5", 0, lens, 6, 500, path, sizeof path);
     lm_config c;
-    config(&c, path, 4, 1, 3);
+    config(&c, path, 4, 0, 3);
+    assert_null(data_open(&c, g_err, sizeof g_err));
+    assert_non_null(strstr(g_err, "pad_only.h5"));
+    assert_non_null(strstr(g_err, "no sample has a target"));
+    /* ... but such samples among real ones are padding: a batch of only
+     * them (samples 0-5, no shuffle) has no targets */
+    write_file("pad.h5", 0, lens, 7, 500, path, sizeof path);
+    config(&c, path, 4, 0, 3);
     lm_data *d = open_ok(&c);
     lm_batch b;
     batch_alloc(&b, 3, 2, 4);

@@ -397,6 +397,72 @@ static void test_fuzz(void **state) {
     assert_true(opened > 0);
 }
 
+/* A file changed under an open reader: truncated (and a read that would
+ * cross the new end), replaced by rename, modified in place, removed; each is
+ * a runtime failure (1 / -2) naming the file; a FIFO is refused at open. */
+static void write_big(const char *p, int64_t ns, int64_t len) {
+    char err[LM_ERRLEN] = {0};
+    int64_t *off = malloc(sizeof(int64_t) * (size_t)(ns + 1));
+    uint32_t *tok = malloc(sizeof(uint32_t) * (size_t)(ns * len));
+    for (int64_t i = 0; i <= ns; i++) off[i] = i * len;
+    for (int64_t i = 0; i < ns * len; i++) tok[i] = (uint32_t)(i % 50);
+    if (tokfile_write(p, tok, ns * len, off, ns, 50, 0, NULL, NULL, err, sizeof err)) fail_msg("%s", err);
+    free(off);
+    free(tok);
+}
+
+static void test_changed_under_reader(void **state) {
+    (void)state;
+    char p[128], q[160], err[LM_ERRLEN] = {0};
+    uint32_t buf[100];
+    path_in(p, sizeof p, "live.h5");
+    enum { NS = 1000, LEN = 100 }; /* 400 kB of tokens */
+    write_big(p, NS, LEN);
+    tokfile *f = tokfile_open(p, err, sizeof err);
+    if (!f) fail_msg("%s", err);
+    assert_int_equal(tokfile_check(f, err, sizeof err), 0);
+    assert_int_equal(tokfile_read_sample(f, NS - 1, buf, LEN, err, sizeof err), LEN);
+    /* shrink it: the check sees the new size; a sample before the new end
+     * still reads, one past it is refused instead of coming back as zeros */
+    assert_int_equal(truncate(p, 200000), 0);
+    assert_int_equal(tokfile_check(f, err, sizeof err), 1);
+    if (!strstr(err, p) || !strstr(err, "/tokens") || !strstr(err, "changed size")) fail_msg("message: %s", err);
+    assert_int_equal(tokfile_read_sample(f, 0, buf, LEN, err, sizeof err), LEN);
+    assert_int_equal(tokfile_read_sample(f, NS - 1, buf, LEN, err, sizeof err), -2);
+    if (!strstr(err, p) || !strstr(err, "past the end of the file")) fail_msg("message: %s", err);
+    tokfile_close(f);
+
+    /* replaced: a new file written to the same name (tokfile_write renames a
+     * complete temporary over it, so the reader sees a new inode) */
+    write_big(p, NS, LEN);
+    f = tokfile_open(p, err, sizeof err);
+    if (!f) fail_msg("%s", err);
+    write_big(p, NS, LEN);
+    assert_int_equal(tokfile_check(f, err, sizeof err), 1);
+    if (!strstr(err, p) || !strstr(err, "replaced")) fail_msg("message: %s", err);
+    snprintf(q, sizeof q, "%s.tmp.%ld", p, (long)getpid());
+    assert_int_equal(access(q, F_OK), -1); /* no temporary left */
+    tokfile_close(f);
+
+    /* modified in place (same size, new mtime), then removed */
+    f = tokfile_open(p, err, sizeof err);
+    if (!f) fail_msg("%s", err);
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {12345, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+    assert_int_equal(tokfile_check(f, err, sizeof err), 1);
+    if (!strstr(err, p) || !strstr(err, "modified")) fail_msg("message: %s", err);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(tokfile_check(f, err, sizeof err), 1);
+    if (!strstr(err, p) || !strstr(err, "gone")) fail_msg("message: %s", err);
+    tokfile_close(f);
+
+    /* a FIFO is refused before any open() (which would block) */
+    path_in(q, sizeof q, "fifo.h5");
+    assert_int_equal(mkfifo(q, 0644), 0);
+    assert_null(tokfile_open(q, err, sizeof err));
+    if (!strstr(err, q) || !strstr(err, "not a regular file")) fail_msg("message: %s", err);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_dir, sizeof g_dir, "/tmp/lamina_tok_XXXXXX");
@@ -415,7 +481,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_other_writers),
         cmocka_unit_test(test_bad_attributes), cmocka_unit_test(test_bad_datasets),
         cmocka_unit_test(test_token_out_of_vocab), cmocka_unit_test(test_not_hdf5),
-        cmocka_unit_test(test_fuzz),
+        cmocka_unit_test(test_fuzz),           cmocka_unit_test(test_changed_under_reader),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
