@@ -661,7 +661,7 @@ int deck_load(lm_config *c, const char *path, int noverride, char *const *overri
                          : S_ISCHR(sb.st_mode) ? "a character device" : S_ISSOCK(sb.st_mode) ? "a socket"
                          : "not a regular file";
         close(fd);
-        return lm_err(err, errlen, LM_ERR_INPUT, "deck %s: is %s; the deck must be a regular file", path, what);
+        return lm_err(err, errlen, LM_ERR_INPUT, "cannot read deck %s: it is %s; the deck must be a regular file", path, what);
     }
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);

@@ -8,6 +8,7 @@
 #include "cmds.h"
 #include "common.h"
 #include "data.h"
+#include "memcheck.h"
 #include "metrics.h"
 #include "optim.h"
 #include "pipe_run.h"
@@ -267,6 +268,7 @@ int cmd_train(int argc, char **argv) {
     session_config(c, argc, argv, NULL);
     char why0[256];
     if (preempt_any(comm_world(), why0, sizeof why0)) preempt_exit_before_step(1, why0); /* a stop during start-up */
+    memcheck_run(c, c->dp); /* an impossible deck, or too little memory: exit 2 before allocating */
     budget_init(&budget, c->max_minutes);
     char err[LM_ERRLEN] = {0};
     lm_group *world = comm_world();
