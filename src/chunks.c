@@ -1,6 +1,7 @@
 /* chunks.c — chunk-size search and placement of tensors into chunks. */
 #include "chunks.h"
 #include "common.h"
+#include <limits.h>
 #include <string.h>
 
 #define ALIGN 16 /* elements: each tensor starts on a 64-byte boundary */
@@ -68,12 +69,18 @@ size_t chunk_range(const size_t *sizes, int n) {
 }
 
 lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, int64_t cols) {
-    lm_param *np = lm_alloc(sizeof(lm_param) * (size_t)(ps->n + 1));
-    if (ps->p) {
-        memcpy(np, ps->p, sizeof(lm_param) * (size_t)ps->n);
-        lm_free(ps->p);
+    if (ps->n == ps->cap) {
+        int cap = ps->cap ? ps->cap : 16;
+        if (cap > INT_MAX / 2) lm_abort(LM_ERR_RUNTIME, "params_add: more than %d tensors", INT_MAX / 2);
+        cap *= 2;
+        lm_param *np = lm_alloc(sizeof(lm_param) * (size_t)cap);
+        if (ps->p) {
+            memcpy(np, ps->p, sizeof(lm_param) * (size_t)ps->n);
+            lm_free(ps->p);
+        }
+        ps->p = np;
+        ps->cap = cap;
     }
-    ps->p = np;
     lm_param *p = &ps->p[ps->n++];
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = ndim;
@@ -87,7 +94,21 @@ lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, in
     return p;
 }
 
-size_t chunk_searched(const size_t *sizes, int n) { return chunk_search(sizes, n, ALIGN, chunk_range(sizes, n), 1024); }
+/* The chunk-size search passes over the tensor list once per candidate
+ * size; its candidates (every 1024 elements of the range, up to 16384 of
+ * them) times the tensors is kept under SEARCH_WORK, so that its cost stays
+ * linear in the tensor count: a model with more than SEARCH_WORK / 16384
+ * tensors (about 450 layers) gets a coarser step. Smaller models search
+ * exactly as before. */
+#define SEARCH_WORK ((size_t)1 << 26)
+size_t chunk_searched(const size_t *sizes, int n) {
+    size_t range = chunk_range(sizes, n), step = 1024;
+    size_t per = n > 0 ? SEARCH_WORK / (size_t)n : SEARCH_WORK; /* candidates allowed */
+    if (per < 1) per = 1;
+    if (range / step + 1 > per) step = round_up(range / per + 1, 1024);
+    return chunk_search(sizes, n, ALIGN, range, step);
+}
+
 
 size_t chunk_round(size_t searched, size_t granule) {
     if (granule < ALIGN) granule = ALIGN;
@@ -169,13 +190,48 @@ void params_free(lm_params *ps) {
     lm_free(ps->m);
     lm_free(ps->v);
     lm_free(ps->p);
+    lm_free(ps->index);
     memset(ps, 0, sizeof *ps);
 }
 
+/* FNV-1a of a tensor name. */
+static uint32_t name_hash(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* The name table over all ps->n tensors, at most half full; a later
+ * duplicate name is left out so that lookups find the first one. */
+static void index_build(lm_params *ps) {
+    lm_free(ps->index);
+    int cap = 16;
+    while (cap < 2 * ps->n) cap *= 2;
+    ps->index = lm_alloc(sizeof(int) * (size_t)cap);
+    ps->index_cap = cap;
+    for (int i = 0; i < ps->n; i++) {
+        uint32_t h = name_hash(ps->p[i].name) & (uint32_t)(cap - 1);
+        for (;; h = (h + 1) & (uint32_t)(cap - 1)) {
+            int j = ps->index[h];
+            if (!j) {
+                ps->index[h] = i + 1;
+                break;
+            }
+            if (!strcmp(ps->p[j - 1].name, ps->p[i].name)) break;
+        }
+    }
+    ps->index_n = ps->n;
+}
+
 lm_param *params_find(lm_params *ps, const char *name) {
-    for (int i = 0; i < ps->n; i++)
-        if (strcmp(ps->p[i].name, name) == 0) return &ps->p[i];
-    return NULL;
+    if (!ps->n) return NULL;
+    if (!ps->index || ps->index_n != ps->n) index_build(ps);
+    uint32_t mask = (uint32_t)(ps->index_cap - 1);
+    for (uint32_t h = name_hash(name) & mask;; h = (h + 1) & mask) {
+        int j = ps->index[h];
+        if (!j) return NULL;
+        if (!strcmp(ps->p[j - 1].name, name)) return &ps->p[j - 1];
+    }
 }
 
 int64_t params_full_index(const lm_param *p, size_t i) {

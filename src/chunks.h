@@ -53,6 +53,10 @@ typedef struct {
     lm_device *dev;         /* where w and g live (NULL: host float32, chunks_build) */
     void *w, *g;            /* compute dtype of dev */
     float *m, *v;
+    int cap;                /* tensor slots allocated in p (params_add grows it geometrically) */
+    int *index, index_cap;  /* params_find's hash table of names (open addressing, index_cap slots
+                             * holding tensor index + 1), built for the first index_n tensors */
+    int index_n;
 } lm_params;
 
 /* Chunk size (elements) for tensors of the given sizes packed in order, each
@@ -76,8 +80,9 @@ size_t chunk_searched(const size_t *sizes, int n);
 size_t chunk_round(size_t searched, size_t granule);
 size_t chunk_pack(const size_t *sizes, int n, size_t chunk, int *chunk_of, size_t *off_of);
 
-/* Add a tensor to the table before chunks_build. */
-/* The returned pointer is valid until the next params_add (the table grows).
+/* Add a tensor to the table before chunks_build; amortised O(1) (the
+ * table doubles when full), so building a model is linear in its tensors.
+ * The returned pointer is valid until the next params_add (the table grows).
  * ndim 2 = a weight matrix [rows, cols] (weight decay applies); ndim 1 = a
  * vector of rows elements (norm weights; no decay). */
 lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, int64_t cols);
@@ -101,6 +106,9 @@ void params_alloc_state(lm_params *ps);
 void params_set_tensor(lm_params *ps, int i, const float *host);
 void params_free(lm_params *ps);
 
+/* The first tensor named `name`, or NULL: expected O(1) through a hash
+ * table of the names, (re)built on the first lookup after tensors were
+ * added, so that matching every tensor of one table to another is linear. */
 lm_param *params_find(lm_params *ps, const char *name);
 
 /* Element i (row-major in the rank's block) of p in the full tensor, or -1

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <unistd.h>
 
 int lm_world_rank(void) {
     int init = 0, fin = 0, r = 0;
@@ -22,15 +24,51 @@ int lm_world_size(void) {
     return n;
 }
 
+/* One error line, "lamina: error[ (rank R)]: MESSAGE\n", formatted into a
+ * buffer and written with a single write(2), so that the lines of several
+ * ranks sharing a terminal or a file never interleave mid-line (stdio would
+ * split them into several writes). An over-long message is cut, still
+ * ending in a newline. */
+static void err_line(int with_rank, const char *fmt, va_list ap) {
+    char buf[8192];
+    int n = with_rank ? snprintf(buf, sizeof buf, "lamina: error (rank %d): ", lm_world_rank())
+                      : snprintf(buf, sizeof buf, "lamina: error: ");
+    int m = vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+    size_t len = (size_t)n + (m > 0 ? (size_t)m : 0);
+    if (len > sizeof buf - 2) len = sizeof buf - 2;
+    while (len > 0 && buf[len - 1] == '\n') len--; /* exactly one newline at the end */
+    buf[len++] = '\n';
+    /* a message of several lines (a usage text): each continuation line
+     * starts with "lamina: " too, in the same write */
+    char out[sizeof buf + 2048];
+    size_t o = 0;
+    for (size_t i = 0; i < len && o < sizeof out - 16; i++) {
+        out[o++] = buf[i];
+        if (buf[i] == '\n' && i + 1 < len) {
+            memcpy(out + o, "lamina:   ", 10);
+            o += 10;
+        }
+    }
+    if (out[o - 1] != '\n') out[o - 1] = '\n';
+    len = o;
+    fflush(stdout);
+    fflush(stderr);
+    const char *p = out;
+    while (len > 0) {
+        ssize_t w = write(2, p, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        p += w;
+        len -= (size_t)w;
+    }
+}
+
 void lm_fail(int code, const char *fmt, ...) {
     if (lm_world_rank() == 0) {
         va_list ap;
         va_start(ap, fmt);
-        fputs("lamina: error: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
+        err_line(0, fmt, ap);
         va_end(ap);
-        fflush(stderr);
     }
     int init = 0, fin = 0;
     MPI_Initialized(&init);
@@ -42,12 +80,8 @@ void lm_fail(int code, const char *fmt, ...) {
 void lm_abort(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    if (lm_world_size() > 1) fprintf(stderr, "lamina: error (rank %d): ", lm_world_rank());
-    else fputs("lamina: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    err_line(lm_world_size() > 1, fmt, ap);
     va_end(ap);
-    fflush(stderr);
     fflush(stdout);
     int init = 0, fin = 0;
     MPI_Initialized(&init);

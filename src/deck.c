@@ -35,6 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- the key table, in SPEC order (deck_to_text prints in this order) ---- */
 
@@ -90,18 +93,18 @@ static const keydef KEYS[] = {
     KI("train", "seq_len", seq_len, 1, INT_MAX, REQUIRED),
     KI("train", "micro_batch", micro_batch, 1, INT_MAX, REQUIRED),
     KI("train", "global_batch", global_batch, 1, INT_MAX, REQUIRED),
-    KD("train", "lr", lr, 0, 0, D_LO_OPEN | REQUIRED),
+    KD("train", "lr", lr, 0, 1, D_LO_OPEN | D_HAS_HI | REQUIRED), /* AdamW: a step above 1 is never meant */
     KD("train", "min_lr", min_lr, 0, 0, 0),
     KL("train", "warmup_steps", warmup_steps, 0, 0),
     KE("train", "lr_schedule", lr_schedule, "constant|linear|cosine"),
-    KD("train", "weight_decay", weight_decay, 0, 0, 0),
+    KD("train", "weight_decay", weight_decay, 0, 10, D_HAS_HI),
     KD("train", "beta1", beta1, 0, 1, D_HAS_HI | D_HI_OPEN),
     KD("train", "beta2", beta2, 0, 1, D_HAS_HI | D_HI_OPEN),
     KD("train", "eps", eps, 0, 0, D_LO_OPEN),
     KD("train", "grad_clip", grad_clip, 0, 0, 0),
     KB("train", "recompute", recompute),
     KS("train", "init", init, 0),
-    KD("train", "init_std", init_std, 0, 0, D_LO_OPEN),
+    KD("train", "init_std", init_std, 0, 1, D_LO_OPEN | D_HAS_HI), /* above 1 overflows activations */
     KD("train", "max_minutes", max_minutes, 0, 0, 0),
     KS("data", "train", train_files, REQUIRED),
     KB("data", "shuffle", shuffle),
@@ -542,6 +545,43 @@ static int apply_override(pstate *st, const char *ov) {
 
 /* ---- resolve: defaults, preset, staged keys, then the checks ---- */
 
+/* Path keys and the longest value the code can use: a path the kernel
+ * takes has at most PATH_MAX - 1 = 4095 bytes; checkpoint.dir also gets
+ * "/step_<step>.h5.tmp" and "/latest.tmp" appended, and the checkpoint
+ * writer (io/ckpt.c) refuses a directory longer than 4000 bytes, so that is
+ * its limit here, at deck time; data.train is a comma-separated list whose
+ * every file must fit. */
+static const struct { const char *sec, *name; size_t max; int list; } PATH_KEYS[] = {
+    {"train", "init", 4095, 0},     {"data", "train", 4095, 1},      {"checkpoint", "dir", 4000, 0},
+    {"checkpoint", "restart", 4095, 0}, {"log", "metrics", 4095, 0},
+};
+
+static int check_paths(pstate *st, const lm_config *c) {
+    char w[LM_PATHLEN + 96];
+    for (size_t i = 0; i < sizeof PATH_KEYS / sizeof PATH_KEYS[0]; i++) {
+        int k = key_index(PATH_KEYS[i].sec, PATH_KEYS[i].name);
+        const char *v = (const char *)c + KEYS[k].off;
+        size_t n = strnlen(v, KEYS[k].size);
+        /* the longest element (the whole value unless it is a list) */
+        size_t longest = 0;
+        for (const char *p = v; p < v + n;) {
+            const char *e = PATH_KEYS[i].list ? memchr(p, ',', (size_t)(v + n - p)) : NULL;
+            if (!e) e = v + n;
+            if ((size_t)(e - p) > longest) longest = (size_t)(e - p);
+            p = e + 1;
+        }
+        if (longest > PATH_KEYS[i].max) {
+            origin(st, k, w, sizeof w);
+            return fail(st, 0, "%s: %s.%s = '%.40s...': %s %zu bytes long; the longest usable is %zu bytes "
+                        "(%s)", w, KEYS[k].sec, KEYS[k].name, v,
+                        PATH_KEYS[i].list ? "a path in the list is" : "the path is", longest, PATH_KEYS[i].max,
+                        !strcmp(PATH_KEYS[i].name, "dir") ? "the checkpoint writer's limit, leaving room for "
+                        "\"/step_<step>.h5.tmp\" within PATH_MAX 4096" : "PATH_MAX 4096 less the final NUL");
+        }
+    }
+    return 0;
+}
+
 #define KIDX(sec, name) key_index(sec, name)
 #define ORIGIN(sec, name) origin(st, KIDX(sec, name), w, sizeof w)
 
@@ -587,7 +627,7 @@ static int resolve(pstate *st, lm_config *c) {
         return fail(st, 0, "%s: train.min_lr = %g must be <= train.lr = %g", w, c->min_lr, c->lr);
     }
     /* warmup_steps > steps is allowed: the run ends while still warming up. */
-    return 0;
+    return check_paths(st, c);
 }
 
 int deck_load_string(lm_config *c, const char *text, const char *name, int noverride, char *const *overrides,
@@ -609,9 +649,28 @@ int deck_load_string(lm_config *c, const char *text, const char *name, int nover
 int deck_load(lm_config *c, const char *path, int noverride, char *const *overrides, char *err, size_t errlen) {
     deck_defaults(c);
     if (!path) return deck_load_string(c, NULL, "(none)", noverride, overrides, err, errlen);
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* Only a regular file: opening a FIFO (or a tty) for reading would block
+     * until a writer comes, possibly forever. O_NONBLOCK makes the open itself
+     * return at once; fstat then tells what it is. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return lm_err(err, errlen, LM_ERR_INPUT, "cannot read deck %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+        const char *what = S_ISFIFO(sb.st_mode) ? "a FIFO" : S_ISDIR(sb.st_mode) ? "a directory"
+                         : S_ISCHR(sb.st_mode) ? "a character device" : S_ISSOCK(sb.st_mode) ? "a socket"
+                         : "not a regular file";
+        close(fd);
+        return lm_err(err, errlen, LM_ERR_INPUT, "cannot read deck %s: it is %s; the deck must be a regular file", path, what);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return lm_err(err, errlen, LM_ERR_INPUT, "cannot read deck %s: %s", path, strerror(e));
+    }
     size_t cap = 4096, n = 0;
     char *buf = lm_alloc(cap);
     for (;;) {

@@ -3,6 +3,7 @@
 #include "comm.h"
 #include "common.h"
 #include "metrics.h"
+#include "preempt.h"
 #include <cblas.h>
 #include <hdf5.h>
 #include <mpi.h>
@@ -82,7 +83,12 @@ static void help(const char *cmd) {
 }
 
 int main(int argc, char **argv) {
+    /* Stop requests are recorded from the first instant (preempt.h); again
+     * after MPI_Init in case the MPI library installed its own handler. */
+    preempt_install();
     comm_init(&argc, &argv);
+    preempt_install();
+    if (argc < 2 || strcmp(argv[1], "train")) preempt_uninstall(); /* only train polls for a stop */
     int rc = 0;
     if (argc < 2) {
         if (lm_world_rank() == 0) fputs(usage_top, stderr);

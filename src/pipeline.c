@@ -33,12 +33,21 @@ static int feasible(int layers, int c0, int C, double M, double e, double h, int
  * more and part C-1 h more, minimising the largest part cost; among the
  * optimal cuts the lexicographically smallest (earliest parts fewest). */
 static void balance(int n, int C, int least, double e, double h, int *parts) {
+    /* feasible() only gains chunks' room as M grows, so for each c the
+     * least feasible k is found by bisection: O(C^2 log n), not O(n C^2)
+     * (minutes for a billion layers) */
     double best = -1.0;
-    for (int k = least; k <= n; k++)
-        for (int c = 0; c < C; c++) {
-            double M = k + extra(c, C, e, h);
-            if ((best < 0 || M < best) && feasible(n, 0, C, M, e, h, least)) best = M;
+    for (int c = 0; c < C; c++) {
+        int lo = least, hi = n;
+        if (!feasible(n, 0, C, hi + extra(c, C, e, h), e, h, least)) continue;
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (feasible(n, 0, C, mid + extra(c, C, e, h), e, h, least)) hi = mid;
+            else lo = mid + 1;
         }
+        double M = lo + extra(c, C, e, h);
+        if (best < 0 || M < best) best = M;
+    }
     int left = n;
     for (int c = 0; c < C; c++) {
         long rest = 0;

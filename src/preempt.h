@@ -12,10 +12,22 @@
 #include "comm.h"
 #include <stddef.h>
 
-/* Installs the SIGUSR1/SIGTERM handlers (they only record the signal). */
+/* Installs the SIGUSR1/SIGTERM handlers (they only record the signal);
+ * idempotent. They are also installed before main by a constructor, so a
+ * signal is never fatal from the first instant of lamina's own code. */
 void preempt_install(void);
+/* Back to the default actions (for commands that do not poll for a stop:
+ * prep, plan, generate); a signal caught meanwhile is raised again. */
+void preempt_uninstall(void);
+/* Collective over `world`: 1 if any rank caught a signal so far; `why`
+ * then names it and the lowest such rank. */
+int preempt_any(const lm_group *world, char *why, size_t len);
 /* The first signal caught so far on this rank, 0 if none. */
 int preempt_caught(void);
+
+/* A stop request came before the first step of this run: logs `why`,
+ * finalises MPI and exits 3 on every rank (all must call it). */
+_Noreturn void preempt_exit_before_step(long next_step, const char *why);
 
 /* The wall-clock budget of one run. */
 typedef struct {

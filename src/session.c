@@ -50,6 +50,10 @@ void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const ch
         lm_fail(LM_ERR_INPUT,
                 "parallel.sp = true: train.micro_batch x train.seq_len = %ld rows per micro-batch must be divisible "
                 "by parallel.tp = %d (sequence parallelism shards them)", (long)c->micro_batch * c->seq_len, c->tp);
+    if ((long long)dp * c->micro_batch > c->global_batch) /* also keeps dp x micro_batch within int */
+        lm_fail(LM_ERR_INPUT,
+                "train.global_batch = %d is less than dp (%d) x train.micro_batch (%d): each data-parallel rank needs "
+                "at least one micro-batch per step", c->global_batch, dp, c->micro_batch);
     if (c->global_batch % (dp * c->micro_batch))
         lm_fail(LM_ERR_INPUT,
                 "train.global_batch = %d is not a multiple of dp (%d) x train.micro_batch (%d): each of the %d "

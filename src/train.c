@@ -8,6 +8,7 @@
 #include "cmds.h"
 #include "common.h"
 #include "data.h"
+#include "memcheck.h"
 #include "metrics.h"
 #include "optim.h"
 #include "pipe_run.h"
@@ -265,6 +266,9 @@ int cmd_train(int argc, char **argv) {
     lm_budget budget;
     lm_config *c = &S.cfg;
     session_config(c, argc, argv, NULL);
+    char why0[256];
+    if (preempt_any(comm_world(), why0, sizeof why0)) preempt_exit_before_step(1, why0); /* a stop during start-up */
+    memcheck_run(c, c->dp); /* an impossible deck, or too little memory: exit 2 before allocating */
     budget_init(&budget, c->max_minutes);
     char err[LM_ERRLEN] = {0};
     lm_group *world = comm_world();
@@ -289,6 +293,7 @@ int cmd_train(int argc, char **argv) {
     long poison_at = fault_step();
     report_memory(&S);
     session_load(&S, 1);
+    if (preempt_any(world, why0, sizeof why0)) preempt_exit_before_step(S.start_step + 1, why0);
     lm_log("data: %lld samples in %s; %d micro-step(s) of %d x %d tokens per step\n",
            (long long)data_n_samples(data), c->train_files, c->global_batch / (dp * c->micro_batch), c->micro_batch,
            c->seq_len);

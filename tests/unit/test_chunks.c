@@ -335,11 +335,59 @@ static void test_many_params(void **state) {
     params_free(&ps);
 }
 
+/* Setup is linear in the tensor count (lamina issue 14, item 8): the table
+ * of a 100000-layer model (900003 tensors) is built with params_add, every
+ * tensor is found by name, and its chunk size searched, in well under 30 s.
+ * Before, params_add copied the whole table on every add and params_find
+ * scanned it (minutes at this size), and the search passed over all
+ * tensors for each of up to 16384 candidate sizes. */
+static void test_linear_setup(void **state) {
+    (void)state;
+    const int L = 100000;
+    double t0 = lm_now();
+    lm_params ps;
+    memset(&ps, 0, sizeof ps);
+    char name[LM_NAMELEN];
+    params_add(&ps, "model.embed_tokens.weight", 2, 258, 64);
+    for (int l = 0; l < L; l++) {
+        static const char *const nm[9] = {"input_layernorm", "self_attn.q_proj", "self_attn.k_proj",
+                                          "self_attn.v_proj", "self_attn.o_proj", "post_attention_layernorm",
+                                          "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+        for (int i = 0; i < 9; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, nm[i]);
+            params_add(&ps, name, i == 0 || i == 5 ? 1 : 2, 64, 64);
+        }
+    }
+    params_add(&ps, "model.norm.weight", 1, 64, 1);
+    params_add(&ps, "lm_head.weight", 2, 258, 64);
+    assert_int_equal(ps.n, 9 * L + 3);
+    double t_add = lm_now() - t0;
+    for (int l = 0; l < L; l += 1) {
+        snprintf(name, sizeof name, "model.layers.%d.mlp.up_proj.weight", l);
+        lm_param *p = params_find(&ps, name);
+        assert_non_null(p);
+        assert_int_equal(p - ps.p, 1 + 9 * l + 7);
+    }
+    assert_true(params_find(&ps, "lm_head.weight") == &ps.p[ps.n - 1]);
+    assert_null(params_find(&ps, "model.layers.100000.mlp.up_proj.weight"));
+    double t_find = lm_now() - t0 - t_add;
+    size_t *sizes = malloc(sizeof(size_t) * (size_t)ps.n);
+    for (int i = 0; i < ps.n; i++) sizes[i] = ps.p[i].numel;
+    size_t cs = chunk_searched(sizes, ps.n);
+    assert_true(cs >= 258 * 64);
+    free(sizes);
+    double t_all = lm_now() - t0;
+    printf("# %d tensors: params_add %.2f s, params_find x %d %.2f s, chunk search %.2f s\n", ps.n, t_add, L, t_find,
+           t_all - t_add - t_find);
+    assert_true(t_all < 30.0);
+    params_free(&ps);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_search_vs_brute), cmocka_unit_test(test_search_cases),
         cmocka_unit_test(test_search_alignment), cmocka_unit_test(test_build_layout),
-        cmocka_unit_test(test_find_and_decay),  cmocka_unit_test(test_many_params),
+        cmocka_unit_test(test_find_and_decay),  cmocka_unit_test(test_many_params), cmocka_unit_test(test_linear_setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

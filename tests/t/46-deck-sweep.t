@@ -1,0 +1,41 @@
+#!/bin/bash
+# Every numeric deck key (the list is read from src/deck.c) at 0, -1, 1e30,
+# nan, inf, INT_MAX and INT_MAX-1 on the tiny deck, one at a time, singleton
+# launches: each run ends within seconds with exit 0 or 2 (3 only for the
+# wall-clock budget that bounds the runs), never 1, 134, 137, 139 or a hang,
+# and every exit 2 names the key. lamina issue 14, item 6.
+. tests/lib.sh
+plan 2
+make_data 32
+make_deck
+keys=$($PY - <<'PYEOF'
+import re
+src = open("src/deck.c").read()
+keys = re.findall(r'K[ILD]\("(\w+)", "(\w+)"', src)
+keys += re.findall(r'\{"(\w+)", "(\w+)", T_(?:U64|DP)\b', src)
+print(" ".join(f"{s}.{k}" for s, k in keys))
+PYEOF
+)
+n=$(echo $keys | wc -w)
+bad=""; runs=0; ok2=0; ok0=0
+for k in $keys; do
+  for v in 0 -1 1e30 nan inf 2147483647 2147483646; do
+    extra="train.max_minutes=0.02"
+    [ "$k" = train.max_minutes ] && extra=""
+    rc=0
+    timeout 60 "$LAMINA" train "$T/tiny.in" train.steps=1 checkpoint.dir="$T/ck" checkpoint.restart=none \
+      $extra "$k=$v" >"$T/out" 2>&1 || rc=$?
+    runs=$((runs + 1))
+    case $rc in
+      0) ok0=$((ok0 + 1)) ;;
+      2) if grep -q "^lamina: error:.*$k" "$T/out"; then ok2=$((ok2 + 1))
+         else bad="$bad $k=$v: exit 2 without naming the key ($(grep error "$T/out" | head -1 | cut -c1-160));"; fi ;;
+      3) grep -q "train.max_minutes" "$T/out" || bad="$bad $k=$v: exit 3 not from the budget;" ;;
+      *) bad="$bad $k=$v: exit $rc ($(grep -i error "$T/out" | head -1 | cut -c1-160));" ;;
+    esac
+  done
+done
+if [ "$n" -ge 30 ]; then ok "$n numeric keys read from src/deck.c"; else notok "numeric keys from src/deck.c" "only $n: $keys"; fi
+if [ -z "$bad" ]; then ok "$runs runs: $ok0 exit 0, $ok2 exit 2 naming the key, none crashed or hung"
+else notok "every run exits 0 or 2 naming the key" "$bad"; fi
+finish
