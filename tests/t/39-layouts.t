@@ -44,17 +44,17 @@ t0=$(date +%s)
 while IFS='|' read -r -u 3 seed idx np shape layout desc; do
   name="s$seed-$idx"
   rerun="LAYOUTS_SEEDS=$seed LAYOUTS_ONLY=$idx${LAYOUTS_FULL:+ LAYOUTS_FULL=$LAYOUTS_FULL} prove -e bash -v tests/t/39-layouts.t"
-  if [ "$np" = 0 ]; then ok "seed $seed #$idx $desc # SKIP"; continue; fi
+  if [ "$np" = 0 ]; then ok "seed $seed case $idx $desc # SKIP"; continue; fi
   # shellcheck disable=SC2086  # the override lists split on spaces
   lam "$np" train "$T/shape.in" $shape $layout checkpoint.dir="$T/$name" log.metrics="$T/$name.jsonl"
   cp "$T/out" "$T/$name.log"
   if [ "$rc" != 0 ]; then
-    notok "seed $seed #$idx $desc" "exit $rc; shape: $shape" "layout: $layout" "rerun: $rerun" "$(grep -E 'error|lamina:' "$T/$name.log" | tail -4)"
+    notok "seed $seed case $idx $desc" "exit $rc; shape: $shape" "layout: $layout" "rerun: $rerun" "$(grep -E 'error|lamina:' "$T/$name.log" | tail -4)"
     continue
   fi
-  if [ "$idx" = 0 ]; then ok "seed $seed #0 $desc"; continue; fi
-  if out=$(close "$T/$name.jsonl" "$T/s$seed-0.jsonl" 1 4 $TOL 2>&1); then ok "seed $seed #$idx $desc" && echo "#   $out"
-  else notok "seed $seed #$idx $desc" "$out; shape: $shape" "layout: $layout" "rerun: $rerun"; fi
+  if [ "$idx" = 0 ]; then ok "seed $seed case 0 $desc"; continue; fi
+  if out=$(close "$T/$name.jsonl" "$T/s$seed-0.jsonl" 1 4 $TOL 2>&1); then ok "seed $seed case $idx $desc" && echo "#   $out"
+  else notok "seed $seed case $idx $desc" "$out; shape: $shape" "layout: $layout" "rerun: $rerun"; fi
 done 3< "$T/combos"
 echo "# $(grep -c . "$T/combos") combination(s) in $(( $(date +%s) - t0 )) s"
 finish
