@@ -39,7 +39,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check check-unit check-san check-gpu gpu-tests run bench clean install
+.PHONY: all deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
 all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so
 
 $(BUILD)/%.o: %.c $(wildcard src/*.h io/*.h)
@@ -101,6 +101,15 @@ sans: $(SAN_BIN)
 check: deps
 	$(MAKE) all units sans $(if $(filter 1,$(CUDA)),gpu-tests)
 	OMP_NUM_THREADS=1 prove -e bash --timer tests/t/*.t
+
+# The long randomised layout test (not part of `check`): tests/t/39-layouts.t
+# on 40 seeds' shapes, each factorisation once with drawn ZeRO/sp/schedule,
+# then every ZeRO x sp x schedule combination on the CI seeds and seed 3
+# (8 layers: pp 8). LAYOUT_SEEDS=a,b,... picks other seeds for the first part.
+LAYOUT_SEEDS ?= $(shell seq -s, 1 40)
+check-long: deps all
+	OMP_NUM_THREADS=1 LAYOUTS_SEEDS=$(LAYOUT_SEEDS) prove -e bash --timer tests/t/39-layouts.t
+	OMP_NUM_THREADS=1 LAYOUTS_SEEDS=24,14,6,28,3 LAYOUTS_FULL=1 prove -e bash --timer tests/t/39-layouts.t
 
 # GPU checks (a machine with an NVIDIA GPU, sm_80+): every kernel and the
 # whole model against the CPU backend, training and checkpoints across them.

@@ -147,9 +147,11 @@ void session_open(lm_session *s, int B, int T, int recompute, int train) {
     if (pipeline_split(c, &s->split, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
     int pr = s->topo.pp_rank, pp = c->pp;
     if (pp > 1 && c->tie_embeddings) {
+        /* every data-parallel rank of both ends at one tensor-parallel rank:
+         * the stages own different elements of the table (zero.c, sum_tied) */
         int ends = pr == 0 || pr == pp - 1;
-        s->emb_group = comm_split(comm_world(), ends ? s->topo.dp_rank * c->tp + s->topo.tp_rank : c->dp * c->tp + comm_world()->rank,
-                                  pr);
+        s->emb_group = comm_split(comm_world(), ends ? s->topo.tp_rank : c->tp + comm_world()->rank,
+                                  (pr == 0 ? 0 : c->dp) + s->topo.dp_rank);
     }
     /* every device op through the timing wrapper (prof.h): host<->device
      * bytes and the `transfer` region always, kernel.* with log.kernel_timers */
@@ -377,17 +379,55 @@ static double piece_hash(const ckpt_tensor *t) {
     return (double)(h >> 11);
 }
 
+/* A checksum of a tensor's values that does not depend on how its elements
+ * are cut into pieces: the sum, modulo 2^40, of a hash of each element's
+ * index and bits (two hashes, two sums). */
+static void piece_sums(const ckpt_tensor *t, double out[2]) {
+    const uint64_t M = ((uint64_t)1 << 40) - 1;
+    uint64_t s0 = 0, s1 = 0;
+    const uint32_t *b = (const uint32_t *)t->data;
+    for (int64_t i = 0; i < t->count; i++) {
+        uint64_t x = ((uint64_t)(t->off + i) << 32) ^ b[i];
+        x ^= x >> 33, x *= 0xff51afd7ed558ccdull, x ^= x >> 33, x *= 0xc4ceb9fe1a85ec53ull, x ^= x >> 33;
+        s0 = (s0 + x) & M;
+        s1 = (s1 + (x >> 24)) & M;
+    }
+    out[0] += (double)s0, out[1] += (double)s1;
+}
+
+/* The tied embedding's first and last stage hold its elements in
+ * differently cut pieces (each stage's data-parallel ranks own the parts of
+ * their own chunk layout), so piece hashes do not compare: each stage's
+ * pieces' checksums are summed over the group of both stages' ranks (exact in
+ * double: fewer than 2^13 terms of 2^40) and the two stages' totals compared. */
+static int tied_differs(lm_session *s, const ckpt_tensor *w, const int *full_of) {
+    double h[4] = {0, 0, 0, 0};
+    lm_params *ps = &s->model->params;
+    for (int i = 0; i < ps->n; i++)
+        if (ps->p[i].gsum && ps->p[i].gsum == s->emb_group) piece_sums(&w[full_of[i]], h + (s->topo.pp_rank ? 2 : 0));
+    comm_allreduce_sum_f64(s->emb_group, h, 4);
+    uint64_t r[4];
+    for (int k = 0; k < 4; k++) r[k] = (uint64_t)h[k] & (((uint64_t)1 << 40) - 1);
+    return r[0] != r[2] || r[1] != r[3];
+}
+
+static int tied_full_index(lm_session *s) {
+    for (int i = 0; i < s->full.n; i++)
+        if (!strcmp(s->full.p[i].name, "model.embed_tokens.weight")) return i;
+    return 0;
+}
+
 int session_check_replicas(lm_session *s, const ckpt_tensor *w, char *err, size_t errlen) {
     lm_params *ps = &s->model->params;
     int bad = -1;
-    /* three passes: the whole tensor-parallel group (norm weights), the
-     * shared-kv groups and the tied embeddings' first and last stage (their
-     * replicas' gsum group) */
+    /* two passes of piece hashes: the whole tensor-parallel group (norm
+     * weights) and the shared-kv groups; then the tied embeddings' first and
+     * last stage (tied_differs) */
     int *full_of = lm_alloc(sizeof(int) * (size_t)(ps->n ? ps->n : 1));
     for (int i = 0; i < s->full.n; i++)
         if (s->local_of[i] >= 0) full_of[s->local_of[i]] = i;
-    lm_group *groups[3] = {s->topo.tp_group, s->kv_group, s->emb_group};
-    for (int k = 0; k < 3; k++) {
+    lm_group *groups[2] = {s->topo.tp_group, s->kv_group};
+    for (int k = 0; k < 2; k++) {
         lm_group *g = groups[k];
         if (!g || g->size == 1) continue;
         double *h = lm_alloc(sizeof(double) * 2 * (size_t)(ps->n ? ps->n : 1));
@@ -406,6 +446,7 @@ int session_check_replicas(lm_session *s, const ckpt_tensor *w, char *err, size_
         lm_free(h);
         lm_free(idx);
     }
+    if (s->emb_group && s->emb_group->size > 1 && tied_differs(s, w, full_of)) bad = tied_full_index(s);
     lm_free(full_of);
     int any = bad;
     comm_allreduce_max_i32(comm_world(), &any, 1);

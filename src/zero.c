@@ -55,6 +55,13 @@ struct lm_zero {
     int nseg;
     float *hw, *hm, *hv;  /* checkpoint staging on the host (not host-visible float32) */
     lm_grad_hooks hooks;
+    /* the tied embedding's copy under pipeline parallelism (see sum_tied) */
+    int tie;              /* its tensor index, -1 when none */
+    const lm_group *tie_g;/* every rank holding a copy at this tensor-parallel rank */
+    int *tie_side;        /* [group rank]: 0 first stage, 1 last stage */
+    int *tie_dp;          /* [group rank]: its data-parallel rank */
+    int64_t *tie_lo, *tie_hi; /* [group rank]: its owned tensor elements */
+    void *tie_tmp;        /* the other stage's sums of this rank's elements */
 };
 
 /* Arena element where chunk c's owned range starts. */
@@ -182,6 +189,8 @@ static void hook_done(void *ctx, lm_param *p) {
 
 /* ------------------------------------------------------------------ API */
 
+static void tie_setup(lm_zero *z);
+
 /* The optimizer's segments: each tensor's piece in each owned range. */
 static void build_segments(lm_zero *z, const lm_config *cfg);
 
@@ -232,6 +241,15 @@ lm_zero *zero_create(lm_params *ps, lm_device *d, const lm_group *dp, int stage,
     else
         params_alloc_grads(ps);
     z->hooks = (lm_grad_hooks){z, hook_grad, hook_done};
+    /* the tied embedding's copy on the first or last stage: the table with a
+     * gradient group (model.c) */
+    z->tie = -1;
+    for (int i = 0; i < ps->n; i++)
+        if (ps->p[i].gsum && !strcmp(ps->p[i].name, "model.embed_tokens.weight")) z->tie = i;
+    if (z->tie >= 0) {
+        z->tie_g = ps->p[z->tie].gsum;
+        tie_setup(z);
+    }
     return z;
 }
 
@@ -254,6 +272,11 @@ void zero_destroy(lm_zero *z) {
     lm_free(z->launched);
     lm_free(z->bucket_of);
     lm_free(z->all_counted);
+    if (z->tie_tmp) d->free(d, z->tie_tmp);
+    lm_free(z->tie_side);
+    lm_free(z->tie_dp);
+    lm_free(z->tie_lo);
+    lm_free(z->tie_hi);
     lm_free(z);
 }
 
@@ -276,6 +299,92 @@ void zero_micro_begin(lm_zero *z, int last) {
 
 static void piece(const lm_param *p, size_t lo, size_t len, size_t *a, size_t *b);
 
+/* The tied embedding under pipeline parallelism: the first stage's table
+ * and the last stage's copy (its lm_head) each get the gradient of their own
+ * stage, and both must end with the sum. The two stages pack different
+ * tensor lists, so their chunk sizes and the tensor's offset in its chunk
+ * differ, and so do the tensor elements that each data-parallel rank owns
+ * (ZeRO-1/2 shard the chunk, not the tensor). Summing "this rank's owned
+ * piece" over the two stages, as for tensor-parallel replicas, added
+ * different elements (and, with pieces of different lengths, ran collectives
+ * of different sizes: MPI_ERR_TRUNCATE, or a hang when one side's piece was
+ * empty). Here every rank holding a copy (both stages, all data-parallel
+ * ranks, at one tensor-parallel rank: the group tie_g) knows every other's
+ * owned range of tensor elements, and exchanges with each rank of the other
+ * stage exactly the overlap of their ranges: at ZeRO-0, where every rank
+ * owns the whole tensor, only with the rank of the same data-parallel rank.
+ * Each element is then a + b on one stage and b + a on the other: the same
+ * bits, so the copies stay identical. */
+static void tie_range(const lm_zero *z, size_t off_in_chunk, size_t cs, int dprank, int64_t *lo, int64_t *hi) {
+    const lm_param *p = &z->ps->p[z->tie];
+    int64_t n = (int64_t)p->numel;
+    if (z->stage == 0) {
+        *lo = 0, *hi = n;
+        return;
+    }
+    int64_t sh = (int64_t)(cs / (size_t)z->dp->size), a = (int64_t)dprank * sh - (int64_t)off_in_chunk;
+    *lo = a < 0 ? 0 : a > n ? n : a;
+    *hi = a + sh < 0 ? 0 : a + sh > n ? n : a + sh;
+}
+
+/* Learn every copy holder's stage and owned range (collective over tie_g,
+ * from zero_create). */
+static void tie_setup(lm_zero *z) {
+    const lm_param *p = &z->ps->p[z->tie];
+    int G = z->tie_g->size, me = z->tie_g->rank;
+    double *v = lm_alloc(sizeof(double) * 4 * (size_t)G);
+    memset(v, 0, sizeof(double) * 4 * (size_t)G);
+    /* the first stage counts the table in the gradient norm (model.c) */
+    v[4 * me] = p->norm_here ? 0 : 1;
+    v[4 * me + 1] = z->dp->rank;
+    v[4 * me + 2] = (double)(p->offset - (size_t)p->chunk * z->cs);
+    v[4 * me + 3] = (double)z->cs;
+    comm_allreduce_sum_f64(z->tie_g, v, 4 * (size_t)G);
+    z->tie_side = lm_alloc(sizeof(int) * (size_t)G);
+    z->tie_dp = lm_alloc(sizeof(int) * (size_t)G);
+    z->tie_lo = lm_alloc(sizeof(int64_t) * (size_t)G);
+    z->tie_hi = lm_alloc(sizeof(int64_t) * (size_t)G);
+    int on[2] = {0, 0};
+    for (int j = 0; j < G; j++) {
+        z->tie_side[j] = (int)v[4 * j];
+        z->tie_dp[j] = (int)v[4 * j + 1];
+        on[z->tie_side[j] & 1]++;
+        tie_range(z, (size_t)v[4 * j + 2], (size_t)v[4 * j + 3], (int)v[4 * j + 1], &z->tie_lo[j], &z->tie_hi[j]);
+    }
+    lm_free(v);
+    if (on[0] != z->dp->size || on[1] != z->dp->size)
+        lm_abort(LM_ERR_RUNTIME, "zero: the tied embedding's group holds %d first-stage and %d last-stage ranks, "
+                 "want parallel.dp = %d of each", on[0], on[1], z->dp->size);
+    int64_t n = z->tie_hi[me] - z->tie_lo[me];
+    if (n > 0) z->tie_tmp = z->d->alloc(z->d, (size_t)n * z->esz);
+}
+
+#define TIE_TAG 7301
+
+/* Add the other stage's reduced gradient into this rank's owned elements of
+ * the tied embedding (after the data-parallel reduction; see above). */
+static void sum_tied(lm_zero *z) {
+    if (z->tie < 0) return;
+    const lm_param *p = &z->ps->p[z->tie];
+    int G = z->tie_g->size, me = z->tie_g->rank;
+    int64_t a = z->tie_lo[me], b = z->tie_hi[me];
+    if (a >= b) return; /* nothing owned here: no range overlaps it */
+    void *mine = CX(z, owned_grad(z, p->chunk), p->offset + (size_t)a - owned_lo(z, p->chunk));
+    lm_req *q = lm_alloc(sizeof(lm_req) * 2 * (size_t)G);
+    int nq = 0;
+    for (int j = 0; j < G; j++) {
+        if (z->tie_side[j] == z->tie_side[me] || (z->stage == 0 && z->tie_dp[j] != z->dp->rank)) continue;
+        int64_t lo = a > z->tie_lo[j] ? a : z->tie_lo[j], hi = b < z->tie_hi[j] ? b : z->tie_hi[j];
+        if (lo >= hi) continue;
+        size_t bytes = (size_t)(hi - lo) * z->esz;
+        comm_dev_irecv(z->tie_g, CX(z, z->tie_tmp, (size_t)(lo - a)), bytes, j, TIE_TAG, &q[nq++]);
+        comm_dev_isend(z->tie_g, CX(z, mine, (size_t)(lo - a)), bytes, j, TIE_TAG, &q[nq++]);
+    }
+    for (int k = 0; k < nq; k++) comm_wait(&q[k]);
+    lm_free(q);
+    z->d->add(z->d, mine, z->tie_tmp, (size_t)(b - a));
+}
+
 /* Tensor-parallel replicas that each hold part of a gradient (p->gsum:
  * sequence-parallel norm weights, kv heads shared by several ranks) sum
  * their owned pieces over that group once the data-parallel reduction is
@@ -284,7 +393,7 @@ static void piece(const lm_param *p, size_t lo, size_t len, size_t *a, size_t *b
 static void sum_replicated(lm_zero *z) {
     for (int i = 0; i < z->ps->n; i++) {
         lm_param *p = &z->ps->p[i];
-        if (!p->gsum) continue;
+        if (!p->gsum || i == z->tie) continue;
         size_t lo = owned_lo(z, p->chunk), a, b;
         piece(p, lo, z->os, &a, &b);
         if (a >= b) continue;
@@ -305,7 +414,10 @@ void zero_micro_end(lm_zero *z) {
             comm_wait(&z->bk[b].q);
             bucket_finish(z, b);
         }
-        if (z->last) sum_replicated(z);
+        if (z->last) {
+            sum_replicated(z);
+            sum_tied(z);
+        }
         return;
     }
     if (!z->comm_now) return;
@@ -317,6 +429,7 @@ void zero_micro_end(lm_zero *z) {
             z->launched[c] = 0;
         }
     sum_replicated(z);
+    sum_tied(z);
 }
 
 /* Each rank sums the squares of its own shard (at stage 0, its shard of the
