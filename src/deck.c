@@ -93,7 +93,7 @@ static const keydef KEYS[] = {
     KI("train", "seq_len", seq_len, 1, INT_MAX, REQUIRED),
     KI("train", "micro_batch", micro_batch, 1, INT_MAX, REQUIRED),
     KI("train", "global_batch", global_batch, 1, INT_MAX, REQUIRED),
-    KD("train", "lr", lr, 0, 1, D_LO_OPEN | D_HAS_HI | REQUIRED), /* AdamW: a step above 1 is never meant */
+    KD("train", "lr", lr, 0, 0, D_LO_OPEN | REQUIRED),
     KD("train", "min_lr", min_lr, 0, 0, 0),
     KL("train", "warmup_steps", warmup_steps, 0, 0),
     KE("train", "lr_schedule", lr_schedule, "constant|linear|cosine"),

@@ -2,7 +2,7 @@
 # Every numeric deck key (the list is read from src/deck.c) at 0, -1, 1e30,
 # nan, inf, INT_MAX and INT_MAX-1 on the tiny deck, one at a time, singleton
 # launches: each run ends within seconds with exit 0 or 2 (3 only for the
-# wall-clock budget that bounds the runs), never 1, 134, 137, 139 or a hang,
+# wall-clock budget that bounds the runs), never 1 (except a clean "diverged" stop), 134, 137, 139 or a hang,
 # and every exit 2 names the key. lamina issue 14, item 6.
 . tests/lib.sh
 plan 2
@@ -30,6 +30,7 @@ for k in $keys; do
       0) ok0=$((ok0 + 1)) ;;
       2) if grep -q "^lamina: error:.*$k" "$T/out"; then ok2=$((ok2 + 1))
          else bad="$bad $k=$v: exit 2 without naming the key ($(grep error "$T/out" | head -1 | cut -c1-160));"; fi ;;
+      1) grep -q "^lamina: error.*diverged" "$T/out" || bad="$bad $k=$v: exit 1 ($(grep -i error "$T/out" | head -1 | cut -c1-160));" ;;
       3) grep -q "train.max_minutes" "$T/out" || bad="$bad $k=$v: exit 3 not from the budget;" ;;
       *) bad="$bad $k=$v: exit $rc ($(grep -i error "$T/out" | head -1 | cut -c1-160));" ;;
     esac
