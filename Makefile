@@ -24,7 +24,7 @@ CU_SRC  := $(wildcard cuda/*.cu)
 CUH_SRC := $(wildcard cuda/*.c)
 ifeq ($(CUDA),1)
 CFLAGS  += -DLAMINA_CUDA=1 -DLAMINA_CUDA_ARCH='"$(subst -gencode arch=,,$(subst code=,,$(CUDA_ARCH)))"'
-CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lnccl -lcudart -lstdc++
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcudart -lstdc++ -ldl
 LDLIBS  += $(CUDA_LIBS)
 CU_OBJ  := $(patsubst cuda/%.cu,$(BUILD)/cuda/%.o,$(CU_SRC)) $(patsubst cuda/%.c,$(BUILD)/cudahost/%.o,$(CUH_SRC))
 else

@@ -17,6 +17,10 @@ int lm_nccl_version(void);
 /* CUDA runtime version as "major.minor". */
 void lm_cuda_runtime_version(char *buf, size_t len);
 
+/* Whether cuBLASLt (opened at run time, cublaslt_load.h) can be loaded: 1, or
+ * 0 with the reason in `why`. Defined in cublaslt_load.c. */
+int lm_cublaslt_available(char *why, size_t whylen);
+
 #ifdef __cplusplus
 }
 #endif

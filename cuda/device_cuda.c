@@ -18,7 +18,7 @@
 #include "common.h"
 #include "device_cuda.h"
 #include "kernels.h"
-#include <cublasLt.h>
+#include "cublaslt_load.h"
 #include <cuda_runtime_api.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,7 +190,7 @@ enum { OP_NT, OP_NN, OP_TN };
 
 static cublasLtMatrixLayout_t layout(uint64_t rows, uint64_t cols, int64_t ld) {
     cublasLtMatrixLayout_t l;
-    CL(cublasLtMatrixLayoutCreate(&l, CUDA_R_16BF, rows, cols, ld));
+    CL(lm_lt.cublasLtMatrixLayoutCreate(&l, CUDA_R_16BF, rows, cols, ld));
     return l;
 }
 
@@ -209,10 +209,10 @@ static gemm_plan *plan(cuda_state *st, int op, int M, int N, int K, int beta0, i
     if (st->nplans == MAX_PLANS) { /* forget the oldest half */
         for (int i = 0; i < MAX_PLANS / 2; i++) {
             gemm_plan *p = &st->plans[i];
-            cublasLtMatmulDescDestroy(p->desc);
-            cublasLtMatrixLayoutDestroy(p->a);
-            cublasLtMatrixLayoutDestroy(p->b);
-            cublasLtMatrixLayoutDestroy(p->c);
+            lm_lt.cublasLtMatmulDescDestroy(p->desc);
+            lm_lt.cublasLtMatrixLayoutDestroy(p->a);
+            lm_lt.cublasLtMatrixLayoutDestroy(p->b);
+            lm_lt.cublasLtMatrixLayoutDestroy(p->c);
         }
         memmove(st->plans, st->plans + MAX_PLANS / 2, sizeof(gemm_plan) * (MAX_PLANS / 2));
         st->nplans = MAX_PLANS / 2;
@@ -235,23 +235,23 @@ static gemm_plan *plan(cuda_state *st, int op, int M, int N, int K, int beta0, i
         p->b = layout((uint64_t)N, (uint64_t)M, N); /* dy */
         p->c = layout((uint64_t)K, (uint64_t)N, K);
     }
-    CL(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    CL(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CL(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    CL(lm_lt.cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CL(lm_lt.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CL(lm_lt.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     cublasLtMatmulPreference_t pref;
-    CL(cublasLtMatmulPreferenceCreate(&pref));
+    CL(lm_lt.cublasLtMatmulPreferenceCreate(&pref));
     uint64_t wsb = LT_WS_BYTES;
-    CL(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
+    CL(lm_lt.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
     /* the heuristic assumes 256-byte operands unless told: row blocks of an
      * odd-width matrix (the lm_head's) are less aligned */
     cublasLtMatmulPreferenceAttributes_t al[4] = {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-    for (int i = 0; i < 4; i++) CL(cublasLtMatmulPreferenceSetAttribute(pref, al[i], &align, sizeof align));
+    for (int i = 0; i < 4; i++) CL(lm_lt.cublasLtMatmulPreferenceSetAttribute(pref, al[i], &align, sizeof align));
     cublasLtMatmulHeuristicResult_t res;
     int nres = 0;
-    CL(cublasLtMatmulAlgoGetHeuristic(st->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &nres));
-    cublasLtMatmulPreferenceDestroy(pref);
+    CL(lm_lt.cublasLtMatmulAlgoGetHeuristic(st->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &nres));
+    lm_lt.cublasLtMatmulPreferenceDestroy(pref);
     if (nres < 1) lm_abort(LM_ERR_RUNTIME, "cublasLt: no algorithm for a %d x %d x %d bf16 GEMM", M, N, K);
     p->algo = res.algo;
     st->nplans++;
@@ -273,7 +273,7 @@ static void gemm(lm_device *d, int op, void *out, const void *res, const void *A
     uint32_t align = (uint32_t)(bits & (~bits + 1)); /* lowest set bit */
     gemm_plan *p = plan(st, op, M, N, K, beta == 0.0f, res != NULL && res != out, align);
     const float alpha = 1.0f;
-    CL(cublasLtMatmul(st->lt, p->desc, &alpha, A, p->a, B, p->b, &beta, C, p->c, out, p->c, &p->algo, st->lt_ws,
+    CL(lm_lt.cublasLtMatmul(st->lt, p->desc, &alpha, A, p->a, B, p->b, &beta, C, p->c, out, p->c, &p->algo, st->lt_ws,
                       LT_WS_BYTES, st->s));
 }
 
@@ -513,16 +513,16 @@ static void cu_destroy(lm_device *d) {
     cuda_state *st = ST(d);
     cudaStreamSynchronize(st->s);
     for (int i = 0; i < st->nplans; i++) {
-        cublasLtMatmulDescDestroy(st->plans[i].desc);
-        cublasLtMatrixLayoutDestroy(st->plans[i].a);
-        cublasLtMatrixLayoutDestroy(st->plans[i].b);
-        cublasLtMatrixLayoutDestroy(st->plans[i].c);
+        lm_lt.cublasLtMatmulDescDestroy(st->plans[i].desc);
+        lm_lt.cublasLtMatrixLayoutDestroy(st->plans[i].a);
+        lm_lt.cublasLtMatrixLayoutDestroy(st->plans[i].b);
+        lm_lt.cublasLtMatrixLayoutDestroy(st->plans[i].c);
     }
     void *dev[] = {st->lt_ws, st->ws, st->ids, st->order, st->starts, st->row_loss, st->dsum, st->segs, st->prefix};
     for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
         if (dev[i]) cudaFree(dev[i]);
     if (st->host) cudaFreeHost(st->host);
-    cublasLtDestroy(st->lt);
+    lm_lt.cublasLtDestroy(st->lt);
     cudaStreamDestroy(st->s);
     lm_free(st);
     lm_free(d);
@@ -553,6 +553,7 @@ lm_device *device_cuda_create(int local_rank, char *why, size_t whylen) {
                  gpu, prop.name, prop.major, prop.minor);
         return NULL;
     }
+    if (cublaslt_load(why, whylen)) return NULL;
     cuda_state *st = lm_alloc(sizeof *st);
     st->gpu = gpu;
     if ((e = cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking)) != cudaSuccess) {
@@ -560,7 +561,7 @@ lm_device *device_cuda_create(int local_rank, char *why, size_t whylen) {
         lm_free(st);
         return NULL;
     }
-    if (cublasLtCreate(&st->lt) != CUBLAS_STATUS_SUCCESS) {
+    if (lm_lt.cublasLtCreate(&st->lt) != CUBLAS_STATUS_SUCCESS) {
         snprintf(why, whylen, "GPU %d: cublasLtCreate failed", gpu);
         cudaStreamDestroy(st->s);
         lm_free(st);

@@ -33,6 +33,9 @@ static void print_version(void) {
     lm_log("  cuda: bf16 compute, fp32 master weights; cuBLASLt GEMMs, flash attention (head_dim 64, 128), "
            "NCCL %d.%d.%d; built for %s (runtime %s)\n",
            nccl / 10000, nccl / 100 % 100, nccl % 100, LAMINA_CUDA_ARCH, rt);
+    char ltwhy[512];
+    if (lm_cublaslt_available(ltwhy, sizeof ltwhy)) lm_log("  cuBLASLt: loads (opened at the first GPU's creation)\n");
+    else lm_log("  cuBLASLt: %s\n", ltwhy);
     if (n < 0) lm_log("  cuda devices: none usable (%s)\n", why);
     else lm_log("  cuda devices: %d\n%s", n, desc);
 #else

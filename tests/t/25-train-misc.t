@@ -1,7 +1,7 @@
 #!/bin/bash
 # Padding-only batches, divergence, metrics, generate, version and help.
 source tests/lib.sh
-plan 10
+plan 11
 make_deck
 # The first 10 samples have length 1 (the file's last has targets, so it is
 # accepted): unshuffled, both steps' batches have no targets. Loss 0, no NaN.
@@ -41,6 +41,12 @@ lam 1 generate "$T/tiny.in" --tokens x
 expect_fail 2 "\-\-tokens" "generate: bad --tokens"
 lam 1 --version
 [ "$rc" = 0 ] && grep -q "cpu: float32" "$T/out" && grep -q hdf5 "$T/out" && ok "--version lists backends" || notok "--version" "$(cat "$T/out")"
+# A CUDA build opens cuBLASLt only when a GPU device is created (0.35 s of
+# start-up on every rank otherwise), and says whether it can.
+if grep -q "cuda: not built" "$T/out"; then ok "# SKIP no CUDA in this build"
+elif ! ldd "$LAMINA" | grep -q libcublasLt && grep -q "cuBLASLt: loads" "$T/out"; then
+  ok "cuBLASLt is not linked at start-up and loads on demand"
+else notok "cuBLASLt on demand" "$(ldd "$LAMINA" | grep cublas)" "$(grep -i cublas "$T/out")"; fi
 lam 1 frobnicate
 expect_fail 2 "unknown command" "unknown command: exit 2"
 finish
