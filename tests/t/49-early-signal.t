@@ -65,9 +65,10 @@ else notok "the next run starts" "exit $rc" "$(tail -3 "$T/out")"; fi
 
 # Other commands keep the default action of SIGTERM (prep is killed, not
 # left running deaf to it).
-"$LAMINA" prep --seq-len 32 -o "$T/x.h5" /dev/zero >/dev/null 2>&1 &
+truncate -s 4G "$T/zeros.txt" # sparse: takes no disk, reads for minutes
+"$LAMINA" prep --seq-len 32 -o "$T/x.h5" "$T/zeros.txt" >/dev/null 2>&1 &
 p=$!
-sleep 0.5
+sleep 1
 kill -TERM $p
 rc=0; wait $p || rc=$?
 if [ "$rc" = 143 ]; then ok "lamina prep still dies of SIGTERM (exit 143)"; else notok "prep and SIGTERM" "exit $rc"; fi
