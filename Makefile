@@ -6,9 +6,15 @@ BUILD   ?= build
 PKGS    := hdf5-openmpi inih jansson openblas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The layers of src/, lowest first (src/LAYERS.md): a file may include
+# headers of its own layer and of the layers below it, never above
+# (tests/layers.sh checks it in `make check`).
+LAYERS  := core device io data dist obs model optim plan run app
+LAYER_INC := $(patsubst %,-Isrc/%,$(filter-out io,$(LAYERS))) -Iio -Icuda
+HDRS    := $(wildcard src/*/*.h io/*.h)
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpointer-arith -Werror -fopenmp -Isrc -Iio $(PKG_CFLAGS)
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpointer-arith -Werror -fopenmp $(LAYER_INC) $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lsde -lpapi -lm
 VERSION := 0.1.0
 PREFIX  ?= /usr/local
@@ -33,7 +39,7 @@ CU_OBJ  :=
 endif
 NVFLAGS := -O3 -std=c++17 $(CUDA_ARCH) --threads 2 -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
 
-LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard io/*.c)
+LIB_SRC := $(filter-out src/app/main.c,$(wildcard src/*/*.c)) $(wildcard io/*.c)
 LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -42,16 +48,16 @@ SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 .PHONY: all deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
 all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so
 
-$(BUILD)/%.o: %.c $(wildcard src/*.h io/*.h)
+$(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/cuda/%.o: cuda/%.cu $(wildcard cuda/*.h cuda/*.cuh)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -Isrc -Icuda -c $< -o $@
+	$(NVCC) $(NVFLAGS) $(LAYER_INC) -Icuda -c $< -o $@
 
 # Host C of the CUDA backend (cuBLASLt, NCCL, runtime API): our C flags.
-$(BUILD)/cudahost/%.o: cuda/%.c $(wildcard src/*.h io/*.h cuda/*.h)
+$(BUILD)/cudahost/%.o: cuda/%.c $(HDRS) $(wildcard cuda/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icuda -I$(CUDA_HOME)/include -c $< -o $@
 
@@ -59,12 +65,12 @@ $(BUILD)/liblamina.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/lamina: $(BUILD)/src/main.o $(BUILD)/liblamina.a
+$(BUILD)/lamina: $(BUILD)/src/app/main.o $(BUILD)/liblamina.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-# lamina's PAPI software-defined events for PAPI tools (src/sde.h):
+# lamina's PAPI software-defined events for PAPI tools (src/obs/sde.h):
 # `papi_native_avail -sde build/liblamina-sde.so` or LD_PRELOAD it.
-$(BUILD)/liblamina-sde.so: src/sde.c src/sde_events.h
+$(BUILD)/liblamina-sde.so: src/obs/sde.c src/obs/sde_events.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -shared -DLM_SDE_HOOK_ONLY $< -o $@ -lsde
 
@@ -74,7 +80,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblamina.a
 
 # Sanitizer build of the library and unit tests (ASan + UBSan), CPU only.
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-$(BUILD)/san/liblamina.a: $(LIB_SRC) $(wildcard src/*.h io/*.h)
+$(BUILD)/san/liblamina.a: $(LIB_SRC) $(HDRS)
 	@mkdir -p $(BUILD)/san/obj
 	set -e; for f in $(LIB_SRC); do o=$(BUILD)/san/obj/$$(echo $$f | tr / _).o; \
 	  $(CC) $(filter-out $(OPT) -DLAMINA_CUDA=1,$(CFLAGS)) $(SAN_FLAGS) -c $$f -o $$o; done
