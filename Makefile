@@ -45,7 +45,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
+.PHONY: all deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
 all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so
 
 $(BUILD)/%.o: %.c $(HDRS)
@@ -89,31 +89,41 @@ $(BUILD)/san/tests/%: tests/unit/%.c $(BUILD)/san/liblamina.a
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out $(OPT) -DLAMINA_CUDA=1,$(CFLAGS)) $(SAN_FLAGS) $< -o $@ $(BUILD)/san/liblamina.a $(filter-out $(CUDA_LIBS),$(LDLIBS)) -lcmocka
 
-# Debian packages the project needs; idempotent (installs only what is missing).
+# Debian packages, by purpose; each target installs only what is missing.
+# deps: building and running lamina (the demo corpus is Debian's fortunes).
+# check-deps: the test and benchmark tools (cmocka, prove, the float64
+# reference in PyTorch, h5py, plots, and Slurm for the job-script tests).
 DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
-  libpapi-dev papi-tools libopenblas-dev libinih-dev libjansson-dev libcmocka-dev \
-  python3-torch python3-h5py python3-numpy python3-matplotlib fortunes fortunes-min fortunes-zh perl \
-  slurm-wlm munge
-deps:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then echo "make deps: installing $$missing"; \
+  libpapi-dev papi-tools libopenblas-dev libinih-dev libjansson-dev fortunes fortunes-min fortunes-zh
+TEST_PKGS := libcmocka-dev perl python3-torch python3-h5py python3-numpy python3-matplotlib slurm-wlm munge
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "make $@: installing $$missing"; \
 	  SUDO=$$( [ $$(id -u) -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	else echo "make deps: all packages present"; fi
+	else echo "make $@: all packages present"; fi
+endef
+deps:
+	$(call apt_install,$(DEB_PKGS))
+check-deps: deps
+	$(call apt_install,$(TEST_PKGS))
 
 units: $(UNIT_BIN)
 sans: $(SAN_BIN)
 
-check: deps
+# The unit tests' TAP wrappers are generated into $(BUILD)/t
+# (tests/gen_wrappers.sh); then every test, one after the other.
+check: check-deps
 	$(MAKE) all units sans $(if $(filter 1,$(CUDA)),gpu-tests)
-	OMP_NUM_THREADS=1 prove -e bash --timer tests/t/*.t
+	bash tests/gen_wrappers.sh $(BUILD)
+	OMP_NUM_THREADS=1 prove -e bash --timer $(BUILD)/t/*.t tests/t/*.t
 
 # The long randomised layout test (not part of `check`): tests/t/39-layouts.t
 # on 40 seeds' shapes, each factorisation once with drawn ZeRO/sp/schedule,
 # then every ZeRO x sp x schedule combination on the CI seeds and seed 3
 # (8 layers: pp 8). LAYOUT_SEEDS=a,b,... picks other seeds for the first part.
 LAYOUT_SEEDS ?= $(shell seq -s, 1 40)
-check-long: deps all
+check-long: check-deps all
 	OMP_NUM_THREADS=1 LAYOUTS_SEEDS=$(LAYOUT_SEEDS) prove -e bash --timer tests/t/39-layouts.t
 	OMP_NUM_THREADS=1 LAYOUTS_SEEDS=24,14,6,28,3 LAYOUTS_FULL=1 prove -e bash --timer tests/t/39-layouts.t
 
@@ -128,19 +138,21 @@ $(BUILD)/gpu/gpu_bench: perf/gpu_bench.c $(BUILD)/liblamina.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/liblamina.a $(LDLIBS)
 gpu-tests: all $(GPU_BIN)
-check-gpu: deps
+check-gpu: check-deps
 	@test "$(CUDA)" = 1 || { echo "make check-gpu: this build has no CUDA (nvcc not found or CUDA=0)"; exit 1; }
 	$(MAKE) all gpu-tests
 	prove -e bash --timer tests/gpu/*.t
 
-check-unit: all units
-	prove -e bash tests/t/0*.t
+check-unit: check-deps
+	$(MAKE) all units sans
+	bash tests/gen_wrappers.sh $(BUILD)
+	prove -e bash $(BUILD)/t/*.t tests/t/05-layers.t
 
 run: deps
 	$(MAKE) all
 	bash inputs/demo.sh
 
-bench: deps
+bench: check-deps
 	$(MAKE) all
 	bash perf/bench_cpu.sh
 	bash perf/bench_dp.sh
