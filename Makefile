@@ -6,9 +6,15 @@ BUILD   ?= build
 PKGS    := hdf5-openmpi inih jansson openblas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The layers of src/, lowest first (src/LAYERS.md): a file may include
+# headers of its own layer and of the layers below it, never above
+# (tests/layers.sh checks it in `make check`).
+LAYERS  := core device io data dist obs model optim plan run app
+LAYER_INC := $(patsubst %,-Isrc/%,$(filter-out io,$(LAYERS))) -Iio -Icuda
+HDRS    := $(wildcard src/*/*.h io/*.h)
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpointer-arith -Werror -fopenmp -Isrc -Iio $(PKG_CFLAGS)
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpointer-arith -Werror -fopenmp $(LAYER_INC) $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lsde -lpapi -lm
 VERSION := 0.1.0
 PREFIX  ?= /usr/local
@@ -33,25 +39,25 @@ CU_OBJ  :=
 endif
 NVFLAGS := -O3 -std=c++17 $(CUDA_ARCH) --threads 2 -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
 
-LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard io/*.c)
+LIB_SRC := $(filter-out src/app/main.c,$(wildcard src/*/*.c)) $(wildcard io/*.c)
 LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
+.PHONY: all deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
 all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so
 
-$(BUILD)/%.o: %.c $(wildcard src/*.h io/*.h)
+$(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/cuda/%.o: cuda/%.cu $(wildcard cuda/*.h cuda/*.cuh)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -Isrc -Icuda -c $< -o $@
+	$(NVCC) $(NVFLAGS) $(LAYER_INC) -Icuda -c $< -o $@
 
 # Host C of the CUDA backend (cuBLASLt, NCCL, runtime API): our C flags.
-$(BUILD)/cudahost/%.o: cuda/%.c $(wildcard src/*.h io/*.h cuda/*.h)
+$(BUILD)/cudahost/%.o: cuda/%.c $(HDRS) $(wildcard cuda/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icuda -I$(CUDA_HOME)/include -c $< -o $@
 
@@ -59,12 +65,12 @@ $(BUILD)/liblamina.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/lamina: $(BUILD)/src/main.o $(BUILD)/liblamina.a
+$(BUILD)/lamina: $(BUILD)/src/app/main.o $(BUILD)/liblamina.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-# lamina's PAPI software-defined events for PAPI tools (src/sde.h):
+# lamina's PAPI software-defined events for PAPI tools (src/obs/sde.h):
 # `papi_native_avail -sde build/liblamina-sde.so` or LD_PRELOAD it.
-$(BUILD)/liblamina-sde.so: src/sde.c src/sde_events.h
+$(BUILD)/liblamina-sde.so: src/obs/sde.c src/obs/sde_events.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -shared -DLM_SDE_HOOK_ONLY $< -o $@ -lsde
 
@@ -74,7 +80,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblamina.a
 
 # Sanitizer build of the library and unit tests (ASan + UBSan), CPU only.
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-$(BUILD)/san/liblamina.a: $(LIB_SRC) $(wildcard src/*.h io/*.h)
+$(BUILD)/san/liblamina.a: $(LIB_SRC) $(HDRS)
 	@mkdir -p $(BUILD)/san/obj
 	set -e; for f in $(LIB_SRC); do o=$(BUILD)/san/obj/$$(echo $$f | tr / _).o; \
 	  $(CC) $(filter-out $(OPT) -DLAMINA_CUDA=1,$(CFLAGS)) $(SAN_FLAGS) -c $$f -o $$o; done
@@ -83,31 +89,41 @@ $(BUILD)/san/tests/%: tests/unit/%.c $(BUILD)/san/liblamina.a
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out $(OPT) -DLAMINA_CUDA=1,$(CFLAGS)) $(SAN_FLAGS) $< -o $@ $(BUILD)/san/liblamina.a $(filter-out $(CUDA_LIBS),$(LDLIBS)) -lcmocka
 
-# Debian packages the project needs; idempotent (installs only what is missing).
+# Debian packages, by purpose; each target installs only what is missing.
+# deps: building and running lamina (the demo corpus is Debian's fortunes).
+# check-deps: the test and benchmark tools (cmocka, prove, the float64
+# reference in PyTorch, h5py, plots, and Slurm for the job-script tests).
 DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
-  libpapi-dev papi-tools libopenblas-dev libinih-dev libjansson-dev libcmocka-dev \
-  python3-torch python3-h5py python3-numpy python3-matplotlib fortunes fortunes-min fortunes-zh perl \
-  slurm-wlm munge
-deps:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then echo "make deps: installing $$missing"; \
+  libpapi-dev papi-tools libopenblas-dev libinih-dev libjansson-dev fortunes fortunes-min fortunes-zh
+TEST_PKGS := libcmocka-dev perl python3-torch python3-h5py python3-numpy python3-matplotlib slurm-wlm munge
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "make $@: installing $$missing"; \
 	  SUDO=$$( [ $$(id -u) -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	else echo "make deps: all packages present"; fi
+	else echo "make $@: all packages present"; fi
+endef
+deps:
+	$(call apt_install,$(DEB_PKGS))
+check-deps: deps
+	$(call apt_install,$(TEST_PKGS))
 
 units: $(UNIT_BIN)
 sans: $(SAN_BIN)
 
-check: deps
+# The unit tests' TAP wrappers are generated into $(BUILD)/t
+# (tests/gen_wrappers.sh); then every test, one after the other.
+check: check-deps
 	$(MAKE) all units sans $(if $(filter 1,$(CUDA)),gpu-tests)
-	OMP_NUM_THREADS=1 prove -e bash --timer tests/t/*.t
+	bash tests/gen_wrappers.sh $(BUILD)
+	OMP_NUM_THREADS=1 prove -e bash --timer $(BUILD)/t/*.t tests/t/*.t
 
 # The long randomised layout test (not part of `check`): tests/t/39-layouts.t
 # on 40 seeds' shapes, each factorisation once with drawn ZeRO/sp/schedule,
 # then every ZeRO x sp x schedule combination on the CI seeds and seed 3
 # (8 layers: pp 8). LAYOUT_SEEDS=a,b,... picks other seeds for the first part.
 LAYOUT_SEEDS ?= $(shell seq -s, 1 40)
-check-long: deps all
+check-long: check-deps all
 	OMP_NUM_THREADS=1 LAYOUTS_SEEDS=$(LAYOUT_SEEDS) prove -e bash --timer tests/t/39-layouts.t
 	OMP_NUM_THREADS=1 LAYOUTS_SEEDS=24,14,6,28,3 LAYOUTS_FULL=1 prove -e bash --timer tests/t/39-layouts.t
 
@@ -122,19 +138,21 @@ $(BUILD)/gpu/gpu_bench: perf/gpu_bench.c $(BUILD)/liblamina.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/liblamina.a $(LDLIBS)
 gpu-tests: all $(GPU_BIN)
-check-gpu: deps
+check-gpu: check-deps
 	@test "$(CUDA)" = 1 || { echo "make check-gpu: this build has no CUDA (nvcc not found or CUDA=0)"; exit 1; }
 	$(MAKE) all gpu-tests
 	prove -e bash --timer tests/gpu/*.t
 
-check-unit: all units
-	prove -e bash tests/t/0*.t
+check-unit: check-deps
+	$(MAKE) all units sans
+	bash tests/gen_wrappers.sh $(BUILD)
+	prove -e bash $(BUILD)/t/*.t tests/t/05-layers.t
 
 run: deps
 	$(MAKE) all
 	bash inputs/demo.sh
 
-bench: deps
+bench: check-deps
 	$(MAKE) all
 	bash perf/bench_cpu.sh
 	bash perf/bench_dp.sh

@@ -158,7 +158,7 @@ static void cu_convert(lm_device *d, void *dst, lm_dtype dt, const void *src, lm
     KL(lmk_convert(dst, (int)dt, src, (int)st, n, ST(d)->s));
 }
 
-/* Host float32 -> bf16 on the host (lamina's rounding, src/bf16.h), then one copy. */
+/* Host float32 -> bf16 on the host (lamina's rounding, src/core/bf16.h), then one copy. */
 static void cu_upload_f32(lm_device *d, void *dst, const float *host, size_t n) {
     cuda_state *st = ST(d);
     for (size_t off = 0; off < n;) {
@@ -429,7 +429,7 @@ static double cu_xent(lm_device *d, void *logits, const int32_t *targets, int R,
     return loss;
 }
 
-/* Vocab-parallel cross-entropy (src/device.h). tloc goes over through the
+/* Vocab-parallel cross-entropy (src/device/device.h). tloc goes over through the
  * ids buffer; the statistics [3R] come back through the staging buffer (as
  * cu_xent's row losses), lse [R] goes over through it. */
 static void cu_xent_part_stats(lm_device *d, const void *logits, const int32_t *tloc, int R, int V, int Vv,

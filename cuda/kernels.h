@@ -6,7 +6,7 @@
  * to nearest even. `stream` is a cudaStream_t. All pointers are device
  * pointers. Launchers never allocate and never synchronise; a launcher that
  * needs scratch takes `ws` of at least the bytes its *_ws function returns.
- * Shapes and semantics are those of src/device.h. Return value: 0, or the
+ * Shapes and semantics are those of src/device/device.h. Return value: 0, or the
  * cudaError_t of the launch. */
 #ifndef LAMINA_CUDA_KERNELS_H
 #define LAMINA_CUDA_KERNELS_H
@@ -46,7 +46,7 @@ int lmk_swiglu_bwd(void *dg, void *du, const void *dout, const void *g, const vo
  * target < 0; row_loss[r] = -log softmax[target] (0 for padding), float32. */
 int lmk_xent(void *logits, const int32_t *targets, float *row_loss, int R, int V, float scale, void *stream);
 /* Vocab-parallel cross-entropy over a slice [R,V] of which columns [0,Vv)
- * are real (src/device.h): stats[3r..3r+2] = {max, sum exp(x - max), x[tloc]
+ * are real (src/device/device.h): stats[3r..3r+2] = {max, sum exp(x - max), x[tloc]
  * or 0} over the real columns (device float32 [3R]); grad in place with
  * lse[R] (device float32): scale*(exp(x - lse) - onehot(tloc)) on the real
  * columns, zeros on padding columns and on rows with tloc < -1. The caller
@@ -65,7 +65,7 @@ int lmk_sumsq(double *out, const void *x, size_t n, int dtype, void *ws, void *s
 /* AdamW over nseg segments in one launch. `segs` is a device array (layout
  * lmk_adamw_seg below), `prefix` a device array of nseg+1 running element
  * counts (prefix[0] = 0). g is bf16 (dtype 1) or float32 (0); w is bf16 or
- * equal to master. Math of src/device.h. */
+ * equal to master. Math of src/device/device.h. */
 typedef struct {
     float *master;
     void *w;
@@ -79,7 +79,7 @@ int lmk_adamw(const lmk_adamw_seg *segs, const size_t *prefix, int nseg, size_t 
 
 /* Flash attention (FlashAttention-2: tiled, online softmax; backward
  * recomputes the probabilities from lse). bf16 q, k, v, o, dout, dq, dk, dv in
- * the layouts of src/device.h; lse float32 [B,H,T]. Causal, grouped-query
+ * the layouts of src/device/device.h; lse float32 [B,H,T]. Causal, grouped-query
  * (H % KV == 0), head_dim 64 or 128 (others: returns cudaErrorInvalidValue). */
 int lmk_flash_fwd(void *o, float *lse, const void *q, const void *k, const void *v, int B, int T, int H, int KV,
                   int hd, void *stream);

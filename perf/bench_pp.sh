@@ -10,7 +10,7 @@
 #    and the step ends when the last stage is done), over the time it
 #    computed, summed over the steps after the first, the largest over the
 #    stage's ranks;
-#  replay: lamina's schedules (src/pipeline.c) replayed without latency.
+#  replay: lamina's schedules (src/model/pipeline.c) replayed without latency.
 #    "pp_simulate" is lamina's own replay: every chunk the same cost, idle
 #    counted over the whole step's span (Megatron's definition; equals the
 #    formula by construction). "replay, split" replays the same per-stage
@@ -40,7 +40,7 @@ mkdir -p "$OUT0"
 source perf/bench_lib.sh
 
 # The replay helper: lamina's schedules (pp_schedule) and its replay
-# (pp_simulate) from src/pipeline.c, compiled here since no CLI exposes them.
+# (pp_simulate) from src/model/pipeline.c, compiled here since no CLI exposes them.
 # Prints "sim IDLE0 IDLE1 ..." (pp_simulate, t_f = 1, t_b = 2), then one line
 # per stage: "ops K:MB:CHUNK ..." (K = 0 forward, 1 backward).
 cat > "$OUT0/pp_replay.c" <<'EOC'
@@ -68,7 +68,7 @@ int main(int argc, char **argv) {
 }
 EOC
 REPLAY=$OUT0/pp_replay
-mpicc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -O2 -Isrc "$OUT0/pp_replay.c" src/pipeline.c src/common.c \
+mpicc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -O2 -Isrc/core -Isrc/model "$OUT0/pp_replay.c" src/model/pipeline.c src/core/common.c \
   -o "$REPLAY" -lm 2>"$OUT0/pp_replay.err" || { echo "(replay helper did not build: replay columns n/a)"; REPLAY=; }
 
 run() { # NAME NP OVERRIDES...
@@ -119,7 +119,7 @@ def tps(out, n):
     return t[len(t) // 2]
 
 def head_cost(V):
-    """lamina's splitter weight of the lm_head, in layers (src/session.c, head_cost)"""
+    """lamina's splitter weight of the lm_head, in layers (src/run/session.c, head_cost)"""
     return 2 * V * D / (2 * (2 * D * D + 2 * D * D + 3 * F * D) + 4.0 * S * D)
 
 def chunk_costs(counts, head):
@@ -199,7 +199,7 @@ for i, (V, head, rows, ms) in enumerate(tables):
 print(f"""
    formula: (p-1)/m for 1f1b, (p-1)/(v m) interleaved. split: layers per model chunk in model order (chunk c runs on
    stage c mod p); stage cost: the layers each stage holds, the head counted as lamina's splitter does.
-   pp_simulate: lamina's replay (src/pipeline.c), equal chunks, t_b = 2 t_f, idle over the whole step's span: it
+   pp_simulate: lamina's replay (src/model/pipeline.c), equal chunks, t_b = 2 t_f, idle over the whole step's span: it
    equals the formula by construction. replay, split: the same schedules (pp_schedule) with this run's split,
    t_b = 2 t_f, idle over the whole step: what the measurement would read on an ideal machine.
    tokens/s: median of steps 2-{len(open(f'{out0}/vocab{VS}/pp1_m2.jsonl').readlines())}; pp1 tok/s: pp 1 at the same global batch.

@@ -66,7 +66,7 @@ for n, p, sp in (("tp2", 2, 0), ("tp2sp", 2, 1), ("tp4", 4, 0), ("tp4sp", 4, 1),
     code = ((10 + (4 if rc else 0)) if sp else (8 + (4 if rc else 0))) * unit
     print(f"{n:<14}{m[0]:>12.0f}{m[1]:>12.0f}{m[2]:>12.0f}{m[3]:>12.0f}{f[3]:>12.0f}{meg:>12.0f}{m[3] / meg:>11.3f}"
           f"{code:>12.0f}{m[3] / code:>10.3f}" + ("" if m == f else "   MEASURED != FORMULA"))
-print("   formula = lamina's exact count (src/model.h, tp_comm_formula)")
+print("   formula = lamina's exact count (src/model/model.h, tp_comm_formula)")
 print("   Meg. paper = Korthikanti et al. 2022: 8 (p-1)/p b s h e bytes per layer and micro-batch, tp or tp+sp")
 print("   Meg. code = Megatron-LM's implementation: the same without sp; with sp its column-parallel backward")
 print("   all-gathers the layer input again (+2 all-gathers per layer: 10 (p-1)/p b s h e); full recompute")

@@ -22,7 +22,7 @@
 #include "common.h"
 #include "device.h"
 #ifdef LAMINA_CUDA
-#include "../cuda/cuda_info.h"
+#include "cuda_info.h"
 #endif
 #include <math.h>
 #include <stdint.h>

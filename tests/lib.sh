@@ -6,7 +6,15 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 LAMINA=$PWD/build/lamina
 PY=/usr/bin/python3
 T=$(mktemp -d /tmp/lamina-test.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+# Watchdog: a test that runs longer than LAMINA_TEST_TIMEOUT seconds (default
+# 900) is killed with everything it started (mpirun, ranks), so a deadlock
+# fails that test instead of hanging `make check`. Its output goes nowhere:
+# prove waits for every holder of the test's stdout.
+_kill_tree() { local c; for c in $(pgrep -P "$1"); do [ "$c" = "$BASHPID" ] || _kill_tree "$c"; done; [ "$1" = "$BASHPID" ] || kill -KILL "$1" 2>/dev/null; }
+_watchdog() { sleep "$1" & wait $!; _kill_tree "$2"; }
+_watchdog "${LAMINA_TEST_TIMEOUT:-900}" $$ >/dev/null 2>&1 &
+_wd=$!
+trap 'pkill -P $_wd 2>/dev/null; kill $_wd 2>/dev/null; rm -rf "$T"' EXIT
 _n=0
 _fail=0
 plan() { echo "1..$1"; }

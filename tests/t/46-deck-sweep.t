@@ -1,5 +1,5 @@
 #!/bin/bash
-# Every numeric deck key (the list is read from src/deck.c) at 0, -1, 1e30,
+# Every numeric deck key (the list is read from src/core/deck.c) at 0, -1, 1e30,
 # nan, inf, INT_MAX and INT_MAX-1 on the tiny deck, one at a time, singleton
 # launches: each run ends within seconds with exit 0 or 2 (3 only for the
 # wall-clock budget that bounds the runs), never 1 (except a clean "diverged" stop), 134, 137, 139 or a hang,
@@ -10,7 +10,7 @@ make_data 32
 make_deck
 keys=$($PY - <<'PYEOF'
 import re
-src = open("src/deck.c").read()
+src = open("src/core/deck.c").read()
 keys = re.findall(r'K[ILD]\("(\w+)", "(\w+)"', src)
 keys += re.findall(r'\{"(\w+)", "(\w+)", T_(?:U64|DP)\b', src)
 print(" ".join(f"{s}.{k}" for s, k in keys))
@@ -36,7 +36,7 @@ for k in $keys; do
     esac
   done
 done
-if [ "$n" -ge 30 ]; then ok "$n numeric keys read from src/deck.c"; else notok "numeric keys from src/deck.c" "only $n: $keys"; fi
+if [ "$n" -ge 30 ]; then ok "$n numeric keys read from src/core/deck.c"; else notok "numeric keys from src/core/deck.c" "only $n: $keys"; fi
 if [ -z "$bad" ]; then ok "$runs runs: $ok0 exit 0, $ok2 exit 2 naming the key, none crashed or hung"
 else notok "every run exits 0 or 2 naming the key" "$bad"; fi
 finish

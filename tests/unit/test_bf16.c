@@ -1,4 +1,4 @@
-/* test_bf16.c — bfloat16 conversions (src/bf16.h) and the cpu-bf16 backend.
+/* test_bf16.c — bfloat16 conversions (src/core/bf16.h) and the cpu-bf16 backend.
  *
  * Conversions: every one of the 65536 bf16 patterns widens exactly and
  * narrows back to itself (NaNs to a quiet NaN of the same sign); every tie

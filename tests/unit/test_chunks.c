@@ -1,4 +1,4 @@
-/* test_chunks.c — chunk-size search and tensor placement (src/chunks.h).
+/* test_chunks.c — chunk-size search and tensor placement (src/dist/chunks.h).
  *
  * chunk_search is checked against a brute force written here: for every
  * candidate size, the fewest chunks an in-order packing without splitting can

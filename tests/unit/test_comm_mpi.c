@@ -1,4 +1,4 @@
-/* test_comm_mpi.c — the MPI comm layer (src/comm.h) and the process grid's
+/* test_comm_mpi.c — the MPI comm layer (src/dist/comm.h) and the process grid's
  * communicators (topo_create), run by tests/t/13-mpi-comm.t under
  * `mpirun -np 4`. Every collective is checked on the world and on sub-groups
  * made with comm_split (pairs {0,1},{2,3}; strided {0,2},{1,3}; pairs with

@@ -1,4 +1,4 @@
-/* test_data.c — the data loader (src/data.h) over token files written into a
+/* test_data.c — the data loader (src/data/data.h) over token files written into a
  * temporary directory: sample order with and without shuffle (permutation per
  * epoch, determinism, dependence on epoch and seed), the batch layout (inputs,
  * targets, padding, cutting), the global counts, independence of the

@@ -1,4 +1,4 @@
-/* test_deck.c — the input deck parser (src/deck.c, SPEC §2): defaults,
+/* test_deck.c — the input deck parser (src/core/deck.c, SPEC §2): defaults,
  * presets, override precedence, every error class, long lines and comments,
  * deck_to_text round trips, the decks in inputs/, and a mutation fuzz loop
  * (run it under ASan via build/san/tests/test_deck). */

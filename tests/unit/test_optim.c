@@ -1,5 +1,5 @@
 /* test_optim.c — learning-rate schedule, clipping coefficient, global
- * gradient norm and AdamW (src/optim.h) on the CPU device.
+ * gradient norm and AdamW (src/optim/optim.h) on the CPU device.
  *
  * AdamW is checked two ways: against values printed by torch.optim.AdamW in
  * float64 for a small hand-written case (the script is quoted below), and

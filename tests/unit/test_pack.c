@@ -1,4 +1,4 @@
-/* test_pack.c — packing documents into samples (src/pack.h): every document
+/* test_pack.c — packing documents into samples (src/data/pack.h): every document
  * placed once, no sample over cap, longest-first order, first-fit within the
  * window (checked by replaying the placements), determinism, a bound on the
  * number of samples for typical length mixes, and edge cases. */

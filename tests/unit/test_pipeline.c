@@ -1,4 +1,4 @@
-/* test_pipeline.c — the pipeline plan (src/pipeline.h): layer splits
+/* test_pipeline.c — the pipeline plan (src/model/pipeline.h): layer splits
  * against a brute force over every composition, the 1F1B and interleaved
  * schedules (every operation once, in dependency order, no deadlock, at
  * most pp - stage micro-batches in flight for 1F1B) and their bubble

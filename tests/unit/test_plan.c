@@ -1,4 +1,4 @@
-/* test_plan.c — the performance model of `lamina plan` (src/plan_model.h):
+/* test_plan.c — the performance model of `lamina plan` (src/plan/plan_model.h):
  * its memory accounting against lamina's own (model_create_3d's arena and
  * activation bytes, built here on the CPU backends; the ZeRO bytes that
  * report_memory printed for a real run), hand-computed values, the FLOP

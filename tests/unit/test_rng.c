@@ -1,4 +1,4 @@
-/* test_rng.c — counter-based random numbers (src/rng.h): ranges, moments of
+/* test_rng.c — counter-based random numbers (src/core/rng.h): ranges, moments of
  * the normal, uniformity of rng_below (chi-square), determinism, independence
  * of streams, and the extreme outputs of the mixer (reached by inverting it). */
 #include <setjmp.h>

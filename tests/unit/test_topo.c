@@ -1,4 +1,4 @@
-/* test_topo.c — the process grid's pure functions (src/topo.h), one process:
+/* test_topo.c — the process grid's pure functions (src/dist/topo.h), one process:
  * topo_sizes (auto dp, explicit dp, the errors and their messages) and
  * topo_coords (Megatron's order, tp innermost: world rank =
  * (pp_rank * dp + dp_rank) * tp + tp_rank; a bijection onto the grid; which

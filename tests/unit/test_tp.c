@@ -1,4 +1,4 @@
-/* test_tp.c — the tensor-parallel split of the model (src/model.h): the
+/* test_tp.c — the tensor-parallel split of the model (src/model/model.h): the
  * shape checks of tp_dims, the blocks every rank's parameters hold, random
  * init by full-tensor index, checkpoint pieces without vocabulary padding,
  * and the communication formula.

@@ -1,4 +1,4 @@
-/* test_zero_mpi.c — the ZeRO manager (src/zero.h) on 4 ranks, run by
+/* test_zero_mpi.c — the ZeRO manager (src/optim/zero.h) on 4 ranks, run by
  * tests/t/13-mpi-zero.t under `mpirun -np 4`.
  *
  * Eleven tensors (2-D and 1-D, sizes not multiples of 16, so chunk shards cut
@@ -9,7 +9,7 @@
  * 1/128 small enough that every sum of them is exact in float, so the
  * reference is exact whatever order the reduction adds in: the summed
  * gradient of the data-parallel group, set on a private copy of the params,
- * and the plain serial adamw_step (src/optim.h).
+ * and the plain serial adamw_step (src/optim/optim.h).
  *
  * Checked for stages 0, 1, 2, overlap on and off, on dp = 4 (the world),
  * dp = 2 (topo_create's data-parallel groups {0,2},{1,3}) and dp = 1, for

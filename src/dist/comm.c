@@ -1,13 +1,13 @@
 /* comm.c — MPI implementation of the comm layer (host buffers).
  *
  * Every call that can block (collectives, the start of non-blocking ones,
- * point to point, wait, test, barrier, agree) is the region `comm`
- * (prof.h) over the same span whose seconds it adds to the statistics, so
- * the region's time is the comm layer's blocked time. */
+ * point to point, wait, test, barrier, agree) calls the region hooks
+ * (comm_set_region_hooks; the profiler's `comm` region, obs/prof.h) over
+ * the same span whose seconds it adds to the statistics, so the region's
+ * time is the comm layer's blocked time. */
 #include "comm.h"
 #include "comm_dev.h"
 #include "common.h"
-#include "prof.h"
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,14 +38,21 @@ void comm_account(const lm_group *g, int kind, double bytes, double seconds) {
     }
 }
 
+static comm_region_fn g_region_enter, g_region_leave;
+
+void comm_set_region_hooks(comm_region_fn enter_fn, comm_region_fn leave_fn) {
+    g_region_enter = enter_fn;
+    g_region_leave = leave_fn;
+}
+
 /* Entering and leaving the comm region: the start time, the seconds. */
 static inline double enter(void) {
-    prof_enter(PROF_COMM);
+    if (g_region_enter) g_region_enter();
     return lm_now();
 }
 static inline double leave(double t0) {
     double dt = lm_now() - t0;
-    prof_exit(PROF_COMM);
+    if (g_region_leave) g_region_leave();
     return dt;
 }
 
@@ -59,7 +66,7 @@ static void blocked(const lm_group *g, double seconds) {
  * boundaries (the SDE byte counters) land in `comm`. */
 static void account_leave(const lm_group *g, int kind, double bytes, double t0) {
     comm_account(g, kind, bytes, lm_now() - t0);
-    prof_exit(PROF_COMM);
+    if (g_region_leave) g_region_leave();
 }
 
 void comm_group_stats(const lm_group *g, lm_comm_stats *s) {

@@ -1,5 +1,6 @@
 /* prof.c — timed regions (prof.h). */
 #include "prof.h"
+#include "comm.h"
 #include "common.h"
 #include <string.h>
 
@@ -48,15 +49,20 @@ static _Thread_local int t_owner;
 
 int prof_on(void) { return t_owner; }
 
+static void comm_region_enter(void) { prof_enter(PROF_COMM); }
+static void comm_region_leave(void) { prof_exit(PROF_COMM); }
+
 void prof_init(void) {
     memset(&g, 0, sizeof g);
     t_owner = 1;
     g.last = g.win.t0 = g.win.t1 = g.tot.t0 = g.tot.t1 = lm_now();
+    comm_set_region_hooks(comm_region_enter, comm_region_leave); /* the comm layer's blocking calls */
 }
 
 void prof_shutdown(void) {
     t_owner = 0;
     g.n = 0;
+    comm_set_region_hooks(NULL, NULL);
 }
 
 /* The segment since the previous boundary belongs to the innermost open

@@ -9,7 +9,7 @@
  * and the comm layer can never disagree. MODEL_FLOPS is a double.
  *
  * papi_native_avail cannot see a running process's events: it lists a
- * library's by calling its papi_sde_hook_list_events. src/sde.c built with
+ * library's by calling its papi_sde_hook_list_events. src/obs/sde.c built with
  * -DLM_SDE_HOOK_ONLY is that library (build/liblamina-sde.so, `make`):
  *     papi_native_avail -sde build/liblamina-sde.so
  *     LD_PRELOAD=build/liblamina-sde.so papi_native_avail

@@ -1,6 +1,6 @@
 /* sde_events.h — the software-defined events lamina publishes to PAPI as
  * sde:::LAMINA::NAME: name, PAPI_SDE type and description, one line each.
- * One list for the binary (src/sde.c, live counters) and for
+ * One list for the binary (src/obs/sde.c, live counters) and for
  * build/liblamina-sde.so (the same file built with LM_SDE_HOOK_ONLY, so that
  * papi_native_avail lists them; see sde.h).
  *

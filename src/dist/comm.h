@@ -37,6 +37,12 @@ typedef struct {
     void *event;              /* comm_dev_* on NCCL: cudaEvent_t recorded after the operation */
 } lm_req;
 
+/* Called on entering and leaving every call that can block (NULL: none).
+ * The profiler (obs/prof.c) installs its `comm` region here while it
+ * records, so the comm layer depends on no instrumentation. */
+typedef void (*comm_region_fn)(void);
+void comm_set_region_hooks(comm_region_fn enter, comm_region_fn leave);
+
 /* MPI_Init_thread (funneled) and the world group. */
 void comm_init(int *argc, char ***argv);
 void comm_finalize(void);

@@ -9,7 +9,7 @@
 #include <mpi.h>
 #include <string.h>
 #ifdef LAMINA_CUDA
-#include "../cuda/cuda_info.h"
+#include "cuda_info.h"
 #endif
 
 static void print_version(void) {
