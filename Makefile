@@ -81,7 +81,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblamina.a
 # Sanitizer build of the library and unit tests (ASan + UBSan), CPU only.
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 $(BUILD)/san/liblamina.a: $(LIB_SRC) $(HDRS)
-	@mkdir -p $(BUILD)/san/obj
+	@rm -rf $(BUILD)/san/obj; mkdir -p $(BUILD)/san/obj
 	set -e; for f in $(LIB_SRC); do o=$(BUILD)/san/obj/$$(echo $$f | tr / _).o; \
 	  $(CC) $(filter-out $(OPT) -DLAMINA_CUDA=1,$(CFLAGS)) $(SAN_FLAGS) -c $$f -o $$o; done
 	rm -f $@; ar rcs $@ $(BUILD)/san/obj/*.o
