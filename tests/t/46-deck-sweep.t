@@ -17,25 +17,33 @@ print(" ".join(f"{s}.{k}" for s, k in keys))
 PYEOF
 )
 n=$(echo $keys | wc -w)
-bad=""; runs=0; ok2=0; ok0=0
-for k in $keys; do
-  for v in 0 -1 1e30 nan inf 2147483647 2147483646; do
-    extra="train.max_minutes=0.02"
-    [ "$k" = train.max_minutes ] && extra=""
-    rc=0
-    timeout 60 "$LAMINA" train "$T/tiny.in" train.steps=1 checkpoint.dir="$T/ck" checkpoint.restart=none \
-      $extra "$k=$v" >"$T/out" 2>&1 || rc=$?
-    runs=$((runs + 1))
-    case $rc in
-      0) ok0=$((ok0 + 1)) ;;
-      2) if grep -q "^lamina: error:.*$k" "$T/out"; then ok2=$((ok2 + 1))
-         else bad="$bad $k=$v: exit 2 without naming the key ($(grep error "$T/out" | head -1 | cut -c1-160));"; fi ;;
-      1) grep -q "^lamina: error.*diverged" "$T/out" || bad="$bad $k=$v: exit 1 ($(grep -i error "$T/out" | head -1 | cut -c1-160));" ;;
-      3) grep -q "train.max_minutes" "$T/out" || bad="$bad $k=$v: exit 3 not from the budget;" ;;
-      *) bad="$bad $k=$v: exit $rc ($(grep -i error "$T/out" | head -1 | cut -c1-160));" ;;
-    esac
-  done
-done
+# one KEY VALUE: a run; prints "0", "2" (exit 2 naming the key) or "bad why".
+one() {
+  local k=$1 v=$2 d="$T/run.$1.$2" extra="train.max_minutes=0.02" rc=0
+  mkdir -p "$d"
+  [ "$k" = train.max_minutes ] && extra=""
+  timeout 60 "$LAMINA" train "$T/tiny.in" train.steps=1 checkpoint.dir="$d/ck" checkpoint.restart=none \
+    $extra "$k=$v" >"$d/out" 2>&1 || rc=$?
+  case $rc in
+    0) echo 0 ;;
+    2) if grep -q "^lamina: error:.*$k" "$d/out"; then echo 2
+       else echo "bad $k=$v: exit 2 without naming the key ($(grep error "$d/out" | head -1 | cut -c1-160));"; fi ;;
+    1) if grep -q "^lamina: error.*diverged" "$d/out"; then echo 1
+       else echo "bad $k=$v: exit 1 ($(grep -i error "$d/out" | head -1 | cut -c1-160));"; fi ;;
+    3) if grep -q "train.max_minutes" "$d/out"; then echo 3; else echo "bad $k=$v: exit 3 not from the budget;"; fi ;;
+    *) echo "bad $k=$v: exit $rc ($(grep -i error "$d/out" | head -1 | cut -c1-160));" ;;
+  esac
+  rm -rf "$d"
+}
+export -f one
+export T LAMINA
+# The runs are independent singletons: two at a time.
+for k in $keys; do for v in 0 -1 1e30 nan inf 2147483647 2147483646; do echo "$k $v"; done; done \
+  | xargs -P 2 -n 2 bash -c 'one "$0" "$1"' > "$T/results"
+runs=$(wc -l < "$T/results")
+ok0=$(grep -c '^0$' "$T/results")
+ok2=$(grep -c '^2$' "$T/results")
+bad=$(grep '^bad ' "$T/results" | sed 's/^bad //' | tr '\n' ' ')
 if [ "$n" -ge 30 ]; then ok "$n numeric keys read from src/core/deck.c"; else notok "numeric keys from src/core/deck.c" "only $n: $keys"; fi
 if [ -z "$bad" ]; then ok "$runs runs: $ok0 exit 0, $ok2 exit 2 naming the key, none crashed or hung"
 else notok "every run exits 0 or 2 naming the key" "$bad"; fi
