@@ -5,7 +5,11 @@
 #include <cmocka.h>
 
 #include "common.h"
-#include "metrics.h"
+#include "cpu_peak.h"
+#include "jsonl.h"
+#include "mfu.h"
+#include "papi_counters.h"
+#include "papi_lib.h"
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
