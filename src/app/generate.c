@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The number v of option `flag`, which must lie in [lo, hi] (else exit 2). */
 static double num_arg(const char *flag, const char *v, double lo, double hi) {
     char *end;
     errno = 0;

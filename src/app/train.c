@@ -251,6 +251,7 @@ typedef struct {
     double peak;            /* peak FLOP/s per rank for MFU; 0: unknown GPU */
     long poison_at;         /* LAMINA_FAULT_NAN's step on this rank, else -1 */
     long tokens, consumed;  /* input tokens and samples consumed so far */
+    double t_run;           /* when the run's timing starts (the done line) */
 } trainer;
 
 /* One step's outcome. */
@@ -315,6 +316,7 @@ static void train_open(trainer *T, int argc, char **argv) {
     batch_alloc(&T->batch, T->n_micro, c->micro_batch, c->seq_len);
     T->tokens = S->tokens_seen;
     T->consumed = S->consumed_samples;
+    T->t_run = lm_now();
     if (c->tp > 1) tp_report(S->model, S->topo.tp_group);
     T->pipe = c->pp > 1 ? pipe_create(S) : NULL;
     if (T->pipe) pipe_report(S);
@@ -503,7 +505,6 @@ int cmd_train(int argc, char **argv) {
     const lm_config *c = &T.S.cfg;
     run_totals tot = {.first_loss = NAN, .last_loss = NAN};
     int rc = LM_OK;
-    double t_run = lm_now();
     for (long step = T.S.start_step + 1; step <= c->steps; step++) {
         step_result r;
         probe_begin(&T.probe);
@@ -511,7 +512,7 @@ int cmd_train(int argc, char **argv) {
         probe_end(&T.probe, T.batch.targets_global, T.fpt * (double)T.batch.targets_global);
         count_step(&T, &tot, step, &r);
         int logged = step % c->log_every == 0 || step == c->steps;
-        lm_step_metrics sm;
+        lm_step_metrics sm = {0};
         if (logged) log_step(&T, step, &r, &sm);
         char why[256];
         int stop = checkpoint_or_stop(&T, step, why, sizeof why);
@@ -529,7 +530,7 @@ int cmd_train(int argc, char **argv) {
             break;
         }
     }
-    if (tot.steps) report_run(&T, &tot, lm_now() - t_run);
+    if (tot.steps) report_run(&T, &tot, lm_now() - T.t_run);
     train_close(&T);
     return rc;
 }

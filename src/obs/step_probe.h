@@ -42,9 +42,9 @@ void probe_begin(lm_step_probe *p);
  * verdict, which is not the step's traffic). */
 void probe_comm_begin(lm_step_probe *p);
 /* The step's compute is done: its time, regions, PAPI counts, communication
- * (tp_moved: summed over the steps) and memory into p; the step's tokens and model FLOPs are added to
- * lamina's SDE counters (after the PAPI read, so that they count from the
- * next window on as before). */
+ * (tp_moved: summed over the steps) and memory into p; then the step's
+ * tokens and model FLOPs are added to lamina's SDE counters (after the PAPI
+ * read, so that they count in the next window, as before). */
 void probe_end(lm_step_probe *p, long tokens, double model_flops);
 /* After the checkpoint and the preemption check: their time (ckpt_ms) and
  * the SDE counters' growth since probe_begin. */
