@@ -121,8 +121,7 @@ double mfu_gpu_peak_flops(const char *name, lm_peak_prec prec, double clock_mhz,
         int w = snprintf(desc, desclen, "%s (\"%s\"): dense %s %g TFLOP/s at %g MHz", g_gpus[i].part, name,
                          prec_name[prec], g_gpus[i].tflops[prec], g_gpus[i].boost_mhz);
         if (clock_mhz > 0 && w > 0 && (size_t)w < desclen)
-            snprintf(desc + w, desclen - (size_t)w, " x %g/%g MHz (this GPU's peak SM clock)", clock_mhz,
-                     g_gpus[i].boost_mhz);
+            snprintf(desc + w, desclen - (size_t)w, ", scaled to this GPU's peak SM clock %g MHz", clock_mhz);
     }
     return g_gpus[i].tflops[prec] * 1e12 * scale;
 }
