@@ -3,8 +3,11 @@
  * One optimizer step: fill this rank's micro-batches, zero the gradients,
  * forward+backward each micro-batch with the loss scaled by 1/(target tokens
  * of the whole global batch) so the gradients sum to those of the global mean,
- * take the global gradient norm, clip, AdamW, log, and checkpoint on the
- * cadence and at the last step. */
+ * take the global gradient norm, clip, AdamW (train_step), log, and checkpoint
+ * on the cadence and at the last step. Set-up is train_open; the step's
+ * counters (time, regions, PAPI/SDE, communication, memory) are gathered by
+ * the step probe (obs/step_probe.h) around train_step; log_step and the JSONL
+ * writer report them. */
 #include "cmds.h"
 #include "common.h"
 #include "data.h"
