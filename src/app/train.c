@@ -3,32 +3,29 @@
  * One optimizer step: fill this rank's micro-batches, zero the gradients,
  * forward+backward each micro-batch with the loss scaled by 1/(target tokens
  * of the whole global batch) so the gradients sum to those of the global mean,
- * take the global gradient norm, clip, AdamW, log, and checkpoint on the
- * cadence and at the last step. */
+ * take the global gradient norm, clip, AdamW (train_step), log, and checkpoint
+ * on the cadence and at the last step. Set-up is train_open; the step's
+ * counters (time, regions, PAPI/SDE, communication, memory) are gathered by
+ * the step probe (obs/step_probe.h) around train_step; log_step and the JSONL
+ * writer report them. */
 #include "cmds.h"
 #include "common.h"
 #include "data.h"
 #include "memcheck.h"
-#include "metrics.h"
+#include "jsonl.h"
+#include "mfu.h"
 #include "optim.h"
 #include "pipe_run.h"
 #include "preempt.h"
 #include "prof.h"
 #include "sde.h"
+#include "step_probe.h"
 #include "session.h"
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-
-static double peak_flops(const lm_config *c, char *desc, size_t len) {
-    if (c->peak_tflops > 0) {
-        snprintf(desc, len, "log.peak_tflops = %g", c->peak_tflops);
-        return c->peak_tflops * 1e12;
-    }
-    return metrics_cpu_peak_flops(omp_get_max_threads(), desc, len);
-}
 
 /* Bytes per rank of weights, gradients and optimizer state, next to the ZeRO
  * formula for the stage (zero.h): what the manager allocated must be what
@@ -110,18 +107,6 @@ static void bubble_report(lm_session *S, const bubble *b) {
     for (int st = 0; st < pp; st++) lm_log(" stage %d %.3f;", st, f[st]);
     lm_log(" formula (p-1)/(v m) = %.3f\n", (double)(pp - 1) / ((double)v * m));
     lm_free(f);
-}
-
-/* acc += b - a, counter by counter */
-static void stats_add_delta(lm_comm_stats *acc, const lm_comm_stats *b, const lm_comm_stats *a) {
-    acc->allreduce_bytes += b->allreduce_bytes - a->allreduce_bytes;
-    acc->reduce_scatter_bytes += b->reduce_scatter_bytes - a->reduce_scatter_bytes;
-    acc->allgather_bytes += b->allgather_bytes - a->allgather_bytes;
-    acc->bcast_bytes += b->bcast_bytes - a->bcast_bytes;
-    acc->p2p_bytes += b->p2p_bytes - a->p2p_bytes;
-    acc->sent += b->sent - a->sent;
-    acc->calls += b->calls - a->calls;
-    acc->seconds += b->seconds - a->seconds;
 }
 
 /* What the tensor-parallel group moved per step (tot: summed over the
@@ -208,13 +193,6 @@ static double save(lm_session *s, long step, long tokens, long consumed, const c
     return dt;
 }
 
-/* prof.h's counter reader over the events of log.papi_events. */
-static void read_papi(void *p, long long *vals) {
-    long long all[LM_PAPI_MAX_EVENTS];
-    papi_read_now(p, all);
-    memcpy(vals, all, sizeof(long long) * (size_t)(papi_n_events(p) < PROF_MAX_EVENTS ? papi_n_events(p) : PROF_MAX_EVENTS));
-}
-
 /* Where the run's time went, per region (exclusive seconds, the largest
  * over ranks: one max-reduction), and lamina's SDE counters at the end
  * (read through PAPI; bytes summed over ranks). Collective. */
@@ -259,218 +237,303 @@ static void region_report(const lm_group *world) {
             lm_log(" %s %.0f%s", sde_name(i), sum[i], i == LM_SDE_N - 1 ? "\n" : ",");
 }
 
-int cmd_train(int argc, char **argv) {
+/* ------------------------------------------------------------ the run */
+
+/* What a training run holds from set-up to the end. */
+typedef struct {
     lm_session S;
-    memset(&S, 0, sizeof S);
-    preempt_install();
     lm_budget budget;
-    lm_config *c = &S.cfg;
+    char *deck_text;        /* the resolved deck, stored in each checkpoint */
+    lm_data *data;
+    lm_batch batch;         /* this rank's micro-batches of the step */
+    int n_micro;
+    lm_pipe *pipe;          /* pp > 1: the pipeline runtime */
+    lm_metrics_log *mlog;
+    lm_step_probe probe;
+    double fpt;             /* model FLOPs per token */
+    double peak;            /* peak FLOP/s per rank for MFU; 0: unknown GPU */
+    long poison_at;         /* LAMINA_FAULT_NAN's step on this rank, else -1 */
+    long tokens, consumed;  /* input tokens and samples consumed so far */
+    double t_run;           /* when the run's timing starts (the done line) */
+} trainer;
+
+/* One step's outcome. */
+typedef struct {
+    double loss, gnorm, lr;
+} step_result;
+
+/* The run's sums over the steps it ran, for the closing report. */
+typedef struct {
+    long steps, cut;
+    double first_loss, last_loss, comm_s;
+    bubble bub;
+} run_totals;
+
+/* Deck, session, data, metrics log, counters and the opening log lines:
+ * everything up to the first step. Exits 3 on a stop during start-up. */
+static void train_open(trainer *T, int argc, char **argv) {
+    memset(T, 0, sizeof *T);
+    lm_session *S = &T->S;
+    lm_config *c = &S->cfg;
+    preempt_install();
     session_config(c, argc, argv, NULL);
-    char why0[256];
-    if (preempt_any(comm_world(), why0, sizeof why0)) preempt_exit_before_step(1, why0); /* a stop during start-up */
+    char why[256], err[LM_ERRLEN] = {0};
+    if (preempt_any(comm_world(), why, sizeof why)) preempt_exit_before_step(1, why); /* a stop during start-up */
     memcheck_run(c, c->dp); /* an impossible deck, or too little memory: exit 2 before allocating */
-    budget_init(&budget, c->max_minutes);
-    char err[LM_ERRLEN] = {0};
+    budget_init(&T->budget, c->max_minutes);
     lm_group *world = comm_world();
     prof_init();         /* regions: this thread, from here on */
     sde_reader_start();  /* lamina's SDE counters, read back through PAPI */
 
     size_t tlen = deck_to_text(c, NULL, 0) + 1;
-    char *deck_text = lm_alloc(tlen);
-    deck_to_text(c, deck_text, tlen);
+    T->deck_text = lm_alloc(tlen);
+    deck_to_text(c, T->deck_text, tlen);
     lm_log("lamina %s train: %d rank(s) = dp %d x tp %d x pp %d, ZeRO-%d, device %s, %d OpenMP thread(s) per rank\n"
            "--- resolved deck ---\n%s---\n",
-           LAMINA_VERSION, world->size, c->dp, c->tp, c->pp, c->zero, c->device, omp_get_max_threads(), deck_text);
+           LAMINA_VERSION, world->size, c->dp, c->tp, c->pp, c->zero, c->device, omp_get_max_threads(),
+           T->deck_text);
 
-    lm_data *data = data_open(c, err, sizeof err);
-    if (comm_agree(world, data ? 0 : 2, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+    T->data = data_open(c, err, sizeof err);
+    if (comm_agree(world, T->data ? 0 : LM_ERR_INPUT, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
 
-    session_open(&S, c->micro_batch, c->seq_len, c->recompute, 1);
-    lm_model *m = S.model;
-    lm_zero *z = S.zero;
-    const lm_group *dpg = S.topo.dp_group;
-    int dp = S.topo.dp, dp_rank = S.topo.dp_rank;
-    long poison_at = fault_step();
-    report_memory(&S);
-    session_load(&S, 1);
-    if (preempt_any(world, why0, sizeof why0)) preempt_exit_before_step(S.start_step + 1, why0);
+    session_open(S, c->micro_batch, c->seq_len, c->recompute, 1);
+    T->poison_at = fault_step();
+    report_memory(S);
+    session_load(S, 1);
+    if (preempt_any(world, why, sizeof why)) preempt_exit_before_step(S->start_step + 1, why);
+    T->n_micro = c->global_batch / (S->topo.dp * c->micro_batch);
     lm_log("data: %lld samples in %s; %d micro-step(s) of %d x %d tokens per step\n",
-           (long long)data_n_samples(data), c->train_files, c->global_batch / (dp * c->micro_batch), c->micro_batch,
-           c->seq_len);
+           (long long)data_n_samples(T->data), c->train_files, T->n_micro, c->micro_batch, c->seq_len);
 
-    char peak_desc[256];
-    double peak = peak_flops(c, peak_desc, sizeof peak_desc);
-    double fpt = metrics_flops_per_token(m->n_matmul_params, c->n_layers, c->dim, c->seq_len);
-    lm_log("MFU peak: %.3f TFLOP/s per rank (%s); model FLOPs per token %.0f\n", peak / 1e12, peak_desc, fpt);
+    char peak_desc[512];
+    T->peak = mfu_peak_flops(c, S->dev, omp_get_max_threads(), peak_desc, sizeof peak_desc);
+    T->fpt = metrics_flops_per_token(S->model->n_matmul_params, c->n_layers, c->dim, c->seq_len);
+    lm_log("MFU peak: %.3f TFLOP/s per rank (%s); model FLOPs per token %.0f\n", T->peak / 1e12, peak_desc, T->fpt);
 
-    lm_metrics_log *mlog = metrics_open(c->metrics, err, sizeof err);
-    if (comm_agree(world, mlog ? 0 : 2, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
-    lm_papi *papi = papi_start(c->papi_events);
-    int np = papi_n_events(papi);
-    const char *pnames[LM_PAPI_MAX_EVENTS];
-    long long pvals[LM_PAPI_MAX_EVENTS];
-    for (int i = 0; i < np; i++) pnames[i] = papi_event_name(papi, i);
-    if (np) prof_counters(np, read_papi, papi); /* per-region counts */
-    double sde_vals[LM_SDE_N];
+    T->mlog = metrics_open(c->metrics, err, sizeof err);
+    if (comm_agree(world, T->mlog ? 0 : LM_ERR_INPUT, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+    probe_open(&T->probe, c->papi_events, S->topo.tp_group);
 
-    if (S.start_step >= c->steps) {
-        lm_log("nothing to do: the checkpoint is at step %ld and train.steps = %ld\n", S.start_step, c->steps);
-    }
-    int n_micro = c->global_batch / (dp * c->micro_batch);
-    lm_batch batch;
-    batch_alloc(&batch, n_micro, c->micro_batch, c->seq_len);
-    long tokens = S.tokens_seen, consumed = S.consumed_samples, total_cut = 0;
-    double t_run = lm_now(), first_loss = NAN, last_loss = NAN;
-    long steps_run = 0;
-    double comm_s_total = 0.0;
-    size_t R = (size_t)c->micro_batch * (size_t)c->seq_len;
-    if (c->tp > 1) tp_report(m, S.topo.tp_group);
-    lm_pipe *pipe = c->pp > 1 ? pipe_create(&S) : NULL;
-    bubble bub = {0};
-    if (pipe) pipe_report(&S);
-    lm_comm_stats tp_steps = {0}, tp0, tp1; /* the tp group's traffic inside steps (not checkpoints) */
-    int rc_exit = LM_OK;
+    if (S->start_step >= c->steps)
+        lm_log("nothing to do: the checkpoint is at step %ld and train.steps = %ld\n", S->start_step, c->steps);
+    batch_alloc(&T->batch, T->n_micro, c->micro_batch, c->seq_len);
+    T->tokens = S->tokens_seen;
+    T->consumed = S->consumed_samples;
+    T->t_run = lm_now();
+    if (c->tp > 1) tp_report(S->model, S->topo.tp_group);
+    T->pipe = c->pp > 1 ? pipe_create(S) : NULL;
+    if (T->pipe) pipe_report(S);
     if (c->max_minutes > 0)
         lm_log("wall-clock budget: train.max_minutes = %g; SIGUSR1 or SIGTERM also stop the run after the current "
                "step with a checkpoint (exit 3)\n", c->max_minutes);
+}
 
-    for (long step = S.start_step + 1; step <= c->steps; step++) {
-        double t0 = prof_collect(NULL); /* the step's window of regions starts */
-        if (np) papi_read_delta(papi, pvals);
-        sde_read_delta(sde_vals);
-        prof_enter(PROF_DATA);
-        int rc = data_fill(data, consumed, c->global_batch, dp_rank, dp, &batch, err, sizeof err);
-        prof_exit(PROF_DATA);
-        /* 2: bad data; 1: a token file changed or a read failed (all ranks exit alike) */
-        if ((rc = comm_agree(world, rc, err, sizeof err))) lm_fail(rc, "data: %s", err);
-        lm_comm_stats cs0, cs1;
-        comm_stats(&cs0);
-        comm_group_stats(S.topo.tp_group, &tp0);
-        prof_enter(PROF_OPTIMIZER); /* zeroing the gradients */
-        zero_step_begin(z);
-        prof_exit(PROF_OPTIMIZER);
-        float scale = batch.targets_global > 0 ? 1.0f / (float)batch.targets_global : 0.0f;
-        double loss_sum = 0.0;
-        prof_enter(PROF_FORWARD_BACKWARD);
-        if (pipe) {
-            loss_sum = pipe_step(pipe, batch.ids, batch.targets, scale);
-            if (step > S.start_step + 1 || c->steps - S.start_step == 1) bubble_add(&bub, pipe);
-        } else {
-            for (int k = 0; k < n_micro; k++) {
-                zero_micro_begin(z, k == n_micro - 1);
-                loss_sum += model_forward_backward(m, batch.ids + k * R, batch.targets + k * R, scale);
-                zero_micro_end(z);
-            }
+/* Forward and backward over the step's micro-batches (or the pipeline's
+ * schedule), the loss scaled by `scale`; returns this rank's loss sum. */
+static double forward_backward(trainer *T, float scale) {
+    lm_session *S = &T->S;
+    const lm_batch *b = &T->batch;
+    size_t R = (size_t)S->cfg.micro_batch * (size_t)S->cfg.seq_len;
+    double loss_sum = 0.0;
+    prof_enter(PROF_FORWARD_BACKWARD);
+    if (T->pipe) {
+        loss_sum = pipe_step(T->pipe, b->ids, b->targets, scale);
+    } else {
+        for (int k = 0; k < T->n_micro; k++) {
+            zero_micro_begin(S->zero, k == T->n_micro - 1);
+            loss_sum += model_forward_backward(S->model, b->ids + k * R, b->targets + k * R, scale);
+            zero_micro_end(S->zero);
         }
-        if (!S.dev->host_visible) S.dev->sync(S.dev); /* a GPU's queued kernels are this region's */
-        prof_exit(PROF_FORWARD_BACKWARD);
-        if (step == poison_at) zero_poison_grad(z, 12345);
-        comm_allreduce_sum_f64(S.topo.pp_group, &loss_sum, 1); /* the last stage's */
-        comm_allreduce_sum_f64(dpg, &loss_sum, 1);
-        double loss = batch.targets_global > 0 ? loss_sum / (double)batch.targets_global : 0.0;
-        prof_enter(PROF_GRAD_NORM);
-        double ss = zero_grad_sumsq(z);
-        comm_allreduce_sum_f64(S.topo.tp_group, &ss, 1); /* the tensor-parallel slices */
-        comm_allreduce_sum_f64(S.topo.pp_group, &ss, 1); /* the stages' layers */
-        prof_exit(PROF_GRAD_NORM);
-        double gnorm = sqrt(ss < 0.0 ? 0.0 : ss); /* a NaN stays NaN */
-        if (!isfinite(loss) || !isfinite(gnorm))
-            lm_fail(LM_ERR_RUNTIME, "step %ld: %s is %s: training diverged (lower train.lr or check the data)", step,
-                    isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? gnorm : loss) ? "NaN" : "infinite");
-        double lr = lr_at(c, step);
-        prof_enter(PROF_OPTIMIZER);
-        zero_update(z, c, lr, clip_coef(gnorm, c->grad_clip), step);
-        S.dev->sync(S.dev);
-        prof_exit(PROF_OPTIMIZER);
-        lm_prof_window win;
-        double dt = prof_collect(&win) - t0; /* the regions' times add up to it */
-        if (np) papi_read_delta(papi, pvals);
-        sde_add(LM_SDE_TOKENS, batch.targets_global);
-        sde_add_flops(fpt * (double)batch.targets_global);
-        sde_add(LM_SDE_STEPS, 1);
-        comm_stats(&cs1);
-        comm_group_stats(S.topo.tp_group, &tp1);
-        stats_add_delta(&tp_steps, &tp1, &tp0);
-        double comm_ms = (cs1.seconds - cs0.seconds) * 1e3;
-        comm_s_total += cs1.seconds - cs0.seconds;
-        tokens += batch.targets_global;
-        consumed += c->global_batch;
-        total_cut += batch.n_cut_global;
-        if (steps_run == 0) first_loss = loss;
-        last_loss = loss;
-        steps_run++;
+    }
+    if (!S->dev->host_visible) S->dev->sync(S->dev); /* a GPU's queued kernels are this region's */
+    prof_exit(PROF_FORWARD_BACKWARD);
+    return loss_sum;
+}
 
-        /* The JSONL line is written after the step's checkpoint and the
-         * preemption check, so that its SDE counts include them. */
+/* The global gradient norm: this rank's sum of squares over its tensor- and
+ * pipeline-parallel peers (the data-parallel ones hold the same gradients
+ * after the reduction). */
+static double grad_norm(lm_session *S) {
+    prof_enter(PROF_GRAD_NORM);
+    double ss = zero_grad_sumsq(S->zero);
+    comm_allreduce_sum_f64(S->topo.tp_group, &ss, 1); /* the tensor-parallel slices */
+    comm_allreduce_sum_f64(S->topo.pp_group, &ss, 1); /* the stages' layers */
+    prof_exit(PROF_GRAD_NORM);
+    return sqrt(ss < 0.0 ? 0.0 : ss); /* a NaN stays NaN */
+}
+
+/* One optimizer step: read the step's data, zero the gradients, forward and
+ * backward with the loss scaled by 1/(target tokens of the global batch),
+ * the global loss and gradient norm, then AdamW with clipping. A NaN or
+ * infinite loss or norm stops every rank (exit 1). */
+static void train_step(trainer *T, long step, step_result *r) {
+    lm_session *S = &T->S;
+    const lm_config *c = &S->cfg;
+    lm_batch *b = &T->batch;
+    char err[LM_ERRLEN] = {0};
+    prof_enter(PROF_DATA);
+    int rc = data_fill(T->data, T->consumed, c->global_batch, S->topo.dp_rank, S->topo.dp, b, err, sizeof err);
+    prof_exit(PROF_DATA);
+    /* 2: bad data; 1: a token file changed or a read failed (all ranks exit alike) */
+    if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "data: %s", err);
+    probe_comm_begin(&T->probe);
+
+    prof_enter(PROF_OPTIMIZER); /* zeroing the gradients */
+    zero_step_begin(S->zero);
+    prof_exit(PROF_OPTIMIZER);
+    float scale = b->targets_global > 0 ? 1.0f / (float)b->targets_global : 0.0f;
+    double loss_sum = forward_backward(T, scale);
+    if (step == T->poison_at) zero_poison_grad(S->zero, 12345);
+    comm_allreduce_sum_f64(S->topo.pp_group, &loss_sum, 1); /* the last stage's */
+    comm_allreduce_sum_f64(S->topo.dp_group, &loss_sum, 1);
+    r->loss = b->targets_global > 0 ? loss_sum / (double)b->targets_global : 0.0;
+    r->gnorm = grad_norm(S);
+    if (!isfinite(r->loss) || !isfinite(r->gnorm))
+        lm_fail(LM_ERR_RUNTIME, "step %ld: %s is %s: training diverged (lower train.lr or check the data)", step,
+                isfinite(r->loss) ? "gradient norm" : "loss",
+                isnan(isfinite(r->loss) ? r->gnorm : r->loss) ? "NaN" : "infinite");
+    r->lr = lr_at(c, step);
+    prof_enter(PROF_OPTIMIZER);
+    zero_update(S->zero, c, r->lr, clip_coef(r->gnorm, c->grad_clip), step);
+    S->dev->sync(S->dev);
+    prof_exit(PROF_OPTIMIZER);
+}
+
+/* The step's data into the run's counts and sums; the pipeline's bubble
+ * from the second step on (the first one's start-up is not the schedule's),
+ * or of the only step. */
+static void count_step(trainer *T, run_totals *tot, long step, const step_result *r) {
+    T->tokens += T->batch.targets_global;
+    T->consumed += T->S.cfg.global_batch;
+    tot->cut += T->batch.n_cut_global;
+    tot->comm_s += T->probe.comm_s;
+    if (tot->steps == 0) tot->first_loss = r->loss;
+    tot->last_loss = r->loss;
+    tot->steps++;
+    if (T->pipe && (step > T->S.start_step + 1 || T->S.cfg.steps - T->S.start_step == 1)) bubble_add(&tot->bub, T->pipe);
+}
+
+/* "MFU 12.34%" for the log: the percentage, or n/a without a peak. */
+static const char *mfu_text(char *buf, size_t len, double mfu, const char *fmt) {
+    if (isfinite(mfu)) snprintf(buf, len, fmt, 100 * mfu);
+    else snprintf(buf, len, "n/a");
+    return buf;
+}
+
+/* The step's log line, and its JSONL record in *sm (written later, with the
+ * checkpoint's time and the SDE counts). */
+static void log_step(const trainer *T, long step, const step_result *r, lm_step_metrics *sm) {
+    const lm_config *c = &T->S.cfg;
+    const lm_step_probe *p = &T->probe;
+    const lm_batch *b = &T->batch;
+    double dt = p->seconds, comm_ms = p->comm_s * 1e3;
+    double tps = (double)b->targets_global / dt;
+    double tflops = T->fpt * tps / comm_world()->size / 1e12;
+    *sm = (lm_step_metrics){.step = step, .loss = r->loss, .lr = r->lr, .grad_norm = r->gnorm, .tokens = T->tokens,
+                            .tokens_per_s = tps, .tflops = tflops, .mfu = T->peak > 0 ? tflops * 1e12 / T->peak : NAN,
+                            .step_ms = dt * 1e3, .comm_ms = comm_ms, .mem_bytes = p->mem_bytes,
+                            .n_papi = p->n_papi, .papi_names = p->papi_names, .papi_vals = p->papi_vals,
+                            .regions = &p->win};
+    char mfu[32];
+    lm_log("step %6ld/%ld | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | %.4f TFLOP/s | MFU %s | "
+           "%.0f ms (comm %.0f)%s",
+           step, c->steps, r->loss, r->lr, r->gnorm, tps, tflops, mfu_text(mfu, sizeof mfu, sm->mfu, "%5.2f%%"),
+           dt * 1e3, comm_ms, b->n_cut_global ? "" : "\n");
+    if (b->n_cut_global) lm_log(" | %d sample(s) cut to seq_len+1\n", b->n_cut_global);
+}
+
+/* The checkpoint on the cadence and at the last step, then the preemption
+ * check (a signal, the wall-clock budget): 1 when the run must stop now,
+ * with the step checkpointed and the reason in why. */
+static int checkpoint_or_stop(trainer *T, long step, char *why, size_t len) {
+    const lm_config *c = &T->S.cfg;
+    double save_s = 0.0;
+    int saved = (c->ckpt_every > 0 && step % c->ckpt_every == 0) || step == c->steps;
+    if (saved) save_s = save(&T->S, step, T->tokens, T->consumed, T->deck_text);
+    budget_step(&T->budget, lm_now() - T->probe.t0, save_s);
+    int stop = step < c->steps && preempt_should_stop(comm_world(), &T->budget, why, len);
+    if (stop && !saved) save(&T->S, step, T->tokens, T->consumed, T->deck_text);
+    return stop;
+}
+
+/* The run's closing lines: throughput, MFU, memory and communication over
+ * all ranks, and the parallel layouts' reports. Collective. */
+static void report_run(trainer *T, const run_totals *tot, double t_all) {
+    lm_session *S = &T->S;
+    const lm_config *c = &S->cfg;
+    lm_group *world = comm_world();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double tps = (double)(T->tokens - S->tokens_seen) / t_all;
+    double rss[2] = {(double)ru.ru_maxrss / 1024.0, tot->comm_s};
+    comm_allreduce_max_f64(world, rss, 2);
+    char mfu[32];
+    lm_log("done: %ld step(s) in %.1f s, loss %.4f -> %.4f, %.0f tokens/s, %.4f TFLOP/s per rank, MFU %s, "
+           "peak RSS %.1f MiB (largest rank), blocked in communication %.2f s (largest rank)\n",
+           tot->steps, t_all, tot->first_loss, tot->last_loss, tps, T->fpt * tps / world->size / 1e12,
+           mfu_text(mfu, sizeof mfu, T->peak > 0 ? T->fpt * tps / world->size / T->peak : NAN, "%.2f%%"), rss[0],
+           rss[1]);
+    if (tot->cut) lm_log("data: %ld sample(s) were longer than seq_len+1 and were cut\n", tot->cut);
+    if (T->pipe) bubble_report(S, &tot->bub);
+    if (c->tp > 1)
+        tp_comm_report(S->model, S->topo.tp_group, &T->probe.tp_moved, tot->steps, T->n_micro, c->zero, S->topo.dp);
+    lm_zero_mem zm;
+    zero_memory(S->zero, &zm);
+    if (zm.buckets_peak)
+        lm_log("ZeRO-2 gradient buckets: at most %.1f MiB held at once (rank 0)\n",
+               (double)zm.buckets_peak / (1024.0 * 1024.0));
+    region_report(world);
+}
+
+/* Everything train_open opened, in reverse. */
+static void train_close(trainer *T) {
+    probe_close(&T->probe);
+    sde_reader_stop();
+    prof_shutdown();
+    metrics_close(T->mlog);
+    batch_free(&T->batch);
+    data_close(T->data);
+    pipe_destroy(T->pipe);
+    session_close(&T->S);
+    lm_free(T->deck_text);
+}
+
+/* `lamina train`: set up, then per step train, count, log, checkpoint and
+ * check for a stop; the JSONL line of a logged step is written after its
+ * checkpoint and the preemption check, so that its SDE counts include them.
+ * Returns LM_OK, or LM_STOPPED when a signal or the budget stopped the run. */
+int cmd_train(int argc, char **argv) {
+    trainer T;
+    train_open(&T, argc, argv);
+    const lm_config *c = &T.S.cfg;
+    run_totals tot = {.first_loss = NAN, .last_loss = NAN};
+    int rc = LM_OK;
+    for (long step = T.S.start_step + 1; step <= c->steps; step++) {
+        step_result r;
+        probe_begin(&T.probe);
+        train_step(&T, step, &r);
+        probe_end(&T.probe, T.batch.targets_global, T.fpt * (double)T.batch.targets_global);
+        count_step(&T, &tot, step, &r);
         int logged = step % c->log_every == 0 || step == c->steps;
         lm_step_metrics sm = {0};
-        if (logged) {
-            double tps = (double)batch.targets_global / dt;
-            double tflops = fpt * tps / world->size / 1e12;
-            sm = (lm_step_metrics){.step = step, .loss = loss, .lr = lr, .grad_norm = gnorm, .tokens = tokens,
-                                   .tokens_per_s = tps, .tflops = tflops, .mfu = tflops * 1e12 / peak,
-                                   .step_ms = dt * 1e3, .comm_ms = comm_ms, .mem_bytes = lm_alloc_bytes(),
-                                   .n_papi = np, .papi_names = pnames, .papi_vals = pvals, .regions = &win};
-            lm_log("step %6ld/%ld | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | %.4f TFLOP/s | MFU %5.2f%% | "
-                   "%.0f ms (comm %.0f)%s",
-                   step, c->steps, loss, lr, gnorm, tps, tflops, 100 * sm.mfu, dt * 1e3, comm_ms,
-                   batch.n_cut_global ? "" : "\n");
-            if (batch.n_cut_global) lm_log(" | %d sample(s) cut to seq_len+1\n", batch.n_cut_global);
-        }
-        double save_s = 0.0;
-        int saved = (c->ckpt_every > 0 && step % c->ckpt_every == 0) || step == c->steps;
-        if (saved) save_s = save(&S, step, tokens, consumed, deck_text);
-        budget_step(&budget, lm_now() - t0, save_s);
+        if (logged) log_step(&T, step, &r, &sm);
         char why[256];
-        int stop = step < c->steps && preempt_should_stop(world, &budget, why, sizeof why);
-        if (stop && !saved) save(&S, step, tokens, consumed, deck_text);
+        int stop = checkpoint_or_stop(&T, step, why, sizeof why);
         if (logged) {
-            lm_prof_window after; /* logging, checkpoint, preemption check */
-            prof_collect(&after);
-            sm.ckpt_ms = after.incl[PROF_CHECKPOINT] * 1e3;
-            if (sde_read_delta(sde_vals) == 0) {
-                sm.n_sde = LM_SDE_N;
-                sm.sde_vals = sde_vals;
-            }
-            metrics_write(mlog, &sm);
+            probe_after(&T.probe);
+            sm.ckpt_ms = T.probe.ckpt_ms;
+            sm.n_sde = T.probe.n_sde;
+            sm.sde_vals = T.probe.n_sde ? T.probe.sde_vals : NULL;
+            metrics_write(T.mlog, &sm);
         }
         if (stop) {
             lm_log("stopped early at step %ld of %ld: %s; the checkpoint of step %ld is written: resubmit the same "
                    "job (checkpoint.restart = auto) to continue (exit 3)\n", step, c->steps, why, step);
-            rc_exit = LM_STOPPED;
+            rc = LM_STOPPED;
             break;
         }
     }
-    double t_all = lm_now() - t_run;
-    if (steps_run) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        double tps = (double)(tokens - S.tokens_seen) / t_all;
-        double rss[2] = {(double)ru.ru_maxrss / 1024.0, comm_s_total};
-        comm_allreduce_max_f64(world, rss, 2);
-        lm_log("done: %ld step(s) in %.1f s, loss %.4f -> %.4f, %.0f tokens/s, %.4f TFLOP/s per rank, MFU %.2f%%, "
-               "peak RSS %.1f MiB (largest rank), blocked in communication %.2f s (largest rank)\n",
-               steps_run, t_all, first_loss, last_loss, tps, fpt * tps / world->size / 1e12,
-               100 * fpt * tps / world->size / peak, rss[0], rss[1]);
-        if (total_cut) lm_log("data: %ld sample(s) were longer than seq_len+1 and were cut\n", total_cut);
-        if (pipe) bubble_report(&S, &bub);
-        if (c->tp > 1) tp_comm_report(m, S.topo.tp_group, &tp_steps, steps_run, n_micro, c->zero, dp);
-        lm_zero_mem zm;
-        zero_memory(z, &zm);
-        if (zm.buckets_peak)
-            lm_log("ZeRO-2 gradient buckets: at most %.1f MiB held at once (rank 0)\n",
-                   (double)zm.buckets_peak / (1024.0 * 1024.0));
-        region_report(world);
-    }
-    prof_counters(0, NULL, NULL);
-    papi_stop(papi);
-    sde_reader_stop();
-    prof_shutdown();
-    metrics_close(mlog);
-    batch_free(&batch);
-    data_close(data);
-    pipe_destroy(pipe);
-    session_close(&S);
-    lm_free(deck_text);
-    return rc_exit;
+    if (tot.steps) report_run(&T, &tot, lm_now() - T.t_run);
+    train_close(&T);
+    return rc;
 }

@@ -60,7 +60,7 @@ __attribute__((constructor)) static void register_at_load(void) {
 /* ------------------------------------------------------------ the binary */
 #include "comm.h"
 #include "common.h"
-#include "metrics.h"
+#include "papi_lib.h"
 #include "sde.h"
 #include <math.h>
 #include <papi.h>
@@ -130,7 +130,7 @@ int sde_reader_start(void) {
     if (r.tried) return r.on;
     r.tried = 1;
     sde_init();
-    if (papi_init() != 1) return 0; /* metrics.c said why */
+    if (papi_init() != 1) return 0; /* papi_lib.c said why */
     int rc = PAPI_create_eventset(&r.eventset);
     for (int i = 0; rc == PAPI_OK && i < LM_SDE_N; i++) {
         char name[64];

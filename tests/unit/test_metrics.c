@@ -1,11 +1,18 @@
-/* test_metrics.c — analytic FLOPs, CPU peak, PAPI counters, JSONL log. */
+/* test_metrics.c — analytic FLOPs, CPU peak, the GPU peak table and the MFU
+ * denominator, PAPI counters, JSONL log. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
 #include "common.h"
-#include "metrics.h"
+#include "deck.h"
+#include "device.h"
+#include "cpu_peak.h"
+#include "jsonl.h"
+#include "mfu.h"
+#include "papi_counters.h"
+#include "papi_lib.h"
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
@@ -121,6 +128,91 @@ static void test_cpu_peak(void **state) {
     assert_int_equal(tiny[2], '\0');
     assert_int_equal(tiny[3], '\0');
     assert_true(metrics_cpu_peak_flops(2, NULL, 0) == p2);
+}
+
+/* ---- GPU peak table ---- */
+
+/* CUDA device names (cudaDeviceProp.name) to dense peaks; the board's form
+ * from "PCIe"/"NVL" in the name; whole-word model matches only. */
+static void test_gpu_peaks(void **state) {
+    (void)state;
+    static const struct {
+        const char *name, *part;
+        lm_peak_prec prec;
+        double tflops;
+    } cases[] = {
+        {"NVIDIA A100-SXM4-40GB", "A100 SXM4", LM_PEAK_BF16, 312},
+        {"NVIDIA A100-SXM4-80GB", "A100 SXM4", LM_PEAK_TF32, 156},
+        {"NVIDIA A100-PCIE-40GB", "A100 PCIe", LM_PEAK_FP16, 312},
+        {"NVIDIA A100 80GB PCIe", "A100 PCIe", LM_PEAK_FP32, 19.5},
+        {"NVIDIA A800-SXM4-80GB", "A800 SXM4", LM_PEAK_BF16, 312},
+        {"NVIDIA A800 80GB PCIe", "A800 PCIe", LM_PEAK_BF16, 312},
+        {"NVIDIA H100 80GB HBM3", "H100 SXM", LM_PEAK_BF16, 989.5},
+        {"NVIDIA H100 80GB HBM3", "H100 SXM", LM_PEAK_TF32, 494.5},
+        {"NVIDIA H100 80GB HBM3", "H100 SXM", LM_PEAK_FP32, 67},
+        {"NVIDIA H100 PCIe", "H100 PCIe", LM_PEAK_BF16, 756.5},
+        {"NVIDIA H100 PCIe", "H100 PCIe", LM_PEAK_TF32, 378},
+        {"NVIDIA H100 NVL", "H100 NVL", LM_PEAK_BF16, 835.5},
+        {"NVIDIA H800", "H800 SXM", LM_PEAK_BF16, 989.5},
+        {"NVIDIA H800 PCIe", "H800 PCIe", LM_PEAK_BF16, 756.5},
+        {"NVIDIA H200", "H200 SXM", LM_PEAK_BF16, 989.5},
+        {"NVIDIA H200 NVL", "H200 NVL", LM_PEAK_FP16, 835.5},
+        {"NVIDIA GH200 480GB", "GH200", LM_PEAK_BF16, 989.5},
+        {"NVIDIA L40S", "L40S", LM_PEAK_BF16, 362.05},
+        {"NVIDIA L40S", "L40S", LM_PEAK_FP32, 91.6},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char desc[256] = "";
+        double p = mfu_gpu_peak_flops(cases[i].name, cases[i].prec, 0, desc, sizeof desc);
+        if (fabs(p - cases[i].tflops * 1e12) > 1e-9 * p) fail_msg("%s: %g, want %g TFLOP/s", cases[i].name, p / 1e12, cases[i].tflops);
+        assert_true(strncmp(desc, cases[i].part, strlen(cases[i].part)) == 0);
+        assert_non_null(strstr(desc, cases[i].name));
+        assert_non_null(strstr(desc, "dense"));
+    }
+    /* not in the table: 0, and said so */
+    const char *unknown[] = {"NVIDIA L40", "NVIDIA GeForce RTX 4090", "Tesla V100-SXM2-16GB", "NVIDIA H1000", "",
+                             "NVIDIA XH100"};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        char desc[256] = "";
+        assert_true(mfu_gpu_peak_flops(unknown[i], LM_PEAK_BF16, 0, desc, sizeof desc) == 0.0);
+        assert_non_null(strstr(desc, "not in the peak table"));
+    }
+    assert_true(mfu_gpu_peak_flops(NULL, LM_PEAK_BF16, 0, NULL, 0) == 0.0);
+    assert_true(mfu_gpu_peak_flops("NVIDIA H100 PCIe", LM_PEAK_N, 0, NULL, 0) == 0.0);
+    /* scaled by the GPU's peak SM clock against the boost clock */
+    char desc[256];
+    assert_true(mfu_gpu_peak_flops("NVIDIA H100 80GB HBM3", LM_PEAK_BF16, 1980, desc, sizeof desc) == 989.5e12);
+    assert_non_null(strstr(desc, "dense bf16 989.5 TFLOP/s at 1980 MHz, scaled to this GPU's peak SM clock 1980 MHz"));
+    assert_true(fabs(mfu_gpu_peak_flops("NVIDIA H100 80GB HBM3", LM_PEAK_BF16, 990, NULL, 0) - 989.5e12 / 2) < 1e3);
+    assert_true(fabs(mfu_gpu_peak_flops("NVIDIA A100-SXM4-80GB", LM_PEAK_BF16, 1275, NULL, 0) - 312e12 * 1275 / 1410) < 1e3);
+    /* a tiny buffer is not overrun */
+    char tiny[8] = "zzzzzzz";
+    assert_true(mfu_gpu_peak_flops("NVIDIA L40S", LM_PEAK_BF16, 2520, tiny, 5) == 362.05e12);
+    assert_int_equal(tiny[4], '\0');
+    assert_int_equal(tiny[5], 'z');
+}
+
+/* The MFU denominator: log.peak_tflops wins; a CPU device takes the CPU's
+ * peak; a GPU device that the CUDA runtime cannot name (no GPU here, or no
+ * CUDA in this build) gets 0 and the hint to set log.peak_tflops. */
+static void test_mfu_peak_choice(void **state) {
+    (void)state;
+    lm_config c;
+    memset(&c, 0, sizeof c);
+    lm_device cpu = {.name = "cpu", .dtype = LM_F32, .host_visible = 1};
+    lm_device gpu = {.name = "cuda", .dtype = LM_BF16, .host_visible = 0};
+    char d[512], want[512];
+    c.peak_tflops = 123.5;
+    assert_true(mfu_peak_flops(&c, &gpu, 4, d, sizeof d) == 123.5e12);
+    assert_string_equal(d, "log.peak_tflops = 123.5");
+    assert_true(mfu_peak_flops(&c, &cpu, 4, d, sizeof d) == 123.5e12);
+    c.peak_tflops = 0;
+    double p = mfu_peak_flops(&c, &cpu, 3, d, sizeof d);
+    assert_true(p == metrics_cpu_peak_flops(3, want, sizeof want));
+    assert_string_equal(d, want);
+    assert_true(mfu_peak_flops(&c, &gpu, 3, d, sizeof d) == 0.0);
+    assert_non_null(strstr(d, "MFU needs log.peak_tflops"));
+    assert_non_null(strstr(d, "bf16"));
 }
 
 /* ---- PAPI ---- */
@@ -430,6 +522,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flops_llama2_7b),
         cmocka_unit_test(test_cpu_peak),
+        cmocka_unit_test(test_gpu_peaks),
+        cmocka_unit_test(test_mfu_peak_choice),
         cmocka_unit_test(test_papi_default_list),
         cmocka_unit_test(test_papi_bogus_and_empty),
         cmocka_unit_test(test_papi_task_clock),

@@ -1,0 +1,14 @@
+/* gpu_props.h — the name and peak SM clock of the GPU this rank computes on,
+ * for the MFU denominator (src/obs/mfu.c). C; built only with CUDA
+ * (LAMINA_CUDA). */
+#ifndef LAMINA_GPU_PROPS_H
+#define LAMINA_GPU_PROPS_H
+#include <stddef.h>
+
+/* The current device's cudaDeviceProp.name into name, and its peak SM clock
+ * (cudaDevAttrClockRate, the clock the device may boost to, not the clock
+ * of this moment) in MHz into *clock_mhz. 0, or -1 when the runtime cannot
+ * say (name empty, clock 0). */
+int lm_cuda_gpu_props(char *name, size_t len, double *clock_mhz);
+
+#endif

@@ -1,0 +1,40 @@
+/* jsonl.h — the per-step JSONL log (log.metrics, SPEC §6): one JSON object
+ * per logged step. Called on every rank; only rank 0 writes. */
+#ifndef LAMINA_JSONL_H
+#define LAMINA_JSONL_H
+#include "prof.h"
+#include <stddef.h>
+
+/* One logged step. */
+typedef struct {
+    long step;
+    double loss, lr, grad_norm;
+    long tokens;          /* input tokens consumed so far, padding excluded */
+    double tokens_per_s;  /* this step */
+    double tflops;        /* model TFLOP/s per device */
+    double mfu;
+    double step_ms;
+    double comm_ms;       /* time this rank was blocked in communication */
+    size_t mem_bytes;     /* host bytes held by lamina's allocator now */
+    int n_papi;
+    const char *const *papi_names;
+    const long long *papi_vals;
+    /* the step's regions (prof.h): "regions" {name: exclusive ms} of the
+     * regions with time in the window, and with counters attached
+     * "papi_regions" {name: {event: count}} (names papi_names; "other" =
+     * outside every region); NULL: neither */
+    const lm_prof_window *regions;
+    /* lamina's SDE counters read through PAPI, growth in this step:
+     * "sde" {NAME: value} (n_sde = LM_SDE_N; 0: none) */
+    int n_sde;
+    const double *sde_vals;
+    double ckpt_ms;       /* > 0: "ckpt_ms", the checkpoint written after the step */
+} lm_step_metrics;
+
+/* JSONL writer on rank 0 (path "" = no file). Appends; fsync not needed. */
+typedef struct lm_metrics_log lm_metrics_log;
+lm_metrics_log *metrics_open(const char *path, char *err, size_t errlen); /* NULL+err on failure */
+void metrics_write(lm_metrics_log *m, const lm_step_metrics *s);
+void metrics_close(lm_metrics_log *m);
+
+#endif
