@@ -62,7 +62,7 @@ static void help(const char *cmd) {
         lm_log("usage: lamina train DECK [section.key=value ...]\n"
                "  Trains per the INI deck DECK; any key may be overridden as section.key=value.\n"
                "  Resumes from checkpoint.dir/latest when checkpoint.restart = auto (the default).\n"
-               "  Every key is listed in README.md; the resolved deck is printed at start.\n");
+               "  Every key is listed in inputs/DECK.md; the resolved deck is printed at start.\n");
     else if (!strcmp(cmd, "prep")) {
         char *av[] = {"--help"};
         cmd_prep(1, av);
