@@ -334,6 +334,8 @@ int cmd_train(int argc, char **argv) {
         lm_log("wall-clock budget: train.max_minutes = %g; SIGUSR1 or SIGTERM also stop the run after the current "
                "step with a checkpoint (exit 3)\n", c->max_minutes);
 
+    const lm_adamw_hp hp = adamw_hp_of(c);
+    const lm_lr_sched sched = lr_sched_of(c);
     for (long step = S.start_step + 1; step <= c->steps; step++) {
         double t0 = prof_collect(NULL); /* the step's window of regions starts */
         if (np) papi_read_delta(papi, pvals);
@@ -377,9 +379,9 @@ int cmd_train(int argc, char **argv) {
         if (!isfinite(loss) || !isfinite(gnorm))
             lm_fail(LM_ERR_RUNTIME, "step %ld: %s is %s: training diverged (lower train.lr or check the data)", step,
                     isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? gnorm : loss) ? "NaN" : "infinite");
-        double lr = lr_at(c, step);
+        double lr = lr_at(&sched, step);
         prof_enter(PROF_OPTIMIZER);
-        zero_update(z, c, lr, clip_coef(gnorm, c->grad_clip), step);
+        zero_update(z, &hp, lr, clip_coef(gnorm, c->grad_clip), step);
         S.dev->sync(S.dev);
         prof_exit(PROF_OPTIMIZER);
         lm_prof_window win;
