@@ -250,6 +250,8 @@ typedef struct {
     lm_pipe *pipe;          /* pp > 1: the pipeline runtime */
     lm_metrics_log *mlog;
     lm_step_probe probe;
+    lm_adamw_hp hp;         /* AdamW's hyper-parameters and the lr schedule, from the deck */
+    lm_lr_sched sched;
     double fpt;             /* model FLOPs per token */
     double peak;            /* peak FLOP/s per rank for MFU; 0: unknown GPU */
     long poison_at;         /* LAMINA_FAULT_NAN's step on this rank, else -1 */
@@ -298,6 +300,8 @@ static void train_open(trainer *T, int argc, char **argv) {
 
     session_open(S, c->micro_batch, c->seq_len, c->recompute, 1);
     T->poison_at = fault_step();
+    T->hp = adamw_hp_of(c);
+    T->sched = lr_sched_of(c);
     report_memory(S);
     session_load(S, 1);
     if (preempt_any(world, why, sizeof why)) preempt_exit_before_step(S->start_step + 1, why);
@@ -392,9 +396,9 @@ static void train_step(trainer *T, long step, step_result *r) {
         lm_fail(LM_ERR_RUNTIME, "step %ld: %s is %s: training diverged (lower train.lr or check the data)", step,
                 isfinite(r->loss) ? "gradient norm" : "loss",
                 isnan(isfinite(r->loss) ? r->gnorm : r->loss) ? "NaN" : "infinite");
-    r->lr = lr_at(c, step);
+    r->lr = lr_at(&T->sched, step);
     prof_enter(PROF_OPTIMIZER);
-    zero_update(S->zero, c, r->lr, clip_coef(r->gnorm, c->grad_clip), step);
+    zero_update(S->zero, &T->hp, r->lr, clip_coef(r->gnorm, c->grad_clip), step);
     S->dev->sync(S->dev);
     prof_exit(PROF_OPTIMIZER);
 }

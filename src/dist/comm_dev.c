@@ -167,23 +167,3 @@ void comm_detach_device(lm_group *g) {
 }
 
 const char *comm_dev_backend(const lm_group *g) { return g->nccl ? "nccl" : "mpi"; }
-
-#ifndef LAMINA_CUDA
-/* Built without CUDA: no NCCL; groups stay on MPI. */
-int lm_nccl_attach(lm_group *g, lm_device *d, char *why, size_t whylen) {
-    (void)g;
-    (void)d;
-    snprintf(why, whylen, "this build has no CUDA/NCCL");
-    return -1;
-}
-void lm_nccl_detach(lm_group *g) { (void)g; }
-void lm_nccl_launch(const lm_group *g, int kind, void *x, size_t n, lm_dtype t, void **event) {
-    (void)g, (void)kind, (void)x, (void)n, (void)t, (void)event;
-    lm_abort(LM_ERR_RUNTIME, "comm: NCCL is not in this build");
-}
-int lm_nccl_query(void *event) {
-    (void)event;
-    return 1;
-}
-void lm_nccl_order(void *event) { (void)event; }
-#endif

@@ -56,15 +56,15 @@ void model_full_tensors(const lm_shape *s, lm_params *ps) {
  * the vocabulary padded to a multiple of tp. */
 int tp_dims(const lm_shape *s, int tp, lm_tp_dims *o, char *err, size_t errlen) {
     if (s->n_heads % tp)
-        return lm_err(err, errlen, 2,
+        return lm_err(err, errlen, LM_ERR_INPUT,
                       "model.n_heads = %d is not divisible by parallel.tp = %d: attention heads are split across "
                       "the tensor-parallel ranks", s->n_heads, tp);
     if (s->ffn_dim % tp)
-        return lm_err(err, errlen, 2,
+        return lm_err(err, errlen, LM_ERR_INPUT,
                       "model.ffn_dim = %d is not divisible by parallel.tp = %d: the MLP's columns are split across "
                       "the tensor-parallel ranks", s->ffn_dim, tp);
     if (s->n_kv_heads >= tp ? s->n_kv_heads % tp : tp % s->n_kv_heads)
-        return lm_err(err, errlen, 2,
+        return lm_err(err, errlen, LM_ERR_INPUT,
                       "model.n_kv_heads = %d with parallel.tp = %d: key/value heads are split when n_kv_heads >= tp "
                       "(tp must divide it) and replicated when fewer (n_kv_heads must divide tp)", s->n_kv_heads, tp);
     o->H = s->n_heads / tp;

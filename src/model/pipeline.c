@@ -68,10 +68,10 @@ int pp_split(int n_layers, int pp, int v, const int *counts, int n_counts, doubl
     memset(out, 0, sizeof *out);
     int C = pp * v;
     if (pp < 1 || v < 1 || C > LM_PP_MAX_CHUNKS)
-        return lm_err(err, errlen, 2, "parallel.pp = %d x parallel.virtual_stages = %d: must be >= 1 and at most %d chunks",
+        return lm_err(err, errlen, LM_ERR_INPUT, "parallel.pp = %d x parallel.virtual_stages = %d: must be >= 1 and at most %d chunks",
                       pp, v, LM_PP_MAX_CHUNKS);
     if (n_layers < C)
-        return lm_err(err, errlen, 2,
+        return lm_err(err, errlen, LM_ERR_INPUT,
                       "model.n_layers = %d is less than parallel.pp x parallel.virtual_stages = %d: every model chunk "
                       "needs at least one layer", n_layers, C);
     out->pp = pp;
@@ -79,17 +79,17 @@ int pp_split(int n_layers, int pp, int v, const int *counts, int n_counts, doubl
     out->n_chunks = C;
     if (counts) {
         if (n_counts != C)
-            return lm_err(err, errlen, 2, "parallel.stage_layers: %d entries, but pp x virtual_stages = %d chunks",
+            return lm_err(err, errlen, LM_ERR_INPUT, "parallel.stage_layers: %d entries, but pp x virtual_stages = %d chunks",
                           n_counts, C);
         long sum = 0;
         for (int c = 0; c < C; c++) {
             if (counts[c] < 1)
-                return lm_err(err, errlen, 2, "parallel.stage_layers: entry %d is %d: every chunk needs >= 1 layer", c + 1,
+                return lm_err(err, errlen, LM_ERR_INPUT, "parallel.stage_layers: entry %d is %d: every chunk needs >= 1 layer", c + 1,
                               counts[c]);
             sum += counts[c];
         }
         if (sum != n_layers)
-            return lm_err(err, errlen, 2, "parallel.stage_layers: the counts sum to %ld, model.n_layers is %d", sum,
+            return lm_err(err, errlen, LM_ERR_INPUT, "parallel.stage_layers: the counts sum to %ld, model.n_layers is %d", sum,
                           n_layers);
         for (int c = 0, at = 0; c < C; at += counts[c++]) {
             out->first[c] = at;
@@ -117,17 +117,17 @@ double pp_chunk_cost(const lm_pp_split *s, int c, double embed_cost, double head
 }
 
 int pp_schedule_check(int kind, int pp, int v, int m, char *err, size_t errlen) {
-    if (m < 1) return lm_err(err, errlen, 2, "pipeline: %d micro-batches per step: need at least 1", m);
+    if (m < 1) return lm_err(err, errlen, LM_ERR_INPUT, "pipeline: %d micro-batches per step: need at least 1", m);
     if (kind == LM_PP_1F1B && v != 1)
-        return lm_err(err, errlen, 2,
+        return lm_err(err, errlen, LM_ERR_INPUT,
                       "parallel.schedule = 1f1b runs one model chunk per stage: parallel.virtual_stages = %d must be "
                       "1 (or use interleaved)", v);
     if (kind == LM_PP_INTERLEAVED) {
         if (v < 2)
-            return lm_err(err, errlen, 2,
+            return lm_err(err, errlen, LM_ERR_INPUT,
                           "parallel.schedule = interleaved needs parallel.virtual_stages >= 2 (it is %d)", v);
         if (m % pp)
-            return lm_err(err, errlen, 2,
+            return lm_err(err, errlen, LM_ERR_INPUT,
                           "parallel.schedule = interleaved: the %d micro-batches per step (global_batch / (dp x "
                           "micro_batch)) must be a multiple of parallel.pp = %d", m, pp);
     }

@@ -3,15 +3,28 @@
 #include <math.h>
 #include <string.h>
 
-double lr_at(const lm_config *c, long step) {
-    if (c->warmup_steps > 0 && step <= c->warmup_steps) return c->lr * (double)step / (double)c->warmup_steps;
-    if (strcmp(c->lr_schedule, "constant") == 0) return c->lr;
-    long span = c->steps - c->warmup_steps;
-    double p = span > 0 ? (double)(step - c->warmup_steps) / (double)span : 1.0;
+lm_adamw_hp adamw_hp_of(const lm_config *c) {
+    return (lm_adamw_hp){.beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps, .weight_decay = c->weight_decay};
+}
+
+lm_lr_sched lr_sched_of(const lm_config *c) {
+    lm_lr_shape shape = strcmp(c->lr_schedule, "constant") == 0 ? LM_LR_CONSTANT
+                        : strcmp(c->lr_schedule, "linear") == 0 ? LM_LR_LINEAR
+                                                                 : LM_LR_COSINE;
+    return (lm_lr_sched){
+        .lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup_steps, .steps = c->steps, .shape = shape};
+}
+
+/* Warm-up, then the shape over the remaining steps (formula: optim.h). */
+double lr_at(const lm_lr_sched *s, long step) {
+    if (s->warmup_steps > 0 && step <= s->warmup_steps) return s->lr * (double)step / (double)s->warmup_steps;
+    if (s->shape == LM_LR_CONSTANT) return s->lr;
+    long span = s->steps - s->warmup_steps;
+    double p = span > 0 ? (double)(step - s->warmup_steps) / (double)span : 1.0;
     if (p < 0) p = 0;
     if (p > 1) p = 1;
-    if (strcmp(c->lr_schedule, "linear") == 0) return c->lr - (c->lr - c->min_lr) * p;
-    return c->min_lr + 0.5 * (c->lr - c->min_lr) * (1.0 + cos(M_PI * p));
+    if (s->shape == LM_LR_LINEAR) return s->lr - (s->lr - s->min_lr) * p;
+    return s->min_lr + 0.5 * (s->lr - s->min_lr) * (1.0 + cos(M_PI * p));
 }
 
 double grad_global_norm(lm_device *d, const lm_params *ps) {
@@ -25,10 +38,11 @@ double clip_coef(double norm, double clip) {
     return c < 1.0 ? c : 1.0;
 }
 
-void adamw_step(lm_device *d, lm_params *ps, const lm_config *c, double lr, double gscale, long step) {
+/* One device AdamW call per tensor; decay only where the tensor takes it. */
+void adamw_step(lm_device *d, lm_params *ps, const lm_adamw_hp *hp, double lr, double gscale, long step) {
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
-        lm_adamw_seg s = {p->w, p->w, p->g, p->m, p->v, p->numel, p->decay ? (float)c->weight_decay : 0.0f};
-        d->adamw(d, &s, 1, (float)gscale, (float)lr, (float)c->beta1, (float)c->beta2, (float)c->eps, step);
+        lm_adamw_seg s = {p->w, p->w, p->g, p->m, p->v, p->numel, p->decay ? (float)hp->weight_decay : 0.0f};
+        d->adamw(d, &s, 1, (float)gscale, (float)lr, (float)hp->beta1, (float)hp->beta2, (float)hp->eps, step);
     }
 }

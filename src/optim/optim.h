@@ -6,11 +6,33 @@
 #include "deck.h"
 #include "device.h"
 
-/* lr at optimizer step `step` (1-based) for the deck's schedule:
+/* AdamW's hyper-parameters other than the learning rate (which changes
+ * every step: lr_at). Built once from the deck (adamw_hp_of), so that the
+ * optimizer depends on these four numbers, not on the whole deck. */
+typedef struct {
+    double beta1, beta2, eps, weight_decay;
+} lm_adamw_hp;
+
+/* The learning-rate schedule's shape, built once from the deck (lr_sched_of). */
+typedef enum { LM_LR_CONSTANT, LM_LR_LINEAR, LM_LR_COSINE } lm_lr_shape;
+typedef struct {
+    double lr, min_lr;       /* peak and floor */
+    long warmup_steps, steps; /* linear warm-up; total optimizer steps */
+    lm_lr_shape shape;       /* after the warm-up */
+} lm_lr_sched;
+
+/* The deck's train.beta1/beta2/eps/weight_decay. */
+lm_adamw_hp adamw_hp_of(const lm_config *c);
+
+/* The deck's train.lr/min_lr/warmup_steps/steps/lr_schedule (a name other
+ * than constant or linear is cosine, the default). */
+lm_lr_sched lr_sched_of(const lm_config *c);
+
+/* lr at optimizer step `step` (1-based) for schedule s:
  * warmup (step <= warmup_steps): lr * step / warmup_steps; then over the
  * remaining steps - warmup_steps with progress p = (step-warmup)/(steps-warmup):
  * constant lr; linear lr - (lr-min_lr)*p; cosine min_lr + (lr-min_lr)(1+cos(pi p))/2. */
-double lr_at(const lm_config *c, long step);
+double lr_at(const lm_lr_sched *s, long step);
 
 /* Global L2 norm of all gradients (double accumulation). */
 double grad_global_norm(lm_device *d, const lm_params *ps);
@@ -23,6 +45,6 @@ double clip_coef(double norm, double clip);
  * (chunks_build + params_alloc_state; the weights are the master copy);
  * gradients scaled by gscale first. `step` = updates done including this
  * one. The serial reference the ZeRO manager is tested against. */
-void adamw_step(lm_device *d, lm_params *ps, const lm_config *c, double lr, double gscale, long step);
+void adamw_step(lm_device *d, lm_params *ps, const lm_adamw_hp *hp, double lr, double gscale, long step);
 
 #endif

@@ -192,7 +192,7 @@ static void hook_done(void *ctx, lm_param *p) {
 static void tie_setup(lm_zero *z);
 
 /* The optimizer's segments: each tensor's piece in each owned range. */
-static void build_segments(lm_zero *z, const lm_config *cfg);
+static void build_segments(lm_zero *z, const lm_adamw_hp *hp);
 
 lm_zero *zero_create(lm_params *ps, lm_device *d, const lm_group *dp, int stage, int overlap) {
     if (!ps->dev && !(d->host_visible && d->dtype == LM_F32))
@@ -461,7 +461,7 @@ static void piece(const lm_param *p, size_t lo, size_t len, size_t *a, size_t *b
     *b = p->offset + p->numel < lo + len ? p->offset + p->numel : lo + len;
 }
 
-static void build_segments(lm_zero *z, const lm_config *cfg) {
+static void build_segments(lm_zero *z, const lm_adamw_hp *hp) {
     lm_params *ps = z->ps;
     z->segs = lm_alloc(sizeof(lm_adamw_seg) * (size_t)ps->n);
     z->nseg = 0;
@@ -478,7 +478,7 @@ static void build_segments(lm_zero *z, const lm_config *cfg) {
             .m = z->ms + k,
             .v = z->vs + k,
             .n = b - a,
-            .wd = p->decay ? (float)cfg->weight_decay : 0.0f,
+            .wd = p->decay ? (float)hp->weight_decay : 0.0f,
         };
     }
 }
@@ -492,9 +492,9 @@ static void weights_from_master(lm_zero *z) {
         z->d->convert(z->d, CX(z, z->ps->w, owned_lo(z, c)), z->ct, master_of(z, c), LM_F32, z->os);
 }
 
-void zero_update(lm_zero *z, const lm_config *c, double lr, double gscale, long step) {
-    if (!z->segs) build_segments(z, c);
-    z->d->adamw(z->d, z->segs, z->nseg, (float)gscale, (float)lr, (float)c->beta1, (float)c->beta2, (float)c->eps,
+void zero_update(lm_zero *z, const lm_adamw_hp *hp, double lr, double gscale, long step) {
+    if (!z->segs) build_segments(z, hp);
+    z->d->adamw(z->d, z->segs, z->nseg, (float)gscale, (float)lr, (float)hp->beta1, (float)hp->beta2, (float)hp->eps,
                 step);
     if (z->stage) gather(z, z->ps->w, z->ct);
 }

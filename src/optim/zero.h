@@ -37,7 +37,7 @@
 #include "chunks.h"
 #include "ckpt.h"
 #include "comm.h"
-#include "deck.h"
+#include "optim.h"
 #include "device.h"
 #include "model.h"
 
@@ -64,7 +64,7 @@ double zero_grad_sumsq(lm_zero *z);
 
 /* AdamW on the owned part (gradients scaled by gscale), then all-gather the
  * weights (stages 1, 2). step = updates done including this one. */
-void zero_update(lm_zero *z, const lm_config *c, double lr, double gscale, long step);
+void zero_update(lm_zero *z, const lm_adamw_hp *hp, double lr, double gscale, long step);
 
 /* After a load of this rank's checkpoint pieces (zero_ckpt_tensors): put
  * them in place (from the host staging), all-gather the master shards at

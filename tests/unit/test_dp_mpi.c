@@ -177,7 +177,8 @@ static void run_step(lm_zero *z, lm_params *ps, int r, int tied, const lm_config
         zero_micro_end(z);
     }
     *sumsq = zero_grad_sumsq(z);
-    zero_update(z, c, 1e-2, 0.5, 1);
+    lm_adamw_hp hp = adamw_hp_of(c);
+    zero_update(z, &hp, 1e-2, 0.5, 1);
 }
 
 static void test_zero(void) {
@@ -200,7 +201,8 @@ static void test_zero(void) {
             ((float *)ref.p[i].g)[k] = s;
             want += (double)s * s;
         }
-    adamw_step(d, &ref, &c, 1e-2, 0.5, 1);
+    lm_adamw_hp hp = adamw_hp_of(&c);
+    adamw_step(d, &ref, &hp, 1e-2, 0.5, 1);
 
     for (int stage = 0; stage <= 2; stage++)
         for (int ov = 0; ov <= 1; ov++)

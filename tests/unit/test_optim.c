@@ -32,9 +32,16 @@ static void sched(lm_config *c, const char *kind, long steps, long warmup, doubl
     c->min_lr = min_lr;
 }
 
+/* lr at `step` of the schedule the deck c describes (lr_sched_of, then lr_at):
+ * the tests below go through the deck, as a training run does. */
+static double lr_of(const lm_config *c, long step) {
+    lm_lr_sched s = lr_sched_of(c);
+    return lr_at(&s, step);
+}
+
 #define ASSERT_LR(c, step, want)                                                                                       \
     do {                                                                                                               \
-        double got_ = lr_at((c), (step)), want_ = (want);                                                              \
+        double got_ = lr_of((c), (step)), want_ = (want);                                                              \
         if (!(fabs(got_ - want_) <= 1e-12 * fabs(want_) + 1e-18)) {                                                    \
             fprintf(stderr, "# lr_at(%s, steps %ld, warmup %ld, step %ld) = %.17g, want %.17g\n", (c)->lr_schedule,  \
                     (c)->steps, (c)->warmup_steps, (long)(step), got_, want_);                                         \
@@ -95,7 +102,7 @@ static void test_lr_cosine(void **state) {
     /* the shape: rising through warmup, then non-increasing, between min and max */
     double prev = 0;
     for (long s = 1; s <= 100; s++) {
-        double v = lr_at(&c, s);
+        double v = lr_of(&c, s);
         assert_true(v >= mn - 1e-18 && v <= lr + 1e-18);
         if (s <= 10) assert_true(v > prev);
         else assert_true(v <= prev);
@@ -127,7 +134,7 @@ static void test_lr_long_warmup(void **state) {
         sched(&c, kinds[k], 5, 5, 1e-3, 1e-4);
         for (long s = 1; s <= 5; s++) ASSERT_LR(&c, s, 1e-3 * (double)s / 5);
         /* beyond the end of a run that was all warmup */
-        double after = lr_at(&c, 6);
+        double after = lr_of(&c, 6);
         assert_true(isfinite(after));
         if (k == 0) ASSERT_LR(&c, 6, 1e-3);
         else ASSERT_LR(&c, 6, 1e-4);
@@ -245,11 +252,12 @@ static void test_adamw_torch_golden(void **state) {
     lm_config c;
     deck_defaults(&c);
     c.weight_decay = 0.1;
+    const lm_adamw_hp hp = adamw_hp_of(&c);
     const double lrs[3] = {1e-2, 2e-2, 5e-3}, gs[3] = {1.0, 0.375, 1.0};
     for (int s = 0; s < 3; s++) {
         for (int k = 0; k < 6; k++) ((float *)W->g)[k] = (float)gW[s][k];
         for (int k = 0; k < 4; k++) ((float *)n->g)[k] = (float)gN[s][k];
-        adamw_step(d, &ps, &c, lrs[s], gs[s], s + 1);
+        adamw_step(d, &ps, &hp, lrs[s], gs[s], s + 1);
     }
     for (int k = 0; k < 6; k++) {
         if (fabs(((float *)W->w)[k] - torch_W[k]) > 2e-6) fprintf(stderr, "# W[%d] %.9g torch %.9g\n", k, ((float *)W->w)[k], torch_W[k]);
@@ -289,6 +297,7 @@ static void test_adamw_reference(void **state) {
     c.beta1 = 0.8; /* not the defaults, to see that the deck's values are used */
     c.beta2 = 0.99;
     c.eps = 1e-7;
+    const lm_adamw_hp hp = adamw_hp_of(&c);
     size_t A = ps.arena;
     double *P = calloc(A, sizeof(double)), *M = calloc(A, sizeof(double)), *V = calloc(A, sizeof(double));
     for (int i = 0; i < ps.n; i++) {
@@ -308,8 +317,8 @@ static void test_adamw_reference(void **state) {
             fill_normal(p->g, p->numel, name, 1.0);
             for (size_t k = 0; k < p->numel; k++) ((float *)p->g)[k] *= (float)pow(10.0, -(double)(k % 8));
         }
-        double lr = lr_at(&c, t);
-        adamw_step(d, &ps, &c, lr, gscale[t - 1], t);
+        double lr = lr_of(&c, t);
+        adamw_step(d, &ps, &hp, lr, gscale[t - 1], t);
         for (int i = 0; i < ps.n; i++) {
             lm_param *p = &ps.p[i];
             size_t o = p->offset;
@@ -358,10 +367,11 @@ static void test_adamw_decay_rule(void **state) {
     lm_config c;
     deck_defaults(&c);
     c.weight_decay = 0.5;
+    const lm_adamw_hp hp = adamw_hp_of(&c);
     for (int i = 0; i < ps.n; i++) fill_normal(ps.p[i].w, ps.p[i].numel, ps.p[i].name, 1.0);
     float *before = malloc(ps.arena * sizeof(float));
     memcpy(before, ps.w, ps.arena * sizeof(float));
-    adamw_step(d, &ps, &c, 0.1, 1.0, 1);
+    adamw_step(d, &ps, &hp, 0.1, 1.0, 1);
     for (int i = 0; i < ps.n; i++) {
         lm_param *p = &ps.p[i];
         float f = p->decay ? (float)(1.0 - 0.1 * 0.5) : 1.0f;

@@ -91,6 +91,7 @@ static float grad_of(int r, int s, int u, int i, size_t k) {
 
 static const double LR[2] = {1e-2, 2e-2}, GSCALE[2] = {0.5, 0.8};
 static lm_config g_cfg;
+static lm_adamw_hp g_hp; /* g_cfg's, built once in main */
 static lm_device *g_dev;
 
 /* ------------------------------------------------------- group kinds */
@@ -132,7 +133,7 @@ static void reference(gkind *k) {
                 ss += (double)g * (double)g;
             }
         k->ss[s] = ss;
-        adamw_step(g_dev, &ref, &g_cfg, LR[s], GSCALE[s], s + 1);
+        adamw_step(g_dev, &ref, &g_hp, LR[s], GSCALE[s], s + 1);
         if (s == 0) k->w1 = arena_copy(ref.w, ref.arena);
     }
     k->w2 = arena_copy(ref.w, ref.arena);
@@ -319,7 +320,7 @@ static void test_run(void **state) {
         if (!close_to(ss, k->ss[s], 1e-9))
             fprintf(stderr, "rank %d: %s: step %d grad sumsq %.17g, want %.17g\n", g_rank, c->name, s, ss, k->ss[s]);
         CHECK(close_to(ss, k->ss[s], 1e-9));
-        zero_update(z, &g_cfg, LR[s], GSCALE[s], s + 1);
+        zero_update(z, &g_hp, LR[s], GSCALE[s], s + 1);
         /* stages 1, 2 all-gather every chunk's weights; stage 0 sends nothing */
         double upd = comm_bytes() - b1, wupd = c->stage == 0 || dp == 1 ? 0.0 : (double)nc * (double)chunk_bytes;
         CHECK(upd == wupd);
@@ -447,7 +448,7 @@ static lm_zero *stepped(lm_params *ps, const gkind *k, int stage) {
         backward(z, ps, ORD_REVERSE, 0, u, 0.0, &mid);
         zero_micro_end(z);
     }
-    zero_update(z, &g_cfg, LR[0], GSCALE[0], 1);
+    zero_update(z, &g_hp, LR[0], GSCALE[0], 1);
     return z;
 }
 
@@ -650,7 +651,7 @@ static void test_undone_chunks_order(void **state) {
     double ss = zero_grad_sumsq(z);
     if (!close_to(ss, k->ss[0], 1e-9)) fprintf(stderr, "rank %d: grad sumsq %.17g, want %.17g\n", g_rank, ss, k->ss[0]);
     CHECK(close_to(ss, k->ss[0], 1e-9));
-    zero_update(z, &g_cfg, LR[0], GSCALE[0], 1);
+    zero_update(z, &g_hp, LR[0], GSCALE[0], 1);
     long bad = 0;
     double mx = arena_diff(&ps, ps.w, k->w1, &bad);
     if (bad) fprintf(stderr, "rank %d: %ld weights differ from the serial AdamW (max %.3g)\n", g_rank, bad, mx);
@@ -678,6 +679,7 @@ int main(int argc, char **argv) {
     deck_defaults(&g_cfg);
     g_cfg.weight_decay = 0.1;
     g_cfg.eps = 0.05; /* comparable to the gradients: the update depends on their scale */
+    g_hp = adamw_hp_of(&g_cfg);
     kinds_make();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout),
