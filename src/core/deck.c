@@ -17,7 +17,6 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,17 +172,6 @@ typedef struct {
     size_t errlen;
 } pstate;
 
-static int fail(pstate *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(pstate *st, const char *fmt, ...) {
-    if (st->err && st->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(st->err, st->errlen, fmt, ap);
-        va_end(ap);
-    }
-    return LM_ERR_INPUT;
-}
-
 /* Where key k's value came from, for messages. */
 static void origin(const pstate *st, int k, char *out, size_t n) {
     if (st->line[k] > 0) snprintf(out, n, "deck %s:%d", st->name, st->line[k]);
@@ -210,34 +198,34 @@ static int resolve(pstate *st, lm_config *c) {
     for (int k = 0; k < NKEYS; k++) {
         if (!(KEYS[k].flags & REQUIRED) || st->line[k]) continue;
         if ((KEYS[k].flags & SHAPE) && c->preset[0]) continue;
-        return fail(st, "%s.%s is required (set it in deck %s or as %s.%s=VALUE; model shape keys may come "
+        return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s.%s is required (set it in deck %s or as %s.%s=VALUE; model shape keys may come "
                     "from model.preset)", KEYS[k].sec, KEYS[k].name, st->name, KEYS[k].sec, KEYS[k].name);
     }
     if (c->n_heads % c->n_kv_heads) {
         ORIGIN("model", "n_kv_heads");
-        return fail(st, "%s: model.n_kv_heads = %d must divide model.n_heads = %d", w, c->n_kv_heads, c->n_heads);
+        return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: model.n_kv_heads = %d must divide model.n_heads = %d", w, c->n_kv_heads, c->n_heads);
     }
     if (c->dim % c->n_heads) {
         ORIGIN("model", "dim");
-        return fail(st, "%s: model.dim = %d must be a multiple of model.n_heads = %d", w, c->dim, c->n_heads);
+        return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: model.dim = %d must be a multiple of model.n_heads = %d", w, c->dim, c->n_heads);
     }
     if ((c->dim / c->n_heads) % 2) {
         ORIGIN("model", "dim");
-        return fail(st, "%s: model.dim = %d gives head_dim = dim/n_heads = %d, which must be even (RoPE rotates pairs)",
+        return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: model.dim = %d gives head_dim = dim/n_heads = %d, which must be even (RoPE rotates pairs)",
                     w, c->dim, c->dim / c->n_heads);
     }
     if (c->seq_len > c->max_seq_len) {
         ORIGIN("train", "seq_len");
-        return fail(st, "%s: train.seq_len = %d exceeds model.max_seq_len = %d", w, c->seq_len, c->max_seq_len);
+        return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: train.seq_len = %d exceeds model.max_seq_len = %d", w, c->seq_len, c->max_seq_len);
     }
     if (c->global_batch % c->micro_batch) {
         ORIGIN("train", "global_batch");
-        return fail(st, "%s: train.global_batch = %d must be a multiple of train.micro_batch = %d", w,
+        return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: train.global_batch = %d must be a multiple of train.micro_batch = %d", w,
                     c->global_batch, c->micro_batch);
     }
     if (c->min_lr > c->lr) {
         ORIGIN("train", "min_lr");
-        return fail(st, "%s: train.min_lr = %g must be <= train.lr = %g", w, c->min_lr, c->lr);
+        return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: train.min_lr = %g must be <= train.lr = %g", w, c->min_lr, c->lr);
     }
     /* warmup_steps > steps is allowed: the run ends while still warming up. */
     return 0;
