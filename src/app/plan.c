@@ -11,10 +11,11 @@
 #include "cmds.h"
 #include "common.h"
 #include "deck.h"
+#include "lm_ini.h"
+#include "opts.h"
 #include "plan_model.h"
 #include <errno.h>
 #include <ctype.h>
-#include <ini.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -25,230 +26,98 @@
 
 /* ---------------------------------------------------------------- INI parsing */
 
-enum { K_STR, K_NUM, K_INT, K_PREC, K_BOOL };
-typedef struct {
-    const char *key;
-    int type;
-    size_t off, size;
-    double lo, hi;    /* K_NUM / K_INT: lo <= x <= hi; lo_open: x > lo */
-    int lo_open, required;
-} pkey;
-
+/* The cluster file: one section, [cluster]; every key but oversubscribe
+ * required. The calibration file: the same keys in every section (one per
+ * cluster name, and [default]); their defaults are the built-in values. */
 #define CF(f) offsetof(plan_cluster, f), sizeof(((plan_cluster *)0)->f)
 #define KF(f) offsetof(plan_calib, f), sizeof(((plan_calib *)0)->f)
-static const pkey CLUSTER_KEYS[] = {
-    {"name", K_STR, CF(name), 0, 0, 0, 1},
-    {"gpu", K_STR, CF(gpu), 0, 0, 0, 1},
-    {"peak_tflops", K_NUM, CF(peak_tflops), 0, 1e9, 1, 1},
-    {"mem_gib", K_NUM, CF(mem_gib), 0, 1e9, 1, 1},
-    {"gpus_per_node", K_INT, CF(gpus_per_node), 1, 1 << 20, 0, 1},
-    {"intra_node_gbs", K_NUM, CF(intra_gbs), 0, 1e9, 1, 1},
-    {"inter_node_gbs", K_NUM, CF(inter_gbs), 0, 1e9, 1, 1},
-    {"latency_us", K_NUM, CF(latency_us), 0, 1e9, 0, 1},
-    {"mem_bw_gbs", K_NUM, CF(mem_bw_gbs), 0, 1e9, 1, 1},
-    {"precision", K_PREC, CF(esz), 0, 0, 0, 1},
-    {"oversubscribe", K_BOOL, CF(oversubscribe), 0, 0, 0, 0},
+#define REQ INI_REQUIRED
+#define POS (INI_LO_OPEN | INI_HAS_HI) /* (lo, hi] */
+#define NNEG INI_HAS_HI                /* [lo, hi] */
+#define CS(n, f) {"cluster", n, INI_STRING, CF(f), 0, 0, 0, 0, REQ, NULL, NULL, NULL}
+#define CD(n, f, fl) {"cluster", n, INI_DOUBLE, CF(f), 0, 0, 0, 1e9, (fl) | REQ, NULL, NULL, NULL}
+#define KD(n, f, hi, fl, def) {NULL, n, INI_DOUBLE, KF(f), 0, 0, 0, hi, (fl) | REQ, NULL, def, NULL}
+static const lm_ini_key CLUSTER_KEYS[] = {
+    CS("name", name),
+    CS("gpu", gpu),
+    CD("peak_tflops", peak_tflops, POS),
+    CD("mem_gib", mem_gib, POS),
+    {"cluster", "gpus_per_node", INI_INT, CF(gpus_per_node), 1, 1 << 20, 0, 0, REQ, NULL, NULL, NULL},
+    CD("intra_node_gbs", intra_gbs, POS),
+    CD("inter_node_gbs", inter_gbs, POS),
+    CD("latency_us", latency_us, NNEG),
+    CD("mem_bw_gbs", mem_bw_gbs, POS),
+    /* bf16: CUDA backend, 2-byte weights, fp32 master; fp32: CPU backend */
+    {"cluster", "precision", INI_ENUM, CF(esz), 0, 0, 0, 0, INI_INDEX | REQ, "bf16|fp32", NULL, NULL},
+    {"cluster", "oversubscribe", INI_BOOL, CF(oversubscribe), 0, 0, 0, 0, 0, NULL, NULL, NULL},
 };
-static const pkey CALIB_KEYS[] = {
-    {"gemm_eff_max", K_NUM, KF(gemm_eff_max), 0, 1, 1, 1},
-    {"gemm_k_half", K_NUM, KF(gemm_k_half), 0, 1e9, 0, 1},
-    {"e2e", K_NUM, KF(e2e), 0, 1, 1, 1},
-    {"dp_hidden", K_NUM, KF(dp_hidden), 0, 1, 0, 1},
-    {"comm_eff", K_NUM, KF(comm_eff), 0, 1, 1, 1},
-    {"dp_comm_eff", K_NUM, KF(dp_comm_eff), 0, 1, 1, 1},
-    {"reserve_gib", K_NUM, KF(reserve_gib), 0, 1e9, 0, 1},
-    {"step_overhead_ms", K_NUM, KF(step_overhead_ms), 0, 1e9, 0, 1},
+/* Built-in values (also when no calibration file is found): the H100
+ * figures of perf/plan_calibration.ini's [default]. */
+static const lm_ini_key CALIB_KEYS[] = {
+    KD("gemm_eff_max", gemm_eff_max, 1, POS, "0.82"),
+    KD("gemm_k_half", gemm_k_half, 1e9, NNEG, "128"),
+    KD("e2e", e2e, 1, POS, "0.88"),
+    KD("dp_hidden", dp_hidden, 1, NNEG, "0.8"),
+    KD("comm_eff", comm_eff, 1, POS, "0.8"),
+    KD("dp_comm_eff", dp_comm_eff, 1, POS, "0.8"),
+    KD("reserve_gib", reserve_gib, 1e9, NNEG, "4"),
+    KD("step_overhead_ms", step_overhead_ms, 1e9, NNEG, "0"),
 };
 #define NKEYS(t) ((int)(sizeof t / sizeof t[0]))
+static const char *const CLUSTER_SECTIONS[] = {"cluster"};
+static const lm_ini_schema CLUSTER = {"cluster file", CLUSTER_KEYS, NKEYS(CLUSTER_KEYS), CLUSTER_SECTIONS, 1,
+                                      sizeof(plan_cluster)};
+static const lm_ini_schema CALIB = {"calibration file", CALIB_KEYS, NKEYS(CALIB_KEYS), NULL, 0, sizeof(plan_calib)};
 
-typedef struct {
-    const pkey *keys;
-    int nkeys;
-    const char *want;      /* section whose values are stored ("cluster", or a cluster name) */
-    const char *fallback;  /* calibration: [default] when `want` is absent */
-    void *out, *out_fb;
-    int seen[16], seen_fb[16], n_want, n_fb;
-    int strict_sections;   /* cluster files: only [cluster] */
-    char msg[512];
-} pstate;
-
-/* Value text: inline comments (" ;", " #") and surrounding blanks removed. */
-static void clean(const char *v, char *out, size_t n) {
-    while (isspace((unsigned char)*v)) v++;
-    size_t k = 0;
-    for (const char *p = v; *p && k + 1 < n; p++) {
-        if ((*p == ';' || *p == '#') && p > v && isspace((unsigned char)p[-1])) break;
-        out[k++] = *p;
-    }
-    while (k && isspace((unsigned char)out[k - 1])) k--;
-    out[k] = 0;
-}
-
-static int set_value(pstate *st, const pkey *k, const char *section, const char *val, void *dst) {
-    char *p = (char *)dst + k->off, *end;
-    switch (k->type) {
-    case K_STR:
-        if (!*val || strlen(val) >= k->size) {
-            snprintf(st->msg, sizeof st->msg, "[%s] %s = '%s': must be 1 to %zu characters", section, k->key, val,
-                     k->size - 1);
-            return 0;
-        }
-        strcpy(p, val);
-        return 1;
-    case K_PREC:
-        if (strcmp(val, "bf16") && strcmp(val, "fp32")) {
-            snprintf(st->msg, sizeof st->msg, "[%s] precision = '%s': must be bf16 (CUDA backend: 2-byte weights, "
-                     "fp32 master) or fp32 (CPU backend)", section, val);
-            return 0;
-        }
-        *(int *)p = strcmp(val, "bf16") ? 4 : 2;
-        return 1;
-    case K_BOOL:
-        if (!strcasecmp(val, "true") || !strcmp(val, "1") || !strcasecmp(val, "yes")) *(int *)p = 1;
-        else if (!strcasecmp(val, "false") || !strcmp(val, "0") || !strcasecmp(val, "no")) *(int *)p = 0;
-        else {
-            snprintf(st->msg, sizeof st->msg, "[%s] %s = '%s': not a boolean (true/false)", section, k->key, val);
-            return 0;
-        }
-        return 1;
-    default: {
-        errno = 0;
-        double x = strtod(val, &end);
-        int bad = !*val || *end || errno || !isfinite(x) || (k->type == K_INT && x != floor(x));
-        if (bad) {
-            snprintf(st->msg, sizeof st->msg, "[%s] %s = '%s': not %s", section, k->key, val,
-                     k->type == K_INT ? "an integer" : "a number");
-            return 0;
-        }
-        int below = k->lo_open ? !(x > k->lo) : !(x >= k->lo);
-        if (below || x > k->hi) {
-            if (below) snprintf(st->msg, sizeof st->msg, "[%s] %s = %s: must be %s %g", section, k->key, val,
-                                k->lo_open ? ">" : ">=", k->lo);
-            else snprintf(st->msg, sizeof st->msg, "[%s] %s = %s: must be <= %g", section, k->key, val, k->hi);
-            return 0;
-        }
-        if (k->type == K_INT) *(int *)p = (int)x;
-        else *(double *)p = x;
-        return 1;
-    }
-    }
-}
-
-static int handler(void *user, const char *section, const char *name, const char *value) {
-    pstate *st = user;
-    if (!*section) {
-        snprintf(st->msg, sizeof st->msg, "key '%s' outside any [section]", name);
-        return 0;
-    }
-    if (st->strict_sections && strcmp(section, st->want)) {
-        snprintf(st->msg, sizeof st->msg, "unknown section [%s] (a cluster file has one section, [cluster])", section);
-        return 0;
-    }
-    int k = -1;
-    for (int i = 0; i < st->nkeys; i++)
-        if (!strcmp(st->keys[i].key, name)) k = i;
-    if (k < 0) {
-        char known[512] = "";
-        for (int i = 0; i < st->nkeys; i++)
-            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", st->keys[i].key);
-        snprintf(st->msg, sizeof st->msg, "[%.64s] unknown key '%.64s' (known: %.300s)", section, name, known);
-        return 0;
-    }
-    char val[256];
-    clean(value, val, sizeof val);
-    int is_want = !strcmp(section, st->want), is_fb = st->fallback && !strcmp(section, st->fallback);
-    int *seen = is_want ? st->seen : is_fb ? st->seen_fb : NULL;
-    if (seen && seen[k]) {
-        snprintf(st->msg, sizeof st->msg, "[%s] duplicate key '%s'", section, name);
-        return 0;
-    }
-    /* other sections of a calibration file are checked, not stored */
-    char scratch[sizeof(plan_calib) > sizeof(plan_cluster) ? sizeof(plan_calib) : sizeof(plan_cluster)];
-    void *dst = is_want ? st->out : is_fb ? st->out_fb : (void *)scratch;
-    if (!set_value(st, &st->keys[k], section, val, dst)) return 0;
-    if (seen) {
-        seen[k] = 1;
-        if (is_want) st->n_want++;
-        else st->n_fb++;
-    }
-    return 1;
-}
-
-static int run_parse(pstate *st, const char *text, const char *name, char *err, size_t errlen) {
-    int r = ini_parse_string(text, handler, st);
-    if (r > 0) {
-        if (!st->msg[0]) snprintf(st->msg, sizeof st->msg, "syntax error: expected [section] or key = value");
-        return lm_err(err, errlen, LM_ERR_INPUT, "%s:%d: %s", name, r, st->msg);
-    }
-    if (r < 0) return lm_err(err, errlen, LM_ERR_INPUT, "%s: cannot parse (inih error %d)", name, r);
-    return 0;
-}
-
-static int missing(const pstate *st, const int *seen, const char *section, const char *name, char *err,
-                   size_t errlen) {
-    for (int i = 0; i < st->nkeys; i++)
-        if (st->keys[i].required && !seen[i])
-            return lm_err(err, errlen, LM_ERR_INPUT, "%s: [%s] key '%s' is missing", name, section, st->keys[i].key);
+/* Whether any key of a destination was set. */
+static int any_set(const int *line, int n) {
+    for (int i = 0; i < n; i++)
+        if (line[i]) return 1;
     return 0;
 }
 
 int plan_cluster_parse(const char *text, const char *name, plan_cluster *out, char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
-    pstate st = {.keys = CLUSTER_KEYS, .nkeys = NKEYS(CLUSTER_KEYS), .want = "cluster", .out = out,
-                 .strict_sections = 1};
-    int rc = run_parse(&st, text, name, err, errlen);
-    if (!rc && !st.n_want) return lm_err(err, errlen, LM_ERR_INPUT, "%s: no [cluster] section", name);
-    return rc ? rc : missing(&st, st.seen, "cluster", name, err, errlen);
+    int line[NKEYS(CLUSTER_KEYS)] = {0};
+    lm_ini_dest d = {"cluster", out, line};
+    lm_ini_defaults(&CLUSTER, out);
+    int rc = lm_ini_parse(&CLUSTER, text, name, &d, 1, err, errlen);
+    if (!rc && !any_set(line, CLUSTER.nkeys))
+        return lm_err(err, errlen, LM_ERR_INPUT, "cluster file %s: no [cluster] section", name);
+    if (!rc) rc = lm_ini_missing(&CLUSTER, &d, name, err, errlen);
+    out->esz = out->esz ? 4 : 2; /* precision's index: bf16, fp32 */
+    return rc;
 }
 
-/* Built-in values when no calibration file is found: the H100 figures of
- * perf/plan_calibration.ini's [default]. */
-void plan_calib_defaults(plan_calib *c) {
-    *c = (plan_calib){.gemm_eff_max = 0.82, .gemm_k_half = 128, .e2e = 0.88, .dp_hidden = 0.8, .comm_eff = 0.8,
-                      .dp_comm_eff = 0.8,
-                      .reserve_gib = 4, .step_overhead_ms = 0};
-}
+void plan_calib_defaults(plan_calib *c) { lm_ini_defaults(&CALIB, c); }
 
 int plan_calib_parse(const char *text, const char *name, const char *cluster, plan_calib *out, int *found, char *err,
                      size_t errlen) {
     plan_calib want, fb;
     plan_calib_defaults(&want);
     fb = want;
-    pstate st = {.keys = CALIB_KEYS, .nkeys = NKEYS(CALIB_KEYS), .want = cluster, .fallback = "default",
-                 .out = &want, .out_fb = &fb};
-    int rc = run_parse(&st, text, name, err, errlen);
+    int lw[NKEYS(CALIB_KEYS)] = {0}, lf[NKEYS(CALIB_KEYS)] = {0};
+    lm_ini_dest d[2] = {{cluster, &want, lw}, {"default", &fb, lf}};
+    int rc = lm_ini_parse(&CALIB, text, name, d, 2, err, errlen);
     plan_calib_defaults(out);
     *found = 0;
     if (rc) return rc;
-    if (st.n_want) {
-        if ((rc = missing(&st, st.seen, cluster, name, err, errlen))) return rc;
-        *out = want;
-        *found = 1;
-    } else if (st.n_fb) {
-        if ((rc = missing(&st, st.seen_fb, "default", name, err, errlen))) return rc;
-        *out = fb;
-        *found = 2;
-    }
+    for (int i = 0; i < 2; i++)
+        if (any_set(d[i].line, CALIB.nkeys)) {
+            if ((rc = lm_ini_missing(&CALIB, &d[i], name, err, errlen))) return rc;
+            *out = i ? fb : want;
+            *found = i + 1;
+            return 0;
+        }
     return 0;
 }
 
 /* ---------------------------------------------------------------- the command */
 
+/* A whole text file (lm_ini_read_file); exits 2 when it cannot be read. */
 static char *slurp(const char *what, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) lm_fail(LM_ERR_INPUT, "plan: cannot read %s %s: %s", what, path, strerror(errno));
-    size_t cap = 4096, n = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - 1 - n, f)) > 0) {
-        n += got;
-        if (n == cap - 1 && cap < ((size_t)1 << 24)) buf = realloc(buf, cap *= 2);
-        else if (n == cap - 1) break;
-    }
-    fclose(f);
-    if (!buf) lm_abort(LM_ERR_RUNTIME, "plan: out of memory reading %s", path);
-    buf[n] = 0;
-    if (memchr(buf, 0, n)) lm_fail(LM_ERR_INPUT, "plan: %s %s is not a text file", what, path);
-    return buf;
+    char *text, err[LM_ERRLEN];
+    if (lm_ini_read_file(path, what, &text, err, sizeof err)) lm_fail(LM_ERR_INPUT, "plan: %s", err);
+    return text;
 }
 
 static long parse_long(const char *flag, const char *v, long lo, long hi) {
@@ -336,7 +205,7 @@ static void load_calib(const char *path, const char *cluster, plan_calib *c, cha
     char *text = slurp("calibration file", path), err[LM_ERRLEN];
     int found = 0;
     if (plan_calib_parse(text, path, cluster, c, &found, err, sizeof err)) lm_fail(LM_ERR_INPUT, "plan: %s", err);
-    free(text);
+    lm_free(text);
     snprintf(src, n, "%.3900s [%.63s]", path,
              found == 1 ? cluster : found == 2 ? "default" : "none: built-in defaults");
 }
@@ -409,25 +278,39 @@ static void print_one(const char *deck, int is_deck, int gpus, const lm_config *
     free(res);
 }
 
+#define PLAN_USAGE "lamina plan DECK|PRESET --cluster FILE --gpus N[,N...] [--global-batch B] [--seq-len T] " \
+                   "[--top K] [--calibration FILE] [section.key=value ...]"
+
+static const struct option PLAN_OPTS[] = {
+    {"cluster", required_argument, NULL, 'c'},      {"calibration", required_argument, NULL, 'C'},
+    {"gpus", required_argument, NULL, 'g'},         {"global-batch", required_argument, NULL, 'b'},
+    {"seq-len", required_argument, NULL, 's'},      {"top", required_argument, NULL, 't'},
+    {NULL, 0, NULL, 0},
+};
+
 int cmd_plan(int argc, char **argv) {
-    const char *model = NULL, *cluster_path = NULL, *calib_path = NULL, *gpus_arg = NULL;
+    const char *model = NULL, *cluster_path = NULL, *calib_path = NULL, *gpus_arg = NULL, *v;
     long gb = 0, seq = 0, top = 10;
-    char **ov = malloc(sizeof(char *) * (size_t)(argc + 1));
+    char **ov = malloc(sizeof(char *) * (size_t)(argc + 1)), err[LM_ERRLEN];
     int nov = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--cluster")) cluster_path = v, i++;
-        else if (!strcmp(a, "--calibration")) calib_path = v, i++;
-        else if (!strcmp(a, "--gpus")) gpus_arg = v, i++;
-        else if (!strcmp(a, "--global-batch")) gb = parse_long(a, v, 1, INT_MAX), i++;
-        else if (!strcmp(a, "--seq-len")) seq = parse_long(a, v, 1, INT_MAX), i++;
-        else if (!strcmp(a, "--top")) top = parse_long(a, v, 1, 1000), i++;
-        else if (a[0] == '-') lm_fail(LM_ERR_INPUT, "plan: unknown option '%s' (see lamina help plan)", a);
-        else if (!model) model = a;
-        else if (strchr(a, '=')) ov[nov++] = argv[i];
+    lm_opts o;
+    lm_opts_begin(&o, "plan", PLAN_USAGE, argc, argv, "", PLAN_OPTS);
+    for (int c; (c = lm_opts_next(&o, &v, err, sizeof err)) != -1;) {
+        switch (c) {
+        case 'c': cluster_path = v; break;
+        case 'C': calib_path = v; break;
+        case 'g': gpus_arg = v; break;
+        case 'b': gb = parse_long("--global-batch", v, 1, INT_MAX); break;
+        case 's': seq = parse_long("--seq-len", v, 1, INT_MAX); break;
+        case 't': top = parse_long("--top", v, 1, 1000); break;
+        default: lm_fail(LM_ERR_INPUT, "%s", err); /* '?': unknown option or missing value */
+        }
+    }
+    for (int i = 0; i < o.npos; i++) {
+        const char *a = o.pos[i];
+        if (!model) model = a;
+        else if (strchr(a, '=')) ov[nov++] = o.pos[i];
         else lm_fail(LM_ERR_INPUT, "plan: unexpected argument '%s' (overrides are section.key=value)", a);
-        if ((!strcmp(a, "--cluster") || !strcmp(a, "--calibration")) && !v)
-            lm_fail(LM_ERR_INPUT, "plan: %s needs a file", a);
     }
     if (!model) lm_fail(LM_ERR_INPUT, "plan: missing DECK or PRESET (see lamina help plan)");
     if (!cluster_path) lm_fail(LM_ERR_INPUT, "plan: missing --cluster FILE (e.g. inputs/clusters/h100-sxm.ini)");
@@ -444,11 +327,11 @@ int cmd_plan(int argc, char **argv) {
     plan_fix fx;
     fixes(nov, ov, &cfg, &fx);
 
-    char err[LM_ERRLEN], src[LM_PATHLEN + 96];
+    char src[LM_PATHLEN + 96];
     char *text = slurp("cluster file", cluster_path);
     plan_cluster cl;
     if (plan_cluster_parse(text, cluster_path, &cl, err, sizeof err)) lm_fail(LM_ERR_INPUT, "plan: %s", err);
-    free(text);
+    lm_free(text);
     plan_calib cal;
     load_calib(calib_path, cl.name, &cal, src, sizeof src);
 
@@ -468,5 +351,6 @@ int cmd_plan(int argc, char **argv) {
     int is_deck = !access(model, F_OK);
     for (int i = 0; i < ng; i++) print_one(model, is_deck, gpus[i], &cfg, &s, &cl, &cal, &fx, (int)top);
     free(ov);
+    lm_opts_end(&o);
     return 0;
 }

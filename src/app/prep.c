@@ -7,6 +7,7 @@
 #include "cmds.h"
 #include "comm.h"
 #include "common.h"
+#include "opts.h"
 #include "pack.h"
 #include "tokenizer.h"
 #include "tokfile.h"
@@ -61,7 +62,7 @@ static void add_doc(corpus *c, const lm_tokenizer *t, const char *text, size_t n
 static char *slurp(const char *path, size_t *n, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        lm_err(err, errlen, 2, "prep: cannot read %s: %s", path, strerror(errno));
+        lm_err(err, errlen, LM_ERR_INPUT, "prep: cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 16, len = 0;
@@ -77,7 +78,7 @@ static char *slurp(const char *path, size_t *n, char *err, size_t errlen) {
     if (!buf) lm_abort(LM_ERR_RUNTIME, "prep: out of memory reading %s", path);
     if (bad) {
         free(buf);
-        lm_err(err, errlen, 2, "prep: cannot read %s: %s", path, strerror(e));
+        lm_err(err, errlen, LM_ERR_INPUT, "prep: cannot read %s: %s", path, strerror(e));
         return NULL;
     }
     buf[len] = 0;
@@ -123,7 +124,7 @@ static int read_jsonl(corpus *c, const lm_tokenizer *t, const char *path, char *
             json_t *o = json_loadb(buf + line, e - line, 0, &je);
             json_t *txt = o && json_is_object(o) ? json_object_get(o, "text") : NULL;
             if (!o || !json_is_string(txt)) {
-                lm_err(err, errlen, 2, "prep: %s:%ld: %s", path, lineno,
+                lm_err(err, errlen, LM_ERR_INPUT, "prep: %s:%ld: %s", path, lineno,
                        !o ? je.text : "expected a JSON object with a string field \"text\"");
                 json_decref(o);
                 return 2;
@@ -145,44 +146,49 @@ static void prep_usage(FILE *f) {
           f);
 }
 
+#define PREP_USAGE "lamina prep --seq-len N -o OUT.h5 [--format auto|text|jsonl] [--doc-sep LINE] FILE..."
+
+static const struct option PREP_OPTS[] = {
+    {"help", no_argument, NULL, 'h'},          {"seq-len", required_argument, NULL, 'L'},
+    {"format", required_argument, NULL, 'F'}, {"doc-sep", required_argument, NULL, 'S'},
+    {NULL, 0, NULL, 0},
+};
+
 static int prep_main(int argc, char **argv, char *err, size_t errlen) {
-    const char *out = NULL, *format = "auto", *sep = NULL;
+    const char *out = NULL, *format = "auto", *sep = NULL, *v;
     long seq_len = 0;
-    int nin = 0;
-    char **in = calloc((size_t)argc + 1, sizeof(char *));
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            free(in);
+    lm_opts o;
+    lm_opts_begin(&o, "prep", PREP_USAGE, argc, argv, "o:h", PREP_OPTS);
+    for (int c; (c = lm_opts_next(&o, &v, err, errlen)) != -1;) {
+        char *end;
+        switch (c) {
+        case 'h':
+            lm_opts_end(&o);
             if (lm_world_rank() == 0) prep_usage(stdout);
             return -1;
-        }
-        if ((!strcmp(a, "-o") || !strcmp(a, "--seq-len") || !strcmp(a, "--format") || !strcmp(a, "--doc-sep")) &&
-            i + 1 >= argc) {
-            free(in);
-            return lm_err(err, errlen, 2, "prep: %s needs a value", a);
-        }
-        if (!strcmp(a, "-o")) out = argv[++i];
-        else if (!strcmp(a, "--format")) format = argv[++i];
-        else if (!strcmp(a, "--doc-sep")) sep = argv[++i];
-        else if (!strcmp(a, "--seq-len")) {
-            char *end;
+        case 'o': out = v; break;
+        case 'F': format = v; break;
+        case 'S': sep = v; break;
+        case 'L':
             errno = 0;
-            seq_len = strtol(argv[++i], &end, 10);
-            if (errno || *end || seq_len < 1 || seq_len > (1 << 24)) {
-                free(in);
-                return lm_err(err, errlen, 2, "prep: --seq-len '%s': expected an integer in [1, 16777216]", argv[i]);
+            seq_len = strtol(v, &end, 10);
+            if (errno || !*v || *end || seq_len < 1 || seq_len > (1 << 24)) {
+                lm_opts_end(&o);
+                return lm_err(err, errlen, LM_ERR_INPUT, "prep: --seq-len '%s': expected an integer in [1, 16777216]", v);
             }
-        } else if (a[0] == '-' && a[1]) {
-            free(in);
-            return lm_err(err, errlen, 2, "prep: unknown option %s (see lamina help prep)", a);
-        } else in[nin++] = argv[i];
+            break;
+        default: lm_opts_end(&o); return LM_ERR_INPUT; /* '?': err says which */
+        }
     }
+    int nin = o.npos;
+    char **in = calloc((size_t)nin + 1, sizeof(char *));
+    for (int i = 0; i < nin; i++) in[i] = o.pos[i];
+    lm_opts_end(&o);
     int bad = !out ? 1 : !seq_len ? 2 : !nin ? 3 : 0;
     if (!bad && strcmp(format, "auto") && strcmp(format, "text") && strcmp(format, "jsonl")) bad = 4;
     if (bad) {
         free(in);
-        return lm_err(err, errlen, 2, "prep: %s", bad == 1 ? "-o OUT.h5 is required" : bad == 2 ? "--seq-len N is required"
+        return lm_err(err, errlen, LM_ERR_INPUT, "prep: %s", bad == 1 ? "-o OUT.h5 is required" : bad == 2 ? "--seq-len N is required"
                                                   : bad == 3 ? "no input files" : "--format must be auto, text or jsonl");
     }
     /* Inputs must be regular files (a FIFO would block, a directory would
@@ -192,14 +198,14 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
     int out_exists = stat(out, &ost) == 0;
     if (out_exists && S_ISDIR(ost.st_mode)) {
         free(in);
-        return lm_err(err, errlen, 2, "prep: -o %s is a directory: give the token file's path", out);
+        return lm_err(err, errlen, LM_ERR_INPUT, "prep: -o %s is a directory: give the token file's path", out);
     }
     for (int i = 0; i < nin; i++) {
         struct stat st;
         const char *why = NULL;
         if (stat(in[i], &st)) {
             int e = errno;
-            lm_err(err, errlen, 2, "prep: cannot read %s: %s", in[i], strerror(e));
+            lm_err(err, errlen, LM_ERR_INPUT, "prep: cannot read %s: %s", in[i], strerror(e));
             free(in);
             return 2;
         }
@@ -208,7 +214,7 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
         else if (out_exists && st.st_dev == ost.st_dev && st.st_ino == ost.st_ino)
             why = "is the output file (-o): refusing to overwrite an input";
         if (why) {
-            lm_err(err, errlen, 2, "prep: input %s %s", in[i], why);
+            lm_err(err, errlen, LM_ERR_INPUT, "prep: input %s %s", in[i], why);
             free(in);
             return 2;
         }
@@ -230,7 +236,7 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
         else read_text(&c, t, buf, n, sep, maxlen);
         free(buf);
     }
-    if (!rc && c.npiece == 0) rc = lm_err(err, errlen, 2, "prep: the input holds no documents");
+    if (!rc && c.npiece == 0) rc = lm_err(err, errlen, LM_ERR_INPUT, "prep: the input holds no documents");
     if (!rc) {
         int64_t *bin = malloc(sizeof(int64_t) * (size_t)c.npiece), *order = malloc(sizeof(int64_t) * (size_t)c.npiece);
         int64_t nb = pack_docs(c.len, c.npiece, maxlen, 0, bin, order);

@@ -1,6 +1,7 @@
 /* session.c — see session.h. */
 #include "session.h"
 #include "common.h"
+#include "opts.h"
 #include "prof.h"
 #include "sde.h"
 #include <limits.h>
@@ -9,21 +10,37 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#define TRAIN_USAGE "lamina train DECK [section.key=value ...]"
+
+/* train has no options (yet): getopt_long over an empty table makes any
+ * "-x" an unknown option, and leaves DECK and the overrides in order. */
+static const struct option TRAIN_OPTS[] = {{NULL, 0, NULL, 0}};
+
 void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const char *arg, int *nargs)) {
     char err[LM_ERRLEN];
-    if (argc < 1 || argv[0][0] == '-') lm_fail(LM_ERR_INPUT, "missing DECK (usage: lamina help train)");
-    char **ov = lm_alloc(sizeof(char *) * (size_t)argc);
+    const char *deck = NULL, *v;
+    char **ov = lm_alloc(sizeof(char *) * (size_t)(argc + 1));
     int nov = 0;
-    for (int i = 1; i < argc; i++) {
-        int nargs = 0;
-        if (is_flag && is_flag(argv[i], &nargs)) {
-            i += nargs;
-            continue;
+    lm_opts o = {0};
+    if (is_flag) {
+        /* generate's own flags are skipped (it parses them itself) */
+        if (argc < 1 || argv[0][0] == '-') lm_fail(LM_ERR_INPUT, "missing DECK (usage: lamina help train)");
+        deck = argv[0];
+        for (int i = 1; i < argc; i++) {
+            int nargs = 0;
+            if (is_flag(argv[i], &nargs)) i += nargs;
+            else ov[nov++] = argv[i];
         }
-        ov[nov++] = argv[i];
+    } else {
+        lm_opts_begin(&o, "train", TRAIN_USAGE, argc, argv, "", TRAIN_OPTS);
+        if (lm_opts_next(&o, &v, err, sizeof err) != -1) lm_fail(LM_ERR_INPUT, "%s", err);
+        if (o.npos < 1) lm_fail(LM_ERR_INPUT, "train: missing DECK (usage: %s)", TRAIN_USAGE);
+        deck = o.pos[0];
+        for (int i = 1; i < o.npos; i++) ov[nov++] = o.pos[i];
     }
-    int rc = deck_load(c, argv[0], nov, ov, err, sizeof err);
+    int rc = deck_load(c, deck, nov, ov, err, sizeof err);
     lm_free(ov);
+    if (o.av) lm_opts_end(&o);
     if (rc) lm_fail(LM_ERR_INPUT, "%s", err);
 
     /* What this version runs: data, tensor and pipeline parallelism with ZeRO 0-2.
@@ -80,7 +97,7 @@ static double head_cost(const lm_config *c) {
 int pipeline_split(const lm_config *c, lm_pp_split *out, char *err, size_t errlen) {
     int v = c->pp > 1 ? c->virtual_stages : 1, counts[LM_PP_MAX_CHUNKS], n = 0;
     if (c->pp > 1 && !strcmp(c->schedule, "1f1b") && c->virtual_stages != 1)
-        return lm_err(err, errlen, 2, "parallel.schedule = 1f1b runs one model chunk per stage: "
+        return lm_err(err, errlen, LM_ERR_INPUT, "parallel.schedule = 1f1b runs one model chunk per stage: "
                                       "parallel.virtual_stages = %d must be 1 (or use interleaved)", c->virtual_stages);
     if (c->stage_layers[0]) {
         const char *p = c->stage_layers;
@@ -88,7 +105,7 @@ int pipeline_split(const lm_config *c, lm_pp_split *out, char *err, size_t errle
             char *end;
             long x = strtol(p, &end, 10);
             if (end == p || x < 0 || x > INT_MAX || n >= LM_PP_MAX_CHUNKS)
-                return lm_err(err, errlen, 2, "parallel.stage_layers = '%s': expected a comma-separated list of layer "
+                return lm_err(err, errlen, LM_ERR_INPUT, "parallel.stage_layers = '%s': expected a comma-separated list of layer "
                                               "counts, one per model chunk", c->stage_layers);
             counts[n++] = (int)x;
             p = end;
@@ -228,13 +245,13 @@ static int check_meta(const lm_config *c, const ckpt_meta *m, const char *path, 
     int n = (int)(sizeof k / sizeof *k), absent = 0;
     for (int i = 0; i < n - 1; i++) absent += k[i].have == 0; /* ckpt_read_meta: 0 = absent, else >= 1 */
     if (absent == n - 1)
-        return lm_err(err, errlen, 2, "%s: /config: missing, or without the model shape attributes (dim, n_layers, "
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: /config: missing, or without the model shape attributes (dim, n_layers, "
                                       "n_heads, n_kv_heads, ffn_dim, vocab_size; SPEC §5)", path);
     for (int i = 0; i < n - 1; i++)
-        if (k[i].have == 0) return lm_err(err, errlen, 2, "%s: /config attribute %s: missing (SPEC §5)", path, k[i].key);
+        if (k[i].have == 0) return lm_err(err, errlen, LM_ERR_INPUT, "%s: /config attribute %s: missing (SPEC §5)", path, k[i].key);
     for (int i = 0; i < n; i++)
         if (k[i].have != k[i].want)
-            return lm_err(err, errlen, 2, "%s: /config: model.%s = %ld does not match the deck's %ld", path, k[i].key,
+            return lm_err(err, errlen, LM_ERR_INPUT, "%s: /config: model.%s = %ld does not match the deck's %ld", path, k[i].key,
                           k[i].have, k[i].want);
     return 0;
 }
@@ -252,10 +269,10 @@ static int load_one(lm_session *s, const char *path, int resume, ckpt_tensor *tw
     if (ckpt_read_meta(mc, path, meta, err, errlen)) return 2;
     int rc = check_meta(&s->cfg, meta, path, err, errlen);
     if (!rc && resume && meta->consumed_samples < 0)
-        rc = lm_err(err, errlen, 2, "%s: root attribute consumed_samples: missing; a restart needs the data position "
+        rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute consumed_samples: missing; a restart needs the data position "
                                     "(use the file as train.init to start a new run from its weights)", path);
     if (!rc && resume && meta->tokens_seen < 0)
-        rc = lm_err(err, errlen, 2, "%s: root attribute tokens_seen: missing (SPEC §5)", path);
+        rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute tokens_seen: missing (SPEC §5)", path);
     if (!rc) rc = ckpt_load(mc, path, tw, resume ? tm : NULL, resume ? tv : NULL, s->full.n, err, errlen);
     if (rc) {
         free((void *)meta->deck_text);
@@ -451,7 +468,7 @@ int session_check_replicas(lm_session *s, const ckpt_tensor *w, char *err, size_
     int any = bad;
     comm_allreduce_max_i32(comm_world(), &any, 1);
     if (any < 0) return 0;
-    return lm_err(err, errlen, 1,
+    return lm_err(err, errlen, LM_ERR_RUNTIME,
                   "replicated tensor %s differs between the ranks holding it (a bug: tensor-parallel replicas and "
                   "the tied embedding's first and last stage must stay identical); no checkpoint written", s->full.p[any].name);
 }

@@ -34,8 +34,10 @@ typedef struct {
     float *host_w;      /* host image of the weights while loading without ZeRO */
 } lm_session;
 
-/* Parse DECK and section.key=value overrides from argv (flags starting with
- * "--" are left for the caller: their indices are skipped if `flags` says so).
+/* Parse DECK and section.key=value overrides from argv. Without `is_flag`
+ * (train), argv goes through getopt_long (core/opts.h): any option is an
+ * unknown one, exit 2 with train's usage. With `is_flag` (generate), the
+ * caller's own flags (and their nargs values) are skipped.
  * Exits collectively with 2 on a bad deck or layout. */
 void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const char *arg, int *nargs));
 

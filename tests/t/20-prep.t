@@ -1,7 +1,7 @@
 #!/bin/bash
 # lamina prep: text with separators, JSONL, packing limits, bad input.
 source tests/lib.sh
-plan 9
+plan 11
 printf 'alpha beta\n%%\n  \n%%\nsecond doc\nwith two lines\n%%\n%s\n' "$(head -c 300 /dev/zero | tr '\0' x)" > "$T/a.txt"
 lam 1 prep --seq-len 16 --doc-sep % -o "$T/a.h5" "$T/a.txt"
 [ "$rc" = 0 ] && ok "prep text exits 0" || notok "prep text exits 0" "$(cat "$T/out")"
@@ -41,4 +41,8 @@ lam 1 prep --seq-len 16 "$T/a.txt"
 expect_fail 2 "\-o OUT.h5 is required" "missing -o: exit 2"
 lam 2 prep --seq-len 16 --bogus -o "$T/c.h5" "$T/a.txt"
 expect_fail 2 "unknown option --bogus" "unknown option on 2 ranks: exit 2"
+lam 1 prep --seq-len 16 "$T/a.txt" -o
+expect_fail 2 "prep: -o needs a value (usage: lamina prep" "-o without its value: exit 2 naming it and the usage"
+lam 1 prep "$T/a.txt" -o "$T/c.h5" --seq-len
+expect_fail 2 "prep: --seq-len needs a value" "--seq-len without its value: exit 2"
 finish

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Bad decks and layouts: exit 2 with a message naming the key, on all ranks.
 source tests/lib.sh
-plan 17
+plan 19
 make_data 32
 make_deck
 bad() { # bad PATTERN DESCRIPTION OVERRIDES...
@@ -20,6 +20,10 @@ bad "train.precision" "fp32 on the CUDA backend" train.device=cuda train.precisi
 bad "train.steps" "steps must be positive" train.steps=0
 lam 1 train "$T/nope.in"
 expect_fail 2 "nope.in" "missing deck file"
+lam 1 train --bogus "$T/tiny.in"
+expect_fail 2 "train: unknown option --bogus (usage: lamina train DECK" "train: unknown option, exit 2 naming it and the usage"
+lam 1 train
+expect_fail 2 "train: missing DECK" "train without a deck: exit 2"
 printf '[model]\npreset = tiny\n[bogus]\nx = 1\n' > "$T/bad.in"
 lam 1 train "$T/bad.in"
 expect_fail 2 "bad.in:3" "unknown section, with file:line"

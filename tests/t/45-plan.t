@@ -5,7 +5,7 @@
 # predicted memory of a layout against what a real run allocates, and bad
 # arguments and files (exit 2 naming the problem).
 source tests/lib.sh
-plan 15
+plan 17
 H100=inputs/clusters/h100-sxm.ini
 CPU=inputs/clusters/local-cpu.ini
 
@@ -65,10 +65,10 @@ else notok "plan memory = run memory" "exit $rc" "$(cat "$T/.m")" "$(tail -3 "$T
 # bad input: exit 2 naming the problem
 printf '[cluster]\nname = x\nbogus = 1\n' > "$T/bad.ini"
 lam 1 plan llama2-7b --cluster "$T/bad.ini" --gpus 8
-expect_fail 2 "bad.ini:3: \[cluster\] unknown key 'bogus'" "cluster file with an unknown key"
+expect_fail 2 "bad.ini:3: unknown key cluster.bogus" "cluster file with an unknown key"
 grep -v mem_bw_gbs $H100 > "$T/miss.ini"
 lam 1 plan llama2-7b --cluster "$T/miss.ini" --gpus 8
-expect_fail 2 "miss.ini: \[cluster\] key 'mem_bw_gbs' is missing" "cluster file missing a key"
+expect_fail 2 "miss.ini: cluster.mem_bw_gbs is required" "cluster file missing a key"
 sed 's/^peak_tflops = .*/peak_tflops = fast/' $H100 > "$T/num.ini"
 lam 1 plan llama2-7b --cluster "$T/num.ini" --gpus 8
 expect_fail 2 "peak_tflops = 'fast': not a number" "cluster file with a bad number"
@@ -82,7 +82,11 @@ lam 1 plan llama2-99b --cluster $H100 --gpus 8
 expect_fail 2 "neither a deck file nor a preset" "unknown preset"
 printf '[h100-sxm]\ngemm_eff_max = 2\n' > "$T/cal.ini"
 lam 1 plan llama2-7b --cluster $H100 --gpus 8 --calibration "$T/cal.ini"
-expect_fail 2 "cal.ini:2: \[h100-sxm\] gemm_eff_max = 2: must be <= 1" "calibration file with a value out of range"
+expect_fail 2 "cal.ini:2: h100-sxm.gemm_eff_max = '2': must be in (0, 1]" "calibration file with a value out of range"
 lam 1 plan llama2-7b --cluster $H100 --gpus 8 parallel.tp=abc
 expect_fail 2 "parallel.tp" "bad override"
+lam 1 plan llama2-7b --cluster $H100 --gpus 8 --bogus 1
+expect_fail 2 "plan: unknown option --bogus (usage: lamina plan" "unknown option: exit 2 naming it and the usage"
+lam 1 plan llama2-7b --gpus 8 --cluster
+expect_fail 2 "plan: --cluster needs a value (usage: lamina plan" "--cluster without its value: exit 2"
 finish

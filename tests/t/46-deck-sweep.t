@@ -12,7 +12,7 @@ keys=$($PY - <<'PYEOF'
 import re
 src = open("src/core/deck.c").read()
 keys = re.findall(r'K[ILD]\("(\w+)", "(\w+)"', src)
-keys += re.findall(r'\{"(\w+)", "(\w+)", T_(?:U64|DP)\b', src)
+keys += re.findall(r'\{"(\w+)", "(\w+)", (?:T_|INI_)(?:U64|DP)\b', src)
 print(" ".join(f"{s}.{k}" for s, k in keys))
 PYEOF
 )
