@@ -6,12 +6,12 @@
  * counter RNG; temperature 0 is greedy. */
 #include "cmds.h"
 #include "common.h"
+#include "opts.h"
 #include "rng.h"
 #include "sample.h"
 #include "session.h"
 #include "tokenizer.h"
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +33,13 @@ typedef struct {
     double temperature;
 } gen_opts;
 
-/* Parses --prompt, --tokens, --temperature and --top-k (also as --opt=value)
- * with getopt_long, which moves them ahead of the other arguments; returns
- * the index of the first of those (argv[0] is the deck). Exit 2 on an
+#define GEN_USAGE "lamina generate DECK [section.key=value ...] [--prompt TEXT] [--tokens N] [--temperature X] [--top-k K]"
+
+/* Parses --prompt, --tokens, --temperature and --top-k (also as --opt=value;
+ * opts.h) into o; the other arguments, the deck and its overrides in their
+ * order, go into *pos (lm_alloc'd; their count is returned). Exit 2 on an
  * unknown option or a missing or bad value. */
-static int parse_options(int argc, char **argv, gen_opts *o) {
+static int parse_options(int argc, char **argv, gen_opts *o, char ***pos) {
     static const struct option longs[] = {
         {"prompt", required_argument, NULL, 'p'},
         {"tokens", required_argument, NULL, 'n'},
@@ -46,35 +48,32 @@ static int parse_options(int argc, char **argv, gen_opts *o) {
         {NULL, 0, NULL, 0},
     };
     *o = (gen_opts){.prompt = "", .tokens = 200, .top_k = 40, .temperature = 0.8};
-    if (argc < 1) return argc; /* no deck: session_config says so */
-    opterr = 0; /* lamina's messages, not getopt's */
-    optind = 0; /* a full re-initialisation (glibc) */
-    int ch;
-    while ((ch = getopt_long(argc, argv, ":", longs, NULL)) != -1) {
-        if (ch == '?') {
-            char shortopt[3] = {'-', (char)optopt, 0};
-            lm_fail(LM_ERR_INPUT, "generate: unknown option %s (see lamina help generate)",
-                    optopt ? shortopt : argv[optind - 1]);
+    lm_opts p;
+    const char *arg;
+    char err[LM_ERRLEN];
+    lm_opts_begin(&p, "generate", GEN_USAGE, argc, argv, "", longs);
+    for (int ch; (ch = lm_opts_next(&p, &arg, err, sizeof err)) != -1;) {
+        if (ch == 'p') o->prompt = arg;
+        else if (ch == 'n') o->tokens = (int)num_arg("--tokens", arg, 1, 1e6);
+        else if (ch == 't') o->temperature = num_arg("--temperature", arg, 0, 100);
+        else if (ch == 'k') o->top_k = (int)num_arg("--top-k", arg, 0, 1e9);
+        else {
+            lm_opts_end(&p);
+            lm_fail(LM_ERR_INPUT, "%s", err);
         }
-        if (ch == ':') lm_fail(LM_ERR_INPUT, "generate: %s needs a value", argv[optind - 1]);
-        if (ch == 'p') o->prompt = optarg;
-        else if (ch == 'n') o->tokens = (int)num_arg("--tokens", optarg, 1, 1e6);
-        else if (ch == 't') o->temperature = num_arg("--temperature", optarg, 0, 100);
-        else o->top_k = (int)num_arg("--top-k", optarg, 0, 1e9);
     }
-    return optind;
+    *pos = lm_alloc(sizeof(char *) * (size_t)(p.npos + 1));
+    for (int i = 0; i < p.npos; i++) (*pos)[i] = p.pos[i];
+    int n = p.npos;
+    lm_opts_end(&p);
+    return n;
 }
 
-/* The deck (argv[0]) with the overrides argv[first..argc), the latest
+/* The deck (args[0]) with its overrides args[1..n), the latest
  * checkpoint's weights (or train.init's) on a one-sequence session. */
-static void open_model(lm_session *S, int argc, char **argv, int first) {
-    char **deck_args = lm_alloc(sizeof(char *) * (size_t)(argc - first + 1));
-    int n = 0;
-    if (argc > 0) deck_args[n++] = argv[0];
-    for (int i = first; i < argc; i++) deck_args[n++] = argv[i];
+static void open_model(lm_session *S, int n, char **args) {
     memset(S, 0, sizeof *S);
-    session_config(&S->cfg, n, deck_args, NULL);
-    lm_free(deck_args);
+    session_config(&S->cfg, "generate", GEN_USAGE, n, args);
     const lm_tokenizer *tk = tokenizer_bytes();
     if (S->cfg.vocab_size < tk->vocab_size)
         lm_fail(LM_ERR_INPUT, "model.vocab_size = %d is smaller than the %s tokenizer's %d", S->cfg.vocab_size,
@@ -147,9 +146,11 @@ static size_t extend(lm_session *S, const gen_opts *o, const lm_tokenizer *tk, u
  * [--temperature X] [--top-k K]`: the prompt's continuation on stdout. */
 int cmd_generate(int argc, char **argv) {
     gen_opts o;
-    int first = parse_options(argc, argv, &o);
+    char **args;
+    int nargs = parse_options(argc, argv, &o, &args);
     lm_session S;
-    open_model(&S, argc, argv, first);
+    open_model(&S, nargs, args);
+    lm_free(args);
     const lm_tokenizer *tk = tokenizer_bytes();
     size_t cap = strlen(o.prompt) + (size_t)o.tokens + 2;
     uint32_t *seq = lm_alloc(sizeof(uint32_t) * cap);

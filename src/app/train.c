@@ -278,7 +278,7 @@ static void train_open(trainer *T, int argc, char **argv) {
     lm_session *S = &T->S;
     lm_config *c = &S->cfg;
     preempt_install();
-    session_config(c, argc, argv, NULL);
+    session_config(c, "train", "lamina train DECK [section.key=value ...]", argc, argv);
     char why[256], err[LM_ERRLEN] = {0};
     if (preempt_any(comm_world(), why, sizeof why)) preempt_exit_before_step(1, why); /* a stop during start-up */
     memcheck_run(c, c->dp); /* an impossible deck, or too little memory: exit 2 before allocating */

@@ -10,37 +10,24 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define TRAIN_USAGE "lamina train DECK [section.key=value ...]"
+/* No options of its own: getopt_long over an empty table makes any "-x" an
+ * unknown option of `cmd`, and leaves DECK and the overrides in order. */
+static const struct option NO_OPTS[] = {{NULL, 0, NULL, 0}};
 
-/* train has no options (yet): getopt_long over an empty table makes any
- * "-x" an unknown option, and leaves DECK and the overrides in order. */
-static const struct option TRAIN_OPTS[] = {{NULL, 0, NULL, 0}};
-
-void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const char *arg, int *nargs)) {
+void session_config(lm_config *c, const char *cmd, const char *usage, int argc, char **argv) {
     char err[LM_ERRLEN];
     const char *deck = NULL, *v;
     char **ov = lm_alloc(sizeof(char *) * (size_t)(argc + 1));
     int nov = 0;
-    lm_opts o = {0};
-    if (is_flag) {
-        /* generate's own flags are skipped (it parses them itself) */
-        if (argc < 1 || argv[0][0] == '-') lm_fail(LM_ERR_INPUT, "missing DECK (usage: lamina help train)");
-        deck = argv[0];
-        for (int i = 1; i < argc; i++) {
-            int nargs = 0;
-            if (is_flag(argv[i], &nargs)) i += nargs;
-            else ov[nov++] = argv[i];
-        }
-    } else {
-        lm_opts_begin(&o, "train", TRAIN_USAGE, argc, argv, "", TRAIN_OPTS);
-        if (lm_opts_next(&o, &v, err, sizeof err) != -1) lm_fail(LM_ERR_INPUT, "%s", err);
-        if (o.npos < 1) lm_fail(LM_ERR_INPUT, "train: missing DECK (usage: %s)", TRAIN_USAGE);
-        deck = o.pos[0];
-        for (int i = 1; i < o.npos; i++) ov[nov++] = o.pos[i];
-    }
+    lm_opts o;
+    lm_opts_begin(&o, cmd, usage, argc, argv, "", NO_OPTS);
+    if (lm_opts_next(&o, &v, err, sizeof err) != -1) lm_fail(LM_ERR_INPUT, "%s", err);
+    if (o.npos < 1) lm_fail(LM_ERR_INPUT, "%s: missing DECK (usage: %s)", cmd, usage);
+    deck = o.pos[0];
+    for (int i = 1; i < o.npos; i++) ov[nov++] = o.pos[i];
     int rc = deck_load(c, deck, nov, ov, err, sizeof err);
     lm_free(ov);
-    if (o.av) lm_opts_end(&o);
+    lm_opts_end(&o);
     if (rc) lm_fail(LM_ERR_INPUT, "%s", err);
 
     /* What this version runs: data, tensor and pipeline parallelism with ZeRO 0-2.

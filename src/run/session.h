@@ -34,12 +34,11 @@ typedef struct {
     float *host_w;      /* host image of the weights while loading without ZeRO */
 } lm_session;
 
-/* Parse DECK and section.key=value overrides from argv. Without `is_flag`
- * (train), argv goes through getopt_long (core/opts.h): any option is an
- * unknown one, exit 2 with train's usage. With `is_flag` (generate), the
- * caller's own flags (and their nargs values) are skipped.
+/* Parse DECK and section.key=value overrides from argv (the caller has
+ * taken its own options out): through getopt_long (core/opts.h), so any
+ * option left is an unknown one of `cmd`, exit 2 with `usage`.
  * Exits collectively with 2 on a bad deck or layout. */
-void session_config(lm_config *c, int argc, char **argv, int (*is_flag)(const char *arg, int *nargs));
+void session_config(lm_config *c, const char *cmd, const char *usage, int argc, char **argv);
 
 /* The layers of each pipeline model chunk per the deck (parallel.pp,
  * virtual_stages, stage_layers; balanced with the lm_head's cost when no
