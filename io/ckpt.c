@@ -265,9 +265,9 @@ static int fault_ds(const char *point, int s, int i, int n) {
 
 static int attr_fail(const char *path, const char *obj, const char *name, int rc, const char *want, char *err,
                      size_t errlen) {
-    if (rc == -1) return lm_err(err, errlen, 2, "%s: %s attribute %s: missing", path, obj, name);
-    if (rc == -2) return lm_err(err, errlen, 2, "%s: %s attribute %s: must be %s", path, obj, name, want);
-    return lm_err(err, errlen, 2, "%s: %s attribute %s: unreadable", path, obj, name);
+    if (rc == -1) return lm_err(err, errlen, LM_ERR_INPUT, "%s: %s attribute %s: missing", path, obj, name);
+    if (rc == -2) return lm_err(err, errlen, LM_ERR_INPUT, "%s: %s attribute %s: must be %s", path, obj, name, want);
+    return lm_err(err, errlen, LM_ERR_INPUT, "%s: %s attribute %s: unreadable", path, obj, name);
 }
 
 /* ---- the three tensor sets ---- */
@@ -343,18 +343,18 @@ static int transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geo
 
 static int mkdir_p(const char *dir, char *err, size_t errlen) {
     char p[4096];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return lm_err(err, errlen, 1, "%s: path too long", dir);
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: path too long", dir);
     for (char *s = p + 1; *s; s++)
         if (*s == '/') {
             *s = 0;
-            if (mkdir(p, 0755) && errno != EEXIST) return lm_err(err, errlen, 1, "%s: cannot create directory %s (%s)", dir, p, strerror(errno));
+            if (mkdir(p, 0755) && errno != EEXIST) return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: cannot create directory %s (%s)", dir, p, strerror(errno));
             *s = '/';
         }
     if (mkdir(p, 0755) && errno != EEXIST)
-        return lm_err(err, errlen, 1, "%s: cannot create directory (%s)", dir, strerror(errno));
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: cannot create directory (%s)", dir, strerror(errno));
     struct stat st;
-    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return lm_err(err, errlen, 1, "%s: not a directory", dir);
-    if (access(dir, W_OK | X_OK)) return lm_err(err, errlen, 1, "%s: checkpoint directory not writable", dir);
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: not a directory", dir);
+    if (access(dir, W_OK | X_OK)) return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: checkpoint directory not writable", dir);
     return 0;
 }
 
@@ -445,24 +445,24 @@ static int publish(const char *dir, const char *fname, int keep, char *err, size
     if (stat(tmp, &st) == 0 && truncate(tmp, st.st_size))
         fprintf(stderr, "lamina: warning: %s: cannot release the reserved space (%s)\n", tmp, strerror(errno));
     if (fault_at("fsync") ? (errno = EIO, 1) : fsync_path(tmp, 0)) {
-        rc = lm_err(err, errlen, 1, "%s: fsync failed (%s)", tmp, strerror(errno));
+        rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: fsync failed (%s)", tmp, strerror(errno));
         unlink(tmp);
         return rc;
     }
     if (fault_at("rename") ? (errno = EIO, 1) : rename(tmp, fin)) {
-        rc = lm_err(err, errlen, 1, "%s: rename to %s failed (%s)", tmp, fin, strerror(errno));
+        rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: rename to %s failed (%s)", tmp, fin, strerror(errno));
         unlink(tmp);
         return rc;
     }
     if (fault_at("dirsync") ? (errno = EIO, 1) : fsync_path(dir, 1)) {
-        rc = lm_err(err, errlen, 1, "%s: fsync of the directory failed after renaming %s (%s); %s removed", dir, fname,
+        rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: fsync of the directory failed after renaming %s (%s); %s removed", dir, fname,
                     strerror(errno), fin);
         unlink(fin);
         return rc;
     }
     int fd = fault_at("latest") ? (errno = ENOSPC, -1) : open(lt, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
-        rc = lm_err(err, errlen, 1, "%s: cannot create (%s); %s removed", lt, strerror(errno), fin);
+        rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: cannot create (%s); %s removed", lt, strerror(errno), fin);
         unlink(fin);
         return rc;
     }
@@ -473,19 +473,19 @@ static int publish(const char *dir, const char *fname, int keep, char *err, size
     int synced = wrote && (fault_at("latest_fsync") ? (e = EIO, 0) : (fsync(fd) == 0 || ((e = errno), 0)));
     close(fd);
     if (!wrote || !synced) {
-        rc = lm_err(err, errlen, 1, "%s: %s failed (%s); %s removed", lt, wrote ? "fsync" : "write", strerror(e), fin);
+        rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: %s failed (%s); %s removed", lt, wrote ? "fsync" : "write", strerror(e), fin);
         unlink(lt);
         unlink(fin);
         return rc;
     }
     if (fault_at("latest_rename") ? (errno = EIO, 1) : rename(lt, lf)) {
-        rc = lm_err(err, errlen, 1, "%s: rename to %s failed (%s); %s removed", lt, lf, strerror(errno), fin);
+        rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: rename to %s failed (%s); %s removed", lt, lf, strerror(errno), fin);
         unlink(lt);
         unlink(fin);
         return rc;
     }
     if (fault_at("latest_dirsync") ? (errno = EIO, 1) : fsync_path(dir, 1))
-        return lm_err(err, errlen, 1,
+        return lm_err(err, errlen, LM_ERR_RUNTIME,
                       "%s: fsync of the directory failed after publishing %s (%s); %s is complete and named by "
                       "latest, but the rename may not survive a crash",
                       dir, fname, strerror(errno), fname);
@@ -542,7 +542,7 @@ static int write_meta(hid_t f, const ckpt_meta *m) {
  * Fault point: reserve (as ENOSPC). */
 static int reserve(const char *tmp, long long bytes, char *err, size_t errlen) {
     int fd = open(tmp, O_WRONLY);
-    if (fd < 0) return lm_err(err, errlen, 1, "%s: cannot open to reserve space (%s)", tmp, strerror(errno));
+    if (fd < 0) return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: cannot open to reserve space (%s)", tmp, strerror(errno));
     int r = fault_at("reserve") ? (errno = ENOSPC, -1) : fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes);
     int e = errno;
     close(fd);
@@ -554,11 +554,11 @@ static int reserve(const char *tmp, long long bytes, char *err, size_t errlen) {
         e = ENOSPC;
     }
     if (e == ENOSPC)
-        return lm_err(err, errlen, 1, "%s: no space left on device: the checkpoint needs %lld bytes, %lld free", tmp,
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: no space left on device: the checkpoint needs %lld bytes, %lld free", tmp,
                       bytes, avail);
     if (e == EDQUOT)
-        return lm_err(err, errlen, 1, "%s: disk quota exceeded: the checkpoint needs %lld bytes", tmp, bytes);
-    return lm_err(err, errlen, 1, "%s: cannot reserve %lld bytes (%s)", tmp, bytes, strerror(e));
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: disk quota exceeded: the checkpoint needs %lld bytes", tmp, bytes);
+    return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: cannot reserve %lld bytes (%s)", tmp, bytes, strerror(e));
 }
 
 /* Bytes to reserve: every dataset's floats, plus a margin for HDF5's
@@ -586,10 +586,10 @@ static int write_tensor(const save_ctx *c, hid_t g, int s, int i, int n, const c
     char why[LM_ERRLEN];
     /* the plan is the same on every rank (allgather): all return together */
     if (ckpt_plan_make(c->comm, t, &pl, why, sizeof why))
-        return lm_err(err, errlen, 1, "%s: %s/%s: %s", tmp, set, t->name, why);
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: %s/%s: %s", tmp, set, t->name, why);
     if (!pl.cover) {
         ckpt_plan_free(&pl);
-        return lm_err(err, errlen, 1, "%s: %s/%s: the ranks' pieces do not cover all %lld elements", tmp, set,
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: %s/%s: the ranks' pieces do not cover all %lld elements", tmp, set,
                       t->name, (long long)(t->rows * t->cols));
     }
     hsize_t dims[2] = {(hsize_t)t->rows, (hsize_t)t->cols};
@@ -600,10 +600,10 @@ static int write_tensor(const save_ctx *c, hid_t g, int s, int i, int n, const c
     h5_close(dcpl);
     h5_close(fs);
     /* a create that failed anywhere must stop everyone before the collective write */
-    int rc = d < 0 ? lm_err(err, errlen, 1, "%s: %s/%s: cannot create the dataset", tmp, set, t->name) : 0;
+    int rc = d < 0 ? lm_err(err, errlen, LM_ERR_RUNTIME, "%s: %s/%s: cannot create the dataset", tmp, set, t->name) : 0;
     rc = agree_dl(c, rc, err, errlen);
     if (!rc && transfer_ex(c->comm, d, t, &pl.g, dxpl, 1, pl.pieces, pl.npieces, fault_ds("dwrite", s, i, n)))
-        rc = lm_err(err, errlen, 1, "%s: %s/%s: write failed", tmp, set, t->name);
+        rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: %s/%s: write failed", tmp, set, t->name);
     uint64_t loc = 0, tot = 0;
     for (int k = 0; k < pl.npieces && !rc; k++) loc += ckpt_piece_sum(t, &pl.g, pl.pieces[2 * k], pl.pieces[2 * k + 1]);
     ckpt_plan_free(&pl);
@@ -611,7 +611,7 @@ static int write_tensor(const save_ctx *c, hid_t g, int s, int i, int n, const c
     if (!rc) {
         MPI_Allreduce(&loc, &tot, 1, MPI_UINT64_T, MPI_SUM, c->comm);
         if (fault_ds("dsum", s, i, n) || h5_write_attr(d, "checksum", H5T_STD_U64LE, H5T_NATIVE_UINT64, &tot))
-            rc = lm_err(err, errlen, 1, "%s: %s/%s: checksum attribute not written", tmp, set, t->name);
+            rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: %s/%s: checksum attribute not written", tmp, set, t->name);
         rc = agree_dl(c, rc, err, errlen);
     }
     h5_close(d);
@@ -657,7 +657,7 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
     fault_parse(rank, meta->step);
     save_ctx c = {comm, rank, size, tmp};
 
-    if (strlen(dir) > 4000) return lm_err(err, errlen, 1, "checkpoint directory path too long");
+    if (strlen(dir) > 4000) return lm_err(err, errlen, LM_ERR_RUNTIME, "checkpoint directory path too long");
     int rc = rank == 0 ? mkdir_p(dir, err, errlen) : 0;
     for (int s = 0; s < nsets && !rc; s++)
         for (int i = 0; i < n && !rc; i++) rc = ckpt_piece_check(&sets[s][i], SET_PATH[s], err, errlen);
@@ -672,7 +672,7 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
     hid_t f = fault_at("create") ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     h5_close(fapl);
     hid_t groups[3] = {-1, -1, -1}, optim = -1, dxpl = -1;
-    rc = f < 0 ? lm_err(err, errlen, 1, "%s: cannot create the checkpoint file", tmp) : 0;
+    rc = f < 0 ? lm_err(err, errlen, LM_ERR_RUNTIME, "%s: cannot create the checkpoint file", tmp) : 0;
     if (!agree_dl(&c, rc, err, errlen) && rank == 0)
         rc = reserve(tmp, reserve_bytes(meta, sets, nsets, n), err, errlen);
     if (agree_dl(&c, rc, err, errlen)) {
@@ -683,12 +683,12 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
     dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
     int wm = write_meta(f, meta);
-    rc = wm == 1 ? lm_err(err, errlen, 1, "%s: writing the root attributes failed", tmp)
-       : wm == 2 ? lm_err(err, errlen, 1, "%s: writing /config (model shape and deck) failed", tmp)
+    rc = wm == 1 ? lm_err(err, errlen, LM_ERR_RUNTIME, "%s: writing the root attributes failed", tmp)
+       : wm == 2 ? lm_err(err, errlen, LM_ERR_RUNTIME, "%s: writing /config (model shape and deck) failed", tmp)
                  : 0;
     if (!rc) {
         if (fault_at("group")) {
-            rc = lm_err(err, errlen, 1, "%s: cannot create group %s", tmp, SET_PATH[0]);
+            rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: cannot create group %s", tmp, SET_PATH[0]);
         } else {
             groups[0] = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
             if (nsets == 3) {
@@ -697,7 +697,7 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
                 groups[2] = H5Gcreate2(optim, "exp_avg_sq", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
             }
             for (int s = 0; s < nsets; s++)
-                if (groups[s] < 0) rc = lm_err(err, errlen, 1, "%s: cannot create group %s", tmp, SET_PATH[s]);
+                if (groups[s] < 0) rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: cannot create group %s", tmp, SET_PATH[s]);
         }
     }
     rc = agree_dl(&c, rc, err, errlen);
@@ -710,7 +710,7 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
      * storage (rank 0's fsync below covers only what its node caches) */
     if (!rc) {
         if (fault_at("flush") || H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-            rc = lm_err(err, errlen, 1, "%s: flush failed", tmp);
+            rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: flush failed", tmp);
         rc = agree_dl(&c, rc, err, errlen);
     }
     if (rc) {
@@ -917,18 +917,18 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
     memset(m, 0, sizeof *m);
     if ((rc = h5_attr_string(f, "format", &fmt))) return attr_fail(path, "root", "format", rc, "a string", err, errlen);
     int bad = strcmp(fmt, CKPT_FORMAT) != 0;
-    if (bad) lm_err(err, errlen, 2, "%s: root attribute format = \"%.64s\", expected \"" CKPT_FORMAT "\"", path, fmt);
+    if (bad) lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute format = \"%.64s\", expected \"" CKPT_FORMAT "\"", path, fmt);
     free(fmt);
     if (bad) return 2;
     if ((rc = h5_attr_num(f, "version", H5T_INTEGER, H5T_NATIVE_INT64, &v)))
         return attr_fail(path, "root", "version", rc, "an integer", err, errlen);
     if (v != CKPT_VERSION)
-        return lm_err(err, errlen, 2, "%s: root attribute version = %lld, this build reads version %d", path,
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute version = %lld, this build reads version %d", path,
                       (long long)v, CKPT_VERSION);
     if ((rc = h5_attr_num(f, "step", H5T_INTEGER, H5T_NATIVE_INT64, &v)))
         return attr_fail(path, "root", "step", rc, "an integer", err, errlen);
     if (v < 0 || v > CKPT_MAX_STEP)
-        return lm_err(err, errlen, 2, "%s: root attribute step = %lld must be in [0, %ld]", path, (long long)v,
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute step = %lld must be in [0, %ld]", path, (long long)v,
                       CKPT_MAX_STEP);
     m->step = (long)v;
     struct { const char *k; long *dst; } opt[] = {{"tokens_seen", &m->tokens_seen},
@@ -937,7 +937,7 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
         *opt[i].dst = -1;
         rc = h5_attr_num(f, opt[i].k, H5T_INTEGER, H5T_NATIVE_INT64, &v);
         if (rc == 0 && v < 0)
-            return lm_err(err, errlen, 2, "%s: root attribute %s = %lld must be >= 0", path, opt[i].k, (long long)v);
+            return lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute %s = %lld must be >= 0", path, opt[i].k, (long long)v);
         if (rc == 0) *opt[i].dst = (long)v;
         else if (rc != -1) return attr_fail(path, "root", opt[i].k, rc, "an integer", err, errlen);
     }
@@ -946,21 +946,21 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
      * most seq_len <= INT_MAX target tokens (fewer with padding). */
     long cs = m->consumed_samples, ts = m->tokens_seen;
     if (cs >= 0 && cs < m->step)
-        return lm_err(err, errlen, 2, "%s: root attribute consumed_samples = %ld is below step = %ld (each step consumes "
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute consumed_samples = %ld is below step = %ld (each step consumes "
                       "train.global_batch >= 1 samples)", path, cs, m->step);
     if (cs >= 0 && cs / INT32_MAX + (cs % INT32_MAX != 0) > m->step)
-        return lm_err(err, errlen, 2, "%s: root attribute consumed_samples = %ld exceeds step (%ld) x the largest "
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute consumed_samples = %ld exceeds step (%ld) x the largest "
                       "train.global_batch (%d)", path, cs, m->step, INT32_MAX);
     if (cs >= 0 && ts >= 0 && ts / INT32_MAX + (ts % INT32_MAX != 0) > cs)
-        return lm_err(err, errlen, 2, "%s: root attribute tokens_seen = %ld exceeds consumed_samples (%ld) x the "
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute tokens_seen = %ld exceeds consumed_samples (%ld) x the "
                       "largest train.seq_len (%d)", path, ts, cs, INT32_MAX);
     rc = h5_attr_num(f, "seed", H5T_INTEGER, H5T_NATIVE_UINT64, &m->seed);
     if (rc && rc != -1) return attr_fail(path, "root", "seed", rc, "an integer", err, errlen);
 
     htri_t has = H5Lexists(f, "config", H5P_DEFAULT);
-    if (has <= 0) return has == 0 ? 0 : lm_err(err, errlen, 2, "%s: /config: unreadable", path);
+    if (has <= 0) return has == 0 ? 0 : lm_err(err, errlen, LM_ERR_INPUT, "%s: /config: unreadable", path);
     hid_t g = H5Gopen2(f, "config", H5P_DEFAULT);
-    if (g < 0) return lm_err(err, errlen, 2, "%s: /config: not a group", path);
+    if (g < 0) return lm_err(err, errlen, LM_ERR_INPUT, "%s: /config: not a group", path);
     /* shape keys: >= 1 (tie_embeddings 0 or 1) when present */
     struct { const char *k; int *dst; int lo, hi; } ik[] = {
         {"dim", &m->dim, 1, INT32_MAX}, {"n_layers", &m->n_layers, 1, INT32_MAX},
@@ -971,7 +971,7 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
     for (size_t i = 0; i < sizeof ik / sizeof *ik && !rc; i++) {
         int r = h5_attr_num(g, ik[i].k, H5T_INTEGER, H5T_NATIVE_INT64, &v);
         if (r == 0 && (v < ik[i].lo || v > ik[i].hi)) {
-            rc = lm_err(err, errlen, 2, "%s: /config attribute %s = %lld must be in [%d, %d]", path, ik[i].k,
+            rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: /config attribute %s = %lld must be in [%d, %d]", path, ik[i].k,
                         (long long)v, ik[i].lo, ik[i].hi);
         } else if (r == 0) {
             *ik[i].dst = (int)v;
@@ -985,7 +985,7 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
         int r = h5_attr_num(g, dk[i].k, H5T_FLOAT, H5T_NATIVE_DOUBLE, dk[i].dst);
         if (r && r != -1) rc = attr_fail(path, "/config", dk[i].k, r, "a number", err, errlen);
         else if (r == 0 && !(*dk[i].dst > 0 && *dk[i].dst <= DBL_MAX))
-            rc = lm_err(err, errlen, 2, "%s: /config attribute %s = %g must be finite and > 0", path, dk[i].k,
+            rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: /config attribute %s = %g must be finite and > 0", path, dk[i].k,
                         *dk[i].dst);
     }
     if (!rc) {
@@ -1022,12 +1022,12 @@ static int check_dataset(hid_t f, const char *path, const char *set, const ckpt_
         if (*s == '/' || *s == 0) {
             snprintf(walk, sizeof walk, "%.*s", (int)(s - dp), dp);
             htri_t ex = H5Lexists(f, walk, H5P_DEFAULT);
-            if (ex < 0) return lm_err(err, errlen, 2, "%s: %s: unreadable (damaged file)", path, walk);
-            if (ex == 0) return lm_err(err, errlen, 2, "%s: %s: missing", path, dp);
+            if (ex < 0) return lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: unreadable (damaged file)", path, walk);
+            if (ex == 0) return lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: missing", path, dp);
             if (*s == 0) break;
         }
     hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
-    if (d < 0) return lm_err(err, errlen, 2, "%s: %s: not a dataset, or its header is damaged", path, dp);
+    if (d < 0) return lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: not a dataset, or its header is damaged", path, dp);
     hid_t s = H5Dget_space(d), ty = H5Dget_type(d);
     int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1, rc = 0;
     hsize_t dims[H5S_MAX_RANK] = {0};
@@ -1035,9 +1035,9 @@ static int check_dataset(hid_t f, const char *path, const char *set, const ckpt_
     if (ty < 0 || H5Tget_class(ty) != H5T_FLOAT || H5Tget_size(ty) != 4) {
         char tn[32];
         type_name(ty, tn, sizeof tn);
-        rc = lm_err(err, errlen, 2, "%s: %s: is %s, must be float32", path, dp, tn);
+        rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: is %s, must be float32", path, dp, tn);
     } else if (nd < 0 || nd > H5S_MAX_RANK) {
-        rc = lm_err(err, errlen, 2, "%s: %s: unreadable dataspace", path, dp);
+        rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: unreadable dataspace", path, dp);
     } else if (nd != t->ndim || (hsize_t)t->rows != dims[0] || (nd == 2 && (hsize_t)t->cols != dims[1])) {
         char have[128] = "[", want[64];
         for (int i = 0; i < nd && i < 4; i++)
@@ -1045,7 +1045,7 @@ static int check_dataset(hid_t f, const char *path, const char *set, const ckpt_
         strcat(have, "]");
         if (t->ndim == 1) snprintf(want, sizeof want, "[%lld]", (long long)t->rows);
         else snprintf(want, sizeof want, "[%lld,%lld]", (long long)t->rows, (long long)t->cols);
-        rc = lm_err(err, errlen, 2, "%s: %s: shape %s does not match the model %s", path, dp, have, want);
+        rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: shape %s does not match the model %s", path, dp, have, want);
     }
     h5_close(ty);
     h5_close(s);
@@ -1061,15 +1061,15 @@ static int validate_serial(const char *path, ckpt_meta *m, ckpt_tensor *const *s
                            size_t errlen) {
     memset(m, 0, sizeof *m);
     if (regular_file(path, 2, err, errlen)) return 2;
-    if (access(path, R_OK)) return lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
+    if (access(path, R_OK)) return lm_err(err, errlen, LM_ERR_INPUT, "%s: cannot read (%s)", path, strerror(errno));
     hid_t fapl = h5_fapl();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     h5_close(fapl);
-    if (f < 0) return lm_err(err, errlen, 2, "%s: not an HDF5 file, or truncated/damaged", path);
+    if (f < 0) return lm_err(err, errlen, LM_ERR_INPUT, "%s: not an HDF5 file, or truncated/damaged", path);
     int rc = read_meta_h5(f, path, m, err, errlen);
     for (int s = 0; s < nsets && !rc; s++)
         for (int i = 0; i < n && !rc; i++) rc = check_dataset(f, path, SET_PATH[s], &sets[s][i], err, errlen);
-    if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 2, "%s: damaged (close failed)", path);
+    if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: damaged (close failed)", path);
     if (rc) {
         free((void *)m->deck_text);
         m->deck_text = NULL;
@@ -1130,7 +1130,7 @@ static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set
     ckpt_plan pl;
     char why[LM_ERRLEN];
     /* the plan is the same on every rank (allgather): all return together */
-    if (ckpt_plan_make(comm, t, &pl, why, sizeof why)) return lm_err(err, errlen, 2, "%s: %s: %s", path, dp, why);
+    if (ckpt_plan_make(comm, t, &pl, why, sizeof why)) return lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: %s", path, dp, why);
     /* each rank reads its whole piece, v = vbase + [off, off+count) */
     int64_t whole[2] = {pl.g.vbase + t->off, pl.g.vbase + t->off + t->count};
     hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
@@ -1158,14 +1158,14 @@ static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set
     h5_close(d);
     ckpt_plan_free(&pl);
     MPI_Allreduce(loc, tot, 5, MPI_UINT64_T, MPI_SUM, comm);
-    if (tot[1]) return lm_err(err, errlen, 2, "%s: %s: read failed (damaged file or bad checksum attribute)", path, dp);
+    if (tot[1]) return lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: read failed (damaged file or bad checksum attribute)", path, dp);
     if (has_sum && pl.cover && tot[0] != want)
-        return lm_err(err, errlen, 2, "%s: %s: checksum mismatch (file corrupted)", path, dp);
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: checksum mismatch (file corrupted)", path, dp);
     if (tot[2] || tot[3])
-        return lm_err(err, errlen, 2, "%s: %s: holds %s values; every weight and moment must be finite", path, dp,
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: holds %s values; every weight and moment must be finite", path, dp,
                       tot[2] && tot[3] ? "NaN and Inf" : tot[2] ? "NaN" : "Inf");
     if (tot[4])
-        return lm_err(err, errlen, 2, "%s: %s: holds negative values; a second moment (mean of squares) must be >= 0",
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: holds negative values; a second moment (mean of squares) must be >= 0",
                       path, dp);
     return 0;
 }
@@ -1184,7 +1184,7 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
             if (ckpt_piece_check(&sets[s][i], SET_PATH[s], err, errlen)) {
                 char tmp[LM_ERRLEN];
                 snprintf(tmp, sizeof tmp, "%s", err);
-                rc = lm_err(err, errlen, 2, "%s: %s", path, tmp);
+                rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: %s", path, tmp);
             }
     if (!rc && rank == 0) {
         ckpt_meta m;
@@ -1200,7 +1200,7 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
     H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     h5_close(fapl);
-    rc = f < 0 ? lm_err(err, errlen, 2, "%s: cannot open with MPI-IO", path) : 0;
+    rc = f < 0 ? lm_err(err, errlen, LM_ERR_INPUT, "%s: cannot open with MPI-IO", path) : 0;
     if (agree(comm, rc, err, errlen)) {
         if (f >= 0) H5Fclose(f);
         h5_quiet_end(&q, 1);
@@ -1211,7 +1211,7 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
     for (int s = 0; s < nsets && !rc; s++)
         for (int i = 0; i < n && !rc; i++) rc = read_tensor(comm, f, path, SET_PATH[s], &sets[s][i], dxpl, err, errlen);
     h5_close(dxpl);
-    if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, 2, "%s: damaged (close failed)", path);
+    if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: damaged (close failed)", path);
     h5_quiet_end(&q, rc);
     return agree(comm, rc, err, errlen) ? 2 : 0;
 }

@@ -13,14 +13,14 @@ static long long sat_end(int64_t a, int64_t n) { return n > INT64_MAX - a ? INT6
 
 int ckpt_piece_check(const ckpt_tensor *t, const char *set, char *err, size_t errlen) {
     if (t->ndim != 1 && t->ndim != 2)
-        return lm_err(err, errlen, 1, "%s/%s: ndim %d (must be 1 or 2)", set, t->name, t->ndim);
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s/%s: ndim %d (must be 1 or 2)", set, t->name, t->ndim);
     if (t->rows < 0 || t->cols < 1 || (t->ndim == 1 && t->cols != 1))
-        return lm_err(err, errlen, 1, "%s/%s: bad shape [%lld,%lld]", set, t->name, (long long)t->rows,
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s/%s: bad shape [%lld,%lld]", set, t->name, (long long)t->rows,
                       (long long)t->cols);
     int64_t r0 = t->row0, c0 = t->col0, br = t->brows, bc = t->bcols, rows = t->rows, cols = t->cols;
     int block = br != 0 || bc != 0;
     if (r0 < 0 || c0 < 0 || br < 0 || bc < 0 || (!block && (r0 || c0)))
-        return lm_err(err, errlen, 1,
+        return lm_err(err, errlen, LM_ERR_RUNTIME,
                       "%s/%s: bad block row0 %lld, col0 %lld, brows %lld, bcols %lld (no negative values; "
                       "brows = bcols = 0 is the whole tensor, with row0 = col0 = 0)",
                       set, t->name, (long long)r0, (long long)c0, (long long)br, (long long)bc);
@@ -30,7 +30,7 @@ int ckpt_piece_check(const ckpt_tensor *t, const char *set, char *err, size_t er
     int rowslice = bc == cols && c0 == 0 && r0 <= rows && br <= rows - r0;
     int colslice = t->ndim == 2 && br == rows && r0 == 0 && c0 <= cols && bc <= cols - c0;
     if (block && !rowslice && !colslice)
-        return lm_err(err, errlen, 1,
+        return lm_err(err, errlen, LM_ERR_RUNTIME,
                       "%s/%s: block rows [%lld,%lld) x columns [%lld,%lld) is outside the [%lld,%lld] tensor or "
                       "neither whole rows nor whole columns%s",
                       set, t->name, (long long)r0, sat_end(r0, br), (long long)c0, sat_end(c0, bc),
@@ -38,7 +38,7 @@ int ckpt_piece_check(const ckpt_tensor *t, const char *set, char *err, size_t er
     int64_t n = block ? br * bc : rows * cols;
     /* off + count <= n, written so that a huge off cannot overflow */
     if (t->off < 0 || t->count < 0 || t->off > n || t->count > n - t->off || (t->count > 0 && !t->data))
-        return lm_err(err, errlen, 1, "%s/%s: piece of %lld elements at offset %lld outside the %lld elements [0,%lld)%s%s",
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s/%s: piece of %lld elements at offset %lld outside the %lld elements [0,%lld)%s%s",
                       set, t->name, (long long)t->count, (long long)t->off, (long long)n, (long long)n,
                       block ? " of its block" : "", t->count > 0 && !t->data ? ", or no data" : "");
     return 0;
