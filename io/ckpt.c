@@ -12,6 +12,7 @@
 #include "ckpt_piece.h"
 #include "h5attr.h"
 #include "common.h"
+#include "agree.h"
 #include <dirent.h>
 #include <errno.h>
 #include <float.h>
@@ -42,23 +43,9 @@ static int64_t piece_elems(void) {
 /* ---- small helpers ---- */
 
 /* Every rank passes its status; if any failed, all return the code and the
- * message of the lowest-numbered failing rank. */
+ * message of the lowest-numbered failing rank (lm_agree, src/core/agree.c). */
 static int agree(MPI_Comm comm, int rc, char *err, size_t errlen) {
-    int rank, size, first;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    int key = rc ? rank : size;
-    MPI_Allreduce(&key, &first, 1, MPI_INT, MPI_MIN, comm);
-    if (first == size) return 0;
-    struct { int rc; char msg[LM_ERRLEN]; } m;
-    memset(&m, 0, sizeof m);
-    if (rank == first) {
-        m.rc = rc;
-        snprintf(m.msg, sizeof m.msg, "%s", err ? err : "");
-    }
-    MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, first, comm);
-    if (rank != first) lm_err(err, errlen, m.rc, "%s", m.msg);
-    return m.rc;
+    return lm_agree(comm, rc, err, errlen, NULL, NULL);
 }
 
 /* ---- save-side failure handling: deadlines and fault injection ---- */
@@ -97,44 +84,16 @@ static _Noreturn void save_abort(const save_ctx *c, const char *err, double wait
              err, waited, c->tmp ? c->tmp : "nothing");
 }
 
-/* MPI_Allreduce for the save path, as a non-blocking MPI_Iallreduce: a rank
- * that has already failed (failed != 0, message in err) polls it for at most
- * deadline_s() and then aborts the job (save_abort) instead of waiting
- * forever for ranks that cannot arrive; a healthy rank simply waits. */
-static void allreduce_dl(const save_ctx *c, const void *in, void *out, int count, MPI_Datatype ty, MPI_Op op,
-                         int failed, const char *err) {
-    MPI_Request rq;
-    MPI_Iallreduce(in, out, count, ty, op, c->comm, &rq);
-    if (!failed) {
-        MPI_Wait(&rq, MPI_STATUS_IGNORE);
-        return;
-    }
-    double t0 = MPI_Wtime(), lim = deadline_s();
-    for (;;) {
-        int done = 0;
-        MPI_Test(&rq, &done, MPI_STATUS_IGNORE);
-        if (done) return;
-        if (MPI_Wtime() - t0 > lim) save_abort(c, err, lim);
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
+/* lm_agree's deadline hook: the context is the save in progress. */
+static void save_timeout(void *ctx, const char *err, double waited) { save_abort(ctx, err, waited); }
 
-/* agree() for the save path: same result, but a failed rank waits for the
- * others with a deadline (allreduce_dl). */
+/* agree() for the save path: same result, but a rank that has already
+ * failed waits for the others at most deadline_s() and then aborts the job
+ * (save_abort) instead of waiting forever for ranks that cannot arrive; a
+ * healthy rank simply waits. */
 static int agree_dl(const save_ctx *c, int rc, char *err, size_t errlen) {
-    int key = rc ? c->rank : c->size, first;
-    allreduce_dl(c, &key, &first, 1, MPI_INT, MPI_MIN, rc, err);
-    if (first == c->size) return 0;
-    struct { int rc; char msg[LM_ERRLEN]; } m;
-    memset(&m, 0, sizeof m);
-    if (c->rank == first) {
-        m.rc = rc;
-        snprintf(m.msg, sizeof m.msg, "%s", err ? err : "");
-    }
-    MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, first, c->comm);
-    if (c->rank != first) lm_err(err, errlen, m.rc, "%s", m.msg);
-    return m.rc;
+    lm_agree_wait w = {deadline_s(), save_timeout, (void *)c};
+    return lm_agree(c->comm, rc, err, errlen, &w, NULL);
 }
 
 /* Watchdog for the error path: once a save has failed, every rank still
@@ -358,14 +317,6 @@ static int mkdir_p(const char *dir, char *err, size_t errlen) {
     return 0;
 }
 
-static int fsync_path(const char *p, int is_dir) {
-    int fd = open(p, O_RDONLY | (is_dir ? O_DIRECTORY : 0));
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* step number of "step_<digits>.h5" (with suffix ".h5" + extra), else -1 */
 static long parse_step(const char *name, const char *suffix) {
     if (strncmp(name, "step_", 5)) return -1;
@@ -404,9 +355,7 @@ static void prune(const char *dir, const char *current, int keep) {
         if (s < 0 || strlen(de->d_name) >= sizeof e->name) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
-            entry *ne = realloc(e, cap * sizeof *e);
-            if (!ne) break;
-            e = ne;
+            e = lm_realloc(e, cap * sizeof *e);
         }
         e[n].step = s;
         snprintf(e[n].name, sizeof e[n].name, "%s", de->d_name);
@@ -421,7 +370,7 @@ static void prune(const char *dir, const char *current, int keep) {
             if (unlink(p)) fprintf(stderr, "lamina: warning: cannot remove old checkpoint %s (%s)\n", p, strerror(errno));
         }
     }
-    free(e);
+    lm_free(e);
 }
 
 /* Rank 0, after the collective close: release the space reserved past the
@@ -444,7 +393,7 @@ static int publish(const char *dir, const char *fname, int keep, char *err, size
     /* truncating to its own size frees the blocks fallocate kept past the end */
     if (stat(tmp, &st) == 0 && truncate(tmp, st.st_size))
         fprintf(stderr, "lamina: warning: %s: cannot release the reserved space (%s)\n", tmp, strerror(errno));
-    if (fault_at("fsync") ? (errno = EIO, 1) : fsync_path(tmp, 0)) {
+    if (fault_at("fsync") ? (errno = EIO, 1) : lm_fsync_path(tmp, 0)) {
         rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: fsync failed (%s)", tmp, strerror(errno));
         unlink(tmp);
         return rc;
@@ -454,7 +403,7 @@ static int publish(const char *dir, const char *fname, int keep, char *err, size
         unlink(tmp);
         return rc;
     }
-    if (fault_at("dirsync") ? (errno = EIO, 1) : fsync_path(dir, 1)) {
+    if (fault_at("dirsync") ? (errno = EIO, 1) : lm_fsync_path(dir, 1)) {
         rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: fsync of the directory failed after renaming %s (%s); %s removed", dir, fname,
                     strerror(errno), fin);
         unlink(fin);
@@ -484,7 +433,7 @@ static int publish(const char *dir, const char *fname, int keep, char *err, size
         unlink(fin);
         return rc;
     }
-    if (fault_at("latest_dirsync") ? (errno = EIO, 1) : fsync_path(dir, 1))
+    if (fault_at("latest_dirsync") ? (errno = EIO, 1) : lm_fsync_path(dir, 1))
         return lm_err(err, errlen, LM_ERR_RUNTIME,
                       "%s: fsync of the directory failed after publishing %s (%s); %s is complete and named by "
                       "latest, but the rename may not survive a crash",
@@ -824,7 +773,7 @@ int ckpt_candidates(MPI_Comm comm, const char *dir, char ***paths, char *note, s
     char *buf = NULL;
     if (rank == 0) {
         size_t cap = 4096, len = 0;
-        buf = malloc(cap);
+        buf = lm_alloc(cap);
         char first[4096 + 512] = {0};
         int r = ckpt_find_latest(dir, first, sizeof first, h.note, sizeof h.note);
         if (r != -1) h.note[0] = 0;
@@ -841,9 +790,7 @@ int ckpt_candidates(MPI_Comm comm, const char *dir, char ***paths, char *note, s
             if (st < 0 || strlen(de->d_name) >= sizeof e->name) continue;
             if (ne == ecap) {
                 ecap = ecap ? 2 * ecap : 16;
-                entry *nx = realloc(e, ecap * sizeof *e);
-                if (!nx) break;
-                e = nx;
+                e = lm_realloc(e, ecap * sizeof *e);
             }
             e[ne].step = st;
             snprintf(e[ne].name, sizeof e[ne].name, "%s", de->d_name);
@@ -858,16 +805,14 @@ int ckpt_candidates(MPI_Comm comm, const char *dir, char ***paths, char *note, s
             if (i >= 0 && r == 1 && !strcmp(p, first)) continue; /* already first */
             size_t k = strlen(p) + 1;
             if (len + k > cap) {
-                char *nb = realloc(buf, cap = 2 * (len + k));
-                if (!nb) break;
-                buf = nb;
+                buf = lm_realloc(buf, cap = 2 * (len + k));
             }
             memcpy(buf + len, p, k);
             buf[len + k - 1] = '\n';
             len += k;
             h.n++;
         }
-        free(e);
+        lm_free(e);
         if (!buf) h.rc = -1, snprintf(h.note, sizeof h.note, "%s: out of memory listing checkpoints", dir);
         h.len = (long long)len;
     }
@@ -875,7 +820,7 @@ int ckpt_candidates(MPI_Comm comm, const char *dir, char ***paths, char *note, s
     snprintf(note, notelen, "%s", h.note);
     *paths = NULL;
     if (h.rc) {
-        free(buf);
+        lm_free(buf);
         return -1;
     }
     /* one block: n+1 pointers, then the text with each '\n' made a '\0' */
@@ -883,7 +828,7 @@ int ckpt_candidates(MPI_Comm comm, const char *dir, char ***paths, char *note, s
     if (!out) lm_abort(LM_ERR_RUNTIME, "out of memory");
     char *text = (char *)(out + h.n + 1);
     if (rank == 0) memcpy(text, buf, (size_t)h.len);
-    free(buf);
+    lm_free(buf);
     if (h.len) MPI_Bcast(text, (int)h.len, MPI_CHAR, 0, comm);
     text[h.len] = 0;
     for (int i = 0; i < h.n; i++) {

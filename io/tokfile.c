@@ -47,15 +47,6 @@ static int attr_fail(const char *path, const char *name, int rc, const char *wan
     return lm_err(err, errlen, LM_ERR_INPUT, "%s: attribute %s: unreadable", path, name);
 }
 
-/* fsync a file or a directory by path (durability before and after a rename). */
-static int fsync_path(const char *p, int is_dir) {
-    int fd = open(p, O_RDONLY | (is_dir ? O_DIRECTORY : 0));
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* 1-D dataset of `data` (n elements, memory type mt, file type ft). */
 static int write_1d(hid_t loc, const char *name, hid_t ft, hid_t mt, const void *data, int64_t n) {
     hsize_t dims[1] = {(hsize_t)n};
@@ -137,7 +128,7 @@ done:
         return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: write failed at %s (%s removed; the destination is untouched)", path, what,
                       tmp);
     }
-    if (fsync_path(tmp, 0)) {
+    if (lm_fsync_path(tmp, 0)) {
         int e = errno;
         unlink(tmp);
         return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: fsync failed (%s); the destination is untouched", tmp, strerror(e));
@@ -148,7 +139,7 @@ done:
         return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: rename to %s failed (%s); the destination is untouched", tmp, dest,
                       strerror(e));
     }
-    if (fsync_path(dname, 1))
+    if (lm_fsync_path(dname, 1))
         return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: fsync of the directory failed (%s)", dname, strerror(errno));
     return 0;
 }
@@ -218,8 +209,8 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
     }
     h5_quiet q;
     h5_quiet_begin(&q);
-    tokfile *f = calloc(1, sizeof *f);
-    f->path = strdup(path);
+    tokfile *f = lm_calloc(1, sizeof *f);
+    f->path = lm_strdup(path);
     f->file = f->tokens = f->tspace = -1;
     f->tok_addr = HADDR_UNDEF;
     hid_t od = -1, ot = -1;
@@ -355,8 +346,8 @@ void tokfile_close(tokfile *f) {
     h5_quiet_end(&q, 0);
     lm_free(f->offsets);
     lm_free(f->wide);
-    free(f->path);
-    free(f);
+    lm_free(f->path);
+    lm_free(f);
 }
 
 int64_t tokfile_n_samples(const tokfile *f) { return f->n_samples; }

@@ -25,7 +25,7 @@ lm_data *data_open(const lm_config *c, char *err, size_t errlen) {
     d->seed = c->seed;
     d->model_vocab = c->vocab_size;
     d->perm_epoch[0] = d->perm_epoch[1] = -1;
-    char *list = strdup(c->train_files), *save = NULL;
+    char *list = lm_strdup(c->train_files), *save = NULL;
     for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ' || *tok == '\t') tok++;
         size_t n = strlen(tok);
@@ -54,14 +54,14 @@ lm_data *data_open(const lm_config *c, char *err, size_t errlen) {
         if (n_short)
             lm_log("data: %s: %lld of %lld samples are shorter than 2 tokens and hold no target (padding)\n", tok,
                    (long long)n_short, (long long)ns);
-        d->files = realloc(d->files, sizeof(tokfile *) * (size_t)(d->n_files + 1));
-        d->base = realloc(d->base, sizeof(int64_t) * (size_t)(d->n_files + 1));
+        d->files = lm_realloc(d->files, sizeof(tokfile *) * (size_t)(d->n_files + 1));
+        d->base = lm_realloc(d->base, sizeof(int64_t) * (size_t)(d->n_files + 1));
         d->files[d->n_files] = f;
         d->base[d->n_files] = d->n_samples;
         d->n_samples += tokfile_n_samples(f);
         d->n_files++;
     }
-    free(list);
+    lm_free(list);
     list = NULL;
     if (d->n_files == 0) {
         lm_err(err, errlen, LM_ERR_INPUT, "data.train: no token file given");
@@ -70,7 +70,7 @@ lm_data *data_open(const lm_config *c, char *err, size_t errlen) {
     d->buf = lm_alloc(sizeof(uint32_t) * ((size_t)c->seq_len + 1));
     return d;
 fail:
-    free(list);
+    lm_free(list);
     data_close(d);
     return NULL;
 }
@@ -78,8 +78,8 @@ fail:
 void data_close(lm_data *d) {
     if (!d) return;
     for (int i = 0; i < d->n_files; i++) tokfile_close(d->files[i]);
-    free(d->files);
-    free(d->base);
+    lm_free(d->files);
+    lm_free(d->base);
     lm_free(d->perm[0]);
     lm_free(d->perm[1]);
     lm_free(d->buf);
