@@ -798,7 +798,7 @@ int ckpt_candidates(MPI_Comm comm, const char *dir, char ***paths, char *note, s
         }
         if (dh) closedir(dh);
         if (ne) qsort(e, ne, sizeof *e, by_step_desc);
-        for (long i = r == 1 ? -1 : 0; i < (long)ne && buf && !h.rc; i++) {
+        for (long i = r == 1 ? -1 : 0; i < (long)ne && !h.rc; i++) {
             char p[4096 + 512];
             if (i < 0) snprintf(p, sizeof p, "%s", first);
             else snprintf(p, sizeof p, "%s/%s", dir, e[i].name);
@@ -813,7 +813,6 @@ int ckpt_candidates(MPI_Comm comm, const char *dir, char ***paths, char *note, s
             h.n++;
         }
         lm_free(e);
-        if (!buf) h.rc = -1, snprintf(h.note, sizeof h.note, "%s: out of memory listing checkpoints", dir);
         h.len = (long long)len;
     }
     MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm);
