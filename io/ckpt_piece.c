@@ -3,6 +3,7 @@
  * checksum terms. */
 #include "ckpt_piece.h"
 #include "common.h"
+#include "hash.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,14 +14,14 @@ static long long sat_end(int64_t a, int64_t n) { return n > INT64_MAX - a ? INT6
 
 int ckpt_piece_check(const ckpt_tensor *t, const char *set, char *err, size_t errlen) {
     if (t->ndim != 1 && t->ndim != 2)
-        return lm_err(err, errlen, 1, "%s/%s: ndim %d (must be 1 or 2)", set, t->name, t->ndim);
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s/%s: ndim %d (must be 1 or 2)", set, t->name, t->ndim);
     if (t->rows < 0 || t->cols < 1 || (t->ndim == 1 && t->cols != 1))
-        return lm_err(err, errlen, 1, "%s/%s: bad shape [%lld,%lld]", set, t->name, (long long)t->rows,
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s/%s: bad shape [%lld,%lld]", set, t->name, (long long)t->rows,
                       (long long)t->cols);
     int64_t r0 = t->row0, c0 = t->col0, br = t->brows, bc = t->bcols, rows = t->rows, cols = t->cols;
     int block = br != 0 || bc != 0;
     if (r0 < 0 || c0 < 0 || br < 0 || bc < 0 || (!block && (r0 || c0)))
-        return lm_err(err, errlen, 1,
+        return lm_err(err, errlen, LM_ERR_RUNTIME,
                       "%s/%s: bad block row0 %lld, col0 %lld, brows %lld, bcols %lld (no negative values; "
                       "brows = bcols = 0 is the whole tensor, with row0 = col0 = 0)",
                       set, t->name, (long long)r0, (long long)c0, (long long)br, (long long)bc);
@@ -30,7 +31,7 @@ int ckpt_piece_check(const ckpt_tensor *t, const char *set, char *err, size_t er
     int rowslice = bc == cols && c0 == 0 && r0 <= rows && br <= rows - r0;
     int colslice = t->ndim == 2 && br == rows && r0 == 0 && c0 <= cols && bc <= cols - c0;
     if (block && !rowslice && !colslice)
-        return lm_err(err, errlen, 1,
+        return lm_err(err, errlen, LM_ERR_RUNTIME,
                       "%s/%s: block rows [%lld,%lld) x columns [%lld,%lld) is outside the [%lld,%lld] tensor or "
                       "neither whole rows nor whole columns%s",
                       set, t->name, (long long)r0, sat_end(r0, br), (long long)c0, sat_end(c0, bc),
@@ -38,7 +39,7 @@ int ckpt_piece_check(const ckpt_tensor *t, const char *set, char *err, size_t er
     int64_t n = block ? br * bc : rows * cols;
     /* off + count <= n, written so that a huge off cannot overflow */
     if (t->off < 0 || t->count < 0 || t->off > n || t->count > n - t->off || (t->count > 0 && !t->data))
-        return lm_err(err, errlen, 1, "%s/%s: piece of %lld elements at offset %lld outside the %lld elements [0,%lld)%s%s",
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s/%s: piece of %lld elements at offset %lld outside the %lld elements [0,%lld)%s%s",
                       set, t->name, (long long)t->count, (long long)t->off, (long long)n, (long long)n,
                       block ? " of its block" : "", t->count > 0 && !t->data ? ", or no data" : "");
     return 0;
@@ -72,7 +73,7 @@ static int by_start(const void *x, const void *y) {
  *          a cursor pos from a and emitting the gaps before each piece.
  * Writes at most nranks+1 ranges to out (pairs begin,end); returns the count. */
 static int own_pieces(const long long *all, int nranks, int rank, int64_t total, int64_t *out, int *cover) {
-    ivl *iv = malloc(sizeof(ivl) * (size_t)(nranks + 1));
+    ivl *iv = lm_alloc(sizeof(ivl) * (size_t)(nranks + 1));
     int m = 0;
     for (int r = 0; r < nranks; r++)
         if (all[2 * r + 1] > 0) iv[m++] = (ivl){all[2 * r], all[2 * r] + all[2 * r + 1], r};
@@ -109,7 +110,7 @@ static int own_pieces(const long long *all, int nranks, int rank, int64_t total,
             k++;
         }
     }
-    free(iv);
+    lm_free(iv);
     return k;
 }
 
@@ -120,7 +121,7 @@ static int own_pieces(const long long *all, int nranks, int rank, int64_t total,
  * slices form increasing disjoint intervals). info[5r..5r+4] = v begin,
  * count, colslice, col0, width of rank r. O(P log P). */
 static int slices_ok(const long long *info, int nranks, char *why, size_t whylen) {
-    ivl *s = malloc(sizeof(ivl) * (size_t)(nranks + 1));
+    ivl *s = lm_alloc(sizeof(ivl) * (size_t)(nranks + 1));
     int m = 0, first = -1, rc = 0;
     for (int r = 0; r < nranks && !rc; r++) {
         const long long *x = info + 5 * r;
@@ -145,7 +146,7 @@ static int slices_ok(const long long *info, int nranks, char *why, size_t whylen
                             (long long)s[i - 1].b, (long long)s[i - 1].e, s[i - 1].rank, (long long)s[i].b,
                             (long long)s[i].e, s[i].rank);
     }
-    free(s);
+    lm_free(s);
     return rc;
 }
 
@@ -157,26 +158,26 @@ int ckpt_plan_make(MPI_Comm comm, const ckpt_tensor *t, ckpt_plan *pl, char *why
     pl->pieces = NULL;
     pl->npieces = pl->cover = 0;
     long long mine[5] = {pl->g.vbase + t->off, t->count, pl->g.colslice, pl->g.col0, pl->g.width};
-    long long *info = malloc(sizeof(long long) * 5 * (size_t)size);
+    long long *info = lm_alloc(sizeof(long long) * 5 * (size_t)size);
     MPI_Allgather(mine, 5, MPI_LONG_LONG, info, 5, MPI_LONG_LONG, comm);
     if (slices_ok(info, size, why, whylen)) {
-        free(info);
+        lm_free(info);
         return -1;
     }
-    long long *all = malloc(sizeof(long long) * 2 * (size_t)size);
+    long long *all = lm_alloc(sizeof(long long) * 2 * (size_t)size);
     for (int r = 0; r < size; r++) {
         all[2 * r] = info[5 * r];
         all[2 * r + 1] = info[5 * r + 1];
     }
-    free(info);
-    pl->pieces = malloc(sizeof(int64_t) * 2 * (size_t)(size + 1));
+    lm_free(info);
+    pl->pieces = lm_alloc(sizeof(int64_t) * 2 * (size_t)(size + 1));
     pl->npieces = own_pieces(all, size, rank, t->rows * t->cols, pl->pieces, &pl->cover);
-    free(all);
+    lm_free(all);
     return 0;
 }
 
 void ckpt_plan_free(ckpt_plan *pl) {
-    free(pl->pieces);
+    lm_free(pl->pieces);
     pl->pieces = NULL;
     pl->npieces = 0;
 }
@@ -237,10 +238,7 @@ int ckpt_piece_select(hid_t fs, const ckpt_tensor *t, const ckpt_geom *g, int64_
  * float with bit pattern b: splitmix64's finaliser of i*phi + b. The sum of
  * terms mod 2^64 is order-free, so ranks add partial sums of their pieces. */
 static inline uint64_t mix64(uint64_t i, uint32_t b) {
-    uint64_t z = i * 0x9E3779B97F4A7C15ull + b;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return lm_mix64(i * LM_PHI64 + b);
 }
 
 /* Sum of terms of n consecutive buffer values x[0..n) at full indices

@@ -42,18 +42,9 @@ static int attr_int64(hid_t obj, const char *name, int64_t *v) {
 }
 
 static int attr_fail(const char *path, const char *name, int rc, const char *want, char *err, size_t errlen) {
-    if (rc == -1) return lm_err(err, errlen, 2, "%s: attribute %s: missing", path, name);
-    if (rc == -2) return lm_err(err, errlen, 2, "%s: attribute %s: must be %s", path, name, want);
-    return lm_err(err, errlen, 2, "%s: attribute %s: unreadable", path, name);
-}
-
-/* fsync a file or a directory by path (durability before and after a rename). */
-static int fsync_path(const char *p, int is_dir) {
-    int fd = open(p, O_RDONLY | (is_dir ? O_DIRECTORY : 0));
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
+    if (rc == -1) return lm_err(err, errlen, LM_ERR_INPUT, "%s: attribute %s: missing", path, name);
+    if (rc == -2) return lm_err(err, errlen, LM_ERR_INPUT, "%s: attribute %s: must be %s", path, name, want);
+    return lm_err(err, errlen, LM_ERR_INPUT, "%s: attribute %s: unreadable", path, name);
 }
 
 /* 1-D dataset of `data` (n elements, memory type mt, file type ft). */
@@ -74,16 +65,16 @@ int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, co
                   int64_t n_samples, int64_t vocab_size, int n_extra, const char *const *extra_names,
                   const int64_t *extra_values, char *err, size_t errlen) {
     /* refuse to write a file that tokfile_open would reject */
-    if (n_samples < 1) return lm_err(err, errlen, 1, "%s: no samples to write", path);
-    if (vocab_size < 1) return lm_err(err, errlen, 1, "%s: vocab_size %lld must be > 0", path, (long long)vocab_size);
+    if (n_samples < 1) return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: no samples to write", path);
+    if (vocab_size < 1) return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: vocab_size %lld must be > 0", path, (long long)vocab_size);
     if (offsets[0] != 0 || offsets[n_samples] != n_tokens)
-        return lm_err(err, errlen, 1, "%s: offsets must run from 0 to n_tokens (%lld)", path, (long long)n_tokens);
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: offsets must run from 0 to n_tokens (%lld)", path, (long long)n_tokens);
     for (int64_t i = 0; i < n_samples; i++)
         if (offsets[i + 1] < offsets[i])
-            return lm_err(err, errlen, 1, "%s: offsets not non-decreasing at index %lld", path, (long long)i + 1);
+            return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: offsets not non-decreasing at index %lld", path, (long long)i + 1);
     for (int64_t i = 0; i < n_tokens; i++)
         if ((int64_t)tokens[i] >= vocab_size)
-            return lm_err(err, errlen, 1, "%s: token %u at %lld >= vocab_size %lld", path, tokens[i], (long long)i,
+            return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: token %u at %lld >= vocab_size %lld", path, tokens[i], (long long)i,
                           (long long)vocab_size);
 
     /* Write to a temporary name beside the destination and rename it over
@@ -110,7 +101,7 @@ int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, co
     if (f < 0) {
         h5_quiet_end(&q, 1);
         unlink(tmp);
-        return lm_err(err, errlen, 1, "%s: cannot create the file %s (missing directory or no write permission)", path,
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: cannot create the file %s (missing directory or no write permission)", path,
                       tmp);
     }
     const char *what = "/tokens";
@@ -134,22 +125,22 @@ done:
     h5_quiet_end(&q, rc);
     if (rc) {
         unlink(tmp);
-        return lm_err(err, errlen, 1, "%s: write failed at %s (%s removed; the destination is untouched)", path, what,
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: write failed at %s (%s removed; the destination is untouched)", path, what,
                       tmp);
     }
-    if (fsync_path(tmp, 0)) {
+    if (lm_fsync_path(tmp, 0)) {
         int e = errno;
         unlink(tmp);
-        return lm_err(err, errlen, 1, "%s: fsync failed (%s); the destination is untouched", tmp, strerror(e));
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: fsync failed (%s); the destination is untouched", tmp, strerror(e));
     }
     if (rename(tmp, dest)) {
         int e = errno;
         unlink(tmp);
-        return lm_err(err, errlen, 1, "%s: rename to %s failed (%s); the destination is untouched", tmp, dest,
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: rename to %s failed (%s); the destination is untouched", tmp, dest,
                       strerror(e));
     }
-    if (fsync_path(dname, 1))
-        return lm_err(err, errlen, 1, "%s: fsync of the directory failed (%s)", dname, strerror(errno));
+    if (lm_fsync_path(dname, 1))
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: fsync of the directory failed (%s)", dname, strerror(errno));
     return 0;
 }
 
@@ -158,7 +149,7 @@ static int64_t open_int_1d(hid_t f, const char *path, const char *dpath, hid_t *
                            size_t errlen) {
     *d = H5Dopen2(f, dpath, H5P_DEFAULT);
     if (*d < 0) {
-        lm_err(err, errlen, 2, "%s: %s: not a dataset, or its header is damaged", path, dpath);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: not a dataset, or its header is damaged", path, dpath);
         return -1;
     }
     hid_t s = H5Dget_space(*d);
@@ -167,12 +158,12 @@ static int64_t open_int_1d(hid_t f, const char *path, const char *dpath, hid_t *
     if (nd == 1) H5Sget_simple_extent_dims(s, dims, NULL);
     h5_close(s);
     if (nd != 1) {
-        lm_err(err, errlen, 2, "%s: %s: must be 1-D (has %d dimensions)", path, dpath, nd);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: must be 1-D (has %d dimensions)", path, dpath, nd);
         return -1;
     }
     *type = H5Dget_type(*d);
     if (*type < 0 || H5Tget_class(*type) != H5T_INTEGER) {
-        lm_err(err, errlen, 2, "%s: %s: must have an integer type", path, dpath);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: must have an integer type", path, dpath);
         return -1;
     }
     /* an element count the file cannot hold is damage, not a size to allocate */
@@ -183,7 +174,7 @@ static int64_t open_int_1d(hid_t f, const char *path, const char *dpath, hid_t *
     h5_close(dcpl);
     double limit = (stat(path, &st) == 0 ? (double)st.st_size : 0.0) * (nfilt > 0 ? 1000.0 : 1.0);
     if ((double)dims[0] * (double)(esz ? esz : 1) > limit + 4096.0) {
-        lm_err(err, errlen, 2, "%s: %s: %llu elements do not fit in the file", path, dpath, (unsigned long long)dims[0]);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: %llu elements do not fit in the file", path, dpath, (unsigned long long)dims[0]);
         return -1;
     }
     return (int64_t)dims[0];
@@ -204,22 +195,22 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
      * appears, and a device or directory is never a token file */
     struct stat st0;
     if (stat(path, &st0)) {
-        lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: cannot read (%s)", path, strerror(errno));
         return NULL;
     }
     if (!S_ISREG(st0.st_mode)) {
-        lm_err(err, errlen, 2, "%s: not a regular file (%s): a token file must be a regular HDF5 file", path,
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: not a regular file (%s): a token file must be a regular HDF5 file", path,
                S_ISDIR(st0.st_mode) ? "a directory" : S_ISFIFO(st0.st_mode) ? "a FIFO" : "a device or socket");
         return NULL;
     }
     if (access(path, R_OK)) {
-        lm_err(err, errlen, 2, "%s: cannot read (%s)", path, strerror(errno));
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: cannot read (%s)", path, strerror(errno));
         return NULL;
     }
     h5_quiet q;
     h5_quiet_begin(&q);
-    tokfile *f = calloc(1, sizeof *f);
-    f->path = strdup(path);
+    tokfile *f = lm_calloc(1, sizeof *f);
+    f->path = lm_strdup(path);
     f->file = f->tokens = f->tspace = -1;
     f->tok_addr = HADDR_UNDEF;
     hid_t od = -1, ot = -1;
@@ -231,7 +222,7 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
     f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     h5_close(fapl);
     if (f->file < 0) {
-        lm_err(err, errlen, 2, "%s: not an HDF5 file, or truncated/damaged", path);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: not an HDF5 file, or truncated/damaged", path);
         goto fail;
     }
     /* record the identity of what HDF5 actually opened (its descriptor),
@@ -250,7 +241,7 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
         goto fail;
     }
     if (strcmp(fmt, "lamina-tokens")) {
-        lm_err(err, errlen, 2, "%s: attribute format = \"%.64s\", expected \"lamina-tokens\"", path, fmt);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: attribute format = \"%.64s\", expected \"lamina-tokens\"", path, fmt);
         goto fail;
     }
     if ((rc = attr_int64(f->file, "version", &v))) {
@@ -258,7 +249,7 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
         goto fail;
     }
     if (v != 1) {
-        lm_err(err, errlen, 2, "%s: attribute version = %lld, this build reads version 1", path, (long long)v);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: attribute version = %lld, this build reads version 1", path, (long long)v);
         goto fail;
     }
     if ((rc = attr_int64(f->file, "vocab_size", &f->vocab_size))) {
@@ -266,13 +257,13 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
         goto fail;
     }
     if (f->vocab_size <= 0) {
-        lm_err(err, errlen, 2, "%s: attribute vocab_size = %lld must be > 0", path, (long long)f->vocab_size);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: attribute vocab_size = %lld must be > 0", path, (long long)f->vocab_size);
         goto fail;
     }
 
     htri_t ex = H5Lexists(f->file, "tokens", H5P_DEFAULT);
     if (ex <= 0) {
-        lm_err(err, errlen, 2, "%s: /tokens: %s", path, ex < 0 ? "unreadable (damaged file)" : "missing");
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: /tokens: %s", path, ex < 0 ? "unreadable (damaged file)" : "missing");
         goto fail;
     }
     hid_t tt = -1;
@@ -288,46 +279,46 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
     f->tok_addr = f->n_tokens > 0 ? H5Dget_offset(f->tokens) : HADDR_UNDEF;
     if (f->tok_addr != HADDR_UNDEF &&
         (double)f->tok_addr + (double)f->n_tokens * (double)f->tok_esz > (double)f->size) {
-        lm_err(err, errlen, 2, "%s: /tokens: its %lld tokens run past the end of the file (%lld bytes): truncated",
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: /tokens: its %lld tokens run past the end of the file (%lld bytes): truncated",
                path, (long long)f->n_tokens, (long long)f->size);
         goto fail;
     }
     f->tspace = H5Dget_space(f->tokens);
     if (f->tspace < 0) {
-        lm_err(err, errlen, 2, "%s: /tokens: unreadable dataspace", path);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: /tokens: unreadable dataspace", path);
         goto fail;
     }
 
     ex = H5Lexists(f->file, "samples", H5P_DEFAULT);
     if (ex > 0) ex = H5Lexists(f->file, "samples/offsets", H5P_DEFAULT);
     if (ex <= 0) {
-        lm_err(err, errlen, 2, "%s: /samples/offsets: %s", path, ex < 0 ? "unreadable (damaged file)" : "missing");
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: /samples/offsets: %s", path, ex < 0 ? "unreadable (damaged file)" : "missing");
         goto fail;
     }
     int64_t no = open_int_1d(f->file, path, "/samples/offsets", &od, &ot, err, errlen);
     if (no < 0) goto fail;
     if (no < 2) {
-        lm_err(err, errlen, 2, "%s: /samples/offsets: %lld entries, need n_samples+1 >= 2 (no samples)", path,
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: /samples/offsets: %lld entries, need n_samples+1 >= 2 (no samples)", path,
                (long long)no);
         goto fail;
     }
     f->n_samples = no - 1;
     f->offsets = lm_alloc((size_t)no * sizeof(int64_t));
     if (H5Dread(od, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, f->offsets) < 0) {
-        lm_err(err, errlen, 2, "%s: /samples/offsets: unreadable", path);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: /samples/offsets: unreadable", path);
         goto fail;
     }
     if (f->offsets[0] != 0) {
-        lm_err(err, errlen, 2, "%s: /samples/offsets: offsets[0] = %lld, must be 0", path, (long long)f->offsets[0]);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: /samples/offsets: offsets[0] = %lld, must be 0", path, (long long)f->offsets[0]);
         goto fail;
     }
     for (int64_t i = 1; i < no; i++)
         if (f->offsets[i] < f->offsets[i - 1]) {
-            lm_err(err, errlen, 2, "%s: /samples/offsets: not non-decreasing at index %lld", path, (long long)i);
+            lm_err(err, errlen, LM_ERR_INPUT, "%s: /samples/offsets: not non-decreasing at index %lld", path, (long long)i);
             goto fail;
         }
     if (f->offsets[no - 1] != f->n_tokens) {
-        lm_err(err, errlen, 2, "%s: /samples/offsets: last offset %lld != length of /tokens %lld", path,
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: /samples/offsets: last offset %lld != length of /tokens %lld", path,
                (long long)f->offsets[no - 1], (long long)f->n_tokens);
         goto fail;
     }
@@ -355,8 +346,8 @@ void tokfile_close(tokfile *f) {
     h5_quiet_end(&q, 0);
     lm_free(f->offsets);
     lm_free(f->wide);
-    free(f->path);
-    free(f);
+    lm_free(f->path);
+    lm_free(f);
 }
 
 int64_t tokfile_n_samples(const tokfile *f) { return f->n_samples; }
@@ -370,21 +361,21 @@ const char *tokfile_path(const tokfile *f) { return f->path; }
 int tokfile_check(tokfile *f, char *err, size_t errlen) {
     struct stat st;
     if (stat(f->path, &st))
-        return lm_err(err, errlen, 1, "%s: /tokens: the token file is gone during the run (%s)", f->path,
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: /tokens: the token file is gone during the run (%s)", f->path,
                       strerror(errno));
     if (!same_file(&st, f))
-        return lm_err(err, errlen, 1,
+        return lm_err(err, errlen, LM_ERR_RUNTIME,
                       "%s: /tokens: the token file was replaced during the run (another file now has its name): "
                       "a token file must not change while a run reads it",
                       f->path);
     f->cur_size = st.st_size;
     if (st.st_size != f->size)
-        return lm_err(err, errlen, 1,
+        return lm_err(err, errlen, LM_ERR_RUNTIME,
                       "%s: /tokens: the token file changed size during the run (%lld -> %lld bytes): a token file "
                       "must not change while a run reads it",
                       f->path, (long long)f->size, (long long)st.st_size);
     if (st.st_mtim.tv_sec != f->mtime.tv_sec || st.st_mtim.tv_nsec != f->mtime.tv_nsec)
-        return lm_err(err, errlen, 1,
+        return lm_err(err, errlen, LM_ERR_RUNTIME,
                       "%s: /tokens: the token file was modified during the run (modification time changed): a token "
                       "file must not change while a run reads it",
                       f->path);
@@ -398,7 +389,7 @@ int64_t tokfile_sample_len(const tokfile *f, int64_t i) {
 
 int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen, char *err, size_t errlen) {
     if (i < 0 || i >= f->n_samples) {
-        lm_err(err, errlen, 2, "%s: sample %lld out of range [0, %lld)", f->path, (long long)i, (long long)f->n_samples);
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: sample %lld out of range [0, %lld)", f->path, (long long)i, (long long)f->n_samples);
         return -1;
     }
     int64_t len = f->offsets[i + 1] - f->offsets[i];
@@ -415,7 +406,7 @@ int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen
     if (f->tok_addr != HADDR_UNDEF) {
         double end = (double)f->tok_addr + (double)(f->offsets[i] + n) * (double)f->tok_esz;
         if (end > (double)f->cur_size) {
-            lm_err(err, errlen, 1,
+            lm_err(err, errlen, LM_ERR_RUNTIME,
                    "%s: /tokens: sample %lld ends at byte %.0f, past the end of the file (%lld bytes): the file "
                    "shrank during the run",
                    f->path, (long long)i, end, (long long)f->cur_size);
@@ -434,7 +425,7 @@ int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen
     h5_close(ms);
     h5_quiet_end(&q, st < 0);
     if (st < 0) {
-        lm_err(err, errlen, 1, "%s: /tokens: read of sample %lld failed (I/O error)", f->path, (long long)i);
+        lm_err(err, errlen, LM_ERR_RUNTIME, "%s: /tokens: read of sample %lld failed (I/O error)", f->path, (long long)i);
         return -2;
     }
     /* a signed or 64-bit file type may hold negatives or huge ids: check
@@ -442,7 +433,7 @@ int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen
     for (int64_t k = 0; k < n; k++) {
         int64_t t = f->tok_wide ? f->wide[k] : (int64_t)buf[k];
         if (t < 0 || t >= f->vocab_size) {
-            lm_err(err, errlen, 2, "%s: /tokens: sample %lld holds token id %lld (position %lld), outside [0, vocab_size %lld)",
+            lm_err(err, errlen, LM_ERR_INPUT, "%s: /tokens: sample %lld holds token id %lld (position %lld), outside [0, vocab_size %lld)",
                    f->path, (long long)i, (long long)t, (long long)k, (long long)f->vocab_size);
             return -1;
         }

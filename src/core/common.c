@@ -101,31 +101,77 @@ void lm_log(const char *fmt, ...) {
 }
 
 /* Each block carries a 64-byte header holding its size, so lm_free can keep
- * the running total that the memory reports print. */
+ * the running total that the memory reports print. Both counters are updated
+ * with atomics: blocks are taken and given back from OpenMP threads. */
 static size_t g_bytes, g_peak;
 
-void *lm_alloc(size_t bytes) {
+/* Add `delta` bytes (a size_t, so "minus" wraps) to the running total; on
+ * growth, raise the peak to the new total unless another thread already
+ * raised it higher (compare-and-swap loop). */
+static void count_bytes(size_t delta, int grow) {
+    size_t now = grow ? __atomic_add_fetch(&g_bytes, delta, __ATOMIC_RELAXED)
+                      : __atomic_sub_fetch(&g_bytes, delta, __ATOMIC_RELAXED);
+    if (!grow) return;
+    size_t peak = __atomic_load_n(&g_peak, __ATOMIC_RELAXED);
+    while (now > peak &&
+           !__atomic_compare_exchange_n(&g_peak, &peak, now, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+/* A 64-byte aligned block of `bytes` behind its header, not yet counted;
+ * the job exits 1 naming the size when the host has no memory left. */
+static char *alloc_raw(size_t bytes) {
     void *raw = NULL;
-    if (posix_memalign(&raw, 64, bytes + 64) != 0 || !raw)
+    if (bytes > SIZE_MAX - 64 || posix_memalign(&raw, 64, bytes + 64) != 0 || !raw)
         lm_abort(LM_ERR_RUNTIME, "out of host memory allocating %zu bytes", bytes);
-    memset(raw, 0, bytes + 64);
     *(size_t *)raw = bytes;
-#pragma omp atomic
-    g_bytes += bytes;
-    if (g_bytes > g_peak) g_peak = g_bytes;
-    return (char *)raw + 64;
+    return raw;
+}
+
+void *lm_alloc(size_t bytes) {
+    char *raw = alloc_raw(bytes);
+    memset(raw + 64, 0, bytes);
+    count_bytes(bytes, 1);
+    return raw + 64;
+}
+
+void *lm_calloc(size_t n, size_t size) {
+    if (size && n > SIZE_MAX / size)
+        lm_abort(LM_ERR_RUNTIME, "out of host memory allocating %zu x %zu bytes", n, size);
+    return lm_alloc(n * size);
+}
+
+/* A new block, the old contents copied and the rest zeroed, the old block
+ * freed: aligned like lm_alloc, and the old block stays intact (and the job
+ * exits) if the new one cannot be had. */
+void *lm_realloc(void *p, size_t bytes) {
+    if (!p) return lm_alloc(bytes);
+    size_t old = *(size_t *)((char *)p - 64);
+    char *raw = alloc_raw(bytes);
+    size_t keep = old < bytes ? old : bytes;
+    memcpy(raw + 64, p, keep);
+    memset(raw + 64 + keep, 0, bytes - keep);
+    count_bytes(bytes, 1);
+    lm_free(p);
+    return raw + 64;
+}
+
+char *lm_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = lm_alloc(n);
+    memcpy(d, s, n);
+    return d;
 }
 
 void lm_free(void *p) {
     if (!p) return;
     char *raw = (char *)p - 64;
-#pragma omp atomic
-    g_bytes -= *(size_t *)raw;
+    count_bytes(*(size_t *)raw, 0);
     free(raw);
 }
 
-size_t lm_alloc_bytes(void) { return g_bytes; }
-size_t lm_alloc_peak(void) { return g_peak; }
+size_t lm_alloc_bytes(void) { return __atomic_load_n(&g_bytes, __ATOMIC_RELAXED); }
+size_t lm_alloc_peak(void) { return __atomic_load_n(&g_peak, __ATOMIC_RELAXED); }
 
 double lm_now(void) {
     struct timespec ts;

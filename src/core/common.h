@@ -30,13 +30,29 @@ _Noreturn void lm_abort(int code, const char *fmt, ...) __attribute__((format(pr
 /* rank-0 printf to stdout, flushed. */
 void lm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* malloc that aborts the job on failure; memory is zeroed. 64-byte aligned. */
+/* malloc that aborts the job on failure (exit 1 naming the size); memory is
+ * zeroed, 64-byte aligned, counted in lm_alloc_bytes. Free with lm_free. */
 void *lm_alloc(size_t bytes);
+/* lm_alloc of n * size bytes (overflow is an out-of-memory exit). */
+void *lm_calloc(size_t n, size_t size);
+/* Grow or shrink an lm_alloc block (NULL: a new one); new bytes are zeroed.
+ * Exits 1 naming the size on failure, so `p = lm_realloc(p, n)` is safe. */
+void *lm_realloc(void *p, size_t bytes);
+/* Copy of a string in an lm_alloc block (give back with lm_free). */
+char *lm_strdup(const char *s);
 void lm_free(void *p);
 
 /* Bytes currently held by lm_alloc, and the peak (for memory reports). */
 size_t lm_alloc_bytes(void);
 size_t lm_alloc_peak(void);
+
+/* The whole of file `path` in one lm_alloc block (free with lm_free), with a
+ * NUL after the last byte; *len (may be NULL) gets its length. No size limit.
+ * On failure NULL, and "PATH: cannot read (REASON)" in err. (src/core/file.c) */
+char *lm_read_file(const char *path, size_t *len, char *err, size_t errlen);
+
+/* fsync the file (is_dir 0) or directory (1) at `path`: 0, or -1 with errno. */
+int lm_fsync_path(const char *path, int is_dir);
 
 /* Wall clock in seconds (monotonic). */
 double lm_now(void);

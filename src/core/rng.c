@@ -2,12 +2,6 @@
 #include "rng.h"
 #include <math.h>
 
-uint64_t rng_hash_str(const char *s) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
-}
-
 double rng_normal(uint64_t key, uint64_t i) {
     double u1 = rng_uniform(key, 2 * i), u2 = rng_uniform(key, 2 * i + 1);
     if (u1 < 1e-300) u1 = 1e-300;

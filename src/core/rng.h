@@ -5,17 +5,13 @@
 #ifndef LAMINA_RNG_H
 #define LAMINA_RNG_H
 #include <stdint.h>
+#include "hash.h"
 
-/* splitmix64 finaliser: a bijective 64-bit mixer with good avalanche. */
-static inline uint64_t rng_mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* splitmix64: step the counter by phi, then the finaliser (src/core/hash.h). */
+static inline uint64_t rng_mix64(uint64_t z) { return lm_mix64(z + LM_PHI64); }
 
 /* FNV-1a of a string, to name a stream (e.g. a parameter's name). */
-uint64_t rng_hash_str(const char *s);
+static inline uint64_t rng_hash_str(const char *s) { return lm_fnv1a_str(s); }
 
 /* Stream key from a seed and a name. */
 static inline uint64_t rng_stream(uint64_t seed, const char *name) {

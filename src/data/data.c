@@ -25,7 +25,7 @@ lm_data *data_open(const lm_config *c, char *err, size_t errlen) {
     d->seed = c->seed;
     d->model_vocab = c->vocab_size;
     d->perm_epoch[0] = d->perm_epoch[1] = -1;
-    char *list = strdup(c->train_files), *save = NULL;
+    char *list = lm_strdup(c->train_files), *save = NULL;
     for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ' || *tok == '\t') tok++;
         size_t n = strlen(tok);
@@ -34,7 +34,7 @@ lm_data *data_open(const lm_config *c, char *err, size_t errlen) {
         tokfile *f = tokfile_open(tok, err, errlen);
         if (!f) goto fail;
         if (tokfile_vocab_size(f) > c->vocab_size) {
-            lm_err(err, errlen, 2, "data.train: %s: vocab_size %lld exceeds model.vocab_size %d", tok,
+            lm_err(err, errlen, LM_ERR_INPUT, "data.train: %s: vocab_size %lld exceeds model.vocab_size %d", tok,
                    (long long)tokfile_vocab_size(f), c->vocab_size);
             tokfile_close(f);
             goto fail;
@@ -44,7 +44,7 @@ lm_data *data_open(const lm_config *c, char *err, size_t errlen) {
         int64_t ns = tokfile_n_samples(f), n_short = 0;
         for (int64_t i = 0; i < ns; i++) n_short += tokfile_sample_len(f, i) < 2;
         if (n_short == ns) {
-            lm_err(err, errlen, 2,
+            lm_err(err, errlen, LM_ERR_INPUT,
                    "data.train: %s: /samples/offsets: no sample has a target: every sample is shorter than 2 tokens "
                    "(%lld samples)",
                    tok, (long long)ns);
@@ -54,23 +54,23 @@ lm_data *data_open(const lm_config *c, char *err, size_t errlen) {
         if (n_short)
             lm_log("data: %s: %lld of %lld samples are shorter than 2 tokens and hold no target (padding)\n", tok,
                    (long long)n_short, (long long)ns);
-        d->files = realloc(d->files, sizeof(tokfile *) * (size_t)(d->n_files + 1));
-        d->base = realloc(d->base, sizeof(int64_t) * (size_t)(d->n_files + 1));
+        d->files = lm_realloc(d->files, sizeof(tokfile *) * (size_t)(d->n_files + 1));
+        d->base = lm_realloc(d->base, sizeof(int64_t) * (size_t)(d->n_files + 1));
         d->files[d->n_files] = f;
         d->base[d->n_files] = d->n_samples;
         d->n_samples += tokfile_n_samples(f);
         d->n_files++;
     }
-    free(list);
+    lm_free(list);
     list = NULL;
     if (d->n_files == 0) {
-        lm_err(err, errlen, 2, "data.train: no token file given");
+        lm_err(err, errlen, LM_ERR_INPUT, "data.train: no token file given");
         goto fail;
     }
     d->buf = lm_alloc(sizeof(uint32_t) * ((size_t)c->seq_len + 1));
     return d;
 fail:
-    free(list);
+    lm_free(list);
     data_close(d);
     return NULL;
 }
@@ -78,8 +78,8 @@ fail:
 void data_close(lm_data *d) {
     if (!d) return;
     for (int i = 0; i < d->n_files; i++) tokfile_close(d->files[i]);
-    free(d->files);
-    free(d->base);
+    lm_free(d->files);
+    lm_free(d->base);
     lm_free(d->perm[0]);
     lm_free(d->perm[1]);
     lm_free(d->buf);
@@ -179,7 +179,7 @@ int data_fill(lm_data *d, int64_t first, int global_batch, int dp_rank, int dp_s
         if (L < 0) return L == -2 ? 1 : 2;
         for (int64_t t = 0; t < L; t++)
             if (d->buf[t] >= (uint32_t)d->model_vocab)
-                return lm_err(err, errlen, 2, "%s: sample %lld: token id %u >= model.vocab_size %d",
+                return lm_err(err, errlen, LM_ERR_INPUT, "%s: sample %lld: token id %u >= model.vocab_size %d",
                               tokfile_path(d->files[f]), (long long)(s - d->base[f]), d->buf[t], d->model_vocab);
         int32_t *ids = b->ids + (size_t)j * T, *tg = b->targets + (size_t)j * T;
         for (int t = 0; t < T; t++) {

@@ -1,6 +1,7 @@
 /* chunks.c — chunk-size search and placement of tensors into chunks. */
 #include "chunks.h"
 #include "common.h"
+#include "hash.h"
 #include <limits.h>
 #include <string.h>
 
@@ -194,12 +195,8 @@ void params_free(lm_params *ps) {
     memset(ps, 0, sizeof *ps);
 }
 
-/* FNV-1a of a tensor name. */
-static uint32_t name_hash(const char *s) {
-    uint32_t h = 2166136261u;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
+/* FNV-1a of a tensor name, its low 32 bits (the table slot is its low bits). */
+static uint32_t name_hash(const char *s) { return (uint32_t)lm_fnv1a_str(s); }
 
 /* The name table over all ps->n tensors, at most half full; a later
  * duplicate name is left out so that lookups find the first one. */

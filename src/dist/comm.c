@@ -6,6 +6,7 @@
  * the same span whose seconds it adds to the statistics, so the region's
  * time is the comm layer's blocked time. */
 #include "comm.h"
+#include "agree.h"
 #include "comm_dev.h"
 #include "common.h"
 #include <limits.h>
@@ -270,18 +271,13 @@ int comm_test(lm_req *q) {
     return done;
 }
 
+/* lm_agree (src/core/agree.c) on the group, timed like every collective;
+ * comm_agree's verdict is the largest status. */
 int comm_agree(const lm_group *g, int status, char *err, size_t errlen) {
     if (g->size == 1) return status;
     double t0 = enter();
-    int pair[2] = {status, status ? g->rank : INT_MAX}, worst = 0, first = INT_MAX;
-    MPI_Allreduce(&pair[0], &worst, 1, MPI_INT, MPI_MAX, g->comm);
-    MPI_Allreduce(&pair[1], &first, 1, MPI_INT, MPI_MIN, g->comm);
-    if (worst && err && errlen) {
-        char buf[LM_ERRLEN] = {0};
-        if (g->rank == first) snprintf(buf, sizeof buf, "%s", err);
-        MPI_Bcast(buf, LM_ERRLEN, MPI_CHAR, first, g->comm);
-        snprintf(err, errlen, "%s", buf);
-    }
+    int worst = 0;
+    lm_agree(g->comm, status, err, errlen, NULL, &worst);
     blocked(g, leave(t0));
     return worst;
 }

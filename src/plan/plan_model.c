@@ -5,6 +5,7 @@
 #include "plan_model.h"
 #include "chunks.h"
 #include "pipeline.h"
+#include "common.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,7 +88,7 @@ static int stage_tensors(const plan_shape *s, const tp_local *L, int first, int 
     size_t D = (size_t)s->dim, Hd = (size_t)L->H * L->hd, KVd = (size_t)L->KV * L->hd, F = (size_t)L->F,
            V = (size_t)L->V;
     int n = 0;
-    size_t *z = malloc(sizeof(size_t) * (size_t)(9 * layers + 3));
+    size_t *z = lm_alloc(sizeof(size_t) * (size_t)(9 * layers + 3));
     if (first) z[n++] = V * D;
     for (int l = 0; l < layers; l++) {
         size_t t[9] = {D, Hd * D, KVd * D, KVd * D, D * Hd, D, F * D, F * D, D * F};
@@ -122,7 +123,7 @@ static double stage_arena(const plan_shape *s, const tp_local *L, int first, int
     cs = chunk_round(cs, granule);
     *chunk = (double)cs;
     double psi = (double)chunk_pack(z, n, cs, NULL, NULL) * (double)cs;
-    free(z);
+    lm_free(z);
     return psi;
 }
 
@@ -157,13 +158,13 @@ static const int *stage_layers(const plan_shape *s, int pp, int v) {
         e->layers[0] = s->n_layers;
         return e->layers;
     }
-    lm_pp_split *sp = malloc(sizeof *sp);
+    lm_pp_split *sp = lm_alloc(sizeof *sp);
     pp_split(s->n_layers, pp, v, NULL, 0, 0.0, hc, sp, NULL, 0);
     for (int st = 0; st < pp; st++) {
         e->layers[st] = 0;
         for (int j = 0; j < v; j++) e->layers[st] += sp->count[j * pp + st];
     }
-    free(sp);
+    lm_free(sp);
     return e->layers;
 }
 
@@ -388,7 +389,7 @@ int plan_search(const plan_shape *s, const plan_cluster *cl, const plan_calib *c
     memset(modelled, 0, sizeof *modelled);
     rej->min_mem = -1;
     int cap = 256, n = 0;
-    plan_result *all = malloc(sizeof(plan_result) * (size_t)cap);
+    plan_result *all = lm_alloc(sizeof(plan_result) * (size_t)cap);
 #define FREE(f, x) ((f) < 0 || (f) == (x))
     for (int tp = 1; tp <= gpus; tp++) {
         if (gpus % tp || !FREE(fix->tp, tp)) continue;
@@ -430,7 +431,7 @@ int plan_search(const plan_shape *s, const plan_cluster *cl, const plan_calib *c
                                         if (better) *modelled = r;
                                         continue;
                                     }
-                                    if (n == cap) all = realloc(all, sizeof(plan_result) * (size_t)(cap *= 2));
+                                    if (n == cap) all = lm_realloc(all, sizeof(plan_result) * (size_t)(cap *= 2));
                                     all[n++] = r;
                                 }
                             }
@@ -442,6 +443,6 @@ int plan_search(const plan_shape *s, const plan_cluster *cl, const plan_calib *c
 #undef FREE
     qsort(all, (size_t)n, sizeof *all, cmp_result);
     memcpy(out, all, sizeof(plan_result) * (size_t)(n < max ? n : max));
-    free(all);
+    lm_free(all);
     return n;
 }

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include "agree.h"
 #include "comm.h"
 #include "common.h"
 #include "topo.h"
@@ -426,6 +427,19 @@ static void test_agree(void **state) {
     /* no message buffer: the code alone */
     rc = comm_agree(w, r == 1 ? 5 : 0, NULL, 0);
     CHECK(rc == 5);
+
+    /* lm_agree itself (what the checkpoint code uses): the lowest failing
+     * rank's code, negative ones too, and the largest code on the side; a
+     * deadline given to healthy ranks is never used */
+    snprintf(err, sizeof err, "%s", r == 1 ? "minus one" : r == 2 ? "two" : "");
+    int big = 0;
+    lm_agree_wait never = {0.001, NULL, NULL};
+    rc = lm_agree(MPI_COMM_WORLD, r == 1 ? -1 : r == 2 ? 2 : 0, err, sizeof err, r == 1 || r == 2 ? NULL : &never, &big);
+    CHECK(rc == -1 && big == 2 && !strcmp(err, "minus one"));
+    snprintf(err, sizeof err, "kept %d", r);
+    rc = lm_agree(MPI_COMM_WORLD, 0, err, sizeof err, &never, &big);
+    snprintf(want, sizeof want, "kept %d", r);
+    CHECK(rc == 0 && big == 0 && !strcmp(err, want));
     agree();
 }
 
