@@ -33,7 +33,7 @@
 static void report_memory(lm_session *s) {
     lm_params *ps = &s->model->params;
     lm_zero_mem zm;
-    zero_memory(s->zero, &zm);
+    zero_memory_bytes(s->zero, &zm);
     double MiB = 1024.0 * 1024.0, psi = (double)zm.psi, e = (double)zm.esz;
     int dp = zm.dp, st = zm.stage;
     double want_g = st == 2 ? e * psi / dp : e * psi, want_o = st == 0 ? 8 * psi : 8 * psi / dp;
@@ -359,7 +359,7 @@ static double forward_backward(trainer *T, float scale) {
  * after the reduction). */
 static double grad_norm(lm_session *S) {
     prof_enter(PROF_GRAD_NORM);
-    double ss = zero_grad_sumsq(S->zero);
+    double ss = zero_reduced_grad_sumsq(S->zero);
     comm_allreduce_sum_f64(S->topo.tp_group, &ss, 1); /* the tensor-parallel slices */
     comm_allreduce_sum_f64(S->topo.pp_group, &ss, 1); /* the stages' layers */
     prof_exit(PROF_GRAD_NORM);
@@ -482,7 +482,7 @@ static void report_run(trainer *T, const run_totals *tot, double t_all) {
     if (c->tp > 1)
         tp_comm_report(S->model, S->topo.tp_group, &T->probe.tp_moved, tot->steps, T->n_micro, c->zero, S->topo.dp);
     lm_zero_mem zm;
-    zero_memory(S->zero, &zm);
+    zero_memory_bytes(S->zero, &zm);
     if (zm.buckets_peak)
         lm_log("ZeRO-2 gradient buckets: at most %.1f MiB held at once (rank 0)\n",
                (double)zm.buckets_peak / (1024.0 * 1024.0));

@@ -28,8 +28,8 @@ typedef struct {
 
     /* Tensor parallelism: this rank's tensor [rows, cols] is a block of the
      * full logical one [full_rows, full_cols] (the checkpoint's shape). */
-    int tp_split;           /* LM_TP_NONE (replicated), LM_TP_ROWS (column-parallel:
-                             * a slice of output rows), LM_TP_COLS (row-parallel) */
+    int tp_split;           /* LM_TP_NONE (replicated), LM_TP_COLUMN_PARALLEL (column-parallel:
+                             * a slice of output rows), LM_TP_ROW_PARALLEL (row-parallel) */
     int64_t full_rows, full_cols;
     int64_t row0, col0;     /* where the block starts in the full tensor */
     int64_t valid_rows;     /* rows of the block inside the full tensor (a padded
@@ -41,7 +41,7 @@ typedef struct {
                              * gradient norm (one replica of each) */
 } lm_param;
 
-enum { LM_TP_NONE = 0, LM_TP_ROWS = 1, LM_TP_COLS = 2 };
+enum { LM_TP_NONE = 0, LM_TP_COLUMN_PARALLEL = 1, LM_TP_ROW_PARALLEL = 2 };
 
 typedef struct {
     lm_param *p;

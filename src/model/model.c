@@ -91,8 +91,8 @@ static void add_params(lm_model *m, size_t granule) {
     const lm_shape *s = &m->s;
     const lm_tp_dims *L = &m->ld;
     lm_params *ps = &m->params;
-    int tp = m->tp.size, tr = m->tp.rank, on = tp > 1 ? LM_TP_ROWS : LM_TP_NONE;
-    int oc = tp > 1 ? LM_TP_COLS : LM_TP_NONE;
+    int tp = m->tp.size, tr = m->tp.rank, on = tp > 1 ? LM_TP_COLUMN_PARALLEL : LM_TP_NONE;
+    int oc = tp > 1 ? LM_TP_ROW_PARALLEL : LM_TP_NONE;
     int64_t D = s->dim, hd = s->head_dim, KVD = (int64_t)s->n_kv_heads * hd, F = s->ffn_dim, V = s->vocab_size;
     int64_t Hl = (int64_t)L->H * hd, KVl = (int64_t)L->KV * hd, Fl = L->F, Vl = L->V;
     int64_t kv0 = (s->n_kv_heads >= tp ? (int64_t)tr * L->KV : (int64_t)(tr / L->kv_replicas)) * hd;

@@ -63,7 +63,7 @@ static void balance(int n, int C, int least, double e, double h, int *parts) {
  * chunk's cost); the smallest feasible candidate is it. Then the counts
  * are chosen from the front, each chunk the fewest layers that leave a
  * feasible rest: the lexicographically smallest optimal split. */
-int pp_split(int n_layers, int pp, int v, const int *counts, int n_counts, double embed_cost, double head_cost,
+int pp_split_layers(int n_layers, int pp, int v, const int *counts, int n_counts, double embed_cost, double head_cost,
              lm_pp_split *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     int C = pp * v;

@@ -30,10 +30,10 @@ typedef struct {
  * chunks fewer). With v = 1 this minimises the largest chunk cost. Returns
  * 0, or 2 with err naming the rule (n_layers < pp * v, counts that do not
  * sum to n_layers or hold a chunk of no layer). */
-int pp_split(int n_layers, int pp, int v, const int *counts, int n_counts, double embed_cost, double head_cost,
+int pp_split_layers(int n_layers, int pp, int v, const int *counts, int n_counts, double embed_cost, double head_cost,
              lm_pp_split *out, char *err, size_t errlen);
 
-/* The cost of chunk c under the weights of pp_split. */
+/* The cost of chunk c under the weights of pp_split_layers. */
 double pp_chunk_cost(const lm_pp_split *s, int c, double embed_cost, double head_cost);
 
 enum { LM_PP_FWD = 0, LM_PP_BWD = 1 };

@@ -436,7 +436,7 @@ void zero_micro_end(lm_zero *z) {
  * replicated gradient) and the partial sums are all-reduced: every rank gets
  * the same norm, so every rank takes the same decision on a non-finite one,
  * whichever rank's gradient holds it. */
-double zero_grad_sumsq(lm_zero *z) {
+double zero_reduced_grad_sumsq(lm_zero *z) {
     double s = 0.0;
     for (int c = 0; c < z->nc; c++) {
         if (z->all_counted[c]) {
@@ -508,7 +508,7 @@ static void gather(lm_zero *z, void *arena, lm_dtype t) {
     for (int c = 0; c < z->nc; c++) comm_wait(&z->req[c]);
 }
 
-void zero_weights_changed(lm_zero *z) {
+void zero_master_from_weights(lm_zero *z) {
     if (z->alias) return;
     for (int c = 0; c < z->nc; c++)
         z->d->convert(z->d, master_of(z, c), LM_F32, CX(z, z->ps->w, owned_lo(z, c)), z->ct, z->os);
@@ -590,7 +590,7 @@ void zero_ckpt_tensors(lm_zero *z, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *
     }
 }
 
-void zero_memory(const lm_zero *z, lm_zero_mem *m) {
+void zero_memory_bytes(const lm_zero *z, lm_zero_mem *m) {
     size_t psi = z->ps->arena, f = sizeof(float), nos = (size_t)z->nc * z->os;
     m->psi = psi;
     m->stage = z->stage;
@@ -609,7 +609,7 @@ void zero_poison_grad(lm_zero *z, size_t i) {
     z->d->upload_f32(z->d, CX(z, shard_grad(z, c), i % z->shard), &nan, 1);
 }
 
-void zero_moments(lm_zero *z, float **m, float **v) {
+void zero_moment_arrays(lm_zero *z, float **m, float **v) {
     *m = z->ms;
     *v = z->vs;
 }

@@ -60,7 +60,7 @@ void zero_micro_begin(lm_zero *z, int last);
 void zero_micro_end(lm_zero *z);
 
 /* Sum of squares of the whole reduced gradient (every rank gets it). */
-double zero_grad_sumsq(lm_zero *z);
+double zero_reduced_grad_sumsq(lm_zero *z);
 
 /* AdamW on the owned part (gradients scaled by gscale), then all-gather the
  * weights (stages 1, 2). step = updates done including this one. */
@@ -74,7 +74,7 @@ void zero_gather_loaded(lm_zero *z, int with_moments);
 
 /* After the compute-dtype weights were written directly (random init): the
  * master weights of the owned ranges from them. */
-void zero_weights_changed(lm_zero *z);
+void zero_master_from_weights(lm_zero *z);
 
 /* Before writing a checkpoint: the device's pieces into the host staging
  * zero_ckpt_tensors points at (a no-op when the pieces are the device's
@@ -99,11 +99,11 @@ typedef struct {
     size_t esz;      /* bytes per compute-dtype element */
     int stage, dp;
 } lm_zero_mem;
-void zero_memory(const lm_zero *z, lm_zero_mem *m);
+void zero_memory_bytes(const lm_zero *z, lm_zero_mem *m);
 
 /* The moment arrays of the owned ranges (nc x owned elements: the whole
  * arena at stage 0, shards otherwise); device memory. */
-void zero_moments(lm_zero *z, float **m, float **v);
+void zero_moment_arrays(lm_zero *z, float **m, float **v);
 
 /* Test hook: set element i (mod the shard) of the rank's reduced gradient
  * shard to NaN. */

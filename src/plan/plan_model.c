@@ -144,7 +144,7 @@ typedef struct {
 static split_entry split_cache[SPLIT_CACHE];
 static int split_n, split_next;
 
-/* Layers of each stage (pp_split, as the run would cut them). */
+/* Layers of each stage (pp_split_layers, as the run would cut them). */
 static const int *stage_layers(const plan_shape *s, int pp, int v) {
     double hc = head_cost(s);
     for (int i = 0; i < split_n; i++) {
@@ -159,7 +159,7 @@ static const int *stage_layers(const plan_shape *s, int pp, int v) {
         return e->layers;
     }
     lm_pp_split *sp = lm_alloc(sizeof *sp);
-    pp_split(s->n_layers, pp, v, NULL, 0, 0.0, hc, sp, NULL, 0);
+    pp_split_layers(s->n_layers, pp, v, NULL, 0, 0.0, hc, sp, NULL, 0);
     for (int st = 0; st < pp; st++) {
         e->layers[st] = 0;
         for (int j = 0; j < v; j++) e->layers[st] += sp->count[j * pp + st];

@@ -69,7 +69,7 @@ void session_config(lm_config *c, const char *cmd, const char *usage, int argc, 
                                        sizeof err))
         lm_fail(LM_ERR_INPUT, "%s", err);
     lm_pp_split split;
-    if (pipeline_split(c, &split, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+    if (pp_split_from_deck(c, &split, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
 }
 
 /* The relative cost of the lm_head and loss, in layers: forward FLOPs per
@@ -81,7 +81,7 @@ static double head_cost(const lm_config *c) {
     return 2 * V * D / layer;
 }
 
-int pipeline_split(const lm_config *c, lm_pp_split *out, char *err, size_t errlen) {
+int pp_split_from_deck(const lm_config *c, lm_pp_split *out, char *err, size_t errlen) {
     int v = c->pp > 1 ? c->virtual_stages : 1, counts[LM_PP_MAX_CHUNKS], n = 0;
     if (c->pp > 1 && !strcmp(c->schedule, "1f1b") && c->virtual_stages != 1)
         return lm_err(err, errlen, LM_ERR_INPUT, "parallel.schedule = 1f1b runs one model chunk per stage: "
@@ -101,7 +101,7 @@ int pipeline_split(const lm_config *c, lm_pp_split *out, char *err, size_t errle
             while (*p == ' ') p++;
         }
     }
-    return pp_split(c->n_layers, c->pp, v, n ? counts : NULL, n, 0.0, head_cost(c), out, err, errlen);
+    return pp_split_layers(c->n_layers, c->pp, v, n ? counts : NULL, n, 0.0, head_cost(c), out, err, errlen);
 }
 
 /* The device of this rank: the CPU backend (float32, or its bf16 emulation),
@@ -148,7 +148,7 @@ void session_open(lm_session *s, int B, int T, int recompute, int train) {
     /* pipeline: the plan, and the first and last stage's group for tied embeddings */
     s->pp_kind = !strcmp(c->schedule, "interleaved") ? LM_PP_INTERLEAVED : LM_PP_1F1B;
     s->n_micro = c->global_batch / (c->dp * c->micro_batch);
-    if (pipeline_split(c, &s->split, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+    if (pp_split_from_deck(c, &s->split, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
     int pr = s->topo.pp_rank, pp = c->pp;
     if (pp > 1 && c->tie_embeddings) {
         /* every data-parallel rank of both ends at one tensor-parallel rank:
@@ -363,7 +363,7 @@ void session_load(lm_session *s, int with_optim) {
     } else {
         prof_exit(PROF_CHECKPOINT);
         model_init_random(s->model, c->seed, c->init_std);
-        if (s->zero) zero_weights_changed(s->zero);
+        if (s->zero) zero_master_from_weights(s->zero);
     }
     lm_free(s->host_w);
     s->host_w = NULL;

@@ -43,7 +43,7 @@ void session_config(lm_config *c, const char *cmd, const char *usage, int argc, 
 /* The layers of each pipeline model chunk per the deck (parallel.pp,
  * virtual_stages, stage_layers; balanced with the lm_head's cost when no
  * list is given): 0, or 2 with err. */
-int pipeline_split(const lm_config *c, lm_pp_split *out, char *err, size_t errlen);
+int pp_split_from_deck(const lm_config *c, lm_pp_split *out, char *err, size_t errlen);
 
 /* Build the process grid, the device and the model for micro-batches of B
  * sequences of T tokens; with `train`, the ZeRO manager of gradients and

@@ -176,7 +176,7 @@ static void run_step(lm_zero *z, lm_params *ps, int r, int tied, const lm_config
         }
         zero_micro_end(z);
     }
-    *sumsq = zero_grad_sumsq(z);
+    *sumsq = zero_reduced_grad_sumsq(z);
     lm_adamw_hp hp = adamw_hp_of(c);
     zero_update(z, &hp, 1e-2, 0.5, 1);
 }
@@ -233,11 +233,11 @@ static void test_zero(void) {
                 report(fabs(ss - want) <= 1e-5 * want && maxd < 1e-6 && hi == -lo, what);
 
                 lm_zero_mem mem;
-                zero_memory(z, &mem);
+                zero_memory_bytes(z, &mem);
                 size_t psi = ps.arena;
                 report(mem.weights == 4 * psi && mem.grads == (stage == 2 ? 4 * psi / P : 4 * psi) &&
                            mem.optim == (stage == 0 ? 8 * psi : 8 * psi / P),
-                       "zero_memory: the ZeRO formula of the stage");
+                       "zero_memory_bytes: the ZeRO formula of the stage");
 
                 /* checkpoint pieces: every element of every tensor in exactly one
                  * rank's piece; the piece's data are the weights there */

@@ -73,7 +73,7 @@ static void test_split_brute_force(void **state) {
         for (int C = 1; C <= 6 && C <= L; C++)
             for (size_t k = 0; k < sizeof costs / sizeof *costs; k++) {
                 lm_pp_split s;
-                assert_int_equal(pp_split(L, C, 1, NULL, 0, costs[k][0], costs[k][1], &s, err, sizeof err), 0);
+                assert_int_equal(pp_split_layers(L, C, 1, NULL, 0, costs[k][0], costs[k][1], &s, err, sizeof err), 0);
                 bf_best = -1;
                 bf(L, C, 0, L, costs[k][0], costs[k][1]);
                 double worst = 0;
@@ -97,7 +97,7 @@ static void test_split_brute_force(void **state) {
             for (size_t k = 0; k < sizeof costs / sizeof *costs; k++) {
                 int C = 2 * pp;
                 lm_pp_split sp;
-                assert_int_equal(pp_split(L, pp, 2, NULL, 0, costs[k][0], costs[k][1], &sp, err, sizeof err), 0);
+                assert_int_equal(pp_split_layers(L, pp, 2, NULL, 0, costs[k][0], costs[k][1], &sp, err, sizeof err), 0);
                 double got = stage_worst(sp.count, pp, C, costs[k][0], costs[k][1]);
                 bs_best = -1;
                 bs(L, pp, C, 0, L, costs[k][0], costs[k][1]);
@@ -106,7 +106,7 @@ static void test_split_brute_force(void **state) {
             }
     /* with v = 2 the chunks are cut the same way: 4 x 2 chunks of 32 layers */
     lm_pp_split s;
-    assert_int_equal(pp_split(32, 4, 2, NULL, 0, 0, 0, &s, err, sizeof err), 0);
+    assert_int_equal(pp_split_layers(32, 4, 2, NULL, 0, 0, 0, &s, err, sizeof err), 0);
     assert_int_equal(s.n_chunks, 8);
     for (int c = 0; c < 8; c++) assert_int_equal(s.count[c], 4);
 }
@@ -116,18 +116,18 @@ static void test_split_explicit_and_errors(void **state) {
     char err[LM_ERRLEN];
     lm_pp_split s;
     int ok[4] = {5, 6, 6, 5};
-    assert_int_equal(pp_split(22, 4, 1, ok, 4, 0, 0, &s, err, sizeof err), 0);
+    assert_int_equal(pp_split_layers(22, 4, 1, ok, 4, 0, 0, &s, err, sizeof err), 0);
     assert_int_equal(s.first[3], 17);
-    assert_int_equal(pp_split(3, 4, 1, NULL, 0, 0, 0, &s, err, sizeof err), 2);
+    assert_int_equal(pp_split_layers(3, 4, 1, NULL, 0, 0, 0, &s, err, sizeof err), 2);
     assert_non_null(strstr(err, "model.n_layers = 3 is less than"));
-    assert_int_equal(pp_split(6, 2, 2, NULL, 0, 0, 0, &s, err, sizeof err), 0);
-    assert_int_equal(pp_split(22, 4, 1, ok, 3, 0, 0, &s, err, sizeof err), 2);
+    assert_int_equal(pp_split_layers(6, 2, 2, NULL, 0, 0, 0, &s, err, sizeof err), 0);
+    assert_int_equal(pp_split_layers(22, 4, 1, ok, 3, 0, 0, &s, err, sizeof err), 2);
     assert_non_null(strstr(err, "3 entries"));
     int bad[4] = {5, 0, 11, 6};
-    assert_int_equal(pp_split(22, 4, 1, bad, 4, 0, 0, &s, err, sizeof err), 2);
+    assert_int_equal(pp_split_layers(22, 4, 1, bad, 4, 0, 0, &s, err, sizeof err), 2);
     assert_non_null(strstr(err, "entry 2 is 0"));
     int sum[4] = {5, 6, 6, 6};
-    assert_int_equal(pp_split(22, 4, 1, sum, 4, 0, 0, &s, err, sizeof err), 2);
+    assert_int_equal(pp_split_layers(22, 4, 1, sum, 4, 0, 0, &s, err, sizeof err), 2);
     assert_non_null(strstr(err, "sum to 23"));
 }
 

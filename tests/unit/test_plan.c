@@ -75,7 +75,7 @@ static lm_model *build(const plan_shape *s, const plan_layout *l, int stage, int
     double hc = 2 * V * D / (2 * (2 * D * D + 2 * KVD * D + 3 * F * D) + 4.0 * s->seq_len * D);
     lm_pp pp = {.size = l->pp, .rank = stage, .v = l->v, .split = split, .n_slots = 1};
     if (l->pp > 1) {
-        assert_int_equal(pp_split(s->n_layers, l->pp, l->v, NULL, 0, 0.0, hc, split, NULL, 0), 0);
+        assert_int_equal(pp_split_layers(s->n_layers, l->pp, l->v, NULL, 0, 0.0, hc, split, NULL, 0), 0);
         pp.n_slots = pp_max_inflight(kind, l->pp, l->v, m, stage);
     }
     return model_create_3d(d, &sh, NULL, &pp, l->mb, s->seq_len, l->recompute, (size_t)16 * (size_t)l->dp);

@@ -15,11 +15,11 @@
  * dp = 2 (topo_create's data-parallel groups {0,2},{1,3}) and dp = 1, for
  * several orders of the backward (reverse; a tied-style tensor whose gradient
  * is taken first and marked done last; shuffled; every gradient taken before
- * any is done): zero_grad_sumsq, the weights after each update and the
+ * any is done): zero_reduced_grad_sumsq, the weights after each update and the
  * moments (through the checkpoint pieces) against the reference, replicas
  * identical, every configuration giving the same weights; the bytes each
  * (micro-)step communicates and when (overlap: a chunk goes out as soon as its
- * last tensor is done); zero_memory's formula and the bucket pool being
+ * last tensor is done); zero_memory_bytes's formula and the bucket pool being
  * recycled; checkpoint pieces covering every element exactly once with the
  * right data; zero_gather_loaded; zero_poison_grad; no memory left behind;
  * chunks left undone at micro_end reduced in the same order on every rank.
@@ -315,7 +315,7 @@ static void test_run(void **state) {
             }
         }
         double b0 = comm_bytes();
-        double ss = zero_grad_sumsq(z);
+        double ss = zero_reduced_grad_sumsq(z);
         double b1 = comm_bytes();
         if (!close_to(ss, k->ss[s], 1e-9))
             fprintf(stderr, "rank %d: %s: step %d grad sumsq %.17g, want %.17g\n", g_rank, c->name, s, ss, k->ss[s]);
@@ -348,9 +348,9 @@ static void test_run(void **state) {
     if (bad) fprintf(stderr, "rank %d: %s: %ld moments differ from the serial AdamW\n", g_rank, c->name, bad);
     CHECK(bad == 0);
 
-    /* zero_memory: the ZeRO formula of the stage; buckets only at stage 2 */
+    /* zero_memory_bytes: the ZeRO formula of the stage; buckets only at stage 2 */
     lm_zero_mem m;
-    zero_memory(z, &m);
+    zero_memory_bytes(z, &m);
     size_t psi = ps.arena;
     CHECK(m.psi == psi && m.stage == c->stage && m.dp == dp);
     CHECK(m.weights == 4 * psi);
@@ -519,7 +519,7 @@ static void test_gather_loaded(void **state) {
             lm_zero *z = stepped(&ps, k, stage);
             float *w = arena_copy(ps.w, ps.arena);
             float *zm = NULL, *zv = NULL; /* stage 0: the replicated moments, arena-sized */
-            zero_moments(z, &zm, &zv);
+            zero_moment_arrays(z, &zm, &zv);
             float *m = stage == 0 ? arena_copy(zm, ps.arena) : NULL, *v = stage == 0 ? arena_copy(zv, ps.arena) : NULL;
             ckpt_tensor tw[NT], tm[NT], tv[NT];
             zero_ckpt_tensors(z, tw, tm, tv);
@@ -582,10 +582,10 @@ static void test_poison(void **state) {
             backward(z, &ps, ORD_REVERSE, 0, u, 0.0, &mid);
             zero_micro_end(z);
         }
-        double clean = zero_grad_sumsq(z);
+        double clean = zero_reduced_grad_sumsq(z);
         CHECK(close_to(clean, k->ss[0], 1e-9));
         if (g_rank == 1) zero_poison_grad(z, 5 + (size_t)ps.chunk_size / 4 * 3);
-        double ss = zero_grad_sumsq(z);
+        double ss = zero_reduced_grad_sumsq(z);
         if (!isnan(ss)) fprintf(stderr, "rank %d: stage %d: poisoned norm^2 %g\n", g_rank, stage, ss);
         CHECK(isnan(ss));
         zero_destroy(z);
@@ -648,7 +648,7 @@ static void test_undone_chunks_order(void **state) {
         h->done(h->ctx, &ps.p[0]);
         zero_micro_end(z);
     }
-    double ss = zero_grad_sumsq(z);
+    double ss = zero_reduced_grad_sumsq(z);
     if (!close_to(ss, k->ss[0], 1e-9)) fprintf(stderr, "rank %d: grad sumsq %.17g, want %.17g\n", g_rank, ss, k->ss[0]);
     CHECK(close_to(ss, k->ss[0], 1e-9));
     zero_update(z, &g_hp, LR[0], GSCALE[0], 1);
