@@ -224,7 +224,7 @@ static void print_one(const char *deck, int is_deck, int gpus, const lm_config *
     int nodes = cl->oversubscribe ? 1 : (gpus + cl->gpus_per_node - 1) / cl->gpus_per_node;
     lm_log("\n== %d x %s (%s, %d node(s) of %d): %s, global batch %d x %d tokens ==\n", gpus, cl->gpu, cl->name, nodes,
            cl->gpus_per_node, cfg->preset[0] ? cfg->preset : deck, s->global_batch, s->seq_len);
-    plan_result *res = malloc(sizeof(plan_result) * (size_t)(top > 0 ? top : 1)), mod;
+    plan_result *res = lm_alloc(sizeof(plan_result) * (size_t)(top > 0 ? top : 1)), mod;
     plan_rejects rej;
     int n = plan_search(s, cl, c, gpus, fx, res, top > 0 ? top : 1, &mod, &rej);
     double limit = (cl->mem_gib - c->reserve_gib);
@@ -275,7 +275,7 @@ static void print_one(const char *deck, int is_deck, int gpus, const lm_config *
                l->offload ? " (step time not modelled)\n" : "");
         if (!l->offload) lm_log(", %.3f s/step, MFU %.1f%%\n", mod.t_step, 100 * mod.mfu);
     }
-    free(res);
+    lm_free(res);
 }
 
 #define PLAN_USAGE "lamina plan DECK|PRESET --cluster FILE --gpus N[,N...] [--global-batch B] [--seq-len T] " \
@@ -291,7 +291,7 @@ static const struct option PLAN_OPTS[] = {
 int cmd_plan(int argc, char **argv) {
     const char *model = NULL, *cluster_path = NULL, *calib_path = NULL, *gpus_arg = NULL, *v;
     long gb = 0, seq = 0, top = 10;
-    char **ov = malloc(sizeof(char *) * (size_t)(argc + 1)), err[LM_ERRLEN];
+    char **ov = lm_alloc(sizeof(char *) * (size_t)(argc + 1)), err[LM_ERRLEN];
     int nov = 0;
     lm_opts o;
     lm_opts_begin(&o, "plan", PLAN_USAGE, argc, argv, "", PLAN_OPTS);
@@ -350,7 +350,7 @@ int cmd_plan(int argc, char **argv) {
            cal.dp_hidden, cal.comm_eff, cal.dp_comm_eff, cal.reserve_gib, cal.step_overhead_ms);
     int is_deck = !access(model, F_OK);
     for (int i = 0; i < ng; i++) print_one(model, is_deck, gpus[i], &cfg, &s, &cl, &cal, &fx, (int)top);
-    free(ov);
+    lm_free(ov);
     lm_opts_end(&o);
     return 0;
 }

@@ -28,8 +28,8 @@ typedef struct {
 static void push_piece(corpus *c, int64_t start, int64_t len) {
     if (c->npiece == c->piece_cap) {
         c->piece_cap = c->piece_cap ? 2 * c->piece_cap : 1024;
-        c->start = realloc(c->start, sizeof(int64_t) * (size_t)c->piece_cap);
-        c->len = realloc(c->len, sizeof(int64_t) * (size_t)c->piece_cap);
+        c->start = lm_realloc(c->start, sizeof(int64_t) * (size_t)c->piece_cap);
+        c->len = lm_realloc(c->len, sizeof(int64_t) * (size_t)c->piece_cap);
         if (!c->start || !c->len) lm_abort(LM_ERR_RUNTIME, "prep: out of memory");
     }
     c->start[c->npiece] = start;
@@ -45,7 +45,7 @@ static void add_doc(corpus *c, const lm_tokenizer *t, const char *text, size_t n
     int64_t need = (int64_t)t->max_tokens(t, n) + 2;
     if (c->ntok + need > c->cap) {
         while (c->ntok + need > c->cap) c->cap = c->cap ? 2 * c->cap : (1 << 20);
-        c->tok = realloc(c->tok, sizeof(uint32_t) * (size_t)c->cap);
+        c->tok = lm_realloc(c->tok, sizeof(uint32_t) * (size_t)c->cap);
         if (!c->tok) lm_abort(LM_ERR_RUNTIME, "prep: out of memory");
     }
     int64_t s = c->ntok;
@@ -57,33 +57,6 @@ static void add_doc(corpus *c, const lm_tokenizer *t, const char *text, size_t n
     for (int64_t o = 0; o < L; o += maxlen) push_piece(c, s + o, L - o < maxlen ? L - o : maxlen);
     c->ndocs++;
     c->nbytes += (int64_t)n;
-}
-
-static char *slurp(const char *path, size_t *n, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        lm_err(err, errlen, LM_ERR_INPUT, "prep: cannot read %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap + 1);
-    size_t r;
-    while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += r;
-        if (len == cap) buf = realloc(buf, (cap *= 2) + 1);
-    }
-    /* a read error is not the end of the file: never take a partial input */
-    int bad = buf && ferror(f), e = errno;
-    fclose(f);
-    if (!buf) lm_abort(LM_ERR_RUNTIME, "prep: out of memory reading %s", path);
-    if (bad) {
-        free(buf);
-        lm_err(err, errlen, LM_ERR_INPUT, "prep: cannot read %s: %s", path, strerror(e));
-        return NULL;
-    }
-    buf[len] = 0;
-    *n = len;
-    return buf;
 }
 
 /* Plain text: the whole file is one document, or documents are separated by
@@ -127,7 +100,7 @@ static int read_jsonl(corpus *c, const lm_tokenizer *t, const char *path, char *
                 lm_err(err, errlen, LM_ERR_INPUT, "prep: %s:%ld: %s", path, lineno,
                        !o ? je.text : "expected a JSON object with a string field \"text\"");
                 json_decref(o);
-                return 2;
+                return LM_ERR_INPUT;
             }
             add_doc(c, t, json_string_value(txt), json_string_length(txt), maxlen);
             json_decref(o);
@@ -181,13 +154,13 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
         }
     }
     int nin = o.npos;
-    char **in = calloc((size_t)nin + 1, sizeof(char *));
+    char **in = lm_calloc((size_t)nin + 1, sizeof(char *));
     for (int i = 0; i < nin; i++) in[i] = o.pos[i];
     lm_opts_end(&o);
     int bad = !out ? 1 : !seq_len ? 2 : !nin ? 3 : 0;
     if (!bad && strcmp(format, "auto") && strcmp(format, "text") && strcmp(format, "jsonl")) bad = 4;
     if (bad) {
-        free(in);
+        lm_free(in);
         return lm_err(err, errlen, LM_ERR_INPUT, "prep: %s", bad == 1 ? "-o OUT.h5 is required" : bad == 2 ? "--seq-len N is required"
                                                   : bad == 3 ? "no input files" : "--format must be auto, text or jsonl");
     }
@@ -197,7 +170,7 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
     struct stat ost;
     int out_exists = stat(out, &ost) == 0;
     if (out_exists && S_ISDIR(ost.st_mode)) {
-        free(in);
+        lm_free(in);
         return lm_err(err, errlen, LM_ERR_INPUT, "prep: -o %s is a directory: give the token file's path", out);
     }
     for (int i = 0; i < nin; i++) {
@@ -206,8 +179,8 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
         if (stat(in[i], &st)) {
             int e = errno;
             lm_err(err, errlen, LM_ERR_INPUT, "prep: cannot read %s: %s", in[i], strerror(e));
-            free(in);
-            return 2;
+            lm_free(in);
+            return LM_ERR_INPUT;
         }
         if (S_ISDIR(st.st_mode)) why = "is a directory (give the files inside it)";
         else if (!S_ISREG(st.st_mode)) why = S_ISFIFO(st.st_mode) ? "is not a regular file (a FIFO)" : "is not a regular file";
@@ -215,8 +188,8 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
             why = "is the output file (-o): refusing to overwrite an input";
         if (why) {
             lm_err(err, errlen, LM_ERR_INPUT, "prep: input %s %s", in[i], why);
-            free(in);
-            return 2;
+            lm_free(in);
+            return LM_ERR_INPUT;
         }
     }
     const lm_tokenizer *t = tokenizer_bytes();
@@ -225,24 +198,24 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
     int64_t maxlen = seq_len + 1;
     for (int i = 0; i < nin && !rc; i++) {
         size_t n;
-        char *buf = slurp(in[i], &n, err, errlen);
+        char *buf = lm_read_file(in[i], &n, err, errlen);
         if (!buf) {
-            rc = 2;
+            rc = LM_ERR_INPUT;
             break;
         }
         const char *dot = strrchr(in[i], '.');
         int jsonl = !strcmp(format, "jsonl") || (!strcmp(format, "auto") && dot && (!strcmp(dot, ".jsonl") || !strcmp(dot, ".json")));
         if (jsonl) rc = read_jsonl(&c, t, in[i], buf, n, maxlen, err, errlen);
         else read_text(&c, t, buf, n, sep, maxlen);
-        free(buf);
+        lm_free(buf);
     }
     if (!rc && c.npiece == 0) rc = lm_err(err, errlen, LM_ERR_INPUT, "prep: the input holds no documents");
     if (!rc) {
-        int64_t *bin = malloc(sizeof(int64_t) * (size_t)c.npiece), *order = malloc(sizeof(int64_t) * (size_t)c.npiece);
+        int64_t *bin = lm_alloc(sizeof(int64_t) * (size_t)c.npiece), *order = lm_alloc(sizeof(int64_t) * (size_t)c.npiece);
         int64_t nb = pack_docs(c.len, c.npiece, maxlen, 0, bin, order);
         /* Lay samples out: count per bin, then fill in placement order. */
-        int64_t *off = calloc((size_t)nb + 1, sizeof(int64_t)), *fill = calloc((size_t)nb, sizeof(int64_t));
-        uint32_t *tok = malloc(sizeof(uint32_t) * (size_t)(c.ntok ? c.ntok : 1));
+        int64_t *off = lm_calloc((size_t)nb + 1, sizeof(int64_t)), *fill = lm_calloc((size_t)nb, sizeof(int64_t));
+        uint32_t *tok = lm_alloc(sizeof(uint32_t) * (size_t)(c.ntok ? c.ntok : 1));
         if (!bin || !order || !off || !fill || !tok) lm_abort(LM_ERR_RUNTIME, "prep: out of memory");
         for (int64_t k = 0; k < c.npiece; k++) off[bin[k] + 1] += c.len[k];
         for (int64_t b = 0; b < nb; b++) off[b + 1] += off[b];
@@ -259,16 +232,16 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
                    "of <= %ld+1 (packing %.1f%%) -> %s\n",
                    (long long)c.ndocs, (long long)c.nbytes, (long long)c.nsplit, seq_len, (long long)off[nb],
                    (long long)nb, seq_len, 100.0 * (double)off[nb] / ((double)nb * (double)maxlen), out);
-        free(bin);
-        free(order);
-        free(off);
-        free(fill);
-        free(tok);
+        lm_free(bin);
+        lm_free(order);
+        lm_free(off);
+        lm_free(fill);
+        lm_free(tok);
     }
-    free(c.tok);
-    free(c.start);
-    free(c.len);
-    free(in);
+    lm_free(c.tok);
+    lm_free(c.start);
+    lm_free(c.len);
+    lm_free(in);
     return rc;
 }
 

@@ -466,42 +466,21 @@ int lm_ini_read_file(const char *path, const char *what, char **text, char *err,
         return lm_err(err, errlen, LM_ERR_INPUT, "cannot read %s %s: it is %s; the %s must be a regular file", what,
                       path, it, what);
     }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        int e = errno;
-        close(fd);
-        return lm_err(err, errlen, LM_ERR_INPUT, "cannot read %s %s: %s", what, path, strerror(e));
-    }
-    /* INI files are small; 16 MiB is a sanity cap */
-    size_t cap = 4096, n = 0;
-    char *buf = lm_alloc(cap);
-    for (;;) {
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) break;
-        if (n == cap - 1) {
-            if (cap >= ((size_t)16 << 20)) break;
-            char *nb = lm_alloc(cap * 2);
-            memcpy(nb, buf, n);
-            lm_free(buf);
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    int ioerr = ferror(f) ? errno : 0, big = !ioerr && !feof(f);
-    fclose(f);
+    close(fd);
+    /* the one whole-file reader (core/file.c); INI files are small, and
+     * 16 MiB is a sanity cap */
+    char rerr[LM_ERRLEN];
+    size_t n = 0;
+    char *buf = lm_read_file(path, &n, rerr, sizeof rerr);
+    if (!buf) return lm_err(err, errlen, LM_ERR_INPUT, "cannot read %s %s", what, rerr);
     int rc = 0;
-    if (ioerr) rc = lm_err(err, errlen, LM_ERR_INPUT, "cannot read %s %s: %s", what, path, strerror(ioerr));
-    else if (big) rc = lm_err(err, errlen, LM_ERR_INPUT, "cannot read %s %s: larger than 16 MiB", what, path);
+    if (n > ((size_t)16 << 20)) rc = lm_err(err, errlen, LM_ERR_INPUT, "cannot read %s %s: larger than 16 MiB", what, path);
     else if (memchr(buf, 0, n))
         rc = lm_err(err, errlen, LM_ERR_INPUT, "%s %s: contains a NUL byte (not a text file)", what, path);
     if (rc) {
         lm_free(buf);
         return rc;
     }
-    buf[n] = 0;
     *text = buf;
     return 0;
 }

@@ -174,22 +174,22 @@ void pp_schedule(int kind, int pp, int v, int m, int stage, lm_pp_op *ops) {
 
 int pp_max_inflight(int kind, int pp, int v, int m, int stage) {
     int n = 2 * m * v, now = 0, most = 0;
-    lm_pp_op *ops = malloc(sizeof(lm_pp_op) * (size_t)n);
+    lm_pp_op *ops = lm_alloc(sizeof(lm_pp_op) * (size_t)n);
     pp_schedule(kind, pp, v, m, stage, ops);
     for (int i = 0; i < n; i++) {
         now += ops[i].kind == LM_PP_FWD ? 1 : -1;
         if (now > most) most = now;
     }
-    free(ops);
+    lm_free(ops);
     return most;
 }
 
 double pp_simulate(int kind, int pp, int v, int m, double tf, double tb, double *idle) {
     int C = pp * v, per = 2 * m * v;
-    lm_pp_op *ops = malloc(sizeof(lm_pp_op) * (size_t)per * (size_t)pp);
-    int *next = calloc((size_t)pp, sizeof(int));
-    double *free_at = calloc((size_t)pp, sizeof(double));
-    double *done = malloc(sizeof(double) * 2 * (size_t)m * (size_t)C); /* [kind][mb][chunk], < 0: not yet */
+    lm_pp_op *ops = lm_alloc(sizeof(lm_pp_op) * (size_t)per * (size_t)pp);
+    int *next = lm_calloc((size_t)pp, sizeof(int));
+    double *free_at = lm_calloc((size_t)pp, sizeof(double));
+    double *done = lm_alloc(sizeof(double) * 2 * (size_t)m * (size_t)C); /* [kind][mb][chunk], < 0: not yet */
     for (size_t i = 0; i < 2 * (size_t)m * (size_t)C; i++) done[i] = -1.0;
     for (int s = 0; s < pp; s++) pp_schedule(kind, pp, v, m, s, ops + (size_t)s * (size_t)per);
 #define DONE(k, mb, c) done[((size_t)(k) * (size_t)m + (size_t)(mb)) * (size_t)C + (size_t)(c)]
@@ -221,9 +221,9 @@ double pp_simulate(int kind, int pp, int v, int m, double tf, double tb, double 
         double busy = (double)m * (double)v * (tf + tb);
         for (int s = 0; s < pp && idle; s++) idle[s] = (span - busy) / busy;
     }
-    free(ops);
-    free(next);
-    free(free_at);
-    free(done);
+    lm_free(ops);
+    lm_free(next);
+    lm_free(free_at);
+    lm_free(done);
     return span;
 }

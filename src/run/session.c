@@ -253,7 +253,7 @@ static int load_one(lm_session *s, const char *path, int resume, ckpt_tensor *tw
                     ckpt_meta *meta, char *err, size_t errlen) {
     MPI_Comm mc = comm_mpi(comm_world());
     memset(meta, 0, sizeof *meta);
-    if (ckpt_read_meta(mc, path, meta, err, errlen)) return 2;
+    if (ckpt_read_meta(mc, path, meta, err, errlen)) return LM_ERR_INPUT;
     int rc = check_meta(&s->cfg, meta, path, err, errlen);
     if (!rc && resume && meta->consumed_samples < 0)
         rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute consumed_samples: missing; a restart needs the data position "
