@@ -14,6 +14,7 @@ _kill_tree() { local c; for c in $(pgrep -P "$1"); do [ "$c" = "$BASHPID" ] || _
 _watchdog() { sleep "$1" & wait $!; _kill_tree "$2"; }
 _watchdog "${LAMINA_TEST_TIMEOUT:-900}" $$ >/dev/null 2>&1 &
 _wd=$!
+disown $_wd 2>/dev/null  # a bare `wait` in a test must not wait for the watchdog
 trap 'pkill -P $_wd 2>/dev/null; kill $_wd 2>/dev/null; rm -rf "$T"' EXIT
 _n=0
 _fail=0
