@@ -30,41 +30,77 @@ static void push_piece(corpus *c, int64_t start, int64_t len) {
         c->piece_cap = c->piece_cap ? 2 * c->piece_cap : 1024;
         c->start = lm_realloc(c->start, sizeof(int64_t) * (size_t)c->piece_cap);
         c->len = lm_realloc(c->len, sizeof(int64_t) * (size_t)c->piece_cap);
-        if (!c->start || !c->len) lm_abort(LM_ERR_RUNTIME, "prep: out of memory");
     }
     c->start[c->npiece] = start;
     c->len[c->npiece] = len;
     c->npiece++;
 }
 
-static void add_doc(corpus *c, const lm_tokenizer *t, const char *text, size_t n, int64_t maxlen) {
-    /* skip documents that are only whitespace */
+/* One document's tokens, [BOS] text [EOS], encoded independently of the
+ * others so that documents are tokenized in parallel (OpenMP threads); the
+ * corpus then takes them in input order, so the output does not depend on
+ * the number of threads. A document that is only whitespace gives none. */
+typedef struct {
+    uint32_t *tok;
+    int64_t ntok, nbytes;
+} doc_tokens;
+
+static doc_tokens encode_doc(const lm_tokenizer *t, const char *text, size_t n) {
+    doc_tokens d = {0};
     size_t k = 0;
     while (k < n && (text[k] == ' ' || text[k] == '\n' || text[k] == '\r' || text[k] == '\t')) k++;
-    if (k == n) return;
-    int64_t need = (int64_t)t->max_tokens(t, n) + 2;
-    if (c->ntok + need > c->cap) {
-        while (c->ntok + need > c->cap) c->cap = c->cap ? 2 * c->cap : (1 << 20);
+    if (k == n) return d;
+    size_t cap = t->max_tokens(t, n) + 2;
+    d.tok = lm_alloc(sizeof(uint32_t) * cap);
+    if (t->bos >= 0) d.tok[d.ntok++] = (uint32_t)t->bos;
+    d.ntok += (int64_t)t->encode(t, text, n, d.tok + d.ntok, cap - (size_t)d.ntok - 1);
+    if (t->eos >= 0) d.tok[d.ntok++] = (uint32_t)t->eos;
+    d.nbytes = (int64_t)n;
+    return d;
+}
+
+/* Append a document to the corpus (and free its tokens): split into pieces
+ * of at most maxlen tokens. */
+static void add_doc(corpus *c, doc_tokens *d, int64_t maxlen) {
+    if (!d->ntok) return;
+    if (c->ntok + d->ntok > c->cap) {
+        while (c->ntok + d->ntok > c->cap) c->cap = c->cap ? 2 * c->cap : (1 << 20);
         c->tok = lm_realloc(c->tok, sizeof(uint32_t) * (size_t)c->cap);
-        if (!c->tok) lm_abort(LM_ERR_RUNTIME, "prep: out of memory");
     }
-    int64_t s = c->ntok;
-    c->tok[c->ntok++] = (uint32_t)t->bos;
-    c->ntok += (int64_t)t->encode(t, text, n, c->tok + c->ntok, (size_t)(c->cap - c->ntok));
-    c->tok[c->ntok++] = (uint32_t)t->eos;
-    int64_t L = c->ntok - s;
+    int64_t s = c->ntok, L = d->ntok;
+    memcpy(c->tok + s, d->tok, sizeof(uint32_t) * (size_t)L);
+    c->ntok += L;
     if (L > maxlen) c->nsplit++;
     for (int64_t o = 0; o < L; o += maxlen) push_piece(c, s + o, L - o < maxlen ? L - o : maxlen);
     c->ndocs++;
-    c->nbytes += (int64_t)n;
+    c->nbytes += d->nbytes;
+    lm_free(d->tok);
+    d->tok = NULL;
+}
+
+/* The documents of one file, as byte spans of its buffer: for text, the whole
+ * file or the parts between separator lines; for JSONL, the lines (each
+ * parsed in the parallel loop). */
+typedef struct {
+    size_t *at, *len;
+    int64_t n, cap;
+} spans;
+
+static void span_push(spans *s, size_t at, size_t len) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 1024;
+        s->at = lm_realloc(s->at, sizeof(size_t) * (size_t)s->cap);
+        s->len = lm_realloc(s->len, sizeof(size_t) * (size_t)s->cap);
+    }
+    s->at[s->n] = at;
+    s->len[s->n++] = len;
 }
 
 /* Plain text: the whole file is one document, or documents are separated by
  * lines equal to `sep` (fortune files use "%"). */
-static void read_text(corpus *c, const lm_tokenizer *t, const char *buf, size_t n, const char *sep,
-                      int64_t maxlen) {
+static void split_text(spans *d, const char *buf, size_t n, const char *sep) {
     if (!sep) {
-        add_doc(c, t, buf, n, maxlen);
+        span_push(d, 0, n);
         return;
     }
     size_t seplen = strlen(sep), doc = 0, line = 0;
@@ -74,40 +110,79 @@ static void read_text(corpus *c, const lm_tokenizer *t, const char *buf, size_t 
         size_t le = e;
         if (le > line && buf[le - 1] == '\r') le--;
         if (le - line == seplen && memcmp(buf + line, sep, seplen) == 0) {
-            add_doc(c, t, buf + doc, line - doc, maxlen);
+            span_push(d, doc, line - doc);
             doc = e + 1;
         }
         line = e + 1;
     }
-    if (doc < n) add_doc(c, t, buf + doc, n - doc, maxlen);
+    if (doc < n) span_push(d, doc, n - doc);
 }
 
-static int read_jsonl(corpus *c, const lm_tokenizer *t, const char *path, char *buf, size_t n, int64_t maxlen,
-                      char *err, size_t errlen) {
-    size_t line = 0;
-    long lineno = 0;
-    while (line < n) {
+/* JSONL: every line that is not blank is a document. */
+static void split_lines(spans *d, const char *buf, size_t n) {
+    for (size_t line = 0; line < n;) {
         size_t e = line;
         while (e < n && buf[e] != '\n') e++;
-        lineno++;
         size_t k = line;
         while (k < e && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r')) k++;
-        if (k < e) {
-            json_error_t je;
-            json_t *o = json_loadb(buf + line, e - line, 0, &je);
-            json_t *txt = o && json_is_object(o) ? json_object_get(o, "text") : NULL;
-            if (!o || !json_is_string(txt)) {
-                lm_err(err, errlen, LM_ERR_INPUT, "prep: %s:%ld: %s", path, lineno,
-                       !o ? je.text : "expected a JSON object with a string field \"text\"");
-                json_decref(o);
-                return LM_ERR_INPUT;
-            }
-            add_doc(c, t, json_string_value(txt), json_string_length(txt), maxlen);
-            json_decref(o);
-        }
+        if (k < e) span_push(d, line, e - line);
         line = e + 1;
     }
-    return 0;
+}
+
+/* The 1-based line number of byte `at` (for messages). */
+static long line_of(const char *buf, size_t at) {
+    long l = 1;
+    for (size_t i = 0; i < at; i++) l += buf[i] == '\n';
+    return l;
+}
+
+/* Tokenize the documents of one file in parallel and append them in order.
+ * JSONL lines must be objects with a string field "text"; the first bad line
+ * (lowest) is the error. */
+static int read_file_docs(corpus *c, const lm_tokenizer *t, const char *path, const char *buf, size_t n, int jsonl,
+                          const char *sep, int64_t maxlen, char *err, size_t errlen) {
+    spans d = {0};
+    if (jsonl) split_lines(&d, buf, n);
+    else split_text(&d, buf, n, sep);
+    doc_tokens *docs = lm_calloc((size_t)(d.n ? d.n : 1), sizeof(doc_tokens));
+    json_object_seed(0); /* jansson: seed its hash tables before threads parse */
+    int64_t bad = d.n;
+    char why[160] = "";
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < d.n; i++) {
+        const char *text = buf + d.at[i];
+        size_t len = d.len[i];
+        json_t *o = NULL;
+        if (jsonl) {
+            json_error_t je;
+            o = json_loadb(text, len, 0, &je);
+            json_t *txt = o && json_is_object(o) ? json_object_get(o, "text") : NULL;
+            if (!o || !json_is_string(txt)) {
+#pragma omp critical(prep_bad)
+                if (i < bad) {
+                    bad = i;
+                    snprintf(why, sizeof why, "%s", !o ? je.text : "expected a JSON object with a string field \"text\"");
+                }
+                json_decref(o);
+                continue;
+            }
+            text = json_string_value(txt);
+            len = json_string_length(txt);
+        }
+        docs[i] = encode_doc(t, text, len);
+        json_decref(o);
+    }
+    int rc = 0;
+    if (bad < d.n) rc = lm_err(err, errlen, LM_ERR_INPUT, "prep: %s:%ld: %s", path, line_of(buf, d.at[bad]), why);
+    for (int64_t i = 0; i < d.n; i++) {
+        if (!rc) add_doc(c, &docs[i], maxlen);
+        lm_free(docs[i].tok);
+    }
+    lm_free(docs);
+    lm_free(d.at);
+    lm_free(d.len);
+    return rc;
 }
 
 static void prep_usage(FILE *f) {
@@ -205,8 +280,7 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
         }
         const char *dot = strrchr(in[i], '.');
         int jsonl = !strcmp(format, "jsonl") || (!strcmp(format, "auto") && dot && (!strcmp(dot, ".jsonl") || !strcmp(dot, ".json")));
-        if (jsonl) rc = read_jsonl(&c, t, in[i], buf, n, maxlen, err, errlen);
-        else read_text(&c, t, buf, n, sep, maxlen);
+        rc = read_file_docs(&c, t, in[i], buf, n, jsonl, sep, maxlen, err, errlen);
         lm_free(buf);
     }
     if (!rc && c.npiece == 0) rc = lm_err(err, errlen, LM_ERR_INPUT, "prep: the input holds no documents");
