@@ -36,7 +36,9 @@ static void report_memory(lm_session *s) {
     zero_memory_bytes(s->zero, &zm);
     double MiB = 1024.0 * 1024.0, psi = (double)zm.psi, e = (double)zm.esz;
     int dp = zm.dp, st = zm.stage;
-    double want_g = st == 2 ? e * psi / dp : e * psi, want_o = st == 0 ? 8 * psi : 8 * psi / dp;
+    /* train.trainable = embeddings: moments of the trained chunks only (Psi_t) */
+    double psit = (double)zm.psi_trained;
+    double want_g = st == 2 ? e * psi / dp : e * psi, want_o = st == 0 ? 8 * psit : 8 * psit / dp;
     double want_m = zm.esz == 4 ? 0 : st == 0 ? 4 * psi : 4 * psi / dp;
     lm_log("parameters: %lld in %d tensors; chunks: %d x %zu elements (%.1f MiB each, padding %.2f%%), "
            "%d shard(s) of %zu elements per chunk\n",
@@ -45,8 +47,11 @@ static void report_memory(lm_session *s) {
     lm_log("memory per rank (ZeRO-%d, dp %d, Psi = %zu elements with padding): weights %zu B (%g Psi = %.0f), "
            "gradients %zu B (%s = %.0f), optimizer state %zu B (%s = %.0f)",
            st, dp, zm.psi, zm.weights, e, e * psi, zm.grads, st == 2 ? "e Psi/dp" : "e Psi", want_g, zm.optim,
-           st == 0 ? "8 Psi" : "8 Psi/dp", want_o);
+           zm.psi_trained != zm.psi ? (st == 0 ? "8 Psi_t" : "8 Psi_t/dp") : st == 0 ? "8 Psi" : "8 Psi/dp", want_o);
     if (zm.esz != 4) lm_log(", fp32 master weights %zu B (%s = %.0f)", zm.master, st == 0 ? "4 Psi" : "4 Psi/dp", want_m);
+    if (zm.psi_trained != zm.psi)
+        lm_log("; train.trainable = %s: optimizer state over the %zu trained elements (Psi_t, chunk padding "
+               "included) only", s->cfg.trainable, zm.psi_trained);
     lm_log("\n");
     lm_log("memory per rank: weights %.1f MiB, gradients %.1f MiB%s, optimizer state %.1f MiB, "
            "activations+workspace %.1f MiB%s\n",
