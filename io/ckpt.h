@@ -66,6 +66,7 @@
  * by `latest`. Every rank exits 1 (train.c: lm_fail). */
 #ifndef LAMINA_CKPT_H
 #define LAMINA_CKPT_H
+#include "tokrec.h"
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -105,6 +106,8 @@ typedef struct {
     int dim, n_layers, n_heads, n_kv_heads, ffn_dim, vocab_size, max_seq_len, tie_embeddings;
     double norm_eps, rope_theta;
     const char *deck_text;    /* resolved deck (write); on read, a malloc'd copy the caller frees */
+    const lm_tokrec *tok;     /* write: the tokenizer to record as /tokenizer/model (NULL: none);
+                               * the same on every rank. ckpt_read_meta leaves it NULL */
 } ckpt_meta;
 
 /* Write checkpoint `meta->step` into dir. model/exp_avg/exp_avg_sq are arrays
@@ -147,6 +150,14 @@ int ckpt_candidates(MPI_Comm comm, const char *dir, char ***paths, char *note, s
  * keys as 0, deck_text NULL; the caller decides what it needs. Only a
  * regular file is opened (a FIFO would block). */
 int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, size_t errlen);
+
+/* The tokenizer a checkpoint records (/tokenizer/model with bos_id, eos_id
+ * and vocab_size; tokrec.h): rec->model NULL when there is none, else its
+ * bytes (free with tokrec_free). Serial: any one process opens the file
+ * read-only by itself (no MPI): call it on every rank, or on one and
+ * broadcast. Returns 0, or 2 with err naming the file and dataset (not a
+ * regular file, not HDF5, a malformed /tokenizer), 1 when a read fails. */
+int ckpt_tokenizer(const char *path, lm_tokrec *rec, char *err, size_t errlen);
 
 /* Load the pieces named in model (and the moments if not NULL) from path
  * into their data, checking each dataset's type (float32: "is float16,

@@ -198,6 +198,8 @@ static int validate_serial(const char *path, ckpt_meta *m, ckpt_tensor *const *s
     h5_close(fapl);
     if (f < 0) return lm_err(err, errlen, LM_ERR_INPUT, "%s: not an HDF5 file, or truncated/damaged", path);
     int rc = read_meta_h5(f, path, m, err, errlen);
+    lm_tokrec tr;
+    if (!rc) rc = tokrec_read(f, path, "checkpoint", 0, &tr, err, errlen) ? 2 : 0; /* a recorded tokenizer's shape */
     for (int s = 0; s < nsets && !rc; s++)
         for (int i = 0; i < n && !rc; i++) rc = check_dataset(f, path, CK_SET_PATH[s], &sets[s][i], err, errlen);
     if (H5Fclose(f) < 0 && !rc) rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: damaged (close failed)", path);
@@ -347,3 +349,24 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
     return ck_agree(comm, rc, err, errlen) ? 2 : 0;
 }
 
+
+/* Serial, read-only, sec2 driver (as validate_serial): no MPI. */
+int ckpt_tokenizer(const char *path, lm_tokrec *rec, char *err, size_t errlen) {
+    memset(rec, 0, sizeof *rec);
+    rec->bos_id = rec->eos_id = -1;
+    if (ck_regular_file(path, 2, err, errlen)) return 2;
+    if (access(path, R_OK)) return lm_err(err, errlen, LM_ERR_INPUT, "%s: cannot read (%s)", path, strerror(errno));
+    h5_quiet q;
+    h5_quiet_begin(&q);
+    hid_t fapl = h5_fapl();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    h5_close(fapl);
+    int rc = f < 0 ? lm_err(err, errlen, LM_ERR_INPUT, "%s: not an HDF5 file, or truncated/damaged", path)
+                   : tokrec_read(f, path, "checkpoint", 1, rec, err, errlen);
+    if (f >= 0 && H5Fclose(f) < 0 && !rc) {
+        tokrec_free(rec);
+        rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: damaged (close failed)", path);
+    }
+    h5_quiet_end(&q, rc);
+    return rc;
+}

@@ -389,7 +389,8 @@ static long long reserve_bytes(const ckpt_meta *m, const ckpt_tensor *const *set
     for (int s = 0; s < nsets; s++)
         for (int i = 0; i < n; i++) b += (long long)sets[s][i].rows * sets[s][i].cols * (long long)sizeof(float);
     long long deck = m->deck_text ? (long long)strlen(m->deck_text) : 0;
-    return b + 65536 + 1024LL * nsets * n + 2 * deck + 4096;
+    long long tok = m->tok ? (long long)m->tok->len : 0;
+    return b + 65536 + 1024LL * nsets * n + 2 * deck + tok + 4096;
 }
 
 /* Create one dataset, write it collectively, then its checksum. Each element
@@ -503,8 +504,11 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
     dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
     int wm = write_meta(f, meta);
+    /* the recorded tokenizer: created collectively, its bytes written by rank 0 */
+    if (!wm && meta->tok && meta->tok->len && tokrec_write(f, meta->tok, rank == 0, dxpl)) wm = 3;
     rc = wm == 1 ? lm_err(err, errlen, LM_ERR_RUNTIME, "%s: writing the root attributes failed", tmp)
        : wm == 2 ? lm_err(err, errlen, LM_ERR_RUNTIME, "%s: writing /config (model shape and deck) failed", tmp)
+       : wm == 3 ? lm_err(err, errlen, LM_ERR_RUNTIME, "%s: writing /tokenizer/model failed", tmp)
                  : 0;
     if (!rc) {
         if (fault_at("group")) {

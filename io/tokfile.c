@@ -6,6 +6,7 @@
  * the dataset or attribute and the rule, never an error stack on stderr. */
 #include "tokfile.h"
 #include "h5attr.h"
+#include "tokrec.h"
 #include "common.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +23,7 @@ struct tokfile {
     hid_t file, tokens, tspace; /* /tokens stays open: each read is a hyperslab of it */
     int tok_wide;               /* file type signed or wider than 32 bits: read as int64, range-check */
     int64_t n_samples, n_tokens, vocab_size;
+    int has_tok;                /* /tokenizer/model present (validated at open) */
     int64_t *offsets;           /* n_samples + 1 entries, validated at open */
     int64_t *wide;              /* scratch for tok_wide reads */
     int64_t wide_cap;
@@ -64,7 +66,20 @@ static int write_1d(hid_t loc, const char *name, hid_t ft, hid_t mt, const void 
 int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, const int64_t *offsets,
                   int64_t n_samples, int64_t vocab_size, int n_extra, const char *const *extra_names,
                   const int64_t *extra_values, char *err, size_t errlen) {
+    return tokfile_write_tok(path, tokens, n_tokens, offsets, n_samples, vocab_size, n_extra, extra_names, extra_values,
+                             NULL, err, errlen);
+}
+
+int tokfile_write_tok(const char *path, const uint32_t *tokens, int64_t n_tokens, const int64_t *offsets,
+                      int64_t n_samples, int64_t vocab_size, int n_extra, const char *const *extra_names,
+                      const int64_t *extra_values, const lm_tokrec *tok, char *err, size_t errlen) {
     /* refuse to write a file that tokfile_open would reject */
+    if (tok && (!tok->model || tok->len < 1 || tok->len > LM_TOKREC_MAX))
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: tokenizer model of %zu bytes: must be 1 .. %zu", path, tok->len,
+                      LM_TOKREC_MAX);
+    if (tok && (tok->bos_id < -1 || tok->bos_id >= vocab_size || tok->eos_id < -1 || tok->eos_id >= vocab_size))
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: tokenizer bos_id %lld / eos_id %lld: must be -1 or below vocab_size %lld",
+                      path, (long long)tok->bos_id, (long long)tok->eos_id, (long long)vocab_size);
     if (n_samples < 1) return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: no samples to write", path);
     if (vocab_size < 1) return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: vocab_size %lld must be > 0", path, (long long)vocab_size);
     if (offsets[0] != 0 || offsets[n_samples] != n_tokens)
@@ -115,6 +130,12 @@ int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, co
         goto done;
     for (int k = 0; k < n_extra; k++)
         if (h5_write_i64(f, extra_names[k], extra_values[k])) goto done;
+    what = "/tokenizer/model";
+    if (tok) {
+        lm_tokrec t = *tok;
+        t.vocab_size = 0; /* the root attribute says it */
+        if (tokrec_write(f, &t, 1, H5P_DEFAULT)) goto done;
+    }
     rc = 0;
 done:
     h5_close(g);
@@ -322,6 +343,17 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
                (long long)f->offsets[no - 1], (long long)f->n_tokens);
         goto fail;
     }
+    {
+        lm_tokrec tr;
+        int trc = tokrec_read(f->file, path, "token file", 0, &tr, err, errlen);
+        if (trc) goto fail;
+        f->has_tok = tr.len > 0;
+        if (f->has_tok && (tr.bos_id >= f->vocab_size || tr.eos_id >= f->vocab_size)) {
+            lm_err(err, errlen, LM_ERR_INPUT, "%s: token file dataset /tokenizer/model: bos_id %lld / eos_id %lld must be below "
+                   "the file's vocab_size %lld", path, (long long)tr.bos_id, (long long)tr.eos_id, (long long)f->vocab_size);
+            goto fail;
+        }
+    }
     h5_close(od);
     h5_close(ot);
     free(fmt);
@@ -353,6 +385,18 @@ void tokfile_close(tokfile *f) {
 int64_t tokfile_n_samples(const tokfile *f) { return f->n_samples; }
 int64_t tokfile_n_tokens(const tokfile *f) { return f->n_tokens; }
 int64_t tokfile_vocab_size(const tokfile *f) { return f->vocab_size; }
+
+int tokfile_tokenizer(tokfile *f, lm_tokrec *rec, char *err, size_t errlen) {
+    memset(rec, 0, sizeof *rec);
+    rec->bos_id = rec->eos_id = -1;
+    if (!f->has_tok) return 0;
+    h5_quiet q;
+    h5_quiet_begin(&q);
+    int rc = tokrec_read(f->file, f->path, "token file", 1, rec, err, errlen);
+    h5_quiet_end(&q, rc);
+    rec->vocab_size = f->vocab_size;
+    return rc;
+}
 const char *tokfile_path(const tokfile *f) { return f->path; }
 
 /* Cheap per-step guard (one stat): the path must still name the file that

@@ -21,11 +21,13 @@
 #include "sde.h"
 #include "step_probe.h"
 #include "session.h"
+#include "tokrecord.h"
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 /* Bytes per rank of weights, gradients and optimizer state, next to the ZeRO
  * formula for the stage (zero.h): what the manager allocated must be what
@@ -36,7 +38,9 @@ static void report_memory(lm_session *s) {
     zero_memory_bytes(s->zero, &zm);
     double MiB = 1024.0 * 1024.0, psi = (double)zm.psi, e = (double)zm.esz;
     int dp = zm.dp, st = zm.stage;
-    double want_g = st == 2 ? e * psi / dp : e * psi, want_o = st == 0 ? 8 * psi : 8 * psi / dp;
+    /* train.trainable = embeddings: moments of the trained chunks only (Psi_t) */
+    double psit = (double)zm.psi_trained;
+    double want_g = st == 2 ? e * psi / dp : e * psi, want_o = st == 0 ? 8 * psit : 8 * psit / dp;
     double want_m = zm.esz == 4 ? 0 : st == 0 ? 4 * psi : 4 * psi / dp;
     lm_log("parameters: %lld in %d tensors; chunks: %d x %zu elements (%.1f MiB each, padding %.2f%%), "
            "%d shard(s) of %zu elements per chunk\n",
@@ -45,8 +49,11 @@ static void report_memory(lm_session *s) {
     lm_log("memory per rank (ZeRO-%d, dp %d, Psi = %zu elements with padding): weights %zu B (%g Psi = %.0f), "
            "gradients %zu B (%s = %.0f), optimizer state %zu B (%s = %.0f)",
            st, dp, zm.psi, zm.weights, e, e * psi, zm.grads, st == 2 ? "e Psi/dp" : "e Psi", want_g, zm.optim,
-           st == 0 ? "8 Psi" : "8 Psi/dp", want_o);
+           zm.psi_trained != zm.psi ? (st == 0 ? "8 Psi_t" : "8 Psi_t/dp") : st == 0 ? "8 Psi" : "8 Psi/dp", want_o);
     if (zm.esz != 4) lm_log(", fp32 master weights %zu B (%s = %.0f)", zm.master, st == 0 ? "4 Psi" : "4 Psi/dp", want_m);
+    if (zm.psi_trained != zm.psi)
+        lm_log("; train.trainable = %s: optimizer state over the %zu trained elements (Psi_t, chunk padding "
+               "included) only", s->cfg.trainable, zm.psi_trained);
     lm_log("\n");
     lm_log("memory per rank: weights %.1f MiB, gradients %.1f MiB%s, optimizer state %.1f MiB, "
            "activations+workspace %.1f MiB%s\n",
@@ -159,7 +166,7 @@ static void replica_fault(lm_session *s, ckpt_tensor *w) {
 }
 
 /* Writes the checkpoint of step `step` collectively; returns the seconds it took. */
-static double save(lm_session *s, long step, long tokens, long consumed, const char *deck_text) {
+static double save(lm_session *s, long step, long tokens, long consumed, const char *deck_text, const lm_tokrec *tok) {
     prof_enter(PROF_CHECKPOINT);
     const lm_config *c = &s->cfg;
     int n = s->full.n;
@@ -175,7 +182,7 @@ static double save(lm_session *s, long step, long tokens, long consumed, const c
         .dim = c->dim, .n_layers = c->n_layers, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
         .ffn_dim = c->ffn_dim, .vocab_size = c->vocab_size, .max_seq_len = c->max_seq_len,
         .tie_embeddings = c->tie_embeddings, .norm_eps = c->norm_eps, .rope_theta = c->rope_theta,
-        .deck_text = deck_text,
+        .deck_text = deck_text, .tok = tok && tok->model ? tok : NULL,
     };
     char err[LM_ERRLEN] = {0};
     double t0 = lm_now();
@@ -256,6 +263,8 @@ typedef struct {
     double peak;            /* peak FLOP/s per rank for MFU; 0: unknown GPU */
     long poison_at;         /* LAMINA_FAULT_NAN's step on this rank, else -1 */
     long tokens, consumed;  /* input tokens and samples consumed so far */
+    lm_tokrec tok;          /* the tokenizer recorded in every checkpoint (model NULL: none) */
+    char tok_from[LM_PATHLEN]; /* the file it came from */
     double t_run;           /* when the run's timing starts (the done line) */
 } trainer;
 
@@ -270,6 +279,39 @@ typedef struct {
     double first_loss, last_loss, comm_s;
     bubble bub;
 } run_totals;
+
+/* The tokenizer the checkpoints record (SPEC §5): the data's
+ * (tokenizer_of_data, before the data is opened); when the data records
+ * none, the one of the checkpoint the run starts from (restart, or a
+ * train.init file; an HF folder records none here), so that a run on
+ * untagged data keeps it. Collective: every rank reads the file itself and
+ * the ranks agree on the outcome. */
+static void tokenizer_of_start(trainer *T) {
+    lm_session *S = &T->S;
+    const lm_config *c = &S->cfg;
+    const char *from = S->resumed_from[0] ? S->resumed_from : strcmp(c->init, "random") ? c->init : NULL;
+    struct stat st;
+    if (from && (stat(from, &st) || !S_ISREG(st.st_mode))) from = NULL;
+    if (from) {
+        char err[LM_ERRLEN] = {0};
+        lm_tokrec ck;
+        int rc = tokrecord_from_ckpt(c, from, &ck, err, sizeof err);
+        if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "%s", err);
+        if (!T->tok.model && ck.model) {
+            T->tok = ck;
+            snprintf(T->tok_from, sizeof T->tok_from, "%s", from);
+        } else {
+            if (ck.model && !tokrec_equal(&ck, &T->tok))
+                lm_log("warning: %s records a different tokenizer than the data (%s); the checkpoints record the "
+                       "data's\n", from, T->tok_from);
+            tokrec_free(&ck);
+        }
+    }
+    if (T->tok.model)
+        lm_log("tokenizer: recorded from %s (%zu bytes, bos_id %lld, eos_id %lld, vocab_size %lld); stored in every "
+               "checkpoint\n", T->tok_from, T->tok.len, (long long)T->tok.bos_id, (long long)T->tok.eos_id,
+               (long long)T->tok.vocab_size);
+}
 
 /* Deck, session, data, metrics log, counters and the opening log lines:
  * everything up to the first step. Exits 3 on a stop during start-up. */
@@ -295,6 +337,10 @@ static void train_open(trainer *T, int argc, char **argv) {
            LAMINA_VERSION, world->size, c->dp, c->tp, c->pp, c->zero, c->device, omp_get_max_threads(),
            T->deck_text);
 
+    /* the data's tokenizer, checked before the loader's own checks (its
+     * vocabulary rule names the tokenizer) */
+    int trc = tokrecord_from_data(c, &T->tok, T->tok_from, sizeof T->tok_from, err, sizeof err);
+    if ((trc = comm_agree(world, trc, err, sizeof err))) lm_fail(trc, "%s", err);
     T->data = data_open(c, err, sizeof err);
     if (comm_agree(world, T->data ? 0 : LM_ERR_INPUT, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
 
@@ -304,6 +350,7 @@ static void train_open(trainer *T, int argc, char **argv) {
     T->sched = lr_sched_of(c);
     report_memory(S);
     session_load(S, 1);
+    tokenizer_of_start(T);
     if (preempt_any(world, why, sizeof why)) preempt_exit_before_step(S->start_step + 1, why);
     T->n_micro = c->global_batch / (S->topo.dp * c->micro_batch);
     lm_log("data: %lld samples in %s; %d micro-step(s) of %d x %d tokens per step\n",
@@ -453,10 +500,10 @@ static int checkpoint_or_stop(trainer *T, long step, char *why, size_t len) {
     const lm_config *c = &T->S.cfg;
     double save_s = 0.0;
     int saved = (c->ckpt_every > 0 && step % c->ckpt_every == 0) || step == c->steps;
-    if (saved) save_s = save(&T->S, step, T->tokens, T->consumed, T->deck_text);
+    if (saved) save_s = save(&T->S, step, T->tokens, T->consumed, T->deck_text, &T->tok);
     budget_step(&T->budget, lm_now() - T->probe.t0, save_s);
     int stop = step < c->steps && preempt_should_stop(comm_world(), &T->budget, why, len);
-    if (stop && !saved) save(&T->S, step, T->tokens, T->consumed, T->deck_text);
+    if (stop && !saved) save(&T->S, step, T->tokens, T->consumed, T->deck_text, &T->tok);
     return stop;
 }
 
@@ -500,6 +547,7 @@ static void train_close(trainer *T) {
     pipe_destroy(T->pipe);
     session_close(&T->S);
     lm_free(T->deck_text);
+    tokrec_free(&T->tok);
 }
 
 /* `lamina train`: set up, then per step train, count, log, checkpoint and

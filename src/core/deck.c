@@ -66,6 +66,7 @@ static const lm_ini_key KEYS[] = {
     KI("parallel", "virtual_stages", virtual_stages, 1, INT_MAX, "1", 0),
     KS("parallel", "stage_layers", stage_layers, NULL, INI_EMPTY_OK),
     KE("parallel", "offload", offload, "none|optim|param|auto", "none"),
+    KE("train", "trainable", trainable, "all|embeddings", "all"),
     KE("train", "device", device, "cpu|cuda", "cpu"),
     KE("train", "precision", precision, "auto|fp32|bf16", "auto"),
     {"train", "seed", INI_U64, FLD(seed), 0, 0, 0, 0, 0, NULL, "1234", NULL},

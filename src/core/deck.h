@@ -31,6 +31,7 @@ typedef struct {
     char stage_layers[256];     /* "" (balanced) or layers per model chunk, comma-separated */
     char offload[16];           /* none | optim | param | auto */
     /* [train] */
+    char trainable[16];         /* all | embeddings (only embed_tokens and lm_head update) */
     char device[8];             /* cpu | cuda */
     char precision[8];          /* auto | fp32 | bf16 (auto: fp32 on cpu, bf16 on cuda) */
     uint64_t seed;              /* 1234 */

@@ -10,12 +10,14 @@
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 /* Next-fit in model order: tensors keep the order in which backward produces
- * their gradients (reversed), so a chunk's gradients complete together. */
-static size_t pack(const size_t *sizes, int n, size_t align, size_t chunk, int *chunk_of, size_t *off_of) {
+ * their gradients (reversed), so a chunk's gradients complete together.
+ * grp (NULL: none): a new chunk also starts where grp[i] != grp[i-1]. */
+static size_t pack_grp(const size_t *sizes, const int *grp, int n, size_t align, size_t chunk, int *chunk_of,
+                       size_t *off_of) {
     size_t nchunks = 0, fill = chunk;
     for (int i = 0; i < n; i++) {
         size_t s = round_up(sizes[i], align);
-        if (fill + s > chunk) {
+        if (fill + s > chunk || (grp && i > 0 && grp[i] != grp[i - 1])) {
             nchunks++;
             fill = 0;
         }
@@ -26,10 +28,14 @@ static size_t pack(const size_t *sizes, int n, size_t align, size_t chunk, int *
     return nchunks;
 }
 
+static size_t pack(const size_t *sizes, int n, size_t align, size_t chunk, int *chunk_of, size_t *off_of) {
+    return pack_grp(sizes, NULL, n, align, chunk, chunk_of, off_of);
+}
+
 /* Search over candidate sizes for the least padding. The padding of a
  * layout is n_chunks*size - sum(sizes); the search is exhaustive over the
  * range, which is cheap (a pass over the tensor list per candidate). */
-size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size_t step) {
+static size_t search_grp(const size_t *sizes, const int *grp, int n, size_t align, size_t range, size_t step) {
     size_t largest = 0, used = 0;
     for (int i = 0; i < n; i++) {
         size_t s = round_up(sizes[i], align);
@@ -40,7 +46,7 @@ size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size
     step = round_up(step, align);
     size_t best = largest, best_waste = (size_t)-1;
     for (size_t c = largest; c <= largest + range; c += step) {
-        size_t waste = pack(sizes, n, align, c, NULL, NULL) * c - used;
+        size_t waste = pack_grp(sizes, grp, n, align, c, NULL, NULL) * c - used;
         if (waste < best_waste) {
             best_waste = waste;
             best = c;
@@ -48,6 +54,10 @@ size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size
         if (waste == 0) break;
     }
     return best;
+}
+
+size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size_t step) {
+    return search_grp(sizes, NULL, n, align, range, step);
 }
 
 /* The search range above the largest tensor: up to 16M elements (64 MiB of
@@ -102,13 +112,15 @@ lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, in
  * tensors (about 450 layers) gets a coarser step. Smaller models search
  * exactly as before. */
 #define SEARCH_WORK ((size_t)1 << 26)
-size_t chunk_searched(const size_t *sizes, int n) {
+static size_t searched_grp(const size_t *sizes, const int *grp, int n) {
     size_t range = chunk_range(sizes, n), step = 1024;
     size_t per = n > 0 ? SEARCH_WORK / (size_t)n : SEARCH_WORK; /* candidates allowed */
     if (per < 1) per = 1;
     if (range / step + 1 > per) step = round_up(range / per + 1, 1024);
-    return chunk_search(sizes, n, ALIGN, range, step);
+    return search_grp(sizes, grp, n, ALIGN, range, step);
 }
+
+size_t chunk_searched(const size_t *sizes, int n) { return searched_grp(sizes, NULL, n); }
 
 
 size_t chunk_round(size_t searched, size_t granule) {
@@ -124,13 +136,19 @@ static void layout(lm_params *ps, size_t granule, lm_device *d) {
     size_t *sizes = lm_alloc(sizeof(size_t) * (size_t)ps->n);
     size_t *offs = lm_alloc(sizeof(size_t) * (size_t)ps->n);
     int *chunk_of = lm_alloc(sizeof(int) * (size_t)ps->n);
+    /* frozen and trained tensors in separate chunks (chunks.h) */
+    int *grp = lm_alloc(sizeof(int) * (size_t)(ps->n ? ps->n : 1)), any_frozen = 0;
     ps->numel = 0;
     for (int i = 0; i < ps->n; i++) {
         sizes[i] = ps->p[i].numel;
         ps->numel += sizes[i];
+        grp[i] = ps->p[i].frozen;
+        any_frozen |= grp[i];
     }
-    ps->chunk_size = chunk_round(chunk_searched(sizes, ps->n), granule);
-    ps->n_chunks = (int)chunk_pack(sizes, ps->n, ps->chunk_size, chunk_of, offs);
+    const int *g = any_frozen ? grp : NULL;
+    ps->chunk_size = chunk_round(searched_grp(sizes, g, ps->n), granule);
+    ps->n_chunks = (int)pack_grp(sizes, g, ps->n, ALIGN, ps->chunk_size, chunk_of, offs);
+    lm_free(grp);
     ps->arena = (size_t)ps->n_chunks * ps->chunk_size;
     ps->dev = d;
     ps->w = d ? d->alloc(d, ps->arena * lm_dtype_size(d->dtype)) : lm_alloc(ps->arena * sizeof(float));

@@ -39,6 +39,9 @@ typedef struct {
                              * that each see part of the batch's contribution */
     int norm_here;          /* this rank counts the tensor in the global
                              * gradient norm (one replica of each) */
+    int frozen;             /* not trained (train.trainable = embeddings): set
+                             * before chunks_build, which never puts a frozen
+                             * and a trained tensor in one chunk */
 } lm_param;
 
 enum { LM_TP_NONE = 0, LM_TP_COLUMN_PARALLEL = 1, LM_TP_ROW_PARALLEL = 2 };
@@ -91,7 +94,11 @@ lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, in
  * elements, so that a chunk splits into equal 64-byte-aligned shards: the
  * caller passes 16 * dp), place tensors and allocate the weight arena
  * (zeroed). Gradients and optimizer state belong to the ZeRO manager
- * (zero.h), which shards them; params_alloc_state gives full ones. */
+ * (zero.h), which shards them; params_alloc_state gives full ones.
+ * When some tensors are frozen, a chunk starts wherever the frozen flag
+ * changes along the tensor order (and the search counts that padding), so
+ * every chunk is wholly trained or wholly frozen: the ZeRO manager then
+ * skips frozen chunks whole (no reduction, no moments, no update). */
 void chunks_build(lm_params *ps, size_t granule);
 /* The same layout, with the weight arena on device d in its compute dtype. */
 void chunks_build_on(lm_params *ps, size_t granule, lm_device *d);

@@ -26,6 +26,7 @@ void shape_from_config(lm_shape *s, const lm_config *c) {
     s->norm_eps = (float)c->norm_eps;
     s->rope_theta = c->rope_theta;
     s->tied = c->tie_embeddings;
+    s->embeddings_only = !strcmp(c->trainable, "embeddings");
 }
 
 void model_full_tensors(const lm_shape *s, lm_params *ps) {
@@ -155,6 +156,11 @@ static void add_params(lm_model *m, size_t granule) {
             if (tied_copy) p->gsum = m->pp.emb, p->norm_here = 0; /* the first stage counts it */
         }
     }
+    /* train.trainable = embeddings (Colossal-LLaMA-2's freeze_non_embeds_params):
+     * everything but the embedding table and lm_head is frozen */
+    if (s->embeddings_only)
+        for (int i = 0; i < ps->n; i++)
+            ps->p[i].frozen = strcmp(ps->p[i].name, "model.embed_tokens.weight") && strcmp(ps->p[i].name, "lm_head.weight");
     chunks_build_on(ps, granule, m->dev);
 
     m->embed = *E >= 0 ? &ps->p[*E] : NULL;
@@ -311,6 +317,7 @@ lm_model *model_create_3d(lm_device *dev, const lm_shape *s, const lm_tp *tp, co
     m->dk = dalloc(m, R * KVD);
     m->dv = dalloc(m, R * KVD);
     m->datt = dalloc(m, R * HD);
+    if (s->embeddings_only) m->dw_frozen = dalloc(m, D);
     /* The head works on blocks of rows so that logits never exceed ~16 MiB. */
     size_t V = (size_t)m->ld.V;
     size_t rows = ((size_t)16 << 20) / (lm_dtype_size(dev->dtype) * V);
@@ -353,7 +360,7 @@ void model_destroy(lm_model *m) {
     m->scratch_acts.x = NULL; /* a view of a slot's x */
     free_layer_acts(d, &m->scratch_acts);
     void *ws[] = {m->scratch_out, m->rstd_final, m->n, m->dn, m->dhf ? m->dhf : m->dh, m->f1, m->f2, m->f3,
-                   m->dq, m->dk, m->dv, m->datt, m->logits, m->rope_cos, m->rope_sin};
+                   m->dq, m->dk, m->dv, m->datt, m->logits, m->rope_cos, m->rope_sin, m->dw_frozen};
     for (size_t i = 0; i < sizeof ws / sizeof *ws; i++)
         if (ws[i]) d->free(d, ws[i]);
     lm_free(m->h_final);
@@ -396,8 +403,25 @@ static lm_layer_acts *acts_of(lm_model *m, int k, int l) {
 }
 
 /* The gradient buffer of p for this backward, and the signal that it is
- * complete (see lm_grad_hooks). */
-static void *G(lm_model *m, lm_param *p) { return m->hooks ? m->hooks->grad(m->hooks->ctx, p) : p->g; }
+ * complete (see lm_grad_hooks). NULL for a frozen tensor: its weight
+ * gradient is not computed (activation gradients still flow through it). */
+static void *G(lm_model *m, lm_param *p) {
+    if (p->frozen) return NULL;
+    return m->hooks ? m->hooks->grad(m->hooks->ctx, p) : p->g;
+}
+
+/* dW += A^T B (gemm_tn), skipped for a frozen tensor. */
+static void WGRAD(lm_model *m, lm_param *p, const void *a, const void *b, int M, int N, int K) {
+    void *g = G(m, p);
+    if (g) m->dev->gemm_tn(m->dev, g, a, b, M, N, K, 1.0f);
+}
+
+/* A norm's weight gradient buffer: its own, or for a frozen norm a scratch
+ * that is never read (rmsnorm_bwd computes the input gradient with it). */
+static void *NGRAD(lm_model *m, lm_param *p) {
+    void *g = G(m, p);
+    return g ? g : m->dw_frozen;
+}
 static void DONE(lm_model *m, lm_param *p) {
     if (m->hooks) m->hooks->done(m->hooks->ctx, p);
 }
@@ -517,40 +541,40 @@ static void layer_backward(lm_model *m, int l, lm_layer_acts *a) {
     void *dy = dh_full(m);
     norm_full(m, a->a, a->rstd2, P->ln2->w);                                 /* n2 again */
     d->swiglu_fwd(d, m->f1, a->g, a->u, RF);                                 /* f1 = swiglu */
-    d->gemm_tn(d, G(m, P->down), dy, m->f1, R, D, F, 1.0f);
+    WGRAD(m, P->down, dy, m->f1, R, D, F);
     DONE(m, P->down);
     d->gemm_nn(d, m->f2, dy, P->down->w, R, D, F, 0.0f);                     /* f2 = d swiglu */
     d->swiglu_bwd(d, m->f1, m->f3, m->f2, a->g, a->u, RF);                   /* f1 = dg, f3 = du */
-    d->gemm_tn(d, G(m, P->gate), m->f1, m->n, R, F, D, 1.0f);
+    WGRAD(m, P->gate, m->f1, m->n, R, F, D);
     DONE(m, P->gate);
-    d->gemm_tn(d, G(m, P->up), m->f3, m->n, R, F, D, 1.0f);
+    WGRAD(m, P->up, m->f3, m->n, R, F, D);
     DONE(m, P->up);
     d->gemm_nn(d, m->dn, m->f1, P->gate->w, R, F, D, 0.0f);
     d->gemm_nn(d, m->dn, m->f3, P->up->w, R, F, D, 1.0f);
     col_parallel_bwd(m, m->dn);
-    d->rmsnorm_bwd(d, m->dh, G(m, P->ln2), m->dn, a->a, P->ln2->w, a->rstd2, Rx, D); /* dh = d(a) */
+    d->rmsnorm_bwd(d, m->dh, NGRAD(m, P->ln2), m->dn, a->a, P->ln2->w, a->rstd2, Rx, D); /* dh = d(a) */
     DONE(m, P->ln2);
 
     /* Attention branch: a = x + Wo att */
     dy = dh_full(m);
-    d->gemm_tn(d, G(m, P->o), dy, a->att, R, D, HD, 1.0f);
+    WGRAD(m, P->o, dy, a->att, R, D, HD);
     DONE(m, P->o);
     d->gemm_nn(d, m->datt, dy, P->o->w, R, D, HD, 0.0f);
     d->attention_bwd(d, m->dq, m->dk, m->dv, m->datt, a->att, a->lse, a->q, a->k, a->v, m->B, m->T, H, KV, hd);
     d->rope_bwd(d, m->dq, m->rope_cos, m->rope_sin, R, m->T, H, hd);
     d->rope_bwd(d, m->dk, m->rope_cos, m->rope_sin, R, m->T, KV, hd);
     norm_full(m, a->x, a->rstd1, P->ln1->w);                                 /* n1 again */
-    d->gemm_tn(d, G(m, P->q), m->dq, m->n, R, HD, D, 1.0f);
+    WGRAD(m, P->q, m->dq, m->n, R, HD, D);
     DONE(m, P->q);
-    d->gemm_tn(d, G(m, P->k), m->dk, m->n, R, KVD, D, 1.0f);
+    WGRAD(m, P->k, m->dk, m->n, R, KVD, D);
     DONE(m, P->k);
-    d->gemm_tn(d, G(m, P->v), m->dv, m->n, R, KVD, D, 1.0f);
+    WGRAD(m, P->v, m->dv, m->n, R, KVD, D);
     DONE(m, P->v);
     d->gemm_nn(d, m->dn, m->dq, P->q->w, R, HD, D, 0.0f);
     d->gemm_nn(d, m->dn, m->dk, P->k->w, R, KVD, D, 1.0f);
     d->gemm_nn(d, m->dn, m->dv, P->v->w, R, KVD, D, 1.0f);
     col_parallel_bwd(m, m->dn);
-    d->rmsnorm_bwd(d, m->dh, G(m, P->ln1), m->dn, a->x, P->ln1->w, a->rstd1, Rx, D); /* dh = d(x) */
+    d->rmsnorm_bwd(d, m->dh, NGRAD(m, P->ln1), m->dn, a->x, P->ln1->w, a->rstd1, Rx, D); /* dh = d(x) */
     DONE(m, P->ln1);
 }
 
@@ -646,7 +670,7 @@ static double head_forward_backward(lm_model *m, const int32_t *targets, float s
         else
             loss += xent_vocab_parallel(m, targets + r0, rb, scale);
         d->gemm_nn(d, lm_at(d, m->dn, (size_t)r0 * D), m->logits, m->lm_head->w, rb, V, D, 0.0f);
-        d->gemm_tn(d, G(m, m->lm_head), m->logits, x, rb, V, D, 1.0f);
+        WGRAD(m, m->lm_head, m->logits, x, rb, V, D);
     }
     col_parallel_bwd(m, m->dn);
     if (m->lm_head != m->embed) DONE(m, m->lm_head); /* the same tensor: the embedding's backward adds more */
@@ -663,7 +687,7 @@ double model_chunk_backward(lm_model *m, int j, int k, const int32_t *ids, const
         loss = head_forward_backward(m, targets, scale);
         /* final norm backward into a fresh dh */
         d->zero(d, m->dh, ES(m) * (size_t)Rx * (size_t)D);
-        d->rmsnorm_bwd(d, m->dh, G(m, m->norm), m->dn, m->h_final[k], m->norm->w, m->rstd_final, Rx, D);
+        d->rmsnorm_bwd(d, m->dh, NGRAD(m, m->norm), m->dn, m->h_final[k], m->norm->w, m->rstd_final, Rx, D);
         DONE(m, m->norm);
     }
     for (int l = hi - 1; l >= lo; l--) {

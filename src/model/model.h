@@ -16,6 +16,8 @@ typedef struct {
     float norm_eps;
     double rope_theta;
     int tied;
+    int embeddings_only;  /* train.trainable = embeddings: every tensor but the
+                           * embedding and lm_head is frozen (lm_param.frozen) */
 } lm_shape;
 
 typedef struct {
@@ -101,6 +103,7 @@ typedef struct {
     void *f1, *f2, *f3;               /* [R, F] */
     void *dq, *dk, *dv, *datt;        /* [R, ..] */
     void *dhf;                        /* sp: the gathered residual gradient [R, D] */
+    void *dw_frozen;                  /* [D]: the discarded weight gradient of a frozen norm */
     void *logits;                     /* [head_rows, V/tp] */
     int head_rows;
     int32_t *lids;                    /* host: local vocab ids of this micro-batch (tp) */

@@ -39,11 +39,17 @@ struct lm_zero {
     int comm_now;         /* this micro-step reduces */
     int last;             /* this micro-step is the step's last */
     int *all_counted;     /* chunk c holds no tensor that another rank counts in the norm */
+    /* train.trainable: a chunk is wholly trained or wholly frozen (chunks.h);
+     * frozen chunks have no moments, are never reduced, updated or counted */
+    int *trained;         /* [chunk]: 1 trained, 0 frozen */
+    int *slot;            /* [chunk]: index of its moments (trained chunks, in order), -1 frozen */
+    int ntr;              /* trained chunks */
+    float *zeros;         /* host: shard zeros, the checkpoint moments of frozen tensors */
     /* stages 0, 1: one request per chunk */
     lm_req *req;
     int *launched;
     float *master;        /* nc * os float32 master weights (NULL when alias) */
-    float *ms, *vs;       /* nc * os moments */
+    float *ms, *vs;       /* ntr * os moments (trained chunks only) */
     /* stage 2 */
     void *gs;             /* nc * shard reduced gradient shards */
     bucket *bk;
@@ -53,7 +59,8 @@ struct lm_zero {
     size_t bucket_bytes_peak;
     lm_adamw_seg *segs;   /* the optimizer's segments (built once) */
     int nseg;
-    float *hw, *hm, *hv;  /* checkpoint staging on the host (not host-visible float32) */
+    float *hw, *hm, *hv;  /* checkpoint staging on the host (not host-visible float32):
+                           * nc * shard master weights, ntr * shard moments */
     lm_grad_hooks hooks;
     /* the tied embedding's copy under pipeline parallelism (see sum_tied) */
     int tie;              /* its tensor index, -1 when none */
@@ -76,6 +83,9 @@ static float *master_of(const lm_zero *z, int c) {
     if (z->alias) return (float *)z->ps->w + owned_lo(z, c);
     return z->master + (size_t)c * z->os;
 }
+
+/* Moments of trained chunk c's owned range. */
+static float *mom_of(const lm_zero *z, float *base, int c) { return base + (size_t)z->slot[c] * z->os; }
 
 /* The reduced gradient of chunk c's owned range (stage 1: reduce-scatter
  * in place leaves the rank's sum in the chunk's first shard). */
@@ -183,7 +193,7 @@ static void *hook_grad(void *ctx, lm_param *p) {
 static void hook_done(void *ctx, lm_param *p) {
     lm_zero *z = ctx;
     int c = p->chunk;
-    if (++z->done[c] == z->count[c] && z->comm_now && z->overlap) launch(z, c);
+    if (++z->done[c] == z->count[c] && z->comm_now && z->overlap && z->trained[c]) launch(z, c);
     if (z->comm_now) poll(z);
 }
 
@@ -226,15 +236,24 @@ lm_zero *zero_create(lm_params *ps, lm_device *d, const lm_group *dp, int stage,
     for (int c = 0; c < z->nc; c++) z->first[c] = -1, z->bucket_of[c] = -1;
     z->all_counted = lm_alloc(sizeof(int) * nc);
     for (int c = 0; c < z->nc; c++) z->all_counted[c] = 1;
+    z->trained = lm_alloc(sizeof(int) * nc);
+    z->slot = lm_alloc(sizeof(int) * nc);
+    for (int c = 0; c < z->nc; c++) z->trained[c] = 1;
     for (int i = 0; i < ps->n; i++) {
         int c = ps->p[i].chunk;
         if (z->first[c] < 0) z->first[c] = i;
         z->count[c]++;
         if (!ps->p[i].norm_here) z->all_counted[c] = 0;
+        if (ps->p[i].frozen) z->trained[c] = 0; /* chunks_build never mixes the two */
     }
-    size_t owned = nc * z->os * sizeof(float);
-    z->ms = d->alloc(d, owned);
-    z->vs = d->alloc(d, owned);
+    z->ntr = 0;
+    for (int c = 0; c < z->nc; c++) z->slot[c] = z->trained[c] ? z->ntr++ : -1;
+    size_t owned = nc * z->os * sizeof(float), mom = (size_t)z->ntr * z->os * sizeof(float);
+    if (mom) {
+        z->ms = d->alloc(d, mom);
+        z->vs = d->alloc(d, mom);
+    }
+    if (z->ntr < z->nc) z->zeros = lm_calloc(z->shard ? z->shard : 1, sizeof(float));
     if (!z->alias) z->master = d->alloc(d, owned);
     if (stage == 2)
         z->gs = d->alloc(d, nc * z->shard * z->esz);
@@ -272,6 +291,9 @@ void zero_destroy(lm_zero *z) {
     lm_free(z->launched);
     lm_free(z->bucket_of);
     lm_free(z->all_counted);
+    lm_free(z->trained);
+    lm_free(z->slot);
+    lm_free(z->zeros);
     if (z->tie_tmp) d->free(d, z->tie_tmp);
     lm_free(z->tie_side);
     lm_free(z->tie_dp);
@@ -283,10 +305,21 @@ void zero_destroy(lm_zero *z) {
 lm_grad_hooks *zero_hooks(lm_zero *z) { return &z->hooks; }
 
 void zero_step_begin(lm_zero *z) {
-    if (z->stage == 2)
-        z->d->zero(z->d, z->gs, (size_t)z->nc * z->shard * z->esz);
-    else
-        z->d->zero(z->d, z->ps->g, z->ps->arena * z->esz);
+    if (z->ntr == z->nc) {
+        if (z->stage == 2)
+            z->d->zero(z->d, z->gs, (size_t)z->nc * z->shard * z->esz);
+        else
+            z->d->zero(z->d, z->ps->g, z->ps->arena * z->esz);
+        return;
+    }
+    /* frozen chunks: no gradient is ever written there */
+    for (int c = 0; c < z->nc; c++)
+        if (z->trained[c]) {
+            if (z->stage == 2)
+                z->d->zero(z->d, CX(z, z->gs, (size_t)c * z->shard), z->shard * z->esz);
+            else
+                z->d->zero(z->d, CX(z, z->ps->g, (size_t)c * z->cs), z->cs * z->esz);
+        }
 }
 
 void zero_micro_begin(lm_zero *z, int last) {
@@ -393,7 +426,7 @@ static void sum_tied(lm_zero *z) {
 static void sum_replicated(lm_zero *z) {
     for (int i = 0; i < z->ps->n; i++) {
         lm_param *p = &z->ps->p[i];
-        if (!p->gsum || i == z->tie) continue;
+        if (!p->gsum || i == z->tie || p->frozen) continue;
         size_t lo = owned_lo(z, p->chunk), a, b;
         piece(p, lo, z->os, &a, &b);
         if (a >= b) continue;
@@ -422,7 +455,7 @@ void zero_micro_end(lm_zero *z) {
     }
     if (!z->comm_now) return;
     for (int c = z->nc - 1; c >= 0; c--)
-        if (!z->overlap || z->done[c] < z->count[c]) launch(z, c);
+        if (z->trained[c] && (!z->overlap || z->done[c] < z->count[c])) launch(z, c);
     for (int c = 0; c < z->nc; c++)
         if (z->launched[c]) {
             comm_wait(&z->req[c]);
@@ -439,6 +472,7 @@ void zero_micro_end(lm_zero *z) {
 double zero_reduced_grad_sumsq(lm_zero *z) {
     double s = 0.0;
     for (int c = 0; c < z->nc; c++) {
+        if (!z->trained[c]) continue; /* frozen: no gradient (as torch's clip over params with grads) */
         if (z->all_counted[c]) {
             s += z->d->sumsq(z->d, shard_grad(z, c), z->shard);
             continue;
@@ -468,22 +502,22 @@ static void build_segments(lm_zero *z, const lm_adamw_hp *hp) {
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
         size_t lo = owned_lo(z, p->chunk), a, b;
+        if (p->frozen) continue; /* no update, no decay */
         piece(p, lo, z->os, &a, &b);
         if (a >= b) continue;
-        size_t k = (size_t)p->chunk * z->os + (a - lo); /* index in the owned arrays */
         z->segs[z->nseg++] = (lm_adamw_seg){
             .master = master_of(z, p->chunk) + (a - lo),
             .w = CX(z, ps->w, a),
             .g = CX(z, owned_grad(z, p->chunk), a - lo),
-            .m = z->ms + k,
-            .v = z->vs + k,
+            .m = mom_of(z, z->ms, p->chunk) + (a - lo),
+            .v = mom_of(z, z->vs, p->chunk) + (a - lo),
             .n = b - a,
             .wd = p->decay ? (float)hp->weight_decay : 0.0f,
         };
     }
 }
 
-static void gather(lm_zero *z, void *arena, lm_dtype t);
+static void gather(lm_zero *z, void *arena, lm_dtype t, int trained_only);
 
 /* The compute-dtype weights of the owned ranges from the master weights. */
 static void weights_from_master(lm_zero *z) {
@@ -496,16 +530,27 @@ void zero_update(lm_zero *z, const lm_adamw_hp *hp, double lr, double gscale, lo
     if (!z->segs) build_segments(z, hp);
     z->d->adamw(z->d, z->segs, z->nseg, (float)gscale, (float)lr, (float)hp->beta1, (float)hp->beta2, (float)hp->eps,
                 step);
-    if (z->stage) gather(z, z->ps->w, z->ct);
+    if (z->stage) gather(z, z->ps->w, z->ct, 1); /* frozen chunks did not change */
 }
 
-/* In-place all-gather of every chunk's shards of an arena of dtype t. */
-static void gather(lm_zero *z, void *arena, lm_dtype t) {
+/* In-place all-gather of every chunk's shards of an arena of dtype t (with
+ * trained_only, of the trained chunks). */
+static void gather(lm_zero *z, void *arena, lm_dtype t, int trained_only) {
     if (z->dp->size == 1) return;
     size_t es = lm_dtype_size(t);
     for (int c = 0; c < z->nc; c++)
-        comm_dev_iallgather(z->dp, (char *)arena + (size_t)c * z->cs * es, z->shard, t, &z->req[c]);
-    for (int c = 0; c < z->nc; c++) comm_wait(&z->req[c]);
+        if (!trained_only || z->trained[c])
+            comm_dev_iallgather(z->dp, (char *)arena + (size_t)c * z->cs * es, z->shard, t, &z->req[c]);
+    for (int c = 0; c < z->nc; c++)
+        if (!trained_only || z->trained[c]) comm_wait(&z->req[c]);
+}
+
+/* The same for moment arrays (ntr chunks of cs, stage 0). */
+static void gather_moments(lm_zero *z, float *mom) {
+    if (z->dp->size == 1) return;
+    for (int k = 0; k < z->ntr; k++)
+        comm_dev_iallgather(z->dp, mom + (size_t)k * z->cs, z->shard, LM_F32, &z->req[k]);
+    for (int k = 0; k < z->ntr; k++) comm_wait(&z->req[k]);
 }
 
 void zero_master_from_weights(lm_zero *z) {
@@ -527,10 +572,12 @@ static void stage_move(lm_zero *z, int up, int with_moments) {
     lm_device *d = z->d;
     size_t bytes = z->shard * sizeof(float);
     for (int c = 0; c < z->nc; c++) {
-        size_t h = (size_t)c * z->shard, o = shard_in_owned(z, c);
-        float *dev[3] = {master_of(z, c) + (o - (size_t)c * z->os), z->ms + o, z->vs + o};
-        float *host[3] = {z->hw + h, z->hm + h, z->hv + h};
-        for (int k = 0; k < (with_moments ? 3 : 1); k++) {
+        size_t h = (size_t)c * z->shard, in = shard_in_owned(z, c) - (size_t)c * z->os; /* in the chunk's owned range */
+        size_t hs = (size_t)(z->trained[c] ? z->slot[c] : 0) * z->shard;
+        float *dev[3] = {master_of(z, c) + in, z->trained[c] ? mom_of(z, z->ms, c) + in : NULL,
+                         z->trained[c] ? mom_of(z, z->vs, c) + in : NULL};
+        float *host[3] = {z->hw + h, z->hm + hs, z->hv + hs};
+        for (int k = 0; k < (with_moments && z->trained[c] ? 3 : 1); k++) {
             if (up)
                 d->to_device(d, dev[k], host[k], bytes);
             else
@@ -540,6 +587,7 @@ static void stage_move(lm_zero *z, int up, int with_moments) {
 }
 
 void zero_ckpt_pull(lm_zero *z) {
+    if (z->zeros) memset(z->zeros, 0, z->shard * sizeof(float)); /* a load may have read into it */
     if (staged(z)) stage_move(z, 0, 1);
 }
 
@@ -547,25 +595,25 @@ void zero_gather_loaded(lm_zero *z, int with_moments) {
     if (staged(z)) stage_move(z, 1, with_moments);
     if (z->stage == 0) {
         /* each rank read its shard of the replicated state */
-        gather(z, z->alias ? z->ps->w : (void *)z->master, LM_F32);
+        gather(z, z->alias ? z->ps->w : (void *)z->master, LM_F32, 0);
         if (with_moments) {
-            gather(z, z->ms, LM_F32);
-            gather(z, z->vs, LM_F32);
+            gather_moments(z, z->ms);
+            gather_moments(z, z->vs);
         }
         weights_from_master(z);
         return;
     }
     weights_from_master(z);
-    gather(z, z->ps->w, z->ct);
+    gather(z, z->ps->w, z->ct, 0);
 }
 
 void zero_ckpt_tensors(lm_zero *z, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v) {
     lm_params *ps = z->ps;
     if (staged(z) && !z->hw) {
-        size_t bytes = (size_t)z->nc * z->shard * sizeof(float);
+        size_t bytes = (size_t)z->nc * z->shard * sizeof(float), mb = (size_t)(z->ntr ? z->ntr : 1) * z->shard * sizeof(float);
         z->hw = lm_alloc(bytes);
-        z->hm = lm_alloc(bytes);
-        z->hv = lm_alloc(bytes);
+        z->hm = lm_alloc(mb);
+        z->hv = lm_alloc(mb);
     }
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
@@ -578,14 +626,24 @@ void zero_ckpt_tensors(lm_zero *z, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *
         if (b <= a) continue;
         t = params_piece(p, a - p->offset, b - p->offset, NULL);
         if (!t.count) continue; /* only padding rows */
-        size_t o = shard_in_owned(z, p->chunk) + (a - lo);  /* in the owned arrays */
-        size_t h = (size_t)p->chunk * z->shard + (a - lo); /* in the host staging */
-        int st = staged(z);
-        t.data = st ? z->hw + h : master_of(z, p->chunk) + (o - (size_t)p->chunk * z->os);
+        int c = p->chunk, st = staged(z);
+        size_t in = shard_in_owned(z, c) - (size_t)c * z->os + (a - lo); /* in the chunk's owned range */
+        size_t h = (size_t)c * z->shard + (a - lo);                      /* in the host staging */
+        t.data = st ? z->hw + h : master_of(z, c) + in;
         if (w) w[i] = t;
-        t.data = st ? z->hm + h : z->ms + o;
+        if (!z->trained[c]) {
+            /* a frozen tensor's moments are stored as zeros (a later
+             * trainable = all run starts them fresh); what a load reads
+             * there is dropped */
+            t.data = z->zeros;
+            if (m) m[i] = t;
+            if (v) v[i] = t;
+            continue;
+        }
+        size_t hs = (size_t)z->slot[c] * z->shard + (a - lo);
+        t.data = st ? z->hm + hs : mom_of(z, z->ms, c) + in;
         if (m) m[i] = t;
-        t.data = st ? z->hv + h : z->vs + o;
+        t.data = st ? z->hv + hs : mom_of(z, z->vs, c) + in;
         if (v) v[i] = t;
     }
 }
@@ -599,7 +657,8 @@ void zero_memory_bytes(const lm_zero *z, lm_zero_mem *m) {
     m->weights = psi * z->esz;
     m->master = z->alias ? 0 : nos * f;
     m->grads = z->stage == 2 ? (size_t)z->nc * z->shard * z->esz : psi * z->esz;
-    m->optim = 2 * nos * f;
+    m->optim = 2 * (size_t)z->ntr * z->os * f;
+    m->psi_trained = (size_t)z->ntr * z->cs;
     m->buckets_peak = z->bucket_bytes_peak;
 }
 

@@ -30,6 +30,12 @@
  *     gradients e Psi (stages 0, 1) or e Psi/dp (+ in-flight buckets of e cs
  *     each, stage 2);  optimizer state 8 Psi (stage 0) or 8 Psi/dp.
  *
+ * train.trainable = embeddings: the frozen tensors sit in chunks of their
+ * own (chunks.h); such a chunk has no moments (the optimizer state is over
+ * the trained chunks only), its gradients are neither computed, reduced,
+ * counted in the norm nor applied, and its weights are never re-gathered.
+ * Its checkpoint moments are written as zeros.
+ *
  * Gradients are sums over ranks (the loss is scaled by 1/targets of the whole
  * global batch), so no averaging is needed. */
 #ifndef LAMINA_ZERO_H
@@ -96,6 +102,8 @@ typedef struct {
     size_t master;   /* float32 master weights when separate from them */
     size_t grads, optim, buckets_peak;
     size_t psi;      /* arena elements */
+    size_t psi_trained; /* of which in trained chunks (all but train.trainable's frozen ones):
+                         * the optimizer state is 8 psi_trained (/dp) */
     size_t esz;      /* bytes per compute-dtype element */
     int stage, dp;
 } lm_zero_mem;

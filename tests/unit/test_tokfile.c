@@ -1,7 +1,8 @@
 /* test_tokfile.c — the token data file (io/tokfile.c, SPEC §4): round trip,
  * every validation rule (bad files built with the HDF5 C API), token range
  * checks on read, no HDF5 error stack on stderr, and a truncation/bit-flip
- * fuzz loop (run it under ASan via build/san/tests/test_tokfile). */
+ * fuzz loop (run it under ASan via build/san/tests/test_tokfile); the
+ * recorded tokenizer (/tokenizer/model): round trip and corrupt records. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -469,6 +470,123 @@ static int setup(void **state) {
     return mkdtemp(g_dir) ? 0 : -1;
 }
 
+/* ---- the recorded tokenizer (/tokenizer/model, SPEC §4) ---- */
+
+static const uint32_t TK_TOK[6] = {1, 2, 3, 4, 5, 6};
+static const int64_t TK_OFF[3] = {0, 3, 6};
+
+/* A valid token file (vocab 50) without a tokenizer, then /tokenizer built
+ * by hand: a dataset of type ft and ndim (1 or 2) holding n bytes, and the
+ * attributes asked for (bos < -1000 or eos < -1000: left out; bos_float:
+ * bos_id stored as a double). */
+static void tk_build(const char *p, hid_t ft, int ndim, hsize_t n, int64_t bos, int64_t eos, int bos_float,
+                     int no_dataset) {
+    char err[LM_ERRLEN];
+    assert_int_equal(tokfile_write(p, TK_TOK, 6, TK_OFF, 2, 50, 0, NULL, NULL, err, sizeof err), 0);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (!no_dataset) {
+        hsize_t dims[2] = {n, 2};
+        hid_t sp = H5Screate_simple(ndim, dims, NULL);
+        hid_t d = H5Dcreate2(g, "model", ft, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t as = H5Screate(H5S_SCALAR);
+        if (bos > -1000) {
+            double x = (double)bos;
+            hid_t a = H5Acreate2(d, "bos_id", bos_float ? H5T_IEEE_F64LE : H5T_STD_I64LE, as, H5P_DEFAULT, H5P_DEFAULT);
+            H5Awrite(a, bos_float ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64, bos_float ? (void *)&x : (void *)&bos);
+            H5Aclose(a);
+        }
+        if (eos > -1000) {
+            hid_t a = H5Acreate2(d, "eos_id", H5T_STD_I64LE, as, H5P_DEFAULT, H5P_DEFAULT);
+            H5Awrite(a, H5T_NATIVE_INT64, &eos);
+            H5Aclose(a);
+        }
+        H5Sclose(as);
+        H5Dclose(d);
+        H5Sclose(sp);
+    }
+    H5Gclose(g);
+    H5Fclose(f);
+}
+
+static void tk_bad(const char *name, hid_t ft, int ndim, hsize_t n, int64_t bos, int64_t eos, int bos_float,
+                   int no_dataset, const char *rule) {
+    char p[128], err[LM_ERRLEN] = {0};
+    path_in(p, sizeof p, name);
+    tk_build(p, ft, ndim, n, bos, eos, bos_float, no_dataset);
+    capture_begin();
+    tokfile *f = tokfile_open(p, err, sizeof err);
+    long printed = capture_end();
+    if (f) fail_msg("%s: opened but should fail (%s)", name, rule);
+    assert_int_equal(printed, 0);
+    if (!strstr(err, p) || !strstr(err, "/tokenizer") || !strstr(err, rule))
+        fail_msg("message \"%s\" should name %s, /tokenizer and \"%s\"", err, p, rule);
+}
+
+static void test_tokenizer(void **state) {
+    (void)state;
+    char p[128], err[LM_ERRLEN] = {0};
+    path_in(p, sizeof p, "tok.h5");
+    unsigned char model[300];
+    for (int i = 0; i < 300; i++) model[i] = (unsigned char)(i * 37 + 11); /* every byte value, NULs included */
+    lm_tokrec w = {model, sizeof model, 48, 49, 0};
+    assert_int_equal(tokfile_write_tok(p, TK_TOK, 6, TK_OFF, 2, 50, 0, NULL, NULL, &w, err, sizeof err), 0);
+    tokfile *f = tokfile_open(p, err, sizeof err);
+    if (!f) fail_msg("%s", err);
+    lm_tokrec r;
+    assert_int_equal(tokfile_tokenizer(f, &r, err, sizeof err), 0);
+    assert_non_null(r.model);
+    assert_int_equal(r.len, sizeof model);
+    assert_memory_equal(r.model, model, sizeof model);
+    assert_int_equal(r.bos_id, 48);
+    assert_int_equal(r.eos_id, 49);
+    assert_int_equal(r.vocab_size, 50); /* the file's */
+    assert_true(tokrec_equal(&r, &w));
+    model[7] ^= 1;
+    assert_false(tokrec_equal(&r, &w));
+    model[7] ^= 1;
+    tokrec_free(&r);
+    assert_null(r.model);
+    tokfile_close(f);
+    /* stored as uint8 [300] under /tokenizer/model */
+    hid_t h = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(h, "/tokenizer/model", H5P_DEFAULT), t = H5Dget_type(d);
+    assert_true(H5Tequal(t, H5T_STD_U8LE) > 0);
+    H5Tclose(t);
+    H5Dclose(d);
+    H5Fclose(h);
+
+    /* a file without one */
+    path_in(p, sizeof p, "notok.h5");
+    assert_int_equal(tokfile_write(p, TK_TOK, 6, TK_OFF, 2, 50, 0, NULL, NULL, err, sizeof err), 0);
+    f = tokfile_open(p, err, sizeof err);
+    assert_non_null(f);
+    assert_int_equal(tokfile_tokenizer(f, &r, err, sizeof err), 0);
+    assert_null(r.model);
+    assert_int_equal(r.len, 0);
+    tokfile_close(f);
+
+    /* the writer refuses what open would reject; -1 ids are allowed */
+    lm_tokrec bad = {model, sizeof model, 50, 1, 0};
+    assert_int_equal(tokfile_write_tok(p, TK_TOK, 6, TK_OFF, 2, 50, 0, NULL, NULL, &bad, err, sizeof err), 1);
+    bad = (lm_tokrec){model, 0, 1, 2, 0};
+    assert_int_equal(tokfile_write_tok(p, TK_TOK, 6, TK_OFF, 2, 50, 0, NULL, NULL, &bad, err, sizeof err), 1);
+    bad = (lm_tokrec){model, 5, -1, -1, 0};
+    assert_int_equal(tokfile_write_tok(p, TK_TOK, 6, TK_OFF, 2, 50, 0, NULL, NULL, &bad, err, sizeof err), 0);
+
+    /* corrupt records: each refused at open, naming the file and dataset */
+    tk_bad("tk_int32.h5", H5T_STD_I32LE, 1, 10, 1, 2, 0, 0, "must be uint8");
+    tk_bad("tk_int8.h5", H5T_STD_I8LE, 1, 10, 1, 2, 0, 0, "must be uint8");
+    tk_bad("tk_2d.h5", H5T_STD_U8LE, 2, 10, 1, 2, 0, 0, "must be 1-D");
+    tk_bad("tk_empty.h5", H5T_STD_U8LE, 1, 0, 1, 2, 0, 0, "0 bytes");
+    tk_bad("tk_nobos.h5", H5T_STD_U8LE, 1, 10, -5000, 2, 0, 0, "bos_id: missing");
+    tk_bad("tk_noeos.h5", H5T_STD_U8LE, 1, 10, 1, -5000, 0, 0, "eos_id: missing");
+    tk_bad("tk_fbos.h5", H5T_STD_U8LE, 1, 10, 1, 2, 1, 0, "bos_id: must be one integer");
+    tk_bad("tk_negbos.h5", H5T_STD_U8LE, 1, 10, -2, 2, 0, 0, "out of range");
+    tk_bad("tk_bigeos.h5", H5T_STD_U8LE, 1, 10, 1, 50, 0, 0, "below the file's vocab_size");
+    tk_bad("tk_nods.h5", H5T_STD_U8LE, 1, 10, 1, 2, 0, 1, "without its dataset");
+}
+
 static int teardown(void **state) {
     (void)state;
     char cmd[128];
@@ -482,6 +600,7 @@ int main(void) {
         cmocka_unit_test(test_bad_attributes), cmocka_unit_test(test_bad_datasets),
         cmocka_unit_test(test_token_out_of_vocab), cmocka_unit_test(test_not_hdf5),
         cmocka_unit_test(test_fuzz),           cmocka_unit_test(test_changed_under_reader),
+        cmocka_unit_test(test_tokenizer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
