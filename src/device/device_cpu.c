@@ -95,6 +95,19 @@ static void sgemm_par(int ta, int tb, int m, int n, int k, const float *A, int l
             for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
         return;
     }
+    if (m == 1 && !ta && tb) {
+        /* one row times B^T (a decode step): matrix-vector products on
+         * slices of B's rows; GEMM would pack all of B for one row. C is
+         * zeroed first for beta = 0 (no 0*NaN from the old contents). */
+        nblk = (n + blk - 1) / blk;
+#pragma omp parallel for schedule(static, 1) num_threads(nblk < nth ? nblk : nth) if (nblk > 1)
+        for (int bi = 0; bi < nblk; bi++) {
+            int o = bi * blk, l = n - o < blk ? n - o : blk;
+            if (beta == 0.0f) memset(C + o, 0, sizeof(float) * (size_t)l);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, l, k, 1.0f, B + (size_t)o * ldb, ldb, A, 1, beta, C + o, 1);
+        }
+        return;
+    }
     const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
 #pragma omp parallel for schedule(static, 1) num_threads(nblk < nth ? nblk : nth) if (nblk > 1)
     for (int bi = 0; bi < nblk; bi++) {
