@@ -597,6 +597,7 @@ lm_device *device_cuda_create(int local_rank, char *why, size_t whylen) {
     d->rope_bwd = cu_rope_bwd;
     d->attention_fwd = cu_attention_fwd;
     d->attention_bwd = cu_attention_bwd;
+    d->attention_decode = NULL; /* no decode-attention kernel yet: generate recomputes the context, as --no-cache */
     d->swiglu_fwd = cu_swiglu_fwd;
     d->swiglu_bwd = cu_swiglu_bwd;
     d->xent_fwd_bwd = cu_xent;

@@ -48,7 +48,8 @@ static const char *usage_top =
     "usage: lamina <command> [args]\n"
     "  train DECK [section.key=value ...]   train or continue training per the input deck\n"
     "  prep --seq-len N -o OUT.h5 FILE...   text or JSONL into a token file\n"
-    "  generate DECK [overrides] [--prompt TEXT] [--tokens N] [--temperature X] [--top-k K]\n"
+    "  generate DECK [overrides] [--prompt TEXT|-] [--max-new-tokens N] [--temperature T] [--top-k K]\n"
+    "           [--top-p P] [--seed S] [--no-cache]\n"
     "                                       sample text from the deck's latest checkpoint\n"
     "  plan DECK|PRESET --cluster FILE --gpus N[,N...]  predict memory and step time of every layout\n"
     "  help [command]                       this text, or a command's\n"
@@ -67,11 +68,11 @@ static void help(const char *cmd) {
         char *av[] = {"--help"};
         cmd_prep(1, av);
     } else if (!strcmp(cmd, "generate"))
-        lm_log("usage: lamina generate DECK [section.key=value ...] [--prompt TEXT] [--tokens N]\n"
-               "                       [--temperature X] [--top-k K]\n"
+        lm_log("usage: lamina generate DECK [section.key=value ...] [--prompt TEXT|-] [--max-new-tokens N]\n"
+               "                       [--temperature T] [--top-k K] [--top-p P] [--seed S] [--no-cache]\n"
                "  Loads the model of DECK (checkpoint.dir/latest, else train.init) and prints a\n"
-               "  sample that continues TEXT. Defaults: 200 tokens, temperature 0.8 (0 = greedy),\n"
-               "  top-k 40 (0 = all). The seed is train.seed.\n");
+               "  sample that continues TEXT (-: stdin), with a KV cache. Defaults: 200 tokens,\n"
+               "  temperature 0.8 (0 = greedy), top-k 40 (0 = all), top-p 1; the seed is train.seed.\n");
     else if (!strcmp(cmd, "plan"))
         lm_log("usage: lamina plan DECK|PRESET --cluster FILE --gpus N[,N...] [--global-batch B] [--seq-len T]\n"
                "                   [--top K] [--calibration FILE] [section.key=value ...]\n"

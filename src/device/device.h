@@ -105,6 +105,15 @@ struct lm_device {
                           const float *lse, const void *q, const void *k, const void *v,
                           int B, int T, int H, int KV, int hd);
 
+    /* Attention of n new query rows over a key/value cache (generation with
+     * a KV cache; one sequence). Query row i is at position p0 + i and
+     * attends to cache rows j <= p0 + i: q, o [n, H*hd]; kc, vc [p0+n, KV*hd]
+     * (RoPE applied to q and kc); query head h reads kv head h / (H/KV):
+     *   o[i,h] = sum_j softmax_j(q[i,h] . kc[j,g] / sqrt(hd)) vc[j,g].
+     * NULL on a backend without it (generate then recomputes the window). */
+    void (*attention_decode)(lm_device *d, void *o, const void *q, const void *kc, const void *vc, int n, int p0,
+                             int H, int KV, int hd);
+
     /* out = silu(g) * u over n elements; bwd overwrites dg, du. */
     void (*swiglu_fwd)(lm_device *d, void *out, const void *g, const void *u, size_t n);
     void (*swiglu_bwd)(lm_device *d, void *dg, void *du, const void *dout, const void *g, const void *u, size_t n);

@@ -95,6 +95,19 @@ static void sgemm_par(int ta, int tb, int m, int n, int k, const float *A, int l
             for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
         return;
     }
+    if (m == 1 && !ta && tb) {
+        /* one row times B^T (a decode step): matrix-vector products on
+         * slices of B's rows; GEMM would pack all of B for one row. C is
+         * zeroed first for beta = 0 (no 0*NaN from the old contents). */
+        nblk = (n + blk - 1) / blk;
+#pragma omp parallel for schedule(static, 1) num_threads(nblk < nth ? nblk : nth) if (nblk > 1)
+        for (int bi = 0; bi < nblk; bi++) {
+            int o = bi * blk, l = n - o < blk ? n - o : blk;
+            if (beta == 0.0f) memset(C + o, 0, sizeof(float) * (size_t)l);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, l, k, 1.0f, B + (size_t)o * ldb, ldb, A, 1, beta, C + o, 1);
+        }
+        return;
+    }
     const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
 #pragma omp parallel for schedule(static, 1) num_threads(nblk < nth ? nblk : nth) if (nblk > 1)
     for (int bi = 0; bi < nblk; bi++) {
@@ -570,6 +583,59 @@ static void cpu_attention_bwd(lm_device *d, void *dq_, void *dk_, void *dv_, con
     lm_free(scratch);
 }
 
+/* Decode attention over a KV cache (device.h), one task per (query row i,
+ * head h), the scores of its L = p0 + i + 1 keys in a per-thread row:
+ *   s_j = scale q.k_j;  m = max s;  p_j = exp(s_j - m);  o = (sum p_j v_j) / sum p_j.
+ * Plain loops: one query row per head at a decode step, and the cost is the
+ * cache's size either way. */
+static void cpu_attention_decode(lm_device *d, void *o_, const void *q_, const void *kc_, const void *vc_, int n,
+                                 int p0, int H, int KV, int hd) {
+    float *o = o_;
+    const float *q = q_, *kc = kc_, *vc = vc_;
+    (void)d;
+    if (n <= 0) return;
+    if (KV <= 0 || H % KV != 0)
+        lm_abort(LM_ERR_RUNTIME, "device cpu: %d query heads not a multiple of %d kv heads", H, KV);
+    const int grp = H / KV, L = p0 + n;
+    const size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *scratch = lm_alloc((size_t)omp_get_max_threads() * (size_t)L * sizeof(float));
+#pragma omp parallel if ((size_t)n * H * L * hd > PAR_MIN)
+    {
+        float *s = scratch + (size_t)omp_get_thread_num() * L;
+#pragma omp for schedule(static)
+        for (int ih = 0; ih < n * H; ih++) {
+            int i = ih / H, h = ih % H, nk = p0 + i + 1;
+            const float *restrict qr = q + (size_t)i * qs + (size_t)h * hd;
+            const float *restrict kb = kc + (size_t)(h / grp) * hd, *restrict vb = vc + (size_t)(h / grp) * hd;
+            float m = -INFINITY, l = 0.0f;
+            for (int j = 0; j < nk; j++) {
+                const float *restrict kr = kb + (size_t)j * ks;
+                float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+                for (int c = 0; c < hd; c++) dot += qr[c] * kr[c];
+                s[j] = dot * scale;
+                m = s[j] > m ? s[j] : m;
+            }
+            for (int j = 0; j < nk; j++) {
+                s[j] = expf(s[j] - m);
+                l += s[j];
+            }
+            float *restrict orow = o + (size_t)i * qs + (size_t)h * hd;
+            for (int c = 0; c < hd; c++) orow[c] = 0.0f;
+            for (int j = 0; j < nk; j++) {
+                const float *restrict vr = vb + (size_t)j * ks;
+                float pj = s[j];
+#pragma omp simd
+                for (int c = 0; c < hd; c++) orow[c] = FMA(pj, vr[c], orow[c]);
+            }
+            float linv = 1.0f / l;
+            for (int c = 0; c < hd; c++) orow[c] *= linv;
+        }
+    }
+    lm_free(scratch);
+}
+
 /* ------------------------------------------------------------------ SwiGLU */
 
 /* out = silu(g) u with silu(g) = g sigmoid(g);
@@ -803,6 +869,7 @@ lm_device *device_cpu_create(size_t capacity) {
     d->rope_bwd = cpu_rope_bwd;
     d->attention_fwd = cpu_attention_fwd;
     d->attention_bwd = cpu_attention_bwd;
+    d->attention_decode = cpu_attention_decode;
     d->swiglu_fwd = cpu_swiglu_fwd;
     d->swiglu_bwd = cpu_swiglu_bwd;
     d->xent_fwd_bwd = cpu_xent_fwd_bwd;

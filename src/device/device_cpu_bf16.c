@@ -282,6 +282,18 @@ static void bf_attention_bwd(lm_device *d, void *dq, void *dk, void *dv, const v
     narrow(dv, dvs, nk);
 }
 
+/* Decode attention: q and the cache rows widened, the float32 op, o
+ * rounded once. */
+static void bf_attention_decode(lm_device *d, void *o, const void *q, const void *kc, const void *vc, int n, int p0,
+                                int H, int KV, int hd) {
+    size_t nq = (size_t)n * H * hd, nk = (size_t)(p0 + n) * KV * hd;
+    float *qs = widen(d, 0, q, nq), *ks = widen(d, 1, kc, nk), *vs = widen(d, 2, vc, nk);
+    float *os = scratch(d, 3, nq);
+    lm_device *in = ST(d)->inner;
+    in->attention_decode(in, os, qs, ks, vs, n, p0, H, KV, hd);
+    narrow(o, os, nq);
+}
+
 /* ------------------------------------------------------------------ SwiGLU */
 
 static void bf_swiglu_fwd(lm_device *d, void *out, const void *g, const void *u, size_t n) {
@@ -426,6 +438,7 @@ lm_device *device_cpu_bf16_create(size_t capacity) {
     d->rope_bwd = bf_rope_bwd;
     d->attention_fwd = bf_attention_fwd;
     d->attention_bwd = bf_attention_bwd;
+    d->attention_decode = bf_attention_decode;
     d->swiglu_fwd = bf_swiglu_fwd;
     d->swiglu_bwd = bf_swiglu_bwd;
     d->xent_fwd_bwd = bf_xent_fwd_bwd;

@@ -129,6 +129,10 @@ static void w_attention_fwd(lm_device *d, void *o, float *lse, const void *q, co
                             int T, int H, int KV, int hd) {
     KOP(PROF_K_ATTENTION, IN(d)->attention_fwd(IN(d), o, lse, q, k, v, B, T, H, KV, hd));
 }
+static void w_attention_decode(lm_device *d, void *o, const void *q, const void *kc, const void *vc, int n, int p0,
+                               int H, int KV, int hd) {
+    KOP(PROF_K_ATTENTION, IN(d)->attention_decode(IN(d), o, q, kc, vc, n, p0, H, KV, hd));
+}
 static void w_attention_bwd(lm_device *d, void *dq, void *dk, void *dv, const void *dout, const void *o,
                             const float *lse, const void *q, const void *k, const void *v, int B, int T, int H, int KV,
                             int hd) {
@@ -193,7 +197,7 @@ lm_device *device_prof_wrap(lm_device *in, int kernel_timers) {
     W(convert); W(upload_f32); W(download_f32);
     W(gemm_nt); W(gemm_nn); W(gemm_tn); W(gemm_nt_add);
     W(embedding_fwd); W(embedding_bwd); W(rmsnorm_fwd); W(rmsnorm_bwd); W(rope_fwd); W(rope_bwd);
-    W(attention_fwd); W(attention_bwd); W(swiglu_fwd); W(swiglu_bwd);
+    W(attention_fwd); W(attention_bwd); W(attention_decode); W(swiglu_fwd); W(swiglu_bwd);
     W(xent_fwd_bwd); W(xent_part_stats); W(xent_part_grad);
     W(add); W(scale); W(sumsq); W(adamw);
 #undef W
