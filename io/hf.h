@@ -92,8 +92,11 @@ int hf_read_rows(const hf_model *m, int i, int64_t r0, int64_t r1, float *out, c
  * returns the config. Checks as hf_open, plus: every requested name is a
  * tensor of the folder with the piece's shape, and every value read is
  * finite. Collective over comm (errors agreed: every rank returns the same
- * code and message). 0 or LM_ERR_INPUT. */
-int hf_load(MPI_Comm comm, const char *dir, ckpt_tensor *model, int n, hf_config *cfg, char *err, size_t errlen);
+ * code and message). progress (may be NULL) is told after each tensor with
+ * this rank's float32 bytes so far. 0 or LM_ERR_INPUT. */
+typedef void (*hf_progress_fn)(void *ctx, int tensors_done, uint64_t bytes_done);
+int hf_load(MPI_Comm comm, const char *dir, ckpt_tensor *model, int n, hf_config *cfg, hf_progress_fn progress, void *ctx,
+            char *err, size_t errlen);
 
 /* Writing a folder. The tensors come from a callback, one at a time in
  * hf_expected order: fetch(ctx, i, shape, buf) fills buf (rows*cols
@@ -109,7 +112,6 @@ int hf_load(MPI_Comm comm, const char *dir, ckpt_tensor *model, int n, hf_config
  * failure DIR.tmp is removed and DIR does not exist. */
 typedef int (*hf_fetch_fn)(void *ctx, int i, const hf_shape *s, float *buf, char *err, size_t errlen);
 typedef int (*hf_extra_fn)(void *ctx, const char *tmpdir, char *err, size_t errlen);
-typedef void (*hf_progress_fn)(void *ctx, int tensors_done, uint64_t bytes_done);
 int hf_write_folder(const char *dir, const hf_config *c, st_dtype dtype, uint64_t shard_bytes, hf_fetch_fn fetch,
                     hf_extra_fn extra, hf_progress_fn progress, void *ctx, char *err, size_t errlen);
 

@@ -227,7 +227,9 @@ static int load_piece(const hf_model *m, int i, ckpt_tensor *t, char *err, size_
     return rc;
 }
 
-int hf_load(MPI_Comm comm, const char *dir, ckpt_tensor *model, int n, hf_config *cfg, char *err, size_t errlen) {
+int hf_load(MPI_Comm comm, const char *dir, ckpt_tensor *model, int n, hf_config *cfg, hf_progress_fn progress, void *ctx,
+            char *err, size_t errlen) {
+    uint64_t bytes = 0;
     hf_model m;
     int rc = hf_open(dir, &m, err, errlen);
     if (lm_agree(comm, rc, err, errlen, NULL, NULL)) return LM_ERR_INPUT;
@@ -245,6 +247,8 @@ int hf_load(MPI_Comm comm, const char *dir, ckpt_tensor *model, int n, hf_config
                         m.files[m.file_of[i]].path, t->name, (long long)s->rows, (long long)s->cols, (long long)t->rows,
                         (long long)t->cols);
         else rc = load_piece(&m, i, t, err, errlen);
+        bytes += (uint64_t)t->count * sizeof(float);
+        if (!rc && progress) progress(ctx, k + 1, bytes);
     }
     hf_close(&m);
     return lm_agree(comm, rc, err, errlen, NULL, NULL) ? LM_ERR_INPUT : 0;

@@ -12,14 +12,14 @@ void lm_progress_begin(lm_progress *p, const char *what, const char *unit, int64
     p->tty = p->enabled && isatty(2);
 }
 
-static void line(lm_progress *p, const char *end) {
+static void line(lm_progress *p, const char *end, int final) {
     double dt = lm_now() - p->t0, mb = p->bytes / 1e6, rate = dt > 0 ? mb / dt : 0;
     double frac = p->n_bytes > 0 ? (double)p->bytes / (double)p->n_bytes
                 : p->n_items > 0 ? (double)p->items / (double)p->n_items : 1;
     double eta = frac > 0 ? dt * (1 - frac) / frac : 0;
     fprintf(stderr, "%s%s: %lld/%lld %s, %.1f/%.1f MB, %.1f MB/s, %s %.0f s%s", p->tty ? "\r" : "", p->what,
-            (long long)p->items, (long long)p->n_items, p->unit, mb, p->n_bytes / 1e6, rate, *end ? "elapsed" : "ETA",
-            *end ? dt : eta, p->tty ? "\033[K" : "");
+            (long long)p->items, (long long)p->n_items, p->unit, mb, p->n_bytes / 1e6, rate, final ? "elapsed" : "ETA",
+            final ? dt : eta, p->tty ? "\033[K" : "");
     fputs(end, stderr);
     fflush(stderr);
 }
@@ -32,7 +32,7 @@ void lm_progress_set(lm_progress *p, int64_t items, int64_t bytes) {
         double now = lm_now();
         if (now - p->last >= 0.2) {
             p->last = now;
-            line(p, "");
+            line(p, "", 0);
         }
         return;
     }
@@ -40,11 +40,11 @@ void lm_progress_set(lm_progress *p, int64_t items, int64_t bytes) {
     int d = (int)(frac * 10);
     if (d > p->decile && d < 10) {
         p->decile = d;
-        line(p, "\n");
+        line(p, "\n", 0);
     }
 }
 
 void lm_progress_end(lm_progress *p) {
     if (!p->enabled) return;
-    line(p, "\n");
+    line(p, "\n", 1);
 }
