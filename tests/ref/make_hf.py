@@ -17,6 +17,10 @@ header length, JSON header, raw little-endian data).
       config.json keys and values of SPEC §7, the index (total_size, every
       tensor mapped to the shard that holds it), shard count and names,
       every header 8-byte aligned.
+  make_hf.py cmp-cast DIR FILE.h5
+      the folder's tensors are torch's casts of the checkpoint's float32.
+  make_hf.py mutate DIR CASE
+      break the folder one way (the cases of tests/t/61-hf-bad.t).
   make_hf.py ref-loss DIR DATA.h5 SEQ_LEN BATCH
       float64 reference loss (tests/ref/llama_ref.py) of the folder's
       weights on the first global batch of the token file.
@@ -27,7 +31,6 @@ import struct
 import sys
 
 import numpy as np
-import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -56,6 +59,7 @@ def names_shapes(c):
 def to_bytes(t64, dtype):
     """float64 torch tensor -> little-endian bytes of the dtype (torch's casts
     round to nearest even)."""
+    import torch
     if dtype == "F32":
         return t64.to(torch.float32).numpy().astype("<f4").tobytes()
     if dtype == "F16":
@@ -111,6 +115,7 @@ def read_folder(d):
 
 
 def make(args):
+    import torch
     import argparse
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
@@ -236,7 +241,115 @@ def check_out(d, dtype, shard_bytes):
     print(f"config and {nshards} shard(s) ok, {total} bytes")
 
 
+def cmp_cast(d, path):
+    """Every tensor of folder d equals torch's cast (round to nearest even)
+    of the float32 tensor in FILE.h5: lamina's narrowing is the standard one."""
+    import torch
+    import h5py
+    src = read_folder(d)
+    with h5py.File(path, "r") as f:
+        for name, (dt, shape, b) in src.items():
+            a = torch.tensor(np.asarray(f["model"][name][()], np.float32), dtype=torch.float64)
+            assert to_bytes(a, dt) == b, f"{name}: {dt} bytes differ from torch's rounding"
+    print(f"{len(src)} tensors rounded as torch rounds")
+
+
+def header_edit(path, fn):
+    """Rewrite a safetensors header through fn(dict) (data unchanged)."""
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    hdr = json.loads(raw[8:8 + n])
+    fn(hdr)
+    h = json.dumps(hdr, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + raw[8 + n:])
+
+
+def holder(d, name):
+    """Path of the safetensors file of folder d that holds tensor name."""
+    ip = os.path.join(d, "model.safetensors.index.json")
+    if not os.path.exists(ip):
+        return os.path.join(d, "model.safetensors")
+    return os.path.join(d, json.load(open(ip))["weight_map"][name])
+
+
+def mutate(d, case):
+    """Break folder d in one way (tests/t/61-hf-bad.t)."""
+    single = os.path.join(d, "model.safetensors")
+    cfgp = os.path.join(d, "config.json")
+    cfg = json.load(open(cfgp))
+    L0 = "model.layers.0."
+    if case == "hdrlen":  # header length beyond the file
+        raw = bytearray(open(single, "rb").read())
+        raw[:8] = struct.pack("<Q", len(raw) + 100)
+        open(single, "wb").write(raw)
+    elif case == "offsets":  # a tensor's range past the data section
+        def f(h):
+            b, e = h["model.norm.weight"]["data_offsets"]
+            h["model.norm.weight"]["data_offsets"] = [b + 10 ** 7, e + 10 ** 7]
+        header_edit(single, f)
+    elif case == "overlap":  # two tensors share bytes
+        def f(h):
+            h[L0 + "post_attention_layernorm.weight"]["data_offsets"] = list(h[L0 + "input_layernorm.weight"]["data_offsets"])
+        header_edit(single, f)
+    elif case == "dtype":
+        def f(h):
+            h[L0 + "mlp.up_proj.weight"]["dtype"] = "I32"
+        header_edit(single, f)
+    elif case == "shape":  # config.json disagrees with the tensors
+        cfg["intermediate_size"] = 160
+        json.dump(cfg, open(cfgp, "w"))
+    elif case == "missing":  # gone from its file (and from the index)
+        name = L0 + "self_attn.v_proj.weight"
+        path = holder(d, name)
+        t = read_st(path)[0]
+        del t[name]
+        write_st(path, [(k, v[0], v[1], v[2]) for k, v in t.items()])
+        ip = os.path.join(d, "model.safetensors.index.json")
+        if os.path.exists(ip):
+            idx = json.load(open(ip))
+            del idx["weight_map"][name]
+            json.dump(idx, open(ip, "w"))
+    elif case == "extra":
+        t = read_st(single)[0]
+        t[L0 + "self_attn.rotary_emb.inv_freq"] = ("F32", (8,), np.ones(8, "<f4").tobytes())
+        write_st(single, [(k, v[0], v[1], v[2]) for k, v in t.items()])
+    elif case == "tied-lm-head":  # tie_word_embeddings true, lm_head.weight kept
+        cfg["tie_word_embeddings"] = True
+        json.dump(cfg, open(cfgp, "w"))
+    elif case == "truncated":  # the last shard cut short
+        idx = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+        last = os.path.join(d, sorted(set(idx["weight_map"].values()))[-1])
+        raw = open(last, "rb").read()
+        open(last, "wb").write(raw[:-100])
+    elif case == "noshard":
+        idx = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+        os.remove(os.path.join(d, sorted(set(idx["weight_map"].values()))[1]))
+    elif case == "rope_scaling":
+        cfg["rope_scaling"] = {"type": "linear", "factor": 2.0}
+        json.dump(cfg, open(cfgp, "w"))
+    elif case == "attention_bias":
+        cfg["attention_bias"] = True
+        json.dump(cfg, open(cfgp, "w"))
+    elif case == "badjson":
+        open(cfgp, "w").write('{"hidden_size": 64,')
+    elif case == "badheader":
+        raw = bytearray(open(single, "rb").read())
+        raw[8] = ord("[")
+        open(single, "wb").write(raw)
+    elif case == "nan":
+        t = read_st(single)[0]
+        dt, sh, b = t["model.norm.weight"]
+        a = np.frombuffer(b, "<f4").copy()
+        a[3] = np.nan
+        t["model.norm.weight"] = (dt, sh, a.tobytes())
+        write_st(single, [(k, v[0], v[1], v[2]) for k, v in t.items()])
+    else:
+        sys.exit(f"unknown case {case}")
+
+
 def ref_loss(d, data, seq_len, batch):
+    import torch
     import llama_ref as R
     import h5py
     c = json.load(open(os.path.join(d, "config.json")))
@@ -266,6 +379,10 @@ if __name__ == "__main__":
         cmp_st(*rest)
     elif cmd == "check-out":
         check_out(*rest)
+    elif cmd == "cmp-cast":
+        cmp_cast(*rest)
+    elif cmd == "mutate":
+        mutate(*rest)
     elif cmd == "ref-loss":
         ref_loss(*rest)
     else:
