@@ -2,7 +2,7 @@
 # Broken Hugging Face folders (SPEC §7): each exits 2 naming the file and the
 # tensor or config.json key, on every rank, and leaves no output behind.
 source tests/lib.sh
-plan 21
+plan 22
 # one rank without mpirun (a singleton MPI world; mpirun's start-up dominates
 # these runs): same conventions as lam (output in $T/out, exit code in $rc)
 lam1() { rc=0; timeout 300 "$LAMINA" "$@" >"$T/out" 2>&1 || rc=$?; }
@@ -59,4 +59,18 @@ lam1 convert --to-hf "$T/g.h5" -o "$T/new" --tokenizer "$T/absent.model"
 if [ "$rc" = 2 ] && grep -q "tokenizer .*absent.model: not a readable file" "$T/out" && [ ! -e "$T/new" ]; then
   ok "--tokenizer naming a missing file: exit 2, nothing written"
 else notok "--tokenizer naming a missing file: exit 2, nothing written" "exit $rc" "$(tail -3 "$T/out")"; fi
+# --to-hf from a checkpoint damaged in its last tensor: exit 2 naming the
+# dataset, and neither DIR nor DIR.tmp is left (shards already written go too)
+cp "$T/g.h5" "$T/flip.h5"
+$PY - "$T/flip.h5" <<'EOP'
+import h5py, sys
+with h5py.File(sys.argv[1], "r") as f:
+    off = f["model/lm_head.weight"].id.get_offset()
+with open(sys.argv[1], "r+b") as fh:
+    fh.seek(off + 40); b = fh.read(4); fh.seek(off + 40); fh.write(bytes(x ^ 0x55 for x in b))
+EOP
+lam1 convert --to-hf "$T/flip.h5" -o "$T/new2" --shard-size 100K
+if [ "$rc" = 2 ] && grep -q "flip.h5: /model/lm_head.weight: checksum mismatch" "$T/out" && [ ! -e "$T/new2" ] && [ ! -e "$T/new2.tmp" ]; then
+  ok "--to-hf from a damaged checkpoint: exit 2 naming the dataset, nothing left"
+else notok "--to-hf from a damaged checkpoint: exit 2 naming the dataset, nothing left" "exit $rc" "$(tail -3 "$T/out")" "$(ls "$T")"; fi
 finish
