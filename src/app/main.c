@@ -52,6 +52,8 @@ static const char *usage_top =
     "           [--top-p P] [--seed S] [--no-cache]\n"
     "                                       sample text from the deck's latest checkpoint\n"
     "  plan DECK|PRESET --cluster FILE --gpus N[,N...]  predict memory and step time of every layout\n"
+    "  convert --from-hf DIR -o FILE.h5 | --to-hf FILE.h5 -o DIR [--dtype D] [--shard-size B]\n"
+    "                                       Hugging Face folders to and from checkpoints\n"
     "  help [command]                       this text, or a command's\n"
     "  --version                            version and build features\n"
     "Launch with mpirun -np N (or srun); every rank runs the same command.\n"
@@ -83,6 +85,15 @@ static void help(const char *cmd) {
                "  tokens). Overrides of parallel.tp/pp/virtual_stages/schedule/sp/zero and\n"
                "  train.micro_batch/recompute fix that choice. Calibration: perf/plan_calibration.ini.\n"
                "  Method and validation: perf/PLAN.md.\n");
+    else if (!strcmp(cmd, "convert"))
+        lm_log("usage: lamina convert --from-hf DIR -o FILE.h5\n"
+               "       lamina convert --to-hf FILE.h5 -o DIR [--dtype bf16|fp16|fp32] [--shard-size BYTES]\n"
+               "                      [--tokenizer MODEL]\n"
+               "  --from-hf: a LlamaForCausalLM folder (config.json, model.safetensors or shards with\n"
+               "  model.safetensors.index.json; F32, BF16, F16) becomes a step-0 checkpoint (any number of\n"
+               "  ranks, each reads its share). --to-hf: config.json, generation_config.json and safetensors\n"
+               "  shards of at most --shard-size bytes (default 5G; K/M/G/T = x1000, KiB/MiB/GiB/TiB = x1024),\n"
+               "  dtype bf16 by default. train.init also accepts such a folder directly.\n");
     else lm_fail(LM_ERR_INPUT, "help: unknown command '%s'\n%s", cmd, usage_top);
 }
 
@@ -105,6 +116,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "prep")) rc = cmd_prep(argc - 2, argv + 2);
     else if (!strcmp(cmd, "generate")) rc = cmd_generate(argc - 2, argv + 2);
     else if (!strcmp(cmd, "plan")) rc = cmd_plan(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "convert")) rc = cmd_convert(argc - 2, argv + 2);
     else lm_fail(LM_ERR_INPUT, "unknown command '%s' (see lamina help)", cmd);
     comm_finalize();
     return rc;

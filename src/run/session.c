@@ -4,6 +4,7 @@
 #include "opts.h"
 #include "prof.h"
 #include "sde.h"
+#include "hf.h"
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -315,6 +316,35 @@ static int restart_auto(lm_session *s, int resume, ckpt_tensor *tw, ckpt_tensor 
     return got >= 0;
 }
 
+/* train.init = DIR, a Hugging Face folder (SPEC §7): its config.json must
+ * describe the deck's model as a checkpoint's /config must (check_meta's
+ * keys, named by their config.json names), and each rank reads the rows
+ * its pieces touch straight from the safetensors (io/hf.h: hf_load).
+ * Returns 0, or 2 with err. Collective. */
+static int load_hf(lm_session *s, const char *dir, ckpt_tensor *tw, char *err, size_t errlen) {
+    hf_config h;
+    const lm_config *c = &s->cfg;
+    int rc = hf_config_read(dir, &h, err, errlen);
+    if (comm_agree(comm_world(), rc, err, errlen)) return LM_ERR_INPUT;
+    struct { const char *key, *deck; long have, want; } k[] = {
+        {"hidden_size", "dim", h.dim, c->dim},
+        {"num_hidden_layers", "n_layers", h.n_layers, c->n_layers},
+        {"num_attention_heads", "n_heads", h.n_heads, c->n_heads},
+        {"num_key_value_heads", "n_kv_heads", h.n_kv_heads, c->n_kv_heads},
+        {"intermediate_size", "ffn_dim", h.ffn_dim, c->ffn_dim},
+        {"vocab_size", "vocab_size", h.vocab_size, c->vocab_size},
+        {"tie_word_embeddings", "tie_embeddings", h.tie_embeddings, c->tie_embeddings},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++)
+        if (k[i].have != k[i].want)
+            return lm_err(err, errlen, LM_ERR_INPUT, "%s/config.json: key %s = %ld does not match the deck's model.%s = %ld", dir,
+                          k[i].key, k[i].have, k[i].deck, k[i].want);
+    if (h.rope_theta != c->rope_theta || h.norm_eps != c->norm_eps)
+        lm_log("lamina: warning: %s/config.json has rope_theta %g, rms_norm_eps %g; the deck's model.rope_theta %g, "
+               "model.norm_eps %g are used\n", dir, h.rope_theta, h.norm_eps, c->rope_theta, c->norm_eps);
+    return hf_load(comm_mpi(comm_world()), dir, tw, s->full.n, &h, NULL, NULL, err, errlen);
+}
+
 void session_load(lm_session *s, int with_optim) {
     lm_config *c = &s->cfg;
     char err[LM_ERRLEN] = {0}, path[LM_PATHLEN] = {0};
@@ -336,7 +366,8 @@ void session_load(lm_session *s, int with_optim) {
     const char *from = found ? path : strcmp(c->init, "random") ? c->init : NULL;
     if (from && !loaded) {
         resume = found && with_optim;
-        if (load_one(s, from, resume, tw, tm, tv, &meta, err, sizeof err))
+        int hf = !found && hf_is_folder(from);
+        if (hf ? load_hf(s, from, tw, err, sizeof err) : load_one(s, from, resume, tw, tm, tv, &meta, err, sizeof err))
             lm_fail(LM_ERR_INPUT, "%s%s", found ? "checkpoint.restart: " : "train.init: ", err);
     }
     if (from) {

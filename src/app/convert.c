@@ -1,0 +1,272 @@
+/* convert.c — `lamina convert` (SPEC §7): Hugging Face folders to and from
+ * lamina checkpoints.
+ *
+ * --from-hf DIR -o FILE.h5: every rank validates the folder (io/hf.h),
+ * reads its share of each tensor (rows [R*rank/size, R*(rank+1)/size)) and
+ * the ranks write the checkpoint collectively with ckpt_save (step 0, no
+ * /optim, /config from config.json with a [model] deck). ckpt_save writes
+ * into a directory, FILE.h5.convert.tmp/step_00000000.h5, which rank 0 then
+ * renames to FILE.h5 and removes the directory: an error leaves neither.
+ * Memory per rank: its share of the model in float32.
+ *
+ * --to-hf FILE.h5 -o DIR: rank 0 streams tensor by tensor (ckpt_load of one
+ * whole tensor over MPI_COMM_SELF, checksum verified, convert, write,
+ * free) into DIR.tmp, renamed to DIR (io/hf_write.c); the other ranks wait
+ * and share the exit code. */
+#include "cmds.h"
+#include "ckpt.h"
+#include "comm.h"
+#include "common.h"
+#include "deck.h"
+#include "hf.h"
+#include "opts.h"
+#include "progress.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CONVERT_USAGE                                                                                                  \
+    "lamina convert --from-hf DIR -o FILE.h5\n"                                                                        \
+    "       lamina convert --to-hf FILE.h5 -o DIR [--dtype bf16|fp16|fp32] [--shard-size BYTES] [--tokenizer MODEL]"
+
+typedef struct {
+    const char *from_hf, *to_hf, *out, *tokenizer;
+    st_dtype dtype;
+    uint64_t shard;
+} conv_opts;
+
+/* BYTES with an optional suffix: K, M, G, T (powers of 1000, as HF's "5GB")
+ * or KiB, MiB, GiB, TiB (powers of 1024); a trailing B is allowed (KB). */
+static int parse_size(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0)) return -1;
+    double mul = 1;
+    const char *u = "KMGT", *p = *end ? strchr(u, *end) : NULL;
+    if (*end && !p) return -1;
+    if (p) {
+        int pw = (int)(p - u) + 1, bin = end[1] == 'i';
+        for (int i = 0; i < pw; i++) mul *= bin ? 1024 : 1000;
+        end += 1 + bin;
+        if (*end == 'B') end++;
+        else if (bin) return -1;
+    } else if (*end == 'B') end++;
+    if (*end || v * mul > 1e18 || v * mul < 1) return -1;
+    *out = (uint64_t)(v * mul);
+    return 0;
+}
+
+static void parse_options(int argc, char **argv, conv_opts *o) {
+    static const struct option longs[] = {
+        {"from-hf", required_argument, NULL, 'f'}, {"to-hf", required_argument, NULL, 't'},
+        {"output", required_argument, NULL, 'o'},  {"dtype", required_argument, NULL, 'd'},
+        {"shard-size", required_argument, NULL, 's'}, {"tokenizer", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    *o = (conv_opts){.dtype = ST_BF16, .shard = 5000000000ULL};
+    lm_opts p;
+    const char *arg;
+    char err[LM_ERRLEN];
+    int dtype_set = 0, shard_set = 0;
+    lm_opts_begin(&p, "convert", CONVERT_USAGE, argc, argv, "o:h", longs);
+    for (int ch; (ch = lm_opts_next(&p, &arg, err, sizeof err)) != -1;) {
+        if (ch == 'f') o->from_hf = arg;
+        else if (ch == 't') o->to_hf = arg;
+        else if (ch == 'o') o->out = arg;
+        else if (ch == 'k') o->tokenizer = arg;
+        else if (ch == 'd') {
+            dtype_set = 1;
+            if (!strcmp(arg, "bf16")) o->dtype = ST_BF16;
+            else if (!strcmp(arg, "fp16")) o->dtype = ST_F16;
+            else if (!strcmp(arg, "fp32")) o->dtype = ST_F32;
+            else lm_fail(LM_ERR_INPUT, "convert: --dtype '%s': expected bf16, fp16 or fp32", arg);
+        } else if (ch == 's') {
+            shard_set = 1;
+            if (parse_size(arg, &o->shard))
+                lm_fail(LM_ERR_INPUT, "convert: --shard-size '%s': expected a byte count >= 1 with an optional K, M, G, T "
+                                      "(x1000) or KiB, MiB, GiB, TiB (x1024) suffix", arg);
+        } else if (ch == 'h') {
+            lm_log("usage: %s\n", CONVERT_USAGE);
+            lm_opts_end(&p);
+            comm_finalize();
+            exit(0);
+        } else {
+            lm_opts_end(&p);
+            lm_fail(LM_ERR_INPUT, "%s", err);
+        }
+    }
+    int npos = p.npos;
+    const char *pos0 = npos ? p.pos[0] : "";
+    char pos_copy[256];
+    snprintf(pos_copy, sizeof pos_copy, "%s", pos0);
+    lm_opts_end(&p);
+    if (npos) lm_fail(LM_ERR_INPUT, "convert: unexpected argument '%s' (usage: %s)", pos_copy, CONVERT_USAGE);
+    if (!!o->from_hf == !!o->to_hf) lm_fail(LM_ERR_INPUT, "convert: give one of --from-hf DIR or --to-hf FILE.h5 (usage: %s)", CONVERT_USAGE);
+    if (!o->out || !*o->out) lm_fail(LM_ERR_INPUT, "convert: missing -o (usage: %s)", CONVERT_USAGE);
+    if (o->from_hf && (dtype_set || shard_set || o->tokenizer))
+        lm_fail(LM_ERR_INPUT, "convert: --dtype, --shard-size and --tokenizer apply to --to-hf only");
+}
+
+/* The [model] section of the resolved deck of c's shape (deck defaults for
+ * everything else): what /config's deck attribute holds for an import. */
+static char *model_deck(const hf_config *h) {
+    lm_config c;
+    deck_defaults(&c);
+    c.dim = h->dim, c.n_layers = h->n_layers, c.n_heads = h->n_heads, c.n_kv_heads = h->n_kv_heads;
+    c.ffn_dim = h->ffn_dim, c.vocab_size = h->vocab_size, c.max_seq_len = h->max_seq_len;
+    c.norm_eps = h->norm_eps, c.rope_theta = h->rope_theta, c.tie_embeddings = h->tie_embeddings;
+    size_t len = deck_to_text(&c, NULL, 0) + 1;
+    char *all = lm_alloc(len), *out = lm_alloc(len + 128);
+    deck_to_text(&c, all, len);
+    char *m = strstr(all, "[model]"), *next = m ? strstr(m + 1, "\n[") : NULL;
+    if (next) next[1] = 0;
+    snprintf(out, len + 128, "; imported from a Hugging Face folder by lamina convert --from-hf\n%s", m ? m : "");
+    lm_free(all);
+    return out;
+}
+
+static void load_progress(void *ctx, int tensors, uint64_t bytes) { lm_progress_set(ctx, tensors, (int64_t)bytes); }
+
+/* Remove DIR's two files ckpt_save leaves (step_00000000.h5, latest) and
+ * DIR itself. */
+static void remove_ckdir(const char *dir) {
+    char p[LM_PATHLEN + 64];
+    const char *names[3] = {"step_00000000.h5", "step_00000000.h5.tmp", "latest"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+static int from_hf(const conv_opts *o) {
+    MPI_Comm mc = comm_mpi(comm_world());
+    int rank = comm_world()->rank, size = comm_world()->size;
+    char err[LM_ERRLEN] = {0};
+    hf_config cfg;
+    int rc = hf_config_read(o->from_hf, &cfg, err, sizeof err);
+    if (rc) lm_fail(rc, "convert: %s", err);
+    hf_shape *s;
+    int n = hf_expected(&cfg, &s);
+    ckpt_tensor *t = lm_calloc((size_t)n, sizeof *t);
+    int64_t mine = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t r0 = s[i].rows * rank / size, r1 = s[i].rows * (rank + 1) / size;
+        t[i] = (ckpt_tensor){.name = s[i].name, .ndim = s[i].ndim, .rows = s[i].rows, .cols = s[i].cols,
+                             .off = r0 * s[i].cols, .count = (r1 - r0) * s[i].cols};
+        t[i].data = lm_alloc(sizeof(float) * (size_t)(t[i].count ? t[i].count : 1));
+        mine += t[i].count * 4;
+    }
+    lm_progress pr;
+    lm_progress_begin(&pr, "convert: read", "tensors", n, mine);
+    rc = hf_load(mc, o->from_hf, t, n, &cfg, load_progress, &pr, err, sizeof err);
+    if (rc) lm_fail(rc, "convert: %s", err);
+    lm_progress_end(&pr);
+    char *deck = model_deck(&cfg);
+    ckpt_meta meta = {.step = 0, .tokens_seen = 0, .consumed_samples = 0, .seed = 0, .dim = cfg.dim,
+                      .n_layers = cfg.n_layers, .n_heads = cfg.n_heads, .n_kv_heads = cfg.n_kv_heads,
+                      .ffn_dim = cfg.ffn_dim, .vocab_size = cfg.vocab_size, .max_seq_len = cfg.max_seq_len,
+                      .tie_embeddings = cfg.tie_embeddings, .norm_eps = cfg.norm_eps, .rope_theta = cfg.rope_theta,
+                      .deck_text = deck};
+    char tmpdir[LM_PATHLEN + 32], step[LM_PATHLEN + 64];
+    if (snprintf(tmpdir, sizeof tmpdir, "%s.convert.tmp", o->out) >= LM_PATHLEN) lm_fail(LM_ERR_INPUT, "convert: -o %s: path too long", o->out);
+    snprintf(step, sizeof step, "%s/step_00000000.h5", tmpdir);
+    double t0 = lm_now();
+    rc = ckpt_save(mc, tmpdir, &meta, t, NULL, NULL, n, 1, err, sizeof err);
+    if (!rc && rank == 0) {
+        if (rename(step, o->out)) rc = lm_err(err, sizeof err, LM_ERR_RUNTIME, "convert: rename %s to %s failed (%s)", step, o->out, strerror(errno));
+        else {
+            char parent[LM_PATHLEN];
+            snprintf(parent, sizeof parent, "%s", o->out);
+            char *sl = strrchr(parent, '/');
+            if (sl) *sl = 0;
+            lm_fsync_path(sl ? (parent[0] ? parent : "/") : ".", 1);
+        }
+    }
+    if (rank == 0) remove_ckdir(tmpdir);
+    if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "%s", err);
+    lm_log("convert: %s -> %s: %d tensors, %d layers, dim %d, vocab %d%s, %.1f s to write\n", o->from_hf, o->out, n,
+           cfg.n_layers, cfg.dim, cfg.vocab_size, cfg.tie_embeddings ? " (tied)" : "", lm_now() - t0);
+    for (int i = 0; i < n; i++) lm_free(t[i].data);
+    lm_free(t);
+    lm_free(deck);
+    hf_names_free(s, n);
+    return 0;
+}
+
+/* --to-hf: what the writer's callbacks need. */
+typedef struct {
+    const char *file;
+    lm_progress pr;
+} to_ctx;
+
+/* One whole tensor from the checkpoint (rank 0 alone: MPI_COMM_SELF), its
+ * checksum and finiteness verified by ckpt_load. */
+static int fetch_tensor(void *ctx, int i, const hf_shape *s, float *buf, char *err, size_t errlen) {
+    (void)i;
+    to_ctx *c = ctx;
+    ckpt_tensor t = {.name = s->name, .ndim = s->ndim, .rows = s->rows, .cols = s->cols, .off = 0,
+                     .count = s->rows * s->cols, .data = buf};
+    return ckpt_load(MPI_COMM_SELF, c->file, &t, NULL, NULL, 1, err, errlen);
+}
+
+static void write_progress(void *ctx, int tensors, uint64_t bytes) { lm_progress_set(&((to_ctx *)ctx)->pr, tensors, (int64_t)bytes); }
+
+/* Rank 0's part of --to-hf: the checkpoint's /config (shape keys
+ * required; max_seq_len, norm_eps, rope_theta default as in the deck when
+ * another tool left them out), then the folder. */
+static int to_hf_rank0(const conv_opts *o, hf_config *h, char *err, size_t errlen) {
+    if (o->tokenizer) {
+        struct stat st;
+        if (stat(o->tokenizer, &st) || !S_ISREG(st.st_mode) || access(o->tokenizer, R_OK))
+            return lm_err(err, errlen, LM_ERR_INPUT, "convert: --tokenizer %s: not a readable file", o->tokenizer);
+    }
+    ckpt_meta m;
+    int rc = ckpt_read_meta(MPI_COMM_SELF, o->to_hf, &m, err, errlen);
+    if (rc) return rc;
+    free((void *)m.deck_text);
+    struct { const char *k; int v; } req[] = {{"dim", m.dim}, {"n_layers", m.n_layers}, {"n_heads", m.n_heads},
+                                              {"n_kv_heads", m.n_kv_heads}, {"ffn_dim", m.ffn_dim},
+                                              {"vocab_size", m.vocab_size}};
+    for (size_t i = 0; i < sizeof req / sizeof *req; i++)
+        if (req[i].v <= 0) return lm_err(err, errlen, LM_ERR_INPUT, "%s: /config attribute %s: missing (SPEC §5)", o->to_hf, req[i].k);
+    if (m.dim % m.n_heads || m.n_heads % m.n_kv_heads)
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: /config: dim %d, n_heads %d, n_kv_heads %d are inconsistent", o->to_hf,
+                      m.dim, m.n_heads, m.n_kv_heads);
+    *h = (hf_config){.dim = m.dim, .n_layers = m.n_layers, .n_heads = m.n_heads, .n_kv_heads = m.n_kv_heads,
+                     .ffn_dim = m.ffn_dim, .vocab_size = m.vocab_size, .max_seq_len = m.max_seq_len ? m.max_seq_len : 2048,
+                     .tie_embeddings = m.tie_embeddings, .norm_eps = m.norm_eps > 0 ? m.norm_eps : 1e-5,
+                     .rope_theta = m.rope_theta > 0 ? m.rope_theta : 10000, .bos_id = -1, .eos_id = -1};
+    hf_shape *s;
+    int n = hf_expected(h, &s);
+    int64_t bytes = 0;
+    for (int i = 0; i < n; i++) bytes += s[i].rows * s[i].cols * st_dtype_size(o->dtype);
+    hf_names_free(s, n);
+    to_ctx c = {.file = o->to_hf};
+    lm_progress_begin(&c.pr, "convert: write", "tensors", n, bytes);
+    /* tokenizer files: the integrator's hook goes in `extra` (hf.h) */
+    rc = hf_write_folder(o->out, h, o->dtype, o->shard, fetch_tensor, NULL, write_progress, &c, err, errlen);
+    if (!rc) lm_progress_end(&c.pr);
+    return rc;
+}
+
+static int to_hf(const conv_opts *o) {
+    char err[LM_ERRLEN] = {0};
+    hf_config h;
+    memset(&h, 0, sizeof h);
+    double t0 = lm_now();
+    int rc = comm_world()->rank == 0 ? to_hf_rank0(o, &h, err, sizeof err) : 0;
+    if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "%s", err);
+    lm_log("convert: %s -> %s (%s, %d layers, dim %d, vocab %d%s), %.1f s\n", o->to_hf, o->out, st_dtype_str(o->dtype),
+           h.n_layers, h.dim, h.vocab_size, h.tie_embeddings ? ", tied" : "", lm_now() - t0);
+    return 0;
+}
+
+int cmd_convert(int argc, char **argv) {
+    conv_opts o;
+    parse_options(argc, argv, &o);
+    return o.from_hf ? from_hf(&o) : to_hf(&o);
+}
