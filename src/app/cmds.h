@@ -7,5 +7,6 @@ int cmd_train(int argc, char **argv);
 int cmd_prep(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_vocab(int argc, char **argv);
 
 #endif

@@ -51,6 +51,7 @@ static const char *usage_top =
     "  generate DECK [overrides] [--prompt TEXT] [--tokens N] [--temperature X] [--top-k K]\n"
     "                                       sample text from the deck's latest checkpoint\n"
     "  plan DECK|PRESET --cluster FILE --gpus N[,N...]  predict memory and step time of every layout\n"
+    "  vocab encode|decode|stats|train|expand|resize ...  SentencePiece tokenizers (lamina help vocab)\n"
     "  help [command]                       this text, or a command's\n"
     "  --version                            version and build features\n"
     "Launch with mpirun -np N (or srun); every rank runs the same command.\n"
@@ -82,7 +83,10 @@ static void help(const char *cmd) {
                "  tokens). Overrides of parallel.tp/pp/virtual_stages/schedule/sp/zero and\n"
                "  train.micro_batch/recompute fix that choice. Calibration: perf/plan_calibration.ini.\n"
                "  Method and validation: perf/PLAN.md.\n");
-    else lm_fail(LM_ERR_INPUT, "help: unknown command '%s'\n%s", cmd, usage_top);
+    else if (!strcmp(cmd, "vocab")) {
+        char *av[] = {"--help"};
+        cmd_vocab(1, av);
+    } else lm_fail(LM_ERR_INPUT, "help: unknown command '%s'\n%s", cmd, usage_top);
 }
 
 int main(int argc, char **argv) {
@@ -104,6 +108,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "prep")) rc = cmd_prep(argc - 2, argv + 2);
     else if (!strcmp(cmd, "generate")) rc = cmd_generate(argc - 2, argv + 2);
     else if (!strcmp(cmd, "plan")) rc = cmd_plan(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "vocab")) rc = cmd_vocab(argc - 2, argv + 2);
     else lm_fail(LM_ERR_INPUT, "unknown command '%s' (see lamina help)", cmd);
     comm_finalize();
     return rc;
