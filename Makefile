@@ -41,6 +41,13 @@ NVFLAGS := -O3 -std=c++17 $(CUDA_ARCH) --threads 2 -Xcompiler -Wall,-Wextra,-Wer
 
 LIB_SRC := $(filter-out src/app/main.c,$(wildcard src/*/*.c)) $(wildcard io/*.c)
 LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+# SentencePiece has only a C++ API: src/*/*.cc (the wrapper spm_lib.cc) is
+# built with g++ into the same library.
+CXX_SRC  := $(wildcard src/*/*.cc)
+CXXFLAGS_LM := -std=c++17 -O2 -g -Wall -Wextra -Werror $(LAYER_INC)
+SPM_LIBS := -lsentencepiece -lsentencepiece_train -lstdc++
+LIB_OBJ  += $(patsubst %.cc,$(BUILD)/%.o,$(CXX_SRC))
+LDLIBS   += $(SPM_LIBS)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
@@ -51,6 +58,10 @@ all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cc $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_LM) -c $< -o $@
 
 $(BUILD)/cuda/%.o: cuda/%.cu $(wildcard cuda/*.h cuda/*.cuh)
 	@mkdir -p $(dir $@)
@@ -80,22 +91,23 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/liblamina.a
 
 # Sanitizer build of the library and unit tests (ASan + UBSan), CPU only.
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-$(BUILD)/san/liblamina.a: $(LIB_SRC) $(HDRS)
+$(BUILD)/san/liblamina.a: $(LIB_SRC) $(CXX_SRC) $(HDRS)
 	@rm -rf $(BUILD)/san/obj; mkdir -p $(BUILD)/san/obj
 	set -e; for f in $(LIB_SRC); do o=$(BUILD)/san/obj/$$(echo $$f | tr / _).o; \
 	  $(CC) $(filter-out $(OPT) -DLAMINA_CUDA=1,$(CFLAGS)) $(SAN_FLAGS) -c $$f -o $$o; done
+	set -e; for f in $(CXX_SRC); do $(CXX) $(filter-out -O2,$(CXXFLAGS_LM)) $(SAN_FLAGS) -c $$f -o $(BUILD)/san/obj/$$(echo $$f | tr / _).o; done
 	rm -f $@; ar rcs $@ $(BUILD)/san/obj/*.o
 $(BUILD)/san/tests/%: tests/unit/%.c $(BUILD)/san/liblamina.a
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out $(OPT) -DLAMINA_CUDA=1,$(CFLAGS)) $(SAN_FLAGS) $< -o $@ $(BUILD)/san/liblamina.a $(filter-out $(CUDA_LIBS),$(LDLIBS)) -lcmocka
+	$(CC) $(filter-out $(OPT) -DLAMINA_CUDA=1,$(CFLAGS)) $(SAN_FLAGS) $< -o $@ $(BUILD)/san/liblamina.a $(filter-out $(CUDA_LIBS),$(LDLIBS)) $(SPM_LIBS) -lcmocka
 
 # Debian packages, by purpose; each target installs only what is missing.
 # deps: building and running lamina (the demo corpus is Debian's fortunes).
 # check-deps: the test and benchmark tools (cmocka, prove, the float64
 # reference in PyTorch, h5py, plots, and Slurm for the job-script tests).
 DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
-  libpapi-dev papi-tools libopenblas-dev libinih-dev libjansson-dev fortunes fortunes-min fortunes-zh
-TEST_PKGS := libcmocka-dev perl python3-torch python3-h5py python3-numpy python3-matplotlib slurm-wlm munge
+  libpapi-dev papi-tools libopenblas-dev libinih-dev libjansson-dev libsentencepiece-dev fortunes fortunes-min fortunes-zh
+TEST_PKGS := libcmocka-dev perl python3-torch python3-h5py python3-numpy python3-matplotlib python3-sentencepiece slurm-wlm munge
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "make $@: installing $$missing"; \

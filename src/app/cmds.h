@@ -8,5 +8,6 @@ int cmd_prep(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_vocab(int argc, char **argv);
 
 #endif

@@ -54,6 +54,7 @@ static const char *usage_top =
     "  plan DECK|PRESET --cluster FILE --gpus N[,N...]  predict memory and step time of every layout\n"
     "  convert --from-hf DIR -o FILE.h5 | --to-hf FILE.h5 -o DIR [--dtype D] [--shard-size B]\n"
     "                                       Hugging Face folders to and from checkpoints\n"
+    "  vocab encode|decode|stats|train|expand|resize ...  SentencePiece tokenizers (lamina help vocab)\n"
     "  help [command]                       this text, or a command's\n"
     "  --version                            version and build features\n"
     "Launch with mpirun -np N (or srun); every rank runs the same command.\n"
@@ -94,7 +95,10 @@ static void help(const char *cmd) {
                "  ranks, each reads its share). --to-hf: config.json, generation_config.json and safetensors\n"
                "  shards of at most --shard-size bytes (default 5G; K/M/G/T = x1000, KiB/MiB/GiB/TiB = x1024),\n"
                "  dtype bf16 by default. train.init also accepts such a folder directly.\n");
-    else lm_fail(LM_ERR_INPUT, "help: unknown command '%s'\n%s", cmd, usage_top);
+    else if (!strcmp(cmd, "vocab")) {
+        char *av[] = {"--help"};
+        cmd_vocab(1, av);
+    } else lm_fail(LM_ERR_INPUT, "help: unknown command '%s'\n%s", cmd, usage_top);
 }
 
 int main(int argc, char **argv) {
@@ -117,6 +121,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "generate")) rc = cmd_generate(argc - 2, argv + 2);
     else if (!strcmp(cmd, "plan")) rc = cmd_plan(argc - 2, argv + 2);
     else if (!strcmp(cmd, "convert")) rc = cmd_convert(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "vocab")) rc = cmd_vocab(argc - 2, argv + 2);
     else lm_fail(LM_ERR_INPUT, "unknown command '%s' (see lamina help)", cmd);
     comm_finalize();
     return rc;

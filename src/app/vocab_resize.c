@@ -1,0 +1,215 @@
+/* vocab_resize.c — `lamina vocab resize` (SPEC §8): a checkpoint for a
+ * model whose tokenizer B extends A (B's first |A| pieces are A's, in
+ * order). The embedding and lm_head (separately; once when tied) gain rows
+ * |A| .. |B|-1; new row i of a matrix W is
+ *     W'[i] = (1/k) sum_{j=1..k} W[a_j],  (a_1..a_k) = A.encode(piece_i of B)
+ * with piece_i the string as stored in B (no BOS/EOS), accumulated in
+ * double and rounded to float once — Colossal-LLaMA-2's init_model.py,
+ * which averages in float32. Old rows and every other tensor are copied
+ * bit for bit. The result is step 0 with no /optim (a starting point for
+ * train.init), /config vocab_size = |B|.
+ *
+ * Collective: every rank reads the tokenizers and takes part in the
+ * checkpoint read and write; rank 0 holds the tensors and computes. The
+ * file is written through ckpt_save into OUT.resize.tmp/ and renamed to
+ * OUT at the end, so OUT is either absent/old or complete. */
+#include "ckpt.h"
+#include "comm.h"
+#include "common.h"
+#include "model.h"
+#include "opts.h"
+#include "spm.h"
+#include "vocab.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const struct option RESIZE_OPTS[] = {
+    {"old-tokenizer", required_argument, NULL, 'a'},
+    {"new-tokenizer", required_argument, NULL, 'b'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+#define RESIZE_USAGE "lamina vocab resize --old-tokenizer A.model --new-tokenizer B.model FROM.h5 -o OUT.h5"
+
+/* B must begin with A's pieces, in A's order. */
+static int check_prefix(const lm_spm *a, const lm_spm *b, const char *pa, const char *pb, char *err, size_t errlen) {
+    int na = spm_vocab_size(a), nb = spm_vocab_size(b);
+    for (int i = 0; i < na; i++) {
+        const char *x = spm_id_to_piece(a, i), *y = i < nb ? spm_id_to_piece(b, i) : NULL;
+        if (!y || strcmp(x, y))
+            return lm_err(err, errlen, LM_ERR_INPUT,
+                          "vocab resize: %s does not start with the pieces of %s: id %d is '%s' in %s but %s%s%s", pb, pa, i,
+                          x, pa, y ? "'" : "absent (", y ? y : "fewer pieces)", y ? "'" : "");
+    }
+    return 0;
+}
+
+/* W' rows [na, nb) from W [na, D] as the mean of W over A's ids of B's
+ * piece; rows below na copied. */
+static int grow(const float *w, float *out, int64_t D, const lm_spm *a, const lm_spm *b, const char *name, char *err,
+                size_t errlen) {
+    int na = spm_vocab_size(a), nb = spm_vocab_size(b);
+    memcpy(out, w, sizeof(float) * (size_t)na * (size_t)D);
+    double *acc = lm_alloc(sizeof(double) * (size_t)D);
+    int rc = 0;
+    for (int i = na; i < nb && !rc; i++) {
+        const char *p = spm_id_to_piece(b, i);
+        int32_t *ids;
+        size_t k;
+        if (spm_encode(a, p, strlen(p), &ids, &k, err, errlen)) {
+            rc = LM_ERR_RUNTIME;
+            break;
+        }
+        if (!k) rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: %s: new piece %d '%s' encodes to no ids with the old tokenizer", name, i, p);
+        memset(acc, 0, sizeof(double) * (size_t)D);
+        for (size_t j = 0; j < k && !rc; j++) {
+            const float *r = w + (size_t)ids[j] * (size_t)D;
+            for (int64_t d = 0; d < D; d++) acc[d] += r[d];
+        }
+        float *o = out + (size_t)i * (size_t)D;
+        for (int64_t d = 0; d < D && !rc; d++) o[d] = (float)(acc[d] / (double)k);
+        lm_free(ids);
+    }
+    lm_free(acc);
+    return rc;
+}
+
+/* Everything but the exit: 0, -1 (help) or an exit code with err, the same
+ * on every rank. */
+static int resize_main(int argc, char **argv, char *err, size_t errlen) {
+    lm_group *w = comm_world();
+    MPI_Comm mc = comm_mpi(w);
+    int rank = w->rank;
+    const char *pa = NULL, *pb = NULL, *out = NULL, *from = NULL, *v;
+    lm_opts o;
+    lm_opts_begin(&o, "vocab resize", RESIZE_USAGE, argc, argv, "o:h", RESIZE_OPTS);
+    int rc = 0;
+    for (int c; !rc && (c = lm_opts_next(&o, &v, err, errlen)) != -1;) {
+        if (c == 'h') {
+            if (rank == 0) vocab_usage(stdout);
+            lm_opts_end(&o);
+            return -1;
+        }
+        if (c == 'a') pa = v;
+        else if (c == 'b') pb = v;
+        else if (c == 'o') out = v;
+        else rc = LM_ERR_INPUT;
+    }
+    if (!rc && o.npos != 1) rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: give one checkpoint FROM.h5 (usage: %s)", RESIZE_USAGE);
+    if (!rc) from = o.pos[0];
+    if (!rc && (!pa || !pb || !out))
+        rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: --old-tokenizer, --new-tokenizer and -o are required (usage: %s)", RESIZE_USAGE);
+    lm_spm *a = NULL, *b = NULL;
+    if (!rc && !(a = spm_load(pa, err, errlen))) rc = LM_ERR_INPUT;
+    if (!rc && !(b = spm_load(pb, err, errlen))) rc = LM_ERR_INPUT;
+    if (!rc) rc = check_prefix(a, b, pa, pb, err, errlen);
+    rc = comm_agree(w, rc, err, errlen);
+    ckpt_meta meta = {0};
+    if (!rc && ckpt_read_meta(mc, from, &meta, err, errlen)) rc = LM_ERR_INPUT;
+    int na = a ? spm_vocab_size(a) : 0, nb = b ? spm_vocab_size(b) : 0;
+    if (!rc && (meta.dim <= 0 || meta.n_layers <= 0 || meta.n_heads <= 0 || meta.n_kv_heads <= 0 || meta.ffn_dim <= 0))
+        rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: %s: /config lacks the model shape (dim, n_layers, n_heads, n_kv_heads, ffn_dim)", from);
+    if (!rc && meta.vocab_size != na)
+        rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: %s: /config vocab_size = %d, but the old tokenizer %s has %d pieces", from,
+                    meta.vocab_size, pa, na);
+    /* the tensors: rank 0 holds each whole, the others nothing */
+    lm_params full = {0};
+    ckpt_tensor *t = NULL, *t2 = NULL;
+    float **buf = NULL;
+    if (!rc) {
+        lm_shape sh = {.dim = meta.dim, .n_layers = meta.n_layers, .n_heads = meta.n_heads, .n_kv_heads = meta.n_kv_heads,
+                       .head_dim = meta.dim / meta.n_heads, .ffn_dim = meta.ffn_dim, .vocab_size = na,
+                       .norm_eps = (float)meta.norm_eps, .rope_theta = meta.rope_theta, .tied = meta.tie_embeddings};
+        model_full_tensors(&sh, &full);
+        t = lm_calloc((size_t)full.n, sizeof *t);
+        t2 = lm_calloc((size_t)full.n, sizeof *t2);
+        buf = lm_calloc((size_t)full.n, sizeof *buf);
+        for (int i = 0; i < full.n; i++) {
+            lm_param *p = &full.p[i];
+            int64_t n = rank == 0 ? p->rows * p->cols : 0;
+            if (n) buf[i] = lm_alloc(sizeof(float) * (size_t)n);
+            t[i] = (ckpt_tensor){p->name, p->ndim, p->rows, p->cols, 0, n, buf[i], 0, 0, 0, 0};
+        }
+        if (ckpt_load(mc, from, t, NULL, NULL, full.n, err, errlen)) rc = LM_ERR_INPUT;
+    }
+    /* grow the vocabulary matrices (rank 0) */
+    float **grown = NULL;
+    if (!rc) {
+        grown = lm_calloc((size_t)full.n, sizeof *grown);
+        for (int i = 0; i < full.n && !rc; i++) {
+            t2[i] = t[i];
+            if (strcmp(t[i].name, "model.embed_tokens.weight") && strcmp(t[i].name, "lm_head.weight")) continue;
+            t2[i].rows = nb;
+            if (rank == 0) {
+                grown[i] = lm_alloc(sizeof(float) * (size_t)nb * (size_t)t[i].cols);
+                rc = grow(t[i].data, grown[i], t[i].cols, a, b, t[i].name, err, errlen);
+                t2[i].data = grown[i];
+                t2[i].count = (int64_t)nb * t[i].cols;
+            }
+        }
+        rc = comm_agree(w, rc, err, errlen);
+    }
+    /* write OUT through a scratch directory, then rename */
+    char dir[4096], step[4200], latest[4200];
+    if (!rc && snprintf(dir, sizeof dir, "%s.resize.tmp", out) >= (int)sizeof dir)
+        rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: -o path too long");
+    snprintf(step, sizeof step, "%s/step_%08ld.h5", dir, 0L);
+    snprintf(latest, sizeof latest, "%s/latest", dir);
+    if (!rc && rank == 0) {
+        unlink(step);
+        unlink(latest);
+        if (mkdir(dir, 0777) && errno != EEXIST)
+            rc = lm_err(err, errlen, LM_ERR_RUNTIME, "vocab resize: cannot create %s: %s", dir, strerror(errno));
+    }
+    rc = comm_agree(w, rc, err, errlen);
+    if (!rc) {
+        const char *old = meta.deck_text ? meta.deck_text : "";
+        size_t dl = strlen(old) + strlen(from) + strlen(pa) + strlen(pb) + 256;
+        char *deck = lm_alloc(dl);
+        snprintf(deck, dl, "; lamina vocab resize: vocab_size %d -> %d from %s (old tokenizer %s, new tokenizer %s)\n%s",
+                 na, nb, from, pa, pb, old);
+        ckpt_meta m2 = meta;
+        m2.step = 0;
+        m2.tokens_seen = 0;
+        m2.consumed_samples = 0;
+        m2.vocab_size = nb;
+        m2.deck_text = deck;
+        if (ckpt_save(mc, dir, &m2, t2, NULL, NULL, full.n, 1, err, errlen)) rc = LM_ERR_RUNTIME;
+        lm_free(deck);
+    }
+    if (!rc && rank == 0) {
+        if (rename(step, out)) rc = lm_err(err, errlen, LM_ERR_RUNTIME, "vocab resize: cannot rename %s to %s: %s", step, out, strerror(errno));
+        else if (lm_fsync_path(out, 0)) rc = lm_err(err, errlen, LM_ERR_RUNTIME, "vocab resize: cannot sync %s: %s", out, strerror(errno));
+        unlink(latest);
+        rmdir(dir);
+        if (!rc)
+            printf("vocab resize: %s (vocab %d) -> %s (vocab %d): %d new rows in %s, the mean of the old rows of each "
+                   "piece's ids under %s\n",
+                   from, na, out, nb, nb - na, meta.tie_embeddings ? "the tied embedding" : "embed_tokens and lm_head", pa);
+    }
+    rc = comm_agree(w, rc, err, errlen);
+    for (int i = 0; buf && i < full.n; i++) lm_free(buf[i]);
+    for (int i = 0; grown && i < full.n; i++) lm_free(grown[i]);
+    lm_free(buf);
+    lm_free(grown);
+    lm_free(t);
+    lm_free(t2);
+    if (full.p) params_free(&full);
+    free((void *)meta.deck_text);
+    spm_free(a);
+    spm_free(b);
+    lm_opts_end(&o);
+    fflush(stdout);
+    return rc;
+}
+
+int vocab_resize(int argc, char **argv) {
+    char err[LM_ERRLEN] = {0};
+    int rc = resize_main(argc, argv, err, sizeof err);
+    if (rc > 0) lm_fail(rc, "%s", err);
+    return 0;
+}

@@ -1,0 +1,23 @@
+/* spm_train.h — SentencePiece's trainer (SentencePieceTrainer::Train) from
+ * C (spm_lib.cc). */
+#ifndef LAMINA_SPM_TRAIN_H
+#define LAMINA_SPM_TRAIN_H
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Train a model of vocab_size pieces on the lines of files[0..n_files-1]
+ * (each line one sentence, without its newline) and write the serialized
+ * model to model_out (as model_out.tmp, then renamed). extra_options:
+ * space-separated key=value trainer flags (SentencePiece's names, e.g.
+ * "model_type=bpe byte_fallback=true"), or NULL. Returns 0; 2 with err for
+ * an unreadable input or options the trainer refuses; 1 for a failed write. */
+int spm_train(const char *const *files, int n_files, int vocab_size, const char *model_out, const char *extra_options,
+              char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
