@@ -67,12 +67,19 @@ finished "SIGTERM: the rerun ends with the uninterrupted final loss" term
 # that it ends the run half way on a fast machine as on a slow one. The stop
 # comes when one more step and a checkpoint would pass the budget, so the
 # elapsed time is within it (0.5 s of slack for a step slower than any before).
-mins=$($PY -c "import sys; print('%.5f' % (0.4 * float(sys.argv[1]) / 60))" "$t_ref")
-lam 2 train "$T/tiny.in" "${common[@]}" checkpoint.dir="$T/budget" log.metrics="$T/budget.jsonl" train.max_minutes=$mins
-cp "$T/out" "$T/budget.log"
+# The machine is shared: a load spike between the reference run and this one
+# can let the run finish inside 40% (exit 0) or make one step slower than the
+# slack. Up to three tries, at 40%, 30% and 20%; a real fault fails all three.
+for frac in 0.4 0.3 0.2; do
+  mins=$($PY -c "import sys; print('%.5f' % (float(sys.argv[2]) * float(sys.argv[1]) / 60))" "$t_ref" "$frac")
+  rm -rf "$T/budget" "$T/budget.jsonl"
+  lam 2 train "$T/tiny.in" "${common[@]}" checkpoint.dir="$T/budget" log.metrics="$T/budget.jsonl" train.max_minutes=$mins
+  cp "$T/out" "$T/budget.log"
+  el=$(sed -n 's/.*: \([0-9.]*\) s elapsed.*/\1/p' "$T/budget.log")
+  [ "$rc" = 3 ] && $PY -c "import sys; sys.exit(0 if 0 < float(sys.argv[1]) <= 60 * float(sys.argv[2]) + 0.5 else 1)" "${el:-0}" "$mins" && break
+done
 [ "$rc" = 3 ] && grep -q "stopped early at step .*train.max_minutes = " "$T/budget.log" && ok "max_minutes = $mins: exit 3, reason logged" \
   || notok "max_minutes = $mins: exit 3" "exit $rc" "$(tail -4 "$T/budget.log")"
-el=$(sed -n 's/.*: \([0-9.]*\) s elapsed.*/\1/p' "$T/budget.log")
 $PY -c "import sys; sys.exit(0 if 0 < float(sys.argv[1]) <= 60 * float(sys.argv[2]) + 0.5 else 1)" "${el:-0}" "$mins" \
   && ok "max_minutes: stopped within the budget ($el s elapsed of $($PY -c "print(round(60 * $mins, 2))") s)" \
   || notok "max_minutes: within budget" "elapsed '$el' of $mins min"
