@@ -52,7 +52,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
+.PHONY: all llama-demo deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
 all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so
 
 $(BUILD)/%.o: %.c $(HDRS)
@@ -163,6 +163,12 @@ check-unit: check-deps
 run: deps
 	$(MAKE) all
 	bash inputs/demo.sh
+
+# The Colossal-LLaMA-2 path at small scale: a "released" model made here,
+# vocabulary expansion, resize, warm-up, continued training, HF export.
+llama-demo: deps
+	$(MAKE) all
+	bash inputs/llama_demo.sh
 
 bench: check-deps
 	$(MAKE) all

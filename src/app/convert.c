@@ -19,8 +19,10 @@
 #include "common.h"
 #include "deck.h"
 #include "hf.h"
+#include "hf_tokenizer.h"
 #include "opts.h"
 #include "progress.h"
+#include "spm.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +144,35 @@ static void remove_ckdir(const char *dir) {
     rmdir(dir);
 }
 
+/* DIR/tokenizer.model when the folder has one (else rec->model NULL),
+ * loaded as a SentencePiece model to check it and take its BOS/EOS ids, so
+ * the checkpoint records it (SPEC §5) and later commands need not be told.
+ * Every rank reads it. Returns 0, or 2 with err. */
+static int hf_folder_tokenizer(const char *dir, int vocab_size, lm_tokrec *rec, char *err, size_t errlen) {
+    char path[LM_PATHLEN + 32];
+    struct stat st;
+    memset(rec, 0, sizeof *rec);
+    rec->bos_id = rec->eos_id = -1;
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    if (stat(path, &st)) return 0;
+    lm_spm *sp = spm_load(path, err, errlen);
+    if (!sp) return LM_ERR_INPUT;
+    int rc = 0;
+    if (spm_vocab_size(sp) > vocab_size)
+        rc = lm_err(err, errlen, LM_ERR_INPUT, "%s has %d pieces, more than config.json's vocab_size %d", path,
+                    spm_vocab_size(sp), vocab_size);
+    else {
+        const void *b = spm_model_bytes(sp, &rec->len);
+        rec->model = lm_alloc(rec->len);
+        memcpy(rec->model, b, rec->len);
+        rec->bos_id = spm_bos_id(sp);
+        rec->eos_id = spm_eos_id(sp);
+        rec->vocab_size = spm_vocab_size(sp);
+    }
+    spm_free(sp);
+    return rc;
+}
+
 static int from_hf(const conv_opts *o) {
     MPI_Comm mc = comm_mpi(comm_world());
     int rank = comm_world()->rank, size = comm_world()->size;
@@ -166,11 +197,13 @@ static int from_hf(const conv_opts *o) {
     if (rc) lm_fail(rc, "convert: %s", err);
     lm_progress_end(&pr);
     char *deck = model_deck(&cfg);
+    lm_tokrec tok = {0};
+    if ((rc = hf_folder_tokenizer(o->from_hf, cfg.vocab_size, &tok, err, sizeof err))) lm_fail(rc, "convert: %s", err);
     ckpt_meta meta = {.step = 0, .tokens_seen = 0, .consumed_samples = 0, .seed = 0, .dim = cfg.dim,
                       .n_layers = cfg.n_layers, .n_heads = cfg.n_heads, .n_kv_heads = cfg.n_kv_heads,
                       .ffn_dim = cfg.ffn_dim, .vocab_size = cfg.vocab_size, .max_seq_len = cfg.max_seq_len,
                       .tie_embeddings = cfg.tie_embeddings, .norm_eps = cfg.norm_eps, .rope_theta = cfg.rope_theta,
-                      .deck_text = deck};
+                      .deck_text = deck, .tok = tok.model ? &tok : NULL};
     char tmpdir[LM_PATHLEN + 32], step[LM_PATHLEN + 64];
     if (snprintf(tmpdir, sizeof tmpdir, "%s.convert.tmp", o->out) >= LM_PATHLEN) lm_fail(LM_ERR_INPUT, "convert: -o %s: path too long", o->out);
     snprintf(step, sizeof step, "%s/step_00000000.h5", tmpdir);
@@ -193,6 +226,7 @@ static int from_hf(const conv_opts *o) {
     for (int i = 0; i < n; i++) lm_free(t[i].data);
     lm_free(t);
     lm_free(deck);
+    tokrec_free(&tok);
     hf_names_free(s, n);
     return 0;
 }
@@ -201,7 +235,44 @@ static int from_hf(const conv_opts *o) {
 typedef struct {
     const char *file;
     lm_progress pr;
+    lm_spm *sp;      /* the tokenizer to write beside the weights (NULL: none) */
+    int max_len;
 } to_ctx;
+
+/* The writer's last step, in its temporary folder: the tokenizer files. */
+static int write_tokenizer(void *ctx, const char *tmpdir, char *err, size_t errlen) {
+    to_ctx *c = ctx;
+    return c->sp ? hf_tokenizer_write(tmpdir, c->sp, c->max_len, err, errlen) : 0;
+}
+
+/* The tokenizer of --to-hf: --tokenizer's model, else the one the
+ * checkpoint records (none: *sp NULL). Its vocabulary must fit the
+ * model's. Returns 0, or 2 with err. */
+static int to_hf_tokenizer(const conv_opts *o, int vocab_size, lm_spm **sp, char *err, size_t errlen) {
+    *sp = NULL;
+    if (o->tokenizer) {
+        if (!(*sp = spm_load(o->tokenizer, err, errlen))) return LM_ERR_INPUT;
+    } else {
+        lm_tokrec rec;
+        int rc = ckpt_tokenizer(o->to_hf, &rec, err, errlen);
+        if (rc) return rc;
+        if (rec.model) {
+            char what[LM_PATHLEN + 32];
+            snprintf(what, sizeof what, "%s:/tokenizer/model", o->to_hf);
+            *sp = spm_load_bytes(rec.model, rec.len, what, err, errlen);
+            tokrec_free(&rec);
+            if (!*sp) return LM_ERR_INPUT;
+        }
+    }
+    if (*sp && spm_vocab_size(*sp) > vocab_size) {
+        int v = spm_vocab_size(*sp);
+        spm_free(*sp);
+        *sp = NULL;
+        return lm_err(err, errlen, LM_ERR_INPUT, "convert: the tokenizer %s has %d pieces, more than the model's vocab_size %d",
+                      o->tokenizer ? o->tokenizer : "recorded in the checkpoint", v, vocab_size);
+    }
+    return 0;
+}
 
 /* One whole tensor from the checkpoint (rank 0 alone: MPI_COMM_SELF), its
  * checksum and finiteness verified by ckpt_load. */
@@ -219,11 +290,6 @@ static void write_progress(void *ctx, int tensors, uint64_t bytes) { lm_progress
  * required; max_seq_len, norm_eps, rope_theta default as in the deck when
  * another tool left them out), then the folder. */
 static int to_hf_rank0(const conv_opts *o, hf_config *h, char *err, size_t errlen) {
-    if (o->tokenizer) {
-        struct stat st;
-        if (stat(o->tokenizer, &st) || !S_ISREG(st.st_mode) || access(o->tokenizer, R_OK))
-            return lm_err(err, errlen, LM_ERR_INPUT, "convert: --tokenizer %s: not a readable file", o->tokenizer);
-    }
     ckpt_meta m;
     int rc = ckpt_read_meta(MPI_COMM_SELF, o->to_hf, &m, err, errlen);
     if (rc) return rc;
@@ -240,16 +306,20 @@ static int to_hf_rank0(const conv_opts *o, hf_config *h, char *err, size_t errle
                      .ffn_dim = m.ffn_dim, .vocab_size = m.vocab_size, .max_seq_len = m.max_seq_len ? m.max_seq_len : 2048,
                      .tie_embeddings = m.tie_embeddings, .norm_eps = m.norm_eps > 0 ? m.norm_eps : 1e-5,
                      .rope_theta = m.rope_theta > 0 ? m.rope_theta : 10000, .bos_id = -1, .eos_id = -1};
+    to_ctx c = {.file = o->to_hf, .max_len = h->max_seq_len};
+    if ((rc = to_hf_tokenizer(o, m.vocab_size, &c.sp, err, errlen))) return rc;
+    if (c.sp) h->bos_id = spm_bos_id(c.sp), h->eos_id = spm_eos_id(c.sp);
     hf_shape *s;
     int n = hf_expected(h, &s);
     int64_t bytes = 0;
     for (int i = 0; i < n; i++) bytes += s[i].rows * s[i].cols * st_dtype_size(o->dtype);
     hf_names_free(s, n);
-    to_ctx c = {.file = o->to_hf};
     lm_progress_begin(&c.pr, "convert: write", "tensors", n, bytes);
-    /* tokenizer files: the integrator's hook goes in `extra` (hf.h) */
-    rc = hf_write_folder(o->out, h, o->dtype, o->shard, fetch_tensor, NULL, write_progress, &c, err, errlen);
+    rc = hf_write_folder(o->out, h, o->dtype, o->shard, fetch_tensor, write_tokenizer, write_progress, &c, err, errlen);
     if (!rc) lm_progress_end(&c.pr);
+    if (!rc && c.sp) lm_log("convert: tokenizer (%d pieces, %s) -> %s/tokenizer.model\n", spm_vocab_size(c.sp),
+                            o->tokenizer ? o->tokenizer : "recorded in the checkpoint", o->out);
+    spm_free(c.sp);
     return rc;
 }
 

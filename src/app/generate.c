@@ -26,7 +26,10 @@
 #include "rng.h"
 #include "sample.h"
 #include "session.h"
+#include "spm.h"
 #include "tokenizer.h"
+#include "tokrecord.h"
+#include "comm.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -34,11 +37,29 @@
 #include <string.h>
 
 /* The tokenizer generate encodes and decodes with, and whose EOS stops it:
- * the one place that chooses it (the byte tokenizer until checkpoints record
- * theirs). */
-static const lm_tokenizer *generate_tokenizer(const lm_session *S) {
-    (void)S;
-    return tokenizer_bytes();
+ * the one recorded where the weights came from (the checkpoint, or an HF
+ * folder's tokenizer.model: tokrecord_from_start), else the bytes
+ * tokenizer. Every rank reads the record itself and they agree on errors.
+ * *sp holds a SentencePiece model to free (NULL for the bytes one). */
+static const lm_tokenizer *generate_tokenizer(const lm_session *S, lm_spm **sp) {
+    const lm_config *c = &S->cfg;
+    const char *from = S->resumed_from[0] ? S->resumed_from : strcmp(c->init, "random") ? c->init : NULL;
+    char err[LM_ERRLEN] = {0};
+    lm_tokrec rec;
+    int rc = tokrecord_from_start(c, from, &rec, err, sizeof err);
+    *sp = NULL;
+    if (!rc && rec.model) {
+        char what[LM_PATHLEN + 32];
+        snprintf(what, sizeof what, "%s:/tokenizer/model", from);
+        if (!(*sp = spm_load_bytes(rec.model, rec.len, what, err, sizeof err))) rc = LM_ERR_INPUT;
+    }
+    tokrec_free(&rec);
+    if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "generate: %s", err);
+    const lm_tokenizer *tk = *sp ? spm_tokenizer(*sp) : tokenizer_bytes();
+    if (c->vocab_size < tk->vocab_size)
+        lm_fail(LM_ERR_INPUT, "model.vocab_size = %d is smaller than the %s tokenizer's %d", c->vocab_size, tk->name,
+                tk->vocab_size);
+    return tk;
 }
 
 /* The number v of option `flag`, which must lie in [lo, hi] (else exit 2). */
@@ -126,10 +147,6 @@ static int parse_options(int argc, char **argv, gen_opts *o, char ***pos) {
 static void open_model(lm_session *S, int n, char **args) {
     memset(S, 0, sizeof *S);
     session_config(&S->cfg, "generate", GEN_USAGE, n, args);
-    const lm_tokenizer *tk = generate_tokenizer(S);
-    if (S->cfg.vocab_size < tk->vocab_size)
-        lm_fail(LM_ERR_INPUT, "model.vocab_size = %d is smaller than the %s tokenizer's %d", S->cfg.vocab_size,
-                tk->name, tk->vocab_size);
     /* Sampling needs trained weights: the latest checkpoint (whatever
      * checkpoint.restart says, unless it names a file), else train.init. */
     if (!strcmp(S->cfg.restart, "none")) snprintf(S->cfg.restart, sizeof S->cfg.restart, "auto");
@@ -173,7 +190,7 @@ static char *prompt_text(const gen_opts *o) {
 /* BOS and the encoded prompt into seq (capacity cap); returns the length. */
 static size_t encode_prompt(const lm_tokenizer *tk, const char *prompt, uint32_t *seq, size_t cap) {
     size_t n = 0;
-    seq[n++] = (uint32_t)tk->bos;
+    if (tk->bos >= 0) seq[n++] = (uint32_t)tk->bos;
     n += tk->encode(tk, prompt, strlen(prompt), seq + n, cap - n);
     return n;
 }
@@ -269,7 +286,8 @@ int cmd_generate(int argc, char **argv) {
     lm_session S;
     open_model(&S, nargs, args);
     lm_free(args);
-    const lm_tokenizer *tk = generate_tokenizer(&S);
+    lm_spm *sp;
+    const lm_tokenizer *tk = generate_tokenizer(&S, &sp);
     lm_kv_cache *kv = NULL;
     char why[LM_ERRLEN];
     if (o.cache && !kv_supported(S.model, why, sizeof why)) {
@@ -287,7 +305,7 @@ int cmd_generate(int argc, char **argv) {
     size_t n0 = encode_prompt(tk, prompt, seq, cap);
     gen_stats st;
     size_t n = extend(&S, &o, tk, kv, seq, n0, &st);
-    size_t olen = 4 * n + 16;
+    size_t olen = 128 * n + 16; /* a piece is at most a few dozen bytes of text */
     char *text = lm_alloc(olen);
     tk->decode(tk, seq, n, text, olen);
     lm_log("%s\n", text);
@@ -302,6 +320,7 @@ int cmd_generate(int argc, char **argv) {
     lm_free(seq);
     lm_free(prompt);
     kv_destroy(kv);
+    spm_free(sp);
     session_close(&S);
     return LM_OK;
 }

@@ -8,9 +8,12 @@
 #include "comm.h"
 #include "common.h"
 #include "opts.h"
+#include "progress.h"
 #include "pack.h"
+#include "spm.h"
 #include "tokenizer.h"
 #include "tokfile.h"
+#include "tokrec.h"
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -140,45 +143,56 @@ static long line_of(const char *buf, size_t at) {
 /* Tokenize the documents of one file in parallel and append them in order.
  * JSONL lines must be objects with a string field "text"; the first bad line
  * (lowest) is the error. */
+/* Tokenize the documents of one file in parallel, in batches of documents
+ * (progress is reported between batches), and append them in order. JSONL
+ * lines must be objects with a string field "text"; the first bad line
+ * (lowest) is the error. base: bytes of earlier files, for the progress. */
 static int read_file_docs(corpus *c, const lm_tokenizer *t, const char *path, const char *buf, size_t n, int jsonl,
-                          const char *sep, int64_t maxlen, char *err, size_t errlen) {
+                          const char *sep, int64_t maxlen, lm_progress *pr, int file, int64_t base, char *err,
+                          size_t errlen) {
     spans d = {0};
     if (jsonl) split_lines(&d, buf, n);
     else split_text(&d, buf, n, sep);
-    doc_tokens *docs = lm_calloc((size_t)(d.n ? d.n : 1), sizeof(doc_tokens));
+    enum { BATCH = 8192 };
+    doc_tokens *docs = lm_calloc(BATCH, sizeof(doc_tokens));
     json_object_seed(0); /* jansson: seed its hash tables before threads parse */
     int64_t bad = d.n;
     char why[160] = "";
+    for (int64_t b0 = 0; b0 < d.n && bad == d.n; b0 += BATCH) {
+        int64_t b1 = b0 + BATCH < d.n ? b0 + BATCH : d.n;
 #pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t i = 0; i < d.n; i++) {
-        const char *text = buf + d.at[i];
-        size_t len = d.len[i];
-        json_t *o = NULL;
-        if (jsonl) {
-            json_error_t je;
-            o = json_loadb(text, len, 0, &je);
-            json_t *txt = o && json_is_object(o) ? json_object_get(o, "text") : NULL;
-            if (!o || !json_is_string(txt)) {
+        for (int64_t i = b0; i < b1; i++) {
+            const char *text = buf + d.at[i];
+            size_t len = d.len[i];
+            json_t *o = NULL;
+            if (jsonl) {
+                json_error_t je;
+                o = json_loadb(text, len, 0, &je);
+                json_t *txt = o && json_is_object(o) ? json_object_get(o, "text") : NULL;
+                if (!o || !json_is_string(txt)) {
 #pragma omp critical(prep_bad)
-                if (i < bad) {
-                    bad = i;
-                    snprintf(why, sizeof why, "%s", !o ? je.text : "expected a JSON object with a string field \"text\"");
+                    if (i < bad) {
+                        bad = i;
+                        snprintf(why, sizeof why, "%s", !o ? je.text : "expected a JSON object with a string field \"text\"");
+                    }
+                    json_decref(o);
+                    continue;
                 }
-                json_decref(o);
-                continue;
+                text = json_string_value(txt);
+                len = json_string_length(txt);
             }
-            text = json_string_value(txt);
-            len = json_string_length(txt);
+            docs[i - b0] = encode_doc(t, text, len);
+            json_decref(o);
         }
-        docs[i] = encode_doc(t, text, len);
-        json_decref(o);
+        for (int64_t i = b0; i < b1; i++) {
+            if (bad == d.n) add_doc(c, &docs[i - b0], maxlen);
+            lm_free(docs[i - b0].tok);
+            docs[i - b0].tok = NULL;
+        }
+        lm_progress_set(pr, file, base + (int64_t)(d.at[b1 - 1] + d.len[b1 - 1]));
     }
     int rc = 0;
     if (bad < d.n) rc = lm_err(err, errlen, LM_ERR_INPUT, "prep: %s:%ld: %s", path, line_of(buf, d.at[bad]), why);
-    for (int64_t i = 0; i < d.n; i++) {
-        if (!rc) add_doc(c, &docs[i], maxlen);
-        lm_free(docs[i].tok);
-    }
     lm_free(docs);
     lm_free(d.at);
     lm_free(d.len);
@@ -186,24 +200,27 @@ static int read_file_docs(corpus *c, const lm_tokenizer *t, const char *path, co
 }
 
 static void prep_usage(FILE *f) {
-    fputs("usage: lamina prep --seq-len N -o OUT.h5 [--format auto|text|jsonl] [--doc-sep LINE] FILE...\n"
-          "  Tokenizes FILEs (bytes tokenizer: ids 0-255, BOS 256, EOS 257) and packs the\n"
-          "  documents, longest first, into samples of at most N+1 tokens.\n"
+    fputs("usage: lamina prep --seq-len N -o OUT.h5 [--tokenizer M] [--format auto|text|jsonl] [--doc-sep LINE] FILE...\n"
+          "  Tokenizes FILEs and packs the documents, longest first, into samples of at most N+1\n"
+          "  tokens. --tokenizer: a SentencePiece model (e.g. LLaMA-2's tokenizer.model), recorded in\n"
+          "  OUT.h5; without it the bytes tokenizer (ids 0-255, BOS 256, EOS 257).\n"
+          "  Documents are tokenized in parallel (OMP_NUM_THREADS threads).\n"
           "  text: a file is one document, or documents are separated by lines equal to LINE.\n"
           "  jsonl: one JSON object per line, its \"text\" field a document (auto: by .jsonl/.json).\n",
           f);
 }
 
-#define PREP_USAGE "lamina prep --seq-len N -o OUT.h5 [--format auto|text|jsonl] [--doc-sep LINE] FILE..."
+#define PREP_USAGE "lamina prep --seq-len N -o OUT.h5 [--tokenizer M] [--format auto|text|jsonl] [--doc-sep LINE] FILE..."
 
 static const struct option PREP_OPTS[] = {
     {"help", no_argument, NULL, 'h'},          {"seq-len", required_argument, NULL, 'L'},
     {"format", required_argument, NULL, 'F'}, {"doc-sep", required_argument, NULL, 'S'},
+    {"tokenizer", required_argument, NULL, 'T'},
     {NULL, 0, NULL, 0},
 };
 
 static int prep_main(int argc, char **argv, char *err, size_t errlen) {
-    const char *out = NULL, *format = "auto", *sep = NULL, *v;
+    const char *out = NULL, *format = "auto", *sep = NULL, *tokpath = NULL, *v;
     long seq_len = 0;
     lm_opts o;
     lm_opts_begin(&o, "prep", PREP_USAGE, argc, argv, "o:h", PREP_OPTS);
@@ -217,6 +234,7 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
         case 'o': out = v; break;
         case 'F': format = v; break;
         case 'S': sep = v; break;
+        case 'T': tokpath = v; break;
         case 'L':
             errno = 0;
             seq_len = strtol(v, &end, 10);
@@ -268,9 +286,23 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
         }
     }
     const lm_tokenizer *t = tokenizer_bytes();
+    lm_spm *sp = NULL;
+    if (tokpath) {
+        if (!(sp = spm_load(tokpath, err, errlen))) {
+            lm_free(in);
+            return LM_ERR_INPUT;
+        }
+        t = spm_tokenizer(sp);
+    }
     corpus c = {0};
     int rc = 0;
-    int64_t maxlen = seq_len + 1;
+    int64_t maxlen = seq_len + 1, total = 0, done = 0;
+    for (int i = 0; i < nin; i++) {
+        struct stat st;
+        if (!stat(in[i], &st)) total += (int64_t)st.st_size;
+    }
+    lm_progress pr;
+    lm_progress_begin(&pr, "prep: tokenize", "files", nin, total);
     for (int i = 0; i < nin && !rc; i++) {
         size_t n;
         char *buf = lm_read_file(in[i], &n, err, errlen);
@@ -280,9 +312,12 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
         }
         const char *dot = strrchr(in[i], '.');
         int jsonl = !strcmp(format, "jsonl") || (!strcmp(format, "auto") && dot && (!strcmp(dot, ".jsonl") || !strcmp(dot, ".json")));
-        rc = read_file_docs(&c, t, in[i], buf, n, jsonl, sep, maxlen, err, errlen);
+        rc = read_file_docs(&c, t, in[i], buf, n, jsonl, sep, maxlen, &pr, i, done, err, errlen);
+        done += (int64_t)n;
+        lm_progress_set(&pr, i + 1, done);
         lm_free(buf);
     }
+    if (!rc) lm_progress_end(&pr);
     if (!rc && c.npiece == 0) rc = lm_err(err, errlen, LM_ERR_INPUT, "prep: the input holds no documents");
     if (!rc) {
         int64_t *bin = lm_alloc(sizeof(int64_t) * (size_t)c.npiece), *order = lm_alloc(sizeof(int64_t) * (size_t)c.npiece);
@@ -300,18 +335,27 @@ static int prep_main(int argc, char **argv, char *err, size_t errlen) {
         }
         const char *names[] = {"seq_len"};
         int64_t vals[] = {seq_len};
-        rc = tokfile_write(out, tok, off[nb], off, nb, t->vocab_size, 1, names, vals, err, errlen) ? 1 : 0;
+        lm_tokrec rec = {0};
+        if (sp) {
+            rec.model = (unsigned char *)spm_model_bytes(sp, &rec.len);
+            rec.bos_id = spm_bos_id(sp);
+            rec.eos_id = spm_eos_id(sp);
+        }
+        rc = tokfile_write_tok(out, tok, off[nb], off, nb, t->vocab_size, 1, names, vals, sp ? &rec : NULL, err, errlen)
+                 ? LM_ERR_RUNTIME : 0;
         if (!rc)
             lm_log("prep: %lld documents (%lld bytes, %lld split at %ld+1 tokens) -> %lld tokens in %lld samples "
-                   "of <= %ld+1 (packing %.1f%%) -> %s\n",
+                   "of <= %ld+1 (packing %.1f%%, %s tokenizer, vocab %d) -> %s\n",
                    (long long)c.ndocs, (long long)c.nbytes, (long long)c.nsplit, seq_len, (long long)off[nb],
-                   (long long)nb, seq_len, 100.0 * (double)off[nb] / ((double)nb * (double)maxlen), out);
+                   (long long)nb, seq_len, 100.0 * (double)off[nb] / ((double)nb * (double)maxlen),
+                   sp ? tokpath : t->name, t->vocab_size, out);
         lm_free(bin);
         lm_free(order);
         lm_free(off);
         lm_free(fill);
         lm_free(tok);
     }
+    spm_free(sp);
     lm_free(c.tok);
     lm_free(c.start);
     lm_free(c.len);

@@ -283,19 +283,17 @@ typedef struct {
 /* The tokenizer the checkpoints record (SPEC §5): the data's
  * (tokenizer_of_data, before the data is opened); when the data records
  * none, the one of the checkpoint the run starts from (restart, or a
- * train.init file; an HF folder records none here), so that a run on
+ * train.init file or HF folder with a tokenizer.model), so that a run on
  * untagged data keeps it. Collective: every rank reads the file itself and
  * the ranks agree on the outcome. */
 static void tokenizer_of_start(trainer *T) {
     lm_session *S = &T->S;
     const lm_config *c = &S->cfg;
     const char *from = S->resumed_from[0] ? S->resumed_from : strcmp(c->init, "random") ? c->init : NULL;
-    struct stat st;
-    if (from && (stat(from, &st) || !S_ISREG(st.st_mode))) from = NULL;
     if (from) {
         char err[LM_ERRLEN] = {0};
         lm_tokrec ck;
-        int rc = tokrecord_from_ckpt(c, from, &ck, err, sizeof err);
+        int rc = tokrecord_from_start(c, from, &ck, err, sizeof err);
         if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "%s", err);
         if (!T->tok.model && ck.model) {
             T->tok = ck;

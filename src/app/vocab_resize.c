@@ -15,6 +15,7 @@
  * OUT at the end, so OUT is either absent/old or complete. */
 #include "ckpt.h"
 #include "comm.h"
+#include "hf.h"
 #include "common.h"
 #include "model.h"
 #include "opts.h"
@@ -33,7 +34,7 @@ static const struct option RESIZE_OPTS[] = {
     {NULL, 0, NULL, 0},
 };
 
-#define RESIZE_USAGE "lamina vocab resize --old-tokenizer A.model --new-tokenizer B.model FROM.h5 -o OUT.h5"
+#define RESIZE_USAGE "lamina vocab resize --old-tokenizer A.model --new-tokenizer B.model FROM -o OUT.h5 (FROM: a checkpoint or a Hugging Face folder)"
 
 /* B must begin with A's pieces, in A's order. */
 static int check_prefix(const lm_spm *a, const lm_spm *b, const char *pa, const char *pb, char *err, size_t errlen) {
@@ -99,7 +100,7 @@ static int resize_main(int argc, char **argv, char *err, size_t errlen) {
         else if (c == 'o') out = v;
         else rc = LM_ERR_INPUT;
     }
-    if (!rc && o.npos != 1) rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: give one checkpoint FROM.h5 (usage: %s)", RESIZE_USAGE);
+    if (!rc && o.npos != 1) rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: give one checkpoint or Hugging Face folder FROM (usage: %s)", RESIZE_USAGE);
     if (!rc) from = o.pos[0];
     if (!rc && (!pa || !pb || !out))
         rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: --old-tokenizer, --new-tokenizer and -o are required (usage: %s)", RESIZE_USAGE);
@@ -109,7 +110,16 @@ static int resize_main(int argc, char **argv, char *err, size_t errlen) {
     if (!rc) rc = check_prefix(a, b, pa, pb, err, errlen);
     rc = comm_agree(w, rc, err, errlen);
     ckpt_meta meta = {0};
-    if (!rc && ckpt_read_meta(mc, from, &meta, err, errlen)) rc = LM_ERR_INPUT;
+    hf_config hcfg;
+    int hf = !rc && hf_is_folder(from);
+    if (hf) { /* a Hugging Face folder: its config.json gives the shape */
+        if (hf_config_read(from, &hcfg, err, errlen)) rc = LM_ERR_INPUT;
+        else
+            meta = (ckpt_meta){.dim = hcfg.dim, .n_layers = hcfg.n_layers, .n_heads = hcfg.n_heads,
+                               .n_kv_heads = hcfg.n_kv_heads, .ffn_dim = hcfg.ffn_dim, .vocab_size = hcfg.vocab_size,
+                               .max_seq_len = hcfg.max_seq_len, .tie_embeddings = hcfg.tie_embeddings,
+                               .norm_eps = hcfg.norm_eps, .rope_theta = hcfg.rope_theta};
+    } else if (!rc && ckpt_read_meta(mc, from, &meta, err, errlen)) rc = LM_ERR_INPUT;
     int na = a ? spm_vocab_size(a) : 0, nb = b ? spm_vocab_size(b) : 0;
     if (!rc && (meta.dim <= 0 || meta.n_layers <= 0 || meta.n_heads <= 0 || meta.n_kv_heads <= 0 || meta.ffn_dim <= 0))
         rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: %s: /config lacks the model shape (dim, n_layers, n_heads, n_kv_heads, ffn_dim)", from);
@@ -134,7 +144,9 @@ static int resize_main(int argc, char **argv, char *err, size_t errlen) {
             if (n) buf[i] = lm_alloc(sizeof(float) * (size_t)n);
             t[i] = (ckpt_tensor){p->name, p->ndim, p->rows, p->cols, 0, n, buf[i], 0, 0, 0, 0};
         }
-        if (ckpt_load(mc, from, t, NULL, NULL, full.n, err, errlen)) rc = LM_ERR_INPUT;
+        if (hf ? hf_load(mc, from, t, full.n, &hcfg, NULL, NULL, err, errlen)
+               : ckpt_load(mc, from, t, NULL, NULL, full.n, err, errlen))
+            rc = LM_ERR_INPUT;
     }
     /* grow the vocabulary matrices (rank 0) */
     float **grown = NULL;
@@ -168,16 +180,20 @@ static int resize_main(int argc, char **argv, char *err, size_t errlen) {
     rc = comm_agree(w, rc, err, errlen);
     if (!rc) {
         const char *old = meta.deck_text ? meta.deck_text : "";
-        size_t dl = strlen(old) + strlen(from) + strlen(pa) + strlen(pb) + 256;
+        size_t dl = strlen(old) + strlen(from) + strlen(pa) + strlen(pb) + 512;
         char *deck = lm_alloc(dl);
-        snprintf(deck, dl, "; lamina vocab resize: vocab_size %d -> %d from %s (old tokenizer %s, new tokenizer %s)\n%s",
-                 na, nb, from, pa, pb, old);
+        snprintf(deck, dl, "; lamina vocab resize: vocab_size %d -> %d from %s (old tokenizer %s, new tokenizer %s)\n%s%s",
+                 na, nb, from, pa, pb, hf ? "; imported from a Hugging Face folder\n" : "", old);
         ckpt_meta m2 = meta;
         m2.step = 0;
         m2.tokens_seen = 0;
         m2.consumed_samples = 0;
         m2.vocab_size = nb;
         m2.deck_text = deck;
+        /* the new tokenizer is the one the resized model speaks (SPEC §5) */
+        lm_tokrec tb = {.bos_id = spm_bos_id(b), .eos_id = spm_eos_id(b), .vocab_size = nb};
+        tb.model = (unsigned char *)spm_model_bytes(b, &tb.len);
+        m2.tok = &tb;
         if (ckpt_save(mc, dir, &m2, t2, NULL, NULL, full.n, 1, err, errlen)) rc = LM_ERR_RUNTIME;
         lm_free(deck);
     }

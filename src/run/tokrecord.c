@@ -2,9 +2,12 @@
 #include "tokrecord.h"
 #include "ckpt.h"
 #include "common.h"
+#include "hf.h"
+#include "spm.h"
 #include "tokfile.h"
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* model.vocab_size must hold every id of the tokenizer. */
 static int vocab_rule(const lm_config *c, const lm_tokrec *t, const char *where, char *err, size_t errlen) {
@@ -58,4 +61,37 @@ int tokrecord_from_ckpt(const lm_config *c, const char *path, lm_tokrec *out, ch
     if (!rc && out->model) rc = vocab_rule(c, out, path, err, errlen);
     if (rc) tokrec_free(out);
     return rc;
+}
+
+/* An HF folder's tokenizer.model (absent: none), validated by loading it;
+ * bos/eos and the vocabulary from the model itself. */
+static int from_hf(const lm_config *c, const char *dir, lm_tokrec *out, char *err, size_t errlen) {
+    char path[LM_PATHLEN];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    if (stat(path, &st) || !S_ISREG(st.st_mode)) return 0;
+    lm_spm *sp = spm_load(path, err, errlen);
+    if (!sp) return LM_ERR_INPUT;
+    size_t n;
+    const void *b = spm_model_bytes(sp, &n);
+    out->model = lm_alloc(n);
+    memcpy(out->model, b, n);
+    out->len = n;
+    out->bos_id = spm_bos_id(sp);
+    out->eos_id = spm_eos_id(sp);
+    out->vocab_size = spm_vocab_size(sp);
+    spm_free(sp);
+    int rc = vocab_rule(c, out, path, err, errlen);
+    if (rc) tokrec_free(out);
+    return rc;
+}
+
+int tokrecord_from_start(const lm_config *c, const char *from, lm_tokrec *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    out->bos_id = out->eos_id = -1;
+    struct stat st;
+    if (!from || stat(from, &st)) return 0;
+    if (S_ISREG(st.st_mode)) return tokrecord_from_ckpt(c, from, out, err, errlen);
+    if (S_ISDIR(st.st_mode) && hf_is_folder(from)) return from_hf(c, from, out, err, errlen);
+    return 0;
 }

@@ -24,4 +24,10 @@ int tokrecord_from_data(const lm_config *c, lm_tokrec *out, char *from, size_t f
  * (ckpt_tokenizer). Returns 0, or 2 / 1 with err. */
 int tokrecord_from_ckpt(const lm_config *c, const char *path, lm_tokrec *out, char *err, size_t errlen);
 
+/* The tokenizer of what a run's weights start from: a checkpoint file
+ * (tokrecord_from_ckpt) or a Hugging Face folder (its tokenizer.model,
+ * loaded and checked as a SentencePiece model; bos/eos and vocabulary from
+ * it); none for NULL or anything else. Serial. Returns 0, or 2 / 1 with err. */
+int tokrecord_from_start(const lm_config *c, const char *from, lm_tokrec *out, char *err, size_t errlen);
+
 #endif
