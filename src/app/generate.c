@@ -311,9 +311,11 @@ int cmd_generate(int argc, char **argv) {
     lm_log("%s\n", text);
     if (lm_world_rank() == 0) {
         fprintf(stderr,
-                "lamina: generate: %d new tokens in %.3f s (%.1f tokens/s, %s), stopped at %s; %d context shifts\n",
+                "lamina: generate: %d new tokens in %.3f s (%.1f tokens/s, %s), stopped at %s; %d context shifts; "
+                "%zu prompt tokens (%s tokenizer, vocab %d)\n",
                 st.made, st.seconds, st.seconds > 0 ? (st.made + st.eos) / st.seconds : 0.0,
-                kv ? "KV cache" : "no cache", st.eos ? "EOS" : "--max-new-tokens", st.shifts);
+                kv ? "KV cache" : "no cache", st.eos ? "EOS" : "--max-new-tokens", st.shifts, n0, tk->name,
+                tk->vocab_size);
         fflush(stderr);
     }
     lm_free(text);
