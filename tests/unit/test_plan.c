@@ -44,7 +44,7 @@ static void test_flops(void **st) {
     plan_shape s[3] = {tiny(64, 8), llama7b(), llama70b()};
     for (int i = 0; i < 3; i++) {
         lm_shape sh = {s[i].dim, s[i].n_layers, s[i].n_heads, s[i].n_kv_heads, s[i].dim / s[i].n_heads,
-                       s[i].ffn_dim, s[i].vocab, 1e-5f, 1e4, 0};
+                       s[i].ffn_dim, s[i].vocab, 1e-5f, 1e4, 0, 0};
         lm_device *d = device_cpu_create(0);
         if (i == 0) { /* the model itself for the small one */
             lm_model *m = model_create(d, &sh, 1, s[i].seq_len, 0, 16);
@@ -68,7 +68,7 @@ static void test_flops(void **st) {
  * the float32 or the bf16 CPU backend. */
 static lm_model *build(const plan_shape *s, const plan_layout *l, int stage, int bf16, lm_pp_split *split) {
     lm_shape sh = {s->dim, s->n_layers, s->n_heads, s->n_kv_heads, s->dim / s->n_heads, s->ffn_dim, s->vocab,
-                   1e-5f, 1e4, s->tied};
+                   1e-5f, 1e4, s->tied, 0};
     lm_device *d = bf16 ? device_cpu_bf16_create(0) : device_cpu_create(0);
     int m = s->global_batch / (l->dp * l->mb), kind = l->v > 1 ? LM_PP_INTERLEAVED : LM_PP_1F1B;
     double D = s->dim, KVD = (double)s->n_kv_heads * (s->dim / s->n_heads), F = s->ffn_dim, V = s->vocab;
