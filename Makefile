@@ -128,7 +128,8 @@ sans: $(SAN_BIN)
 check: check-deps
 	$(MAKE) all units sans $(if $(filter 1,$(CUDA)),gpu-tests)
 	bash tests/gen_wrappers.sh $(BUILD)
-	OMP_NUM_THREADS=1 prove -e bash --timer $(BUILD)/t/*.t tests/t/*.t
+	@mkdir -p $(BUILD) && touch $(BUILD)/.check.lock
+	OMP_NUM_THREADS=1 prove -j2 -e bash --timer $(BUILD)/t/*.t tests/t/*.t
 
 # The long randomised layout test (not part of `check`): tests/t/39-layouts.t
 # on 40 seeds' shapes, each factorisation once with drawn ZeRO/sp/schedule,
@@ -136,6 +137,8 @@ check: check-deps
 # (8 layers: pp 8). LAYOUT_SEEDS=a,b,... picks other seeds for the first part.
 LAYOUT_SEEDS ?= $(shell seq -s, 1 40)
 check-long: check-deps all
+	@mkdir -p $(BUILD) && touch $(BUILD)/.check.lock
+	OMP_NUM_THREADS=1 LAMINA_CHECK_LONG=1 prove -e bash --timer tests/t/27-ckpt-write-faults.t tests/t/46-deck-sweep.t
 	OMP_NUM_THREADS=1 LAYOUTS_SEEDS=$(LAYOUT_SEEDS) prove -e bash --timer tests/t/39-layouts.t
 	OMP_NUM_THREADS=1 LAYOUTS_SEEDS=24,14,6,28,3 LAYOUTS_FULL=1 prove -e bash --timer tests/t/39-layouts.t
 

@@ -15,6 +15,15 @@ _watchdog() { sleep "$1" & wait $!; _kill_tree "$2"; }
 _watchdog "${LAMINA_TEST_TIMEOUT:-900}" $$ >/dev/null 2>&1 &
 _wd=$!
 disown $_wd 2>/dev/null  # a bare `wait` in a test must not wait for the watchdog
+# `make check` runs two tests at a time (prove -j2). A test whose promises
+# are about time (a deadline, a budget, a signal's moment) sets EXCLUSIVE=1
+# before sourcing this file and runs alone: it holds the check lock
+# exclusively, every other test (and unit wrapper) holds it shared.
+exec 9>>"${LAMINA_CHECK_LOCK:-$PWD/build/.check.lock}"
+if [ "${EXCLUSIVE:-0}" = 1 ]; then flock -x 9; else flock -s 9; fi
+# LAMINA_CHECK_LONG=1 (make check-long): the full matrices of the tests
+# that run a sample of them in `make check`.
+LONG=${LAMINA_CHECK_LONG:-0}
 trap 'pkill -P $_wd 2>/dev/null; kill $_wd 2>/dev/null; rm -rf "$T"' EXIT
 _n=0
 _fail=0

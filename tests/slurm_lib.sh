@@ -12,6 +12,8 @@
 # slurm_leftovers CONF  pids of such processes (none after slurm_stop).
 # slurm_logs N     the last N lines of each daemon log, as TAP diagnostics.
 #
+# The daemons start with fd 9 closed: it holds make check's test lock
+# (tests/lib.sh), which a daemon outliving the test must not keep.
 # Daemons run as root with SlurmUser=root (the test runs as root); munged runs
 # as the munge user when we are root, as ourselves otherwise. Ports are picked
 # free at start so two copies can run side by side.
@@ -55,7 +57,7 @@ slurm_start() {
   local run=(); [ "$mu" = munge ] && run=(runuser -u munge --)
   "${run[@]}" munged --socket="$d/munge/munge.socket" --key-file="$key" \
     --log-file="$d/munge/munged.log" --pid-file="$d/munge/munged.pid" \
-    --seed-file="$d/munge/munged.seed" >"$d/log/munged.out" 2>&1 \
+    --seed-file="$d/munge/munged.seed" >"$d/log/munged.out" 2>&1 9>&- \
     || { SLURM_WHY="munged did not start: $(tail -3 "$d/log/munged.out" "$d/munge/munged.log" 2>/dev/null)"; return 1; }
   _slurm_wait 10 munge -S "$d/munge/munge.socket" -n \
     || { SLURM_WHY="munged socket not answering"; return 1; }
@@ -109,10 +111,10 @@ NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=1000 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
   export SLURM_CONF=$d/slurm.conf
-  slurmctld -f "$SLURM_CONF" >"$d/log/slurmctld.out" 2>&1 \
+  slurmctld -f "$SLURM_CONF" >"$d/log/slurmctld.out" 2>&1 9>&- \
     || { SLURM_WHY="slurmctld did not start: $(tail -3 "$d/log/slurmctld.out")"; return 1; }
   _slurm_wait 20 scontrol ping || { SLURM_WHY="slurmctld not answering"; return 1; }
-  slurmd -f "$SLURM_CONF" -N localhost >"$d/log/slurmd.out" 2>&1 \
+  slurmd -f "$SLURM_CONF" -N localhost >"$d/log/slurmd.out" 2>&1 9>&- \
     || { SLURM_WHY="slurmd did not start: $(tail -3 "$d/log/slurmd.out")"; return 1; }
   _slurm_wait 30 _slurm_node_idle \
     || { SLURM_WHY="node not idle: $(sinfo -N 2>&1 | tail -2)"; return 1; }

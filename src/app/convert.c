@@ -251,7 +251,9 @@ static int write_tokenizer(void *ctx, const char *tmpdir, char *err, size_t errl
 static int to_hf_tokenizer(const conv_opts *o, int vocab_size, lm_spm **sp, char *err, size_t errlen) {
     *sp = NULL;
     if (o->tokenizer) {
-        if (!(*sp = spm_load(o->tokenizer, err, errlen))) return LM_ERR_INPUT;
+        char why[LM_ERRLEN];
+        if (!(*sp = spm_load(o->tokenizer, why, sizeof why)))
+            return lm_err(err, errlen, LM_ERR_INPUT, "convert: --tokenizer: %s", why);
     } else {
         lm_tokrec rec;
         int rc = ckpt_tokenizer(o->to_hf, &rec, err, errlen);

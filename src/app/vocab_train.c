@@ -8,6 +8,7 @@
 #include "opts.h"
 #include "spm.h"
 #include "spm_train.h"
+#include "progress.h"
 #include "vocab.h"
 #include <errno.h>
 #include <stdlib.h>
@@ -23,6 +24,10 @@ static const struct option TRAIN_OPTS[] = {
 #define TRAIN_USAGE                                                                                                    \
     "lamina vocab train --vocab-size N -o NEW.model [--model-type bpe|unigram] [--character-coverage F] "               \
     "[--input-sentence-size N] FILE..."
+
+/* The trainer's reading of its input, on the progress line (the training
+ * itself follows; SentencePiece's own log is quieted). */
+static void read_progress(void *ctx, int64_t bytes) { lm_progress_set(ctx, 0, bytes); }
 
 int vocab_train(int argc, char **argv, char *err, size_t errlen) {
     const char *out = NULL, *type = "bpe", *v;
@@ -61,8 +66,10 @@ int vocab_train(int argc, char **argv, char *err, size_t errlen) {
     if (!rc && strcmp(type, "bpe") && strcmp(type, "unigram"))
         rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab train: --model-type '%s': expected bpe or unigram", type);
     if (!rc && !o.npos) rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab train: no input files");
+    int64_t total = 0;
     for (int i = 0; !rc && i < o.npos; i++) {
         struct stat st;
+        if (!stat(o.pos[i], &st)) total += (int64_t)st.st_size;
         if (stat(o.pos[i], &st)) rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab train: cannot read %s: %s", o.pos[i], strerror(errno));
         else if (!S_ISREG(st.st_mode)) rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab train: input %s is not a regular file", o.pos[i]);
     }
@@ -81,7 +88,9 @@ int vocab_train(int argc, char **argv, char *err, size_t errlen) {
              "input_sentence_size=%ld shuffle_input_sentence=true minloglevel=1",
              type, coverage, threads, sentences);
     double t0 = lm_now();
-    rc = spm_train((const char *const *)o.pos, o.npos, (int)vocab, out, opts, err, errlen);
+    lm_progress pr;
+    lm_progress_begin(&pr, "vocab train: read", "files", o.npos, total);
+    rc = spm_train((const char *const *)o.pos, o.npos, (int)vocab, out, opts, read_progress, &pr, err, errlen);
     lm_opts_end(&o);
     if (rc) return rc;
     lm_spm *sp = spm_load(out, err, errlen);

@@ -112,7 +112,10 @@ extern "C" int spm_lib_pad_id(const spm_lib *s) { return s->sp.pad_id(); }
 namespace {
 class FileLines : public sentencepiece::SentenceIterator {
   public:
-    FileLines(const char *const *files, int n) : files_(files, files + n) { Advance(); }
+    FileLines(const char *const *files, int n, spm_train_progress_fn cb, void *ctx)
+        : files_(files, files + n), cb_(cb), ctx_(ctx) {
+        Advance();
+    }
     bool done() const override { return done_; }
     void Next() override { Advance(); }
     const std::string &value() const override { return line_; }
@@ -121,7 +124,11 @@ class FileLines : public sentencepiece::SentenceIterator {
   private:
     void Advance() {
         while (!done_) {
-            if (in_.is_open() && std::getline(in_, line_)) return;
+            if (in_.is_open() && std::getline(in_, line_)) {
+                bytes_ += (int64_t)line_.size() + 1;
+                if (cb_ && bytes_ - told_ >= (1 << 20)) cb_(ctx_, told_ = bytes_);
+                return;
+            }
             if (in_.is_open()) {
                 if (in_.bad()) {
                     Fail("read error");
@@ -151,11 +158,15 @@ class FileLines : public sentencepiece::SentenceIterator {
     std::string name_, line_;
     bool done_ = false;
     sentencepiece::util::Status status_;
+    spm_train_progress_fn cb_;
+    void *ctx_;
+    int64_t bytes_ = 0, told_ = 0;
 };
 } // namespace
 
 extern "C" int spm_train(const char *const *files, int n_files, int vocab_size, const char *model_out,
-                         const char *extra_options, char *err, size_t errlen) {
+                         const char *extra_options, spm_train_progress_fn progress, void *ctx, char *err,
+                         size_t errlen) {
     try {
         std::unordered_map<std::string, std::string> kw;
         if (extra_options) {
@@ -172,7 +183,7 @@ extern "C" int spm_train(const char *const *files, int n_files, int vocab_size, 
         }
         kw["vocab_size"] = std::to_string(vocab_size);
         // sentences come from the iterator, the model back in memory
-        FileLines it(files, n_files);
+        FileLines it(files, n_files, progress, ctx);
         std::string model;
         auto st = sentencepiece::SentencePieceTrainer::Train(kw, &it, &model);
         if (!st.ok()) {

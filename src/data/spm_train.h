@@ -3,6 +3,7 @@
 #ifndef LAMINA_SPM_TRAIN_H
 #define LAMINA_SPM_TRAIN_H
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -13,9 +14,12 @@ extern "C" {
  * model to model_out (as model_out.tmp, then renamed). extra_options:
  * space-separated key=value trainer flags (SentencePiece's names, e.g.
  * "model_type=bpe byte_fallback=true"), or NULL. Returns 0; 2 with err for
- * an unreadable input or options the trainer refuses; 1 for a failed write. */
+ * an unreadable input or options the trainer refuses; 1 for a failed write.
+ * progress (may be NULL) is told the bytes of input read so far, about
+ * every MiB, while the trainer loads its sentences. */
+typedef void (*spm_train_progress_fn)(void *ctx, int64_t bytes_read);
 int spm_train(const char *const *files, int n_files, int vocab_size, const char *model_out, const char *extra_options,
-              char *err, size_t errlen);
+              spm_train_progress_fn progress, void *ctx, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
 # wall-clock budget train.max_minutes, ends the run after the current step
 # with a checkpoint; rerunning the same command (restart = auto) finishes
 # with the final loss of an uninterrupted run.
+EXCLUSIVE=1  # timing promises: runs alone under make check's -j2
 source tests/lib.sh
 plan 16
 make_data 128

@@ -7,6 +7,7 @@
 # run. Once with mpirun as the launcher and once with srun --mpi=pmix; then a
 # train.max_minutes budget that ends every attempt (several requeues); then
 # SIGTERM, which stops with a checkpoint but is not requeued.
+EXCLUSIVE=1  # timing promises: runs alone under make check's -j2
 source tests/lib.sh
 source tests/slurm_lib.sh
 

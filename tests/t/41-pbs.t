@@ -9,6 +9,7 @@
 # walltime budget with qrerun refused -> a successor job into the same run
 # folder; both end with the losses of an uninterrupted run and write the
 # run folder and job.env the Slurm script writes.
+EXCLUSIVE=1  # timing promises: runs alone under make check's -j2
 source tests/lib.sh
 plan 27
 J=jobscripts

@@ -2,6 +2,7 @@
 # SIGUSR1 sent to the lamina ranks (not mpirun) within moments of their
 # start, before or during MPI_Init and setup: the run stops with exit 3 (or
 # completes), never dies of the signal (138). lamina issue 14, item 9.
+EXCLUSIVE=1  # timing promises: runs alone under make check's -j2
 . tests/lib.sh
 plan 4
 make_data 32

@@ -56,7 +56,7 @@ if [ "$rc" = 2 ] && grep -q "busy: exists and is not empty" "$T/out" && [ "$(cat
    && [ ! -e "$T/busy.tmp" ]; then ok "--to-hf into a non-empty folder: exit 2, folder untouched"
 else notok "--to-hf into a non-empty folder: exit 2, folder untouched" "exit $rc" "$(tail -3 "$T/out")"; fi
 lam1 convert --to-hf "$T/g.h5" -o "$T/new" --tokenizer "$T/absent.model"
-if [ "$rc" = 2 ] && grep -q "tokenizer .*absent.model: not a readable file" "$T/out" && [ ! -e "$T/new" ]; then
+if [ "$rc" = 2 ] && grep -q "tokenizer: .*absent.model: cannot read" "$T/out" && [ ! -e "$T/new" ]; then
   ok "--tokenizer naming a missing file: exit 2, nothing written"
 else notok "--tokenizer naming a missing file: exit 2, nothing written" "exit $rc" "$(tail -3 "$T/out")"; fi
 # --to-hf from a checkpoint damaged in its last tensor: exit 2 naming the
