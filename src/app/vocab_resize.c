@@ -10,7 +10,10 @@
  * train.init), /config vocab_size = |B|.
  *
  * Collective: every rank reads the tokenizers and takes part in the
- * checkpoint read and write; rank 0 holds the tensors and computes. The
+ * checkpoint read and write. Rank 0 holds the embedding and lm_head whole
+ * and computes their new rows; every other tensor is split by rows over
+ * the ranks (each reads and writes only its share), so memory per rank is
+ * its share of the model plus, on rank 0, the vocabulary matrices. The
  * file is written through ckpt_save into OUT.resize.tmp/ and renamed to
  * OUT at the end, so OUT is either absent/old or complete. */
 #include "ckpt.h"
@@ -126,7 +129,7 @@ static int resize_main(int argc, char **argv, char *err, size_t errlen) {
     if (!rc && meta.vocab_size != na)
         rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: %s: /config vocab_size = %d, but the old tokenizer %s has %d pieces", from,
                     meta.vocab_size, pa, na);
-    /* the tensors: rank 0 holds each whole, the others nothing */
+    /* the tensors: the vocabulary matrices whole on rank 0, the rest split by rows */
     lm_params full = {0};
     ckpt_tensor *t = NULL, *t2 = NULL;
     float **buf = NULL;
@@ -138,11 +141,15 @@ static int resize_main(int argc, char **argv, char *err, size_t errlen) {
         t = lm_calloc((size_t)full.n, sizeof *t);
         t2 = lm_calloc((size_t)full.n, sizeof *t2);
         buf = lm_calloc((size_t)full.n, sizeof *buf);
+        int size = w->size;
         for (int i = 0; i < full.n; i++) {
             lm_param *p = &full.p[i];
-            int64_t n = rank == 0 ? p->rows * p->cols : 0;
+            int vocab = !strcmp(p->name, "model.embed_tokens.weight") || !strcmp(p->name, "lm_head.weight");
+            int64_t r0 = vocab ? 0 : p->rows * rank / size;
+            int64_t r1 = vocab ? (rank == 0 ? p->rows : 0) : p->rows * (rank + 1) / size;
+            int64_t n = (r1 - r0) * p->cols;
             if (n) buf[i] = lm_alloc(sizeof(float) * (size_t)n);
-            t[i] = (ckpt_tensor){p->name, p->ndim, p->rows, p->cols, 0, n, buf[i], 0, 0, 0, 0};
+            t[i] = (ckpt_tensor){p->name, p->ndim, p->rows, p->cols, r0 * p->cols, n, buf[i], 0, 0, 0, 0};
         }
         if (hf ? hf_load(mc, from, t, full.n, &hcfg, NULL, NULL, err, errlen)
                : ckpt_load(mc, from, t, NULL, NULL, full.n, err, errlen))
