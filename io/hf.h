@@ -35,6 +35,7 @@
 #define LAMINA_HF_H
 #include "ckpt.h"
 #include "safetensors.h"
+#include <jansson.h>
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +46,11 @@ typedef struct {
     int bos_id, eos_id;    /* -1: absent */
     char torch_dtype[16];  /* "" when absent */
 } hf_config;
+
+/* A JSON file of the folder (config.json, the index), read whole and parsed
+ * with duplicate keys refused; NULL with err naming the file (and the line
+ * of a syntax error) on failure, an input error (LM_ERR_INPUT). */
+json_t *hf_json_read(const char *path, char *err, size_t errlen);
 
 /* DIR holds a config.json (train.init / eval accept such a folder)? */
 int hf_is_folder(const char *dir);

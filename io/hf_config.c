@@ -11,6 +11,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
+json_t *hf_json_read(const char *path, char *err, size_t errlen) {
+    size_t len;
+    char *text = lm_read_file(path, &len, err, errlen);
+    if (!text) return NULL;
+    json_error_t je;
+    json_t *r = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    lm_free(text);
+    if (!r) lm_err(err, errlen, LM_ERR_INPUT, "%s: not valid JSON: %s (line %d)", path, je.text, je.line);
+    return r;
+}
+
 int hf_is_folder(const char *dir) {
     struct stat st;
     char p[LM_ERRLEN + 64];
@@ -94,13 +105,8 @@ int hf_config_read(const char *dir, hf_config *c, char *err, size_t errlen) {
     char path[LM_ERRLEN];
     snprintf(path, sizeof path, "%s/config.json", dir);
     memset(c, 0, sizeof *c);
-    size_t len;
-    char *text = lm_read_file(path, &len, err, errlen);
-    if (!text) return LM_ERR_INPUT;
-    json_error_t je;
-    json_t *r = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    lm_free(text);
-    if (!r) return lm_err(err, errlen, LM_ERR_INPUT, "%s: not valid JSON: %s (line %d)", path, je.text, je.line);
+    json_t *r = hf_json_read(path, err, errlen);
+    if (!r) return LM_ERR_INPUT;
     int rc = 0, head_dim = 0;
     if (!json_is_object(r)) rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: not a JSON object", path);
     if (!rc) rc = check_unsupported(r, path, err, errlen);

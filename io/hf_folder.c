@@ -38,13 +38,8 @@ static int exists(const char *p) {
 static int read_index(const char *dir, json_t **map, char ***files, int *nfiles, char *err, size_t errlen) {
     char path[LM_ERRLEN];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    size_t len;
-    char *text = lm_read_file(path, &len, err, errlen);
-    if (!text) return LM_ERR_INPUT;
-    json_error_t je;
-    json_t *r = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    lm_free(text);
-    if (!r) return lm_err(err, errlen, LM_ERR_INPUT, "%s: not valid JSON: %s (line %d)", path, je.text, je.line);
+    json_t *r = hf_json_read(path, err, errlen);
+    if (!r) return LM_ERR_INPUT;
     json_t *wm = json_is_object(r) ? json_object_get(r, "weight_map") : NULL;
     if (!json_is_object(wm)) {
         json_decref(r);
