@@ -30,9 +30,12 @@ typedef struct {
     int virtual_stages;         /* 1 */
     char stage_layers[256];     /* "" (balanced) or layers per model chunk, comma-separated */
     char offload[16];           /* none | optim | param | auto */
+    int prefetch;               /* ZeRO-3/offload: chunks gathered or uploaded ahead of use (2) */
+    double offload_frac;        /* fraction of the chunk bytes optim/param offload (1.0) */
     /* [train] */
     char trainable[16];         /* all | embeddings (only embed_tokens and lm_head update) */
     char device[8];             /* cpu | cuda */
+    uint64_t device_memory;     /* bytes the device may use; 0 = all it has */
     char precision[8];          /* auto | fp32 | bf16 (auto: fp32 on cpu, bf16 on cuda) */
     uint64_t seed;              /* 1234 */
     long steps;

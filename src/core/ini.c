@@ -75,6 +75,25 @@ static const char *conv_u64(const char *v, uint64_t *out) {
     return NULL;
 }
 
+/* A byte count: digits and an optional K/M/G/T suffix (powers of 1024). */
+static const char *conv_bytes(const char *v, uint64_t *out) {
+    const char *bad = "not a byte count (digits with an optional K, M, G or T suffix)";
+    if (!isdigit((unsigned char)v[0])) return bad;
+    char *e;
+    errno = 0;
+    unsigned long long x = strtoull(v, &e, 10);
+    if (errno == ERANGE) return "out of range (must be < 16 EiB)";
+    int shift = 0;
+    if (*e) {
+        const char *u = "KMGT", *q = strchr(u, toupper((unsigned char)*e));
+        if (!q || e[1]) return bad;
+        shift = 10 * (int)(q - u + 1);
+    }
+    if (shift && x > (UINT64_MAX >> shift)) return "out of range (must be < 16 EiB)";
+    *out = (uint64_t)x << shift;
+    return NULL;
+}
+
 /* The one boolean grammar of lamina's INI files. */
 static const char *conv_bool(const char *v, int *out) {
     static const char *const T[] = {"true", "1", "yes", "on"}, *const F[] = {"false", "0", "no", "off"};
@@ -164,6 +183,7 @@ static const char *convert(const lm_ini_key *k, const char *v, void *base, char 
         if (!(bad = conv_ll(v, k->ilo, k->ihi, &ll, why, wn))) *(long *)dst = (long)ll;
         return bad;
     case INI_U64: return conv_u64(v, (uint64_t *)dst);
+    case INI_BYTES: return conv_bytes(v, (uint64_t *)dst);
     case INI_DOUBLE: return conv_double(k, v, (double *)dst, why, wn);
     case INI_BOOL: return conv_bool(v, (int *)dst);
     case INI_ENUM:
@@ -536,7 +556,8 @@ size_t lm_ini_to_text(const lm_ini_schema *s, const void *base, char *buf, size_
             else snprintf(num, sizeof num, "%d", *(const int *)p);
             break;
         case INI_LONG: snprintf(num, sizeof num, "%ld", *(const long *)p); break;
-        case INI_U64: snprintf(num, sizeof num, "%" PRIu64, *(const uint64_t *)p); break;
+        case INI_U64:
+        case INI_BYTES: snprintf(num, sizeof num, "%" PRIu64, *(const uint64_t *)p); break;
         case INI_DOUBLE: fmt_double(*(const double *)p, num, sizeof num); break;
         case INI_BOOL: v = *(const int *)p ? "true" : "false"; break;
         case INI_ENUM:

@@ -24,6 +24,8 @@ enum ini_type {
     INI_ENUM,   /* one of `choices` "a|b|c" (any case): the canonical spelling in a
                  * char field, or with INI_INDEX its index in an int */
     INI_STRING, /* char field: no control characters or comment markers */
+    INI_BYTES,  /* uint64_t byte count: digits with an optional K, M, G or T suffix
+                 * (powers of 1024, any case); written back as plain digits */
     INI_PATH    /* a string whose path (each path of a comma list with INI_LIST)
                  * is at most ihi bytes; `choices` says why that is the limit */
 };

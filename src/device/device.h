@@ -55,6 +55,30 @@ struct lm_device {
     void (*copy)(lm_device *d, void *dst, const void *src, size_t bytes); /* device to device */
     void (*sync)(lm_device *d);
     void (*zero)(lm_device *d, void *p, size_t bytes);                  /* all-zero bits (= 0.0) */
+    /* Bytes allocated through alloc now (returned) and the most there have
+     * been (*peak, when not NULL) since creation or the last reset; reset = 1
+     * starts a new peak window at the current use after reading it. */
+    size_t (*mem_info)(lm_device *d, size_t *peak, int reset);
+
+    /* Host memory that the asynchronous copies below read and write:
+     * page-locked (pinned) on CUDA, plain 64-byte-aligned memory on the CPU
+     * backends; zeroed. Not counted in mem_used. */
+    void *(*host_alloc)(lm_device *d, size_t bytes);
+    void (*host_free)(lm_device *d, void *p);
+    /* Asynchronous copies between host memory (host_alloc'ed) and device
+     * memory, on the device's copy stream, in issue order, overlapping
+     * compute: to_host = 0 uploads src (host) to dst (device), 1 downloads
+     * src (device) to dst (host). A download first waits for the compute
+     * issued before it (its source is ready); an upload does not (the caller
+     * must not upload into memory that queued compute still reads). Returns
+     * a ticket (increasing; 0 is never returned). copy_done: has the copy of
+     * ticket t and every earlier one completed (non-blocking); copy_wait:
+     * the host blocks until it has; compute_wait: compute issued after this
+     * call waits for it (no host sync on a GPU; the CPU backends block). */
+    uint64_t (*copy_async)(lm_device *d, void *dst, const void *src, size_t bytes, int to_host);
+    int (*copy_done)(lm_device *d, uint64_t ticket);
+    void (*copy_wait)(lm_device *d, uint64_t ticket);
+    void (*compute_wait)(lm_device *d, uint64_t ticket);
 
     /* dtype conversions of n elements: device to device (dst and src may
      * not overlap unless equal and of one dtype), host float32 to device

@@ -34,6 +34,8 @@
 
 typedef struct {
     size_t used; /* bytes currently allocated through this device */
+    size_t peak; /* the most used has been (mem_info) */
+    uint64_t tickets; /* copies issued (copy_async) */
 } cpu_state;
 
 /* ------------------------------------------------------------------ memory */
@@ -48,6 +50,7 @@ static void *cpu_alloc(lm_device *d, size_t bytes) {
     char *raw = lm_alloc(bytes + 64);
     *(size_t *)raw = bytes;
     st->used += bytes;
+    if (st->used > st->peak) st->peak = st->used;
     return raw + 64;
 }
 
@@ -70,6 +73,36 @@ static void cpu_zero(lm_device *d, void *p, size_t bytes) {
 }
 
 static void cpu_sync(lm_device *d) { (void)d; }
+
+static size_t cpu_mem_info(lm_device *d, size_t *peak, int reset) {
+    cpu_state *st = d->impl;
+    if (peak) *peak = st->peak;
+    if (reset) st->peak = st->used;
+    return st->used;
+}
+
+/* Host memory for transfers: plain memory here (nothing to pin). */
+static void *cpu_host_alloc(lm_device *d, size_t bytes) {
+    (void)d;
+    return lm_calloc(bytes ? bytes : 1, 1);
+}
+static void cpu_host_free(lm_device *d, void *p) {
+    (void)d;
+    lm_free(p);
+}
+
+/* Copies between host and "device" memory complete when issued: each
+ * ticket is done at once. */
+static uint64_t cpu_copy_async(lm_device *d, void *dst, const void *src, size_t bytes, int to_host) {
+    (void)to_host;
+    if (bytes) memcpy(dst, src, bytes);
+    return ++((cpu_state *)d->impl)->tickets;
+}
+static int cpu_copy_done(lm_device *d, uint64_t t) {
+    (void)d, (void)t;
+    return 1;
+}
+static void cpu_copy_wait(lm_device *d, uint64_t t) { (void)d, (void)t; }
 
 /* ------------------------------------------------------------------- GEMMs */
 
@@ -856,6 +889,13 @@ lm_device *device_cpu_create(size_t capacity) {
     d->to_device = cpu_copy;
     d->to_host = cpu_copy;
     d->sync = cpu_sync;
+    d->mem_info = cpu_mem_info;
+    d->host_alloc = cpu_host_alloc;
+    d->host_free = cpu_host_free;
+    d->copy_async = cpu_copy_async;
+    d->copy_done = cpu_copy_done;
+    d->copy_wait = cpu_copy_wait;
+    d->compute_wait = cpu_copy_wait;
     d->copy = cpu_copy;
     d->zero = cpu_zero;
     d->gemm_nt = cpu_gemm_nt;

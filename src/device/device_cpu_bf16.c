@@ -32,6 +32,7 @@
 typedef struct {
     lm_device *inner;     /* float32 reference backend */
     size_t used;          /* bytes allocated through this device */
+    size_t peak;          /* the most used has been (mem_info) */
     float *scr[NSCR];     /* float32 scratch */
     size_t cap[NSCR];     /* their sizes, in floats */
     int32_t *ibuf;        /* embedding_bwd: id map, unique ids, compact ids */
@@ -73,7 +74,25 @@ static void *bf_alloc(lm_device *d, size_t bytes) {
     char *raw = lm_alloc(bytes + 64);
     *(size_t *)raw = bytes;
     st->used += bytes;
+    if (st->used > st->peak) st->peak = st->used;
     return raw + 64;
+}
+
+/* Transfers: the float32 backend's (its host memory and copy tickets). */
+static void *bf_host_alloc(lm_device *d, size_t bytes) { return ST(d)->inner->host_alloc(ST(d)->inner, bytes); }
+static void bf_host_free(lm_device *d, void *p) { ST(d)->inner->host_free(ST(d)->inner, p); }
+static uint64_t bf_copy_async(lm_device *d, void *dst, const void *src, size_t bytes, int to_host) {
+    return ST(d)->inner->copy_async(ST(d)->inner, dst, src, bytes, to_host);
+}
+static int bf_copy_done(lm_device *d, uint64_t t) { return ST(d)->inner->copy_done(ST(d)->inner, t); }
+static void bf_copy_wait(lm_device *d, uint64_t t) { ST(d)->inner->copy_wait(ST(d)->inner, t); }
+static void bf_compute_wait(lm_device *d, uint64_t t) { ST(d)->inner->compute_wait(ST(d)->inner, t); }
+
+static size_t bf_mem_info(lm_device *d, size_t *peak, int reset) {
+    bf_state *st = ST(d);
+    if (peak) *peak = st->peak;
+    if (reset) st->peak = st->used;
+    return st->used;
 }
 
 static void bf_free(lm_device *d, void *p) {
@@ -422,6 +441,13 @@ lm_device *device_cpu_bf16_create(size_t capacity) {
     d->to_host = bf_copy;
     d->copy = bf_copy;
     d->sync = bf_sync;
+    d->mem_info = bf_mem_info;
+    d->host_alloc = bf_host_alloc;
+    d->host_free = bf_host_free;
+    d->copy_async = bf_copy_async;
+    d->copy_done = bf_copy_done;
+    d->copy_wait = bf_copy_wait;
+    d->compute_wait = bf_compute_wait;
     d->zero = bf_zero;
     d->convert = bf_convert;
     d->upload_f32 = bf_upload_f32;

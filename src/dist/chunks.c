@@ -150,13 +150,18 @@ static void layout(lm_params *ps, size_t granule, lm_device *d) {
     ps->n_chunks = (int)pack_grp(sizes, g, ps->n, ALIGN, ps->chunk_size, chunk_of, offs);
     lm_free(grp);
     ps->arena = (size_t)ps->n_chunks * ps->chunk_size;
+    lm_free(ps->coff);
+    ps->coff = lm_alloc(sizeof(size_t) * (size_t)(ps->n_chunks + 1));
+    for (int c = 0; c <= ps->n_chunks; c++) ps->coff[c] = (size_t)c * ps->chunk_size;
+    ps->chunk_max = ps->chunk_size;
     ps->dev = d;
-    ps->w = d ? d->alloc(d, ps->arena * lm_dtype_size(d->dtype)) : lm_alloc(ps->arena * sizeof(float));
+    if (ps->managed && !d) lm_abort(LM_ERR_RUNTIME, "chunks: a managed layout needs a device");
+    ps->w = ps->managed ? NULL : d ? d->alloc(d, ps->arena * lm_dtype_size(d->dtype)) : lm_alloc(ps->arena * sizeof(float));
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
         p->chunk = chunk_of[i];
         p->offset = offs[i];
-        p->w = d ? lm_at(d, ps->w, offs[i]) : (float *)ps->w + offs[i];
+        p->w = ps->managed ? NULL : d ? lm_at(d, ps->w, offs[i]) : (float *)ps->w + offs[i];
     }
     lm_free(sizes);
     lm_free(offs);
@@ -210,6 +215,7 @@ void params_free(lm_params *ps) {
     lm_free(ps->v);
     lm_free(ps->p);
     lm_free(ps->index);
+    lm_free(ps->coff);
     memset(ps, 0, sizeof *ps);
 }
 

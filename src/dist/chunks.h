@@ -51,8 +51,13 @@ typedef struct {
     int n;
     size_t chunk_size;      /* elements per chunk */
     int n_chunks;
+    size_t *coff;           /* [n_chunks + 1]: chunk c is arena elements [coff[c], coff[c + 1]);
+                             * use chunk_lo / chunk_len, never c * chunk_size */
+    size_t chunk_max;       /* the longest chunk (elements) */
     size_t numel;           /* sum of tensor sizes */
-    size_t arena;           /* n_chunks * chunk_size */
+    size_t arena;           /* coff[n_chunks]: every chunk with its padding */
+    int managed;            /* no weight arena: a chunk manager (ZeRO-3, offload) places
+                             * each chunk's weights and sets p->w while they are in use */
     lm_device *dev;         /* where w and g live (NULL: host float32, chunks_build) */
     void *w, *g;            /* compute dtype of dev */
     float *m, *v;
@@ -61,6 +66,11 @@ typedef struct {
                              * holding tensor index + 1), built for the first index_n tensors */
     int index_n;
 } lm_params;
+
+/* Where chunk c starts in the arena, and its elements (a multiple of the
+ * granule chunks_build was given). */
+static inline size_t chunk_lo(const lm_params *ps, int c) { return ps->coff[c]; }
+static inline size_t chunk_len(const lm_params *ps, int c) { return ps->coff[c + 1] - ps->coff[c]; }
 
 /* Chunk size (elements) for tensors of the given sizes packed in order, each
  * rounded up to `align` elements: among sizes in [largest, largest + range]
@@ -100,7 +110,8 @@ lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, in
  * every chunk is wholly trained or wholly frozen: the ZeRO manager then
  * skips frozen chunks whole (no reduction, no moments, no update). */
 void chunks_build(lm_params *ps, size_t granule);
-/* The same layout, with the weight arena on device d in its compute dtype. */
+/* The same layout, with the weight arena on device d in its compute dtype;
+ * with ps->managed set before the call, no arena (every p->w NULL). */
 void chunks_build_on(lm_params *ps, size_t granule, lm_device *d);
 /* A full, zeroed gradient arena in the compute dtype (on ps->dev; host
  * float32 for a chunks_build layout), with per-tensor views. */

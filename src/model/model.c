@@ -266,8 +266,9 @@ static int is_last(const lm_model *m, int j) { return m->last_chunk && j == m->p
 static lm_layer_acts *ACTS(lm_model *m, int k, int l) { return &m->acts[(size_t)k * (size_t)m->s.n_layers + (size_t)l]; }
 
 lm_model *model_create_3d(lm_device *dev, const lm_shape *s, const lm_tp *tp, const lm_pp *pp, int B, int T,
-                          int recompute, size_t granule) {
+                          int recompute, size_t granule, int managed) {
     lm_model *m = lm_alloc(sizeof *m);
+    m->params.managed = managed;
     m->s = *s;
     m->tp = tp && tp->size > 1 ? *tp : (lm_tp){.size = 1};
     m->pp = pp && pp->size > 1 ? *pp : (lm_pp){.size = 1, .v = 1, .n_slots = 1};
@@ -337,11 +338,11 @@ lm_model *model_create_3d(lm_device *dev, const lm_shape *s, const lm_tp *tp, co
 
 lm_model *model_create_tp(lm_device *dev, const lm_shape *s, const lm_tp *tp, int B, int T, int recompute,
                           size_t granule) {
-    return model_create_3d(dev, s, tp, NULL, B, T, recompute, granule);
+    return model_create_3d(dev, s, tp, NULL, B, T, recompute, granule, 0);
 }
 
 lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int recompute, size_t granule) {
-    return model_create_3d(dev, s, NULL, NULL, B, T, recompute, granule);
+    return model_create_3d(dev, s, NULL, NULL, B, T, recompute, granule, 0);
 }
 
 static void free_layer_acts(lm_device *d, lm_layer_acts *a) {
@@ -425,6 +426,17 @@ static void *NGRAD(lm_model *m, lm_param *p) {
 static void DONE(lm_model *m, lm_param *p) {
     if (m->hooks) m->hooks->done(m->hooks->ctx, p);
 }
+
+/* The weights of n tensors in place around their use (lm_param_hooks). */
+static void FETCH(lm_model *m, lm_param *const *ps, int n) {
+    if (m->phooks) m->phooks->fetch(m->phooks->ctx, ps, n);
+}
+static void RELEASE(lm_model *m, lm_param *const *ps, int n) {
+    if (m->phooks) m->phooks->release(m->phooks->ctx, ps, n);
+}
+/* Layer l's nine tensors (lm_layer_params is nine pointers). */
+static lm_param *const *LAYER_PS(lm_model *m, int l) { return (lm_param *const *)&m->layer[l]; }
+#define LAYER_NP ((int)(sizeof(lm_layer_params) / sizeof(lm_param *)))
 
 /* ------------------------------------------------ tensor-parallel pieces */
 
@@ -609,9 +621,17 @@ void *model_chunk_grad(lm_model *m) { return m->dh; }
 void model_chunk_forward(lm_model *m, int j, int k, const int32_t *ids, void *out) {
     int lo, hi;
     chunk_layers(m, j, &lo, &hi);
-    if (m->first_chunk && j == 0) embed_forward(m, ids, ACTS(m, k, lo)->x);
+    if (m->first_chunk && j == 0) {
+        FETCH(m, &m->embed, 1);
+        embed_forward(m, ids, ACTS(m, k, lo)->x);
+        RELEASE(m, &m->embed, 1);
+    }
     if (is_last(m, j)) out = m->h_final[k];
-    for (int l = lo; l < hi; l++) layer_forward(m, l, acts_of(m, k, l), l + 1 < hi ? ACTS(m, k, l + 1)->x : out);
+    for (int l = lo; l < hi; l++) {
+        FETCH(m, LAYER_PS(m, l), LAYER_NP);
+        layer_forward(m, l, acts_of(m, k, l), l + 1 < hi ? ACTS(m, k, l + 1)->x : out);
+        RELEASE(m, LAYER_PS(m, l), LAYER_NP);
+    }
 }
 
 /* Vocab-parallel cross-entropy of rb rows (Megatron-LM): logits hold this
@@ -683,19 +703,24 @@ double model_chunk_backward(lm_model *m, int j, int k, const int32_t *ids, const
     chunk_layers(m, j, &lo, &hi);
     double loss = 0.0;
     if (is_last(m, j)) {
+        lm_param *head[2] = {m->norm, m->lm_head};
+        FETCH(m, head, 2);
         norm_full(m, m->h_final[k], m->rstd_final, m->norm->w);
         loss = head_forward_backward(m, targets, scale);
         /* final norm backward into a fresh dh */
         d->zero(d, m->dh, ES(m) * (size_t)Rx * (size_t)D);
         d->rmsnorm_bwd(d, m->dh, NGRAD(m, m->norm), m->dn, m->h_final[k], m->norm->w, m->rstd_final, Rx, D);
+        RELEASE(m, head, 2);
         DONE(m, m->norm);
     }
     for (int l = hi - 1; l >= lo; l--) {
         lm_layer_acts *a = acts_of(m, k, l);
+        FETCH(m, LAYER_PS(m, l), LAYER_NP);
         /* Re-run the layer to refill its activations; its output is not
          * needed again. */
         if (m->recompute) layer_forward(m, l, a, m->scratch_out);
         layer_backward(m, l, a);
+        RELEASE(m, LAYER_PS(m, l), LAYER_NP);
     }
     if (m->first_chunk && j == 0) {
         const int32_t *li = local_ids(m, ids);

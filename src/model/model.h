@@ -75,6 +75,21 @@ typedef struct {
     void (*done)(void *ctx, lm_param *p);
 } lm_grad_hooks;
 
+/* Where the weights are while an op reads them (ZeRO-3 and parameter
+ * offload keep a chunk's weights elsewhere between uses): fetch makes p->w
+ * of each of the n tensors valid (gathered, uploaded) until the matching
+ * release; calls nest per tensor. NULL hooks: every p->w is always valid.
+ * The model fetches a layer's nine tensors around the layer's forward and
+ * again around its backward (which covers recompute), the embedding around
+ * its lookup, the final norm and lm_head around the head; the order of
+ * these calls is the same in every step, which the manager traces for
+ * prefetching. */
+typedef struct {
+    void *ctx;
+    void (*fetch)(void *ctx, lm_param *const *ps, int n);
+    void (*release)(void *ctx, lm_param *const *ps, int n);
+} lm_param_hooks;
+
 typedef struct {
     lm_shape s;
     lm_tp tp;
@@ -85,6 +100,7 @@ typedef struct {
     lm_device *dev;
     lm_params params;
     lm_grad_hooks *hooks;             /* NULL: gradients straight into p->g */
+    lm_param_hooks *phooks;           /* NULL: weights always in place */
     lm_param *embed, *norm, *lm_head; /* lm_head == embed when tied */
     lm_layer_params *layer;
     int64_t n_matmul_params;          /* N of SPEC §6 */
@@ -128,9 +144,11 @@ lm_model *model_create(lm_device *dev, const lm_shape *s, int B, int T, int reco
  * must accept the shape; with tp->sp, B*T divisible by tp->size). */
 lm_model *model_create_tp(lm_device *dev, const lm_shape *s, const lm_tp *tp, int B, int T, int recompute,
                           size_t granule);
-/* The same, one pipeline stage of it (pp NULL or size 1: the whole model). */
+/* The same, one pipeline stage of it (pp NULL or size 1: the whole model).
+ * managed: no weight arena; a chunk manager (zero.h: ZeRO-3, parameter
+ * offload) places the weights and installs param_hooks. */
 lm_model *model_create_3d(lm_device *dev, const lm_shape *s, const lm_tp *tp, const lm_pp *pp, int B, int T,
-                          int recompute, size_t granule);
+                          int recompute, size_t granule, int managed);
 
 /* Pipeline pieces. Local chunk j (model chunk j * pp + stage) of a
  * micro-batch, its activations in slot k (0 .. n_slots - 1):

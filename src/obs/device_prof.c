@@ -58,6 +58,29 @@ static inline void t_end(int on) {
 static void *w_alloc(lm_device *d, size_t bytes) { return IN(d)->alloc(IN(d), bytes); }
 static void w_free(lm_device *d, void *p) { IN(d)->free(IN(d), p); }
 static void w_sync(lm_device *d) { IN(d)->sync(IN(d)); }
+static size_t w_mem_info(lm_device *d, size_t *peak, int reset) { return IN(d)->mem_info(IN(d), peak, reset); }
+static void *w_host_alloc(lm_device *d, size_t bytes) { return IN(d)->host_alloc(IN(d), bytes); }
+static void w_host_free(lm_device *d, void *p) { IN(d)->host_free(IN(d), p); }
+/* Asynchronous copies count their bytes when issued; their time is hidden
+ * (or not) behind compute, so they are not a region: the wait for them is
+ * (copy_wait, compute_wait: `transfer`). */
+static uint64_t w_copy_async(lm_device *d, void *dst, const void *src, size_t bytes, int to_host) {
+    sde_add(to_host ? LM_SDE_BYTES_D2H : LM_SDE_BYTES_H2D, (long long)bytes);
+    return IN(d)->copy_async(IN(d), dst, src, bytes, to_host);
+}
+static int w_copy_done(lm_device *d, uint64_t t) { return IN(d)->copy_done(IN(d), t); }
+static void w_copy_wait(lm_device *d, uint64_t t) {
+    int on = prof_on();
+    if (on) prof_enter(PROF_TRANSFER);
+    IN(d)->copy_wait(IN(d), t);
+    if (on) prof_exit(PROF_TRANSFER);
+}
+static void w_compute_wait(lm_device *d, uint64_t t) {
+    int on = prof_on() && P(d)->in->host_visible;
+    if (on) prof_enter(PROF_TRANSFER);
+    IN(d)->compute_wait(IN(d), t);
+    if (on) prof_exit(PROF_TRANSFER);
+}
 
 static void w_to_device(lm_device *d, void *dst, const void *src, size_t bytes) {
     int on = t_begin(d);
@@ -193,7 +216,8 @@ lm_device *device_prof_wrap(lm_device *in, int kernel_timers) {
     d->destroy = w_destroy;
 /* the wrapper's op where the inner device has one, NULL where it has none */
 #define W(op) d->op = in->op ? w_##op : NULL
-    W(alloc); W(free); W(to_device); W(to_host); W(copy); W(sync); W(zero);
+    W(alloc); W(free); W(to_device); W(to_host); W(copy); W(sync); W(zero); W(mem_info);
+    W(host_alloc); W(host_free); W(copy_async); W(copy_done); W(copy_wait); W(compute_wait);
     W(convert); W(upload_f32); W(download_f32);
     W(gemm_nt); W(gemm_nn); W(gemm_tn); W(gemm_nt_add);
     W(embedding_fwd); W(embedding_bwd); W(rmsnorm_fwd); W(rmsnorm_bwd); W(rope_fwd); W(rope_bwd);

@@ -168,7 +168,7 @@ void session_open(lm_session *s, int B, int T, int recompute, int train) {
     lm_pp ppd = {.size = pp, .rank = pr, .v = v, .split = &s->split,
                  .n_slots = pp > 1 ? pp_max_inflight(s->pp_kind, pp, v, s->n_micro, pr) : 1, .emb = s->emb_group};
     /* chunks split into dp equal, 64-byte-aligned shards */
-    s->model = model_create_3d(s->dev, &sh, &tp, &ppd, B, T, recompute, (size_t)16 * (size_t)s->topo.dp);
+    s->model = model_create_3d(s->dev, &sh, &tp, &ppd, B, T, recompute, (size_t)16 * (size_t)s->topo.dp, 0);
     /* the full model's tensors, and where this rank holds each */
     model_full_tensors(&sh, &s->full);
     s->local_of = lm_alloc(sizeof(int) * (size_t)s->full.n);

@@ -78,7 +78,7 @@ static lm_model *build(const plan_shape *s, const plan_layout *l, int stage, int
         assert_int_equal(pp_split_layers(s->n_layers, l->pp, l->v, NULL, 0, 0.0, hc, split, NULL, 0), 0);
         pp.n_slots = pp_max_inflight(kind, l->pp, l->v, m, stage);
     }
-    return model_create_3d(d, &sh, NULL, &pp, l->mb, s->seq_len, l->recompute, (size_t)16 * (size_t)l->dp);
+    return model_create_3d(d, &sh, NULL, &pp, l->mb, s->seq_len, l->recompute, (size_t)16 * (size_t)l->dp, 0);
 }
 
 static void check_against_model(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, int bf16) {
