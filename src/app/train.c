@@ -29,9 +29,10 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-/* Bytes per rank of weights, gradients and optimizer state, next to the ZeRO
- * formula for the stage (zero.h): what the manager allocated must be what
- * the formula says. */
+/* Bytes per rank of weights, gradients and optimizer state, on the device
+ * and on the host, next to the ZeRO formula for the stage (zero.h): what
+ * the manager allocated, device and host together, must be what the
+ * formula says; then the placement and whether it fits the device budget. */
 static void report_memory(lm_session *s) {
     lm_params *ps = &s->model->params;
     lm_zero_mem zm;
@@ -40,29 +41,58 @@ static void report_memory(lm_session *s) {
     int dp = zm.dp, st = zm.stage;
     /* train.trainable = embeddings: moments of the trained chunks only (Psi_t) */
     double psit = (double)zm.psi_trained;
-    double want_g = st == 2 ? e * psi / dp : e * psi, want_o = st == 0 ? 8 * psit : 8 * psit / dp;
-    double want_m = zm.esz == 4 ? 0 : st == 0 ? 4 * psi : 4 * psi / dp;
-    lm_log("parameters: %lld in %d tensors; chunks: %d x %zu elements (%.1f MiB each, padding %.2f%%), "
-           "%d shard(s) of %zu elements per chunk\n",
-           (long long)ps->numel, ps->n, ps->n_chunks, ps->chunk_size, (double)ps->chunk_size * e / MiB,
-           100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena, dp, ps->chunk_size / (size_t)dp);
-    lm_log("memory per rank (ZeRO-%d, dp %d, Psi = %zu elements with padding): weights %zu B (%g Psi = %.0f), "
-           "gradients %zu B (%s = %.0f), optimizer state %zu B (%s = %.0f)",
-           st, dp, zm.psi, zm.weights, e, e * psi, zm.grads, st == 2 ? "e Psi/dp" : "e Psi", want_g, zm.optim,
+    double want_w = st == 3 ? e * psi / dp : e * psi;
+    double want_g = st >= 2 ? e * psi / dp : e * psi, want_o = st == 0 ? 8 * psit : 8 * psit / dp;
+    double want_m = st == 0 ? 4 * psi : 4 * psi / dp;
+    size_t lo = ps->n_chunks ? chunk_len(ps, 0) : 0, hi = 0;
+    for (int c = 0; c < ps->n_chunks; c++) {
+        if (chunk_len(ps, c) < lo) lo = chunk_len(ps, c);
+        if (chunk_len(ps, c) > hi) hi = chunk_len(ps, c);
+    }
+    char sizes[96];
+    if (lo == hi) snprintf(sizes, sizeof sizes, "%zu elements (%.1f MiB each", hi, (double)hi * e / MiB);
+    else snprintf(sizes, sizeof sizes, "%zu to %zu elements (%.1f MiB at most", lo, hi, (double)hi * e / MiB);
+    lm_log("parameters: %lld in %d tensors; chunks: %d of %s, padding %.2f%%), dp %d shard(s) per chunk\n",
+           (long long)ps->numel, ps->n, ps->n_chunks, sizes, 100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena,
+           dp);
+    lm_log("memory per rank (ZeRO-%d, dp %d, Psi = %zu elements with padding), device + host: weights %zu B (%s = "
+           "%.0f), gradients %zu B (%s = %.0f), optimizer state %zu B (%s = %.0f)",
+           st, dp, zm.psi, zm.weights + zm.h_params, st == 3 ? "e Psi/dp" : "e Psi", want_w, zm.grads,
+           st >= 2 ? "e Psi/dp" : "e Psi", want_g, zm.optim + zm.h_optim,
            zm.psi_trained != zm.psi ? (st == 0 ? "8 Psi_t" : "8 Psi_t/dp") : st == 0 ? "8 Psi" : "8 Psi/dp", want_o);
-    if (zm.esz != 4) lm_log(", fp32 master weights %zu B (%s = %.0f)", zm.master, st == 0 ? "4 Psi" : "4 Psi/dp", want_m);
+    if (zm.esz != 4)
+        lm_log(", fp32 master weights %zu B (%s = %.0f)", zm.master + zm.h_master, st == 0 ? "4 Psi" : "4 Psi/dp",
+               want_m);
     if (zm.psi_trained != zm.psi)
         lm_log("; train.trainable = %s: optimizer state over the %zu trained elements (Psi_t, chunk padding "
                "included) only", s->cfg.trainable, zm.psi_trained);
     lm_log("\n");
-    lm_log("memory per rank: weights %.1f MiB, gradients %.1f MiB%s, optimizer state %.1f MiB, "
-           "activations+workspace %.1f MiB%s\n",
-           (double)(zm.weights + zm.master) / MiB, (double)zm.grads / MiB,
-           st == 2 ? " (+ chunk buckets in flight)" : "", (double)zm.optim / MiB, (double)s->model->act_bytes / MiB,
+    lm_log("memory per rank on the device: weights %.2f MiB, fp32 master %.2f MiB, gradients %.2f MiB%s, optimizer "
+           "state %.2f MiB%s, activations+workspace %.2f MiB%s\n",
+           (double)zm.weights / MiB, (double)zm.master / MiB, (double)zm.grads / MiB,
+           st >= 2 ? " (+ chunk buckets in flight)" : "", (double)zm.optim / MiB,
+           st == 3 ? " (+ gathered chunks)" : "", (double)s->model->act_bytes / MiB,
            s->cfg.recompute ? " (recompute)" : "");
+    if (zm.n_opt_host || zm.n_par_host) {
+        char what[512];
+        zero_describe(s->zero, what, sizeof what);
+        lm_log("%s\n", what);
+        lm_log("memory per rank on the host: fp32 master %.2f MiB, optimizer state %.2f MiB, transfer staging "
+               "%.2f MiB, parameters %.2f MiB\n",
+               (double)zm.h_master / MiB, (double)zm.h_optim / MiB, (double)zm.h_grads / MiB, (double)zm.h_params / MiB);
+    } else if (strcmp(s->cfg.offload, "none")) {
+        lm_log("placement: parallel.offload = %s keeps everything on the device (it fits)\n", s->cfg.offload);
+    }
+    if (s->cfg.device_memory) {
+        size_t used = s->dev->mem_info(s->dev, NULL, 0);
+        lm_log("device budget: train.device_memory = %llu B; %zu B allocated now%s\n",
+               (unsigned long long)s->cfg.device_memory, used,
+               st == 3 ? ", gathered chunks and buckets come and go under it" : "");
+    }
     lm_log("activation memory per rank: %zu B kept for backward, %zu B with workspace (tp %d%s)\n",
            s->model->act_kept, s->model->act_bytes, s->model->tp.size, s->model->tp.sp ? ", sequence parallel" : "");
-    if ((double)zm.grads != want_g || (double)zm.optim != want_o || (double)zm.master != want_m)
+    if ((double)(zm.weights + zm.h_params) != want_w || (double)zm.grads != want_g ||
+        (double)(zm.optim + zm.h_optim) != want_o || (zm.esz != 4 && (double)(zm.master + zm.h_master) != want_m))
         lm_abort(LM_ERR_RUNTIME, "memory accounting does not match the ZeRO-%d formula", st);
 }
 

@@ -376,6 +376,15 @@ void model_destroy(lm_model *m) {
     lm_free(m);
 }
 
+void model_init_values(const lm_param *p, uint64_t seed, double std, size_t a, size_t b, float *out) {
+    uint64_t key = rng_stream(seed, p->name);
+#pragma omp parallel for schedule(static)
+    for (size_t j = a; j < b; j++) {
+        int64_t gi = params_full_index(p, j); /* layout-independent: by full-tensor index */
+        out[j - a] = gi < 0 ? 0.0f : p->ndim == 1 ? 1.0f : (float)(std * rng_normal(key, (uint64_t)gi));
+    }
+}
+
 void model_init_random(lm_model *m, uint64_t seed, double std) {
     size_t most = 0;
     for (int i = 0; i < m->params.n; i++)
@@ -383,12 +392,7 @@ void model_init_random(lm_model *m, uint64_t seed, double std) {
     float *h = lm_alloc(sizeof(float) * most);
     for (int i = 0; i < m->params.n; i++) {
         lm_param *p = &m->params.p[i];
-        uint64_t key = rng_stream(seed, p->name);
-#pragma omp parallel for schedule(static)
-        for (size_t j = 0; j < p->numel; j++) {
-            int64_t gi = params_full_index(p, j); /* layout-independent: by full-tensor index */
-            h[j] = gi < 0 ? 0.0f : p->ndim == 1 ? 1.0f : (float)(std * rng_normal(key, (uint64_t)gi));
-        }
+        model_init_values(p, seed, std, 0, p->numel, h);
         params_set_tensor(&m->params, i, h);
     }
     lm_free(h);

@@ -171,6 +171,9 @@ void model_destroy(lm_model *m);
 /* Random init, layout-independent: element i of parameter NAME is
  * std * normal(seed, NAME, i) for matrices and 1 for norm weights. */
 void model_init_random(lm_model *m, uint64_t seed, double std);
+/* The same values for the block-local elements [a, b) of tensor p, into
+ * out[0 .. b-a) (a managed layout initialises piece by piece). */
+void model_init_values(const lm_param *p, uint64_t seed, double std, size_t a, size_t b, float *out);
 
 /* Forward and backward of one micro-batch. ids and targets are [B*T];
  * targets < 0 are padding. Gradients ACCUMULATE into the params' g (scaled

@@ -49,11 +49,43 @@
 
 typedef struct lm_zero lm_zero;
 
+/* parallel.offload */
+enum { LM_OFFLOAD_NONE = 0, LM_OFFLOAD_OPTIM, LM_OFFLOAD_PARAM, LM_OFFLOAD_AUTO };
+int zero_offload_of(const char *name); /* "none" ... "auto" -> LM_OFFLOAD_* (-1: unknown) */
+
+/* Placement and ZeRO-3 options beyond the stage. */
+typedef struct {
+    int offload;          /* LM_OFFLOAD_* */
+    double offload_frac;  /* optim, param: the fraction of the chunk bytes offloaded, the chunks
+                           * used last in forward first */
+    int prefetch;         /* ZeRO-3: chunks gathered (uploaded) ahead of use */
+    size_t device_memory; /* the device's budget (0: unlimited); auto plans under it and ZeRO-3
+                           * keeps gathered chunks cached up to it */
+    const lm_model *model;/* the model (its fetch groups size ZeRO-3's gathered chunks); NULL: none */
+} lm_zero_opts;
+
 /* The manager of ps's gradients and optimizer state; ps was built with
- * chunks_build(ps, 16 * dp->size). overlap = 0 delays every reduction to
- * the end of backward (for measuring what overlap hides, and debugging). */
+ * chunks_build(ps, 16 * dp->size) (stage 3: a managed layout, ps->managed).
+ * overlap = 0 delays every reduction to the end of backward (for measuring
+ * what overlap hides, and debugging). opts NULL: no offload, prefetch 2.
+ * With a device budget, a placement that cannot fit stops every rank of
+ * the world (exit 2) naming train.device_memory and parallel.offload with
+ * the numbers and the smallest setting that fits (collective). */
 lm_zero *zero_create(lm_params *ps, lm_device *d, const lm_group *dp, int stage, int overlap);
+lm_zero *zero_create_opts(lm_params *ps, lm_device *d, const lm_group *dp, int stage, int overlap,
+                          const lm_zero_opts *opts);
 void zero_destroy(lm_zero *z);
+
+/* Install the manager's gradient hooks (and at stage 3 its parameter
+ * hooks) in the model whose parameters it manages. */
+void zero_attach(lm_zero *z, lm_model *m);
+
+/* Random init of a managed layout (stage 3: no weight arena): each owned
+ * range's master weights and weights from model_init_values. */
+void zero_init_random(lm_zero *z, uint64_t seed, double std);
+
+/* The placement in words for the log (one line per fact, rank 0 prints). */
+void zero_describe(const lm_zero *z, char *buf, size_t len);
 
 /* Hooks for model backward: where each gradient goes, and when it is done. */
 lm_grad_hooks *zero_hooks(lm_zero *z);
@@ -98,7 +130,7 @@ void zero_ckpt_tensors(lm_zero *z, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *
 /* Bytes per rank held for weights, gradients (without buckets), optimizer
  * state; the bucket bytes at their peak so far. */
 typedef struct {
-    size_t weights;  /* compute-dtype weights (every replica) */
+    size_t weights;  /* compute-dtype weights on the device (the arena; ZeRO-3: the device home shards) */
     size_t master;   /* float32 master weights when separate from them */
     size_t grads, optim, buckets_peak;
     size_t psi;      /* arena elements */
@@ -106,6 +138,15 @@ typedef struct {
                          * the optimizer state is 8 psi_trained (/dp) */
     size_t esz;      /* bytes per compute-dtype element */
     int stage, dp;
+    /* on the device, of the above: master and optim count only the chunks
+     * kept there; host (offloaded chunks): */
+    size_t h_master, h_optim, h_grads, h_params; /* fp32 master, moments, transfer staging (gradients
+                                                  * down, bf16 parameters up), parameters (the home
+                                                  * shards of par_host chunks) */
+    size_t slots_peak;   /* ZeRO-3: gathered chunks held at once, at most so far (device) */
+    size_t slots_min;    /* ZeRO-3: the most one use needs gathered at once */
+    int n_opt_host, n_par_host, nc;
+    long gathers, uploads, evictions; /* ZeRO-3 counts so far */
 } lm_zero_mem;
 void zero_memory_bytes(const lm_zero *z, lm_zero_mem *m);
 

@@ -36,9 +36,10 @@ void session_config(lm_config *c, const char *cmd, const char *usage, int argc, 
      * asking for them is a clear input error, not a silent fallback. */
     int world = comm_world()->size, dp = 0;
     if (topo_sizes(world, c->tp, c->pp, c->dp, &dp, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
-    if (c->zero > 2) lm_fail(LM_ERR_INPUT, "parallel.zero = %d: ZeRO-3 is not in this version (use 0, 1 or 2)", c->zero);
-    if (strcmp(c->offload, "none"))
-        lm_fail(LM_ERR_INPUT, "parallel.offload = %s: offload is not in this version (use none)", c->offload);
+    if (!strcmp(c->offload, "param") && c->zero != 3)
+        lm_fail(LM_ERR_INPUT, "parallel.offload = param needs parallel.zero = 3 (the parameters are sharded and "
+                              "gathered around their uses; parallel.zero = %d keeps them whole): use parallel.zero = 3, "
+                              "or parallel.offload = optim", c->zero);
     if (!strcmp(c->device, "cuda") && !strcmp(c->precision, "fp32"))
         lm_fail(LM_ERR_INPUT, "train.precision = fp32 with train.device = cuda: the CUDA backend computes in bf16 "
                               "(fp32 master weights and optimizer state); use bf16 or auto");
@@ -110,9 +111,11 @@ int pp_split_from_deck(const lm_config *c, lm_pp_split *out, char *err, size_t e
  * or unusable on any rank stops every rank with exit 1. */
 static lm_device *open_device(const lm_config *c) {
     if (!strcmp(c->device, "cpu"))
-        return !strcmp(c->precision, "bf16") ? device_cpu_bf16_create(0) : device_cpu_create(0);
+        return !strcmp(c->precision, "bf16") ? device_cpu_bf16_create((size_t)c->device_memory)
+                                              : device_cpu_create((size_t)c->device_memory);
     char why[512] = {0};
     lm_device *d = device_cuda_create(comm_local_rank(), why, sizeof why);
+    if (d && c->device_memory) d->capacity = (size_t)c->device_memory;
     char err[LM_ERRLEN];
     snprintf(err, sizeof err, "train.device = cuda: rank %d: %s", comm_world()->rank, why);
     if (comm_agree(comm_world(), d ? 0 : 1, err, sizeof err)) lm_fail(LM_ERR_RUNTIME, "%s", err);
@@ -168,7 +171,8 @@ void session_open(lm_session *s, int B, int T, int recompute, int train) {
     lm_pp ppd = {.size = pp, .rank = pr, .v = v, .split = &s->split,
                  .n_slots = pp > 1 ? pp_max_inflight(s->pp_kind, pp, v, s->n_micro, pr) : 1, .emb = s->emb_group};
     /* chunks split into dp equal, 64-byte-aligned shards */
-    s->model = model_create_3d(s->dev, &sh, &tp, &ppd, B, T, recompute, (size_t)16 * (size_t)s->topo.dp, 0);
+    s->model = model_create_3d(s->dev, &sh, &tp, &ppd, B, T, recompute, (size_t)16 * (size_t)s->topo.dp,
+                               train && c->zero == 3);
     /* the full model's tensors, and where this rank holds each */
     model_full_tensors(&sh, &s->full);
     s->local_of = lm_alloc(sizeof(int) * (size_t)s->full.n);
@@ -177,8 +181,10 @@ void session_open(lm_session *s, int B, int T, int recompute, int train) {
         s->local_of[i] = p ? (int)(p - s->model->params.p) : -1;
     }
     if (train) {
-        s->zero = zero_create(&s->model->params, s->dev, s->topo.dp_group, c->zero, c->overlap_comm);
-        s->model->hooks = zero_hooks(s->zero);
+        lm_zero_opts zo = {.offload = zero_offload_of(c->offload), .offload_frac = c->offload_frac,
+                           .prefetch = c->prefetch, .device_memory = (size_t)c->device_memory, .model = s->model};
+        s->zero = zero_create_opts(&s->model->params, s->dev, s->topo.dp_group, c->zero, c->overlap_comm, &zo);
+        zero_attach(s->zero, s->model);
     }
 }
 
@@ -393,8 +399,12 @@ void session_load(lm_session *s, int with_optim) {
         prof_exit(PROF_CHECKPOINT);
     } else {
         prof_exit(PROF_CHECKPOINT);
-        model_init_random(s->model, c->seed, c->init_std);
-        if (s->zero) zero_master_from_weights(s->zero);
+        if (s->model->params.managed) {
+            zero_init_random(s->zero, c->seed, c->init_std);
+        } else {
+            model_init_random(s->model, c->seed, c->init_std);
+            if (s->zero) zero_master_from_weights(s->zero);
+        }
     }
     lm_free(s->host_w);
     s->host_w = NULL;
