@@ -125,6 +125,9 @@ static void *cu_alloc(lm_device *d, size_t bytes) {
         lm_abort(LM_ERR_RUNTIME, "device cuda: cudaMalloc of %zu bytes failed (%s; %zu bytes in use by lamina)",
                  bytes, cudaGetErrorString(e), st->used);
     CK(cudaMemsetAsync(raw + 256, 0, bytes, st->s));
+    /* an upload into the new block (copy stream) must land after the zeroing */
+    CK(cudaEventRecord(st->comp_ev, st->s));
+    CK(cudaStreamWaitEvent(st->cs, st->comp_ev, 0));
     size_t hdr = bytes;
     CK(cudaMemcpy(raw, &hdr, sizeof hdr, cudaMemcpyHostToDevice));
     st->used += bytes;

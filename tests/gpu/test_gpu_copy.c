@@ -8,7 +8,8 @@
  *   upload   host -> device copies of varied sizes issued while GEMMs run on
  *            the compute stream; compute_wait(last ticket) then compute-
  *            stream reads of the uploaded buffers (copy, to_host) see every
- *            byte.
+ *            byte; an upload right after alloc is not undone by alloc's
+ *            zeroing (queued on the compute stream behind GEMMs).
  *   download a buffer is rewritten by compute (scale by 2, exact in bf16)
  *            behind a queue of GEMMs, and downloaded at once with no host
  *            sync: the download must see the scaled values (it waits for the
@@ -133,6 +134,25 @@ static void t_upload(void) {
     int done = 1;
     for (int i = 0; i < NB; i++) done &= G->copy_done(G, t[i]);
     tap(done, "", "copy_done of every upload after copy_wait of the last");
+
+    /* alloc zeroes the block on the compute stream: an upload into it right
+     * away (GEMMs still queued ahead of the zeroing) must land after it */
+    load_run(&g, emulated ? 2 : 40);
+    size_t nf = (size_t)16 << 20;
+    unsigned char *hf = G->host_alloc(G, nf), *bf = malloc(nf);
+    fill(hf, nf, 4242);
+    void *fresh = G->alloc(G, nf);
+    uint64_t tf = G->copy_async(G, fresh, hf, nf, 0);
+    G->copy_wait(G, tf);
+    G->compute_wait(G, tf);
+    G->to_host(G, bf, fresh, nf);
+    bad = 0;
+    for (size_t i = 0; i < nf; i++) bad += bf[i] != hf[i];
+    snprintf(det, sizeof det, "%zu of %zu bytes wrong", bad, nf);
+    tap(bad == 0, det, "upload into a block just allocated (its zeroing queued behind GEMMs) keeps the data");
+    G->free(G, fresh);
+    G->host_free(G, hf);
+    free(bf);
     load_free(&g);
     for (int i = 0; i < NB; i++) G->free(G, dv[i]), G->free(G, dc[i]);
     G->host_free(G, h);
