@@ -11,6 +11,9 @@
  *              below is written in cuBLAS's column-major terms.
  *   the rest   lamina's kernels (kernels.h) and flash attention.
  * Host arrays (token ids, targets) go through pinned staging buffers.
+ * Asynchronous copies (copy_async) run on a second, non-blocking stream,
+ * ordered against the compute stream with events only (see "asynchronous
+ * copies" below).
  * Every CUDA / cuBLASLt status is checked; a failure brings the job down
  * with exit 1 naming the call. */
 #include "device.h"
@@ -48,6 +51,7 @@ typedef struct {
 
 #define MAX_PLANS 128
 #define LT_WS_BYTES ((size_t)32 << 20)
+#define COPY_RING 1024 /* copy tickets whose own completion event is kept */
 
 typedef struct {
     int gpu;
@@ -56,7 +60,13 @@ typedef struct {
     void *lt_ws;
     gemm_plan plans[MAX_PLANS];
     int nplans;
-    size_t used;
+    size_t used, peak; /* bytes allocated through cu_alloc now, and the most since the last reset */
+    /* asynchronous copies: their stream, ticket events, the last ticket
+     * issued and the newest ticket known complete */
+    cudaStream_t cs;
+    cudaEvent_t cev[COPY_RING]; /* ticket t's event is cev[t % COPY_RING] (created on first use) */
+    cudaEvent_t comp_ev;        /* the compute stream's point a download waits for */
+    uint64_t issued, done_upto;
     /* device scratch, grown on demand */
     void *ws;
     size_t ws_bytes;
@@ -115,9 +125,13 @@ static void *cu_alloc(lm_device *d, size_t bytes) {
         lm_abort(LM_ERR_RUNTIME, "device cuda: cudaMalloc of %zu bytes failed (%s; %zu bytes in use by lamina)",
                  bytes, cudaGetErrorString(e), st->used);
     CK(cudaMemsetAsync(raw + 256, 0, bytes, st->s));
+    /* an upload into the new block (copy stream) must land after the zeroing */
+    CK(cudaEventRecord(st->comp_ev, st->s));
+    CK(cudaStreamWaitEvent(st->cs, st->comp_ev, 0));
     size_t hdr = bytes;
     CK(cudaMemcpy(raw, &hdr, sizeof hdr, cudaMemcpyHostToDevice));
     st->used += bytes;
+    if (st->used > st->peak) st->peak = st->used;
     return raw + 256;
 }
 
@@ -144,6 +158,90 @@ static void cu_to_host(lm_device *d, void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
     CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ST(d)->s));
     cu_sync(d);
+}
+
+static size_t cu_mem_info(lm_device *d, size_t *peak, int reset) {
+    cuda_state *st = ST(d);
+    if (peak) *peak = st->peak;
+    if (reset) st->peak = st->used;
+    return st->used;
+}
+
+/* Pinned host memory: copies from and to it are true DMA (asynchronous). */
+static void *cu_host_alloc(lm_device *d, size_t bytes) {
+    (void)d;
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault);
+    if (e != cudaSuccess)
+        lm_abort(LM_ERR_RUNTIME, "device cuda: cudaHostAlloc of %zu bytes of pinned host memory failed (%s)", bytes,
+                 cudaGetErrorString(e));
+    memset(p, 0, bytes);
+    return p;
+}
+static void cu_host_free(lm_device *d, void *p) {
+    (void)d;
+    if (p) CK(cudaFreeHost(p));
+}
+
+/* ---------------------------------------------------- asynchronous copies */
+
+/* Copies run in issue order on the copy stream st->cs, so ticket t being
+ * complete implies every earlier one is. After each copy an event is
+ * recorded into cev[t % COPY_RING]; a download first makes the copy stream
+ * wait for an event recorded on the compute stream (its source is the
+ * output of the compute issued before it). No host synchronisation here:
+ * the host only blocks in copy_wait (and the device in compute_wait).
+ *
+ * A ticket more than COPY_RING behind the newest has had its slot re-used
+ * by a later ticket; the oldest ticket still in the ring stands in for it
+ * (it completes after t, so waiting for it is waiting for t, a little
+ * conservatively). done_upto (the newest ticket seen complete) answers
+ * most such questions without touching an event. */
+static cudaEvent_t ticket_event(cuda_state *st, uint64_t t) {
+    if (t > st->issued)
+        lm_abort(LM_ERR_RUNTIME, "device cuda: copy ticket %llu was never issued (%llu so far)",
+                 (unsigned long long)t, (unsigned long long)st->issued);
+    if (st->issued - t >= COPY_RING) t = st->issued - COPY_RING + 1;
+    return st->cev[t % COPY_RING];
+}
+
+static uint64_t cu_copy_async(lm_device *d, void *dst, const void *src, size_t bytes, int to_host) {
+    cuda_state *st = ST(d);
+    uint64_t t = st->issued + 1;
+    cudaEvent_t *ev = &st->cev[t % COPY_RING];
+    if (!*ev) CK(cudaEventCreateWithFlags(ev, cudaEventDisableTiming));
+    if (to_host) {
+        CK(cudaEventRecord(st->comp_ev, st->s));
+        CK(cudaStreamWaitEvent(st->cs, st->comp_ev, 0));
+    }
+    if (bytes)
+        CK(cudaMemcpyAsync(dst, src, bytes, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice, st->cs));
+    CK(cudaEventRecord(*ev, st->cs));
+    st->issued = t;
+    return t;
+}
+
+static int cu_copy_done(lm_device *d, uint64_t t) {
+    cuda_state *st = ST(d);
+    if (t <= st->done_upto) return 1;
+    cudaError_t e = cudaEventQuery(ticket_event(st, t));
+    if (e == cudaErrorNotReady) return 0;
+    CK(e);
+    st->done_upto = t;
+    return 1;
+}
+
+static void cu_copy_wait(lm_device *d, uint64_t t) {
+    cuda_state *st = ST(d);
+    if (t <= st->done_upto) return;
+    CK(cudaEventSynchronize(ticket_event(st, t)));
+    st->done_upto = t;
+}
+
+static void cu_compute_wait(lm_device *d, uint64_t t) {
+    cuda_state *st = ST(d);
+    if (t <= st->done_upto) return;
+    CK(cudaStreamWaitEvent(st->s, ticket_event(st, t), 0));
 }
 
 static void cu_copy(lm_device *d, void *dst, const void *src, size_t bytes) {
@@ -512,6 +610,11 @@ static void cu_adamw(lm_device *d, const lm_adamw_seg *segs, int nseg, float gsc
 static void cu_destroy(lm_device *d) {
     cuda_state *st = ST(d);
     cudaStreamSynchronize(st->s);
+    cudaStreamSynchronize(st->cs); /* pending copies finish before their buffers may go */
+    for (int i = 0; i < COPY_RING; i++)
+        if (st->cev[i]) cudaEventDestroy(st->cev[i]);
+    cudaEventDestroy(st->comp_ev);
+    cudaStreamDestroy(st->cs);
     for (int i = 0; i < st->nplans; i++) {
         lm_lt.cublasLtMatmulDescDestroy(st->plans[i].desc);
         lm_lt.cublasLtMatrixLayoutDestroy(st->plans[i].a);
@@ -561,8 +664,18 @@ lm_device *device_cuda_create(int local_rank, char *why, size_t whylen) {
         lm_free(st);
         return NULL;
     }
+    if ((e = cudaStreamCreateWithFlags(&st->cs, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaEventCreateWithFlags(&st->comp_ev, cudaEventDisableTiming)) != cudaSuccess) {
+        snprintf(why, whylen, "GPU %d: the copy stream: %s", gpu, cudaGetErrorString(e));
+        if (st->cs) cudaStreamDestroy(st->cs);
+        cudaStreamDestroy(st->s);
+        lm_free(st);
+        return NULL;
+    }
     if (lm_lt.cublasLtCreate(&st->lt) != CUBLAS_STATUS_SUCCESS) {
         snprintf(why, whylen, "GPU %d: cublasLtCreate failed", gpu);
+        cudaEventDestroy(st->comp_ev);
+        cudaStreamDestroy(st->cs);
         cudaStreamDestroy(st->s);
         lm_free(st);
         return NULL;
@@ -581,6 +694,13 @@ lm_device *device_cuda_create(int local_rank, char *why, size_t whylen) {
     d->to_host = cu_to_host;
     d->copy = cu_copy;
     d->sync = cu_sync;
+    d->mem_info = cu_mem_info;
+    d->host_alloc = cu_host_alloc;
+    d->host_free = cu_host_free;
+    d->copy_async = cu_copy_async;
+    d->copy_done = cu_copy_done;
+    d->copy_wait = cu_copy_wait;
+    d->compute_wait = cu_compute_wait;
     d->zero = cu_zero;
     d->convert = cu_convert;
     d->upload_f32 = cu_upload_f32;

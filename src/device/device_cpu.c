@@ -17,6 +17,7 @@
  * sgemm_par), so OMP_NUM_THREADS alone sets the parallelism. */
 #include "device.h"
 #include "common.h"
+#include "copy_engine.h"
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -35,7 +36,7 @@
 typedef struct {
     size_t used; /* bytes currently allocated through this device */
     size_t peak; /* the most used has been (mem_info) */
-    uint64_t tickets; /* copies issued (copy_async) */
+    lm_copy_engine *copies; /* copy_async's background thread (started on the first copy) */
 } cpu_state;
 
 /* ------------------------------------------------------------------ memory */
@@ -91,18 +92,16 @@ static void cpu_host_free(lm_device *d, void *p) {
     lm_free(p);
 }
 
-/* Copies between host and "device" memory complete when issued: each
- * ticket is done at once. */
+/* Asynchronous copies: a background thread runs them in issue order
+ * (copy_engine.c) while compute goes on on the calling thread. Compute is
+ * synchronous here, so a download's source is ready when it is issued, and
+ * "compute waits for a copy" is the host waiting for it. */
 static uint64_t cpu_copy_async(lm_device *d, void *dst, const void *src, size_t bytes, int to_host) {
     (void)to_host;
-    if (bytes) memcpy(dst, src, bytes);
-    return ++((cpu_state *)d->impl)->tickets;
+    return copy_engine_issue(((cpu_state *)d->impl)->copies, dst, src, bytes);
 }
-static int cpu_copy_done(lm_device *d, uint64_t t) {
-    (void)d, (void)t;
-    return 1;
-}
-static void cpu_copy_wait(lm_device *d, uint64_t t) { (void)d, (void)t; }
+static int cpu_copy_done(lm_device *d, uint64_t t) { return copy_engine_done(((cpu_state *)d->impl)->copies, t); }
+static void cpu_copy_wait(lm_device *d, uint64_t t) { copy_engine_wait(((cpu_state *)d->impl)->copies, t); }
 
 /* ------------------------------------------------------------------- GEMMs */
 
@@ -872,10 +871,22 @@ static void cpu_download_f32(lm_device *d, float *host, const void *src, size_t 
 
 /* ------------------------------------------------------------------ create */
 
+/* device_destroy calls this: pending copies finish first (the engine drains
+ * its queue before its thread is joined). */
+static void cpu_destroy(lm_device *d) {
+    cpu_state *st = d->impl;
+    copy_engine_destroy(st->copies);
+    lm_free(st);
+    lm_free(d);
+}
+
 lm_device *device_cpu_create(size_t capacity) {
     lm_device *d = lm_alloc(sizeof *d);
     openblas_set_num_threads(1);
-    d->impl = lm_alloc(sizeof(cpu_state));
+    cpu_state *st = lm_alloc(sizeof *st);
+    st->copies = copy_engine_create();
+    d->impl = st;
+    d->destroy = cpu_destroy;
     d->name = "cpu";
     d->dtype = LM_F32;
     d->host_visible = 1;
