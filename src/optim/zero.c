@@ -877,6 +877,11 @@ void zero_init_random(lm_zero *z, uint64_t seed, double std) {
             piece(p, lo, z->os[c], &a, &b);
             if (a < b) model_init_values(p, seed, std, a - p->offset, b - p->offset, h + (a - lo));
         }
+        /* as an unmanaged layout starts (model_init_random writes the
+         * compute-dtype weights, the master is taken from them): the
+         * master holds the init rounded to the compute dtype */
+        if (!z->f32)
+            for (size_t i = 0; i < z->os[c]; i++) h[i] = lm_bf16_to_f32(lm_f32_to_bf16(h[i]));
         /* the master (host or device), then the weights from it */
         if (z->opt_host[c] || (z->master_alias[c] && z->par_host[c]))
             memcpy(z->master[c], h, sizeof(float) * z->os[c]);
