@@ -131,5 +131,9 @@ int main(int argc, char **argv) {
     lm_free(v);
     lm_free(g);
     lm_free(w);
+    /* the triad again: on a shared machine a change between the two says
+     * how far the fractions above (against the first) can be trusted */
+    for (int k = 0; k < nnt; k++)
+        printf("triad %d thread%s again: %.2f GB/s\n", nts[k], nts[k] > 1 ? "s" : "", triad(nts[k]) / 1e9);
     return 0;
 }
