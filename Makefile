@@ -53,7 +53,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 
 .PHONY: all llama-demo deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
-all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so
+all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so $(BUILD)/perf/host_adamw_bench
 
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -152,6 +152,10 @@ $(BUILD)/gpu/%: tests/gpu/%.c $(wildcard tests/gpu/*.h) $(BUILD)/liblamina.a
 $(BUILD)/gpu/gpu_bench: perf/gpu_bench.c $(BUILD)/liblamina.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/liblamina.a $(LDLIBS)
+# The host AdamW against the memory bandwidth (perf/host_adamw_bench.sh).
+$(BUILD)/perf/host_adamw_bench: perf/host_adamw_bench.c $(BUILD)/liblamina.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/liblamina.a $(LDLIBS)
 gpu-tests: all $(GPU_BIN)
 check-gpu: check-deps
 	@test "$(CUDA)" = 1 || { echo "make check-gpu: this build has no CUDA (nvcc not found or CUDA=0)"; exit 1; }
@@ -181,6 +185,7 @@ bench: check-deps
 	bash perf/bench_pp.sh
 	bash perf/scaling_local.sh
 	bash perf/plan_table.sh table
+	bash perf/host_adamw_bench.sh
 
 install: all
 	install -D -m 755 $(BUILD)/lamina $(PREFIX)/bin/lamina

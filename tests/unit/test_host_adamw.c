@@ -81,7 +81,7 @@ static void st_alloc(st_t *s, size_t n, const int off[5]) {
     s->p = s->bp + off[0];
     s->m = s->bm + off[1];
     s->v = s->bv + off[2];
-    s->g = (char *)s->bg + 2 * off[3];
+    s->g = (char *)s->bg + 4 * off[3];
     s->w = s->bw + off[4];
     s->wh = (uint16_t *)s->bwh + off[4];
 }
