@@ -49,13 +49,17 @@ static void report_memory(lm_session *s) {
         if (chunk_len(ps, c) < lo) lo = chunk_len(ps, c);
         if (chunk_len(ps, c) > hi) hi = chunk_len(ps, c);
     }
-    char sizes[96];
-    if (lo == hi) snprintf(sizes, sizeof sizes, "%zu elements (%.1f MiB each", hi, (double)hi * e / MiB);
-    else snprintf(sizes, sizeof sizes, "%zu to %zu elements (%.1f MiB at most", lo, hi, (double)hi * e / MiB);
-    lm_log("parameters: %lld in %d tensors; chunks: %d of %s, padding %.2f%%), dp %d shard(s) per chunk\n",
-           (long long)ps->numel, ps->n, ps->n_chunks, sizes, 100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena,
-           dp);
-    lm_log("memory per rank (ZeRO-%d, dp %d, Psi = %zu elements with padding), device + host: weights %zu B (%s = "
+    if (lo == hi)
+        lm_log("parameters: %lld in %d tensors; chunks: %d x %zu elements (%.1f MiB each, padding %.2f%%), %d shard(s) "
+               "of %zu elements per chunk\n",
+               (long long)ps->numel, ps->n, ps->n_chunks, hi, (double)hi * e / MiB,
+               100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena, dp, hi / (size_t)dp);
+    else
+        lm_log("parameters: %lld in %d tensors; chunks: %d of %zu to %zu elements (%.1f MiB at most, padding %.2f%%), "
+               "%d shard(s) per chunk\n",
+               (long long)ps->numel, ps->n, ps->n_chunks, lo, hi, (double)hi * e / MiB,
+               100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena, dp);
+    lm_log("memory per rank (ZeRO-%d, dp %d, Psi = %zu elements with padding): weights %zu B (%s = "
            "%.0f), gradients %zu B (%s = %.0f), optimizer state %zu B (%s = %.0f)",
            st, dp, zm.psi, zm.weights + zm.h_params, st == 3 ? "e Psi/dp" : "e Psi", want_w, zm.grads,
            st >= 2 ? "e Psi/dp" : "e Psi", want_g, zm.optim + zm.h_optim,
@@ -67,12 +71,22 @@ static void report_memory(lm_session *s) {
         lm_log("; train.trainable = %s: optimizer state over the %zu trained elements (Psi_t, chunk padding "
                "included) only", s->cfg.trainable, zm.psi_trained);
     lm_log("\n");
-    lm_log("memory per rank on the device: weights %.2f MiB, fp32 master %.2f MiB, gradients %.2f MiB%s, optimizer "
-           "state %.2f MiB%s, activations+workspace %.2f MiB%s\n",
-           (double)zm.weights / MiB, (double)zm.master / MiB, (double)zm.grads / MiB,
-           st >= 2 ? " (+ chunk buckets in flight)" : "", (double)zm.optim / MiB,
-           st == 3 ? " (+ gathered chunks)" : "", (double)s->model->act_bytes / MiB,
-           s->cfg.recompute ? " (recompute)" : "");
+    /* device and host together (the formulas above), then where they are */
+    lm_log("memory per rank: weights %.1f MiB, gradients %.1f MiB%s, optimizer state %.1f MiB, "
+           "activations+workspace %.1f MiB%s\n",
+           (double)(zm.weights + zm.h_params + zm.master + zm.h_master) / MiB, (double)zm.grads / MiB,
+           st >= 2 ? " (+ chunk buckets in flight)" : "", (double)(zm.optim + zm.h_optim) / MiB,
+           (double)s->model->act_bytes / MiB, s->cfg.recompute ? " (recompute)" : "");
+    if (zm.n_opt_host || zm.n_par_host || st == 3) {
+        char more[128] = "";
+        if (st == 3)
+            snprintf(more, sizeof more, "; + gathered chunks (at least the largest fetch's, %.2f MiB) and buckets",
+                     (double)zm.slots_min / MiB);
+        lm_log("memory per rank on the device: weights %.2f MiB, fp32 master %.2f MiB, gradients %.2f MiB, "
+               "optimizer state %.2f MiB, activations+workspace %.2f MiB%s\n",
+               (double)zm.weights / MiB, (double)zm.master / MiB, (double)zm.grads / MiB, (double)zm.optim / MiB,
+               (double)s->model->act_bytes / MiB, more);
+    }
     if (zm.n_opt_host || zm.n_par_host) {
         char what[512];
         zero_describe(s->zero, what, sizeof what);
@@ -80,6 +94,11 @@ static void report_memory(lm_session *s) {
         lm_log("memory per rank on the host: fp32 master %.2f MiB, optimizer state %.2f MiB, transfer staging "
                "%.2f MiB, parameters %.2f MiB\n",
                (double)zm.h_master / MiB, (double)zm.h_optim / MiB, (double)zm.h_grads / MiB, (double)zm.h_params / MiB);
+        double up, down;
+        zero_transfer_formula(s->zero, s->n_micro, &up, &down);
+        lm_log("transfers per step (formula): H2D %.0f B, D2H %.0f B per rank%s\n", up, down,
+               zm.n_par_host && (s->cfg.prefetch > 0 || s->cfg.device_memory)
+                   ? " (parameter uploads: at most; chunks used again soon stay gathered)" : "");
     } else if (strcmp(s->cfg.offload, "none")) {
         lm_log("placement: parallel.offload = %s keeps everything on the device (it fits)\n", s->cfg.offload);
     }
@@ -301,6 +320,10 @@ typedef struct {
 /* One step's outcome. */
 typedef struct {
     double loss, gnorm, lr;
+    /* the largest over the ranks: device bytes at the step's peak, lamina's
+     * host allocations at their peak so far, bytes copied host to device
+     * and back in the step */
+    double mem[4];
 } step_result;
 
 /* The run's sums over the steps it ran, for the closing report. */
@@ -456,6 +479,8 @@ static void train_step(trainer *T, long step, step_result *r) {
     /* 2: bad data; 1: a token file changed or a read failed (all ranks exit alike) */
     if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "data: %s", err);
     probe_comm_begin(&T->probe);
+    long long h2d0 = lm_sde_count[LM_SDE_BYTES_H2D], d2h0 = lm_sde_count[LM_SDE_BYTES_D2H];
+    S->dev->mem_info(S->dev, NULL, 1); /* a new peak window */
 
     prof_enter(PROF_OPTIMIZER); /* zeroing the gradients */
     zero_step_begin(S->zero);
@@ -476,6 +501,13 @@ static void train_step(trainer *T, long step, step_result *r) {
     zero_update(S->zero, &T->hp, r->lr, clip_coef(r->gnorm, c->grad_clip), step);
     S->dev->sync(S->dev);
     prof_exit(PROF_OPTIMIZER);
+    size_t peak = 0;
+    S->dev->mem_info(S->dev, &peak, 0);
+    r->mem[0] = (double)peak;
+    r->mem[1] = (double)lm_alloc_peak();
+    r->mem[2] = (double)(lm_sde_count[LM_SDE_BYTES_H2D] - h2d0);
+    r->mem[3] = (double)(lm_sde_count[LM_SDE_BYTES_D2H] - d2h0);
+    comm_allreduce_max_f64(comm_world(), r->mem, 4);
 }
 
 /* The step's data into the run's counts and sums; the pipeline's bubble
@@ -512,7 +544,8 @@ static void log_step(const trainer *T, long step, const step_result *r, lm_step_
                             .tokens_per_s = tps, .tflops = tflops, .mfu = T->peak > 0 ? tflops * 1e12 / T->peak : NAN,
                             .step_ms = dt * 1e3, .comm_ms = comm_ms, .mem_bytes = p->mem_bytes,
                             .n_papi = p->n_papi, .papi_names = p->papi_names, .papi_vals = p->papi_vals,
-                            .regions = &p->win};
+                            .regions = &p->win, .mem_device_peak = r->mem[0], .mem_host_peak = r->mem[1],
+                            .h2d_bytes = r->mem[2], .d2h_bytes = r->mem[3]};
     char mfu[32];
     lm_log("step %6ld/%ld | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | %.4f TFLOP/s | MFU %s | "
            "%.0f ms (comm %.0f)%s",
@@ -558,6 +591,21 @@ static void report_run(trainer *T, const run_totals *tot, double t_all) {
         tp_comm_report(S->model, S->topo.tp_group, &T->probe.tp_moved, tot->steps, T->n_micro, c->zero, S->topo.dp);
     lm_zero_mem zm;
     zero_memory_bytes(S->zero, &zm);
+    if (zm.n_opt_host || zm.n_par_host || zm.stage == 3) {
+        /* what moved, how long the copy stream was busy and how long the
+         * host waited for it: the share of transfer time hidden */
+        double v[4] = {(double)lm_sde_count[LM_SDE_BYTES_H2D], (double)lm_sde_count[LM_SDE_BYTES_D2H],
+                       S->dev->copy_busy ? S->dev->copy_busy(S->dev) : -1.0, zero_wait_seconds(S->zero)};
+        comm_allreduce_max_f64(world, v, 4);
+        if (zm.n_opt_host || zm.n_par_host)
+            lm_log("transfers: %.1f MiB host to device, %.1f MiB device to host (largest rank); copy stream busy "
+                   "%.3f s, host waited %.3f s for copies: %.0f%% of the transfer time hidden behind compute\n",
+                   v[0] / 1048576.0, v[1] / 1048576.0, v[2], v[3],
+                   v[2] > 0 ? 100.0 * (v[3] < v[2] ? 1.0 - v[3] / v[2] : 0.0) : 0.0);
+        if (zm.stage == 3)
+            lm_log("ZeRO-3 (rank 0): %ld gathers, %ld uploads, %ld evictions; gathered chunks at most %.2f MiB\n",
+                   zm.gathers, zm.uploads, zm.evictions, (double)zm.slots_peak / 1048576.0);
+    }
     if (zm.buckets_peak)
         lm_log("ZeRO-2 gradient buckets: at most %.1f MiB held at once (rank 0)\n",
                (double)zm.buckets_peak / (1024.0 * 1024.0));

@@ -33,6 +33,7 @@ struct lm_copy_engine {
     int stop;    /* destroy: drain the ring, then exit */
     int started; /* the thread exists */
     pthread_t th;
+    double busy; /* seconds spent in memcpy (read under mu) */
 };
 
 static void ck(int rc, const char *what) {
@@ -49,8 +50,11 @@ static void *engine_main(void *arg) {
         e->head = (e->head + 1) % e->cap;
         e->count--;
         ck(pthread_mutex_unlock(&e->mu), "pthread_mutex_unlock");
+        double t0 = lm_now();
         if (it.bytes) memcpy(it.dst, it.src, it.bytes);
+        double dt = lm_now() - t0;
         ck(pthread_mutex_lock(&e->mu), "pthread_mutex_lock");
+        e->busy += dt;
         /* release: the copied bytes are visible to whoever sees the ticket done */
         atomic_fetch_add_explicit(&e->completed, 1, memory_order_release);
         ck(pthread_cond_broadcast(&e->cv_done), "pthread_cond_broadcast");
@@ -136,4 +140,11 @@ void copy_engine_destroy(lm_copy_engine *e) {
     pthread_mutex_destroy(&e->mu);
     lm_free(e->ring);
     lm_free(e);
+}
+
+double copy_engine_busy(lm_copy_engine *e) {
+    ck(pthread_mutex_lock(&e->mu), "pthread_mutex_lock");
+    double b = e->busy;
+    ck(pthread_mutex_unlock(&e->mu), "pthread_mutex_unlock");
+    return b;
 }

@@ -29,6 +29,8 @@ int copy_engine_done(lm_copy_engine *e, uint64_t t);
 void copy_engine_wait(lm_copy_engine *e, uint64_t t);
 /* Tickets issued so far (the last one returned). */
 uint64_t copy_engine_issued(lm_copy_engine *e);
+/* Seconds the engine's thread has spent copying so far. */
+double copy_engine_busy(lm_copy_engine *e);
 /* Waits for every pending copy, stops and joins the thread, frees e. */
 void copy_engine_destroy(lm_copy_engine *e);
 

@@ -79,6 +79,8 @@ struct lm_device {
     int (*copy_done)(lm_device *d, uint64_t ticket);
     void (*copy_wait)(lm_device *d, uint64_t ticket);
     void (*compute_wait)(lm_device *d, uint64_t ticket);
+    /* Seconds the copy stream has spent copying so far (NULL: not known). */
+    double (*copy_busy)(lm_device *d);
 
     /* dtype conversions of n elements: device to device (dst and src may
      * not overlap unless equal and of one dtype), host float32 to device

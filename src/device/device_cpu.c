@@ -100,6 +100,7 @@ static uint64_t cpu_copy_async(lm_device *d, void *dst, const void *src, size_t 
     (void)to_host;
     return copy_engine_issue(((cpu_state *)d->impl)->copies, dst, src, bytes);
 }
+static double cpu_copy_busy(lm_device *d) { return copy_engine_busy(((cpu_state *)d->impl)->copies); }
 static int cpu_copy_done(lm_device *d, uint64_t t) { return copy_engine_done(((cpu_state *)d->impl)->copies, t); }
 static void cpu_copy_wait(lm_device *d, uint64_t t) { copy_engine_wait(((cpu_state *)d->impl)->copies, t); }
 
@@ -907,6 +908,7 @@ lm_device *device_cpu_create(size_t capacity) {
     d->copy_done = cpu_copy_done;
     d->copy_wait = cpu_copy_wait;
     d->compute_wait = cpu_copy_wait;
+    d->copy_busy = cpu_copy_busy;
     d->copy = cpu_copy;
     d->zero = cpu_zero;
     d->gemm_nt = cpu_gemm_nt;

@@ -87,6 +87,7 @@ static uint64_t bf_copy_async(lm_device *d, void *dst, const void *src, size_t b
 static int bf_copy_done(lm_device *d, uint64_t t) { return ST(d)->inner->copy_done(ST(d)->inner, t); }
 static void bf_copy_wait(lm_device *d, uint64_t t) { ST(d)->inner->copy_wait(ST(d)->inner, t); }
 static void bf_compute_wait(lm_device *d, uint64_t t) { ST(d)->inner->compute_wait(ST(d)->inner, t); }
+static double bf_copy_busy(lm_device *d) { return ST(d)->inner->copy_busy(ST(d)->inner); }
 
 static size_t bf_mem_info(lm_device *d, size_t *peak, int reset) {
     bf_state *st = ST(d);
@@ -448,6 +449,7 @@ lm_device *device_cpu_bf16_create(size_t capacity) {
     d->copy_done = bf_copy_done;
     d->copy_wait = bf_copy_wait;
     d->compute_wait = bf_compute_wait;
+    d->copy_busy = bf_copy_busy;
     d->zero = bf_zero;
     d->convert = bf_convert;
     d->upload_f32 = bf_upload_f32;

@@ -69,6 +69,7 @@ static uint64_t w_copy_async(lm_device *d, void *dst, const void *src, size_t by
     return IN(d)->copy_async(IN(d), dst, src, bytes, to_host);
 }
 static int w_copy_done(lm_device *d, uint64_t t) { return IN(d)->copy_done(IN(d), t); }
+static double w_copy_busy(lm_device *d) { return IN(d)->copy_busy(IN(d)); }
 static void w_copy_wait(lm_device *d, uint64_t t) {
     int on = prof_on();
     if (on) prof_enter(PROF_TRANSFER);
@@ -217,7 +218,7 @@ lm_device *device_prof_wrap(lm_device *in, int kernel_timers) {
 /* the wrapper's op where the inner device has one, NULL where it has none */
 #define W(op) d->op = in->op ? w_##op : NULL
     W(alloc); W(free); W(to_device); W(to_host); W(copy); W(sync); W(zero); W(mem_info);
-    W(host_alloc); W(host_free); W(copy_async); W(copy_done); W(copy_wait); W(compute_wait);
+    W(host_alloc); W(host_free); W(copy_async); W(copy_done); W(copy_wait); W(compute_wait); W(copy_busy);
     W(convert); W(upload_f32); W(download_f32);
     W(gemm_nt); W(gemm_nn); W(gemm_tn); W(gemm_nt_add);
     W(embedding_fwd); W(embedding_bwd); W(rmsnorm_fwd); W(rmsnorm_bwd); W(rope_fwd); W(rope_bwd);

@@ -52,6 +52,10 @@ void metrics_write(lm_metrics_log *m, const lm_step_metrics *s) {
     json_object_set_new(o, "step_ms", num(s->step_ms));
     json_object_set_new(o, "comm_ms", num(s->comm_ms));
     json_object_set_new(o, "mem_bytes", json_integer((json_int_t)s->mem_bytes));
+    json_object_set_new(o, "mem_device_peak", json_integer((json_int_t)s->mem_device_peak));
+    json_object_set_new(o, "mem_host_peak", json_integer((json_int_t)s->mem_host_peak));
+    json_object_set_new(o, "h2d_bytes", json_integer((json_int_t)s->h2d_bytes));
+    json_object_set_new(o, "d2h_bytes", json_integer((json_int_t)s->d2h_bytes));
     if (s->n_papi > 0 && s->papi_names && s->papi_vals) {
         json_t *pp = json_object();
         for (int i = 0; i < s->n_papi; i++)

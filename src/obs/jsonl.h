@@ -16,6 +16,10 @@ typedef struct {
     double step_ms;
     double comm_ms;       /* time this rank was blocked in communication */
     size_t mem_bytes;     /* host bytes held by lamina's allocator now */
+    /* the largest over the ranks: device bytes allocated at the step's
+     * peak, host bytes lamina's allocator held at their peak so far, bytes
+     * copied host to device and device to host in the step */
+    double mem_device_peak, mem_host_peak, h2d_bytes, d2h_bytes;
     int n_papi;
     const char *const *papi_names;
     const long long *papi_vals;

@@ -228,8 +228,10 @@ static void count_placement(lm_zero *z) {
  * layer's nine tensors, the embedding, the final norm with lm_head), the
  * chunks each touches that are not their own home. Without a model yet:
  * the two longest chunks. */
-static size_t min_slots(const lm_zero *z, const int *ph) {
-    if (z->stage != 3) return 0;
+static size_t min_slots_at(const lm_zero *z, const int *ph, int stage);
+static size_t min_slots(const lm_zero *z, const int *ph) { return min_slots_at(z, ph, z->stage); }
+static size_t min_slots_at(const lm_zero *z, const int *ph, int stage) {
+    if (stage != 3) return 0;
     size_t best = 0;
     const lm_model *m = z->model;
     int ng = m ? m->s.n_layers + 2 : 0;
@@ -337,7 +339,15 @@ static void plan_placement(lm_zero *z, const lm_zero_opts *o) {
                 }
             }
         }
-        if (!hint[0] && z->stage < 3) snprintf(hint, sizeof hint, "parallel.zero = 3 with parallel.offload = auto");
+        if (!hint[0] && z->stage < 3) {
+            /* ZeRO-3 with every chunk's state and parameters on the host: the
+             * gradient shards, the buckets and the largest fetch's chunks */
+            for (int c = 0; c < nc; c++) ph[c] = 1;
+            size_t h3 = used + MAX_BUCKETS_SOFT * z->maxlen * z->esz + min_slots_at(z, ph, 3);
+            for (int c = 0; c < nc; c++) h3 += z->sh[c] * z->esz;
+            if (h3 <= budget)
+                snprintf(hint, sizeof hint, "parallel.zero = 3 with parallel.offload = param (%zu bytes) or auto", h3);
+        }
         fmt_bytes(nb, sizeof nb, (double)need);
         fmt_bytes(bb, sizeof bb, (double)budget);
         fmt_bytes(sb, sizeof sb, (double)need * 1.0001 + 1);
@@ -766,7 +776,7 @@ static void gather_weights(lm_zero *z, int trained_only, const uint64_t *wait_fo
 static void host_update(lm_zero *z, const lm_adamw_hp *hp, double lr, double gscale, long step) {
     for (int c = z->nc - 1; c >= 0; c--) {
         if (!z->opt_host[c] || !z->trained[c]) continue;
-        z->d->copy_wait(z->d, z->tk_g[c]);
+        zero_wait_copy(z, z->tk_g[c], 0);
         void *wout = z->par_host[c] ? wown(z, c) : z->f32 ? NULL : z->hparam[c];
         for (int j = 0; j < z->nhseg; j++) {
             const zero_hseg *s = &z->hsegs[j];
@@ -792,7 +802,7 @@ void zero_update(lm_zero *z, const lm_adamw_hp *hp, double lr, double gscale, lo
     if (z->stage == 3) {
         /* the home shards are the weights; what was gathered is stale */
         for (int c = 0; c < z->nc; c++)
-            if (z->tk_u[c]) z->d->compute_wait(z->d, z->tk_u[c]);
+            if (z->tk_u[c]) zero_wait_copy(z, z->tk_u[c], 1);
         zero_fetch_invalidate(z);
         return;
     }
@@ -801,7 +811,7 @@ void zero_update(lm_zero *z, const lm_adamw_hp *hp, double lr, double gscale, lo
         return;
     }
     for (int c = 0; c < z->nc; c++)
-        if (z->tk_u[c]) z->d->compute_wait(z->d, z->tk_u[c]);
+        if (z->tk_u[c]) zero_wait_copy(z, z->tk_u[c], 1);
 }
 
 /* In-place all-gather of every chunk's shards of the weight arena (with
@@ -810,12 +820,12 @@ void zero_update(lm_zero *z, const lm_adamw_hp *hp, double lr, double gscale, lo
 static void gather_weights(lm_zero *z, int trained_only, const uint64_t *wait_for) {
     if (z->dp->size == 1) {
         for (int c = 0; wait_for && c < z->nc; c++)
-            if (wait_for[c]) z->d->compute_wait(z->d, wait_for[c]);
+            if (wait_for[c]) zero_wait_copy(z, wait_for[c], 1);
         return;
     }
     for (int c = z->nc - 1; c >= 0; c--)
         if (!trained_only || z->trained[c]) {
-            if (wait_for && wait_for[c]) z->d->compute_wait(z->d, wait_for[c]);
+            if (wait_for && wait_for[c]) zero_wait_copy(z, wait_for[c], 1);
             comm_dev_iallgather(z->dp, CX(z, z->ps->w, chunk_lo(z->ps, c)), z->sh[c], z->ct, &z->req[c]);
         }
     for (int c = z->nc - 1; c >= 0; c--)
@@ -890,7 +900,7 @@ void zero_init_random(lm_zero *z, uint64_t seed, double std) {
         tk[c] = weights_from_master(z, c);
     }
     for (int c = 0; c < z->nc; c++)
-        if (tk[c]) z->d->copy_wait(z->d, tk[c]);
+        if (tk[c]) zero_wait_copy(z, tk[c], 0);
     lm_free(tk);
     lm_free(h);
     if (z->stage >= 1 && z->stage < 3) gather_weights(z, 0, NULL);
@@ -946,7 +956,7 @@ void zero_gather_loaded(lm_zero *z, int with_moments) {
         gather_weights(z, 0, tk);
     else
         for (int c = 0; c < z->nc; c++)
-            if (tk[c]) z->d->compute_wait(z->d, tk[c]);
+            if (tk[c]) zero_wait_copy(z, tk[c], 1);
     lm_free(tk);
     if (z->managed) zero_fetch_invalidate(z);
 }
@@ -1033,27 +1043,27 @@ void zero_memory_bytes(const lm_zero *z, lm_zero_mem *m) {
 
 void zero_describe(const lm_zero *z, char *buf, size_t len) {
     size_t tot = 0, oh = 0, ph = 0;
+    int fo = -1, fp = -1;
     for (int c = 0; c < z->nc; c++) {
         tot += z->len[c];
-        if (z->opt_host[c]) oh += z->len[c];
-        if (z->par_host[c]) ph += z->len[c];
+        if (z->opt_host[c]) oh += z->len[c], fo = fo < 0 ? c : fo;
+        if (z->par_host[c]) ph += z->len[c], fp = fp < 0 ? c : fp;
     }
-    int first_o = -1, first_p = -1;
-    for (int c = 0; c < z->nc; c++) {
-        if (z->opt_host[c] && first_o < 0) first_o = c;
-        if (z->par_host[c] && first_p < 0) first_p = c;
-    }
-    snprintf(buf, len,
-             "placement (ZeRO-%d, parallel.offload = %s): optimizer state of %d of %d chunks on the host (%.1f%% of "
-             "the chunk bytes%s%d..%d), AdamW there (host_adamw, %s); compute-dtype parameters of %d chunks on the "
-             "host (%.1f%%%s%d..%d)%s",
-             z->stage, (const char *[]){"none", "optim", "param", "auto"}[z->offload], z->n_opt_host, z->nc,
-             tot ? 100.0 * (double)oh / (double)tot : 0.0, z->n_opt_host ? ": chunks " : "", first_o < 0 ? 0 : first_o,
-             z->n_opt_host ? z->nc - 1 : 0, host_adamw_isa(), z->n_par_host,
-             tot ? 100.0 * (double)ph / (double)tot : 0.0, z->n_par_host ? ": chunks " : "", first_p < 0 ? 0 : first_p,
-             z->n_par_host ? z->nc - 1 : 0,
-             z->stage == 3 ? "; each chunk gathered around its uses, prefetching parallel.prefetch chunks ahead along "
-                             "the order traced in the first step" : "");
+    double P = tot ? 100.0 / (double)tot : 0.0;
+    int n = snprintf(buf, len, "placement (ZeRO-%d, parallel.offload = %s): optimizer state of %d of %d chunks on the "
+                     "host (%.1f%% of the chunk bytes", z->stage,
+                     (const char *[]){"none", "optim", "param", "auto"}[z->offload], z->n_opt_host, z->nc, P * (double)oh);
+    if (fo >= 0 && n > 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, ": chunks %d..%d), AdamW there (host_adamw, %s)", fo, z->nc - 1,
+                      host_adamw_isa());
+    else if (n > 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, ")");
+    if (fp >= 0 && n > 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, "; compute-dtype parameters of %d chunks on the host (%.1f%%: chunks "
+                      "%d..%d)", z->n_par_host, P * (double)ph, fp, z->nc - 1);
+    if (z->stage == 3 && n > 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, "; each chunk gathered around its uses, prefetching %d chunk(s) ahead "
+                 "along the order traced in the first step", z->prefetch);
 }
 
 void zero_poison_grad(lm_zero *z, size_t i) {
@@ -1065,4 +1075,44 @@ void zero_poison_grad(lm_zero *z, size_t i) {
 void zero_moment_arrays(lm_zero *z, float **m, float **v) {
     *m = z->blk_m[0];
     *v = z->blk_v[0];
+}
+
+double zero_wait_seconds(const lm_zero *z) { return z->wait_s; }
+
+void zero_transfer_formula(const lm_zero *z, int n_micro, double *h2d, double *d2h) {
+    double e = (double)z->esz, up = 0, down = 0;
+    for (int c = 0; c < z->nc; c++)
+        if (z->opt_host[c] && z->trained[c]) {
+            down += e * (double)z->os[c];
+            if (!z->par_host[c]) up += e * (double)z->os[c];
+        }
+    const lm_model *m = z->model;
+    if (z->n_par_host && m) {
+        /* the fetch groups: the embedding (forward), the head (backward), each layer (both) */
+        int ng = m->s.n_layers + 2, *seen = lm_calloc((size_t)z->nc, sizeof(int));
+        for (int gi = 0; gi < ng; gi++) {
+            lm_param *grp[9];
+            int n = 0;
+            if (gi < m->s.n_layers) {
+                if (!m->layer || !m->layer[gi].q) continue;
+                memcpy(grp, &m->layer[gi], sizeof(lm_layer_params));
+                n = 9;
+            } else if (gi == m->s.n_layers) {
+                if (m->first_chunk && m->embed) grp[n++] = m->embed;
+            } else if (m->last_chunk) {
+                grp[n++] = m->norm;
+                grp[n++] = m->lm_head;
+            }
+            int uses = gi < m->s.n_layers ? 2 : 1;
+            for (int i = 0; i < n; i++) {
+                int c = grp[i]->chunk;
+                if (seen[c] == gi + 1) continue;
+                seen[c] = gi + 1;
+                if (z->par_host[c]) up += (double)n_micro * uses * e * (double)z->sh[c];
+            }
+        }
+        lm_free(seen);
+    }
+    *h2d = up;
+    *d2h = down;
 }

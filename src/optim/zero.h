@@ -84,6 +84,20 @@ void zero_attach(lm_zero *z, lm_model *m);
  * range's master weights and weights from model_init_values. */
 void zero_init_random(lm_zero *z, uint64_t seed, double std);
 
+/* Bytes one optimizer step of n_micro micro-batches copies between host
+ * and device on this rank, by the formula: offloaded optimizer state moves
+ * each trained chunk's owned gradient down and (unless its parameters live
+ * on the host) its owned parameters up, e * owned each; a
+ * parameter-offloaded chunk's home shard goes up at every fetch that finds
+ * it absent: n_micro times per fetch group holding it (forward: the
+ * embedding, each layer; backward: the head, each layer). Exact with
+ * parallel.prefetch = 0 and no device budget; otherwise an upper bound (a
+ * chunk used again soon is kept). */
+void zero_transfer_formula(const lm_zero *z, int n_micro, double *h2d, double *d2h);
+
+/* Seconds the host has waited for copies (transfer time not hidden). */
+double zero_wait_seconds(const lm_zero *z);
+
 /* The placement in words for the log (one line per fact, rank 0 prints). */
 void zero_describe(const lm_zero *z, char *buf, size_t len);
 

@@ -137,7 +137,7 @@ static int start_load(lm_zero *z, int c, long after) {
 /* An upload in flight: compute (and the gather, which runs after it) waits
  * for it; then the gather starts. */
 static void upload_to_gather(lm_zero *z, int c) {
-    z->d->compute_wait(z->d, z->tk_s[c]);
+    zero_wait_copy(z, z->tk_s[c], 1);
     start_gather(z, c);
 }
 
@@ -311,7 +311,7 @@ void zero_fetch_init(lm_zero *z) {
 void zero_fetch_free(lm_zero *z) {
     for (int c = 0; c < z->nc; c++) {
         if (z->state[c] == S_GATHERING) comm_wait(&z->req3[c]);
-        if (z->state[c] == S_UPLOADING) z->d->copy_wait(z->d, z->tk_s[c]);
+        if (z->state[c] == S_UPLOADING) zero_wait_copy(z, z->tk_s[c], 0);
         slot_free(z, c);
     }
     void *a[] = {z->slot, z->state, z->refcnt, z->slot_is_home, z->up_event, z->req3, z->tk_s, z->tr.trace,

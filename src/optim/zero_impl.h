@@ -6,6 +6,7 @@
 #define LAMINA_ZERO_IMPL_H
 #include "zero.h"
 #include "comm.h"
+#include "common.h"
 #include <stdint.h>
 
 enum { B_FREE, B_LIVE, B_INFLIGHT };
@@ -103,6 +104,7 @@ struct lm_zero {
     zero_trace tr;
     size_t slot_bytes, slot_bytes_peak;
     long gathers, uploads, evictions; /* counts since creation */
+    double wait_s;        /* seconds the host waited for copies (zero_wait_copy) */
     lm_param_hooks phooks;
     const lm_model *model;
     size_t min_slots_bytes; /* the most one fetch needs resident at once */
@@ -127,6 +129,17 @@ struct lm_zero {
     int64_t *tie_lo, *tie_hi;
     void *tie_tmp;
 };
+
+/* The host waits for a copy (compute = 0) or makes compute wait for it
+ * (on the CPU backends the host blocks either way): the time spent is
+ * counted as transfer time not hidden behind compute. */
+static inline void zero_wait_copy(lm_zero *z, uint64_t t, int compute) {
+    if (!t) return;
+    double t0 = lm_now();
+    if (compute) z->d->compute_wait(z->d, t);
+    else z->d->copy_wait(z->d, t);
+    z->wait_s += lm_now() - t0;
+}
 
 /* Arena element where chunk c's owned range starts. */
 static inline size_t zero_owned_lo(const lm_zero *z, int c) {
