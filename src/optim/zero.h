@@ -114,6 +114,12 @@ void zero_micro_end(lm_zero *z);
 /* Sum of squares of the whole reduced gradient (every rank gets it). */
 double zero_reduced_grad_sumsq(lm_zero *z);
 
+/* Before the step's first micro_begin, when the update will not clip
+ * (gscale 1: train.grad_clip = 0): the host optimizer step of each
+ * offloaded chunk may then run during backward as soon as the chunk's
+ * gradient is on the host (zero_update must get the same lr and step). */
+void zero_early_step(lm_zero *z, const lm_adamw_hp *hp, double lr, long step);
+
 /* AdamW on the owned part (gradients scaled by gscale), then all-gather the
  * weights (stages 1, 2). step = updates done including this one. */
 void zero_update(lm_zero *z, const lm_adamw_hp *hp, double lr, double gscale, long step);
@@ -161,6 +167,7 @@ typedef struct {
     size_t slots_min;    /* ZeRO-3: the most one use needs gathered at once */
     int n_opt_host, n_par_host, nc;
     long gathers, uploads, evictions; /* ZeRO-3 counts so far */
+    long host_steps, host_early; /* chunk steps of the host optimizer so far, of which during backward */
 } lm_zero_mem;
 void zero_memory_bytes(const lm_zero *z, lm_zero_mem *m);
 
