@@ -601,7 +601,7 @@ static void report_run(trainer *T, const run_totals *tot, double t_all) {
         comm_allreduce_max_f64(world, v, 4);
         if (zm.n_opt_host || zm.n_par_host)
             lm_log("transfers: %.1f MiB host to device, %.1f MiB device to host (largest rank); copy stream busy "
-                   "%.3f s, host waited %.3f s for copies: %.0f%% of the transfer time hidden behind compute\n",
+                   "%.4f s, host waited %.4f s for copies: %.0f%% of the transfer time hidden behind compute\n",
                    v[0] / 1048576.0, v[1] / 1048576.0, v[2], v[3],
                    v[2] > 0 ? 100.0 * (v[3] < v[2] ? 1.0 - v[3] / v[2] : 0.0) : 0.0);
         if (zm.n_opt_host)
