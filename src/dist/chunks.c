@@ -41,9 +41,11 @@ size_t chunk_range(const size_t *sizes, int n) {
  * an outsized tensor, and where grp changes (frozen/trained). Next-fit is
  * optimal (fewest chunks) for packing in order without splitting. Returns
  * the chunk count; *arena gets the sum of chunk lengths, *cmax the longest;
- * chunk_of, off_of, coff (n_chunks + 1 entries: at most n + 1) when given. */
-static int place(const size_t *a, const int *grp, int n, size_t G, size_t c, int *chunk_of, size_t *off_of,
-                 size_t *coff, size_t *arena, size_t *cmax) {
+ * chunk_of, off_of, coff (n_chunks + 1 entries: at most n + 1) when given.
+ * The search passes limit, the best arena so far: a layout whose chunks
+ * already pass it cannot win, and the pass stops there (returns -1). */
+static int place(const size_t *a, const int *grp, int n, size_t G, size_t c, size_t limit, int *chunk_of,
+                 size_t *off_of, size_t *coff, size_t *arena, size_t *cmax) {
     int nc = 0, open = 0;
     size_t lo = 0, fill = 0, mx = 0; /* lo: start of the open (or next) chunk */
     for (int i = 0; i < n; i++) {
@@ -57,6 +59,7 @@ static int place(const size_t *a, const int *grp, int n, size_t G, size_t c, int
             nc++;
             lo += len;
             if (len > mx) mx = len;
+            if (lo > limit) return -1;
             continue;
         }
         if (!open || fill + s > c || (grp && grp[i] != grp[i - 1])) {
@@ -66,6 +69,7 @@ static int place(const size_t *a, const int *grp, int n, size_t G, size_t c, int
             open = 1;
             fill = 0;
             if (c > mx) mx = c;
+            if (lo + c > limit) return -1;
         }
         if (chunk_of) chunk_of[i] = nc - 1;
         if (off_of) off_of[i] = lo + fill;
@@ -127,10 +131,14 @@ chunk_layout chunk_layout_of(const size_t *sizes, const int *grp, int n, size_t 
             if (range / st + 1 > per) st = round_up(range / per + 1, 1024);
         }
         st = round_up(st < ALIGN ? ALIGN : st, ALIGN);
+        size_t prev = 0;
         for (size_t j = 0; j <= range; j += st) {
             size_t c = round_up(s + j, G), ar;
             if (c < G) c = G;
-            int nc = place(a, grp, n, G, c, NULL, NULL, NULL, &ar, NULL);
+            if (c == prev) continue; /* a granule above the step: the same length again */
+            prev = c;
+            int nc = place(a, grp, n, G, c, best_c ? best_arena : (size_t)-1, NULL, NULL, NULL, &ar, NULL);
+            if (nc < 0) continue;
             if (!best_c || ar < best_arena || (ar == best_arena && (nc < best_nc || (nc == best_nc && c < best_c)))) {
                 best_c = c;
                 best_arena = ar;
@@ -139,7 +147,7 @@ chunk_layout chunk_layout_of(const size_t *sizes, const int *grp, int n, size_t 
         }
     }
     L.chunk_size = best_c;
-    L.n_chunks = place(a, grp, n, G, best_c, chunk_of, off_of, coff, &L.arena, &L.chunk_max);
+    L.n_chunks = place(a, grp, n, G, best_c, (size_t)-1, chunk_of, off_of, coff, &L.arena, &L.chunk_max);
     for (int i = 0; i < n; i++) L.n_alone += a[i] > best_c;
     lm_free(a);
     lm_free(d);
