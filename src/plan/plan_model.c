@@ -1,6 +1,6 @@
 /* plan_model.c — see plan_model.h; the equations are derived in perf/PLAN.md.
- * Two small caches (the pipeline split per (L, pp, v) and the chunk-size
- * search per stage tensor list) keep the search over thousands of layouts
+ * Two small caches (the pipeline split per (L, pp, v) and the chunk layout
+ * per stage tensor list and granule) keep the search over thousands of layouts
  * fast; they change no result. */
 #include "plan_model.h"
 #include "chunks.h"
@@ -49,10 +49,12 @@ double plan_gemm_eff(const plan_calib *c, double k) { return c->gemm_eff_max * k
 
 /* ---- the chunk arena: chunks.c's own layout functions ---- */
 
+/* *chunk: the longest chunk (an outsized tensor's own, or the regular
+ * length), what a chunk buffer (ZeRO-3 gather, ZeRO-2 bucket) must hold. */
 double plan_arena(const size_t *sizes, int n, size_t granule, double *chunk) {
-    size_t cs = chunk_round(chunk_searched(sizes, n), granule);
-    if (chunk) *chunk = (double)cs;
-    return (double)chunk_pack(sizes, n, cs, NULL, NULL) * (double)cs;
+    chunk_layout L = chunk_layout_of(sizes, NULL, n, granule, 0, NULL, NULL, NULL);
+    if (chunk) *chunk = (double)L.chunk_max;
+    return (double)L.arena;
 }
 
 /* ---- local sizes under tp (model.c tp_dims) ---- */
@@ -72,12 +74,12 @@ static int tp_split(const plan_shape *s, int tp, tp_local *o) {
     return 0;
 }
 
-/* Cache of chunk_search results by stage tensor list (its sizes are fixed
- * by the local dims, whether the stage holds the embedding and the head,
- * and its layer count). */
+/* Cache of chunk layouts by stage tensor list (its sizes are fixed by the
+ * local dims, whether the stage holds the embedding and the head, and its
+ * layer count) and granule. */
 typedef struct {
-    long key[9];
-    size_t cs;
+    long key[10];
+    double psi, chunk;
 } cs_entry;
 #define CS_CACHE 512
 static cs_entry cs_cache[CS_CACHE];
@@ -103,27 +105,24 @@ static int stage_tensors(const plan_shape *s, const tp_local *L, int first, int 
     return n;
 }
 
-/* Arena and chunk size of a stage. head: 0 none, 1 final norm only (tied,
- * pp 1), 2 norm and lm_head. */
+/* Arena and longest chunk (plan_arena) of a stage. head: 0 none, 1 final
+ * norm only (tied, pp 1), 2 norm and lm_head. */
 static double stage_arena(const plan_shape *s, const tp_local *L, int first, int head, int layers, size_t granule,
                           double *chunk) {
-    long key[9] = {s->dim, L->hd, L->H, L->KV, L->F, L->V, first, head, layers};
+    long key[10] = {s->dim, L->hd, L->H, L->KV, L->F, L->V, first, head, layers, (long)granule};
+    for (int i = 0; i < cs_n; i++)
+        if (!memcmp(cs_cache[i].key, key, sizeof key)) {
+            *chunk = cs_cache[i].chunk;
+            return cs_cache[i].psi;
+        }
     size_t *z;
-    int n = stage_tensors(s, L, first, head, layers, &z), hit = -1;
-    for (int i = 0; i < cs_n && hit < 0; i++)
-        if (!memcmp(cs_cache[i].key, key, sizeof key)) hit = i;
-    size_t cs;
-    if (hit >= 0) cs = cs_cache[hit].cs;
-    else {
-        cs = chunk_searched(z, n);
-        int at = cs_n < CS_CACHE ? cs_n++ : (cs_next++ % CS_CACHE);
-        memcpy(cs_cache[at].key, key, sizeof key);
-        cs_cache[at].cs = cs;
-    }
-    cs = chunk_round(cs, granule);
-    *chunk = (double)cs;
-    double psi = (double)chunk_pack(z, n, cs, NULL, NULL) * (double)cs;
+    int n = stage_tensors(s, L, first, head, layers, &z);
+    double psi = plan_arena(z, n, granule, chunk);
     lm_free(z);
+    int at = cs_n < CS_CACHE ? cs_n++ : (cs_next++ % CS_CACHE);
+    memcpy(cs_cache[at].key, key, sizeof key);
+    cs_cache[at].psi = psi;
+    cs_cache[at].chunk = *chunk;
     return psi;
 }
 

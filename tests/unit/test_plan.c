@@ -88,7 +88,7 @@ static void check_against_model(const plan_shape *s, const plan_cluster *cl, con
         plan_mem pm;
         plan_stage_memory(s, cl, l, st, &pm);
         assert_true(pm.psi == (double)m->params.arena);
-        assert_true(pm.chunk == (double)m->params.chunk_size);
+        assert_true(pm.chunk == (double)m->params.chunk_max); /* the longest chunk: what a chunk buffer holds */
         assert_true(pm.acts_kept == (double)m->act_kept);
         assert_true(pm.acts_kept + pm.acts_ws == (double)m->act_bytes);
         assert_int_equal(pm.slots, m->pp.n_slots);
@@ -123,12 +123,15 @@ static void test_memory_vs_model(void **st) {
     check_against_model(&t4, &gpu, &one, 1);
 }
 
-/* report_memory of a real run (the tiny preset, seq_len 32, micro_batch 2,
- * dp 2, ZeRO-1; tests/lib.sh's deck):
- *   mpirun -np 2 build/lamina train tiny.in parallel.zero=1
- *   parameters: 125504 in 21 tensors; chunks: 9 x 17536 elements (... padding 20.48%)
- *   memory per rank (ZeRO-1, dp 2, Psi = 157824 elements with padding):
- *   weights 631296 B, gradients 631296 B, optimizer state 631296 B
+/* The memory of a run of the tiny preset (seq_len 32, micro_batch 2, dp 2,
+ * ZeRO-1; tests/lib.sh's deck: mpirun -np 2 build/lamina train tiny.in
+ * parallel.zero=1): 125504 parameters in 21 tensors, laid out by
+ * chunk_layout_of at granule 32 in 15 chunks (8 of them an outsized
+ * tensor's own), regular 5120 elements, the longest 16512, Psi = 136448
+ * elements with padding (8.02%; 157824 = 9 x 17536, 20.48%, with one chunk
+ * size), so weights, gradients and optimizer state 545792 B each;
+ * test_memory_vs_model checks Psi and the longest chunk against the model.
+ * The activations, from the run's report:
  *   activation memory per rank: 347136 B kept for backward, 665344 B with workspace
  * and by hand: 125504 parameters; per layer and token-row the kept
  * activations are 4 (2 D + 2 D + 2 KVD + 2 F) + 4 (2 + 2 H T / R) bytes:
@@ -140,8 +143,8 @@ static void test_memory_report(void **st) {
     plan_layout l = {2, 1, 1, 1, 0, 1, 2, 0, 0};
     plan_mem m;
     plan_stage_memory(&t, &cpu, &l, 0, &m);
-    assert_true(m.psi == 157824 && m.chunk == 17536);
-    assert_true(m.weights == 631296 && m.grads == 631296 && m.optim == 631296 && m.master == 0);
+    assert_true(m.psi == 136448 && m.chunk == 16512);
+    assert_true(m.weights == 545792 && m.grads == 545792 && m.optim == 545792 && m.master == 0);
     assert_true(m.acts_kept == 347136);
     assert_true(m.acts_kept + m.acts_ws == 665344);
     /* the same in bf16 (CUDA backend): weights and gradients 2 Psi, fp32
