@@ -264,8 +264,10 @@ int memcheck_device(const lm_config *c, int dp, const lm_memneed *n, char *err, 
                     up3(t.fo));
         }
     }
+    /* the need rounded up to what human() prints (0.01 GiB, 0.1 MiB) */
+    double q = n->device >= 1073741824.0 ? 1073741824.0 / 100 : 1048576.0 / 10;
     ADD("%s%s >= %s", w ? "; or " : "", n->dev_from_gpu ? "a GPU with at least 4 GiB more than" : "train.device_memory",
-        human(ceil(n->device / 1048576.0) * 1048576.0, h[1], 32));
+        human(ceil(n->device / q) * q, h[1], 32));
 #undef ADD
     const plan_mem *m = &n->mem;
     const plan_layout *l = &n->layout;
