@@ -246,8 +246,11 @@ static const char *off_label(const plan_layout *l, char *b, size_t n) {
 static void print_row(int i, const plan_result *r) {
     const plan_layout *l = &r->l;
     char ob[32];
+    off_label(l, ob, sizeof ob);
+    for (char *q = ob; *q; q++)
+        if (*q == ' ') *q = ':'; /* one word per column: "optim:0.60" */
     lm_log("%3d %5d %3d %3d %3d %2d %4d %-11s %3d %2d %8.1f %8.1f %9.3f %10.0f %5.1f%% | %7.3f %7.3f %7.3f %7.3f %6.3f "
-           "%6.3f %6.3f %6.3f\n", i, l->dp, l->tp, l->pp, l->v, l->sp, l->zero, off_label(l, ob, sizeof ob), l->mb,
+           "%6.3f %6.3f %6.3f\n", i, l->dp, l->tp, l->pp, l->v, l->sp, l->zero, ob, l->mb,
            l->recompute, r->mem.total / GiB, r->host_max / GiB, r->t_step, r->tokens_per_s_gpu, 100 * r->mfu,
            r->t_compute, r->t_bubble, r->t_tp, r->t_dp, r->t_pp, r->t_optim, r->t_xfer, r->t_host);
 }
