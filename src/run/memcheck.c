@@ -271,9 +271,10 @@ int memcheck_device(const lm_config *c, int dp, const lm_memneed *n, char *err, 
 #undef ADD
     const plan_mem *m = &n->mem;
     const plan_layout *l = &n->layout;
-    char lim[96];
-    if (n->dev_from_gpu) snprintf(lim, sizeof lim, "the GPU holds %s (its memory less 4 GiB reserved)",
-                                  human(n->dev_limit, h[2], 32));
+    char lim[128];
+    if (n->dev_from_gpu)
+        snprintf(lim, sizeof lim, "the GPU holds %s (train.device_memory = 0: its memory less 4 GiB reserved)",
+                 human(n->dev_limit, h[2], 32));
     else snprintf(lim, sizeof lim, "train.device_memory = %s", human(n->dev_limit, h[2], 32));
     return lm_err(err, errlen, LM_ERR_INPUT,
                   "not enough device memory: each rank needs %s on the device (stage %d: weights %s, fp32 master "
