@@ -15,3 +15,10 @@ int lm_cuda_gpu_props(char *name, size_t len, double *clock_mhz) {
     if (cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev) == cudaSuccess && khz > 0) *clock_mhz = khz / 1e3;
     return 0;
 }
+
+size_t lm_cuda_mem_total(void) {
+    int dev = 0;
+    struct cudaDeviceProp p;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&p, dev) != cudaSuccess) return 0;
+    return p.totalGlobalMem;
+}

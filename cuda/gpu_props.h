@@ -11,4 +11,9 @@
  * say (name empty, clock 0). */
 int lm_cuda_gpu_props(char *name, size_t len, double *clock_mhz);
 
+/* The current device's memory in bytes (cudaDeviceProp.totalGlobalMem:
+ * device 0 before device_cuda_create picks one, the same model on a node);
+ * 0 when the runtime sees no GPU. For the memory check (src/run/memcheck.c). */
+size_t lm_cuda_mem_total(void);
+
 #endif

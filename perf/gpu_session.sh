@@ -9,6 +9,9 @@
 #      recompute off, on only if off runs out of memory), a short run,
 #   5. perf/torch_gpu_bench.py (Hugging Face LlamaForCausalLM, sdpa, fused
 #      AdamW; eager and torch.compile) on the same shape and batch,
+#   5b. lamina on the LLaMA-2-7B shape on one GPU with optimizer offload
+#      (parallel.offload = optim), tokens/s and MFU next to `lamina plan`'s
+#      prediction (SKIP_7B=1 skips it),
 #   6. a table: tokens/s, TFLOP/s, MFU, peak GPU memory of both, and the
 #      attention-vs-GEMM rates, written as markdown and JSON to $OUT (or
 #      perf/out/) and appended as a dated section to perf/RESULTS.md.
@@ -243,6 +246,72 @@ EOD
       record lamina FAILED "$(why_rc $rc); recompute $RECOMPUTE: $(grep -m1 -i "error" "$OUTDIR/lamina.log")"
     fi
     rm -rf "$CKDIR"
+  fi
+
+  # ------------------------------------ lamina, LLaMA-2-7B on one GPU, offload
+  # The LLaMA-2-7B shape (random init) with the optimizer state on the host
+  # (parallel.offload = optim: fp32 master, moments and AdamW in host memory,
+  # host_adamw), recompute on, micro-batch 1: tokens/s, MFU and the device
+  # peak against what `lamina plan` predicts for the same deck. The run is
+  # stopped after its time limit (the end-of-run checkpoint of 7B would be
+  # 81 GB); the metrics of the steps done are what counts.
+  if [ "${SKIP_7B:-0}" = 1 ] || [ ! -x "$LAMINA" ] || [ -z "$PYH5" ]; then
+    record lamina7b skipped "SKIP_7B=1, or no lamina / h5py"
+  elif ! "$PYH5" perf/bench_tokens.py "$WORK/tokens7b.h5" 32000 2048; then
+    record lamina7b FAILED "perf/bench_tokens.py failed"
+  else
+    cat > "$WORK/llama7b.in" <<EOD
+[model]
+preset = llama2-7b
+[parallel]
+zero = 2
+offload = optim
+[train]
+device = cuda
+steps = 1000
+seq_len = 2048
+micro_batch = 1
+global_batch = 4
+lr = 1e-5
+warmup_steps = 0
+lr_schedule = constant
+recompute = true
+[data]
+train = $WORK/tokens7b.h5
+[checkpoint]
+dir = $WORK/ck7b
+every = 100000
+restart = none
+[log]
+metrics = $WORK/lamina7b_metrics.jsonl
+peak_tflops = $PEAK
+EOD
+    "$LAMINA" plan --deck "$WORK/llama7b.in" > "$OUTDIR/plan7b.log" 2>&1 || true
+    OMP_NUM_THREADS=$NPROC run "$(limit 180 120)" "${LAUNCH[@]}" train "$WORK/llama7b.in" > "$OUTDIR/lamina7b.log" 2>&1
+    grep -E "^(placement|memory|transfers|host AdamW)|^step +[0-9]|error" "$OUTDIR/lamina7b.log" | head -30
+    n7=$(wc -l < "$WORK/lamina7b_metrics.jsonl" 2>/dev/null || echo 0)
+    if [ "${n7:-0}" -ge 2 ]; then
+      record lamina7b ok "$n7 step(s) in the time limit (stopped on purpose: $(why_rc $rc))"
+      "$PYH5" - "$WORK/lamina7b_metrics.jsonl" "$OUTDIR/plan7b.log" "$RESULTS_MD" <<'PYEOF'
+import datetime, json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+body = rows[1:] or rows
+m = lambda k: statistics.fmean(r[k] for r in body if r.get(k) is not None)
+plan = [l.rstrip() for l in open(sys.argv[2]) if l.strip()][-12:]
+txt = (f"\n## {datetime.date.today()}: LLaMA-2-7B shape on one GPU with optimizer offload (perf/gpu_session.sh)\n\n"
+       f"Deck: preset llama2-7b, parallel.offload = optim, recompute, seq 2048, micro-batch 1, global batch 4; "
+       f"{len(rows)} step(s), averages over steps 2+.\n\n"
+       f"| tokens/s | TFLOP/s | MFU | step ms | device peak GiB | H2D GiB/step | D2H GiB/step |\n|---|---|---|---|---|---|---|\n"
+       f"| {m('tokens_per_s'):.0f} | {m('tflops'):.1f} | {100*m('mfu'):.1f}% | {m('step_ms'):.0f} | "
+       f"{max(r.get('mem_device_peak', 0) for r in rows)/2**30:.1f} | {m('h2d_bytes')/2**30:.2f} | {m('d2h_bytes')/2**30:.2f} |\n\n"
+       "`lamina plan --deck` for the same deck said:\n\n```\n" + "\n".join(plan) + "\n```\n")
+open(sys.argv[3], "a").write(txt)
+print(txt)
+PYEOF
+    else
+      record lamina7b FAILED "$(why_rc $rc): $(grep -m1 -i "error" "$OUTDIR/lamina7b.log")"
+    fi
+    rm -rf "$WORK/ck7b" "$WORK/tokens7b.h5"
   fi
 
   # ------------------------------------------------------------- PyTorch

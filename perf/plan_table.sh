@@ -31,22 +31,23 @@ table() {
   $PY - $out <<'EOP'
 import re, sys
 out = sys.argv[1]
-print("| model | GPUs | best layout (dp x tp x pp, v, sp, ZeRO, micro-batch, recompute) | GiB/GPU | step s | tokens/s/GPU | MFU | bubble / tp / dp share |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| model | GPUs | best layout (dp x tp x pp, v, sp, ZeRO, offload, micro-batch, recompute) | GiB/GPU | host GiB/GPU | step s | tokens/s/GPU | MFU | bubble / tp / dp / transfer + host AdamW share |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for m in ("llama2-7b", "llama2-13b", "llama2-70b"):
     text = open(f"{out}/{m}.txt").read()
     for block in text.split("\n== ")[1:]:
         g = int(block.split(" x ")[0])
-        row = re.search(r"^\s+1\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d)\s+(\d)\s+(\d+)\s+(\d)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)% \|"
-                        r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", block, re.M)
+        row = re.search(r"^\s+1\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d)\s+(\d)\s+(\S+)\s+(\d+)\s+(\d)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)% \|"
+                        r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", block, re.M)
         if not row:
             need = re.search(r"smallest needs ([\d.]+) GiB", block).group(1)
-            print(f"| {m} | {g} | no layout fits (smallest needs {need} GiB) | | | | | |")
+            print(f"| {m} | {g} | no layout fits (smallest needs {need} GiB) | | | | | | |")
             continue
-        dp, tp, pp, v, sp, z, mb, rc, mem, step, tps, mfu, tc, tb, tt, td = row.groups()
+        dp, tp, pp, v, sp, z, off, mb, rc, mem, host, step, tps, mfu, tc, tb, tt, td, tpp, to, tx, th = row.groups()
         st = float(step)
-        lay = f"{dp} x {tp} x {pp}, v {v}, sp {'on' if sp == '1' else 'off'}, ZeRO-{z}, mb {mb}, rc {'on' if rc == '1' else 'off'}"
-        print(f"| {m} | {g} | {lay} | {mem} | {st:.2f} | {tps} | {mfu}% | {float(tb)/st:.0%} / {float(tt)/st:.0%} / {float(td)/st:.0%} |")
+        off = "none" if off == "-" else off.replace(":", " ")
+        lay = f"{dp} x {tp} x {pp}, v {v}, sp {'on' if sp == '1' else 'off'}, ZeRO-{z}, {off}, mb {mb}, rc {'on' if rc == '1' else 'off'}"
+        print(f"| {m} | {g} | {lay} | {mem} | {host} | {st:.2f} | {tps} | {mfu}% | {float(tb)/st:.0%} / {float(tt)/st:.0%} / {float(td)/st:.0%} / {(float(tx) + float(th))/st:.0%} |")
 EOP
 }
 
@@ -209,11 +210,12 @@ for r in runs:
     rows = [json.loads(l) for l in open(f"{out}/{r}.jsonl")][1:]
     ms = [x["step_ms"] for x in rows]
     med, comm = statistics.median(ms), statistics.median(x.get("comm_ms", 0) for x in rows)
-    row = re.search(r"^\s+1\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d)\s+(\d)\s+(\d+)\s+(\d)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)% \|"
+    row = re.search(r"^\s+1\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d)\s+(\d)\s+(\S+)\s+(\d+)\s+(\d)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)% \|"
                     r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", plan, re.M).groups()
-    dp, tp, pp, v, sp, z, mb, rc = row[:8]
-    step = float(row[9]) * 1e3
-    tcomm = (float(row[14]) + float(row[15]) + float(row[16])) * 1e3
+    dp, tp, pp, v, sp, z = row[:6]
+    mb, rc = row[7:9]
+    step = float(row[11]) * 1e3
+    tcomm = (float(row[16]) + float(row[17]) + float(row[18])) * 1e3
     w, g, o, a = map(float, re.search(r"memory per rank: weights ([\d.]+) MiB, gradients ([\d.]+) MiB.*optimizer state ([\d.]+) MiB, "
                                       r"activations\+workspace ([\d.]+) MiB", log).groups())
     pm = re.search(r"memory per GPU \(stage (\d+).*: weights ([\d.]+) MiB.*gradients ([\d.]+) MiB \(\+ buckets ([\d.]+)\), optimizer state ([\d.]+) MiB, "

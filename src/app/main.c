@@ -77,15 +77,17 @@ static void help(const char *cmd) {
                "  sample that continues TEXT (-: stdin), with a KV cache. Defaults: 200 tokens,\n"
                "  temperature 0.8 (0 = greedy), top-k 40 (0 = all), top-p 1; the seed is train.seed.\n");
     else if (!strcmp(cmd, "plan"))
-        lm_log("usage: lamina plan DECK|PRESET --cluster FILE --gpus N[,N...] [--global-batch B] [--seq-len T]\n"
-               "                   [--top K] [--calibration FILE] [section.key=value ...]\n"
+        lm_log("usage: lamina plan DECK|PRESET --cluster FILE|NAME --gpus N[,N...] [--global-batch B]\n"
+               "                   [--seq-len T] [--top K] [--calibration FILE] [section.key=value ...]\n"
+               "       lamina plan --deck DECK --cluster FILE|NAME [--gpus N] [section.key=value ...]\n"
                "  Predicts memory per GPU and step time of every dp x tp x pp layout (with the schedule, sp,\n"
-               "  ZeRO stage, micro-batch and recompute) of the model on N GPUs of the cluster FILE\n"
-               "  (inputs/clusters/*.ini), prints the fastest that fit and a recommended line with the\n"
-               "  overrides to run it. PRESET: tiny, llama2-7b, llama2-13b, llama2-70b (default batch 4M\n"
-               "  tokens). Overrides of parallel.tp/pp/virtual_stages/schedule/sp/zero and\n"
-               "  train.micro_batch/recompute fix that choice. Calibration: perf/plan_calibration.ini.\n"
-               "  Method and validation: perf/PLAN.md.\n");
+               "  ZeRO stage 0-3, offload to host memory, micro-batch and recompute) of the model on N GPUs\n"
+               "  of the cluster FILE (or inputs/clusters/NAME.ini), prints the fastest that fit and a\n"
+               "  recommended line with the overrides to run it. PRESET: tiny, llama2-7b, llama2-13b,\n"
+               "  llama2-70b (default batch 4M tokens). Overrides of parallel.tp/pp/virtual_stages/schedule/\n"
+               "  sp/zero/offload/offload_frac/prefetch and train.micro_batch/recompute fix that choice.\n"
+               "  --deck: the deck's own layout: device and host memory by category, fits, step time, MFU.\n"
+               "  Calibration: perf/plan_calibration.ini. Method and validation: perf/PLAN.md.\n");
     else if (!strcmp(cmd, "convert"))
         lm_log("usage: lamina convert --from-hf DIR -o FILE.h5\n"
                "       lamina convert --to-hf FILE.h5 -o DIR [--dtype bf16|fp16|fp32] [--shard-size BYTES]\n"

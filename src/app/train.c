@@ -486,6 +486,8 @@ static void train_step(trainer *T, long step, step_result *r) {
     zero_step_begin(S->zero);
     prof_exit(PROF_OPTIMIZER);
     float scale = b->targets_global > 0 ? 1.0f / (float)b->targets_global : 0.0f;
+    /* no clipping: offloaded chunks' host steps may run during backward */
+    if (c->grad_clip == 0) zero_early_step(S->zero, &T->hp, lr_at(&T->sched, step), step);
     double loss_sum = forward_backward(T, scale);
     if (step == T->poison_at) zero_poison_grad(S->zero, 12345);
     comm_allreduce_sum_f64(S->topo.pp_group, &loss_sum, 1); /* the last stage's */
@@ -599,9 +601,13 @@ static void report_run(trainer *T, const run_totals *tot, double t_all) {
         comm_allreduce_max_f64(world, v, 4);
         if (zm.n_opt_host || zm.n_par_host)
             lm_log("transfers: %.1f MiB host to device, %.1f MiB device to host (largest rank); copy stream busy "
-                   "%.3f s, host waited %.3f s for copies: %.0f%% of the transfer time hidden behind compute\n",
+                   "%.4f s, host waited %.4f s for copies: %.0f%% of the transfer time hidden behind compute\n",
                    v[0] / 1048576.0, v[1] / 1048576.0, v[2], v[3],
                    v[2] > 0 ? 100.0 * (v[3] < v[2] ? 1.0 - v[3] / v[2] : 0.0) : 0.0);
+        if (zm.n_opt_host)
+            lm_log("host AdamW (rank 0): %ld chunk step(s), %ld of them during backward%s\n", zm.host_steps,
+                   zm.host_early, c->grad_clip == 0 ? "" : " (train.grad_clip > 0: the clipping coefficient needs "
+                   "the whole gradient norm first)");
         if (zm.stage == 3)
             lm_log("ZeRO-3 (rank 0): %ld gathers, %ld uploads, %ld evictions; gathered chunks at most %.2f MiB\n",
                    zm.gathers, zm.uploads, zm.evictions, (double)zm.slots_peak / 1048576.0);

@@ -1,72 +1,29 @@
-/* chunks.c — chunk-size search and placement of tensors into chunks. */
+/* chunks.c — chunk layout search and placement of tensors into chunks. */
 #include "chunks.h"
 #include "common.h"
 #include "hash.h"
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ALIGN 16 /* elements: each tensor starts on a 64-byte boundary */
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
-/* Next-fit in model order: tensors keep the order in which backward produces
- * their gradients (reversed), so a chunk's gradients complete together.
- * grp (NULL: none): a new chunk also starts where grp[i] != grp[i-1]. */
-static size_t pack_grp(const size_t *sizes, const int *grp, int n, size_t align, size_t chunk, int *chunk_of,
-                       size_t *off_of) {
-    size_t nchunks = 0, fill = chunk;
-    for (int i = 0; i < n; i++) {
-        size_t s = round_up(sizes[i], align);
-        if (fill + s > chunk || (grp && i > 0 && grp[i] != grp[i - 1])) {
-            nchunks++;
-            fill = 0;
-        }
-        if (chunk_of) chunk_of[i] = (int)nchunks - 1;
-        if (off_of) off_of[i] = (nchunks - 1) * chunk + fill;
-        fill += s;
-    }
-    return nchunks;
+/* The search range above a largest regular tensor `largest` when the
+ * regular tensors hold `total` elements (aligned): up to 16M elements (64 MiB
+ * of float32), but no further than total/8, so that a model has at least
+ * about eight chunks whenever its largest tensor allows: a chunk is the
+ * bucket whose reduction overlaps the rest of backward, and one chunk
+ * holding the whole model would leave nothing to overlap. When the largest
+ * tensor is itself above total/8, the range is largest/4, which leaves room
+ * to find a size with little padding at a small cost in chunk count. */
+static size_t range_of(size_t largest, size_t total) {
+    size_t cap = total / 8 > largest ? total / 8 - largest : 0;
+    if (cap < largest / 4) cap = largest / 4;
+    return cap < ((size_t)16 << 20) ? cap : (size_t)16 << 20;
 }
 
-static size_t pack(const size_t *sizes, int n, size_t align, size_t chunk, int *chunk_of, size_t *off_of) {
-    return pack_grp(sizes, NULL, n, align, chunk, chunk_of, off_of);
-}
-
-/* Search over candidate sizes for the least padding. The padding of a
- * layout is n_chunks*size - sum(sizes); the search is exhaustive over the
- * range, which is cheap (a pass over the tensor list per candidate). */
-static size_t search_grp(const size_t *sizes, const int *grp, int n, size_t align, size_t range, size_t step) {
-    size_t largest = 0, used = 0;
-    for (int i = 0; i < n; i++) {
-        size_t s = round_up(sizes[i], align);
-        if (s > largest) largest = s;
-        used += s;
-    }
-    if (step < align) step = align;
-    step = round_up(step, align);
-    size_t best = largest, best_waste = (size_t)-1;
-    for (size_t c = largest; c <= largest + range; c += step) {
-        size_t waste = pack_grp(sizes, grp, n, align, c, NULL, NULL) * c - used;
-        if (waste < best_waste) {
-            best_waste = waste;
-            best = c;
-        }
-        if (waste == 0) break;
-    }
-    return best;
-}
-
-size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size_t step) {
-    return search_grp(sizes, NULL, n, align, range, step);
-}
-
-/* The search range above the largest tensor: up to 16M elements (64 MiB of
- * float32), but no further than total/8, so that a model has at least about
- * eight chunks whenever its largest tensor allows: a chunk is the bucket
- * whose reduction overlaps the rest of backward, and one chunk holding the
- * whole model would leave nothing to overlap. When the largest tensor is
- * itself above total/8, the range is largest/4, which leaves room to find a
- * size with little padding at a small cost in chunk count. */
 size_t chunk_range(const size_t *sizes, int n) {
     size_t largest = 0, total = 0;
     for (int i = 0; i < n; i++) {
@@ -74,9 +31,127 @@ size_t chunk_range(const size_t *sizes, int n) {
         if (s > largest) largest = s;
         total += s;
     }
-    size_t cap = total / 8 > largest ? total / 8 - largest : 0;
-    if (cap < largest / 4) cap = largest / 4;
-    return cap < ((size_t)16 << 20) ? cap : (size_t)16 << 20;
+    return range_of(largest, total);
+}
+
+/* The layout at regular chunk length c (a multiple of the granule G), over
+ * aligned sizes a[]: in model order, a tensor longer than c closes the open
+ * chunk and gets a chunk of its own of round_up(a, G); the others go next-fit
+ * into chunks of c, a new one starting when the tensor does not fit, after
+ * an outsized tensor, and where grp changes (frozen/trained). Next-fit is
+ * optimal (fewest chunks) for packing in order without splitting. Returns
+ * the chunk count; *arena gets the sum of chunk lengths, *cmax the longest;
+ * chunk_of, off_of, coff (n_chunks + 1 entries: at most n + 1) when given.
+ * The search passes limit, the best arena so far: a layout whose chunks
+ * already pass it cannot win, and the pass stops there (returns -1). */
+static int place(const size_t *a, const int *grp, int n, size_t G, size_t c, size_t limit, int *chunk_of,
+                 size_t *off_of, size_t *coff, size_t *arena, size_t *cmax) {
+    int nc = 0, open = 0;
+    size_t lo = 0, fill = 0, mx = 0; /* lo: start of the open (or next) chunk */
+    for (int i = 0; i < n; i++) {
+        size_t s = a[i];
+        if (s > c) { /* outsized: a chunk of its own */
+            if (open) lo += c, open = 0;
+            size_t len = round_up(s, G);
+            if (coff) coff[nc] = lo;
+            if (chunk_of) chunk_of[i] = nc;
+            if (off_of) off_of[i] = lo;
+            nc++;
+            lo += len;
+            if (len > mx) mx = len;
+            if (lo > limit) return -1;
+            continue;
+        }
+        if (!open || fill + s > c || (grp && grp[i] != grp[i - 1])) {
+            if (open) lo += c;
+            if (coff) coff[nc] = lo;
+            nc++;
+            open = 1;
+            fill = 0;
+            if (c > mx) mx = c;
+            if (lo + c > limit) return -1;
+        }
+        if (chunk_of) chunk_of[i] = nc - 1;
+        if (off_of) off_of[i] = lo + fill;
+        fill += s;
+    }
+    if (open) lo += c;
+    if (coff) coff[nc] = lo;
+    *arena = lo;
+    if (cmax) *cmax = mx;
+    return nc;
+}
+
+static int by_size_desc(const void *x, const void *y) {
+    size_t a = *(const size_t *)x, b = *(const size_t *)y;
+    return a < b ? 1 : a > b ? -1 : 0;
+}
+
+/* The search passes over the tensor list once per candidate; the candidates
+ * of all caps together (every 1024 elements of each range) times the
+ * tensors are kept under SEARCH_WORK, so that its cost stays linear in the
+ * tensor count: a long model gets a coarser step. At most MAX_CAPS caps (the
+ * largest sizes) are tried. */
+#define SEARCH_WORK ((size_t)1 << 26)
+#define MAX_CAPS 64
+
+chunk_layout chunk_layout_of(const size_t *sizes, const int *grp, int n, size_t granule, size_t step,
+                             int *chunk_of, size_t *off_of, size_t *coff) {
+    chunk_layout L = {0, 0, 0, 0, 0};
+    size_t G = round_up(granule < ALIGN ? ALIGN : granule, ALIGN);
+    if (n <= 0) {
+        if (coff) coff[0] = 0;
+        L.chunk_size = G;
+        return L;
+    }
+    size_t *a = lm_alloc(sizeof(size_t) * (size_t)n), *d = lm_alloc(sizeof(size_t) * (size_t)n);
+    size_t all = 0;
+    for (int i = 0; i < n; i++) {
+        a[i] = d[i] = round_up(sizes[i], ALIGN);
+        all += a[i];
+    }
+    /* the caps: distinct aligned sizes from the largest down to half the
+     * mean tensor size */
+    size_t floor = all / (size_t)n / 2;
+    qsort(d, (size_t)n, sizeof *d, by_size_desc);
+    int K = 0;
+    for (int i = 0; i < n && K < MAX_CAPS; i++)
+        if ((i == 0 || d[i] != d[i - 1]) && (d[i] >= floor || i == 0)) d[K++] = d[i];
+    size_t per = SEARCH_WORK / ((size_t)n * (size_t)K); /* candidates per cap */
+    if (per < 1) per = 1;
+    size_t best_c = 0, best_arena = 0;
+    int best_nc = 0;
+    for (int k = 0; k < K; k++) {
+        size_t s = d[k], total = 0;
+        for (int i = 0; i < n; i++)
+            if (a[i] <= s) total += a[i];
+        size_t range = range_of(s, total), st = step;
+        if (!st) {
+            st = 1024;
+            if (range / st + 1 > per) st = round_up(range / per + 1, 1024);
+        }
+        st = round_up(st < ALIGN ? ALIGN : st, ALIGN);
+        size_t prev = 0;
+        for (size_t j = 0; j <= range; j += st) {
+            size_t c = round_up(s + j, G), ar;
+            if (c < G) c = G;
+            if (c == prev) continue; /* a granule above the step: the same length again */
+            prev = c;
+            int nc = place(a, grp, n, G, c, best_c ? best_arena : (size_t)-1, NULL, NULL, NULL, &ar, NULL);
+            if (nc < 0) continue;
+            if (!best_c || ar < best_arena || (ar == best_arena && (nc < best_nc || (nc == best_nc && c < best_c)))) {
+                best_c = c;
+                best_arena = ar;
+                best_nc = nc;
+            }
+        }
+    }
+    L.chunk_size = best_c;
+    L.n_chunks = place(a, grp, n, G, best_c, (size_t)-1, chunk_of, off_of, coff, &L.arena, &L.chunk_max);
+    for (int i = 0; i < n; i++) L.n_alone += a[i] > best_c;
+    lm_free(a);
+    lm_free(d);
+    return L;
 }
 
 lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, int64_t cols) {
@@ -105,39 +180,11 @@ lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, in
     return p;
 }
 
-/* The chunk-size search passes over the tensor list once per candidate
- * size; its candidates (every 1024 elements of the range, up to 16384 of
- * them) times the tensors is kept under SEARCH_WORK, so that its cost stays
- * linear in the tensor count: a model with more than SEARCH_WORK / 16384
- * tensors (about 450 layers) gets a coarser step. Smaller models search
- * exactly as before. */
-#define SEARCH_WORK ((size_t)1 << 26)
-static size_t searched_grp(const size_t *sizes, const int *grp, int n) {
-    size_t range = chunk_range(sizes, n), step = 1024;
-    size_t per = n > 0 ? SEARCH_WORK / (size_t)n : SEARCH_WORK; /* candidates allowed */
-    if (per < 1) per = 1;
-    if (range / step + 1 > per) step = round_up(range / per + 1, 1024);
-    return search_grp(sizes, grp, n, ALIGN, range, step);
-}
-
-size_t chunk_searched(const size_t *sizes, int n) { return searched_grp(sizes, NULL, n); }
-
-
-size_t chunk_round(size_t searched, size_t granule) {
-    if (granule < ALIGN) granule = ALIGN;
-    return round_up(searched, round_up(granule, ALIGN));
-}
-
-size_t chunk_pack(const size_t *sizes, int n, size_t chunk, int *chunk_of, size_t *off_of) {
-    return pack(sizes, n, ALIGN, chunk, chunk_of, off_of);
-}
-
 static void layout(lm_params *ps, size_t granule, lm_device *d) {
-    size_t *sizes = lm_alloc(sizeof(size_t) * (size_t)ps->n);
-    size_t *offs = lm_alloc(sizeof(size_t) * (size_t)ps->n);
-    int *chunk_of = lm_alloc(sizeof(int) * (size_t)ps->n);
+    size_t n = (size_t)ps->n, *sizes = lm_alloc(sizeof(size_t) * (n ? n : 1)), *offs = lm_alloc(sizeof(size_t) * (n ? n : 1));
+    int *chunk_of = lm_alloc(sizeof(int) * (n ? n : 1));
     /* frozen and trained tensors in separate chunks (chunks.h) */
-    int *grp = lm_alloc(sizeof(int) * (size_t)(ps->n ? ps->n : 1)), any_frozen = 0;
+    int *grp = lm_alloc(sizeof(int) * (n ? n : 1)), any_frozen = 0;
     ps->numel = 0;
     for (int i = 0; i < ps->n; i++) {
         sizes[i] = ps->p[i].numel;
@@ -145,15 +192,14 @@ static void layout(lm_params *ps, size_t granule, lm_device *d) {
         grp[i] = ps->p[i].frozen;
         any_frozen |= grp[i];
     }
-    const int *g = any_frozen ? grp : NULL;
-    ps->chunk_size = chunk_round(searched_grp(sizes, g, ps->n), granule);
-    ps->n_chunks = (int)pack_grp(sizes, g, ps->n, ALIGN, ps->chunk_size, chunk_of, offs);
-    lm_free(grp);
-    ps->arena = (size_t)ps->n_chunks * ps->chunk_size;
     lm_free(ps->coff);
-    ps->coff = lm_alloc(sizeof(size_t) * (size_t)(ps->n_chunks + 1));
-    for (int c = 0; c <= ps->n_chunks; c++) ps->coff[c] = (size_t)c * ps->chunk_size;
-    ps->chunk_max = ps->chunk_size;
+    ps->coff = lm_alloc(sizeof(size_t) * (n + 1)); /* at most one chunk per tensor */
+    chunk_layout L = chunk_layout_of(sizes, any_frozen ? grp : NULL, ps->n, granule, 0, chunk_of, offs, ps->coff);
+    lm_free(grp);
+    ps->chunk_size = L.chunk_size;
+    ps->n_chunks = L.n_chunks;
+    ps->chunk_max = L.chunk_max;
+    ps->arena = L.arena;
     ps->dev = d;
     if (ps->managed && !d) lm_abort(LM_ERR_RUNTIME, "chunks: a managed layout needs a device");
     ps->w = ps->managed ? NULL : d ? d->alloc(d, ps->arena * lm_dtype_size(d->dtype)) : lm_alloc(ps->arena * sizeof(float));

@@ -1,10 +1,12 @@
-/* chunks.h — parameters, gradients and AdamW state in fixed-size chunks
- * (Colossal-AI's Gemini idea). A chunk is the unit of communication (ZeRO's
- * reduce-scatter / all-gather) and, later, of offload. Tensors are packed in
- * model order into chunks without being split; the chunk size is chosen by a
- * search that minimises padding (see chunk_search). The four arenas (weights,
- * grads, exp_avg, exp_avg_sq) share one layout, so chunk c of each sits at
- * c*chunk_size. */
+/* chunks.h — parameters, gradients and AdamW state in chunks (Colossal-AI's
+ * Gemini idea). A chunk is the unit of communication (ZeRO's reduce-scatter /
+ * all-gather) and, later, of offload. Tensors are packed in model order into
+ * chunks without being split: regular chunks all have one length (searched
+ * to minimise padding, see chunk_layout_of), and a tensor longer than that
+ * (a large vocabulary's embedding and lm_head) gets a chunk of its own, as
+ * long as the tensor rounded up to the granule. The four arenas (weights,
+ * grads, exp_avg, exp_avg_sq) share one layout: chunk c of each sits at
+ * coff[c] (chunk_lo), chunk_len(c) elements long. */
 #ifndef LAMINA_CHUNKS_H
 #define LAMINA_CHUNKS_H
 #include "ckpt.h"
@@ -49,7 +51,7 @@ enum { LM_TP_NONE = 0, LM_TP_COLUMN_PARALLEL = 1, LM_TP_ROW_PARALLEL = 2 };
 typedef struct {
     lm_param *p;
     int n;
-    size_t chunk_size;      /* elements per chunk */
+    size_t chunk_size;      /* elements per regular chunk (an outsized tensor's own chunk is longer) */
     int n_chunks;
     size_t *coff;           /* [n_chunks + 1]: chunk c is arena elements [coff[c], coff[c + 1]);
                              * use chunk_lo / chunk_len, never c * chunk_size */
@@ -72,26 +74,48 @@ typedef struct {
 static inline size_t chunk_lo(const lm_params *ps, int c) { return ps->coff[c]; }
 static inline size_t chunk_len(const lm_params *ps, int c) { return ps->coff[c + 1] - ps->coff[c]; }
 
-/* Chunk size (elements) for tensors of the given sizes packed in order, each
- * rounded up to `align` elements: among sizes in [largest, largest + range]
- * in steps of `step`, the one with the least padding (n_chunks*size - used);
- * ties go to the smaller size. */
-size_t chunk_search(const size_t *sizes, int n, size_t align, size_t range, size_t step);
-
-/* The range chunks_build searches above the largest tensor (elements):
- * min(16M, max(total/8 - largest, largest/4)), sizes rounded up to 16
- * elements. */
+/* The range the search tries above a cap s (chunk_layout_of), for tensors
+ * of the given sizes when the largest is s: min(16M, max(total/8 - s, s/4))
+ * elements, sizes rounded up to 16 elements, where total sums them. */
 size_t chunk_range(const size_t *sizes, int n);
 
-/* The layout chunks_build gives tensors of these sizes (also used by the
- * performance model, plan_model.c): the searched chunk size
- * (chunk_search over chunk_range, tensors aligned to 16 elements), that size
- * rounded up to a multiple of the granule (the dp shard unit), and next-fit
- * packing in order at a chunk size, which returns the chunk count and, when
- * the arrays are given, each tensor's chunk and offset in the arena. */
-size_t chunk_searched(const size_t *sizes, int n);
-size_t chunk_round(size_t searched, size_t granule);
-size_t chunk_pack(const size_t *sizes, int n, size_t chunk, int *chunk_of, size_t *off_of);
+/* A layout of tensors into chunks. */
+typedef struct {
+    size_t chunk_size; /* length of the regular chunks (elements, a multiple of the granule) */
+    size_t chunk_max;  /* the longest chunk */
+    size_t arena;      /* all chunk lengths: coff[n_chunks] */
+    int n_chunks;
+    int n_alone;       /* chunks holding one outsized tensor */
+} chunk_layout;
+
+/* The layout chunks_build gives tensors of these sizes (a pure function;
+ * the performance model, plan_model.c, uses it too). Tensors (each rounded
+ * up to 16 elements, starting 64-byte aligned) go in model order; with G the
+ * granule rounded up to a multiple of 16, the layout at regular length c (a
+ * multiple of G) is:
+ *   - a tensor longer than c is outsized: it closes the open chunk and gets
+ *     a chunk of its own, round_up(numel, G) long;
+ *   - the others go next-fit into chunks of length c, a new chunk starting
+ *     where a tensor does not fit, after an outsized tensor, and where grp
+ *     (NULL: none; the frozen flags) changes value.
+ * The search tries caps s = each distinct (aligned) tensor size from the
+ * largest down to half the mean tensor size (at most 64 caps). For each,
+ * the candidates are c = round_up(s + j*step, G), 0 <= j*step <= range,
+ * range the one chunk_range gives over the tensors no longer than s. So the
+ * largest cap is the whole-model search of one chunk size (as before
+ * outsized chunks), and the smaller caps give the layouts where the larger
+ * tensors go alone. The candidate with the least padding (arena - sum of
+ * sizes) wins; ties go to fewer chunks, then to the smaller c. The floor
+ * (half the mean size) keeps vectors (norm weights, far below the mean)
+ * from setting the regular length: otherwise a model could be cut into one
+ * chunk per tensor, norms alone, to save the last few elements; the
+ * matrices of a layer, near the mean, can. step 0: every 1024 elements,
+ * coarser when caps x candidates x tensors would pass 2^26 (the cost stays
+ * linear in the tensor count). chunk_of and off_of (n entries) get each
+ * tensor's chunk and arena offset, coff (n + 1 entries: a layout has at
+ * most one chunk per tensor) the chunk starts, when given. */
+chunk_layout chunk_layout_of(const size_t *sizes, const int *grp, int n, size_t granule, size_t step,
+                             int *chunk_of, size_t *off_of, size_t *coff);
 
 /* Add a tensor to the table before chunks_build; amortised O(1) (the
  * table doubles when full), so building a model is linear in its tensors.
@@ -100,9 +124,9 @@ size_t chunk_pack(const size_t *sizes, int n, size_t chunk, int *chunk_of, size_
  * vector of rows elements (norm weights; no decay). */
 lm_param *params_add(lm_params *ps, const char *name, int ndim, int64_t rows, int64_t cols);
 
-/* Search the chunk size (then round it up to a multiple of `granule`
- * elements, so that a chunk splits into equal 64-byte-aligned shards: the
- * caller passes 16 * dp), place tensors and allocate the weight arena
+/* Lay the tensors out in chunks (chunk_layout_of; every chunk a multiple
+ * of `granule` elements, so that a chunk splits into equal 64-byte-aligned
+ * shards: the caller passes 16 * dp) and allocate the weight arena
  * (zeroed). Gradients and optimizer state belong to the ZeRO manager
  * (zero.h), which shards them; params_alloc_state gives full ones.
  * When some tensors are frozen, a chunk starts wherever the frozen flag

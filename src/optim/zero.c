@@ -67,6 +67,7 @@ static void set_views(lm_zero *z, int c, void *base) {
 }
 
 static void grad_download(lm_zero *z, int c);
+static void early_poll(lm_zero *z);
 
 /* A reduced bucket: add the rank's summed shard into its gradient shard. */
 static void bucket_finish(lm_zero *z, int b) {
@@ -166,6 +167,7 @@ static void hook_done(void *ctx, lm_param *p) {
     int c = p->chunk;
     if (++z->done[c] == z->count[c] && z->comm_now && z->overlap && z->trained[c]) launch(z, c);
     if (z->comm_now) poll(z);
+    early_poll(z);
 }
 
 /* --------------------------------------------------------- host transfers */
@@ -414,7 +416,7 @@ lm_zero *zero_create_opts(lm_params *ps, lm_device *d, const lm_group *dp, int s
     }
 #define NEWI(f) z->f = lm_calloc(nz, sizeof(int))
     NEWI(first); NEWI(count); NEWI(done); NEWI(launched); NEWI(bucket_of); NEWI(all_counted); NEWI(post);
-    NEWI(trained); NEWI(opt_host); NEWI(par_host); NEWI(master_alias); NEWI(got_g);
+    NEWI(trained); NEWI(opt_host); NEWI(par_host); NEWI(master_alias); NEWI(got_g); NEWI(done_h);
 #undef NEWI
     z->req = lm_calloc(nz, sizeof(lm_req));
     z->tk_g = lm_calloc(nz, sizeof(uint64_t));
@@ -531,7 +533,7 @@ void zero_destroy(lm_zero *z) {
         }
     }
     void *arrs[] = {z->len, z->sh, z->os, z->first, z->count, z->done, z->launched, z->bucket_of, z->all_counted,
-                    z->post, z->trained, z->opt_host, z->par_host, z->master_alias, z->got_g, z->req, z->tk_g,
+                    z->post, z->trained, z->opt_host, z->par_host, z->master_alias, z->got_g, z->done_h, z->req, z->tk_g,
                     z->tk_u, z->zeros, z->home, z->master, z->mm, z->mv, z->hgrad, z->hparam, z->gsh, z->hw, z->hm,
                     z->hv, z->segs, z->hsegs, z->bk, z->tie_side, z->tie_dp, z->tie_lo, z->tie_hi};
     for (size_t i = 0; i < sizeof arrs / sizeof *arrs; i++) lm_free(arrs[i]);
@@ -548,7 +550,7 @@ lm_grad_hooks *zero_hooks(lm_zero *z) { return &z->hooks; }
 
 void zero_step_begin(lm_zero *z) {
     for (int c = 0; c < z->nc; c++) {
-        z->got_g[c] = 0;
+        z->got_g[c] = z->done_h[c] = 0;
         if (!z->trained[c]) continue; /* frozen chunks: no gradient is ever written there */
         if (z->stage >= 2)
             z->d->zero(z->d, z->gsh[c], z->sh[c] * z->esz);
@@ -691,6 +693,7 @@ void zero_micro_end(lm_zero *z) {
             sum_replicated(z);
             sum_tied(z);
             download_rest(z);
+            early_poll(z);
         }
         return;
     }
@@ -705,6 +708,7 @@ void zero_micro_end(lm_zero *z) {
     sum_replicated(z);
     sum_tied(z);
     download_rest(z);
+    early_poll(z);
 }
 
 /* Each rank sums the squares of its own shard (at stage 0, its shard of the
@@ -773,22 +777,56 @@ static void gather_weights(lm_zero *z, int trained_only, const uint64_t *wait_fo
  * chunk's gradient, one fused pass (host_adamw) per tensor piece, then the
  * updated compute-dtype weights go up (or, par_host, are the home shard
  * already) while the next chunk's step runs. */
+static void host_chunk(lm_zero *z, int c, const lm_adamw_hp *hp, double lr, double gscale, long step) {
+    if (z->done_h[c]) return;
+    zero_wait_copy(z, z->tk_g[c], 0);
+    void *wout = z->par_host[c] ? wown(z, c) : z->f32 ? NULL : z->hparam[c];
+    for (int j = 0; j < z->nhseg; j++) {
+        const zero_hseg *s = &z->hsegs[j];
+        if (s->chunk != c) continue;
+        host_adamw(z->master[c] + s->off, z->mm[c] + s->off, z->mv[c] + s->off,
+                   (const char *)z->hgrad[c] + s->off * z->esz, wout ? (char *)wout + s->off * z->esz : NULL, z->ct,
+                   s->n, (float)gscale, (float)lr, (float)hp->beta1, (float)hp->beta2, (float)hp->eps, s->wd, step);
+    }
+    z->done_h[c] = 1;
+    z->host_steps++;
+}
+
 static void host_update(lm_zero *z, const lm_adamw_hp *hp, double lr, double gscale, long step) {
     for (int c = z->nc - 1; c >= 0; c--) {
         if (!z->opt_host[c] || !z->trained[c]) continue;
-        zero_wait_copy(z, z->tk_g[c], 0);
-        void *wout = z->par_host[c] ? wown(z, c) : z->f32 ? NULL : z->hparam[c];
-        for (int j = 0; j < z->nhseg; j++) {
-            const zero_hseg *s = &z->hsegs[j];
-            if (s->chunk != c) continue;
-            host_adamw(z->master[c] + s->off, z->mm[c] + s->off, z->mv[c] + s->off,
-                       (const char *)z->hgrad[c] + s->off * z->esz, wout ? (char *)wout + s->off * z->esz : NULL,
-                       z->ct, s->n, (float)gscale, (float)lr, (float)hp->beta1, (float)hp->beta2, (float)hp->eps,
-                       s->wd, step);
-        }
+        host_chunk(z, c, hp, lr, gscale, step);
         if (!z->par_host[c]) /* up: the float32 master itself, or the rounded copy */
             z->tk_u[c] = z->d->copy_async(z->d, wown(z, c), z->f32 ? (void *)z->master[c] : z->hparam[c],
                                           z->os[c] * z->esz, 0);
+    }
+}
+
+/* Without clipping (the coefficient is 1) the host step of an offloaded
+ * chunk needs only its gradient: on the step's last micro-step it runs as
+ * soon as the download has landed, while backward goes on. The device
+ * weights are not touched (the upload waits for zero_update: backward may
+ * still read them, and a later fetch in this step must gather the old
+ * ones); a parameter-offloaded chunk, whose host home the step writes,
+ * only once the trace says nothing fetches it again in this step. */
+void zero_early_step(lm_zero *z, const lm_adamw_hp *hp, double lr, long step) {
+    if (!z->n_opt_host) return;
+    if (!z->segs) build_segments(z, hp);
+    z->early = 1;
+    z->early_hp = *hp;
+    z->early_lr = lr;
+    z->early_t = step;
+}
+
+static void early_poll(lm_zero *z) {
+    if (!z->early || !z->last) return;
+    const zero_trace *t = &z->tr;
+    for (int c = z->nc - 1; c >= 0; c--) {
+        if (!z->opt_host[c] || !z->trained[c] || !z->got_g[c] || z->done_h[c]) continue;
+        if (z->par_host[c] && !(z->managed && t->ready && !t->lost && t->nextuse[c] == LONG_MAX)) continue;
+        if (!z->d->copy_done(z->d, z->tk_g[c])) continue;
+        host_chunk(z, c, &z->early_hp, z->early_lr, 1.0, z->early_t);
+        z->host_early++;
     }
 }
 
@@ -798,7 +836,11 @@ void zero_update(lm_zero *z, const lm_adamw_hp *hp, double lr, double gscale, lo
         z->d->adamw(z->d, z->segs, z->nseg, (float)gscale, (float)lr, (float)hp->beta1, (float)hp->beta2,
                     (float)hp->eps, step);
     memset(z->tk_u, 0, sizeof(uint64_t) * (size_t)z->nc);
+    if (z->early && (gscale != 1.0 || lr != z->early_lr || step != z->early_t))
+        lm_abort(LM_ERR_RUNTIME, "zero: the early host step was given lr %g, step %ld; the update has lr %g, step %ld, "
+                 "gscale %g", z->early_lr, z->early_t, lr, step, gscale);
     if (z->n_opt_host) host_update(z, hp, lr, gscale, step);
+    z->early = 0;
     if (z->stage == 3) {
         /* the home shards are the weights; what was gathered is stale */
         for (int c = 0; c < z->nc; c++)
@@ -1039,6 +1081,8 @@ void zero_memory_bytes(const lm_zero *z, lm_zero_mem *m) {
     m->gathers = z->gathers;
     m->uploads = z->uploads;
     m->evictions = z->evictions;
+    m->host_steps = z->host_steps;
+    m->host_early = z->host_early;
 }
 
 void zero_describe(const lm_zero *z, char *buf, size_t len) {

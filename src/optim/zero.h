@@ -1,9 +1,10 @@
-/* zero.h — data-parallel gradient reduction and ZeRO stages 0-2 over the
- * chunked parameters (DESIGN §6).
+/* zero.h — data-parallel gradient reduction, ZeRO stages 0-3 and the
+ * placement of chunks between device and host memory (CPU offload, Colossal-
+ * AI's Gemini) over the chunked parameters (DESIGN §6).
  *
- * A chunk of `cs` elements splits into dp shards of cs/dp; rank r of the
- * data-parallel group owns shard r of every chunk: elements
- * [c*cs + r*cs/dp, c*cs + (r+1)*cs/dp) of the arena. A chunk is the bucket of
+ * Chunk c (chunks.h: chunk_lo, chunk_len = cs_c elements; chunks may differ
+ * in length) splits into dp shards of cs_c/dp; rank r of the data-parallel
+ * group owns shard r of every chunk. A chunk is the bucket of
  * communication: its gradients are reduced as soon as backward has produced
  * all of them (non-blocking; comm_test between kernels drives MPI's
  * progress), while backward goes on producing the gradients of earlier
@@ -19,16 +20,38 @@
  *            buffer only while backward writes it, is reduce-scattered on
  *            every micro-step as soon as it is complete, added into the
  *            rank's gradient shard, and the buffer is reused.
+ *   stage 3  parameters sharded too (a managed layout: no weight arena):
+ *            the rank keeps its shard of each chunk's weights (its home) and
+ *            the model's parameter hooks gather the chunk into a device slot
+ *            around each use (zero_fetch.c: prefetch along the traced order,
+ *            eviction by furthest next use under a device budget); gradients
+ *            as stage 2; AdamW writes the home shards.
+ *
+ * Placement (parallel.offload): for a chosen set of chunks (offload_frac of
+ * the chunk bytes, the chunks used last in forward first; auto: the fewest
+ * that fit the device budget) the fp32 master weights, both moments and the
+ * AdamW step live on the host (optim); at stage 3 the compute-dtype home
+ * shards too (param). On the last micro-step each offloaded chunk's reduced
+ * gradient goes down (compute dtype, asynchronous copy) as soon as it is
+ * final; the host step (host_adamw.h: one fused pass, bit-identical to the
+ * device's AdamW) writes the compute-dtype parameters, which go up (or are
+ * the home); the stage 1-2 all-gather of a chunk waits for its upload only.
+ * Without clipping the host steps run during backward (zero_early_step).
+ * Nothing of the placement changes the numbers.
  *
  * Weights and gradients are in the device's compute dtype (e bytes: 4 on the
  * float32 CPU backend, 2 in bf16); AdamW updates float32 master weights of
  * the owned range (the whole chunk at stage 0, the rank's shard otherwise)
- * and writes them back rounded into the weights. In float32 the weights are
- * their own master copy. Bytes per rank (Psi = arena elements, chunk padding
- * included):
- *     weights e Psi, + master 4 Psi (stage 0) or 4 Psi/dp (stages 1, 2) in bf16;
+ * and writes them back rounded into the weights. In float32 a master on the
+ * weights' side is the weights. Bytes per rank, device and host together
+ * (Psi = arena elements, chunk padding included):
+ *     weights e Psi (stages 0-2) or e Psi/dp (stage 3, + gathered chunks),
+ *     + master 4 Psi (stage 0) or 4 Psi/dp in bf16 (and in float32 for
+ *     offloaded chunks whose weights stay on the device);
  *     gradients e Psi (stages 0, 1) or e Psi/dp (+ in-flight buckets of e cs
- *     each, stage 2);  optimizer state 8 Psi (stage 0) or 8 Psi/dp.
+ *     each, stages 2, 3);  optimizer state 8 Psi (stage 0) or 8 Psi/dp;
+ *     offloaded chunks also hold host staging of e x owned for the gradient
+ *     (and, bf16, the parameters going up).
  *
  * train.trainable = embeddings: the frozen tensors sit in chunks of their
  * own (chunks.h); such a chunk has no moments (the optimizer state is over
@@ -114,6 +137,12 @@ void zero_micro_end(lm_zero *z);
 /* Sum of squares of the whole reduced gradient (every rank gets it). */
 double zero_reduced_grad_sumsq(lm_zero *z);
 
+/* Before the step's first micro_begin, when the update will not clip
+ * (gscale 1: train.grad_clip = 0): the host optimizer step of each
+ * offloaded chunk may then run during backward as soon as the chunk's
+ * gradient is on the host (zero_update must get the same lr and step). */
+void zero_early_step(lm_zero *z, const lm_adamw_hp *hp, double lr, long step);
+
 /* AdamW on the owned part (gradients scaled by gscale), then all-gather the
  * weights (stages 1, 2). step = updates done including this one. */
 void zero_update(lm_zero *z, const lm_adamw_hp *hp, double lr, double gscale, long step);
@@ -161,6 +190,7 @@ typedef struct {
     size_t slots_min;    /* ZeRO-3: the most one use needs gathered at once */
     int n_opt_host, n_par_host, nc;
     long gathers, uploads, evictions; /* ZeRO-3 counts so far */
+    long host_steps, host_early; /* chunk steps of the host optimizer so far, of which during backward */
 } lm_zero_mem;
 void zero_memory_bytes(const lm_zero *z, lm_zero_mem *m);
 

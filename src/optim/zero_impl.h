@@ -87,6 +87,12 @@ struct lm_zero {
     void **hparam;        /* opt_host, bf16, not par_host: host staging of the updated parameters */
     uint64_t *tk_g, *tk_u;/* tickets of each chunk's gradient download and parameter upload */
     int *got_g;           /* the gradient download of chunk c was issued this step */
+    int *done_h;          /* chunk c's host optimizer step ran this step */
+    int early;            /* zero_early_step: host steps may run during backward */
+    lm_adamw_hp early_hp;
+    double early_lr;
+    long early_t;
+    long host_steps, host_early; /* chunk host steps so far, of which during backward */
 
     /* stage 3: every chunk is managed (ps->managed): the rank's shard of its
      * compute-dtype weights lives in home[c] (device, or host when

@@ -1,6 +1,6 @@
 /* plan_model.c — see plan_model.h; the equations are derived in perf/PLAN.md.
- * Two small caches (the pipeline split per (L, pp, v) and the chunk-size
- * search per stage tensor list) keep the search over thousands of layouts
+ * Two small caches (the pipeline split per (L, pp, v) and the chunk layout
+ * per stage tensor list and granule) keep the search over thousands of layouts
  * fast; they change no result. */
 #include "plan_model.h"
 #include "chunks.h"
@@ -21,7 +21,8 @@ const char *plan_reject_name(int why) {
         "global batch not a multiple of dp x micro_batch",
         "interleaved schedule needs the micro-batch count a multiple of pp",
         "sp: micro_batch x seq_len not divisible by tp",
-        "does not fit in memory",
+        "does not fit in device memory, even with everything offloaded",
+        "host memory cannot hold the offload the device needs",
     };
     return why >= 0 && why < PLAN_R_N ? N[why] : "?";
 }
@@ -49,10 +50,12 @@ double plan_gemm_eff(const plan_calib *c, double k) { return c->gemm_eff_max * k
 
 /* ---- the chunk arena: chunks.c's own layout functions ---- */
 
+/* *chunk: the longest chunk (an outsized tensor's own, or the regular
+ * length), what a chunk buffer (ZeRO-3 gather, ZeRO-2 bucket) must hold. */
 double plan_arena(const size_t *sizes, int n, size_t granule, double *chunk) {
-    size_t cs = chunk_round(chunk_searched(sizes, n), granule);
-    if (chunk) *chunk = (double)cs;
-    return (double)chunk_pack(sizes, n, cs, NULL, NULL) * (double)cs;
+    chunk_layout L = chunk_layout_of(sizes, NULL, n, granule, 0, NULL, NULL, NULL);
+    if (chunk) *chunk = (double)L.chunk_max;
+    return (double)L.arena;
 }
 
 /* ---- local sizes under tp (model.c tp_dims) ---- */
@@ -72,12 +75,12 @@ static int tp_split(const plan_shape *s, int tp, tp_local *o) {
     return 0;
 }
 
-/* Cache of chunk_search results by stage tensor list (its sizes are fixed
- * by the local dims, whether the stage holds the embedding and the head,
- * and its layer count). */
+/* Cache of chunk layouts by stage tensor list (its sizes are fixed by the
+ * local dims, whether the stage holds the embedding and the head, and its
+ * layer count) and granule. */
 typedef struct {
-    long key[9];
-    size_t cs;
+    long key[10];
+    double psi, chunk;
 } cs_entry;
 #define CS_CACHE 512
 static cs_entry cs_cache[CS_CACHE];
@@ -103,27 +106,24 @@ static int stage_tensors(const plan_shape *s, const tp_local *L, int first, int 
     return n;
 }
 
-/* Arena and chunk size of a stage. head: 0 none, 1 final norm only (tied,
- * pp 1), 2 norm and lm_head. */
+/* Arena and longest chunk (plan_arena) of a stage. head: 0 none, 1 final
+ * norm only (tied, pp 1), 2 norm and lm_head. */
 static double stage_arena(const plan_shape *s, const tp_local *L, int first, int head, int layers, size_t granule,
                           double *chunk) {
-    long key[9] = {s->dim, L->hd, L->H, L->KV, L->F, L->V, first, head, layers};
+    long key[10] = {s->dim, L->hd, L->H, L->KV, L->F, L->V, first, head, layers, (long)granule};
+    for (int i = 0; i < cs_n; i++)
+        if (!memcmp(cs_cache[i].key, key, sizeof key)) {
+            *chunk = cs_cache[i].chunk;
+            return cs_cache[i].psi;
+        }
     size_t *z;
-    int n = stage_tensors(s, L, first, head, layers, &z), hit = -1;
-    for (int i = 0; i < cs_n && hit < 0; i++)
-        if (!memcmp(cs_cache[i].key, key, sizeof key)) hit = i;
-    size_t cs;
-    if (hit >= 0) cs = cs_cache[hit].cs;
-    else {
-        cs = chunk_searched(z, n);
-        int at = cs_n < CS_CACHE ? cs_n++ : (cs_next++ % CS_CACHE);
-        memcpy(cs_cache[at].key, key, sizeof key);
-        cs_cache[at].cs = cs;
-    }
-    cs = chunk_round(cs, granule);
-    *chunk = (double)cs;
-    double psi = (double)chunk_pack(z, n, cs, NULL, NULL) * (double)cs;
+    int n = stage_tensors(s, L, first, head, layers, &z);
+    double psi = plan_arena(z, n, granule, chunk);
     lm_free(z);
+    int at = cs_n < CS_CACHE ? cs_n++ : (cs_next++ % CS_CACHE);
+    memcpy(cs_cache[at].key, key, sizeof key);
+    cs_cache[at].psi = psi;
+    cs_cache[at].chunk = *chunk;
     return psi;
 }
 
@@ -221,7 +221,33 @@ static double layer_full(double R, double Rx, double D, double Hd, double KVd, d
     return e * (2 * Rx * D + 2 * R * Hd + 2 * R * KVd + 2 * R * F) + 4 * (2 * Rx + mb * Hl * T);
 }
 
-void plan_stage_memory(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, int stage, plan_mem *o) {
+/* The most chunks one group of tensors touches: each layer's 9, the head's
+ * norm and lm_head, the embedding (chunk_pack's placement at chunk size
+ * cs). These are the chunks a managed layout (ZeRO-3, parameter offload)
+ * must hold on the device at once while one layer computes. */
+static int stage_wc(const plan_shape *s, const tp_local *L, int first, int head, int layers, size_t cs) {
+    size_t *z;
+    int n = stage_tensors(s, L, first, head, layers, &z), wc = 1;
+    int *co = lm_alloc(sizeof(int) * (size_t)n);
+    chunk_pack(z, n, cs, co, NULL);
+    int i = first ? 1 : 0;
+    for (int g = 0; g <= layers; g++) {
+        int cnt = g < layers ? 9 : n - i; /* the last group: the head's tensors */
+        if (cnt <= 0) break;
+        int distinct = 1;
+        for (int k = 1; k < cnt; k++)
+            if (co[i + k] != co[i + k - 1]) distinct++; /* next-fit: a group's chunks are consecutive */
+        if (distinct > wc) wc = distinct;
+        i += cnt;
+    }
+    lm_free(co);
+    lm_free(z);
+    return wc;
+}
+
+/* Everything of a stage but the offloadable bytes: arena, chunks,
+ * activations (plan_stage_memory then stage_bytes). */
+static void stage_base(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, int stage, plan_mem *o) {
     memset(o, 0, sizeof *o);
     tp_local L = {0};
     tp_split(s, l->tp, &L);
@@ -230,16 +256,10 @@ void plan_stage_memory(const plan_shape *s, const plan_cluster *cl, const plan_l
     int head = last ? (!s->tied || pp > 1 ? 2 : 1) : 0;
     o->layers = stage_layers(s, pp, v)[stage];
     o->slots = stage_slots(pp, v, m, stage);
-    double e = cl->esz, dp = l->dp;
+    double e = cl->esz;
     o->psi = stage_arena(s, &L, first, head, o->layers, (size_t)16 * (size_t)l->dp, &o->chunk);
-    double psi = o->psi;
-    int z = l->zero;
-    o->weights = z == 3 ? e * psi / dp + 2 * e * o->chunk : e * psi;
-    o->master = e == 4 ? 0 : (z == 0 ? 4 * psi : 4 * psi / dp);
-    o->grads = z >= 2 ? e * psi / dp : e * psi;
-    o->buckets = z >= 2 ? 2 * e * o->chunk : 0; /* zero.c: MAX_BUCKETS_SOFT = 2 chunk buffers */
-    o->optim = z == 0 ? 8 * psi : 8 * psi / dp;
-    if (l->offload) o->master = o->optim = 0;
+    o->nch = (int)(o->psi / o->chunk + 0.5);
+    o->wc = stage_wc(s, &L, first, head, o->layers, (size_t)o->chunk);
 
     double R = (double)l->mb * s->seq_len, Rx = l->sp && l->tp > 1 ? R / l->tp : R, D = s->dim, T = s->seq_len;
     double Hd = (double)L.H * L.hd, KVd = (double)L.KV * L.hd, F = L.F, V = L.V;
@@ -255,7 +275,151 @@ void plan_stage_memory(const plan_shape *s, const plan_cluster *cl, const plan_l
         ws += o->slots * Rx * D * e + rows * V * e;
     }
     o->acts_ws = ws;
+}
+
+/* Chunks of n that a fraction f offloads: the fewest whose bytes reach f. */
+static int frac_chunks(double f, int n) {
+    if (f <= 0) return 0;
+    int k = (int)ceil(f * n - 1e-9);
+    return k < 0 ? 0 : k > n ? n : k;
+}
+
+/* The ZeRO and offload bytes of a stage with ko / kp chunks offloaded
+ * (perf/PLAN.md "Offload"); o from stage_base. Per rank: owned = Psi (ZeRO-0)
+ * or Psi/dp; f_o = ko/nch, f_p = kp/nch;
+ *   weights  e Psi (1 - f_p), e Psi/dp (1 - f_p) at ZeRO-3, + (Wc + P) e cs
+ *            gathered/uploaded slots when chunks are managed (ZeRO-3 or f_p > 0)
+ *   master   4 owned (1 - f_o) (bf16 only)     moments 8 owned_t (1 - f_o)
+ *   grads    e Psi (ZeRO 0, 1), e Psi/dp + two e cs buckets (ZeRO 2, 3)
+ *   host     master 4 owned f_o, moments 8 owned_t f_o, gradient staging
+ *            e owned f_o, parameter staging e owned f_o (bf16), parameters
+ *            e Psi f_p (e Psi/dp f_p at ZeRO-3)
+ *   link     D2H e owned f_o (the gradients), H2D e owned (f_o - f_p) (the
+ *            updated parameters of chunks whose home is the device) +
+ *            2 m e cs_r per offloaded parameter chunk (uploaded for forward
+ *            and backward of each micro-batch; cs_r = cs, cs/dp at ZeRO-3). */
+static void stage_bytes(const plan_cluster *cl, const plan_layout *l, int m, int ko, int kp, plan_mem *o) {
+    double e = cl->esz, dp = l->dp, psi = o->psi, cs = o->chunk, n = o->nch > 0 ? o->nch : 1;
+    int z = l->zero;
+    double fo = ko / n, fp = kp / n;
+    o->ko = ko, o->kp = kp;
+    o->owned = z == 0 ? psi : psi / dp;
+    o->owned_t = o->owned; /* the plan trains every tensor */
+    double wres = z == 3 ? psi / dp : psi;
+    o->managed = z == 3 || kp > 0 ? (o->wc + l->prefetch) * e * cs : 0;
+    o->weights = e * wres * (1 - fp) + o->managed;
+    o->master = e == 4 ? 0 : 4 * o->owned * (1 - fo);
+    o->optim = 8 * o->owned_t * (1 - fo);
+    o->grads = z >= 2 ? e * psi / dp : e * psi;
+    o->buckets = z >= 2 ? 2 * e * cs : 0; /* zero.c: MAX_BUCKETS_SOFT = 2 chunk buffers */
     o->total = o->weights + o->master + o->grads + o->buckets + o->optim + o->acts_kept + o->acts_ws;
+    o->host_master = 4 * o->owned * fo;
+    o->host_optim = 8 * o->owned_t * fo;
+    o->host_grad = e * o->owned * fo;
+    o->host_pstage = e == 2 ? e * o->owned * fo : 0;
+    o->host_params = e * wres * fp;
+    o->host_total = o->host_master + o->host_optim + o->host_grad + o->host_pstage + o->host_params;
+    o->d2h = e * o->owned * fo;
+    o->h2d = e * o->owned * (fo > fp ? fo - fp : 0) + 2.0 * m * e * (z == 3 ? cs / dp : cs) * kp;
+}
+
+void plan_stage_memory(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, int stage, plan_mem *o) {
+    stage_base(s, cl, l, stage, o);
+    int m = s->global_batch / (l->dp * l->mb);
+    stage_bytes(cl, l, m, frac_chunks(l->fo, o->nch), frac_chunks(l->fp, o->nch), o);
+}
+
+double plan_device_limit(const plan_cluster *cl, const plan_calib *c) {
+    return cl->dev_limit > 0 ? cl->dev_limit : (cl->mem_gib - c->reserve_gib) * 1073741824.0;
+}
+
+double plan_host_limit(const plan_cluster *cl) {
+    return cl->host_mem_gib > 0 ? cl->host_mem_gib * 1073741824.0 : INFINITY;
+}
+
+int plan_ranks_per_node(const plan_cluster *cl, int gpus) {
+    return cl->oversubscribe || gpus < cl->gpus_per_node ? gpus : cl->gpus_per_node;
+}
+
+void plan_set_offload(plan_layout *l, int mode, double frac) {
+    l->offload = mode;
+    l->fo = mode == PLAN_OFF_OPTIM || mode == PLAN_OFF_PARAM ? frac : 0;
+    l->fp = mode == PLAN_OFF_PARAM ? frac : 0;
+}
+
+/* Whether every stage fits the device at fractions (fo, fp). */
+static int stages_fit(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, plan_mem *base, double lim,
+                      double fo, double fp) {
+    int m = s->global_batch / (l->dp * l->mb);
+    for (int st = 0; st < l->pp; st++) {
+        plan_mem t = base[st];
+        stage_bytes(cl, l, m, frac_chunks(fo, t.nch), frac_chunks(fp, t.nch), &t);
+        if (t.total > lim) return 0;
+    }
+    return 1;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The smallest fraction f in {k / nch_s} for which fits(f) holds, scanning
+ * up from 0; which: 0 fo = f (fp fixed), 1 fp = f (fo fixed), 2 fo = fp = f.
+ * -1 when none does. */
+static double smallest_frac(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, plan_mem *base,
+                            double lim, int which, double fixed) {
+    int total = 1;
+    for (int st = 0; st < l->pp; st++) total += base[st].nch;
+    double *cand = lm_alloc(sizeof(double) * (size_t)total);
+    int nc = 0;
+    cand[nc++] = 0;
+    for (int st = 0; st < l->pp; st++)
+        for (int k = 1; k <= base[st].nch; k++) cand[nc++] = (double)k / base[st].nch;
+    qsort(cand, (size_t)nc, sizeof *cand, cmp_double);
+    double found = -1;
+    for (int i = 0; i < nc && found < 0; i++) {
+        if (i && cand[i] == cand[i - 1]) continue;
+        double f = cand[i];
+        double fo = which == 1 ? fixed : f, fp = which == 0 ? fixed : f;
+        if (stages_fit(s, cl, l, base, lim, fo, fp)) found = f;
+    }
+    lm_free(cand);
+    return found;
+}
+
+int plan_fit_offload(const plan_shape *s, const plan_cluster *cl, const plan_calib *c, plan_layout *l) {
+    double lim = plan_device_limit(cl, c);
+    plan_mem *base = lm_alloc(sizeof(plan_mem) * (size_t)l->pp);
+    plan_layout b0 = *l;
+    b0.fo = b0.fp = 0;
+    for (int st = 0; st < l->pp; st++) stage_base(s, cl, &b0, st, &base[st]);
+    double f;
+    int ok = 1;
+    switch (l->offload) {
+    case PLAN_OFF_OPTIM:
+        f = smallest_frac(s, cl, l, base, lim, 0, 0.0);
+        l->fo = f >= 0 ? f : 1, l->fp = 0;
+        ok = f >= 0;
+        break;
+    case PLAN_OFF_PARAM:
+        f = smallest_frac(s, cl, l, base, lim, 2, 0.0);
+        l->fo = l->fp = f >= 0 ? f : 1;
+        ok = f >= 0;
+        break;
+    case PLAN_OFF_AUTO:
+        f = smallest_frac(s, cl, l, base, lim, 0, 0.0);
+        if (f >= 0) l->fo = f, l->fp = 0;
+        else {
+            f = smallest_frac(s, cl, l, base, lim, 1, 1.0);
+            l->fo = 1, l->fp = f >= 0 ? f : 1;
+            ok = f >= 0;
+        }
+        break;
+    default: ok = stages_fit(s, cl, l, base, lim, 0, 0); l->fo = l->fp = 0; break;
+    }
+    lm_free(base);
+    return ok;
 }
 
 /* ---- time ----
@@ -281,7 +445,6 @@ void plan_evaluate(const plan_shape *s, const plan_cluster *cl, const plan_calib
     int pp = l->pp, v = pp > 1 ? l->v : 1, tp = l->tp, dp = l->dp, gpus = dp * tp * pp;
     int m = s->global_batch / (dp * l->mb);
     o->n_micro = m;
-    o->runnable = l->zero <= 2 && !l->offload;
     double e = cl->esz, D = s->dim, T = s->seq_len, R = (double)l->mb * T;
     double Rx = l->sp && tp > 1 ? R / tp : R, lat = cl->latency_us * 1e-6;
     int world_in_node = gpus <= cl->gpus_per_node || cl->oversubscribe;
@@ -294,7 +457,9 @@ void plan_evaluate(const plan_shape *s, const plan_cluster *cl, const plan_calib
     double rate = cl->peak_tflops * 1e12 * plan_gemm_eff(c, k) * c->e2e;
     if (cl->oversubscribe && gpus > cl->gpus_per_node) rate *= (double)cl->gpus_per_node / gpus;
     const int *layers = stage_layers(s, pp, v);
-    double worst_mb = 0, worst_c = 0, worst_tp = 0, worst_p2p = 0, t_dp = 0, t_opt = 0;
+    double worst_mb = 0, worst_c = 0, worst_tp = 0, worst_p2p = 0, t_dp = 0, t_opt = 0, t_x = 0, t_h = 0;
+    double host_rate = cl->host_adamw_rate > 0 ? cl->host_adamw_rate
+                       : cl->host_mem_bw_gbs * 1e9 / cl->gpus_per_node / 28.0; /* 0 when neither is given */
     double bwd_share = (2.0 + l->recompute) / (3.0 + l->recompute); /* backward's part of the compute */
     o->mem.total = -1;
     for (int st = 0; st < pp; st++) {
@@ -304,6 +469,7 @@ void plan_evaluate(const plan_shape *s, const plan_cluster *cl, const plan_calib
             o->mem = mem;
             o->mem_stage = st;
         }
+        if (mem.host_total > o->host_max) o->host_max = mem.host_total;
         int first = st == 0, last = st == pp - 1, Ls = layers[st];
         double rc = l->recompute;
         double t_c = R * (Ls * f_layer * (1 + rc / 3) + (last ? f_head : 0)) / tp / rate;
@@ -341,17 +507,36 @@ void plan_evaluate(const plan_shape *s, const plan_cluster *cl, const plan_calib
             else {
                 t_ov = m * (link_time((d - 1) / d * n, B_dp, c->dp_comm_eff) + nch * (d - 1) * lat);
                 win *= m;
-                if (l->zero == 3) t_ov *= 3; /* + the weights gathered for forward and backward */
+                /* ZeRO-3: + every chunk gathered for forward and backward of each micro-batch,
+                 * (d-1)/d e cs received per gather, prefetched (overlappable like the reductions) */
+                if (l->zero == 3) {
+                    t_ov *= 3;
+                    win = m * t_c;
+                }
             }
-            /* the weights' all-gather after the update is a blocking collective */
-            if (l->zero >= 1) t_ex = link_time((d - 1) / d * n, B_dp, c->comm_eff) + nch * (d - 1) * lat;
+            /* the weights' all-gather after the update is a blocking collective (ZeRO-3 keeps
+             * the weights sharded: none) */
+            if (l->zero == 1 || l->zero == 2)
+                t_ex = link_time((d - 1) / d * n, B_dp, c->comm_eff) + nch * (d - 1) * lat;
             double hid = fmax((1 - c->dp_hidden) * t_ov, t_ov - win);
             td = hid + t_ex;
         }
-        double owned = l->zero >= 1 ? mem.psi / dp : mem.psi;
-        to = owned * (28.0 + 2 * e) / (cl->mem_bw_gbs * 1e9);
+        /* AdamW on the device over the owned elements whose state stays there */
+        double fo = mem.nch ? (double)mem.ko / mem.nch : 0;
+        to = mem.owned * (1 - fo) * (28.0 + 2 * e) / (cl->mem_bw_gbs * 1e9);
+        /* the host link: H2D and D2H overlap each other, and compute for offload_hidden of
+         * their time (at most the stage's compute of the step) */
+        double tx = 0, th = 0;
+        if (cl->link_gbs > 0 && (mem.h2d > 0 || mem.d2h > 0)) {
+            double raw = fmax(mem.h2d, mem.d2h) / (cl->link_gbs * 1e9);
+            tx = fmax((1 - c->offload_hidden) * raw, raw - m * t_c);
+        }
+        /* the host AdamW over the offloaded owned elements, overlapped with nothing */
+        if (host_rate > 0) th = mem.owned * fo / host_rate;
         if (td > t_dp) t_dp = td;
         if (to > t_opt) t_opt = to;
+        if (tx > t_x) t_x = tx;
+        if (th > t_h) t_h = th;
     }
     double fill = pp > 1 ? (double)(pp - 1) / v : 0;
     o->t_compute = m * worst_c;
@@ -360,11 +545,15 @@ void plan_evaluate(const plan_shape *s, const plan_cluster *cl, const plan_calib
     o->t_bubble = fill * worst_mb;
     o->t_dp = t_dp;
     o->t_optim = t_opt;
-    o->t_step = (m + fill) * worst_mb + t_dp + t_opt + c->step_overhead_ms * 1e-3;
+    o->t_xfer = t_x;
+    o->t_host = t_h;
+    o->t_step = (m + fill) * worst_mb + t_dp + t_opt + t_x + t_h + c->step_overhead_ms * 1e-3;
     double tokens = (double)s->global_batch * T;
     o->tokens_per_s_gpu = tokens / o->t_step / gpus;
     o->mfu = plan_flops_per_token(s) * tokens / (o->t_step * gpus * cl->peak_tflops * 1e12);
-    o->fits = o->mem.total <= (cl->mem_gib - c->reserve_gib) * 1073741824.0;
+    o->fits_device = o->mem.total <= plan_device_limit(cl, c);
+    o->fits_host = o->host_max * plan_ranks_per_node(cl, gpus) <= plan_host_limit(cl);
+    o->fits = o->fits_device && o->fits_host;
 }
 
 /* ---- the search ---- */
@@ -383,13 +572,28 @@ static void reject(plan_rejects *r, int why, const plan_layout *l) {
     }
 }
 
+/* The layout l (offload mode set) as the search takes it: fractions fixed
+ * by fix->frac, else the smallest that fits; 1 when it fits the device. */
+static int offload_layout(const plan_shape *s, const plan_cluster *cl, const plan_calib *c, const plan_fix *fix,
+                          plan_layout *l) {
+    if (l->offload == PLAN_OFF_NONE) {
+        l->fo = l->fp = 0;
+        return -1; /* evaluate to know */
+    }
+    if (fix->frac >= 0 && l->offload != PLAN_OFF_AUTO) {
+        plan_set_offload(l, l->offload, fix->frac);
+        return -1;
+    }
+    return plan_fit_offload(s, cl, c, l);
+}
+
 int plan_search(const plan_shape *s, const plan_cluster *cl, const plan_calib *c, int gpus, const plan_fix *fix,
-                plan_result *out, int max, plan_result *modelled, plan_rejects *rej) {
+                plan_result *out, int max, plan_rejects *rej) {
     memset(rej, 0, sizeof *rej);
-    memset(modelled, 0, sizeof *modelled);
-    rej->min_mem = -1;
+    rej->min_mem = rej->min_host = -1;
     int cap = 256, n = 0;
     plan_result *all = lm_alloc(sizeof(plan_result) * (size_t)cap);
+    int P = fix->prefetch >= 0 ? fix->prefetch : 2;
 #define FREE(f, x) ((f) < 0 || (f) == (x))
     for (int tp = 1; tp <= gpus; tp++) {
         if (gpus % tp || !FREE(fix->tp, tp)) continue;
@@ -400,35 +604,47 @@ int plan_search(const plan_shape *s, const plan_cluster *cl, const plan_calib *c
                 /* v = 1, or interleaved chunks of equal layer counts */
                 if (!FREE(fix->v, v) || (v > 1 && s->n_layers % (pp * v))) continue;
                 for (int z = 0; z <= 3; z++) {
-                    if (!FREE(fix->zero, z) || (dp == 1 && z > 0)) continue;
-                    for (int off = 0; off <= (z == 2 ? 1 : 0); off++)
-                        for (int sp = 0; sp <= (tp > 1); sp++) {
-                            if (!FREE(fix->sp, sp)) continue;
-                            for (int mb = 1; mb <= 64 && mb * dp <= s->global_batch; mb *= 2) {
-                                if (!FREE(fix->mb, mb)) continue;
-                                for (int rc = 0; rc <= 1; rc++) {
-                                    if (!FREE(fix->recompute, rc)) continue;
-                                    plan_layout l = {dp, tp, pp, v, sp, z, mb, rc, off};
-                                    int why = plan_check(s, cl, &l);
-                                    if (why) {
-                                        reject(rej, why, &l);
+                    if (!FREE(fix->zero, z) || (dp == 1 && z > 0 && fix->zero != z)) continue;
+                    for (int sp = 0; sp <= (tp > 1); sp++) {
+                        if (!FREE(fix->sp, sp)) continue;
+                        for (int mb = 1; mb <= 64 && mb * dp <= s->global_batch; mb *= 2) {
+                            if (!FREE(fix->mb, mb)) continue;
+                            for (int rc = 0; rc <= 1; rc++) {
+                                if (!FREE(fix->recompute, rc)) continue;
+                                plan_layout l = {dp, tp, pp, v, sp, z, mb, rc, PLAN_OFF_NONE, 0, 0, P};
+                                int why = plan_check(s, cl, &l);
+                                if (why) {
+                                    reject(rej, why, &l);
+                                    continue;
+                                }
+                                /* offload modes in the order of their cost: none, optim, param
+                                 * (each only when the one before does not fit the device) */
+                                plan_result r;
+                                int placed = 0;
+                                for (int mode = PLAN_OFF_NONE; mode <= PLAN_OFF_AUTO && !placed; mode++) {
+                                    if (fix->offload >= 0 ? mode != fix->offload
+                                                          : (mode == PLAN_OFF_AUTO ||
+                                                             (mode != PLAN_OFF_NONE && cl->link_gbs <= 0)))
                                         continue;
-                                    }
-                                    plan_result r;
-                                    plan_evaluate(s, cl, c, &l, &r);
+                                    plan_layout t = l;
+                                    t.offload = mode;
+                                    offload_layout(s, cl, c, fix, &t);
+                                    plan_evaluate(s, cl, c, &t, &r);
                                     rej->evaluated++;
-                                    if (!r.fits) {
-                                        if (r.runnable) {
-                                            reject(rej, PLAN_R_MEMORY, &l);
+                                    if (!r.fits_device) {
+                                        if (fix->offload >= 0 || mode == PLAN_OFF_PARAM ||
+                                            (mode == PLAN_OFF_NONE && cl->link_gbs <= 0)) {
+                                            reject(rej, PLAN_R_MEMORY, &t);
                                             if (rej->min_mem < 0 || r.mem.total < rej->min_mem)
                                                 rej->min_mem = r.mem.total;
                                         }
                                         continue;
                                     }
-                                    if (!r.runnable) { /* ZeRO-3 (timed) before offload (memory only) */
-                                        int better = !modelled->fits || (modelled->l.offload && !l.offload) ||
-                                                     (modelled->l.offload == l.offload && cmp_result(&r, modelled) < 0);
-                                        if (better) *modelled = r;
+                                    placed = 1;
+                                    if (!r.fits_host) {
+                                        double hb = r.host_max * plan_ranks_per_node(cl, gpus);
+                                        reject(rej, PLAN_R_HOST, &t);
+                                        if (rej->min_host < 0 || hb < rej->min_host) rej->min_host = hb;
                                         continue;
                                     }
                                     if (n == cap) all = lm_realloc(all, sizeof(plan_result) * (size_t)(cap *= 2));
@@ -436,6 +652,7 @@ int plan_search(const plan_shape *s, const plan_cluster *cl, const plan_calib *c
                                 }
                             }
                         }
+                    }
                 }
             }
         }

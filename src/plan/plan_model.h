@@ -12,7 +12,13 @@
  * stage keeps. The time model is analytic: compute at a calibrated fraction
  * of peak that falls with the per-rank GEMM width, tensor-parallel traffic
  * by tp_comm_formula's count, data-parallel reductions partly hidden behind
- * backward, the pipeline's (p-1)/v bubble, point-to-point sends and AdamW. */
+ * backward, the pipeline's (p-1)/v bubble, point-to-point sends and AdamW.
+ *
+ * ZeRO-3 and offload (SPEC §2 parallel.zero = 3, parallel.offload,
+ * offload_frac, prefetch): the device and host bytes zero.c allocates for
+ * them (perf/PLAN.md "Offload"), the host link's transfers per step, the
+ * host AdamW, and the smallest offloaded fraction that fits
+ * (plan_fit_offload). They are searched and recommended like any layout. */
 #ifndef LAMINA_PLAN_MODEL_H
 #define LAMINA_PLAN_MODEL_H
 #include <stddef.h>
@@ -29,6 +35,12 @@ typedef struct {
     double mem_bw_gbs;        /* device memory bandwidth (AdamW is bound by it) */
     int esz;                  /* bytes per compute element: 2 (bf16, CUDA backend) or 4 (fp32, CPU) */
     int oversubscribe;        /* more ranks than gpus_per_node share its cores (one node) */
+    /* offload (optional keys; 0 = not given) */
+    double host_mem_gib;      /* host memory per node: bounds the offloaded bytes x ranks per node (0: unbounded) */
+    double link_gbs;          /* host <-> device GB/s per GPU, one direction (0: offload is not searched) */
+    double host_adamw_rate;   /* parameters/s of the host AdamW per GPU's share of the host (0: derived) */
+    double host_mem_bw_gbs;   /* host memory bandwidth per node (the derived rate: / gpus_per_node / 28 B) */
+    double dev_limit;         /* not in the file: bytes a GPU may use (train.device_memory); 0 = mem_gib - reserve */
 } plan_cluster;
 
 /* Calibration constants (perf/plan_calibration.ini, one section per cluster
@@ -43,6 +55,7 @@ typedef struct {
                                * between kernels) */
     double reserve_gib;       /* per-GPU memory outside the model (context, libraries) */
     double step_overhead_ms;  /* per step, outside the model (data, logging) */
+    double offload_hidden;    /* fraction of the host link's transfers hidden behind compute (optional, 0.5) */
 } plan_calib;
 
 /* The model and the batch. */
@@ -51,11 +64,20 @@ typedef struct {
     int seq_len, global_batch; /* sequences per optimizer step */
 } plan_shape;
 
-/* One layout. zero 3 and offload are modelled only: lamina does not run
- * them yet (memory is predicted, never recommended). */
+/* parallel.offload */
+enum { PLAN_OFF_NONE = 0, PLAN_OFF_OPTIM, PLAN_OFF_PARAM, PLAN_OFF_AUTO };
+
+/* One layout. fo, fp: fractions of each stage's chunk bytes whose optimizer
+ * state (fp32 master, moments, AdamW) / compute-dtype parameters live in
+ * host memory; a stage offloads ceil(f x chunks) chunks, the last ones in
+ * forward order. optim: fo = offload_frac, fp = 0; param: fo = fp =
+ * offload_frac; auto: as plan_fit_offload chose them (fo first, then fp).
+ * prefetch: chunks gathered or uploaded ahead of use (ZeRO-3, param). */
 typedef struct {
     int dp, tp, pp, v, sp, zero, mb, recompute;
-    int offload; /* 1: fp32 master weights and moments in host memory */
+    int offload;              /* PLAN_OFF_* */
+    double fo, fp;
+    int prefetch;
 } plan_layout;
 
 /* Bytes per GPU of one pipeline stage. */
@@ -65,7 +87,15 @@ typedef struct {
     double weights, master, grads, buckets, optim;
     double acts_kept, acts_ws; /* per-layer activations kept for backward; the rest of act_bytes */
     int slots, layers;        /* activation sets kept; layers on the stage */
-    double total;
+    double total;             /* device bytes */
+    /* chunks and offload */
+    int nch, wc;              /* chunks; the most chunks one layer's tensors (or the head's) touch */
+    int ko, kp;               /* chunks whose optimizer state / parameters are offloaded */
+    double owned, owned_t;    /* arena elements whose optimizer state this rank owns (of them trained) */
+    double managed;           /* of weights: the gathered/uploaded chunk slots (Wc + prefetch) e cs */
+    double host_master, host_optim, host_grad, host_pstage, host_params; /* pinned host bytes */
+    double host_total;
+    double h2d, d2h;          /* bytes over the host link per optimizer step */
 } plan_mem;
 
 typedef struct {
@@ -74,8 +104,11 @@ typedef struct {
     int mem_stage;
     int n_micro;
     double t_compute, t_bubble, t_tp, t_dp, t_pp, t_optim, t_step; /* seconds */
+    double t_xfer, t_host;    /* exposed host-link transfers; host AdamW (in t_step) */
+    double host_max;          /* the largest stage's host bytes per GPU */
     double tokens_per_s_gpu, mfu;
-    int fits, runnable;       /* fits in memory; lamina runs it (zero <= 2, no offload) */
+    int fits;                 /* the device and the host memory both hold it */
+    int fits_device, fits_host;
 } plan_result;
 
 /* Why a layout is not evaluated (counted per class by plan_search). */
@@ -87,7 +120,8 @@ enum {
     PLAN_R_BATCH,             /* global batch not a multiple of dp * micro_batch */
     PLAN_R_SCHEDULE,          /* interleaved needs micro-batches a multiple of pp */
     PLAN_R_SP_ROWS,           /* sp: micro_batch * seq_len not divisible by tp */
-    PLAN_R_MEMORY,            /* does not fit in memory */
+    PLAN_R_MEMORY,            /* does not fit in device memory, even with everything offloaded */
+    PLAN_R_HOST,              /* fits the device only with more offload than host memory holds */
     PLAN_R_N
 };
 const char *plan_reject_name(int why);
@@ -112,6 +146,23 @@ double plan_arena(const size_t *sizes, int n, size_t granule, double *chunk);
 /* 0, or the PLAN_R_* class that rules the layout out before memory. */
 int plan_check(const plan_shape *s, const plan_cluster *cl, const plan_layout *l);
 
+/* Bytes a GPU may use: cl->dev_limit, else (mem_gib - reserve) GiB. */
+double plan_device_limit(const plan_cluster *cl, const plan_calib *c);
+/* Host bytes a node holds for offload: host_mem_gib GiB (0: unbounded, returns +inf). */
+double plan_host_limit(const plan_cluster *cl);
+/* Ranks (GPUs) per node of a layout of `gpus`. */
+int plan_ranks_per_node(const plan_cluster *cl, int gpus);
+
+/* Sets l->fo, l->fp from a deck's parallel.offload mode and offload_frac
+ * (auto: both 0, for plan_fit_offload to choose). */
+void plan_set_offload(plan_layout *l, int mode, double frac);
+
+/* The smallest offload of l's mode (optim: fo; param: fo = fp; auto: fo,
+ * then fp with fo = 1), in steps of one chunk of some stage, with which
+ * every stage's device bytes fit plan_device_limit. 1 and l updated when
+ * one fits; 0 (l at the most offload of its mode) when none does. */
+int plan_fit_offload(const plan_shape *s, const plan_cluster *cl, const plan_calib *c, plan_layout *l);
+
 /* Memory of pipeline stage `stage` (the layout must pass plan_check). */
 void plan_stage_memory(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, int stage, plan_mem *out);
 
@@ -122,21 +173,26 @@ void plan_evaluate(const plan_shape *s, const plan_cluster *cl, const plan_calib
 /* Restrictions of the search (-1: free). */
 typedef struct {
     int tp, pp, v, sp, zero, mb, recompute;
+    int offload, prefetch;    /* PLAN_OFF_* (-1 free); prefetch (-1: 2) */
+    double frac;              /* offload_frac (< 0: the smallest that fits) */
 } plan_fix;
 
 typedef struct {
     long count[PLAN_R_N];     /* layouts ruled out per class */
     int example[PLAN_R_N][3]; /* one (dp, tp, pp) of each class */
-    double min_mem;           /* the least memory of a layout that does not fit (bytes) */
+    double min_mem;           /* the least device memory of a layout that does not fit (bytes) */
+    double min_host;          /* the least host bytes per node of a layout rejected for host memory */
     long evaluated;
 } plan_rejects;
 
-/* Every layout of `gpus` GPUs: the runnable ones that fit, fastest first,
- * into out (at most max; returns how many fit in all), the modelled-only
- * ones (ZeRO-3, offload) that fit into *modelled (the fastest one; its
- * runnable = 0; modelled->fits = 0 when none). */
+/* Every layout of `gpus` GPUs that fits, fastest first, into out (at most
+ * max; returns how many fit in all). Per (dp, tp, pp, v, sp, ZeRO, mb,
+ * recompute): without offload when that fits the device, else (when the
+ * cluster gives link_gbs) the smallest optim fraction that fits, else the
+ * smallest param fraction; the host must hold the offloaded bytes.
+ * fix->offload >= 0 fixes the mode (and fix->frac >= 0 its fraction). */
 int plan_search(const plan_shape *s, const plan_cluster *cl, const plan_calib *c, int gpus, const plan_fix *fix,
-                plan_result *out, int max, plan_result *modelled, plan_rejects *rej);
+                plan_result *out, int max, plan_rejects *rej);
 
 /* Parse a cluster description / calibration file (INI text; `name` in
  * messages). Every key is checked: unknown, missing, duplicate or bad

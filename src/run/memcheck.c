@@ -5,6 +5,9 @@
 #include "comm.h"
 #include "common.h"
 #include "plan_model.h"
+#ifdef LAMINA_CUDA
+#include "gpu_props.h"
+#endif
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -119,6 +122,10 @@ int memcheck_sizes(const lm_config *c, int dp, char *err, size_t errlen) {
 /* Margin on lamina's own bytes: allocator headers and rounding, the data
  * loader, page-cache-backed I/O buffers of checkpoints. */
 #define MARGIN 0.10
+/* On CUDA without train.device_memory: what the GPU keeps outside lamina's
+ * buffers (context, cuBLASLt and NCCL workspaces), as plan's calibration
+ * reserve_gib. */
+#define GPU_RESERVE ((size_t)4 << 30)
 
 /* A quick lower bound of memcheck_need's total (weights only, and the
  * full tensor table): memcheck_run uses it to refuse a model far too large
@@ -130,25 +137,71 @@ static double need_lower_bound(const lm_config *c) {
     return params * elem_bytes(c) / ((double)c->tp * c->pp) + (9.0 * c->n_layers + 3) * sizeof(lm_param);
 }
 
-void memcheck_need(const lm_config *c, int dp, lm_memneed *o) {
+static int offload_mode(const char *s) {
+    return !strcmp(s, "optim") ? PLAN_OFF_OPTIM : !strcmp(s, "param") ? PLAN_OFF_PARAM
+           : !strcmp(s, "auto") ? PLAN_OFF_AUTO : PLAN_OFF_NONE;
+}
+
+/* The deck as plan_model sees it: shape, "cluster" (the compute dtype; one
+ * node), layout. */
+static void deck_plan(const lm_config *c, int dp, double dev_limit, plan_shape *s, plan_cluster *cl,
+                      plan_layout *l) {
+    *s = (plan_shape){.dim = c->dim, .n_layers = c->n_layers, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
+                      .ffn_dim = c->ffn_dim, .vocab = c->vocab_size, .tied = c->tie_embeddings,
+                      .seq_len = c->seq_len, .global_batch = c->global_batch};
+    memset(cl, 0, sizeof *cl);
+    cl->esz = elem_bytes(c);
+    cl->gpus_per_node = INT_MAX;
+    cl->oversubscribe = 1;
+    cl->dev_limit = dev_limit;
+    *l = (plan_layout){.dp = dp, .tp = c->tp, .pp = c->pp, .v = c->pp > 1 ? c->virtual_stages : 1,
+                       .sp = c->sp && c->tp > 1, .zero = c->zero, .mb = c->micro_batch,
+                       .recompute = c->recompute, .prefetch = c->prefetch};
+    plan_set_offload(l, offload_mode(c->offload), c->offload_frac);
+}
+
+/* The device limit as plan_device_limit reads it: no calibration reserve
+ * (dev_limit is already net of it). */
+static plan_calib no_reserve(void) {
+    plan_calib k;
+    plan_calib_defaults(&k);
+    k.reserve_gib = 0;
+    return k;
+}
+
+/* The largest stage's device bytes of layout l. */
+static double device_bytes(const plan_shape *s, const plan_cluster *cl, const plan_layout *l) {
+    double best = 0;
+    for (int st = 0; st < l->pp; st++) {
+        plan_mem m;
+        plan_stage_memory(s, cl, l, st, &m);
+        if (m.total > best) best = m.total;
+    }
+    return best;
+}
+
+void memcheck_need(const lm_config *c, int dp, double dev_limit, lm_memneed *o) {
     memset(o, 0, sizeof *o);
-    plan_shape s = {.dim = c->dim, .n_layers = c->n_layers, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
-                    .ffn_dim = c->ffn_dim, .vocab = c->vocab_size, .tied = c->tie_embeddings,
-                    .seq_len = c->seq_len, .global_batch = c->global_batch};
+    plan_shape s;
     plan_cluster cl;
-    memset(&cl, 0, sizeof cl);
-    cl.esz = elem_bytes(c);
-    cl.gpus_per_node = INT_MAX;
-    cl.oversubscribe = 1;
-    plan_layout l = {.dp = dp, .tp = c->tp, .pp = c->pp, .v = c->pp > 1 ? c->virtual_stages : 1,
-                     .sp = c->sp && c->tp > 1, .zero = c->zero, .mb = c->micro_batch, .recompute = c->recompute};
+    plan_layout l;
+    deck_plan(c, dp, dev_limit, &s, &cl, &l);
+    if (l.offload == PLAN_OFF_AUTO) { /* the smallest offload that fits; none on an unbounded device */
+        if (dev_limit > 0) {
+            plan_calib k = no_reserve();
+            plan_fit_offload(&s, &cl, &k, &l);
+        } else l.fo = l.fp = 0;
+    }
+    o->layout = l;
     double best = -1;
     for (int st = 0; st < c->pp; st++) {
         plan_mem m;
         plan_stage_memory(&s, &cl, &l, st, &m);
+        if (m.host_total > o->offload) o->offload = m.host_total;
         if (m.total > best) {
             best = m.total;
             o->stage = st;
+            o->mem = m;
             o->model = m.weights + m.master + m.grads + m.buckets + m.optim;
             o->acts = m.acts_kept + m.acts_ws;
             /* the stage's tensor table (params_add doubles it: up to 2x) and
@@ -156,6 +209,9 @@ void memcheck_need(const lm_config *c, int dp, lm_memneed *o) {
             o->tables = (9.0 * m.layers + 3) * sizeof(lm_param) * 2 + (double)m.layers * m.slots * 512.0;
         }
     }
+    o->device = o->model + o->acts;
+    o->dev_limit = dev_limit;
+    o->dev_is_host = strcmp(c->device, "cuda") != 0;
     /* every rank also holds the full model's tensor table (session.c) */
     o->tables += (9.0 * c->n_layers + 3) * (sizeof(lm_param) * 2 + 8.0);
     o->batch = 8.0 * ((double)c->global_batch / dp) * c->seq_len;
@@ -164,7 +220,70 @@ void memcheck_need(const lm_config *c, int dp, lm_memneed *o) {
     if (e && atoi(e) > 0) threads = atoi(e);
     o->reserve = RESERVE_BASE + RESERVE_PER_THREAD * threads;
     o->margin = MARGIN;
-    o->total = (o->model + o->acts + o->batch + o->tables) * (1.0 + MARGIN) + o->reserve;
+    double host_dev = o->dev_is_host ? o->device : 0;
+    o->total = (host_dev + o->offload + o->batch + o->tables) * (1.0 + MARGIN) + o->reserve;
+}
+
+/* Bytes as GiB/MiB text. */
+static const char *human(double b, char *buf, size_t n) {
+    if (b >= 1024.0 * 1024 * 1024) snprintf(buf, n, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    else snprintf(buf, n, "%.1f MiB", b / (1024.0 * 1024));
+    return buf;
+}
+
+/* A fraction rounded up to 3 decimals (a bound that still fits). */
+static double up3(double f) { return ceil(f * 1000 - 1e-6) / 1000; }
+
+int memcheck_device(const lm_config *c, int dp, const lm_memneed *n, char *err, size_t errlen) {
+    if (n->dev_limit <= 0 || n->device <= n->dev_limit) return 0;
+    plan_shape s;
+    plan_cluster cl;
+    plan_layout l0;
+    deck_plan(c, dp, n->dev_limit, &s, &cl, &l0);
+    plan_calib k = no_reserve();
+    char fix[1024] = "", h[10][32];
+    size_t w = 0;
+#define ADD(...) (w += (size_t)snprintf(fix + w, w < sizeof fix ? sizeof fix - w : 0, __VA_ARGS__))
+    /* offload at the deck's ZeRO stage, then ZeRO-3 (with the deck's offload, then with optim offload) */
+    for (int mode = PLAN_OFF_OPTIM; mode <= PLAN_OFF_PARAM; mode++) {
+        plan_layout t = n->layout;
+        t.offload = mode;
+        if (plan_fit_offload(&s, &cl, &k, &t))
+            ADD("%sparallel.offload = %s with parallel.offload_frac >= %.3g", w ? "; or " : "",
+                mode == PLAN_OFF_OPTIM ? "optim" : "param", up3(mode == PLAN_OFF_OPTIM ? t.fo : t.fp));
+    }
+    if (dp > 1 && n->layout.zero < 3) {
+        plan_layout t = n->layout;
+        t.zero = 3;
+        double d3 = device_bytes(&s, &cl, &t);
+        if (d3 <= n->dev_limit) ADD("%sparallel.zero = 3 (%s)", w ? "; or " : "", human(d3, h[0], 32));
+        else {
+            t.offload = PLAN_OFF_OPTIM;
+            if (plan_fit_offload(&s, &cl, &k, &t))
+                ADD("%sparallel.zero = 3 with parallel.offload = optim, offload_frac >= %.3g", w ? "; or " : "",
+                    up3(t.fo));
+        }
+    }
+    /* the need rounded up to what human() prints (0.01 GiB, 0.1 MiB) */
+    double q = n->device >= 1073741824.0 ? 1073741824.0 / 100 : 1048576.0 / 10;
+    ADD("%s%s >= %s", w ? "; or " : "", n->dev_from_gpu ? "a GPU with at least 4 GiB more than" : "train.device_memory",
+        human(ceil(n->device / q) * q, h[1], 32));
+#undef ADD
+    const plan_mem *m = &n->mem;
+    const plan_layout *l = &n->layout;
+    char lim[128];
+    if (n->dev_from_gpu)
+        snprintf(lim, sizeof lim, "the GPU holds %s (train.device_memory = 0: its memory less 4 GiB reserved)",
+                 human(n->dev_limit, h[2], 32));
+    else snprintf(lim, sizeof lim, "train.device_memory = %s", human(n->dev_limit, h[2], 32));
+    return lm_err(err, errlen, LM_ERR_INPUT,
+                  "not enough device memory: each rank needs %s on the device (stage %d: weights %s, fp32 master "
+                  "%s, moments %s, gradients %s + buckets %s, activations and workspace %s) with parallel.zero = %d, "
+                  "parallel.offload = %s (optimizer state of %d and parameters of %d of %d chunks offloaded, "
+                  "parallel.prefetch = %d), but %s. Would fit: %s",
+                  human(n->device, h[3], 32), n->stage, human(m->weights, h[4], 32), human(m->master, h[5], 32),
+                  human(m->optim, h[6], 32), human(m->grads, h[7], 32), human(m->buckets, h[8], 32),
+                  human(n->acts, h[9], 32), l->zero, c->offload, m->ko, m->kp, m->nch, l->prefetch, lim, fix);
 }
 
 /* A decimal byte count with an optional K/M/G/T suffix (powers of 1024). */
@@ -287,24 +406,32 @@ uint64_t memcheck_available(char *src, size_t srclen) {
     return best == UINT64_MAX ? 0 : best;
 }
 
-/* Bytes as GiB/MiB text. */
-static const char *human(double b, char *buf, size_t n) {
-    if (b >= 1024.0 * 1024 * 1024) snprintf(buf, n, "%.2f GiB", b / (1024.0 * 1024 * 1024));
-    else snprintf(buf, n, "%.1f MiB", b / (1024.0 * 1024));
-    return buf;
-}
-
 void memcheck_run(const lm_config *c, int dp) {
     char err[LM_ERRLEN];
     if (memcheck_sizes(c, dp, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
     lm_memneed need;
     char src[LM_PATHLEN + 300];
     uint64_t avail = memcheck_available(src, sizeof src);
+    /* the device's bytes: train.device_memory, else on CUDA the GPU's memory less a reserve */
+    double dev_limit = (double)c->device_memory;
+    int from_gpu = 0;
+#ifdef LAMINA_CUDA
+    if (!dev_limit && !strcmp(c->device, "cuda")) {
+        size_t t = lm_cuda_mem_total();
+        if (t > GPU_RESERVE) dev_limit = (double)(t - GPU_RESERVE), from_gpu = 1;
+    }
+#endif
+    int dev_is_host = strcmp(c->device, "cuda") != 0;
     double lb = need_lower_bound(c);
-    if (avail && lb > (double)avail) { /* far too large: the bound alone, no tensor list */
+    if (dev_is_host && avail && lb > (double)avail) { /* far too large: the bound alone, no tensor list */
         memset(&need, 0, sizeof need);
         need.model = need.total = lb;
-    } else memcheck_need(c, dp, &need);
+    } else {
+        memcheck_need(c, dp, dev_limit, &need);
+        need.dev_from_gpu = from_gpu;
+        /* the same numbers on every rank (every rank weighs the stage that needs the most) */
+        if (memcheck_device(c, dp, &need, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+    }
     MPI_Comm world = comm_mpi(comm_world()), node;
     MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
     int nranks = 1, wsize = 1;
@@ -328,24 +455,37 @@ void memcheck_run(const lm_config *c, int dp) {
     MPI_Bcast(&srclen, 1, MPI_INT, out.r, world);
     MPI_Bcast(src, srclen + 1, MPI_CHAR, out.r, world);
     MPI_Comm_free(&node);
-    char h[8][32];
+    char h[12][32];
     if (any)
         lm_fail(LM_ERR_INPUT,
                 "not enough memory: each rank needs %s (weights, gradients and optimizer state %s; activations %s; "
-                "token buffers %s; tensor tables %s; +%.0f%% margin; libraries %s), the %d rank(s) on the node %s, "
-                "but %s is available there (%s). To fit: a smaller model (model.n_layers, model.dim, model.ffn_dim, "
-                "model.vocab_size), fewer activations (train.micro_batch, train.seq_len, train.recompute = true; "
-                "train.global_batch sizes the token buffers), or more ranks sharing the model (parallel.zero = 1 or "
-                "2 with more data-parallel ranks, parallel.tp, parallel.pp), or more memory per node",
-                human(need.total, h[0], 32), human(need.model, h[1], 32), human(need.acts, h[2], 32),
-                human(need.batch, h[3], 32), human(need.tables, h[4], 32), 100 * need.margin,
-                human(need.reserve, h[5], 32), (int)rep[3], human(rep[1], h[6], 32), human(rep[2], h[7], 32), src);
-    lm_log("memory check: %s per rank (stage %d: model %s, activations %s, token buffers %s, tables %s, +%.0f%% "
-           "margin, libraries %s); %s per node of %s available (%s)%s\n",
+                "token buffers %s; tensor tables %s; pinned offload %s; +%.0f%% margin; libraries %s), the %d "
+                "rank(s) on the node %s, but %s is available there (%s). To fit: a smaller model (model.n_layers, "
+                "model.dim, model.ffn_dim, model.vocab_size), fewer activations (train.micro_batch, train.seq_len, "
+                "train.recompute = true; train.global_batch sizes the token buffers), or more ranks sharing the model "
+                "(parallel.zero = 1, 2 or 3 with more data-parallel ranks, parallel.tp, parallel.pp), less host "
+                "offload (parallel.offload_frac, parallel.offload = optim rather than param), or more memory per "
+                "node%s",
+                human(need.total, h[0], 32), human(need.dev_is_host ? need.model : 0, h[1], 32),
+                human(need.dev_is_host ? need.acts : 0, h[2], 32), human(need.batch, h[3], 32),
+                human(need.tables, h[4], 32), human(need.offload, h[8], 32), 100 * need.margin,
+                human(need.reserve, h[5], 32), (int)rep[3], human(rep[1], h[6], 32), human(rep[2], h[7], 32), src,
+                need.dev_is_host ? "" : " (the device's own bytes are not host bytes on CUDA: not counted here)");
+    char dv[256];
+    if (need.dev_limit > 0)
+        snprintf(dv, sizeof dv, "; device: %s per rank of %s (%s), offload %s: optimizer state of %d and "
+                 "parameters of %d of %d chunks in host memory", human(need.device, h[8], 32),
+                 human(need.dev_limit, h[9], 32), need.dev_from_gpu ? "the GPU less 4 GiB" : "train.device_memory",
+                 c->offload, need.mem.ko, need.mem.kp, need.mem.nch);
+    else if (!need.dev_is_host)
+        snprintf(dv, sizeof dv, "; device: %s per rank, not checked (no GPU seen and no train.device_memory)",
+                 human(need.device, h[8], 32));
+    else dv[0] = 0;
+    lm_log("memory check: %s per rank (stage %d: model %s, activations %s, pinned offload %s, token buffers %s, "
+           "tables %s, +%.0f%% margin, libraries %s); %s per node of %s available (%s)%s\n",
            human(need.total, h[0], 32), need.stage, human(need.model, h[1], 32), human(need.acts, h[2], 32),
-           human(need.batch, h[3], 32), human(need.tables, h[4], 32), 100 * need.margin,
-           human(need.reserve, h[5], 32), human(node_need, h[6], 32), avail ? human(node_avail, h[7], 32) : "?",
-           src, !strcmp(c->device, "cuda") ? "; device memory is not checked (the device interface does not "
-           "report it)" : "");
+           human(need.offload, h[10], 32), human(need.batch, h[3], 32), human(need.tables, h[4], 32),
+           100 * need.margin, human(need.reserve, h[5], 32), human(node_need, h[6], 32),
+           avail ? human(node_avail, h[7], 32) : "?", src, dv);
     (void)wsize;
 }

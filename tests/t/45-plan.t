@@ -1,11 +1,14 @@
 #!/bin/bash
 # lamina plan: the performance model's command line. Recommendations that
 # fit (7B on 8 and 64 H100s), a deck and a fixed dimension, 70B on 8 GPUs
-# (nothing lamina runs fits: 16 bytes per parameter / 8 GPUs = 138 GB), the
-# predicted memory of a layout against what a real run allocates, and bad
-# arguments and files (exit 2 naming the problem).
+# (16 bytes per parameter / 8 GPUs = 138 GB: only with the optimizer state
+# offloaded to the host), a deck's own layout (--deck: LLaMA-2-7B on one
+# GPU with offload), the memory check's device limit (train.device_memory,
+# exit 2 with the setting that fits, the same as plan's), the predicted
+# memory of a layout against what a real run allocates, and bad arguments
+# and files (exit 2 naming the problem).
 source tests/lib.sh
-plan 17
+plan 24
 H100=inputs/clusters/h100-sxm.ini
 CPU=inputs/clusters/local-cpu.ini
 
@@ -24,7 +27,7 @@ if [ "$rc" = 0 ] && fits 2 >"$T/.f" && grep -q "== 64 x NVIDIA H100" "$T/out"; t
 else notok "7B on 8 and 64 H100" "exit $rc" "$(cat "$T/.f")" "$(tail -5 "$T/out")"; fi
 if grep -q "rejected: .*tp > gpus per node" "$T/out"; then ok "64 GPUs: tp 16+ rejected as crossing nodes"
 else notok "tp across nodes rejected" "$(grep rejected "$T/out")"; fi
-rec=$(grep -A2 "^recommended" "$T/out" | grep -m1 "run: mpirun -np 8")
+rec=$(grep -A5 "^recommended" "$T/out" | grep -m1 "run: mpirun -np 8")
 if [[ $rec == *parallel.dp=*parallel.tp=*train.micro_batch=* ]]; then ok "recommended line gives the overrides to run it"
 else notok "run line" "$rec"; fi
 
@@ -34,10 +37,31 @@ if [ "$rc" = 0 ] && fits 1 >/dev/null && grep "^recommended" "$T/out" | grep -q 
 else notok "deck with fixed tp" "exit $rc" "$(grep -E "recommended|error" "$T/out")"; fi
 
 lam 1 plan llama2-70b --cluster $H100 --gpus 8,64
-if [ "$rc" = 0 ] && grep -q "no layout fits: .* the smallest needs 1[0-9][0-9]\.[0-9] GiB" "$T/out" \
-   && grep -q "modelled only (not in lamina yet" "$T/out" && grep -q "== 64 x" "$T/out" && fits 1 >/dev/null; then
-  ok "70B: no layout fits on 8 x 80 GB (offload modelled only), one does on 64"
-else notok "70B on 8 / 64" "exit $rc" "$(grep -E "fits|recommended|modelled" "$T/out")"; fi
+if [ "$rc" = 0 ] && fits 2 >/dev/null && grep -q "== 64 x" "$T/out" \
+   && grep -m1 "^recommended" "$T/out" | grep -q "offload optim 0\.[0-9]*, .*host [1-9][0-9.]* GiB/GPU"; then
+  ok "70B on 8 x 80 GB: recommended with the optimizer state offloaded (host GiB shown); on 64 without"
+else notok "70B on 8 / 64" "exit $rc" "$(grep -E "fits|recommended|rejected" "$T/out")"; fi
+if grep -A5 -m1 "^recommended" "$T/out" | grep "run: mpirun -np 8" | grep -q "parallel.offload=optim parallel.offload_frac=0\.[0-9]* parallel.prefetch=2"; then
+  ok "70B on 8: the run line sets parallel.offload, offload_frac and prefetch"
+else notok "offload run line" "$(grep -A3 -m1 "^recommended" "$T/out")"; fi
+# without the host keys offload is not searched: nothing fits on 8
+grep -v -E "^(link_gbs|host_)" $H100 > "$T/nolink.ini"
+lam 1 plan llama2-70b --cluster "$T/nolink.ini" --gpus 8
+if [ "$rc" = 0 ] && grep -q "no layout fits: .* the smallest needs 1[0-9][0-9]\.[0-9] GiB .*offload not searched" "$T/out"; then
+  ok "70B on 8 without link_gbs: no layout fits (offload not searched)"
+else notok "70B without link" "exit $rc" "$(grep -E "fits|recommended" "$T/out")"; fi
+
+# --deck: the deck's own layout (LLaMA-2-7B on one 80 GB GPU, optimizer offload)
+lam 1 plan --deck inputs/llama2-7b-1gpu.in --cluster h100-sxm
+if [ "$rc" = 0 ] && grep -q "^deck layout: fits, [0-9.]* GiB/GPU device (limit 76.0), [1-9][0-9.]* GiB/GPU host, offload optim 0.60, [0-9.]* s/step, [0-9]* tokens/s/GPU, MFU [0-9.]*%" "$T/out" \
+   && grep -q "host (pinned) .*master .*moments .*gradient staging .*link per step: H2D" "$T/out"; then
+  ok "--deck llama2-7b-1gpu.in: fits one H100, device and host memory, step time and MFU ($(grep "^deck layout" "$T/out" | cut -c1-80))"
+else notok "--deck 7B 1 GPU" "exit $rc" "$(tail -4 "$T/out")"; fi
+lam 1 plan --deck inputs/llama2-7b-1gpu.in --cluster h100-sxm parallel.offload=none
+if [ "$rc" = 0 ] && grep -q "^deck layout: does not fit" "$T/out" \
+   && grep -q "would fit: parallel.offload = optim with offload_frac >= 0\.[0-9]*" "$T/out"; then
+  ok "--deck without offload: does not fit, and the smallest optim fraction that would"
+else notok "--deck without offload" "exit $rc" "$(tail -4 "$T/out")"; fi
 
 # the predicted memory of a layout = what the run allocates (a 3M-parameter
 # shape on the tiny deck, dp 2, ZeRO-1)
@@ -61,6 +85,25 @@ sys.exit(0 if (m[5], m[0], m[1], m[2]) == (psi, w, g, o) and abs(float(m[3]) + f
 PYEOF
 then ok "dp 2, ZeRO-1: predicted Psi, weights, gradients, optimizer, activations = the run's ($(tail -1 "$T/.m"))"
 else notok "plan memory = run memory" "exit $rc" "$(cat "$T/.m")" "$(tail -3 "$T/out")"; fi
+
+# the memory check's device: train.device_memory on the CPU backend emulates a
+# device of that size; too small is exit 2 before allocating, naming the
+# setting that fits, the same as lamina plan --deck says for it
+lam 1 train "$T/tiny.in" train.device_memory=2500K train.steps=1
+frac=$(grep -o "parallel.offload = optim with parallel.offload_frac >= [0-9.]*" "$T/out" | grep -o "[0-9.]*$")
+if [ "$rc" = 2 ] && grep -q "not enough device memory: each rank needs .* but train.device_memory = 2.4 MiB. Would fit: parallel.offload = optim" "$T/out" \
+   && grep -q "or train.device_memory >= " "$T/out" && ! grep -q "memory check:" "$T/out"; then
+  ok "train.device_memory too small: exit 2 before allocating, naming parallel.offload (>= $frac) and train.device_memory"
+else notok "device_memory check" "exit $rc" "$(tail -2 "$T/out" | cut -c1-400)"; fi
+lam 1 plan --deck "$T/tiny.in" --cluster local-cpu train.device_memory=2500K
+pf=$(grep -o "would fit: parallel.offload = optim with offload_frac >= [0-9.]*" "$T/out" | grep -o "[0-9.]*$")
+if [ "$rc" = 0 ] && [ -n "$frac" ] && $PY -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); sys.exit(0 if b<=a<b+0.001 else 1)" "$frac" "$pf"; then
+  ok "lamina plan --deck gives the same smallest fraction ($pf) as the memory check ($frac)"
+else notok "plan --deck vs memcheck" "exit $rc" "plan '$pf' memcheck '$frac'" "$(tail -3 "$T/out")"; fi
+lam 1 train "$T/tiny.in" train.device_memory=64M train.steps=1
+if grep -q "memory check: .*device: [0-9.]* MiB per rank of 64.0 MiB (train.device_memory)" "$T/out"; then
+  ok "train.device_memory large enough: the check passes and logs the device bytes"
+else notok "device_memory enough" "exit $rc" "$(grep -E "memory check|error" "$T/out" | cut -c1-300)"; fi
 
 # bad input: exit 2 naming the problem
 printf '[cluster]\nname = x\nbogus = 1\n' > "$T/bad.ini"

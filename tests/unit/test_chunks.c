@@ -1,9 +1,12 @@
-/* test_chunks.c — chunk-size search and tensor placement (src/dist/chunks.h).
+/* test_chunks.c — chunk layout search and tensor placement (src/dist/chunks.h).
  *
- * chunk_search is checked against a brute force written here: for every
- * candidate size, the fewest chunks an in-order packing without splitting can
- * use, by dynamic programming over prefixes (a different algorithm from the
- * module's greedy one; both are optimal for order-preserving packing). */
+ * chunk_layout_of is checked against a brute force written here: for every
+ * candidate regular length of the documented rule, the fewest chunks an
+ * in-order packing without splitting can use between outsized tensors and
+ * frozen/trained switches, by dynamic programming over prefixes (a
+ * different algorithm from the module's next-fit; both are optimal for
+ * order-preserving packing), plus the outsized tensors' own chunks. Every
+ * layout is checked for its invariants (check_layout). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,18 +21,19 @@
 #include <string.h>
 
 static size_t rup(size_t x, size_t a) { return (x + a - 1) / a * a; }
+static size_t gran(size_t granule) { return rup(granule < 16 ? 16 : granule, 16); }
 
-/* Fewest chunks of `chunk` elements holding sizes[0..n) (each rounded up to
- * align) in order, each chunk a contiguous run: best[j] = min over i < j with
+/* Fewest chunks of `chunk` elements holding a[0..n) (already aligned) in
+ * order, each chunk a contiguous run: best[j] = min over i < j with
  * sum(i..j) <= chunk of best[i] + 1. */
-static size_t min_chunks_dp(const size_t *sizes, int n, size_t align, size_t chunk) {
+static size_t min_chunks_dp(const size_t *a, int n, size_t chunk) {
     size_t *best = calloc((size_t)n + 1, sizeof *best);
     best[0] = 0;
     for (int j = 1; j <= n; j++) {
         best[j] = (size_t)-1;
         size_t run = 0;
         for (int i = j - 1; i >= 0; i--) {
-            run += rup(sizes[i], align);
+            run += a[i];
             if (run > chunk) break;
             if (best[i] != (size_t)-1 && best[i] + 1 < best[j]) best[j] = best[i] + 1;
         }
@@ -39,117 +43,270 @@ static size_t min_chunks_dp(const size_t *sizes, int n, size_t align, size_t chu
     return r;
 }
 
-/* Brute force: least padding n_chunks*c - used over c = largest + k*step
- * (k = 0, 1, ... while <= largest + range); the first (smallest) wins ties. */
-static size_t search_brute(const size_t *sizes, int n, size_t align, size_t range, size_t step, size_t *waste_out) {
-    size_t largest = 0, used = 0;
-    for (int i = 0; i < n; i++) {
-        size_t s = rup(sizes[i], align);
-        if (s > largest) largest = s;
-        used += s;
+/* The arena and chunk count at regular length c: runs of regular tensors
+ * (cut at outsized tensors and where grp changes) packed by the DP, each
+ * outsized tensor in a chunk of round_up(a, G). */
+static size_t eval_dp(const size_t *a, const int *grp, int n, size_t G, size_t c, int *nc_out) {
+    size_t arena = 0;
+    int nc = 0;
+    for (int i = 0; i < n;) {
+        if (a[i] > c) {
+            arena += rup(a[i], G);
+            nc++;
+            i++;
+            continue;
+        }
+        int j = i + 1;
+        while (j < n && a[j] <= c && (!grp || grp[j] == grp[i])) j++;
+        size_t m = min_chunks_dp(a + i, j - i, c);
+        arena += m * c;
+        nc += (int)m;
+        i = j;
     }
-    size_t best = 0, best_waste = (size_t)-1;
-    for (size_t c = largest; c <= largest + range; c += step) {
-        size_t w = min_chunks_dp(sizes, n, align, c) * c - used;
-        if (w < best_waste) {
-            best_waste = w;
-            best = c;
+    *nc_out = nc;
+    return arena;
+}
+
+/* Brute force over the documented candidates: caps = distinct aligned
+ * sizes >= half the mean; for each, c = round_up(s + j*step, G) over
+ * [s, s + min(16M, max(total_s/8 - s, s/4))], total_s summing the tensors
+ * <= s; least arena, then fewest chunks, then smallest c. */
+static size_t layout_brute(const size_t *sizes, const int *grp, int n, size_t granule, size_t step, size_t *arena_out,
+                           int *nc_out) {
+    size_t G = gran(granule), *a = malloc(sizeof(size_t) * (size_t)n), all = 0;
+    for (int i = 0; i < n; i++) all += a[i] = rup(sizes[i], 16);
+    size_t st = rup(step < 16 ? 16 : step, 16), best = 0, best_ar = 0;
+    int best_nc = 0;
+    for (int i = 0; i < n; i++) {
+        size_t s = a[i], total = 0;
+        int seen = 0;
+        for (int j = 0; j < i; j++) seen |= a[j] == s;
+        if (seen || s < all / (size_t)n / 2) continue;
+        for (int j = 0; j < n; j++)
+            if (a[j] <= s) total += a[j];
+        size_t range = total / 8 > s ? total / 8 - s : 0;
+        if (range < s / 4) range = s / 4;
+        if (range > ((size_t)16 << 20)) range = (size_t)16 << 20;
+        for (size_t k = 0; k <= range; k += st) {
+            size_t c = rup(s + k, G);
+            int nc;
+            size_t ar = eval_dp(a, grp, n, G, c, &nc);
+            if (!best || ar < best_ar || (ar == best_ar && (nc < best_nc || (nc == best_nc && c < best)))) {
+                best = c;
+                best_ar = ar;
+                best_nc = nc;
+            }
         }
     }
-    if (waste_out) *waste_out = best_waste;
+    free(a);
+    *arena_out = best_ar;
+    *nc_out = best_nc;
     return best;
 }
 
-static size_t padding_of(const size_t *sizes, int n, size_t align, size_t c) {
-    size_t used = 0;
-    for (int i = 0; i < n; i++) used += rup(sizes[i], align);
-    return min_chunks_dp(sizes, n, align, c) * c - used;
+/* The invariants of a layout of n tensors: chunk starts coff[0] = 0 < ... <
+ * coff[nc] = arena, every chunk a multiple of the granule and holding at
+ * least one tensor, tensors in model order (chunks non-decreasing, offsets
+ * increasing, no overlap), 16-aligned, each inside its chunk; regular chunks
+ * exactly chunk_size long; a chunk of another length holds one tensor
+ * longer than chunk_size, of length round_up(numel, G); no chunk mixes grp
+ * values; chunk_max the longest. */
+static void check_layout(const size_t *sizes, const int *grp, int n, size_t granule, const chunk_layout *L,
+                         const int *chunk_of, const size_t *off_of, const size_t *coff) {
+    size_t G = gran(granule), mx = 0;
+    int nc = L->n_chunks, alone = 0;
+    assert_true(nc >= 0 && nc <= n);
+    assert_true(coff[0] == 0 && coff[nc] == L->arena);
+    assert_true(L->chunk_size > 0 && L->chunk_size % G == 0);
+    int *count = calloc((size_t)nc + 1, sizeof *count);
+    for (int c = 0; c < nc; c++) {
+        size_t len = coff[c + 1] - coff[c];
+        assert_true(coff[c + 1] > coff[c] && len % G == 0);
+        if (len > mx) mx = len;
+    }
+    assert_true(mx == L->chunk_max);
+    size_t prev_end = 0, numel = 0;
+    for (int i = 0; i < n; i++) {
+        int c = chunk_of[i];
+        numel += sizes[i];
+        assert_true(c >= 0 && c < nc);
+        assert_true(off_of[i] % 16 == 0);
+        assert_true(off_of[i] >= coff[c] && off_of[i] + sizes[i] <= coff[c + 1]); /* inside, not split */
+        assert_true(off_of[i] >= prev_end);
+        prev_end = off_of[i] + sizes[i];
+        if (i > 0)
+            assert_true(c == chunk_of[i - 1] || c == chunk_of[i - 1] + 1);
+        else
+            assert_int_equal(c, 0);
+        if (i > 0 && c == chunk_of[i - 1] && grp) assert_int_equal(grp[i], grp[i - 1]);
+        count[c]++;
+    }
+    for (int c = 0; c < nc; c++) {
+        assert_true(count[c] >= 1); /* no empty chunk */
+        if (coff[c + 1] - coff[c] != L->chunk_size) { /* an outsized tensor's own chunk */
+            assert_int_equal(count[c], 1);
+            alone++;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        size_t len = coff[chunk_of[i] + 1] - coff[chunk_of[i]];
+        if (rup(sizes[i], 16) > L->chunk_size) { /* outsized: alone, round_up(numel, G) */
+            assert_int_equal(count[chunk_of[i]], 1);
+            assert_true(len == rup(sizes[i], G) && off_of[i] == coff[chunk_of[i]]);
+        } else
+            assert_true(len == L->chunk_size);
+    }
+    assert_int_equal(alone, L->n_alone);
+    assert_true(L->arena >= numel);
+    free(count);
 }
 
-static void test_search_vs_brute(void **state) {
+/* chunk_layout_of with every output array, checked (check_layout). */
+static chunk_layout layout_checked(const size_t *sizes, const int *grp, int n, size_t granule, size_t step) {
+    int *chunk_of = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    size_t *off_of = malloc(sizeof(size_t) * (size_t)(n ? n : 1)), *coff = malloc(sizeof(size_t) * (size_t)(n + 1));
+    chunk_layout L = chunk_layout_of(sizes, grp, n, granule, step, chunk_of, off_of, coff);
+    check_layout(sizes, grp, n, granule, &L, chunk_of, off_of, coff);
+    /* the arrays change nothing in the result */
+    chunk_layout M = chunk_layout_of(sizes, grp, n, granule, step, NULL, NULL, NULL);
+    assert_true(M.chunk_size == L.chunk_size && M.arena == L.arena && M.n_chunks == L.n_chunks &&
+                M.chunk_max == L.chunk_max && M.n_alone == L.n_alone);
+    free(chunk_of);
+    free(off_of);
+    free(coff);
+    return L;
+}
+
+static void test_layout_vs_brute(void **state) {
     (void)state;
-    uint64_t key = rng_stream(2024, "test.chunks.search");
+    uint64_t key = rng_stream(2026, "test.chunks.layout");
     uint64_t idx = 0;
-    int nonzero_best = 0;
+    int nonzero_best = 0, with_alone = 0, without_alone = 0;
     for (int trial = 0; trial < 300; trial++) {
-        int n = 1 + (int)rng_below(key, idx++, 40);
-        size_t sizes[40];
+        int n = 1 + (int)rng_below(key, idx++, 30);
+        size_t sizes[30];
+        int grp[30];
         /* a mix like a model's: a few big matrices, many medium, small vectors */
         for (int i = 0; i < n; i++) {
-            uint64_t kind = rng_below(key, idx++, 4);
-            size_t hi = kind == 0 ? 20000 : kind == 1 ? 5000 : kind == 2 ? 600 : 40;
+            uint64_t kind = rng_below(key, idx++, 5);
+            size_t hi = kind == 0 ? 20000 : kind == 1 ? 5000 : kind == 2 ? 2000 : kind == 3 ? 600 : 40;
             sizes[i] = 1 + rng_below(key, idx++, hi);
+            grp[i] = i < n / 4; /* a frozen prefix (embeddings) */
         }
-        size_t align = trial % 3 == 0 ? 1 : 16;
-        size_t step = align * (1 + rng_below(key, idx++, 8));
-        size_t range = rng_below(key, idx++, 30000);
-        size_t w_brute;
-        size_t want = search_brute(sizes, n, align, range, step, &w_brute);
-        size_t got = chunk_search(sizes, n, align, range, step);
-        if (got != want) {
-            fprintf(stderr, "# trial %d: n %d align %zu step %zu range %zu: got %zu (padding %zu), want %zu (padding %zu)\n",
-                    trial, n, align, step, range, got, padding_of(sizes, n, align, got), want, w_brute);
-        }
-        assert_true(got == want);
-        if (w_brute > 0) nonzero_best++;
+        int use_grp = trial % 4 == 1;
+        size_t granule = trial % 3 == 0 ? 16 : trial % 3 == 1 ? 48 : 128;
+        size_t step = 16 * (1 + rng_below(key, idx++, 16));
+        size_t w_ar;
+        int w_nc;
+        size_t want = layout_brute(sizes, use_grp ? grp : NULL, n, granule, step, &w_ar, &w_nc);
+        chunk_layout L = layout_checked(sizes, use_grp ? grp : NULL, n, granule, step);
+        if (L.chunk_size != want || L.arena != w_ar || L.n_chunks != w_nc)
+            fprintf(stderr, "# trial %d: n %d granule %zu step %zu: got c %zu arena %zu chunks %d, want %zu %zu %d\n",
+                    trial, n, granule, step, L.chunk_size, L.arena, L.n_chunks, want, w_ar, w_nc);
+        assert_true(L.chunk_size == want && L.arena == w_ar && L.n_chunks == w_nc);
+        size_t used = 0;
+        for (int i = 0; i < n; i++) used += rup(sizes[i], 16);
+        if (w_ar > used) nonzero_best++;
+        if (L.n_alone)
+            with_alone++;
+        else
+            without_alone++;
     }
-    /* the trials are not all trivial (a zero-padding size at the first candidate) */
-    assert_true(nonzero_best > 50);
+    /* the trials are not all trivial, and take both kinds of layout */
+    printf("# %d trials with padding beyond alignment, %d with outsized tensors, %d without\n", nonzero_best,
+           with_alone, without_alone);
+    assert_true(nonzero_best > 50 && with_alone > 30 && without_alone > 30);
 }
 
-/* Hand-made cases: exact fits, ties, the single-tensor case. */
-static void test_search_cases(void **state) {
+/* Hand-made cases. */
+static void test_layout_cases(void **state) {
     (void)state;
-    /* one tensor: its aligned size, zero padding */
+    /* one tensor: its size rounded up to the granule, one chunk */
     size_t one[] = {100};
-    assert_true(chunk_search(one, 1, 16, 1000, 16) == 112);
-    /* 3 x 64: size 64 (3 chunks) and 192 (1 chunk) both pad 0: the smaller wins */
-    size_t three[] = {64, 64, 64};
-    assert_true(chunk_search(three, 3, 16, 1000, 16) == 64);
-    /* 48, 16, 48, 16: at 48 four chunks pad 64; at 64 two chunks pad 0 */
-    size_t alt[] = {48, 16, 48, 16};
-    assert_true(chunk_search(alt, 4, 16, 100, 16) == 64);
-    /* the same with no range: only the largest is a candidate */
-    assert_true(chunk_search(alt, 4, 16, 0, 16) == 48);
-    /* sizes that are not multiples of align are rounded up before packing:
-     * 17 -> 32, 1 -> 16: the largest candidate is 32, and 48 fits all in one */
-    size_t odd[] = {17, 1};
-    assert_true(chunk_search(odd, 2, 16, 100, 16) == 48);
-    /* ties between two positive paddings also go to the smaller size:
-     * {32, 32, 48} align 16: c=48 -> chunks [32][32][48] pad 32; c=64 ->
-     * [32,32][48] pad 16; c=80 -> [32,32][48] pad 48; c=112 -> 1 chunk, pad 0 */
-    size_t t[] = {32, 32, 48};
-    /* the range's end is a candidate: [largest, largest + range] */
-    assert_true(chunk_search(alt, 4, 16, 16, 16) == 64);
-    /* an exact tie at positive padding: {64, 48, 48}, candidates 64 and 96:
-     * 3 x 64 and 2 x 96 both pad 32; the smaller wins */
-    size_t tie[] = {64, 48, 48};
-    assert_true(chunk_search(tie, 3, 16, 32, 32) == 64);
-    assert_true(chunk_search(t, 3, 16, 40, 16) == 64);
-    assert_true(chunk_search(t, 3, 16, 200, 16) == 112);
+    chunk_layout L = layout_checked(one, NULL, 1, 16, 0);
+    assert_true(L.chunk_size == 112 && L.arena == 112 && L.n_chunks == 1 && L.n_alone == 0);
+    L = layout_checked(one, NULL, 1, 48, 0);
+    assert_true(L.chunk_size == 144 && L.arena == 144 && L.n_chunks == 1);
+    /* 16 x 64: range max(1024/8 - 64, 64/4) = 64; sizes 64 (16 chunks) and
+     * 128 (8 chunks) both pad 0: fewer chunks win; 3 x 64: the range (16)
+     * holds no size with fewer chunks */
+    size_t sixteen[16];
+    for (int i = 0; i < 16; i++) sixteen[i] = 64;
+    L = layout_checked(sixteen, NULL, 16, 16, 16);
+    assert_true(L.chunk_size == 128 && L.n_chunks == 8 && L.arena == 1024);
+    L = layout_checked(sixteen, NULL, 3, 16, 16);
+    assert_true(L.chunk_size == 64 && L.n_chunks == 3 && L.arena == 192);
+    /* one big tensor and six near the mean (2200 / 7 = 314; caps 1008 and
+     * 208): at cap 1008 the best is two chunks of 1248 ([1000, 200], 5 x
+     * 200: arena 2496); at cap 208 (candidates 208 .. 256, range 208/4), c =
+     * 208 gives the big one its own chunk of 1008 and six chunks of 208:
+     * arena 2256, padding only the 16-alignment */
+    size_t big[] = {1000, 200, 200, 200, 200, 200, 200};
+    L = layout_checked(big, NULL, 7, 16, 16);
+    assert_true(L.chunk_size == 208 && L.n_chunks == 7 && L.n_alone == 1 && L.chunk_max == 1008 && L.arena == 2256);
+    /* granule 48: the regular chunks become 240 (6 x 240 + 1008 = 2448 <
+     * 2 x 1248 = 2496) */
+    L = layout_checked(big, NULL, 7, 48, 16);
+    assert_true(L.chunk_size == 240 && L.n_alone == 1 && L.arena == 2448);
+    /* vectors below half the mean never set the regular length: {600, 10 x
+     * 40} (mean 99) keeps one chunk size: [600] [10 x 48] */
+    size_t vec[] = {600, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40};
+    L = layout_checked(vec, NULL, 11, 16, 16);
+    assert_true(L.n_alone == 0 && L.chunk_size >= 608 && L.n_chunks == 2);
+    /* frozen / trained: a new chunk where the flag changes, counted in the padding */
+    size_t fz[] = {64, 64, 64, 64};
+    int g[] = {1, 0, 0, 0};
+    L = layout_checked(fz, g, 4, 16, 16);
+    assert_true(L.n_chunks >= 2 && L.arena == 256 && L.chunk_size == 64);
+    /* no tensors */
+    size_t coff[1] = {99};
+    L = chunk_layout_of(NULL, NULL, 0, 16, 0, NULL, NULL, coff);
+    assert_true(L.n_chunks == 0 && L.arena == 0 && coff[0] == 0);
 }
 
-/* Result is a multiple of align whatever the step (each chunk must start on
- * an aligned element), and never smaller than the largest tensor. */
-static void test_search_alignment(void **state) {
-    (void)state;
-    uint64_t key = rng_stream(5, "test.chunks.align");
-    for (int trial = 0; trial < 200; trial++) {
-        size_t sizes[12];
-        int n = 1 + (int)rng_below(key, (uint64_t)trial * 100, 12);
-        size_t largest = 0;
-        for (int i = 0; i < n; i++) {
-            sizes[i] = 1 + rng_below(key, (uint64_t)trial * 100 + 1 + (uint64_t)i, 3000);
-            if (rup(sizes[i], 16) > largest) largest = rup(sizes[i], 16);
-        }
-        size_t step = rng_below(key, (uint64_t)trial * 100 + 50, 40); /* 0 .. 39: often unaligned */
-        size_t c = chunk_search(sizes, n, 16, 5000, step);
-        assert_true(c % 16 == 0);
-        assert_true(c >= largest && c <= largest + 5000);
+/* LLaMA-2-7B's tensor sizes (model.c's order): the 32000 x 4096 embedding
+ * and lm_head go alone, and the padding is under 1%: before outsized
+ * chunks, one chunk size >= 131M elements padded 11%. By hand: the regular
+ * length is 4096 + 4096^2 (input norm + q, then k, v, o + post norm, each
+ * in a chunk; gate, up, down alone), 2 x 4096 padding per layer, and the
+ * final norm alone in a regular chunk between down and lm_head. */
+static int llama_sizes(size_t *z, size_t D, int L, size_t KVd, size_t F, size_t V) {
+    int n = 0;
+    z[n++] = V * D;
+    for (int l = 0; l < L; l++) {
+        size_t t[9] = {D, D * D, KVd * D, KVd * D, D * D, D, F * D, F * D, D * F};
+        memcpy(z + n, t, sizeof t);
+        n += 9;
     }
+    z[n++] = D;
+    z[n++] = V * D;
+    return n;
 }
 
-/* A small LLaMA-like table: 2 layers, dims chosen so tensors are not
+static void test_llama7b(void **state) {
+    (void)state;
+    size_t z[9 * 32 + 3], numel = 0;
+    int n = llama_sizes(z, 4096, 32, 4096, 11008, 32000);
+    for (int i = 0; i < n; i++) numel += z[i];
+    assert_true(numel == 6738415616ull);
+    for (size_t dp = 1; dp <= 8; dp *= 8) {
+        chunk_layout L = layout_checked(z, NULL, n, 16 * dp, 0);
+        size_t pad = L.arena - numel;
+        printf("# llama-2-7b dp %zu: %d chunks, regular %zu, longest %zu, %d alone, padding %zu (%.3f%%)\n", dp,
+               L.n_chunks, L.chunk_size, L.chunk_max, L.n_alone, pad, 100.0 * (double)pad / (double)L.arena);
+        assert_true((double)pad < 0.01 * (double)L.arena);
+        assert_true(L.chunk_size == 4096 + 4096 * 4096 && L.chunk_max == 32000 * 4096);
+        assert_true(pad == 32 * 2 * 4096 + (L.chunk_size - 4096));
+        assert_int_equal(L.n_alone, 2 + 3 * 32);
+    }
+    /* the embeddings frozen (train.trainable): still alone, nothing mixed */
+    int grp[9 * 32 + 3] = {0};
+    grp[0] = 1;
+    chunk_layout F = layout_checked(z, grp, n, 16, 0);
+    assert_true(F.arena - numel < numel / 100);
+}
+
+/* A small LLaMA-like table: n_layers layers, dims chosen so tensors are not
  * multiples of 16. */
 static void build_model(lm_params *ps, int n_layers) {
     memset(ps, 0, sizeof *ps);
@@ -177,49 +334,59 @@ static void build_model(lm_params *ps, int n_layers) {
     params_add(ps, "lm_head.weight", 2, V, D);
 }
 
+/* The layout of a table against chunk_layout_of over its sizes (and frozen
+ * flags), with the invariants of check_layout. */
+static void check_table(lm_params *ps, size_t granule) {
+    int n = ps->n, any = 0;
+    size_t *sizes = malloc(sizeof(size_t) * (size_t)n), *off = malloc(sizeof(size_t) * (size_t)n), sum = 0;
+    int *grp = malloc(sizeof(int) * (size_t)n), *ch = malloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        sizes[i] = ps->p[i].numel;
+        sum += sizes[i];
+        grp[i] = ps->p[i].frozen;
+        any |= grp[i];
+        ch[i] = ps->p[i].chunk;
+        off[i] = ps->p[i].offset;
+    }
+    chunk_layout L = chunk_layout_of(sizes, any ? grp : NULL, n, granule, 0, NULL, NULL, NULL);
+    assert_true(ps->numel == sum);
+    assert_true(ps->chunk_size == L.chunk_size && ps->n_chunks == L.n_chunks && ps->chunk_max == L.chunk_max &&
+                ps->arena == L.arena);
+    assert_true(ps->arena == ps->coff[ps->n_chunks]);
+    check_layout(sizes, any ? grp : NULL, n, granule, &L, ch, off, ps->coff);
+    for (int c = 0; c < ps->n_chunks; c++) assert_true(chunk_lo(ps, c) == ps->coff[c] && chunk_len(ps, c) % granule == 0);
+    free(sizes);
+    free(off);
+    free(grp);
+    free(ch);
+}
+
 static void test_build_layout(void **state) {
     (void)state;
     lm_params ps;
     build_model(&ps, 3);
     int n = ps.n;
     assert_int_equal(n, 1 + 3 * 9 + 2);
-    size_t *sizes = malloc(sizeof(size_t) * (size_t)n);
-    size_t sum = 0;
-    for (int i = 0; i < n; i++) {
-        sizes[i] = ps.p[i].numel;
-        sum += sizes[i];
-    }
     chunks_build(&ps, 16);
     params_alloc_state(&ps);
-    assert_true(ps.numel == sum);
-    assert_true(ps.chunk_size > 0 && ps.chunk_size % 16 == 0);
-    assert_true(ps.arena == (size_t)ps.n_chunks * ps.chunk_size);
-    /* the size is the one the search gives over the documented candidate
-     * range (largest .. largest + min(16M, total/8 - largest), steps of 1024) */
-    size_t largest = 0, total = 0;
-    for (int i = 0; i < n; i++) {
-        size_t r = (sizes[i] + 15) / 16 * 16;
-        total += r;
-        if (r > largest) largest = r;
-    }
-    size_t range = chunk_range(sizes, n);
-    size_t want_range = total / 8 > largest ? total / 8 - largest : 0;
-    if (want_range < largest / 4) want_range = largest / 4;
-    assert_true(range == want_range);
-    assert_true(ps.chunk_size == chunk_search(sizes, n, 16, range, 1024));
-    /* bounded so the model has several chunks (buckets) when it can */
-    if (total / 8 > largest + largest / 4) assert_true(ps.n_chunks >= 7);
-    assert_true(ps.chunk_size <= largest + largest / 4 || ps.n_chunks >= 7);
-    size_t w_brute;
-    (void)search_brute(sizes, n, 16, range, 1024, &w_brute);
-    assert_true(padding_of(sizes, n, 16, ps.chunk_size) == w_brute);
-    /* a granule of 16 x dp (here dp 3) rounds the size up to a multiple of it */
+    check_table(&ps, 16);
+    /* several chunks (buckets) */
+    assert_true(ps.n_chunks >= 7);
+    /* a granule of 16 x dp (here dp 3): every chunk a multiple of it */
     lm_params p3;
     build_model(&p3, 3);
     chunks_build(&p3, 48);
-    assert_true(p3.chunk_size % 48 == 0 && p3.chunk_size >= ps.chunk_size && p3.chunk_size < ps.chunk_size + 48);
-    assert_true(p3.arena == (size_t)p3.n_chunks * p3.chunk_size && p3.g == NULL && p3.p[0].g == NULL);
+    check_table(&p3, 48);
+    assert_true(p3.g == NULL && p3.p[0].g == NULL);
     params_free(&p3);
+    /* frozen embeddings: never in a chunk with a trained tensor */
+    lm_params pf;
+    build_model(&pf, 3);
+    pf.p[0].frozen = pf.p[n - 1].frozen = 1;
+    chunks_build(&pf, 32);
+    check_table(&pf, 32);
+    for (int i = 1; i < n - 1; i++) assert_true(pf.p[i].chunk != pf.p[0].chunk && pf.p[i].chunk != pf.p[n - 1].chunk);
+    params_free(&pf);
     /* arenas 64-byte aligned and zeroed */
     float *ar[4] = {ps.w, ps.g, ps.m, ps.v};
     for (int a = 0; a < 4; a++) {
@@ -227,19 +394,10 @@ static void test_build_layout(void **state) {
         assert_true(((uintptr_t)ar[a] & 63) == 0);
         for (size_t k = 0; k < ps.arena; k++) assert_true(ar[a][k] == 0.0f);
     }
-    /* placement: aligned, inside its chunk, in model order, non-overlapping,
-     * views at the same offset of every arena */
+    /* views at the same offset of every arena, non-overlapping */
     unsigned char *owner = calloc(ps.arena, 1);
-    size_t prev_end = 0;
-    int used_chunks = 0;
     for (int i = 0; i < n; i++) {
         lm_param *p = &ps.p[i];
-        assert_true(p->offset % 16 == 0);
-        assert_true(p->chunk >= 0 && p->chunk < ps.n_chunks);
-        assert_true(p->offset / ps.chunk_size == (size_t)p->chunk);
-        assert_true(p->offset + p->numel <= (size_t)(p->chunk + 1) * ps.chunk_size); /* not split */
-        assert_true(p->offset >= prev_end);
-        prev_end = p->offset + p->numel;
         for (size_t k = p->offset; k < p->offset + p->numel; k++) {
             assert_int_equal(owner[k], 0);
             owner[k] = 1;
@@ -247,11 +405,7 @@ static void test_build_layout(void **state) {
         assert_true(p->w == (float *)ps.w + p->offset && p->g == (float *)ps.g + p->offset);
         assert_true(p->m == ps.m + p->offset && p->v == ps.v + p->offset);
         assert_true(((uintptr_t)p->w & 63) == 0);
-        if (i > 0) assert_true(p->chunk == ps.p[i - 1].chunk || p->chunk == ps.p[i - 1].chunk + 1);
-        if (p->chunk + 1 > used_chunks) used_chunks = p->chunk + 1;
     }
-    assert_int_equal(used_chunks, ps.n_chunks); /* no empty chunk at the end */
-    assert_int_equal(ps.p[0].chunk, 0);
     assert_true(ps.p[0].offset == 0);
     /* writing through one view touches only that tensor */
     lm_param *q = params_find(&ps, "model.layers.1.self_attn.q_proj.weight");
@@ -261,7 +415,6 @@ static void test_build_layout(void **state) {
     for (size_t k = 0; k < ps.arena; k++) ones += ((float *)ps.g)[k] == 1.0f;
     assert_true(ones == q->numel);
     free(owner);
-    free(sizes);
     params_free(&ps);
     assert_null(ps.p);
     assert_int_equal(ps.n, 0);
@@ -306,7 +459,9 @@ static void test_find_and_decay(void **state) {
 }
 
 /* Many tensors (the table grows by reallocation): names and shapes survive;
- * one tensor far larger than the rest sets the smallest candidate size. */
+ * one tensor far larger than the rest, which are all below half the mean
+ * tensor size (3400), sets the one chunk size: the rest never get chunks of
+ * their own below it. */
 static void test_many_params(void **state) {
     (void)state;
     lm_params ps;
@@ -331,7 +486,8 @@ static void test_many_params(void **state) {
     }
     lm_param *b = params_find(&ps, "big");
     assert_true(b->offset + b->numel <= ps.arena);
-    assert_true(ps.chunk_size >= 1000000);
+    assert_true(ps.chunk_size >= 1000000 && ps.n_chunks <= 2 && ps.chunk_max == ps.chunk_size);
+    check_table(&ps, 16);
     params_free(&ps);
 }
 
@@ -373,11 +529,11 @@ static void test_linear_setup(void **state) {
     double t_find = lm_now() - t0 - t_add;
     size_t *sizes = malloc(sizeof(size_t) * (size_t)ps.n);
     for (int i = 0; i < ps.n; i++) sizes[i] = ps.p[i].numel;
-    size_t cs = chunk_searched(sizes, ps.n);
-    assert_true(cs >= 258 * 64);
+    chunk_layout cl = chunk_layout_of(sizes, NULL, ps.n, 16, 0, NULL, NULL, NULL);
+    assert_true(cl.chunk_size >= 64 * 64 && cl.arena >= (size_t)ps.n);
     free(sizes);
     double t_all = lm_now() - t0;
-    printf("# %d tensors: params_add %.2f s, params_find x %d %.2f s, chunk search %.2f s\n", ps.n, t_add, L, t_find,
+    printf("# %d tensors: params_add %.2f s, params_find x %d %.2f s, chunk layout %.2f s\n", ps.n, t_add, L, t_find,
            t_all - t_add - t_find);
     assert_true(t_all < 30.0);
     params_free(&ps);
@@ -385,9 +541,10 @@ static void test_linear_setup(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_search_vs_brute), cmocka_unit_test(test_search_cases),
-        cmocka_unit_test(test_search_alignment), cmocka_unit_test(test_build_layout),
-        cmocka_unit_test(test_find_and_decay),  cmocka_unit_test(test_many_params), cmocka_unit_test(test_linear_setup),
+        cmocka_unit_test(test_layout_vs_brute), cmocka_unit_test(test_layout_cases),
+        cmocka_unit_test(test_llama7b),         cmocka_unit_test(test_build_layout),
+        cmocka_unit_test(test_find_and_decay),  cmocka_unit_test(test_many_params),
+        cmocka_unit_test(test_linear_setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

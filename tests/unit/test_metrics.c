@@ -396,7 +396,8 @@ static void test_jsonl(void **state) {
     long long vals[2] = {123456789012LL, 42};
     lm_step_metrics s = {.step = 1, .loss = 10.375, .lr = 3e-4, .grad_norm = 1.5, .tokens = 4096,
                          .tokens_per_s = 2048.25, .tflops = 0.0625, .mfu = 0.4, .step_ms = 2000.5, .comm_ms = 12.25,
-                         .mem_bytes = (size_t)5000000000ULL, .n_papi = 0};
+                         .mem_bytes = (size_t)5000000000ULL, .mem_device_peak = 6e9, .mem_host_peak = 7e9,
+                         .h2d_bytes = 123456, .d2h_bytes = 654321, .n_papi = 0};
     metrics_write(m, &s);
     s.step = 2; s.loss = NAN; s.grad_norm = INFINITY; s.tokens = 8192;
     s.n_papi = 2; s.papi_names = names; s.papi_vals = vals;
@@ -417,7 +418,8 @@ static void test_jsonl(void **state) {
     assert_null(strstr(txt, "nan"));
     assert_null(strstr(txt, "inf"));
     const char *keys[] = {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s",
-                          "tflops", "mfu", "step_ms", "comm_ms", "mem_bytes"};
+                          "tflops", "mfu", "step_ms", "comm_ms", "mem_bytes", "mem_device_peak", "mem_host_peak",
+                          "h2d_bytes", "d2h_bytes"};
     char *line = txt;
     for (int r = 0; r < 3; r++) {
         char *nl = strchr(line, '\n');
@@ -431,6 +433,10 @@ static void test_jsonl(void **state) {
         check_int(o, "step", r + 1);
         check_int(o, "tokens", 4096 * (r + 1));
         check_int(o, "mem_bytes", 5000000000LL);
+        check_int(o, "mem_device_peak", 6000000000LL);
+        check_int(o, "mem_host_peak", 7000000000LL);
+        check_int(o, "h2d_bytes", 123456);
+        check_int(o, "d2h_bytes", 654321);
         check_real(o, "lr", 3e-4);
         check_real(o, "tokens_per_s", 2048.25);
         check_real(o, "tflops", 0.0625);
@@ -442,7 +448,7 @@ static void test_jsonl(void **state) {
             check_real(o, "grad_norm", 1.5);
             check_real(o, "mfu", 0.4);
             assert_null(papi);
-            assert_int_equal(json_object_size(o), 11);
+            assert_int_equal(json_object_size(o), 15);
         } else if (r == 1) {
             assert_true(json_is_null(json_object_get(o, "loss")));
             assert_true(json_is_null(json_object_get(o, "grad_norm")));
@@ -450,7 +456,7 @@ static void test_jsonl(void **state) {
             assert_int_equal(json_object_size(papi), 2);
             check_int(papi, "perf::TASK-CLOCK", 123456789012LL);
             check_int(papi, "PAPI_TOT_INS", 42);
-            assert_int_equal(json_object_size(o), 12);
+            assert_int_equal(json_object_size(o), 16);
         } else {
             check_real(o, "loss", 9.0);
             assert_true(json_is_null(json_object_get(o, "grad_norm")));

@@ -23,6 +23,11 @@
 static const char *H100 = "[cluster]\nname = h100-sxm\ngpu = H100\npeak_tflops = 989\nmem_gib = 80\n"
                           "gpus_per_node = 8\nintra_node_gbs = 450\ninter_node_gbs = 50\nlatency_us = 5\n"
                           "mem_bw_gbs = 3000\nprecision = bf16\n";
+/* the same with the host side of a DGX H100 (inputs/clusters/h100-sxm.ini) */
+static const char *H100_HOST = "[cluster]\nname = h100-sxm\ngpu = H100\npeak_tflops = 989\nmem_gib = 80\n"
+                               "gpus_per_node = 8\nintra_node_gbs = 450\ninter_node_gbs = 50\nlatency_us = 5\n"
+                               "mem_bw_gbs = 3000\nprecision = bf16\nhost_mem_gib = 2048\nlink_gbs = 55\n"
+                               "host_adamw_rate = 0\nhost_mem_bw_gbs = 460\n";
 static const char *CPU = "[cluster]\nname = local-cpu\ngpu = core\npeak_tflops = 0.134\nmem_gib = 11\n"
                          "gpus_per_node = 2\nintra_node_gbs = 5\ninter_node_gbs = 5\nlatency_us = 2\n"
                          "mem_bw_gbs = 20\nprecision = fp32\noversubscribe = true\n";
@@ -88,10 +93,22 @@ static void check_against_model(const plan_shape *s, const plan_cluster *cl, con
         plan_mem pm;
         plan_stage_memory(s, cl, l, st, &pm);
         assert_true(pm.psi == (double)m->params.arena);
-        assert_true(pm.chunk == (double)m->params.chunk_size);
+        assert_true(pm.chunk == (double)m->params.chunk_max); /* the longest chunk: what a chunk buffer holds */
         assert_true(pm.acts_kept == (double)m->act_kept);
         assert_true(pm.acts_kept + pm.acts_ws == (double)m->act_bytes);
         assert_int_equal(pm.slots, m->pp.n_slots);
+        assert_int_equal(pm.nch, m->params.n_chunks);
+        /* Wc: the most chunks one layer's 9 tensors (or the head's, or the
+         * embedding) sit in, read off the model's own placement */
+        int wc = 1, i = st == 0 ? 1 : 0;
+        while (i < m->params.n) {
+            int cnt = m->params.n - i >= 9 ? 9 : m->params.n - i;
+            int d = 1;
+            for (int k = 1; k < cnt; k++) d += m->params.p[i + k].chunk != m->params.p[i + k - 1].chunk;
+            if (d > wc) wc = d;
+            i += cnt;
+        }
+        assert_int_equal(pm.wc, wc);
         lm_device *d = m->dev;
         model_destroy(m);
         device_destroy(d);
@@ -105,8 +122,8 @@ static void test_memory_vs_model(void **st) {
     plan_shape t = tiny(32, 8);
     /* dp, tp, pp, v, sp, zero, mb, recompute, offload */
     plan_layout ls[] = {
-        {2, 1, 1, 1, 0, 1, 2, 0, 0}, {1, 1, 1, 1, 0, 0, 4, 1, 0}, {4, 1, 1, 1, 0, 2, 1, 0, 0},
-        {1, 1, 2, 1, 0, 0, 1, 0, 0}, {1, 1, 2, 1, 0, 0, 2, 1, 0},
+        {2, 1, 1, 1, 0, 1, 2, 0, 0, 0, 0, 2}, {1, 1, 1, 1, 0, 0, 4, 1, 0, 0, 0, 2}, {4, 1, 1, 1, 0, 2, 1, 0, 0, 0, 0, 2},
+        {1, 1, 2, 1, 0, 0, 1, 0, 0, 0, 0, 2}, {1, 1, 2, 1, 0, 0, 2, 1, 0, 0, 0, 2},
     };
     for (size_t i = 0; i < sizeof ls / sizeof *ls; i++) {
         check_against_model(&t, &cpu, &ls[i], 0);
@@ -115,20 +132,23 @@ static void test_memory_vs_model(void **st) {
     /* interleaved on a 4-layer model, tied embeddings across stages */
     plan_shape t4 = tiny(32, 8);
     t4.n_layers = 4;
-    plan_layout il = {1, 1, 2, 2, 0, 0, 1, 0, 0};
+    plan_layout il = {1, 1, 2, 2, 0, 0, 1, 0, 0, 0, 0, 2};
     check_against_model(&t4, &cpu, &il, 0);
     t4.tied = 1;
     check_against_model(&t4, &cpu, &il, 0);
-    plan_layout one = {1, 1, 1, 1, 0, 0, 2, 0, 0};
+    plan_layout one = {1, 1, 1, 1, 0, 0, 2, 0, 0, 0, 0, 2};
     check_against_model(&t4, &gpu, &one, 1);
 }
 
-/* report_memory of a real run (the tiny preset, seq_len 32, micro_batch 2,
- * dp 2, ZeRO-1; tests/lib.sh's deck):
- *   mpirun -np 2 build/lamina train tiny.in parallel.zero=1
- *   parameters: 125504 in 21 tensors; chunks: 9 x 17536 elements (... padding 20.48%)
- *   memory per rank (ZeRO-1, dp 2, Psi = 157824 elements with padding):
- *   weights 631296 B, gradients 631296 B, optimizer state 631296 B
+/* The memory of a run of the tiny preset (seq_len 32, micro_batch 2, dp 2,
+ * ZeRO-1; tests/lib.sh's deck: mpirun -np 2 build/lamina train tiny.in
+ * parallel.zero=1): 125504 parameters in 21 tensors, laid out by
+ * chunk_layout_of at granule 32 in 15 chunks (8 of them an outsized
+ * tensor's own), regular 5120 elements, the longest 16512, Psi = 136448
+ * elements with padding (8.02%; 157824 = 9 x 17536, 20.48%, with one chunk
+ * size), so weights, gradients and optimizer state 545792 B each;
+ * test_memory_vs_model checks Psi and the longest chunk against the model.
+ * The activations, from the run's report:
  *   activation memory per rank: 347136 B kept for backward, 665344 B with workspace
  * and by hand: 125504 parameters; per layer and token-row the kept
  * activations are 4 (2 D + 2 D + 2 KVD + 2 F) + 4 (2 + 2 H T / R) bytes:
@@ -137,11 +157,11 @@ static void test_memory_report(void **st) {
     (void)st;
     plan_cluster cpu = cluster(CPU);
     plan_shape t = tiny(32, 4);
-    plan_layout l = {2, 1, 1, 1, 0, 1, 2, 0, 0};
+    plan_layout l = {2, 1, 1, 1, 0, 1, 2, 0, 0, 0, 0, 2};
     plan_mem m;
     plan_stage_memory(&t, &cpu, &l, 0, &m);
-    assert_true(m.psi == 157824 && m.chunk == 17536);
-    assert_true(m.weights == 631296 && m.grads == 631296 && m.optim == 631296 && m.master == 0);
+    assert_true(m.psi == 136448 && m.chunk == 16512);
+    assert_true(m.weights == 545792 && m.grads == 545792 && m.optim == 545792 && m.master == 0);
     assert_true(m.acts_kept == 347136);
     assert_true(m.acts_kept + m.acts_ws == 665344);
     /* the same in bf16 (CUDA backend): weights and gradients 2 Psi, fp32
@@ -164,7 +184,7 @@ static void test_monotonic(void **st) {
     plan_shape s = llama7b();
     double prev = INFINITY;
     for (int tp = 1; tp <= 8; tp *= 2) { /* more tp: less memory per GPU */
-        plan_layout l = {8 / tp, tp, 1, 1, 0, 1, 1, 0, 0};
+        plan_layout l = {8 / tp, tp, 1, 1, 0, 1, 1, 0, 0, 0, 0, 2};
         assert_int_equal(plan_check(&s, &gpu, &l), PLAN_OK);
         plan_result r;
         plan_evaluate(&s, &gpu, &c, &l, &r);
@@ -173,14 +193,14 @@ static void test_monotonic(void **st) {
     }
     prev = INFINITY;
     for (int z = 0; z <= 3; z++) { /* each ZeRO stage holds less */
-        plan_layout l = {8, 1, 1, 1, 0, z, 1, 1, 0};
+        plan_layout l = {8, 1, 1, 1, 0, z, 1, 1, 0, 0, 0, 2};
         plan_result r;
         plan_evaluate(&s, &gpu, &c, &l, &r);
         assert_true(r.mem.total < prev);
         prev = r.mem.total;
     }
     /* recompute keeps less; sp keeps less at tp > 1 */
-    plan_layout a = {4, 2, 1, 1, 0, 1, 2, 0, 0}, b = a;
+    plan_layout a = {4, 2, 1, 1, 0, 1, 2, 0, 0, 0, 0, 2}, b = a;
     b.recompute = 1;
     plan_result ra, rb;
     plan_evaluate(&s, &gpu, &c, &a, &ra);
@@ -205,7 +225,7 @@ static void test_bubble(void **st) {
     plan_calib c;
     plan_calib_defaults(&c);
     plan_shape s = llama70b();
-    plan_layout l = {8, 4, 4, 2, 1, 1, 1, 1, 0};
+    plan_layout l = {8, 4, 4, 2, 1, 1, 1, 1, 0, 0, 0, 2};
     assert_int_equal(plan_check(&s, &gpu, &l), PLAN_OK);
     plan_result r;
     plan_evaluate(&s, &gpu, &c, &l, &r);
@@ -223,15 +243,15 @@ static void test_search(void **st) {
     plan_cluster gpu = cluster(H100);
     plan_calib c;
     plan_calib_defaults(&c);
-    plan_fix free_ = {-1, -1, -1, -1, -1, -1, -1};
-    plan_result out[8], mod;
+    plan_fix free_ = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1.0};
+    plan_result out[8];
     plan_rejects rej;
     plan_shape s = llama7b();
-    int n = plan_search(&s, &gpu, &c, 8, &free_, out, 8, &mod, &rej);
+    int n = plan_search(&s, &gpu, &c, 8, &free_, out, 8, &rej);
     assert_true(n > 8);
     double limit = (gpu.mem_gib - c.reserve_gib) * 1073741824.0;
     for (int i = 0; i < 8; i++) {
-        assert_true(out[i].fits && out[i].runnable && out[i].mem.total <= limit);
+        assert_true(out[i].fits && out[i].mem.total <= limit && out[i].l.offload == PLAN_OFF_NONE);
         assert_true(out[i].l.dp * out[i].l.tp * out[i].l.pp == 8);
         if (i) assert_true(out[i].t_step >= out[i - 1].t_step);
     }
@@ -239,23 +259,196 @@ static void test_search(void **st) {
     /* a fixed dimension is honoured */
     plan_fix tp8 = free_;
     tp8.tp = 8;
-    n = plan_search(&s, &gpu, &c, 8, &tp8, out, 8, &mod, &rej);
+    n = plan_search(&s, &gpu, &c, 8, &tp8, out, 8, &rej);
     assert_true(n > 0);
     for (int i = 0; i < n && i < 8; i++) assert_int_equal(out[i].l.tp, 8);
     /* 64 GPUs: tp 16 would cross nodes */
-    n = plan_search(&s, &gpu, &c, 64, &free_, out, 1, &mod, &rej);
+    n = plan_search(&s, &gpu, &c, 64, &free_, out, 1, &rej);
     assert_true(n > 0 && rej.count[PLAN_R_TP_NODE] > 0);
     /* 70B on 8 x 80 GB: 16 bytes per parameter over 8 GPUs is 138 GB even
-     * fully sharded: nothing lamina runs fits; offloading the optimizer
-     * (modelled only) would */
+     * fully sharded: nothing fits without offload (no link_gbs: not searched) */
     plan_shape b = llama70b();
-    n = plan_search(&b, &gpu, &c, 8, &free_, out, 8, &mod, &rej);
+    n = plan_search(&b, &gpu, &c, 8, &free_, out, 8, &rej);
     assert_int_equal(n, 0);
     assert_true(rej.min_mem > 16.0 * 6.9e10 / 8);
-    assert_true(mod.fits && !mod.runnable && mod.l.offload);
+    /* with the host link, offloading the optimizer state fits and is recommended */
+    plan_cluster host = cluster(H100_HOST);
+    n = plan_search(&b, &host, &c, 8, &free_, out, 8, &rej);
+    assert_true(n > 0 && out[0].fits && out[0].l.offload != PLAN_OFF_NONE && out[0].host_max > 0);
+    assert_true(out[0].mem.total <= limit && out[0].t_host > 0 && out[0].t_xfer > 0);
+    /* 7B on 8 still needs none: the fastest layout does not offload */
+    n = plan_search(&s, &host, &c, 8, &free_, out, 1, &rej);
+    assert_true(n > 0 && out[0].l.offload == PLAN_OFF_NONE);
+    /* offload fixed to optim: every layout offloads, the smallest fitting fraction */
+    plan_fix opt = free_;
+    opt.offload = PLAN_OFF_OPTIM;
+    n = plan_search(&s, &host, &c, 8, &opt, out, 8, &rej);
+    assert_true(n > 0);
+    for (int i = 0; i < n && i < 8; i++) assert_true(out[i].l.offload == PLAN_OFF_OPTIM && out[i].fits);
+    /* the host bounds the offload: 70B on 8 with 100 GiB of host memory per node does not fit */
+    host.host_mem_gib = 100;
+    n = plan_search(&b, &host, &c, 8, &free_, out, 8, &rej);
+    assert_int_equal(n, 0);
+    assert_true(rej.count[PLAN_R_HOST] > 0 && rej.min_host > 100 * 1073741824.0);
     /* 70B on 64 does */
-    n = plan_search(&b, &gpu, &c, 64, &free_, out, 1, &mod, &rej);
+    n = plan_search(&b, &gpu, &c, 64, &free_, out, 1, &rej);
     assert_true(n > 0 && out[0].fits);
+}
+
+/* ---- ZeRO-3 and offload: the bytes zero.c allocates for them ---- */
+static void test_offload_memory(void **st) {
+    (void)st;
+    plan_cluster cpu = cluster(CPU), gpu = cluster(H100_HOST);
+    plan_shape t = tiny(32, 8);
+    for (int k = 0; k < 2; k++) {
+        plan_cluster *cl = k ? &gpu : &cpu;
+        double e = cl->esz;
+        for (int z = 0; z <= 3; z++) {
+            int dp = z ? 2 : 1;
+            plan_layout none = {dp, 1, 1, 1, 0, z, 2, 0, PLAN_OFF_NONE, 0, 0, 2}, opt = none;
+            plan_set_offload(&opt, PLAN_OFF_OPTIM, 0.5);
+            plan_mem a, b;
+            plan_stage_memory(&t, cl, &none, 0, &a);
+            plan_stage_memory(&t, cl, &opt, 0, &b);
+            /* half of the chunk bytes: the fewest chunks that reach it */
+            assert_int_equal(b.ko, (a.nch + 1) / 2);
+            assert_int_equal(b.kp, 0);
+            double owned = z ? a.psi / dp : a.psi, off = owned * b.ko / a.nch; /* owned x f_o */
+            assert_true(a.owned == owned && fabs(off - b.ko * a.chunk / (z ? dp : 1)) < 0.5);
+            /* optim moves the fp32 master (bf16 only: in fp32 the weights are the
+             * master) and the moments of the offloaded owned elements off the device:
+             * 12 bytes each in bf16, 8 in fp32, exactly */
+            double moved = (e == 2 ? 12 : 8) * off;
+            assert_true(fabs((a.total - b.total) - moved) < 1e-6);
+            /* the host holds master and moments (12 bytes, fp32 too), gradient staging,
+             * parameter staging (bf16) */
+            assert_true(b.host_master + b.host_optim == 12 * off);
+            assert_true(b.host_grad == e * off && b.host_pstage == (e == 2 ? e * off : 0) && b.host_params == 0);
+            assert_true(b.host_total == (12 + e + (e == 2 ? e : 0)) * off && a.host_total == 0);
+            /* the link per step: gradients down, updated parameters up */
+            assert_true(b.d2h == e * off && b.h2d == e * off && a.h2d == 0 && a.d2h == 0);
+            /* weights: e Psi, or e Psi/dp + (Wc + P) e cs gathered at ZeRO-3 */
+            double w = z == 3 ? e * a.psi / dp + (a.wc + 2) * e * a.chunk : e * a.psi;
+            assert_true(a.weights == w && b.weights == w);
+            assert_true(a.managed == (z == 3 ? (a.wc + 2) * e * a.chunk : 0));
+            assert_true(a.wc >= 1 && a.wc <= 9);
+            /* gradients: e Psi at ZeRO 0, 1; e Psi/dp + 2 buckets at 2, 3 */
+            assert_true(a.grads == (z >= 2 ? e * a.psi / dp : e * a.psi));
+            assert_true(a.buckets == (z >= 2 ? 2 * e * a.chunk : 0));
+
+            /* param: fo = fp; the parameters of kp chunks live on the host and are
+             * uploaded for forward and backward of each of the m micro-batches */
+            plan_layout par = none;
+            plan_set_offload(&par, PLAN_OFF_PARAM, 0.5);
+            plan_mem c;
+            plan_stage_memory(&t, cl, &par, 0, &c);
+            int m = t.global_batch / (dp * 2);
+            double wres = z == 3 ? a.psi / dp : a.psi, fp = (double)c.kp / a.nch;
+            assert_int_equal(c.kp, c.ko);
+            assert_true(fabs(c.weights - (e * wres * (1 - fp) + (a.wc + 2) * e * a.chunk)) < 1e-6);
+            assert_true(fabs(c.host_params - e * wres * fp) < 1e-6);
+            assert_true(c.d2h == e * off);
+            assert_true(fabs(c.h2d - 2.0 * m * e * (z == 3 ? a.chunk / dp : a.chunk) * c.kp) < 1e-6);
+        }
+    }
+    /* ZeRO-3 weights at dp 8 on LLaMA-2 7B: e Psi / dp + (Wc + P) e cs */
+    plan_shape s = llama7b();
+    plan_layout l = {8, 1, 1, 1, 0, 3, 1, 1, PLAN_OFF_NONE, 0, 0, 2};
+    plan_mem m;
+    plan_stage_memory(&s, &gpu, &l, 0, &m);
+    assert_true(m.weights == 2 * m.psi / 8 + (m.wc + 2) * 2 * m.chunk && m.master == 4 * m.psi / 8);
+    l.prefetch = 0;
+    plan_mem m0;
+    plan_stage_memory(&s, &gpu, &l, 0, &m0);
+    assert_true(m.weights - m0.weights == 2 * 2 * m.chunk);
+}
+
+/* ---- auto: the smallest fraction that fits ---- */
+static void test_offload_fit(void **st) {
+    (void)st;
+    plan_cluster gpu = cluster(H100_HOST);
+    plan_calib c;
+    plan_calib_defaults(&c);
+    plan_shape s = llama7b();
+    s.global_batch = 64;
+    plan_layout l = {1, 1, 1, 1, 0, 0, 1, 1, PLAN_OFF_NONE, 0, 0, 2};
+    plan_mem none;
+    plan_stage_memory(&s, &gpu, &l, 0, &none);
+    /* a limit between k and k-1 offloaded chunks picks k (each offloaded chunk
+     * takes 12 bytes per element off the device) */
+    int n = none.nch, k = 17;
+    double per = 12 * none.chunk;
+    gpu.dev_limit = none.total - (k - 0.5) * per;
+    plan_layout a = l;
+    a.offload = PLAN_OFF_AUTO;
+    assert_int_equal(plan_fit_offload(&s, &gpu, &c, &a), 1);
+    assert_true(fabs(a.fo - (double)k / n) < 1e-12 && a.fp == 0);
+    plan_mem got;
+    plan_stage_memory(&s, &gpu, &a, 0, &got);
+    assert_true(got.ko == k && got.total <= gpu.dev_limit);
+    plan_layout fewer = a;
+    fewer.fo = (double)(k - 1) / n;
+    plan_stage_memory(&s, &gpu, &fewer, 0, &got);
+    assert_true(got.total > gpu.dev_limit);
+    /* optim: the same fraction */
+    plan_layout o = l;
+    o.offload = PLAN_OFF_OPTIM;
+    assert_int_equal(plan_fit_offload(&s, &gpu, &c, &o), 1);
+    assert_true(o.fo == a.fo);
+    /* a device too small for even none of the optimizer state: auto offloads parameters too */
+    gpu.dev_limit = none.total - n * per - 2 * none.psi * 0.3;
+    a = l;
+    a.offload = PLAN_OFF_AUTO;
+    assert_int_equal(plan_fit_offload(&s, &gpu, &c, &a), 1);
+    assert_true(a.fo == 1 && a.fp > 0.3 && a.fp < 0.5);
+    plan_stage_memory(&s, &gpu, &a, 0, &got);
+    assert_true(got.total <= gpu.dev_limit);
+    /* too small for anything: 0, at the most offload */
+    gpu.dev_limit = 1 << 20;
+    a = l;
+    a.offload = PLAN_OFF_AUTO;
+    assert_int_equal(plan_fit_offload(&s, &gpu, &c, &a), 0);
+    assert_true(a.fo == 1 && a.fp == 1);
+}
+
+/* ---- offload time: the link and the host AdamW ---- */
+static void test_offload_time(void **st) {
+    (void)st;
+    plan_cluster gpu = cluster(H100_HOST);
+    plan_calib c;
+    plan_calib_defaults(&c);
+    assert_true(c.offload_hidden == 0.5);
+    plan_shape s = llama7b();
+    s.global_batch = 64;
+    plan_layout l = {1, 1, 1, 1, 0, 2, 1, 1, PLAN_OFF_NONE, 0, 0, 2};
+    plan_set_offload(&l, PLAN_OFF_OPTIM, 0.6);
+    plan_result r, r0;
+    plan_evaluate(&s, &gpu, &c, &l, &r);
+    plan_layout n = l;
+    plan_set_offload(&n, PLAN_OFF_NONE, 0);
+    plan_evaluate(&s, &gpu, &c, &n, &r0);
+    double off = r.mem.owned * r.mem.ko / r.mem.nch;
+    /* host AdamW: owned f_o / (host_mem_bw_gbs / gpus_per_node / 28 B) */
+    assert_true(fabs(r.t_host - off / (460e9 / 8 / 28)) < 1e-9 * r.t_host);
+    /* transfers: max(H2D, D2H) / link, half hidden (well within the compute) */
+    double raw = 2 * off / 55e9;
+    assert_true(fabs(r.t_xfer - 0.5 * raw) < 1e-9);
+    /* device AdamW over the rest only; the step adds both */
+    assert_true(fabs(r.t_optim - r0.t_optim * (1 - (double)r.mem.ko / r.mem.nch)) < 1e-9);
+    assert_true(fabs((r.t_step - r0.t_step) - (r.t_xfer + r.t_host + r.t_optim - r0.t_optim)) < 1e-9);
+    assert_true(r0.t_xfer == 0 && r0.t_host == 0);
+    /* an explicit host rate wins */
+    gpu.host_adamw_rate = 1e9;
+    plan_evaluate(&s, &gpu, &c, &l, &r);
+    assert_true(fabs(r.t_host - off / 1e9) < 1e-9);
+    /* ZeRO-3 at dp 8: less memory than ZeRO-2, and it fits */
+    plan_shape b = llama7b();
+    plan_layout z2 = {8, 1, 1, 1, 0, 2, 1, 1, PLAN_OFF_NONE, 0, 0, 2}, z3 = z2;
+    z3.zero = 3;
+    plan_result a2, a3;
+    plan_evaluate(&b, &gpu, &c, &z2, &a2);
+    plan_evaluate(&b, &gpu, &c, &z3, &a3);
+    assert_true(a3.mem.total < a2.mem.total && a3.fits);
 }
 
 /* ---- cluster and calibration files ---- */
@@ -277,6 +470,10 @@ static void test_cluster_parse(void **st) {
                 "precision = fp32\noversubscribe = yes\n");
     assert_string_equal(c.name, "x");
     assert_true(c.esz == 4 && c.oversubscribe && c.latency_us == 0);
+    /* the offload keys are optional (0 = not given) */
+    assert_true(c.host_mem_gib == 0 && c.link_gbs == 0 && c.host_adamw_rate == 0 && c.host_mem_bw_gbs == 0);
+    c = cluster(H100_HOST);
+    assert_true(c.host_mem_gib == 2048 && c.link_gbs == 55 && c.host_mem_bw_gbs == 460 && c.dev_limit == 0);
     char buf[1024];
     snprintf(buf, sizeof buf, "%sbogus = 1\n", H100);
     bad_cluster(buf, "unknown key cluster.bogus");
@@ -301,6 +498,8 @@ static void test_cluster_parse(void **st) {
     snprintf(buf, sizeof buf, "%s", H100);
     memcpy(strstr(buf, "= 450"), "= -45", 5);
     bad_cluster(buf, "cluster.intra_node_gbs = '-45': must be in (0, 1e+09]");
+    snprintf(buf, sizeof buf, "%slink_gbs = -1\n", H100);
+    bad_cluster(buf, "cluster.link_gbs = '-1'");
 }
 
 static void test_calib_parse(void **st) {
@@ -332,6 +531,8 @@ int main(void) {
         cmocka_unit_test(test_memory_report),  cmocka_unit_test(test_monotonic),
         cmocka_unit_test(test_bubble),         cmocka_unit_test(test_search),
         cmocka_unit_test(test_cluster_parse),  cmocka_unit_test(test_calib_parse),
+        cmocka_unit_test(test_offload_memory), cmocka_unit_test(test_offload_fit),
+        cmocka_unit_test(test_offload_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
