@@ -186,6 +186,7 @@ bench: check-deps
 	bash perf/scaling_local.sh
 	bash perf/plan_table.sh table
 	bash perf/host_adamw_bench.sh
+	bash perf/bench_offload.sh
 
 install: all
 	install -D -m 755 $(BUILD)/lamina $(PREFIX)/bin/lamina
