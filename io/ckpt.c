@@ -53,10 +53,35 @@ int ck_agree(MPI_Comm comm, int rc, char *err, size_t errlen) {
 
 const char *const CK_SET_PATH[3] = {"/model", "/optim/exp_avg", "/optim/exp_avg_sq"};
 
+/* Tally block [v, v+n) of this rank's piece, x[j] the value of v + j (see
+ * ck_tally): checksum terms of its intersection with each own interval,
+ * then the value counts. */
+static void tally_block(ck_tally *tl, const ckpt_tensor *t, const ckpt_geom *g, int64_t v, int64_t n, const float *x) {
+    for (int j = 0; j < tl->nown; j++) {
+        int64_t a = tl->own[2 * j] > v ? tl->own[2 * j] : v;
+        int64_t b = tl->own[2 * j + 1] < v + n ? tl->own[2 * j + 1] : v + n;
+        if (a < b) tl->sum += ckpt_piece_sum(t, g, a, b, x + (a - v));
+    }
+    if (!tl->values) return;
+    uint64_t nan = 0, inf = 0, neg = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float y = x[i];
+        nan += isnan(y) != 0;
+        inf += isinf(y) != 0;
+        neg += tl->second && y < 0;
+    }
+    tl->nan += nan;
+    tl->inf += inf;
+    tl->neg += neg;
+}
+
 /* Collective transfer of v-intervals [ranges[2j], ranges[2j+1]) of this
  * rank's piece (ckpt_piece.h), each cut into blocks of at most
- * ck_piece_elems() floats; a block is consecutive in the rank's buffer (buffer
- * index v - vbase - off) and selected in the file by ckpt_piece_select.
+ * ck_piece_elems() floats; a block is consecutive in the rank's piece (piece
+ * index v - vbase - off) and selected in the file by ckpt_piece_select. Its
+ * memory is the piece's data there, or for a streamed piece (data NULL) one
+ * staging buffer of min(ck_piece_elems(), longest range) floats reused by
+ * every block: pull fills it before the write, push takes it after the read.
  * Every rank makes the same number of H5Dwrite/H5Dread calls (ranks with no
  * block left join with an empty selection). Returns 0 or -1 (local failure).
  * A write that failed stops this rank's calls: HDF5 may have failed before
@@ -65,13 +90,19 @@ const char *const CK_SET_PATH[3] = {"/model", "/optim/exp_avg", "/optim/exp_avg_
  * the caller's deadline agreement ends the job instead. `inject` (fault
  * hook) makes this rank fail its first write without calling HDF5, as such
  * a failure would. */
-int ck_transfer_ex(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geom *g, hid_t dxpl, int write,
-                       const int64_t *ranges, int nranges, int inject) {
+int ck_transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geom *g, hid_t dxpl, int write,
+                const int64_t *ranges, int nranges, int inject, ck_tally *tl) {
     hid_t fs = H5Dget_space(d);
-    int64_t per = ck_piece_elems();
+    int64_t per = ck_piece_elems(), longest = 0;
     long long mine = 0, npieces = 0;
-    for (int j = 0; j < nranges; j++) mine += (ranges[2 * j + 1] - ranges[2 * j] + per - 1) / per;
+    for (int j = 0; j < nranges; j++) {
+        int64_t len = ranges[2 * j + 1] - ranges[2 * j];
+        mine += (len + per - 1) / per;
+        if (len > longest) longest = len;
+    }
     MPI_Allreduce(&mine, &npieces, 1, MPI_LONG_LONG, MPI_MAX, comm);
+    /* the staging buffer of a streamed piece: one block at most */
+    float *stage = !t->data && longest > 0 ? lm_alloc(sizeof(float) * (size_t)(longest < per ? longest : per)) : NULL;
     int rc = fs < 0 ? -1 : 0, j = 0;
     int64_t next = nranges > 0 ? ranges[0] : 0; /* first element of the next block */
     float dummy = 0;
@@ -87,13 +118,18 @@ int ck_transfer_ex(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geom
         hsize_t one = 1, mcount = (hsize_t)rn;
         hid_t ms = H5Screate_simple(1, rn > 0 ? &mcount : &one, NULL);
         float *buf = &dummy;
+        int sel = 1; /* the block is selected (nothing to read into it otherwise) */
+        int64_t at = r0 - g->vbase - t->off; /* the block's offset in the piece */
         if (rn > 0) {
-            buf = t->data + (r0 - g->vbase - t->off);
+            buf = t->data ? t->data + at : stage;
+            if (write && !t->data) t->pull(t->ctx, buf, at, rn);
+            if (write && tl) tally_block(tl, t, g, r0, rn, buf);
             /* a selection that failed, or does not hold rn elements, would
              * fail this rank's call before the collective part and leave the
              * others waiting in it: join with nothing selected instead */
             if (fs >= 0 && (ckpt_piece_select(fs, t, g, r0, rn) < 0 || H5Sget_select_npoints(fs) != (hssize_t)rn)) {
                 rc = -1;
+                sel = 0;
                 H5Sselect_none(fs);
                 H5Sselect_none(ms);
             }
@@ -108,14 +144,14 @@ int ck_transfer_ex(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geom
         if (st < 0) rc = -1;
         h5_close(ms);
         if (write && st < 0) break;
+        if (!write && rn > 0 && st >= 0 && sel && fs >= 0) {
+            if (tl) tally_block(tl, t, g, r0, rn, buf);
+            if (!t->data) t->push(t->ctx, buf, at, rn);
+        }
     }
+    lm_free(stage);
     h5_close(fs);
     return rc;
-}
-
-int ck_transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geom *g, hid_t dxpl, int write,
-                    const int64_t *ranges, int nranges) {
-    return ck_transfer_ex(comm, d, t, g, dxpl, write, ranges, nranges, 0);
 }
 
 /* step number of "step_<digits>.h5" (with suffix ".h5" + extra), else -1 */

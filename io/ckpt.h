@@ -7,7 +7,8 @@
  * for each tensor, the piece it owns: the flat element range [off, off+count)
  * of the row-major tensor (element i is row i / cols, column i % cols; 1-D
  * tensors have cols = 1), or of a block of it (a row or column slice, for
- * tensor parallelism: see ckpt_tensor), and its `count` floats. A piece may
+ * tensor parallelism: see ckpt_tensor), and its `count` floats (in `data`,
+ * or streamed block by block through pull/push: see ckpt_tensor). A piece may
  * start and end inside a row (a ZeRO shard does). Ranks that own nothing of
  * a tensor pass count = 0 and still take part in the collective calls. A
  * piece outside [0, rows*cols) (or outside its block), or a bad block, is an
@@ -95,6 +96,39 @@ typedef struct {
      * may overlap like any pieces) or disjoint; both are checked, an error
      * naming the tensor (1 on save, 2 on load) on every rank. */
     int64_t row0, col0, brows, bcols;
+    /* Streaming, for state that is not in host memory (e.g. on a GPU):
+     * with data == NULL and count > 0 the piece moves in blocks through
+     * ckpt_save's / ckpt_load's own staging buffer. ckpt_save needs pull,
+     * ckpt_load needs push (else an error naming the tensor, 1 on save, 2
+     * on load, on every rank); the other may be NULL. With data != NULL
+     * the callbacks are ignored and nothing changes.
+     *   pull(ctx, dst, off, n): fill dst[0..n) with elements [off, off+n)
+     *     of the piece (off counts from the piece start, like data[off]:
+     *     0 <= off, off + n <= count); they are then checksummed and
+     *     written. Only the elements this rank writes are pulled (those
+     *     no lower rank's piece holds: with replicated or overlapping
+     *     pieces a higher rank pulls less, maybe nothing), each once.
+     *   push(ctx, src, off, n): elements [off, off+n) of the piece as read
+     *     from the file, after they were added to the checksum and checked
+     *     (finite; >= 0 in exp_avg_sq). Every element of the piece is
+     *     pushed once. The verdict on the tensor (checksum, values) comes
+     *     after its last push: a failed load may have pushed values, as it
+     *     leaves partial data in `data`; the caller must not use them.
+     * Blocks come in increasing off, n >= 1 and n <= the transfer block
+     * (64 Mi elements; LAMINA_CKPT_PIECE_ELEMS lowers it). Staging memory
+     * bound: one buffer of min(transfer block, the longest run this rank
+     * moves) floats, held only while its tensor is transferred; nothing
+     * else grows with the piece, and no rank allocates a whole tensor or
+     * piece. The callbacks run on the calling thread between the
+     * collective HDF5 calls of one tensor (so they must not call MPI on
+     * comm or wait for other ranks); a slow callback stalls the other
+     * ranks at the next collective call. Checksums and value checks see
+     * exactly the values pulled or read, so a streamed piece gives the
+     * same file bytes, checksum and verdict as the same values in data.
+     * A failed write (fault point dwrite included) stops the pulls. */
+    void (*pull)(void *ctx, float *dst, int64_t off, int64_t count);
+    void (*push)(void *ctx, const float *src, int64_t off, int64_t count);
+    void *ctx; /* passed to pull and push */
 } ckpt_tensor;
 
 typedef struct {
@@ -160,7 +194,7 @@ int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, 
 int ckpt_tokenizer(const char *path, lm_tokrec *rec, char *err, size_t errlen);
 
 /* Load the pieces named in model (and the moments if not NULL) from path
- * into their data, checking each dataset's type (float32: "is float16,
+ * into their data (or through their push callbacks), checking each dataset's type (float32: "is float16,
  * must be float32"), shape against rows/cols, checksum, and values: every
  * element read must be finite, and exp_avg_sq >= 0. Collective.
  * Returns 0, or 2 with err naming the file and dataset. On failure the
@@ -171,7 +205,7 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
 /* Test hooks: if the environment sets LAMINA_CKPT_PAUSE_MS, ckpt_save sleeps
  * that long after each dataset (so a test can kill a run mid-write);
  * LAMINA_CKPT_PIECE_ELEMS lowers the 64 Mi elements per transfer block (so
- * small tensors take the multi-block path).
+ * small tensors take the multi-block path; it bounds streamed blocks too).
  * LAMINA_CKPT_FAIL=POINT[.SET.INDEX][:RANK][@STEP] makes ckpt_save fail at
  * POINT as a real failure there would, on rank RANK only (default: every
  * rank that reaches the point), at the checkpoint of step STEP only

@@ -24,12 +24,29 @@ int64_t ck_piece_elems(void);
 /* lm_agree without a deadline: the lowest failing rank's code and message. */
 int ck_agree(MPI_Comm comm, int rc, char *err, size_t errlen);
 
+/* What a transfer tallies block by block, on the values as they pass
+ * through memory (the piece's data or the staging block of a streamed
+ * piece), so that a streamed piece is checked exactly as one given whole:
+ * the checksum terms of the elements in the v-intervals own[2j],
+ * own[2j+1] (those this rank sums: the plan's pieces), and when `values`
+ * is set (load) the NaN, Inf and, when `second` is set, negative values of
+ * every element read. */
+typedef struct {
+    const int64_t *own;
+    int nown;
+    int values, second;
+    uint64_t sum, nan, inf, neg;
+} ck_tally;
+
 /* Collective write (write=1) or read of the v-intervals `ranges` of this
- * rank's piece of t; 0 or -1. `inject`: fail the first write (fault hook). */
-int ck_transfer_ex(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geom *g, hid_t dxpl, int write,
-                   const int64_t *ranges, int nranges, int inject);
+ * rank's piece of t, tallied into tl (NULL: nothing tallied); 0 or -1.
+ * A piece with data == NULL streams through a staging buffer of
+ * min(ck_piece_elems(), the longest range) floats, calling t->pull before
+ * each block is tallied and written, t->push after each block is read and
+ * tallied (a block whose read failed is neither tallied nor pushed).
+ * `inject`: fail the first write (fault hook). */
 int ck_transfer(MPI_Comm comm, hid_t d, const ckpt_tensor *t, const ckpt_geom *g, hid_t dxpl, int write,
-                const int64_t *ranges, int nranges);
+                const int64_t *ranges, int nranges, int inject, ck_tally *tl);
 
 /* Step number of "step_<digits>" + suffix, else -1. */
 long ck_parse_step(const char *name, const char *suffix);

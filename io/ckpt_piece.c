@@ -12,7 +12,7 @@
 /* a + n for a message, saturating (a, n >= 0 may be absurdly large) */
 static long long sat_end(int64_t a, int64_t n) { return n > INT64_MAX - a ? INT64_MAX : a + n; }
 
-int ckpt_piece_check(const ckpt_tensor *t, const char *set, char *err, size_t errlen) {
+int ckpt_piece_check(const ckpt_tensor *t, const char *set, int write, char *err, size_t errlen) {
     if (t->ndim != 1 && t->ndim != 2)
         return lm_err(err, errlen, LM_ERR_RUNTIME, "%s/%s: ndim %d (must be 1 or 2)", set, t->name, t->ndim);
     if (t->rows < 0 || t->cols < 1 || (t->ndim == 1 && t->cols != 1))
@@ -38,10 +38,14 @@ int ckpt_piece_check(const ckpt_tensor *t, const char *set, char *err, size_t er
                       (long long)rows, (long long)cols, t->ndim == 1 ? " (a 1-D tensor takes row slices only)" : "");
     int64_t n = block ? br * bc : rows * cols;
     /* off + count <= n, written so that a huge off cannot overflow */
-    if (t->off < 0 || t->count < 0 || t->off > n || t->count > n - t->off || (t->count > 0 && !t->data))
-        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s/%s: piece of %lld elements at offset %lld outside the %lld elements [0,%lld)%s%s",
+    if (t->off < 0 || t->count < 0 || t->off > n || t->count > n - t->off)
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s/%s: piece of %lld elements at offset %lld outside the %lld elements [0,%lld)%s",
                       set, t->name, (long long)t->count, (long long)t->off, (long long)n, (long long)n,
-                      block ? " of its block" : "", t->count > 0 && !t->data ? ", or no data" : "");
+                      block ? " of its block" : "");
+    /* the values: data, or the callback that streams them this way */
+    if (t->count > 0 && !t->data && !(write ? t->pull != NULL : t->push != NULL))
+        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s/%s: piece of %lld elements has no data (data NULL) and no %s callback",
+                      set, t->name, (long long)t->count, write ? "pull" : "push");
     return 0;
 }
 
@@ -258,21 +262,23 @@ static uint64_t run_sum(const float *x, int64_t i0, int64_t n) {
  * run. For a column slice, block-local l = v - vbase lies in block row
  * r = l / w, and the run of row r inside [l0, l1) holds full indices
  * r*cols + col0 + (l - r*w) (row0 = 0): one run per block row, the rows
- * summed in parallel when there are many elements. */
-uint64_t ckpt_piece_sum(const ckpt_tensor *t, const ckpt_geom *g, int64_t v0, int64_t v1) {
+ * summed in parallel when there are many elements. x[j] is the value of
+ * v0 + j (the piece's data or a staging block: the sum depends only on the
+ * values and their v, never on where they are held). */
+uint64_t ckpt_piece_sum(const ckpt_tensor *t, const ckpt_geom *g, int64_t v0, int64_t v1, const float *x) {
     int64_t l0 = v0 - g->vbase, l1 = v1 - g->vbase, w = g->width;
     if (l1 <= l0) return 0;
-    if (!g->colslice) return run_sum(t->data + (l0 - t->off), v0, l1 - l0);
+    if (!g->colslice) return run_sum(x, v0, l1 - l0);
     uint64_t s = 0;
     int64_t ra = l0 / w, rb = (l1 - 1) / w;
 #pragma omp parallel for reduction(+ : s) schedule(static) if (l1 - l0 > (1 << 16))
     for (int64_t r = ra; r <= rb; r++) {
         int64_t a = r * w > l0 ? r * w : l0, e = (r + 1) * w < l1 ? (r + 1) * w : l1;
-        const float *x = t->data + (a - t->off);
+        const float *xr = x + (a - l0);
         int64_t i0 = r * t->cols + g->col0 + (a - r * w);
         for (int64_t j = 0; j < e - a; j++) {
             uint32_t b;
-            memcpy(&b, &x[j], sizeof b);
+            memcpy(&b, &xr[j], sizeof b);
             s += mix64((uint64_t)(i0 + j), b);
         }
     }

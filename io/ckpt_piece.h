@@ -31,9 +31,11 @@ typedef struct {
     int colslice;       /* 1: a column slice narrower than the tensor */
 } ckpt_geom;
 
-/* Shape, block and piece of one rank's tensor valid (ckpt.h's rules)?
- * Returns 0, or 1 with err naming "set/name". Rank-local. */
-int ckpt_piece_check(const ckpt_tensor *t, const char *set, char *err, size_t errlen);
+/* Shape, block and piece of one rank's tensor valid (ckpt.h's rules), and
+ * its values reachable: data, or pull (write = 1, a save) or push (write =
+ * 0, a load) when count > 0? Returns 0, or 1 with err naming "set/name".
+ * Rank-local. */
+int ckpt_piece_check(const ckpt_tensor *t, const char *set, int write, char *err, size_t errlen);
 
 /* The geometry of a tensor that passed ckpt_piece_check. */
 ckpt_geom ckpt_piece_geom(const ckpt_tensor *t);
@@ -58,7 +60,8 @@ void ckpt_plan_free(ckpt_plan *pl);
 int ckpt_piece_select(hid_t fs, const ckpt_tensor *t, const ckpt_geom *g, int64_t v, int64_t n);
 
 /* Partial checksum (ckpt.h's formula, full-tensor indices) of the elements
- * of v-interval [v0, v1) of this rank's piece, values in t->data. */
-uint64_t ckpt_piece_sum(const ckpt_tensor *t, const ckpt_geom *g, int64_t v0, int64_t v1);
+ * of v-interval [v0, v1) of this rank's piece, x[j] holding the value of
+ * v0 + j (for data: x = t->data + (v0 - g->vbase - t->off)). */
+uint64_t ckpt_piece_sum(const ckpt_tensor *t, const ckpt_geom *g, int64_t v0, int64_t v1, const float *x);
 
 #endif

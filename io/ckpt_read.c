@@ -271,23 +271,22 @@ static int read_tensor(MPI_Comm comm, hid_t f, const char *path, const char *set
     uint64_t loc[5] = {0, 0, 0, 0, 0}, tot[5] = {0, 0, 0, 0, 0}, want = 0;
     int has_sum = 0, bad = d < 0, anybad = 0;
     MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, comm);
-    if (anybad || ck_transfer(comm, d, t, &pl.g, dxpl, 0, whole, t->count > 0)) loc[1] = 1;
+    /* checksum terms of the plan's pieces and value counts of the whole
+     * piece, tallied block by block as the values come in (into data, or
+     * into the staging block before they are pushed) */
+    ck_tally tl = {pl.pieces, pl.npieces, 1, !strcmp(set, CK_SET_PATH[2]), 0, 0, 0, 0};
+    if (anybad || ck_transfer(comm, d, t, &pl.g, dxpl, 0, whole, t->count > 0, 0, &tl)) loc[1] = 1;
     if (d >= 0) {
         int r = h5_attr_num(d, "checksum", H5T_INTEGER, H5T_NATIVE_UINT64, &want);
         if (r == 0) has_sum = 1;
         else if (r != -1) loc[1] = 2;
     }
-    if (!loc[1])
-        for (int i = 0; i < pl.npieces; i++)
-            loc[0] += ckpt_piece_sum(t, &pl.g, pl.pieces[2 * i], pl.pieces[2 * i + 1]);
-    int second = !strcmp(set, CK_SET_PATH[2]);
-    if (!loc[1])
-        for (int64_t i = 0; i < t->count; i++) {
-            float x = t->data[i];
-            loc[2] += isnan(x) != 0;
-            loc[3] += isinf(x) != 0;
-            loc[4] += second && x < 0;
-        }
+    if (!loc[1]) {
+        loc[0] = tl.sum;
+        loc[2] = tl.nan;
+        loc[3] = tl.inf;
+        loc[4] = tl.neg;
+    }
     h5_close(d);
     ckpt_plan_free(&pl);
     MPI_Allreduce(loc, tot, 5, MPI_UINT64_T, MPI_SUM, comm);
@@ -314,7 +313,7 @@ int ckpt_load(MPI_Comm comm, const char *path, ckpt_tensor *model, ckpt_tensor *
     int rc = 0;
     for (int s = 0; s < nsets && !rc; s++)
         for (int i = 0; i < n && !rc; i++)
-            if (ckpt_piece_check(&sets[s][i], CK_SET_PATH[s], err, errlen)) {
+            if (ckpt_piece_check(&sets[s][i], CK_SET_PATH[s], 0, err, errlen)) {
                 char tmp[LM_ERRLEN];
                 snprintf(tmp, sizeof tmp, "%s", err);
                 rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: %s", path, tmp);

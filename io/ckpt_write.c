@@ -423,10 +423,12 @@ static int write_tensor(const save_ctx *c, hid_t g, int s, int i, int n, const c
     /* a create that failed anywhere must stop everyone before the collective write */
     int rc = d < 0 ? lm_err(err, errlen, LM_ERR_RUNTIME, "%s: %s/%s: cannot create the dataset", tmp, set, t->name) : 0;
     rc = agree_dl(c, rc, err, errlen);
-    if (!rc && ck_transfer_ex(c->comm, d, t, &pl.g, dxpl, 1, pl.pieces, pl.npieces, fault_ds("dwrite", s, i, n)))
+    /* the checksum terms of what this rank writes, summed block by block as
+     * the values go out (from data or pulled into the staging block) */
+    ck_tally tl = {pl.pieces, pl.npieces, 0, 0, 0, 0, 0, 0};
+    if (!rc && ck_transfer(c->comm, d, t, &pl.g, dxpl, 1, pl.pieces, pl.npieces, fault_ds("dwrite", s, i, n), &tl))
         rc = lm_err(err, errlen, LM_ERR_RUNTIME, "%s: %s/%s: write failed", tmp, set, t->name);
-    uint64_t loc = 0, tot = 0;
-    for (int k = 0; k < pl.npieces && !rc; k++) loc += ckpt_piece_sum(t, &pl.g, pl.pieces[2 * k], pl.pieces[2 * k + 1]);
+    uint64_t loc = tl.sum, tot = 0;
     ckpt_plan_free(&pl);
     rc = agree_dl(c, rc, err, errlen);
     if (!rc) {
@@ -481,7 +483,7 @@ int ckpt_save(MPI_Comm comm, const char *dir, const ckpt_meta *meta, const ckpt_
     if (strlen(dir) > 4000) return lm_err(err, errlen, LM_ERR_RUNTIME, "checkpoint directory path too long");
     int rc = rank == 0 ? mkdir_p(dir, err, errlen) : 0;
     for (int s = 0; s < nsets && !rc; s++)
-        for (int i = 0; i < n && !rc; i++) rc = ckpt_piece_check(&sets[s][i], CK_SET_PATH[s], err, errlen);
+        for (int i = 0; i < n && !rc; i++) rc = ckpt_piece_check(&sets[s][i], CK_SET_PATH[s], 1, err, errlen);
     if (ck_agree(comm, rc, err, errlen)) return 1;
 
     h5_quiet q;

@@ -54,11 +54,14 @@ static void report_memory(lm_session *s) {
                "of %zu elements per chunk\n",
                (long long)ps->numel, ps->n, ps->n_chunks, hi, (double)hi * e / MiB,
                100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena, dp, hi / (size_t)dp);
-    else
-        lm_log("parameters: %lld in %d tensors; chunks: %d of %zu to %zu elements (%.1f MiB at most, padding %.2f%%), "
-               "%d shard(s) per chunk\n",
-               (long long)ps->numel, ps->n, ps->n_chunks, lo, hi, (double)hi * e / MiB,
+    else {
+        int alone = 0;
+        for (int c = 0; c < ps->n_chunks; c++) alone += chunk_len(ps, c) > ps->chunk_size;
+        lm_log("parameters: %lld in %d tensors; chunks: %d (%d of them an outsized tensor alone), regular %zu "
+               "elements, longest %zu (%.1f MiB), padding %.2f%%, %d shard(s) per chunk\n",
+               (long long)ps->numel, ps->n, ps->n_chunks, alone, ps->chunk_size, hi, (double)hi * e / MiB,
                100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena, dp);
+    }
     lm_log("memory per rank (ZeRO-%d, dp %d, Psi = %zu elements with padding): weights %zu B (%s = "
            "%.0f), gradients %zu B (%s = %.0f), optimizer state %zu B (%s = %.0f)",
            st, dp, zm.psi, zm.weights + zm.h_params, st == 3 ? "e Psi/dp" : "e Psi", want_w, zm.grads,

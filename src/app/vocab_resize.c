@@ -149,7 +149,7 @@ static int resize_main(int argc, char **argv, char *err, size_t errlen) {
             int64_t r1 = vocab ? (rank == 0 ? p->rows : 0) : p->rows * (rank + 1) / size;
             int64_t n = (r1 - r0) * p->cols;
             if (n) buf[i] = lm_alloc(sizeof(float) * (size_t)n);
-            t[i] = (ckpt_tensor){p->name, p->ndim, p->rows, p->cols, r0 * p->cols, n, buf[i], 0, 0, 0, 0};
+            t[i] = (ckpt_tensor){p->name, p->ndim, p->rows, p->cols, r0 * p->cols, n, buf[i], 0, 0, 0, 0, NULL, NULL, NULL};
         }
         if (hf ? hf_load(mc, from, t, full.n, &hcfg, NULL, NULL, err, errlen)
                : ckpt_load(mc, from, t, NULL, NULL, full.n, err, errlen))

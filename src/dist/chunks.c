@@ -310,7 +310,7 @@ int64_t params_full_index(const lm_param *p, size_t i) {
 /* Padding rows sit at the end of a row block, so the real part of [a, b) is
  * its prefix below valid_rows * cols. */
 ckpt_tensor params_piece(const lm_param *p, size_t a, size_t b, float *data) {
-    ckpt_tensor t = {p->name, p->ndim, p->full_rows, p->full_cols, 0, 0, NULL, 0, 0, 0, 0};
+    ckpt_tensor t = {p->name, p->ndim, p->full_rows, p->full_cols, 0, 0, NULL, 0, 0, 0, 0, NULL, NULL, NULL};
     if (p->tp_split != LM_TP_NONE) {
         t.row0 = p->row0;
         t.col0 = p->col0;

@@ -222,14 +222,38 @@ static double layer_full(double R, double Rx, double D, double Hd, double KVd, d
 }
 
 /* The most chunks one group of tensors touches: each layer's 9, the head's
- * norm and lm_head, the embedding (chunk_pack's placement at chunk size
- * cs). These are the chunks a managed layout (ZeRO-3, parameter offload)
+ * norm and lm_head, the embedding (chunk_layout_of's placement at this
+ * granule, as chunks_build lays them out). These are the chunks a managed layout (ZeRO-3, parameter offload)
  * must hold on the device at once while one layer computes. */
-static int stage_wc(const plan_shape *s, const tp_local *L, int first, int head, int layers, size_t cs) {
+typedef struct {
+    long key[10];
+    int wc;
+} wc_entry;
+static wc_entry wc_cache[CS_CACHE];
+static int wc_n, wc_next;
+
+static int stage_wc_uncached(const plan_shape *s, const tp_local *L, int first, int head, int layers,
+                             size_t granule);
+
+/* cached per stage shape and granule, as stage_arena (the layout search
+ * is the expensive part) */
+static int stage_wc(const plan_shape *s, const tp_local *L, int first, int head, int layers, size_t granule) {
+    long key[10] = {s->dim, L->hd, L->H, L->KV, L->F, L->V, first, head, layers, (long)granule};
+    for (int i = 0; i < wc_n; i++)
+        if (!memcmp(wc_cache[i].key, key, sizeof key)) return wc_cache[i].wc;
+    int wc = stage_wc_uncached(s, L, first, head, layers, granule);
+    int at = wc_n < CS_CACHE ? wc_n++ : (wc_next++ % CS_CACHE);
+    memcpy(wc_cache[at].key, key, sizeof key);
+    wc_cache[at].wc = wc;
+    return wc;
+}
+
+static int stage_wc_uncached(const plan_shape *s, const tp_local *L, int first, int head, int layers,
+                             size_t granule) {
     size_t *z;
     int n = stage_tensors(s, L, first, head, layers, &z), wc = 1;
-    int *co = lm_alloc(sizeof(int) * (size_t)n);
-    chunk_pack(z, n, cs, co, NULL);
+    int *co = lm_alloc(sizeof(int) * (size_t)(n ? n : 1));
+    chunk_layout_of(z, NULL, n, granule, 0, co, NULL, NULL);
     int i = first ? 1 : 0;
     for (int g = 0; g <= layers; g++) {
         int cnt = g < layers ? 9 : n - i; /* the last group: the head's tensors */
@@ -259,7 +283,7 @@ static void stage_base(const plan_shape *s, const plan_cluster *cl, const plan_l
     double e = cl->esz;
     o->psi = stage_arena(s, &L, first, head, o->layers, (size_t)16 * (size_t)l->dp, &o->chunk);
     o->nch = (int)(o->psi / o->chunk + 0.5);
-    o->wc = stage_wc(s, &L, first, head, o->layers, (size_t)o->chunk);
+    o->wc = stage_wc(s, &L, first, head, o->layers, (size_t)16 * (size_t)l->dp);
 
     double R = (double)l->mb * s->seq_len, Rx = l->sp && l->tp > 1 ? R / l->tp : R, D = s->dim, T = s->seq_len;
     double Hd = (double)L.H * L.hd, KVd = (double)L.KV * L.hd, F = L.F, V = L.V;

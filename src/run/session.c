@@ -217,7 +217,7 @@ void session_ckpt_tensors(lm_session *s, ckpt_tensor *w, ckpt_tensor *m, ckpt_te
     local_pieces(s, loc[0], loc[1], loc[2]);
     for (int i = 0; i < s->full.n; i++) {
         const lm_param *f = &s->full.p[i];
-        ckpt_tensor none = {f->name, f->ndim, f->rows, f->cols, 0, 0, NULL, 0, 0, 0, 0};
+        ckpt_tensor none = {f->name, f->ndim, f->rows, f->cols, 0, 0, NULL, 0, 0, 0, 0, NULL, NULL, NULL};
         for (int k = 0; k < 3; k++)
             if (out[k]) out[k][i] = s->local_of[i] >= 0 ? loc[k][s->local_of[i]] : none;
     }

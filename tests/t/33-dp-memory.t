@@ -16,13 +16,20 @@ D, L, H, KV, F, V = 64, 2, 4, 2, 176, 258          # the tiny preset
 hd = D // H
 numel = V * D + L * (2 * D + D * D + 2 * KV * hd * D + D * D + 3 * D * F) + D + V * D
 m = re.search(r"parameters: (\d+) in \d+ tensors; chunks: (\d+) x (\d+) elements", log)
-n, nc, cs = map(int, m.groups())
+if m:  # chunks of one length
+    n, nc, cs = map(int, m.groups())
+    arena_ok = lambda psi: psi == nc * cs and cs % (16 * dp) == 0
+else:  # outsized tensors in chunks of their own
+    m = re.search(r"parameters: (\d+) in \d+ tensors; chunks: (\d+) \(\d+ of them an outsized tensor alone\), "
+                  r"regular (\d+) elements, longest (\d+)", log)
+    n, nc, cs, longest = map(int, m.groups())
+    arena_ok = lambda psi: cs % (16 * dp) == 0 and longest % (16 * dp) == 0 and cs * 1 <= psi <= nc * longest
 m = re.search(r"memory per rank \(ZeRO-(\d), dp (\d+), Psi = (\d+) elements with padding\): weights (\d+) B .*"
               r"gradients (\d+) B .*optimizer state (\d+) B", log)
 st, d, psi, w, g, o = map(int, m.groups())
 want = (4 * psi, 4 * psi // (dp if z == 2 else 1), 8 * psi // (1 if z == 0 else dp))
 print(f"params {n} (model {numel}), chunks {nc} x {cs}, Psi {psi}: weights {w} grads {g} optim {o}, want {want}")
-ok = (n == numel and st == z and d == dp and psi == nc * cs and cs % (16 * dp) == 0 and psi >= numel
+ok = (n == numel and st == z and d == dp and arena_ok(psi) and psi >= numel
       and (w, g, o) == want)
 sys.exit(0 if ok else 1)
 PYEOF

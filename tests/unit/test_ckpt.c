@@ -48,7 +48,7 @@ static void tset_init(tset *s, int fill) {
             int64_t n = ROWS[k] * COLS[k];
             s->buf[set][k] = calloc((size_t)n, sizeof(float));
             for (int64_t i = 0; i < n && fill; i++) s->buf[set][k][i] = value(set, k, i);
-            ckpt_tensor t = {NAMES[k], NDIM[k], ROWS[k], COLS[k], 0, ROWS[k] * COLS[k], s->buf[set][k], 0, 0, 0, 0};
+            ckpt_tensor t = {NAMES[k], NDIM[k], ROWS[k], COLS[k], 0, ROWS[k] * COLS[k], s->buf[set][k], 0, 0, 0, 0, NULL, NULL, NULL};
             s->t[set][k] = t;
         }
 }
@@ -527,7 +527,7 @@ static void test_corruption(void **state) {
     assert_non_null(strstr(err, g_good));
     assert_non_null(strstr(err, "/model/model.embed_tokens.weight: shape [7,5] does not match the model [8,5]"));
     /* a 1-D tensor asked for as 2-D */
-    s.t[0][0] = (ckpt_tensor){NAMES[0], 2, 7, 5, 0, 35, s.buf[0][0], 0, 0, 0, 0};
+    s.t[0][0] = (ckpt_tensor){NAMES[0], 2, 7, 5, 0, 35, s.buf[0][0], 0, 0, 0, 0, NULL, NULL, NULL};
     s.t[0][1].ndim = 2;
     assert_int_equal(ckpt_load(MPI_COMM_WORLD, g_good, s.t[0], NULL, NULL, NT, err, sizeof err), 2);
     assert_non_null(strstr(err, "/model/model.norm.weight: shape [5] does not match the model [5,1]"));
@@ -634,7 +634,7 @@ static void test_cut_ranges(void **state) {
                 for (int64_t b = a + 1; b <= n; b++) {
                     float *x = buf + (size_t)m * W;
                     for (int i = 0; i < W; i++) x[i] = GUARD;
-                    t[m] = (ckpt_tensor){NAMES[k], NDIM[k], ROWS[k], COLS[k], a, b - a, x + 1, 0, 0, 0, 0};
+                    t[m] = (ckpt_tensor){NAMES[k], NDIM[k], ROWS[k], COLS[k], a, b - a, x + 1, 0, 0, 0, 0, NULL, NULL, NULL};
                     lo[m] = a, hi[m] = b, kk[m] = k;
                     m++;
                     int last = k == NT - 1 && a == n - 1;
@@ -701,7 +701,7 @@ static void test_range_errors(void **state) {
     float buf[40] = {0};
     const int64_t bad[][2] = {{30, 6}, {35, 1}, {-1, 2}, {0, -1}, {INT64_MAX - 2, 5}, {INT64_MAX, 1}, {0, 36}};
     for (size_t c = 0; c < sizeof bad / sizeof *bad; c++) {
-        ckpt_tensor t = {NAMES[0], 2, 7, 5, bad[c][0], bad[c][1], buf, 0, 0, 0, 0};
+        ckpt_tensor t = {NAMES[0], 2, 7, 5, bad[c][0], bad[c][1], buf, 0, 0, 0, 0, NULL, NULL, NULL};
         err[0] = 0;
         assert_int_equal(ckpt_load(MPI_COMM_WORLD, g_good, &t, NULL, NULL, 1, err, sizeof err), 2);
         if (!strstr(err, g_good) || !strstr(err, "/model/model.embed_tokens.weight") || !strstr(err, "outside"))
@@ -722,13 +722,13 @@ static void test_range_errors(void **state) {
         assert_int_equal(ckpt_find_latest(dir, lp, sizeof lp, err, sizeof err), 0); /* nothing published */
     }
     /* a piece with elements but no buffer */
-    ckpt_tensor t = {NAMES[0], 2, 7, 5, 0, 35, NULL, 0, 0, 0, 0};
+    ckpt_tensor t = {NAMES[0], 2, 7, 5, 0, 35, NULL, 0, 0, 0, 0, NULL, NULL, NULL};
     assert_int_equal(ckpt_load(MPI_COMM_WORLD, g_good, &t, NULL, NULL, 1, err, sizeof err), 2);
     assert_non_null(strstr(err, "no data"));
     /* empty ranges: nothing read, nothing to verify */
     const int64_t empty[] = {0, 17, 35};
     for (int c = 0; c < 3; c++) {
-        ckpt_tensor e = {NAMES[0], 2, 7, 5, empty[c], 0, NULL, 0, 0, 0, 0};
+        ckpt_tensor e = {NAMES[0], 2, 7, 5, empty[c], 0, NULL, 0, 0, 0, 0, NULL, NULL, NULL};
         if (ckpt_load(MPI_COMM_WORLD, g_good, &e, NULL, NULL, 1, err, sizeof err)) fail_msg("empty at %lld: %s", (long long)empty[c], err);
     }
     /* on save one rank alone passing nothing leaves every element unwritten */
@@ -788,7 +788,7 @@ static void test_block_ranges(void **state) {
                 for (int64_t b = a + 1; b <= n; b++) {
                     float *x = buf + (size_t)m * W;
                     for (int i = 0; i < W; i++) x[i] = GUARD;
-                    t[m] = (ckpt_tensor){NAMES[k], NDIM[k], ROWS[k], COLS[k], a, b - a, x + 1, r0, c0, br, bc};
+                    t[m] = (ckpt_tensor){NAMES[k], NDIM[k], ROWS[k], COLS[k], a, b - a, x + 1, r0, c0, br, bc, NULL, NULL, NULL};
                     kk[m] = k;
                     m++;
                     want++;
@@ -850,7 +850,7 @@ static void test_block_errors(void **state) {
     for (size_t c = 0; c < sizeof bad / sizeof *bad; c++) {
         const int64_t *b = bad[c];
         int k = (int)b[0];
-        ckpt_tensor t = {NAMES[k], NDIM[k], ROWS[k], COLS[k], b[5], b[6], buf, b[1], b[2], b[3], b[4]};
+        ckpt_tensor t = {NAMES[k], NDIM[k], ROWS[k], COLS[k], b[5], b[6], buf, b[1], b[2], b[3], b[4], NULL, NULL, NULL};
         err[0] = 0;
         assert_int_equal(ckpt_load(MPI_COMM_WORLD, g_good, &t, NULL, NULL, 1, err, sizeof err), 2);
         char dp[128];
@@ -872,9 +872,9 @@ static void test_block_errors(void **state) {
 
     /* empty slices: the row slice after the last row, the column slice after
      * the last column, an empty row slice of the 1-D norm */
-    ckpt_tensor e[3] = {{NAMES[0], 2, 7, 5, 0, 0, NULL, 7, 0, 0, 5},
-                        {NAMES[0], 2, 7, 5, 0, 0, NULL, 0, 5, 7, 0},
-                        {NAMES[1], 1, 5, 1, 0, 0, NULL, 5, 0, 0, 1}};
+    ckpt_tensor e[3] = {{NAMES[0], 2, 7, 5, 0, 0, NULL, 7, 0, 0, 5, NULL, NULL, NULL},
+                        {NAMES[0], 2, 7, 5, 0, 0, NULL, 0, 5, 7, 0, NULL, NULL, NULL},
+                        {NAMES[1], 1, 5, 1, 0, 0, NULL, 5, 0, 0, 1, NULL, NULL, NULL}};
     if (ckpt_load(MPI_COMM_WORLD, g_good, e, NULL, NULL, 3, err, sizeof err)) fail_msg("empty slices: %s", err);
 
     /* whole-tensor blocks: saved as a flat save is, loads verified */
@@ -903,7 +903,7 @@ static void test_block_errors(void **state) {
     /* a narrower column slice alone: rows of its columns only, other
      * elements unread, so the same damage passes unchecked (documented) */
     float col[21];
-    ckpt_tensor c3 = {NAMES[0], 2, 7, 5, 0, 21, col, 0, 0, 7, 3};
+    ckpt_tensor c3 = {NAMES[0], 2, 7, 5, 0, 21, col, 0, 0, 7, 3, NULL, NULL, NULL};
     assert_int_equal(ckpt_load(MPI_COMM_WORLD, p, &c3, NULL, NULL, 1, err, sizeof err), 0);
     for (int i = 0; i < 21; i++) assert_true(col[i] == value(0, 0, (i / 3) * 5 + i % 3));
     /* ... and on save leaves the tensor uncovered */

@@ -612,15 +612,18 @@ static void test_poison(void **state) {
  * (one done earlier than on ranks 2-3) before chunks 5 and 4 take buffers:
  * ranks 0-1 find both buffers free, ranks 2-3 wait for the oldest in flight
  * (chunk 6's, the higher buffer). The result must not depend on it.
- * Layout (test_layout): chunk 0 = {embed, l0.norm}, 4 = {l1.norm, l1.q},
- * 5 = {l1.up}, 6 = {l1.down}, 7 = {norm, head}. */
+ * Layout (test_layout, dp 4): chunk 0 = {embed}, 1 = {l0.norm, l0.q},
+ * 4 = {l1.norm, l1.q}, 5 = {l1.up}, 6 = {l1.down}, 7 = {norm}, 8 = {head}
+ * (the last three written first take three buffers; chunk 1 is not
+ * complete when l0.norm is marked done, so that done only polls). */
 static void test_undone_chunks_order(void **state) {
     (void)state;
     const gkind *k = &GK[GK_WORLD];
     lm_params ps;
     build(&ps, k->dp);
-    CHECK(ps.p[0].chunk == 0 && ps.p[1].chunk == 0 && ps.p[5].chunk == 4 && ps.p[6].chunk == 4 &&
-          ps.p[7].chunk == 5 && ps.p[8].chunk == 6 && ps.p[9].chunk == 7 && ps.p[10].chunk == 7 && ps.n_chunks == 8);
+    CHECK(ps.p[0].chunk == 0 && ps.p[1].chunk == 1 && ps.p[2].chunk == 1 && ps.p[5].chunk == 4 &&
+          ps.p[6].chunk == 4 && ps.p[7].chunk == 5 && ps.p[8].chunk == 6 && ps.p[9].chunk == 7 &&
+          ps.p[10].chunk == 8 && ps.n_chunks == 9);
     lm_zero *z = zero_create(&ps, g_dev, k->g, 2, 1);
     lm_grad_hooks *h = zero_hooks(z);
     int early = g_rank < 2;
@@ -632,16 +635,16 @@ static void test_undone_chunks_order(void **state) {
         add_grad(g[0], &ps.p[0], 0, 0, u, 1.0f);
         int token = 0;
         if (early) MPI_Recv(&token, 1, MPI_INT, g_rank + 2, 77, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        for (int i = 10; i >= 8; i--) { /* chunks 7 and 6 written ... */
+        for (int i = 10; i >= 8; i--) { /* chunks 8, 7 and 6 written ... */
             g[i] = h->grad(h->ctx, &ps.p[i]);
             add_grad(g[i], &ps.p[i], i, 0, u, 1.0f);
         }
-        for (int i = 8; i <= 10; i++) h->done(h->ctx, &ps.p[i]); /* ... and go out: 6, then 7 */
+        for (int i = 8; i <= 10; i++) h->done(h->ctx, &ps.p[i]); /* ... and go out: 6, 7, then 8 */
         if (!early) MPI_Send(&token, 1, MPI_INT, g_rank - 2, 77, MPI_COMM_WORLD);
         for (int b = 0; b < 100; b++) MPI_Barrier(MPI_COMM_WORLD); /* their reductions complete in MPI */
         g[1] = h->grad(h->ctx, &ps.p[1]);
         add_grad(g[1], &ps.p[1], 1, 0, u, 1.0f);
-        if (early) h->done(h->ctx, &ps.p[1]); /* polls: chunks 6 and 7's buffers free again */
+        if (early) h->done(h->ctx, &ps.p[1]); /* polls: chunks 6-8's buffers free again */
         for (int i = 7; i >= 6; i--) { /* chunks 5 and 4: written, never marked done */
             g[i] = h->grad(h->ctx, &ps.p[i]);
             add_grad(g[i], &ps.p[i], i, 0, u, 1.0f);
