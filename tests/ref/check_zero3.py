@@ -230,10 +230,13 @@ def part_ref(work):
             r = launch(work, f"o-{prec}-z{z}-none-cap", cfg, tc, init, data, 2,
                        pv + [f"parallel.zero={z}", cap])
             msg = next((ln for ln in r["out"].splitlines() if "train.device_memory" in ln and "error" in ln), "")
-            good = (r["rc"] == 2 and "parallel.offload" in msg and str(BUDGET_B) in msg
+            good = (r["rc"] == 2 and "parallel.offload" in msg
+                    and re.search(r"train\.device_memory = [0-9.]+", msg) and re.search(r"needs [0-9.]+", msg)
+                    and re.search(r"train\.device_memory >= [0-9.]+", msg)
                     and not any(ln.startswith("step ") for ln in r["out"].splitlines()))
             T.tap(good, f"o {prec} [dp2-zero{z}]: offload = none under train.device_memory = {BUDGET} exits 2 "
-                  "before step 1 naming train.device_memory, parallel.offload and the numbers",
+                  "before step 1 naming train.device_memory, parallel.offload, the bytes needed and the "
+                  "smallest train.device_memory that fits",
                   f"exit {r['rc']}: {msg or r['err']}")
         for mode, z in modes:
             lab = f"o {prec} [dp2-zero{z}, offload {mode}, device_memory {BUDGET}]"
