@@ -4,8 +4,8 @@
 # under an emulated device of train.device_memory = $CAP, against
 # offload = none on the same layouts without the cap, side by side in one
 # run. The shape (dim 256, 4 layers, vocab 2048, seq 128; 4.2M parameters)
-# only fits the cap with offload: offload = none needs 58.1 MiB per rank at
-# ZeRO-2 and 55.1 MiB at ZeRO-3 (dp 2), and is run under the cap too, to
+# only fits the cap with offload: offload = none needs 53.7 MiB per rank at
+# ZeRO-2 and 63.5 MiB at ZeRO-3 (dp 2, by the memory check), and is run under the cap too, to
 # show its exit 2. Per mode: the median tokens/s and step time of steps
 # 3..$STEPS, mem_device_peak, h2d/d2h bytes per step against the formula
 # line lamina prints at start, and lamina's "transfers" summary line (bytes
