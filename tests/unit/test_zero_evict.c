@@ -76,6 +76,8 @@ static int simulate(const int *tr, int n, int k, int *ev, int *nev) {
     return misses;
 }
 
+static const int empty[1] = {0}; /* an empty cache (memcpy wants a non-null source) */
+
 /* The fewest misses over every eviction choice (brute force). */
 static int belady_min(const int *tr, int n, int k, int i, const int *res, int nres) {
     for (; i < n; i++) {
@@ -110,7 +112,7 @@ static void test_hand_checked(void **state) {
     assert_int_equal(ev[0], 1);
     assert_int_equal(ev[1], 0);
     assert_int_equal(ev[2], 4);
-    assert_int_equal(belady_min(tr, 10, 3, 0, NULL, 0), 6);
+    assert_int_equal(belady_min(tr, 10, 3, 0, empty, 0), 6);
 }
 
 /* Ties on "no next use" go to the least recently used; a chunk with a next
@@ -150,7 +152,7 @@ static void test_belady_random(void **state) {
         }
         int ev[MAXT], nev;
         int m = simulate(tr, n, k, ev, &nev);
-        int opt = belady_min(tr, n, k, 0, NULL, 0);
+        int opt = belady_min(tr, n, k, 0, empty, 0);
         if (m != opt) {
             char b[128] = "";
             for (int i = 0; i < n; i++) snprintf(b + strlen(b), sizeof b - strlen(b), "%d ", tr[i]);
