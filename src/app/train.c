@@ -211,7 +211,14 @@ static void replica_fault(lm_session *s, ckpt_tensor *w) {
     for (int i = 0; i < s->full.n; i++) {
         const lm_param *p = s->local_of[i] >= 0 ? &s->model->params.p[s->local_of[i]] : NULL;
         if (p && w[i].count > 0 && (p->gsum || (p->tp_split == LM_TP_NONE && s->cfg.tp > 1))) {
-            w[i].data[0] += 1.0f;
+            if (w[i].data) {
+                w[i].data[0] += 1.0f;
+            } else { /* streamed from the device: change it there */
+                float x;
+                w[i].pull(w[i].ctx, &x, 0, 1);
+                x += 1.0f;
+                w[i].push(w[i].ctx, &x, 0, 1);
+            }
             return;
         }
     }

@@ -6,6 +6,7 @@
 #include "optim.h"
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Buffers kept before an acquire waits for the oldest in-flight one: the one
@@ -526,16 +527,10 @@ void zero_destroy(lm_zero *z) {
         side_free(z, 1, z->hparam[c]);
         if (z->gsh) d->free(d, z->gsh[c]);
         if (z->home) side_free(z, z->par_host[c], z->home[c]);
-        if (z->hw) {
-            lm_free(z->hw[c]);
-            lm_free(z->hm[c]);
-            lm_free(z->hv[c]);
-        }
     }
     void *arrs[] = {z->len, z->sh, z->os, z->first, z->count, z->done, z->launched, z->bucket_of, z->all_counted,
                     z->post, z->trained, z->opt_host, z->par_host, z->master_alias, z->got_g, z->done_h, z->req, z->tk_g,
-                    z->tk_u, z->zeros, z->home, z->master, z->mm, z->mv, z->hgrad, z->hparam, z->gsh, z->hw, z->hm,
-                    z->hv, z->segs, z->hsegs, z->bk, z->tie_side, z->tie_dp, z->tie_lo, z->tie_hi};
+                    z->tk_u, z->zeros, z->home, z->master, z->mm, z->mv, z->hgrad, z->hparam, z->gsh, z->ck, z->segs, z->hsegs, z->bk, z->tie_side, z->tie_dp, z->tie_lo, z->tie_hi};
     for (size_t i = 0; i < sizeof arrs / sizeof *arrs; i++) lm_free(arrs[i]);
     for (int h = 0; h < 2; h++) {
         side_free(z, h, z->blk_master[h]);
@@ -948,40 +943,39 @@ void zero_init_random(lm_zero *z, uint64_t seed, double std) {
     if (z->stage >= 1 && z->stage < 3) gather_weights(z, 0, NULL);
 }
 
-/* Host staging of checkpoint pieces: state on the device that the host
- * cannot read directly is staged through per-chunk host copies of the
- * rank's shard. */
-static int staged(const lm_zero *z, int c) { return !z->opt_host[c] && !z->d->host_visible; }
+/* Checkpoint pieces of state the host cannot read directly (device
+ * memory of a GPU) are streamed (io/ckpt.h: pull/push): the writer and the
+ * reader copy them block by block through their own bounded buffer, so no
+ * host copy of the rank's shard is ever made. LAMINA_CKPT_STREAM=1 streams
+ * on the host-visible CPU backends too (tests). */
+static int staged(const lm_zero *z, int c) {
+    static int force = -1;
+    if (force < 0) {
+        const char *e = getenv("LAMINA_CKPT_STREAM");
+        force = e && !strcmp(e, "1");
+    }
+    return !z->opt_host[c] && (!z->d->host_visible || force);
+}
 
 /* Element of the owned range where the rank's shard of chunk c starts. */
 static size_t shard_in_owned(const lm_zero *z, int c) {
     return z->stage == 0 ? (size_t)z->dp->rank * z->sh[c] : 0;
 }
 
-static void stage_move(lm_zero *z, int up, int with_moments) {
-    lm_device *d = z->d;
-    for (int c = 0; c < z->nc; c++) {
-        if (!staged(z, c)) continue;
-        size_t in = shard_in_owned(z, c), bytes = z->sh[c] * sizeof(float);
-        int tr = z->trained[c];
-        float *dev[3] = {z->master[c] + in, tr ? z->mm[c] + in : NULL, tr ? z->mv[c] + in : NULL};
-        float *host[3] = {z->hw[c], z->hm[c], z->hv[c]};
-        for (int k = 0; k < (with_moments && tr ? 3 : 1); k++) {
-            if (up)
-                d->to_device(d, dev[k], host[k], bytes);
-            else
-                d->to_host(d, host[k], dev[k], bytes);
-        }
-    }
+static void ck_pull(void *ctx, float *dst, int64_t off, int64_t n) {
+    zero_ckpt_src *k = ctx;
+    k->d->to_host(k->d, dst, k->dev + off, (size_t)n * sizeof(float));
+}
+static void ck_push(void *ctx, const float *src, int64_t off, int64_t n) {
+    zero_ckpt_src *k = ctx;
+    k->d->to_device(k->d, k->dev + off, src, (size_t)n * sizeof(float));
 }
 
 void zero_ckpt_pull(lm_zero *z) {
     memset(z->zeros, 0, z->maxlen * sizeof(float)); /* a load may have read into it */
-    if (z->hw) stage_move(z, 0, 1);
 }
 
 void zero_gather_loaded(lm_zero *z, int with_moments) {
-    if (z->hw) stage_move(z, 1, with_moments);
     uint64_t *tk = lm_calloc((size_t)(z->nc ? z->nc : 1), sizeof(uint64_t));
     for (int c = 0; c < z->nc; c++) {
         if (z->stage == 0) {
@@ -1005,20 +999,7 @@ void zero_gather_loaded(lm_zero *z, int with_moments) {
 
 void zero_ckpt_tensors(lm_zero *z, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *v) {
     lm_params *ps = z->ps;
-    if (!z->hw) {
-        size_t nz = (size_t)(z->nc ? z->nc : 1);
-        z->hw = lm_calloc(nz, sizeof(float *));
-        z->hm = lm_calloc(nz, sizeof(float *));
-        z->hv = lm_calloc(nz, sizeof(float *));
-        for (int c = 0; c < z->nc; c++)
-            if (staged(z, c)) {
-                z->hw[c] = lm_alloc(z->sh[c] * sizeof(float));
-                if (z->trained[c]) {
-                    z->hm[c] = lm_alloc(z->sh[c] * sizeof(float));
-                    z->hv[c] = lm_alloc(z->sh[c] * sizeof(float));
-                }
-            }
-    }
+    if (!z->ck) z->ck = lm_calloc(3 * (size_t)(ps->n ? ps->n : 1), sizeof(zero_ckpt_src));
     for (int i = 0; i < ps->n; i++) {
         lm_param *p = &ps->p[i];
         int c = p->chunk, st = staged(z, c);
@@ -1032,22 +1013,28 @@ void zero_ckpt_tensors(lm_zero *z, ckpt_tensor *w, ckpt_tensor *m, ckpt_tensor *
         t = params_piece(p, a - p->offset, b - p->offset, NULL);
         if (!t.count) continue; /* only padding rows */
         size_t in = shard_in_owned(z, c) + (a - lo); /* in the chunk's owned range */
-        size_t h = a - lo;                            /* in the host staging of the shard */
-        t.data = st ? z->hw[c] + h : z->master[c] + in;
-        if (w) w[i] = t;
-        if (!z->trained[c]) {
-            /* a frozen tensor's moments are stored as zeros (a later
-             * trainable = all run starts them fresh); what a load reads
-             * there is dropped */
-            t.data = z->zeros;
-            if (m) m[i] = t;
-            if (v) v[i] = t;
-            continue;
+        float *src[3] = {z->master[c] + in, z->trained[c] ? z->mm[c] + in : NULL, z->trained[c] ? z->mv[c] + in : NULL};
+        ckpt_tensor *out[3] = {w, m, v};
+        for (int k = 0; k < 3; k++) {
+            if (!out[k]) continue;
+            ckpt_tensor u = t;
+            if (k && !z->trained[c]) {
+                /* a frozen tensor's moments are stored as zeros (a later
+                 * trainable = all run starts them fresh); what a load reads
+                 * there is dropped */
+                u.data = z->zeros;
+            } else if (st) {
+                zero_ckpt_src *ck = &z->ck[3 * i + k];
+                *ck = (zero_ckpt_src){z->d, src[k]};
+                u.data = NULL;
+                u.pull = ck_pull;
+                u.push = ck_push;
+                u.ctx = ck;
+            } else {
+                u.data = src[k];
+            }
+            out[k][i] = u;
         }
-        t.data = st ? z->hm[c] + h : z->mm[c] + in;
-        if (m) m[i] = t;
-        t.data = st ? z->hv[c] + h : z->mv[c] + in;
-        if (v) v[i] = t;
     }
 }
 

@@ -64,8 +64,9 @@ int zero_victim(const zero_trace *t, const int *cand, int n) {
 }
 
 /* Evict unused gathered chunks whose next use is after `after` (furthest
- * first) until `bytes` more fit under the budget. */
-static int room_for(lm_zero *z, size_t bytes, long after) {
+ * first) until `bytes` more fit under the budget. A fetch (for_use) may
+ * evict any unused chunk and complete prefetches in flight to do so. */
+static int room_for(lm_zero *z, size_t bytes, long after, int for_use) {
     if (!z->budget) return 1;
     int *cand = lm_alloc(sizeof(int) * (size_t)(z->nc ? z->nc : 1));
     int ok = 0;
@@ -80,7 +81,27 @@ static int room_for(lm_zero *z, size_t bytes, long after) {
             if (z->state[c] == S_READY && !z->refcnt[c] && !z->slot_is_home[c] && z->tr.nextuse[c] > after)
                 cand[n++] = c;
         int v = zero_victim(&z->tr, cand, n);
-        if (v < 0) break;
+        if (v < 0) {
+            /* a fetch may complete prefetches in flight that it does not
+             * use, to evict them: waiting starts no collective, so every
+             * rank stays in step */
+            int waited = 0;
+            for (int c = 0; for_use && c < z->nc; c++)
+                if (!z->refcnt[c] && (z->state[c] == S_UPLOADING || z->state[c] == S_GATHERING)) {
+                    if (z->state[c] == S_UPLOADING) { /* never gathered: dropped */
+                        zero_wait_copy(z, z->tk_s[c], 0);
+                        z->state[c] = S_READY;
+                        slot_free(z, c);
+                        z->evictions++;
+                    } else {
+                        comm_wait(&z->req3[c]);
+                        z->state[c] = S_READY;
+                    }
+                    waited = 1;
+                }
+            if (!waited) break;
+            continue;
+        }
         slot_free(z, v);
         z->evictions++;
     }
@@ -88,7 +109,7 @@ static int room_for(lm_zero *z, size_t bytes, long after) {
     return ok;
 }
 
-int zero_make_room(lm_zero *z, size_t bytes) { return room_for(z, bytes, -1); }
+int zero_make_room(lm_zero *z, size_t bytes) { return room_for(z, bytes, -1, 1); }
 
 /* Test hook: LAMINA_FAIL_GATHER = "RANK:N" stops that world rank inside its
  * N-th gather (or upload) of a chunk, as a failing device or link would. */
@@ -115,9 +136,9 @@ static void start_gather(lm_zero *z, int c) {
 
 /* A slot for chunk c and its home shard in it: copied on the device and
  * gathered, or (par_host) uploaded now and gathered later. */
-static int start_load(lm_zero *z, int c, long after) {
+static int start_load(lm_zero *z, int c, long after, int for_use) {
     size_t bytes = z->len[c] * z->esz;
-    if (!room_for(z, bytes, after)) return 0;
+    if (!room_for(z, bytes, after, for_use)) return 0;
     z->slot[c] = z->d->alloc(z->d, bytes);
     z->slot_bytes += bytes;
     if (z->slot_bytes > z->slot_bytes_peak) z->slot_bytes_peak = z->slot_bytes;
@@ -217,7 +238,7 @@ static void prefetch(lm_zero *z, long event) {
         if (ns < 16) seen[ns++] = c;
         got++;
         if (z->state[c] == S_ABSENT) {
-            if (!start_load(z, c, j)) return;
+            if (!start_load(z, c, j, 0)) return;
             z->up_event[c] = event;
         } else if (z->state[c] == S_UPLOADING && z->up_event[c] < event) {
             upload_to_gather(z, c);
@@ -248,7 +269,7 @@ static void fetch(void *ctx, lm_param *const *ps, int n) {
     }
     for (int i = 0; i < k; i++) {
         int c = cs[i];
-        if (z->state[c] == S_ABSENT && !start_load(z, c, LONG_MAX - 1)) {
+        if (z->state[c] == S_ABSENT && !start_load(z, c, -1, 1)) {
             char b[32];
             snprintf(b, sizeof b, "%zu", z->budget);
             lm_abort(LM_ERR_RUNTIME, "zero: no room to gather chunk %d (%zu bytes) under train.device_memory = %s: "

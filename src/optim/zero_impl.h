@@ -46,6 +46,12 @@ typedef struct {
     long clock;
 } zero_trace;
 
+/* A checkpoint piece streamed from or to device memory (io/ckpt.h pull/push). */
+typedef struct {
+    lm_device *d;
+    float *dev;   /* the piece's element 0 */
+} zero_ckpt_src;
+
 struct lm_zero {
     lm_params *ps;
     lm_device *d;
@@ -125,8 +131,7 @@ struct lm_zero {
     int nseg;
     zero_hseg *hsegs;     /* the host optimizer's (opt_host chunks) */
     int nhseg;
-    float **hw, **hm, **hv; /* checkpoint staging on the host for device-side state: per chunk,
-                             * the rank's shard (NULL where the state is host memory) */
+    zero_ckpt_src *ck;    /* [3 x tensor]: where each streamed checkpoint piece is on the device */
     lm_grad_hooks hooks;
     /* the tied embedding's copy under pipeline parallelism (see sum_tied) */
     int tie;

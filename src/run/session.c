@@ -413,14 +413,27 @@ void session_load(lm_session *s, int with_optim) {
     lm_free(tv);
 }
 
+/* The piece's values in blocks: its data, or (a piece streamed from device
+ * memory, io/ckpt.h) pulled a block at a time into a bounded buffer. */
+#define PIECE_BLOCK 65536
+static const float *piece_block(const ckpt_tensor *t, int64_t off, int64_t n, float *buf) {
+    if (t->data) return t->data + off;
+    t->pull(t->ctx, buf, off, n);
+    return buf;
+}
+
 /* FNV-1a over the piece's offset and bits, kept to 53 bits so that a double
  * carries it exactly through the max-reductions below. */
 static double piece_hash(const ckpt_tensor *t) {
     uint64_t h = 1469598103934665603ull;
-    const unsigned char *b = (const unsigned char *)t->data;
-    size_t n = (size_t)t->count * sizeof(float);
     for (int64_t k = 0; k < 8; k++) h = (h ^ (uint64_t)((t->off >> (8 * k)) & 0xff)) * 1099511628211ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    float *buf = t->data ? NULL : lm_alloc(sizeof(float) * PIECE_BLOCK);
+    for (int64_t o = 0; o < t->count; o += PIECE_BLOCK) {
+        int64_t n = t->count - o < PIECE_BLOCK ? t->count - o : PIECE_BLOCK;
+        const unsigned char *b = (const unsigned char *)piece_block(t, o, n, buf);
+        for (size_t i = 0; i < (size_t)n * sizeof(float); i++) h = (h ^ b[i]) * 1099511628211ull;
+    }
+    lm_free(buf);
     return (double)(h >> 11);
 }
 
@@ -430,13 +443,18 @@ static double piece_hash(const ckpt_tensor *t) {
 static void piece_sums(const ckpt_tensor *t, double out[2]) {
     const uint64_t M = ((uint64_t)1 << 40) - 1;
     uint64_t s0 = 0, s1 = 0;
-    const uint32_t *b = (const uint32_t *)t->data;
-    for (int64_t i = 0; i < t->count; i++) {
-        uint64_t x = ((uint64_t)(t->off + i) << 32) ^ b[i];
-        x ^= x >> 33, x *= 0xff51afd7ed558ccdull, x ^= x >> 33, x *= 0xc4ceb9fe1a85ec53ull, x ^= x >> 33;
-        s0 = (s0 + x) & M;
-        s1 = (s1 + (x >> 24)) & M;
+    float *buf = t->data ? NULL : lm_alloc(sizeof(float) * PIECE_BLOCK);
+    for (int64_t o = 0; o < t->count; o += PIECE_BLOCK) {
+        int64_t n = t->count - o < PIECE_BLOCK ? t->count - o : PIECE_BLOCK;
+        const uint32_t *b = (const uint32_t *)piece_block(t, o, n, buf);
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t x = ((uint64_t)(t->off + o + i) << 32) ^ b[i];
+            x ^= x >> 33, x *= 0xff51afd7ed558ccdull, x ^= x >> 33, x *= 0xc4ceb9fe1a85ec53ull, x ^= x >> 33;
+            s0 = (s0 + x) & M;
+            s1 = (s1 + (x >> 24)) & M;
+        }
     }
+    lm_free(buf);
     out[0] += (double)s0, out[1] += (double)s1;
 }
 
