@@ -15,7 +15,8 @@ moments) and tests/ref/llama_ref.py. Two parts, one per integration test:
     activations 0.52 MB) under train.device_memory = 3300K (fp32: offload =
     none needs 4.37 MiB at ZeRO-3, 4.30 MiB at ZeRO-2): offload = optim at
     ZeRO-2, param and auto at ZeRO-3 against the reference, their device
-    peak (mem_device_peak) within the budget, and their final checkpoints
+    peak (mem_device_peak) within the budget (auto evicts gathered chunks
+    to stay in it; the counts are printed), and their final checkpoints
     (/model and /optim) bit-identical to offload = none on the same layout
     without the budget; offload = none under the budget exits 2 naming
     train.device_memory. The same bitwise comparison in bf16
@@ -28,7 +29,9 @@ moments) and tests/ref/llama_ref.py. Two parts, one per integration test:
     layout B to step 4; steps 3-4 (loss, grad_norm) and the final checkpoint
     equal those of an uninterrupted 4-step run on B bit for bit. Pairs:
     ZeRO-3 + param offload, dp 2 -> zero 0, dp 1; zero 1, dp 2 -> ZeRO-3 +
-    optim offload, dp 2, train.device_memory set.
+    optim offload, dp 2, under train.device_memory = 3300K, where ZeRO-3
+    must evict gathered chunks (checked). The token file uses each token id
+    at most once per global batch (see setup()).
   * transfers: the metrics' h2d_bytes / d2h_bytes of every step equal the
     `transfers per step (formula)` line for offload optim (ZeRO-2 and -3) and
     param with parallel.prefetch = 0; at most it with prefetch 2; 0 with
@@ -37,10 +40,6 @@ moments) and tests/ref/llama_ref.py. Two parts, one per integration test:
     in step 3) on a 2-rank ZeRO-3 run with checkpoint.every = 2: the job ends
     non-zero well within its 60 s timeout, and the step-2 checkpoint resumes
     to step 4 with the losses of an uninterrupted run.
-
-KNOWN_BUG below lists lamina failures the checks hit today: such a check is
-reported as `# TODO` (prove does not count it) when its run fails with that
-bug's message, and fails as usual otherwise.
 
 Output is TAP. Run from the repo root with /usr/bin/python3.
 """
@@ -61,24 +60,6 @@ import torch  # noqa: E402
 
 import check_train as T  # noqa: E402
 import llama_ref as R  # noqa: E402
-
-# A demand fetch under train.device_memory evicts only chunks with no later use
-# (zero_fetch.c, fetch(): start_load(z, c, LONG_MAX - 1)), so from step 2 on,
-# when the trace gives every chunk a next use, a budget that needs an eviction
-# aborts: "zero: no room to gather chunk ...".
-KNOWN_BUG = {"no room to gather chunk": "lamina bug: a ZeRO-3 demand fetch cannot evict a chunk used later"}
-
-todo = {}   # TAP index (1-based) -> reason
-
-
-def tap_todo(ok, name, err, *diag):
-    """tap(), marked TODO when the failure is a known bug's."""
-    T.tap(ok, name, *diag)
-    if not ok:
-        for pat, why in KNOWN_BUG.items():
-            if pat in (err or ""):
-                todo[len(T.results)] = why
-
 
 # ------------------------------------------------------------------ runs
 def launch(work, tag, cfg, tc, init, data, np_, ovr=(), env_extra=None, timeout=180):
@@ -147,7 +128,7 @@ def bitwise(a_path, b_path):
 
 def ran(label, r):
     """TAP line for a run that should succeed; True when it did."""
-    tap_todo(r["rc"] == 0, f"{label}: lamina train exits 0", r["err"], r["err"])
+    T.tap(r["rc"] == 0, f"{label}: lamina train exits 0", r["err"])
     return r["rc"] == 0
 
 
@@ -243,7 +224,7 @@ def part_ref(work):
             r = launch(work, f"o-{prec}-z{z}-{mode}", cfg, tc, init, data, 2,
                        pv + [f"parallel.zero={z}", f"parallel.offload={mode}", cap])
             if not ran(lab, r):
-                tap_todo(False, f"{lab}: final checkpoint bit-identical to offload = none", r["err"], r["err"])
+                T.tap(False, f"{lab}: final checkpoint bit-identical to offload = none", r["err"])
                 continue
             placed = re.search(r"placement \(ZeRO-%d, parallel\.offload = %s\): optimizer state of (\d+) of \d+ chunks" % (z, mode),
                                r["out"])
@@ -251,7 +232,8 @@ def part_ref(work):
             T.tap(placed and int(placed.group(1)) > 0 and 0 < peak <= BUDGET_B,
                   f"{lab}: offloads optimizer state of some chunks; mem_device_peak within the budget",
                   f"placement line: {placed.group(0) if placed else 'missing'}",
-                  f"mem_device_peak {peak} B, budget {BUDGET_B} B")
+                  f"mem_device_peak {peak} B, budget {BUDGET_B} B",
+                  f"ZeRO-3 evictions (rank 0): {evictions(r['out'])}" if z == 3 else "")
             if prec == "fp32":
                 T.check_metrics(lab, r["metrics"], recs)
                 T.check_state(lab, cfg, tc, p0, R.read_ckpt(ckpt_at(r)), P, opt, recs)
@@ -299,6 +281,12 @@ def restart_pair(work, name, cfg, init, data, np_a, ovr_a, np_b, ovr_b):
     return b4
 
 
+def evictions(out):
+    """ZeRO-3's eviction count from the end-of-run line (-1: no such line)."""
+    m = re.search(r"ZeRO-3 \(rank 0\): \d+ gathers, \d+ uploads, (\d+) evictions", out)
+    return int(m.group(1)) if m else -1
+
+
 def formula(out):
     m = re.search(r"transfers per step \(formula\): H2D (\d+) B, D2H (\d+) B per rank", out)
     return (int(m.group(1)), int(m.group(2))) if m else None
@@ -327,14 +315,17 @@ def check_transfers(label, r, exact, zero=False):
 def part_ops(work):
     cfg, lens, seed = shape_o()
     samples, data, init, p0 = setup(work, "o", cfg, lens, seed, distinct_per=4)
-    # ZeRO-3 + optim offload: offload = none needs 4.37 MiB; 3600K leaves room for every gathered chunk
-    cap = "train.device_memory=3600K"
+    # under offload = none's need: gathered chunks are evicted to make room
+    cap = f"train.device_memory={BUDGET}"
 
     # restarts across layouts
     b1 = restart_pair(work, "param-z3-dp2 -> z0-dp1", cfg, init, data,
                       2, ["parallel.zero=3", "parallel.offload=param"], 1, ["parallel.zero=0"])
     b2 = restart_pair(work, "z1-dp2 -> optim-z3-dp2", cfg, init, data,
                       2, ["parallel.zero=1"], 2, ["parallel.zero=3", "parallel.offload=optim", cap])
+    T.tap(b2["rc"] == 0 and evictions(b2["out"]) > 0,
+          f"ZeRO-3 + optim offload under train.device_memory = {BUDGET} evicts gathered chunks (the budget bites)",
+          f"evictions {evictions(b2['out'])}")
     check_transfers("offload optim, ZeRO-3, device_memory set", b2, exact=True)
     check_transfers("offload none, zero 0 (dp 1)", b1, exact=True, zero=True)
 
@@ -395,11 +386,10 @@ def main():
     print(f"1..{len(T.results)}")
     bad = 0
     for i, (ok, name, diag) in enumerate(T.results, 1):
-        mark = f" # TODO {todo[i]}" if i in todo else ""
-        print(f"{'ok' if ok else 'not ok'} {i} - {name}{mark}")
+        print(f"{'ok' if ok else 'not ok'} {i} - {name}")
         for d in diag:
             print(f"#   {d}")
-        bad += not ok and i not in todo
+        bad += not ok
     if T.summary:
         print("# agreement with the float64 reference (worst over all cases):")
         for k, v in T.summary.items():
@@ -408,7 +398,7 @@ def main():
         print("# ZeRO-3 layouts: worst |loss - single-rank loss| over the steps:")
         for k in sorted(T.layout_diff):
             print(f"#   {k}: {T.layout_diff[k]:.3e}")
-    print(f"# {len(T.results) - bad}/{len(T.results)} passed" + (f" ({len(todo)} TODO: known bugs)" if todo else ""))
+    print(f"# {len(T.results) - bad}/{len(T.results)} passed")
     return 1 if bad else 0
 
 
