@@ -245,23 +245,31 @@ int memcheck_device(const lm_config *c, int dp, const lm_memneed *n, char *err, 
     size_t w = 0;
 #define ADD(...) (w += (size_t)snprintf(fix + w, w < sizeof fix ? sizeof fix - w : 0, __VA_ARGS__))
     /* offload at the deck's ZeRO stage, then ZeRO-3 (with the deck's offload, then with optim offload) */
-    for (int mode = PLAN_OFF_OPTIM; mode <= PLAN_OFF_PARAM; mode++) {
-        plan_layout t = n->layout;
+    for (int mode = PLAN_OFF_OPTIM; mode <= (n->layout.zero == 3 ? PLAN_OFF_PARAM : PLAN_OFF_OPTIM); mode++) {
+        plan_layout t = n->layout; /* (parameter offload needs ZeRO-3: below) */
         t.offload = mode;
         if (plan_fit_offload(&s, &cl, &k, &t))
             ADD("%sparallel.offload = %s with parallel.offload_frac >= %.3g", w ? "; or " : "",
                 mode == PLAN_OFF_OPTIM ? "optim" : "param", up3(mode == PLAN_OFF_OPTIM ? t.fo : t.fp));
     }
-    if (dp > 1 && n->layout.zero < 3) {
+    if (n->layout.zero < 3) {
         plan_layout t = n->layout;
         t.zero = 3;
         double d3 = device_bytes(&s, &cl, &t);
         if (d3 <= n->dev_limit) ADD("%sparallel.zero = 3 (%s)", w ? "; or " : "", human(d3, h[0], 32));
         else {
             t.offload = PLAN_OFF_OPTIM;
-            if (plan_fit_offload(&s, &cl, &k, &t))
+            if (plan_fit_offload(&s, &cl, &k, &t)) {
                 ADD("%sparallel.zero = 3 with parallel.offload = optim, offload_frac >= %.3g", w ? "; or " : "",
                     up3(t.fo));
+            } else {
+                t = n->layout;
+                t.zero = 3;
+                t.offload = PLAN_OFF_PARAM;
+                if (plan_fit_offload(&s, &cl, &k, &t))
+                    ADD("%sparallel.zero = 3 with parallel.offload = param, offload_frac >= %.3g", w ? "; or " : "",
+                        up3(t.fp));
+            }
         }
     }
     /* the need rounded up to what human() prints (0.01 GiB, 0.1 MiB) */

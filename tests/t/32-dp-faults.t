@@ -15,8 +15,8 @@ lam 3 train "$T/tiny.in" parallel.tp=2
 expect_fail 2 "parallel.tp" "tp that does not factor the world: exit 2"
 lam 2 train "$T/tiny.in" train.global_batch=6 train.micro_batch=2
 expect_fail 2 "train.global_batch = 6 is not a multiple of dp (2) x train.micro_batch (2)" "global_batch not divisible by dp x micro_batch: exit 2"
-lam 2 train "$T/tiny.in" parallel.zero=3
-expect_fail 2 "ZeRO-3 is not in this version" "zero = 3: exit 2"
+lam 2 train "$T/tiny.in" parallel.zero=2 parallel.offload=param
+expect_fail 2 "parallel.offload = param needs parallel.zero = 3" "offload = param at zero 2: exit 2"
 
 # a NaN gradient on rank 1 only, at step 3, for each stage: every rank stops
 # with exit 1 naming the divergence; the step-2 checkpoint stays the latest
