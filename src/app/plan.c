@@ -279,12 +279,13 @@ static void print_memory(const plan_result *b, int gpus, const plan_cluster *cl,
            "Psi = %.0f elements\n", indent, b->mem_stage, l->pp, M->layers, M->slots, (M->weights + M->master) / MiB,
            M->master > 0 ? " (incl. fp32 master)" : "", M->grads / MiB, M->buckets / MiB, M->optim / MiB,
            M->acts_kept / MiB, M->acts_ws / MiB, M->psi);
-    lm_log("%s  device %.2f GiB: weights %.2f (of them %.2f gathered/uploaded chunk slots: (Wc %d + prefetch %d) "
-           "x %.0f elements), fp32 master %.2f, moments %.2f, gradients %.2f + buckets %.2f, activations %.2f + "
-           "workspace %.2f; %d chunks, %d with the optimizer state and %d with the parameters offloaded\n", indent,
-           M->total / GiB, M->weights / GiB, M->managed / GiB, M->wc, l->prefetch, M->chunk, M->master / GiB,
-           M->optim / GiB, M->grads / GiB, M->buckets / GiB, M->acts_kept / GiB, M->acts_ws / GiB, M->nch, M->ko,
-           M->kp);
+    lm_log("%s  device %.2f GiB: weights %.2f (of them %.2f gathered chunk slots: the largest fetch's %.0f "
+           "elements + prefetch %d), fp32 master %.2f, moments %.2f, gradients %.2f + buckets %.2f (2 x the longest "
+           "chunk, %.0f elements), activations %.2f + workspace %.2f; %d chunks, the last %d with the optimizer "
+           "state (%.1f%% of the elements) and the last %d with the parameters offloaded\n", indent,
+           M->total / GiB, M->weights / GiB, M->managed / GiB, M->gather, l->prefetch, M->master / GiB,
+           M->optim / GiB, M->grads / GiB, M->buckets / GiB, M->chunk, M->acts_kept / GiB, M->acts_ws / GiB, M->nch,
+           M->ko, M->psi > 0 ? 100 * M->off_opt / M->psi : 0.0, M->kp);
     int rpn = plan_ranks_per_node(cl, gpus);
     lm_log("%s  host (pinned) %.2f GiB per GPU (the largest stage), %.2f GiB per node of %d rank(s)%s: master "
            "%.2f, moments %.2f, gradient staging %.2f, parameter staging %.2f, parameters %.2f; link per step: "
@@ -335,7 +336,7 @@ static void print_one(const char *deck, int is_deck, int gpus, const lm_config *
         if (!rej.count[w]) continue;
         if (w == PLAN_R_MEMORY)
             lm_log("rejected: %ld layouts do not fit in %.1f GiB%s; the smallest of them needs %.1f GiB\n",
-                   rej.count[w], limit, cl->link_gbs > 0 ? " even with parameter offload" : "", rej.min_mem / GiB);
+                   rej.count[w], limit, cl->link_gbs > 0 ? " even with the most offload (parameters at ZeRO-3 only)" : "", rej.min_mem / GiB);
         else if (w == PLAN_R_HOST)
             lm_log("rejected: %ld layouts need more host memory for their offload than the node's %.0f GiB (the "
                    "smallest %.1f GiB per node)\n", rej.count[w], cl->host_mem_gib, rej.min_host / GiB);
@@ -394,7 +395,7 @@ static void print_deck(const char *deck, int gpus, const lm_config *cfg, const p
     if (!r.fits_device) {
         /* the smallest of each remedy that fits */
         const char *m2[] = {"optim", "param"};
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < (l.zero == 3 ? 2 : 1); k++) { /* parameter offload needs ZeRO-3 */
             plan_layout t = l;
             t.offload = k ? PLAN_OFF_PARAM : PLAN_OFF_OPTIM;
             if (plan_fit_offload(s, cl, c, &t))

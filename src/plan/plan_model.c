@@ -23,6 +23,7 @@ const char *plan_reject_name(int why) {
         "sp: micro_batch x seq_len not divisible by tp",
         "does not fit in device memory, even with everything offloaded",
         "host memory cannot hold the offload the device needs",
+        "parameter offload needs ZeRO-3",
     };
     return why >= 0 && why < PLAN_R_N ? N[why] : "?";
 }
@@ -75,15 +76,29 @@ static int tp_split(const plan_shape *s, int tp, tp_local *o) {
     return 0;
 }
 
-/* Cache of chunk layouts by stage tensor list (its sizes are fixed by the
- * local dims, whether the stage holds the embedding and the head, and its
- * layer count) and granule. */
+/* The chunk layout of a stage as the ZeRO manager (zero.c) sees it, cached
+ * per stage tensor list (its sizes are fixed by the local dims, whether the
+ * stage holds the embedding and the head, and its layer count) and dp (the
+ * granule is 16 dp): chunk_layout_of is the expensive part of the search.
+ * With k the chunks offloaded from the last one backwards (zero.c
+ * place_frac), k = 0 .. nch:
+ *   tail[k]  elements of the last k chunks (what k offloaded chunks move);
+ *   tmax[k]  the longest of them;
+ *   gath[k]  zero.c min_slots, in elements: over the fetch groups (each
+ *            layer's 9 tensors, the embedding alone, the final norm with
+ *            lm_head, which is the embedding when tied at pp 1), the largest
+ *            sum of the lengths of the distinct chunks a group touches that
+ *            are not their own home: all of them at dp > 1; at dp 1 those
+ *            whose parameters are offloaded (the last k).
+ * wc: the most distinct chunks one fetch group touches. */
 typedef struct {
     long key[10];
-    double psi, chunk;
-} cs_entry;
+    double psi, cmax;
+    int nch, wc;
+    double *tail, *tmax, *gath; /* [nch + 1] each */
+} stage_lay;
 #define CS_CACHE 512
-static cs_entry cs_cache[CS_CACHE];
+static stage_lay cs_cache[CS_CACHE];
 static int cs_n, cs_next;
 
 /* The stage's tensors in model order (model.c add_params). */
@@ -106,25 +121,90 @@ static int stage_tensors(const plan_shape *s, const tp_local *L, int first, int 
     return n;
 }
 
-/* Arena and longest chunk (plan_arena) of a stage. head: 0 none, 1 final
- * norm only (tied, pp 1), 2 norm and lm_head. */
-static double stage_arena(const plan_shape *s, const tp_local *L, int first, int head, int layers, size_t granule,
-                          double *chunk) {
-    long key[10] = {s->dim, L->hd, L->H, L->KV, L->F, L->V, first, head, layers, (long)granule};
+static void stage_lay_fill(const plan_shape *s, const tp_local *L, int first, int head, int layers, int dp,
+                           stage_lay *e);
+
+/* The layout of a stage. head: 0 none, 1 final norm only (tied, pp 1),
+ * 2 norm and lm_head. The entry stays valid until CS_CACHE other stage
+ * layouts were looked up. */
+static const stage_lay *stage_layout(const plan_shape *s, const tp_local *L, int first, int head, int layers,
+                                     int dp) {
+    long key[10] = {s->dim, L->hd, L->H, L->KV, L->F, L->V, first, head, layers, dp};
     for (int i = 0; i < cs_n; i++)
-        if (!memcmp(cs_cache[i].key, key, sizeof key)) {
-            *chunk = cs_cache[i].chunk;
-            return cs_cache[i].psi;
-        }
+        if (!memcmp(cs_cache[i].key, key, sizeof key)) return &cs_cache[i];
+    int at = cs_n < CS_CACHE ? cs_n++ : (cs_next++ % CS_CACHE);
+    stage_lay *e = &cs_cache[at];
+    lm_free(e->tail);
+    lm_free(e->tmax);
+    lm_free(e->gath);
+    memset(e, 0, sizeof *e);
+    memcpy(e->key, key, sizeof key);
+    stage_lay_fill(s, L, first, head, layers, dp, e);
+    return e;
+}
+
+static void stage_lay_fill(const plan_shape *s, const tp_local *L, int first, int head, int layers, int dp,
+                           stage_lay *e) {
     size_t *z;
     int n = stage_tensors(s, L, first, head, layers, &z);
-    double psi = plan_arena(z, n, granule, chunk);
+    int *co = lm_alloc(sizeof(int) * (size_t)(n ? n : 1));
+    size_t *coff = lm_alloc(sizeof(size_t) * (size_t)(n + 1));
+    chunk_layout C = chunk_layout_of(z, NULL, n, (size_t)16 * (size_t)dp, 0, co, NULL, coff);
+    int nc = C.n_chunks;
+    e->psi = (double)C.arena;
+    e->cmax = (double)C.chunk_max;
+    e->nch = nc;
+    e->tail = lm_calloc((size_t)nc + 1, sizeof(double));
+    e->tmax = lm_calloc((size_t)nc + 1, sizeof(double));
+    e->gath = lm_calloc((size_t)nc + 1, sizeof(double));
+    for (int k = 1; k <= nc; k++) {
+        double len = (double)(coff[nc - k + 1] - coff[nc - k]);
+        e->tail[k] = e->tail[k - 1] + len;
+        e->tmax[k] = fmax(e->tmax[k - 1], len);
+    }
+    /* the fetch groups' distinct chunks, one row of at most 10 each */
+    int b = first ? 1 : 0, ng = layers + first + (head > 0);
+    int *gc = lm_alloc(sizeof(int) * 10 * (size_t)(ng ? ng : 1)), *gn = lm_calloc((size_t)(ng ? ng : 1), sizeof(int));
+    int g = 0;
+    for (int l = 0; l <= layers; l++) {
+        int idx[10], cnt = 0;
+        if (l < layers) {
+            for (int k = 0; k < 9; k++) idx[cnt++] = b + 9 * l + k;
+        } else if (head) {
+            idx[cnt++] = b + 9 * layers; /* final norm */
+            idx[cnt++] = head > 1 ? b + 9 * layers + 1 : 0; /* lm_head, or the tied embedding */
+        } else continue;
+        for (int k = 0; k < cnt; k++) {
+            int c = co[idx[k]], dup = 0;
+            for (int j = 0; j < gn[g]; j++) dup |= gc[10 * g + j] == c;
+            if (!dup) gc[10 * g + gn[g]++] = c;
+        }
+        g++;
+    }
+    if (first) gc[10 * g] = co[0], gn[g++] = 1; /* the embedding */
+    for (g = 0; g < ng; g++)
+        if (gn[g] > e->wc) e->wc = gn[g];
+    for (int k = 0; k <= nc; k++) {
+        if (dp > 1 && k > 0) { /* every chunk needs a slot: the same for all k */
+            e->gath[k] = e->gath[0];
+            continue;
+        }
+        double best = 0;
+        for (g = 0; g < ng; g++) {
+            double sum = 0;
+            for (int j = 0; j < gn[g]; j++) {
+                int c = gc[10 * g + j];
+                if (dp > 1 || c >= nc - k) sum += (double)(coff[c + 1] - coff[c]);
+            }
+            best = fmax(best, sum);
+        }
+        e->gath[k] = best;
+    }
+    lm_free(gc);
+    lm_free(gn);
+    lm_free(coff);
+    lm_free(co);
     lm_free(z);
-    int at = cs_n < CS_CACHE ? cs_n++ : (cs_next++ % CS_CACHE);
-    memcpy(cs_cache[at].key, key, sizeof key);
-    cs_cache[at].psi = psi;
-    cs_cache[at].chunk = *chunk;
-    return psi;
 }
 
 /* ---- the pipeline: layers per stage and activation sets kept ---- */
@@ -203,6 +283,7 @@ int plan_check(const plan_shape *s, const plan_cluster *cl, const plan_layout *l
     int m = s->global_batch / (l->dp * l->mb);
     if (l->pp > 1 && l->v > 1 && m % l->pp) return PLAN_R_SCHEDULE;
     if (l->sp && l->tp > 1 && ((long)l->mb * s->seq_len) % l->tp) return PLAN_R_SP_ROWS;
+    if (l->offload == PLAN_OFF_PARAM && l->zero != 3) return PLAN_R_PARAM_ZERO;
     return PLAN_OK;
 }
 
@@ -221,57 +302,11 @@ static double layer_full(double R, double Rx, double D, double Hd, double KVd, d
     return e * (2 * Rx * D + 2 * R * Hd + 2 * R * KVd + 2 * R * F) + 4 * (2 * Rx + mb * Hl * T);
 }
 
-/* The most chunks one group of tensors touches: each layer's 9, the head's
- * norm and lm_head, the embedding (chunk_layout_of's placement at this
- * granule, as chunks_build lays them out). These are the chunks a managed layout (ZeRO-3, parameter offload)
- * must hold on the device at once while one layer computes. */
-typedef struct {
-    long key[10];
-    int wc;
-} wc_entry;
-static wc_entry wc_cache[CS_CACHE];
-static int wc_n, wc_next;
-
-static int stage_wc_uncached(const plan_shape *s, const tp_local *L, int first, int head, int layers,
-                             size_t granule);
-
-/* cached per stage shape and granule, as stage_arena (the layout search
- * is the expensive part) */
-static int stage_wc(const plan_shape *s, const tp_local *L, int first, int head, int layers, size_t granule) {
-    long key[10] = {s->dim, L->hd, L->H, L->KV, L->F, L->V, first, head, layers, (long)granule};
-    for (int i = 0; i < wc_n; i++)
-        if (!memcmp(wc_cache[i].key, key, sizeof key)) return wc_cache[i].wc;
-    int wc = stage_wc_uncached(s, L, first, head, layers, granule);
-    int at = wc_n < CS_CACHE ? wc_n++ : (wc_next++ % CS_CACHE);
-    memcpy(wc_cache[at].key, key, sizeof key);
-    wc_cache[at].wc = wc;
-    return wc;
-}
-
-static int stage_wc_uncached(const plan_shape *s, const tp_local *L, int first, int head, int layers,
-                             size_t granule) {
-    size_t *z;
-    int n = stage_tensors(s, L, first, head, layers, &z), wc = 1;
-    int *co = lm_alloc(sizeof(int) * (size_t)(n ? n : 1));
-    chunk_layout_of(z, NULL, n, granule, 0, co, NULL, NULL);
-    int i = first ? 1 : 0;
-    for (int g = 0; g <= layers; g++) {
-        int cnt = g < layers ? 9 : n - i; /* the last group: the head's tensors */
-        if (cnt <= 0) break;
-        int distinct = 1;
-        for (int k = 1; k < cnt; k++)
-            if (co[i + k] != co[i + k - 1]) distinct++; /* next-fit: a group's chunks are consecutive */
-        if (distinct > wc) wc = distinct;
-        i += cnt;
-    }
-    lm_free(co);
-    lm_free(z);
-    return wc;
-}
-
 /* Everything of a stage but the offloadable bytes: arena, chunks,
- * activations (plan_stage_memory then stage_bytes). */
-static void stage_base(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, int stage, plan_mem *o) {
+ * activations (plan_stage_memory then stage_bytes); returns the stage's
+ * chunk layout. */
+static const stage_lay *stage_base(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, int stage,
+                                   plan_mem *o) {
     memset(o, 0, sizeof *o);
     tp_local L = {0};
     tp_split(s, l->tp, &L);
@@ -281,9 +316,11 @@ static void stage_base(const plan_shape *s, const plan_cluster *cl, const plan_l
     o->layers = stage_layers(s, pp, v)[stage];
     o->slots = stage_slots(pp, v, m, stage);
     double e = cl->esz;
-    o->psi = stage_arena(s, &L, first, head, o->layers, (size_t)16 * (size_t)l->dp, &o->chunk);
-    o->nch = (int)(o->psi / o->chunk + 0.5);
-    o->wc = stage_wc(s, &L, first, head, o->layers, (size_t)16 * (size_t)l->dp);
+    const stage_lay *y = stage_layout(s, &L, first, head, o->layers, l->dp);
+    o->psi = y->psi;
+    o->chunk = y->cmax;
+    o->nch = y->nch;
+    o->wc = y->wc;
 
     double R = (double)l->mb * s->seq_len, Rx = l->sp && l->tp > 1 ? R / l->tp : R, D = s->dim, T = s->seq_len;
     double Hd = (double)L.H * L.hd, KVd = (double)L.KV * L.hd, F = L.F, V = L.V;
@@ -299,58 +336,75 @@ static void stage_base(const plan_shape *s, const plan_cluster *cl, const plan_l
         ws += o->slots * Rx * D * e + rows * V * e;
     }
     o->acts_ws = ws;
+    return y;
 }
 
-/* Chunks of n that a fraction f offloads: the fewest whose bytes reach f. */
-static int frac_chunks(double f, int n) {
-    if (f <= 0) return 0;
-    int k = (int)ceil(f * n - 1e-9);
-    return k < 0 ? 0 : k > n ? n : k;
+/* Chunks a fraction f offloads (zero.c place_frac): from the last one
+ * backwards while the offloaded elements are below f x all - 0.5, i.e. the
+ * fewest last chunks whose elements reach f of the arena. */
+static int frac_chunks(double f, const stage_lay *y) {
+    double want = f * y->psi - 0.5;
+    int k = 0;
+    while (k < y->nch && y->tail[k] < want) k++;
+    return k;
 }
 
-/* The ZeRO and offload bytes of a stage with ko / kp chunks offloaded
- * (perf/PLAN.md "Offload"); o from stage_base. Per rank: owned = Psi (ZeRO-0)
- * or Psi/dp; f_o = ko/nch, f_p = kp/nch;
- *   weights  e Psi (1 - f_p), e Psi/dp (1 - f_p) at ZeRO-3, + (Wc + P) e cs
- *            gathered/uploaded slots when chunks are managed (ZeRO-3 or f_p > 0)
- *   master   4 owned (1 - f_o) (bf16 only)     moments 8 owned_t (1 - f_o)
- *   grads    e Psi (ZeRO 0, 1), e Psi/dp + two e cs buckets (ZeRO 2, 3)
- *   host     master 4 owned f_o, moments 8 owned_t f_o, gradient staging
- *            e owned f_o, parameter staging e owned f_o (bf16), parameters
- *            e Psi f_p (e Psi/dp f_p at ZeRO-3)
- *   link     D2H e owned f_o (the gradients), H2D e owned (f_o - f_p) (the
- *            updated parameters of chunks whose home is the device) +
- *            2 m e cs_r per offloaded parameter chunk (uploaded for forward
- *            and backward of each micro-batch; cs_r = cs, cs/dp at ZeRO-3). */
-static void stage_bytes(const plan_cluster *cl, const plan_layout *l, int m, int ko, int kp, plan_mem *o) {
-    double e = cl->esz, dp = l->dp, psi = o->psi, cs = o->chunk, n = o->nch > 0 ? o->nch : 1;
+/* The ZeRO and offload bytes of a stage whose last ko chunks have their
+ * optimizer state and last kp chunks their parameters in host memory
+ * (perf/PLAN.md "Offload"; zero.c device_bytes); o from stage_base, y its
+ * layout. Per rank, with E_o, E_p the elements of those chunks (tail[ko],
+ * tail[kp]), s = 1 (ZeRO-0) or 1/dp, owned = s Psi, o_o = s E_o (the owned
+ * offloaded elements), o_p = E_p / dp (ZeRO-3 only: parameter offload needs
+ * it, kp = 0 otherwise):
+ *   weights  e Psi (ZeRO 0-2), e (Psi - E_p) / dp (ZeRO-3 home shards) +
+ *            e (G + P l) gathered slots at ZeRO-3: G = gath[kp] (zero.c
+ *            min_slots), P = prefetch, l the longest chunk that needs a
+ *            slot (any at dp > 1; the offloaded ones at dp 1) - the
+ *            planner's margin for the chunks prefetched ahead
+ *   master   4 (owned - o_o) (bf16 only)     moments 8 (owned - o_o)
+ *   grads    e Psi (ZeRO 0, 1), e Psi/dp + two e cmax buckets (ZeRO 2, 3)
+ *   host     master 4 o_o (fp32: 4 (o_o - o_p), the master of a chunk whose
+ *            parameters are on the host is its home shard), moments 8 o_o,
+ *            gradient staging e o_o, parameter staging e (o_o - o_p)
+ *            (bf16), parameters e o_p
+ *   link     D2H e o_o (the gradients), H2D e (o_o - o_p) (the updated
+ *            parameters of chunks whose home is the device) + 2 m e o_p
+ *            (each offloaded home shard uploaded for forward and backward
+ *            of each micro-batch). */
+static void stage_bytes(const plan_cluster *cl, const plan_layout *l, int m, const stage_lay *y, int ko, int kp,
+                        plan_mem *o) {
+    double e = cl->esz, dp = l->dp, psi = o->psi;
     int z = l->zero;
-    double fo = ko / n, fp = kp / n;
+    if (z != 3) kp = 0; /* parameter offload needs ZeRO-3 (session.c: exit 2) */
     o->ko = ko, o->kp = kp;
-    o->owned = z == 0 ? psi : psi / dp;
+    o->off_opt = y->tail[ko];
+    o->off_par = y->tail[kp];
+    double sc = z == 0 ? 1 : 1 / dp, oo = sc * o->off_opt, op = o->off_par / dp;
+    o->owned = sc * psi;
     o->owned_t = o->owned; /* the plan trains every tensor */
-    double wres = z == 3 ? psi / dp : psi;
-    o->managed = z == 3 || kp > 0 ? (o->wc + l->prefetch) * e * cs : 0;
-    o->weights = e * wres * (1 - fp) + o->managed;
-    o->master = e == 4 ? 0 : 4 * o->owned * (1 - fo);
-    o->optim = 8 * o->owned_t * (1 - fo);
+    o->gather = z == 3 ? y->gath[kp] : 0;
+    double pl = z == 3 ? (l->dp > 1 ? y->cmax : y->tmax[kp]) : 0;
+    o->managed = e * (o->gather + l->prefetch * pl);
+    o->weights = (z == 3 ? e * (psi - o->off_par) / dp : e * psi) + o->managed;
+    o->master = e == 4 ? 0 : 4 * (o->owned - oo);
+    o->optim = 8 * (o->owned_t - oo);
     o->grads = z >= 2 ? e * psi / dp : e * psi;
-    o->buckets = z >= 2 ? 2 * e * cs : 0; /* zero.c: MAX_BUCKETS_SOFT = 2 chunk buffers */
+    o->buckets = z >= 2 ? 2 * e * o->chunk : 0; /* zero.c: MAX_BUCKETS_SOFT = 2 buffers of the longest chunk */
     o->total = o->weights + o->master + o->grads + o->buckets + o->optim + o->acts_kept + o->acts_ws;
-    o->host_master = 4 * o->owned * fo;
-    o->host_optim = 8 * o->owned_t * fo;
-    o->host_grad = e * o->owned * fo;
-    o->host_pstage = e == 2 ? e * o->owned * fo : 0;
-    o->host_params = e * wres * fp;
+    o->host_master = 4 * (e == 4 ? oo - op : oo);
+    o->host_optim = 8 * oo;
+    o->host_grad = e * oo;
+    o->host_pstage = e == 2 ? e * (oo - op) : 0;
+    o->host_params = e * op;
     o->host_total = o->host_master + o->host_optim + o->host_grad + o->host_pstage + o->host_params;
-    o->d2h = e * o->owned * fo;
-    o->h2d = e * o->owned * (fo > fp ? fo - fp : 0) + 2.0 * m * e * (z == 3 ? cs / dp : cs) * kp;
+    o->d2h = e * oo;
+    o->h2d = e * (oo - op) + 2.0 * m * e * op;
 }
 
 void plan_stage_memory(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, int stage, plan_mem *o) {
-    stage_base(s, cl, l, stage, o);
+    const stage_lay *y = stage_base(s, cl, l, stage, o);
     int m = s->global_batch / (l->dp * l->mb);
-    stage_bytes(cl, l, m, frac_chunks(l->fo, o->nch), frac_chunks(l->fp, o->nch), o);
+    stage_bytes(cl, l, m, y, frac_chunks(l->fo, y), frac_chunks(l->fp, y), o);
 }
 
 double plan_device_limit(const plan_cluster *cl, const plan_calib *c) {
@@ -372,12 +426,12 @@ void plan_set_offload(plan_layout *l, int mode, double frac) {
 }
 
 /* Whether every stage fits the device at fractions (fo, fp). */
-static int stages_fit(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, plan_mem *base, double lim,
-                      double fo, double fp) {
+static int stages_fit(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, const plan_mem *base,
+                      const stage_lay *const *lay, double lim, double fo, double fp) {
     int m = s->global_batch / (l->dp * l->mb);
     for (int st = 0; st < l->pp; st++) {
         plan_mem t = base[st];
-        stage_bytes(cl, l, m, frac_chunks(fo, t.nch), frac_chunks(fp, t.nch), &t);
+        stage_bytes(cl, l, m, lay[st], frac_chunks(fo, lay[st]), frac_chunks(fp, lay[st]), &t);
         if (t.total > lim) return 0;
     }
     return 1;
@@ -388,25 +442,27 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* The smallest fraction f in {k / nch_s} for which fits(f) holds, scanning
- * up from 0; which: 0 fo = f (fp fixed), 1 fp = f (fo fixed), 2 fo = fp = f.
+/* The smallest fraction f for which the stages fit, stepping chunk by chunk
+ * from the last one of some stage: f in {tail_s[k] / Psi_s} (the fraction
+ * of the elements that k offloaded chunks of stage s move), scanning up
+ * from 0; which: 0 fo = f (fp fixed), 1 fp = f (fo fixed), 2 fo = fp = f.
  * -1 when none does. */
-static double smallest_frac(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, plan_mem *base,
-                            double lim, int which, double fixed) {
+static double smallest_frac(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, const plan_mem *base,
+                            const stage_lay *const *lay, double lim, int which, double fixed) {
     int total = 1;
-    for (int st = 0; st < l->pp; st++) total += base[st].nch;
+    for (int st = 0; st < l->pp; st++) total += lay[st]->nch;
     double *cand = lm_alloc(sizeof(double) * (size_t)total);
     int nc = 0;
     cand[nc++] = 0;
     for (int st = 0; st < l->pp; st++)
-        for (int k = 1; k <= base[st].nch; k++) cand[nc++] = (double)k / base[st].nch;
+        for (int k = 1; k <= lay[st]->nch; k++) cand[nc++] = lay[st]->tail[k] / lay[st]->psi;
     qsort(cand, (size_t)nc, sizeof *cand, cmp_double);
     double found = -1;
     for (int i = 0; i < nc && found < 0; i++) {
         if (i && cand[i] == cand[i - 1]) continue;
         double f = cand[i];
         double fo = which == 1 ? fixed : f, fp = which == 0 ? fixed : f;
-        if (stages_fit(s, cl, l, base, lim, fo, fp)) found = f;
+        if (stages_fit(s, cl, l, base, lay, lim, fo, fp)) found = f;
     }
     lm_free(cand);
     return found;
@@ -415,33 +471,35 @@ static double smallest_frac(const plan_shape *s, const plan_cluster *cl, const p
 int plan_fit_offload(const plan_shape *s, const plan_cluster *cl, const plan_calib *c, plan_layout *l) {
     double lim = plan_device_limit(cl, c);
     plan_mem *base = lm_alloc(sizeof(plan_mem) * (size_t)l->pp);
+    const stage_lay **lay = lm_alloc(sizeof(stage_lay *) * (size_t)l->pp);
     plan_layout b0 = *l;
     b0.fo = b0.fp = 0;
-    for (int st = 0; st < l->pp; st++) stage_base(s, cl, &b0, st, &base[st]);
+    for (int st = 0; st < l->pp; st++) lay[st] = stage_base(s, cl, &b0, st, &base[st]);
     double f;
     int ok = 1;
     switch (l->offload) {
     case PLAN_OFF_OPTIM:
-        f = smallest_frac(s, cl, l, base, lim, 0, 0.0);
+        f = smallest_frac(s, cl, l, base, lay, lim, 0, 0.0);
         l->fo = f >= 0 ? f : 1, l->fp = 0;
         ok = f >= 0;
         break;
-    case PLAN_OFF_PARAM:
-        f = smallest_frac(s, cl, l, base, lim, 2, 0.0);
+    case PLAN_OFF_PARAM: /* ZeRO-3 only (the run stops otherwise) */
+        f = l->zero == 3 ? smallest_frac(s, cl, l, base, lay, lim, 2, 0.0) : -1;
         l->fo = l->fp = f >= 0 ? f : 1;
         ok = f >= 0;
         break;
-    case PLAN_OFF_AUTO:
-        f = smallest_frac(s, cl, l, base, lim, 0, 0.0);
+    case PLAN_OFF_AUTO: /* zero.c plan_placement: optimizer state first, then (ZeRO-3) parameters */
+        f = smallest_frac(s, cl, l, base, lay, lim, 0, 0.0);
         if (f >= 0) l->fo = f, l->fp = 0;
-        else {
-            f = smallest_frac(s, cl, l, base, lim, 1, 1.0);
+        else if (l->zero == 3) {
+            f = smallest_frac(s, cl, l, base, lay, lim, 1, 1.0);
             l->fo = 1, l->fp = f >= 0 ? f : 1;
             ok = f >= 0;
-        }
+        } else l->fo = 1, l->fp = 0, ok = 0;
         break;
-    default: ok = stages_fit(s, cl, l, base, lim, 0, 0); l->fo = l->fp = 0; break;
+    default: ok = stages_fit(s, cl, l, base, lay, lim, 0, 0); l->fo = l->fp = 0; break;
     }
+    lm_free(lay);
     lm_free(base);
     return ok;
 }
@@ -524,7 +582,7 @@ void plan_evaluate(const plan_shape *s, const plan_cluster *cl, const plan_calib
         /* data parallelism over this stage's arena */
         double td = 0, to = 0;
         if (dp > 1) {
-            double n = e * mem.psi, d = dp, nch = mem.psi / mem.chunk, win = bwd_share * t_c;
+            double n = e * mem.psi, d = dp, nch = mem.nch, win = bwd_share * t_c;
             double t_ov, t_ex = 0;
             if (l->zero == 0) t_ov = link_time(2 * (d - 1) / d * n, B_dp, c->dp_comm_eff) + nch * 2 * (d - 1) * lat;
             else if (l->zero == 1) t_ov = link_time((d - 1) / d * n, B_dp, c->dp_comm_eff) + nch * (d - 1) * lat;
@@ -545,8 +603,9 @@ void plan_evaluate(const plan_shape *s, const plan_cluster *cl, const plan_calib
             double hid = fmax((1 - c->dp_hidden) * t_ov, t_ov - win);
             td = hid + t_ex;
         }
-        /* AdamW on the device over the owned elements whose state stays there */
-        double fo = mem.nch ? (double)mem.ko / mem.nch : 0;
+        /* AdamW on the device over the owned elements whose state stays there
+         * (fo: the fraction of the arena's elements whose state is offloaded) */
+        double fo = mem.psi > 0 ? mem.off_opt / mem.psi : 0;
         to = mem.owned * (1 - fo) * (28.0 + 2 * e) / (cl->mem_bw_gbs * 1e9);
         /* the host link: H2D and D2H overlap each other, and compute for offload_hidden of
          * their time (at most the stage's compute of the step) */
@@ -628,7 +687,12 @@ int plan_search(const plan_shape *s, const plan_cluster *cl, const plan_calib *c
                 /* v = 1, or interleaved chunks of equal layer counts */
                 if (!FREE(fix->v, v) || (v > 1 && s->n_layers % (pp * v))) continue;
                 for (int z = 0; z <= 3; z++) {
-                    if (!FREE(fix->zero, z) || (dp == 1 && z > 0 && fix->zero != z)) continue;
+                    /* at dp 1 a ZeRO stage only when fixed, but ZeRO-3 with parameter offload
+                     * (the one way to keep parameters on the host: the searched dp 1 layouts
+                     * are ZeRO-0 and, when offload is searched, ZeRO-3 in param mode) */
+                    int param3 = z == 3 && (fix->offload == PLAN_OFF_PARAM || (fix->offload < 0 && cl->link_gbs > 0));
+                    if (!FREE(fix->zero, z) || (dp == 1 && z > 0 && fix->zero != z && !param3)) continue;
+                    int only_param = dp == 1 && z > 0 && fix->zero != z;
                     for (int sp = 0; sp <= (tp > 1); sp++) {
                         if (!FREE(fix->sp, sp)) continue;
                         for (int mb = 1; mb <= 64 && mb * dp <= s->global_batch; mb *= 2) {
@@ -645,19 +709,28 @@ int plan_search(const plan_shape *s, const plan_cluster *cl, const plan_calib *c
                                  * (each only when the one before does not fit the device) */
                                 plan_result r;
                                 int placed = 0;
+                                /* the last mode tried: a layout that does not fit with it is rejected */
+                                int last = fix->offload >= 0 ? fix->offload
+                                           : cl->link_gbs <= 0 ? PLAN_OFF_NONE
+                                           : z == 3 ? PLAN_OFF_PARAM : PLAN_OFF_OPTIM;
                                 for (int mode = PLAN_OFF_NONE; mode <= PLAN_OFF_AUTO && !placed; mode++) {
                                     if (fix->offload >= 0 ? mode != fix->offload
                                                           : (mode == PLAN_OFF_AUTO ||
                                                              (mode != PLAN_OFF_NONE && cl->link_gbs <= 0)))
                                         continue;
+                                    if (only_param && mode != PLAN_OFF_PARAM) continue;
+                                    if (mode == PLAN_OFF_PARAM && z != 3) { /* the run stops (session.c) */
+                                        if (fix->offload == PLAN_OFF_PARAM && fix->zero == z)
+                                            reject(rej, PLAN_R_PARAM_ZERO, &l);
+                                        continue;
+                                    }
                                     plan_layout t = l;
                                     t.offload = mode;
                                     offload_layout(s, cl, c, fix, &t);
                                     plan_evaluate(s, cl, c, &t, &r);
                                     rej->evaluated++;
                                     if (!r.fits_device) {
-                                        if (fix->offload >= 0 || mode == PLAN_OFF_PARAM ||
-                                            (mode == PLAN_OFF_NONE && cl->link_gbs <= 0)) {
+                                        if (mode == last) {
                                             reject(rej, PLAN_R_MEMORY, &t);
                                             if (rej->min_mem < 0 || r.mem.total < rej->min_mem)
                                                 rej->min_mem = r.mem.total;

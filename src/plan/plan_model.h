@@ -67,12 +67,14 @@ typedef struct {
 /* parallel.offload */
 enum { PLAN_OFF_NONE = 0, PLAN_OFF_OPTIM, PLAN_OFF_PARAM, PLAN_OFF_AUTO };
 
-/* One layout. fo, fp: fractions of each stage's chunk bytes whose optimizer
- * state (fp32 master, moments, AdamW) / compute-dtype parameters live in
- * host memory; a stage offloads ceil(f x chunks) chunks, the last ones in
- * forward order. optim: fo = offload_frac, fp = 0; param: fo = fp =
- * offload_frac; auto: as plan_fit_offload chose them (fo first, then fp).
- * prefetch: chunks gathered or uploaded ahead of use (ZeRO-3, param). */
+/* One layout. fo, fp: fractions of each stage's chunk elements whose
+ * optimizer state (fp32 master, moments, AdamW) / compute-dtype parameters
+ * live in host memory; as zero.c place_frac places them, a stage offloads
+ * whole chunks from the last one (in forward order) backwards until their
+ * elements reach f of the stage's arena. optim: fo = offload_frac, fp = 0;
+ * param (ZeRO-3 only): fo = fp = offload_frac; auto: as plan_fit_offload
+ * chose them (fo first, then fp at ZeRO-3). prefetch: chunks gathered or
+ * uploaded ahead of use (ZeRO-3). */
 typedef struct {
     int dp, tp, pp, v, sp, zero, mb, recompute;
     int offload;              /* PLAN_OFF_* */
@@ -83,16 +85,20 @@ typedef struct {
 /* Bytes per GPU of one pipeline stage. */
 typedef struct {
     double psi;               /* arena elements (chunk padding included) */
-    double chunk;             /* elements per chunk */
+    double chunk;             /* elements of the longest chunk (what a bucket holds) */
     double weights, master, grads, buckets, optim;
     double acts_kept, acts_ws; /* per-layer activations kept for backward; the rest of act_bytes */
     int slots, layers;        /* activation sets kept; layers on the stage */
     double total;             /* device bytes */
-    /* chunks and offload */
-    int nch, wc;              /* chunks; the most chunks one layer's tensors (or the head's) touch */
-    int ko, kp;               /* chunks whose optimizer state / parameters are offloaded */
+    /* chunks and offload (the stage's real layout, chunk_layout_of) */
+    int nch, wc;              /* chunks; the most distinct chunks one fetch group touches */
+    int ko, kp;               /* chunks (the last ones) whose optimizer state / parameters are offloaded */
+    double off_opt, off_par;  /* arena elements of those chunks */
     double owned, owned_t;    /* arena elements whose optimizer state this rank owns (of them trained) */
-    double managed;           /* of weights: the gathered/uploaded chunk slots (Wc + prefetch) e cs */
+    double gather;            /* ZeRO-3: elements of the largest fetch group's chunks that need a slot
+                               * (zero.c min_slots) */
+    double managed;           /* of weights: the gathered chunk slots, e (gather + prefetch x the
+                               * longest chunk that needs a slot) */
     double host_master, host_optim, host_grad, host_pstage, host_params; /* pinned host bytes */
     double host_total;
     double h2d, d2h;          /* bytes over the host link per optimizer step */
@@ -122,6 +128,7 @@ enum {
     PLAN_R_SP_ROWS,           /* sp: micro_batch * seq_len not divisible by tp */
     PLAN_R_MEMORY,            /* does not fit in device memory, even with everything offloaded */
     PLAN_R_HOST,              /* fits the device only with more offload than host memory holds */
+    PLAN_R_PARAM_ZERO,        /* parameter offload below ZeRO-3 */
     PLAN_R_N
 };
 const char *plan_reject_name(int why);
@@ -158,9 +165,12 @@ int plan_ranks_per_node(const plan_cluster *cl, int gpus);
 void plan_set_offload(plan_layout *l, int mode, double frac);
 
 /* The smallest offload of l's mode (optim: fo; param: fo = fp; auto: fo,
- * then fp with fo = 1), in steps of one chunk of some stage, with which
- * every stage's device bytes fit plan_device_limit. 1 and l updated when
- * one fits; 0 (l at the most offload of its mode) when none does. */
+ * then at ZeRO-3 fp with fo = 1), stepping one chunk at a time from the
+ * last chunk of some stage (the fraction reported is of the elements: the
+ * offloaded chunks' elements over the stage's arena), with which every
+ * stage's device bytes fit plan_device_limit. 1 and l updated when one
+ * fits; 0 (l at the most offload of its mode) when none does (param below
+ * ZeRO-3: never). */
 int plan_fit_offload(const plan_shape *s, const plan_cluster *cl, const plan_calib *c, plan_layout *l);
 
 /* Memory of pipeline stage `stage` (the layout must pass plan_check). */

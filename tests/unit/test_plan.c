@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "chunks.h"
 #include "common.h"
 #include "device.h"
 #include "metrics.h"
@@ -86,29 +87,102 @@ static lm_model *build(const plan_shape *s, const plan_layout *l, int stage, int
     return model_create_3d(d, &sh, NULL, &pp, l->mb, s->seq_len, l->recompute, (size_t)16 * (size_t)l->dp, 0);
 }
 
+/* zero.c place_frac over a layout's chunk starts coff[0..nch]: chunks from
+ * the last one backwards while their elements are below f x all - 0.5;
+ * the count, *el their elements. */
+static int place_frac_ref(const size_t *coff, int nch, double f, double *el) {
+    size_t got = 0;
+    int k = 0;
+    for (int c = nch - 1; c >= 0; c--, k++) {
+        if ((double)got >= f * (double)coff[nch] - 0.5) break;
+        got += coff[c + 1] - coff[c];
+    }
+    *el = (double)got;
+    return k;
+}
+
+/* zero.c min_slots over the model's fetch groups (each layer's 9 tensors,
+ * the embedding, the final norm with lm_head): the largest sum of the
+ * lengths of the distinct chunks a group touches that are not their own
+ * home (dp > 1: all; dp 1: those whose parameters are offloaded, the last
+ * kp); *wc the most distinct chunks of a group. Elements. */
+static double min_slots_ref(const lm_model *m, int dp, int kp, int *wc) {
+    const lm_params *ps = &m->params;
+    double best = 0;
+    *wc = 0;
+    for (int gi = 0; gi < m->s.n_layers + 2; gi++) {
+        lm_param *grp[9];
+        int n = 0;
+        if (gi < m->s.n_layers) {
+            if (!m->layer[gi].q) continue;
+            memcpy(grp, &m->layer[gi], sizeof(lm_layer_params));
+            n = 9;
+        } else if (gi == m->s.n_layers) {
+            if (m->embed) grp[n++] = m->embed;
+        } else {
+            if (m->norm) grp[n++] = m->norm;
+            if (m->lm_head) grp[n++] = m->lm_head;
+        }
+        int seen[10], ns = 0;
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            int c = grp[i]->chunk, dup = 0;
+            for (int j = 0; j < ns; j++) dup |= seen[j] == c;
+            if (dup) continue;
+            seen[ns++] = c;
+            if (dp > 1 || c >= ps->n_chunks - kp) sum += (double)chunk_len(ps, c);
+        }
+        if (ns > *wc) *wc = ns;
+        if (sum > best) best = sum;
+    }
+    return best;
+}
+
 static void check_against_model(const plan_shape *s, const plan_cluster *cl, const plan_layout *l, int bf16) {
     lm_pp_split *split = malloc(sizeof *split);
+    double e = cl->esz;
     for (int st = 0; st < l->pp; st++) {
         lm_model *m = build(s, l, st, bf16, split);
+        const lm_params *ps = &m->params;
         plan_mem pm;
         plan_stage_memory(s, cl, l, st, &pm);
-        assert_true(pm.psi == (double)m->params.arena);
-        assert_true(pm.chunk == (double)m->params.chunk_max); /* the longest chunk: what a chunk buffer holds */
+        assert_true(pm.psi == (double)ps->arena);
+        assert_true(pm.chunk == (double)ps->chunk_max); /* the longest chunk: what a chunk buffer holds */
         assert_true(pm.acts_kept == (double)m->act_kept);
         assert_true(pm.acts_kept + pm.acts_ws == (double)m->act_bytes);
         assert_int_equal(pm.slots, m->pp.n_slots);
-        assert_int_equal(pm.nch, m->params.n_chunks);
-        /* Wc: the most chunks one layer's 9 tensors (or the head's, or the
-         * embedding) sit in, read off the model's own placement */
-        int wc = 1, i = st == 0 ? 1 : 0;
-        while (i < m->params.n) {
-            int cnt = m->params.n - i >= 9 ? 9 : m->params.n - i;
-            int d = 1;
-            for (int k = 1; k < cnt; k++) d += m->params.p[i + k].chunk != m->params.p[i + k - 1].chunk;
-            if (d > wc) wc = d;
-            i += cnt;
-        }
+        assert_int_equal(pm.nch, ps->n_chunks);
+        int wc;
+        min_slots_ref(m, l->dp, 0, &wc);
         assert_int_equal(pm.wc, wc);
+        /* optimizer offload: whole chunks from the last one until their
+         * elements reach f of the arena (zero.c place_frac) */
+        double fr[] = {0, 0.1, 0.35, 0.5, 0.77, 0.999, 1};
+        for (size_t i = 0; i < sizeof fr / sizeof *fr; i++) {
+            plan_layout lo = *l;
+            plan_set_offload(&lo, PLAN_OFF_OPTIM, fr[i]);
+            plan_mem po;
+            plan_stage_memory(s, cl, &lo, st, &po);
+            double el;
+            assert_int_equal(po.ko, place_frac_ref(ps->coff, ps->n_chunks, fr[i], &el));
+            assert_true(po.off_opt == el && po.kp == 0 && po.off_par == 0);
+            /* ZeRO-3 with the parameters of the same chunks on the host: the
+             * gathered slots are min_slots of the model's fetch groups, plus
+             * prefetch x the longest chunk that needs a slot */
+            plan_layout lz = *l;
+            lz.zero = 3;
+            plan_set_offload(&lz, PLAN_OFF_PARAM, fr[i]);
+            plan_mem pz;
+            plan_stage_memory(s, cl, &lz, st, &pz);
+            assert_true(pz.kp == po.ko && pz.off_par == el);
+            double g = min_slots_ref(m, l->dp, pz.kp, &wc), longest = 0;
+            for (int c = 0; c < ps->n_chunks; c++)
+                if (l->dp > 1 || c >= ps->n_chunks - pz.kp) longest = fmax(longest, (double)chunk_len(ps, c));
+            assert_true(pz.gather == g);
+            assert_true(pz.managed == e * (g + lz.prefetch * longest));
+            assert_true(pz.weights == e * (ps->arena - el) / l->dp + pz.managed);
+            assert_true(pz.buckets == 2 * e * (double)ps->chunk_max);
+        }
         lm_device *d = m->dev;
         model_destroy(m);
         device_destroy(d);
@@ -123,7 +197,7 @@ static void test_memory_vs_model(void **st) {
     /* dp, tp, pp, v, sp, zero, mb, recompute, offload */
     plan_layout ls[] = {
         {2, 1, 1, 1, 0, 1, 2, 0, 0, 0, 0, 2}, {1, 1, 1, 1, 0, 0, 4, 1, 0, 0, 0, 2}, {4, 1, 1, 1, 0, 2, 1, 0, 0, 0, 0, 2},
-        {1, 1, 2, 1, 0, 0, 1, 0, 0, 0, 0, 2}, {1, 1, 2, 1, 0, 0, 2, 1, 0, 0, 0, 2},
+        {1, 1, 2, 1, 0, 0, 1, 0, 0, 0, 0, 2}, {1, 1, 2, 1, 0, 0, 2, 1, 0, 0, 0, 2}, {2, 1, 1, 1, 0, 3, 2, 0, 0, 0, 0, 1},
     };
     for (size_t i = 0; i < sizeof ls / sizeof *ls; i++) {
         check_against_model(&t, &cpu, &ls[i], 0);
@@ -285,6 +359,21 @@ static void test_search(void **st) {
     n = plan_search(&s, &host, &c, 8, &opt, out, 8, &rej);
     assert_true(n > 0);
     for (int i = 0; i < n && i < 8; i++) assert_true(out[i].l.offload == PLAN_OFF_OPTIM && out[i].fits);
+    /* parameter offload needs ZeRO-3: fixed to param, every layout is ZeRO-3 (on
+     * one GPU too: the dp 1 search tries ZeRO-3 for it); with ZeRO-2 fixed, none */
+    plan_fix par = free_;
+    par.offload = PLAN_OFF_PARAM;
+    n = plan_search(&s, &host, &c, 1, &par, out, 8, &rej);
+    assert_true(n > 0);
+    for (int i = 0; i < n && i < 8; i++)
+        assert_true(out[i].l.offload == PLAN_OFF_PARAM && out[i].l.zero == 3 && out[i].fits && out[i].mem.kp > 0);
+    par.zero = 2;
+    n = plan_search(&s, &host, &c, 8, &par, out, 8, &rej);
+    assert_true(n == 0 && rej.count[PLAN_R_PARAM_ZERO] > 0);
+    /* the free search on one GPU: whatever it offloads, parameters only at ZeRO-3 */
+    n = plan_search(&s, &host, &c, 1, &free_, out, 8, &rej);
+    assert_true(n > 0 && out[0].fits);
+    for (int i = 0; i < n && i < 8; i++) assert_true(out[i].l.fp == 0 || out[i].l.zero == 3);
     /* the host bounds the offload: 70B on 8 with 100 GiB of host memory per node does not fit */
     host.host_mem_gib = 100;
     n = plan_search(&b, &host, &c, 8, &free_, out, 8, &rej);
@@ -295,7 +384,9 @@ static void test_search(void **st) {
     assert_true(n > 0 && out[0].fits);
 }
 
-/* ---- ZeRO-3 and offload: the bytes zero.c allocates for them ---- */
+/* ---- ZeRO-3 and offload: the bytes zero.c allocates for them ----
+ * (which chunks, and the gathered slots, against the model's own layout:
+ * check_against_model) */
 static void test_offload_memory(void **st) {
     (void)st;
     plan_cluster cpu = cluster(CPU), gpu = cluster(H100_HOST);
@@ -310,11 +401,12 @@ static void test_offload_memory(void **st) {
             plan_mem a, b;
             plan_stage_memory(&t, cl, &none, 0, &a);
             plan_stage_memory(&t, cl, &opt, 0, &b);
-            /* half of the chunk bytes: the fewest chunks that reach it */
-            assert_int_equal(b.ko, (a.nch + 1) / 2);
-            assert_int_equal(b.kp, 0);
-            double owned = z ? a.psi / dp : a.psi, off = owned * b.ko / a.nch; /* owned x f_o */
-            assert_true(a.owned == owned && fabs(off - b.ko * a.chunk / (z ? dp : 1)) < 0.5);
+            /* half of the elements: whole chunks from the last one, the last of
+             * them (at most the longest chunk) passing half */
+            assert_true(b.ko >= 1 && b.ko < a.nch && b.kp == 0 && b.off_par == 0);
+            assert_true(b.off_opt >= 0.5 * a.psi - 0.5 && b.off_opt - a.chunk < 0.5 * a.psi - 0.5);
+            double owned = z ? a.psi / dp : a.psi, off = z ? b.off_opt / dp : b.off_opt; /* owned, offloaded */
+            assert_true(a.owned == owned && b.owned == owned);
             /* optim moves the fp32 master (bf16 only: in fp32 the weights are the
              * master) and the moments of the offloaded owned elements off the device:
              * 12 bytes each in bf16, 8 in fp32, exactly */
@@ -327,43 +419,81 @@ static void test_offload_memory(void **st) {
             assert_true(b.host_total == (12 + e + (e == 2 ? e : 0)) * off && a.host_total == 0);
             /* the link per step: gradients down, updated parameters up */
             assert_true(b.d2h == e * off && b.h2d == e * off && a.h2d == 0 && a.d2h == 0);
-            /* weights: e Psi, or e Psi/dp + (Wc + P) e cs gathered at ZeRO-3 */
-            double w = z == 3 ? e * a.psi / dp + (a.wc + 2) * e * a.chunk : e * a.psi;
+            /* weights: e Psi, or at ZeRO-3 e Psi/dp + the gathered slots: the largest
+             * fetch group's chunks (all need a slot at dp 2) + prefetch x the longest */
+            double w = z == 3 ? e * a.psi / dp + e * (a.gather + 2 * a.chunk) : e * a.psi;
             assert_true(a.weights == w && b.weights == w);
-            assert_true(a.managed == (z == 3 ? (a.wc + 2) * e * a.chunk : 0));
+            assert_true(a.managed == (z == 3 ? e * (a.gather + 2 * a.chunk) : 0));
+            assert_true(z == 3 ? a.gather >= a.chunk / 2 && a.gather <= a.wc * a.chunk : a.gather == 0);
             assert_true(a.wc >= 1 && a.wc <= 9);
-            /* gradients: e Psi at ZeRO 0, 1; e Psi/dp + 2 buckets at 2, 3 */
+            /* gradients: e Psi at ZeRO 0, 1; e Psi/dp + 2 buckets of the longest chunk at 2, 3 */
             assert_true(a.grads == (z >= 2 ? e * a.psi / dp : e * a.psi));
             assert_true(a.buckets == (z >= 2 ? 2 * e * a.chunk : 0));
 
-            /* param: fo = fp; the parameters of kp chunks live on the host and are
-             * uploaded for forward and backward of each of the m micro-batches */
+            /* param (ZeRO-3 only: below it none is offloaded): fo = fp; the home
+             * shards of the same chunks live on the host and are uploaded for
+             * forward and backward of each of the m micro-batches */
             plan_layout par = none;
             plan_set_offload(&par, PLAN_OFF_PARAM, 0.5);
+            assert_int_equal(plan_check(&t, cl, &par), z == 3 ? PLAN_OK : PLAN_R_PARAM_ZERO);
             plan_mem c;
             plan_stage_memory(&t, cl, &par, 0, &c);
             int m = t.global_batch / (dp * 2);
-            double wres = z == 3 ? a.psi / dp : a.psi, fp = (double)c.kp / a.nch;
-            assert_int_equal(c.kp, c.ko);
-            assert_true(fabs(c.weights - (e * wres * (1 - fp) + (a.wc + 2) * e * a.chunk)) < 1e-6);
-            assert_true(fabs(c.host_params - e * wres * fp) < 1e-6);
+            assert_int_equal(c.ko, b.ko);
             assert_true(c.d2h == e * off);
-            assert_true(fabs(c.h2d - 2.0 * m * e * (z == 3 ? a.chunk / dp : a.chunk) * c.kp) < 1e-6);
+            if (z < 3) {
+                assert_true(c.kp == 0 && c.host_params == 0 && c.weights == a.weights);
+                continue;
+            }
+            double op = c.off_par / dp;
+            assert_true(c.kp == c.ko && c.off_par == b.off_opt);
+            assert_true(fabs(c.weights - (e * (a.psi - c.off_par) / dp + e * (c.gather + 2 * a.chunk))) < 1e-6);
+            assert_true(c.host_params == e * op && c.host_pstage == 0);
+            /* fp32: the master of a chunk whose parameters are on the host is its home shard */
+            assert_true(c.host_master == (e == 4 ? 0 : 4 * off));
+            assert_true(fabs(c.h2d - 2.0 * m * e * op) < 1e-6);
         }
     }
-    /* ZeRO-3 weights at dp 8 on LLaMA-2 7B: e Psi / dp + (Wc + P) e cs */
+    /* ZeRO-3 at dp 1: a chunk whose parameters stay on the device is its own
+     * slot: nothing gathered; with parameters offloaded, the slots of those */
+    plan_layout z1 = {1, 1, 1, 1, 0, 3, 2, 0, PLAN_OFF_NONE, 0, 0, 2};
+    plan_mem q;
+    plan_stage_memory(&t, &gpu, &z1, 0, &q);
+    assert_true(q.gather == 0 && q.managed == 0 && q.weights == 2 * q.psi);
+    plan_set_offload(&z1, PLAN_OFF_PARAM, 0.3);
+    plan_stage_memory(&t, &gpu, &z1, 0, &q);
+    assert_true(q.kp > 0 && q.gather > 0 && q.managed > 0 && q.managed <= 2 * (q.gather + 2 * q.chunk));
+    /* ZeRO-3 weights at dp 8 on LLaMA-2 7B: e Psi / dp + e (gather + P cs) */
     plan_shape s = llama7b();
     plan_layout l = {8, 1, 1, 1, 0, 3, 1, 1, PLAN_OFF_NONE, 0, 0, 2};
     plan_mem m;
     plan_stage_memory(&s, &gpu, &l, 0, &m);
-    assert_true(m.weights == 2 * m.psi / 8 + (m.wc + 2) * 2 * m.chunk && m.master == 4 * m.psi / 8);
+    assert_true(m.weights == 2 * m.psi / 8 + 2 * (m.gather + 2 * m.chunk) && m.master == 4 * m.psi / 8);
     l.prefetch = 0;
     plan_mem m0;
     plan_stage_memory(&s, &gpu, &l, 0, &m0);
     assert_true(m.weights - m0.weights == 2 * 2 * m.chunk);
 }
 
-/* ---- auto: the smallest fraction that fits ---- */
+/* The chunk starts of LLaMA-2 7B's one-stage layout at dp 1, as
+ * chunks_build lays out model.c's tensors (embedding, 32 x 9, norm,
+ * lm_head); returns the chunk count. */
+static int llama7b_layout(size_t **coff) {
+    size_t D = 4096, F = 11008, V = 32000, z[3 + 9 * 32];
+    int n = 0;
+    z[n++] = V * D;
+    for (int l = 0; l < 32; l++) {
+        size_t t[9] = {D, D * D, D * D, D * D, D * D, D, F * D, F * D, D * F};
+        memcpy(z + n, t, sizeof t);
+        n += 9;
+    }
+    z[n++] = D;
+    z[n++] = V * D;
+    *coff = malloc(sizeof(size_t) * (size_t)(n + 1));
+    return chunk_layout_of(z, NULL, n, 16, 0, NULL, NULL, *coff).n_chunks;
+}
+
+/* ---- auto: the smallest fraction that fits, chunk by chunk from the end ---- */
 static void test_offload_fit(void **st) {
     (void)st;
     plan_cluster gpu = cluster(H100_HOST);
@@ -374,41 +504,65 @@ static void test_offload_fit(void **st) {
     plan_layout l = {1, 1, 1, 1, 0, 0, 1, 1, PLAN_OFF_NONE, 0, 0, 2};
     plan_mem none;
     plan_stage_memory(&s, &gpu, &l, 0, &none);
-    /* a limit between k and k-1 offloaded chunks picks k (each offloaded chunk
-     * takes 12 bytes per element off the device) */
-    int n = none.nch, k = 17;
-    double per = 12 * none.chunk;
-    gpu.dev_limit = none.total - (k - 0.5) * per;
+    size_t *coff;
+    int n = llama7b_layout(&coff);
+    assert_int_equal(n, none.nch);
+    assert_true((double)coff[n] == none.psi);
+    /* tail(k): the elements of the last k chunks */
+#define TAIL(k) ((double)(coff[n] - coff[n - (k)]))
+    /* a limit between k and k-1 offloaded chunks picks k (each offloaded
+     * element takes 12 bytes off the device); the fraction reported is of
+     * the elements, tail(k) / Psi */
+    int k = 17;
+    assert_true(TAIL(k) > TAIL(k - 1));
+    gpu.dev_limit = none.total - 12 * (TAIL(k) + TAIL(k - 1)) / 2;
     plan_layout a = l;
     a.offload = PLAN_OFF_AUTO;
     assert_int_equal(plan_fit_offload(&s, &gpu, &c, &a), 1);
-    assert_true(fabs(a.fo - (double)k / n) < 1e-12 && a.fp == 0);
+    assert_true(a.fo == TAIL(k) / none.psi && a.fp == 0);
     plan_mem got;
     plan_stage_memory(&s, &gpu, &a, 0, &got);
-    assert_true(got.ko == k && got.total <= gpu.dev_limit);
+    assert_true(got.ko == k && got.off_opt == TAIL(k) && got.total <= gpu.dev_limit);
     plan_layout fewer = a;
-    fewer.fo = (double)(k - 1) / n;
+    fewer.fo = TAIL(k - 1) / none.psi;
     plan_stage_memory(&s, &gpu, &fewer, 0, &got);
-    assert_true(got.total > gpu.dev_limit);
+    assert_true(got.ko == k - 1 && got.total > gpu.dev_limit);
     /* optim: the same fraction */
     plan_layout o = l;
     o.offload = PLAN_OFF_OPTIM;
     assert_int_equal(plan_fit_offload(&s, &gpu, &c, &o), 1);
     assert_true(o.fo == a.fo);
-    /* a device too small for even none of the optimizer state: auto offloads parameters too */
-    gpu.dev_limit = none.total - n * per - 2 * none.psi * 0.3;
+    /* a device too small for even none of the optimizer state: at ZeRO-2 auto
+     * cannot offload parameters (ZeRO-3 only): 0, all of the optimizer state */
+    gpu.dev_limit = none.total - 12 * none.psi - 2 * none.psi * 0.3;
     a = l;
+    a.zero = 2;
+    a.offload = PLAN_OFF_AUTO;
+    assert_int_equal(plan_fit_offload(&s, &gpu, &c, &a), 0);
+    assert_true(a.fo == 1 && a.fp == 0);
+    a.offload = PLAN_OFF_PARAM;
+    assert_int_equal(plan_fit_offload(&s, &gpu, &c, &a), 0);
+    /* at ZeRO-3 it offloads parameters too, the fewest last chunks that fit */
+    a = l;
+    a.zero = 3;
     a.offload = PLAN_OFF_AUTO;
     assert_int_equal(plan_fit_offload(&s, &gpu, &c, &a), 1);
     assert_true(a.fo == 1 && a.fp > 0.3 && a.fp < 0.5);
     plan_stage_memory(&s, &gpu, &a, 0, &got);
-    assert_true(got.total <= gpu.dev_limit);
+    assert_true(got.total <= gpu.dev_limit && a.fp == TAIL(got.kp) / none.psi);
+    fewer = a;
+    fewer.fp = TAIL(got.kp - 1) / none.psi;
+    plan_stage_memory(&s, &gpu, &fewer, 0, &got);
+    assert_true(got.total > gpu.dev_limit);
     /* too small for anything: 0, at the most offload */
     gpu.dev_limit = 1 << 20;
     a = l;
+    a.zero = 3;
     a.offload = PLAN_OFF_AUTO;
     assert_int_equal(plan_fit_offload(&s, &gpu, &c, &a), 0);
     assert_true(a.fo == 1 && a.fp == 1);
+#undef TAIL
+    free(coff);
 }
 
 /* ---- offload time: the link and the host AdamW ---- */
@@ -427,14 +581,15 @@ static void test_offload_time(void **st) {
     plan_layout n = l;
     plan_set_offload(&n, PLAN_OFF_NONE, 0);
     plan_evaluate(&s, &gpu, &c, &n, &r0);
-    double off = r.mem.owned * r.mem.ko / r.mem.nch;
+    double off = r.mem.owned * r.mem.off_opt / r.mem.psi; /* owned elements whose state is offloaded */
+    assert_true(r.mem.off_opt >= 0.6 * r.mem.psi - 0.5);
     /* host AdamW: owned f_o / (host_mem_bw_gbs / gpus_per_node / 28 B) */
     assert_true(fabs(r.t_host - off / (460e9 / 8 / 28)) < 1e-9 * r.t_host);
     /* transfers: max(H2D, D2H) / link, half hidden (well within the compute) */
     double raw = 2 * off / 55e9;
     assert_true(fabs(r.t_xfer - 0.5 * raw) < 1e-9);
     /* device AdamW over the rest only; the step adds both */
-    assert_true(fabs(r.t_optim - r0.t_optim * (1 - (double)r.mem.ko / r.mem.nch)) < 1e-9);
+    assert_true(fabs(r.t_optim - r0.t_optim * (1 - r.mem.off_opt / r.mem.psi)) < 1e-9);
     assert_true(fabs((r.t_step - r0.t_step) - (r.t_xfer + r.t_host + r.t_optim - r0.t_optim)) < 1e-9);
     assert_true(r0.t_xfer == 0 && r0.t_host == 0);
     /* an explicit host rate wins */
