@@ -231,6 +231,26 @@ static void count_placement(lm_zero *z) {
  * layer's nine tensors, the embedding, the final norm with lm_head), the
  * chunks each touches that are not their own home. Without a model yet:
  * the two longest chunks. */
+/* Fetch group gi of the model (model.c's FETCH calls): layer gi's nine
+ * tensors (gi < n_layers, on this stage), the embedding (gi = n_layers, on
+ * the first model chunk), the final norm with lm_head (gi = n_layers + 1,
+ * on the last). Returns its tensors in grp, 0 when this stage has none. */
+static int fetch_group(const lm_model *m, int gi, lm_param **grp) {
+    int n = 0;
+    if (gi < m->s.n_layers) {
+        if (!m->layer || !m->layer[gi].q) return 0;
+        memcpy(grp, &m->layer[gi], sizeof(lm_layer_params));
+        return 9;
+    }
+    if (gi == m->s.n_layers) {
+        if (m->first_chunk && m->embed) grp[n++] = m->embed;
+    } else if (m->last_chunk) {
+        if (m->norm) grp[n++] = m->norm;
+        if (m->lm_head) grp[n++] = m->lm_head;
+    }
+    return n;
+}
+
 static size_t min_slots_at(const lm_zero *z, const int *ph, int stage);
 static size_t min_slots(const lm_zero *z, const int *ph) { return min_slots_at(z, ph, z->stage); }
 static size_t min_slots_at(const lm_zero *z, const int *ph, int stage) {
@@ -241,17 +261,7 @@ static size_t min_slots_at(const lm_zero *z, const int *ph, int stage) {
     int *seen = lm_calloc((size_t)z->nc, sizeof(int));
     for (int gi = 0; gi < ng; gi++) {
         lm_param *grp[9];
-        int n = 0;
-        if (gi < m->s.n_layers) {
-            if (!m->layer || !m->layer[gi].q) continue;
-            memcpy(grp, &m->layer[gi], sizeof(lm_layer_params));
-            n = 9;
-        } else if (gi == m->s.n_layers) {
-            if (m->embed) grp[n++] = m->embed;
-        } else {
-            if (m->norm) grp[n++] = m->norm;
-            if (m->lm_head) grp[n++] = m->lm_head;
-        }
+        int n = fetch_group(m, gi, grp);
         size_t s = 0;
         for (int i = 0; i < n; i++) {
             int c = grp[i]->chunk;
@@ -1123,17 +1133,7 @@ void zero_transfer_formula(const lm_zero *z, int n_micro, double *h2d, double *d
         int ng = m->s.n_layers + 2, *seen = lm_calloc((size_t)z->nc, sizeof(int));
         for (int gi = 0; gi < ng; gi++) {
             lm_param *grp[9];
-            int n = 0;
-            if (gi < m->s.n_layers) {
-                if (!m->layer || !m->layer[gi].q) continue;
-                memcpy(grp, &m->layer[gi], sizeof(lm_layer_params));
-                n = 9;
-            } else if (gi == m->s.n_layers) {
-                if (m->first_chunk && m->embed) grp[n++] = m->embed;
-            } else if (m->last_chunk) {
-                grp[n++] = m->norm;
-                grp[n++] = m->lm_head;
-            }
+            int n = fetch_group(m, gi, grp);
             int uses = gi < m->s.n_layers ? 2 : 1;
             for (int i = 0; i < n; i++) {
                 int c = grp[i]->chunk;
