@@ -72,6 +72,9 @@ steps_or_end() { { [ -s "$2/metrics.jsonl" ] && [ "$(wc -l <"$2/metrics.jsonl")"
 wait_steps() { _slurm_wait "$1" steps_or_end "$2" "$3" "$4" && ! final "$2"; }
 # requeued ID: Restarts=1 (or the job ended).
 requeued() { [[ $(state "$1") =~ ^[A-Z]+\ 1\  ]] || final "$1"; }
+# pending1 ID: requeued and back to PENDING (a requeue passes through
+# REQUEUED states first; under load the check could land there)
+pending1() { [[ $(state "$1") =~ ^PENDING\ 1\  ]] || final "$1"; }
 # diag ID RUN: what a failure needs.
 diag() {
   echo "# job $1: $(state "$1") ($(squeue -h -j "$1" -o '%T %r' 2>/dev/null))"
@@ -100,7 +103,7 @@ preempt() {
     ok "$launcher: job $id submitted by jobscripts/submit, running, steps logged in $run/metrics.jsonl"
   else notok "$launcher: job submitted and running" "submit: $id $(cat "$T/submit.err")"; diag "$id" "$run"; return; fi
   scancel --signal=USR1 --batch "$id"
-  if _slurm_wait 60 requeued "$id" && [[ $(state "$id") =~ ^PENDING\ 1\  ]]; then
+  if _slurm_wait 60 pending1 "$id" && [[ $(state "$id") =~ ^PENDING\ 1\  ]]; then
     ok "$launcher: SIGUSR1 to the batch shell: job $id requeued (Restarts=1, $(state "$id" | cut -d' ' -f1))"
   else notok "$launcher: job requeued after SIGUSR1" "$(state "$id")"; diag "$id" "$run"; fi
   k=$(sed -n 's/^stopped early at step \([0-9]*\) of '"$S"': SIGUSR1 received on rank [0-9]*;.*/\1/p' "$run/lamina.log")
