@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CC      := mpicc
 BUILD   ?= build
-PKGS    := hdf5-openmpi inih jansson openblas
+PKGS    := hdf5-openmpi inih jansson openblas libutf8proc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # The layers of src/, lowest first (src/LAYERS.md): a file may include
@@ -106,7 +106,7 @@ $(BUILD)/san/tests/%: tests/unit/%.c $(BUILD)/san/liblamina.a
 # check-deps: the test and benchmark tools (cmocka, prove, the float64
 # reference in PyTorch, h5py, plots, and Slurm for the job-script tests).
 DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
-  libpapi-dev papi-tools libopenblas-dev libinih-dev libjansson-dev libsentencepiece-dev fortunes fortunes-min fortunes-zh
+  libpapi-dev papi-tools libopenblas-dev libinih-dev libjansson-dev libutf8proc-dev libsentencepiece-dev fortunes fortunes-min fortunes-zh
 TEST_PKGS := libcmocka-dev perl python3-torch python3-h5py python3-numpy python3-matplotlib python3-sentencepiece slurm-wlm munge
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
