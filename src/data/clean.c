@@ -19,6 +19,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,15 +233,14 @@ static int classify(int32_t c) {
     return cl | cjk_block(c);
 }
 
-/* The classes of the ASCII characters, filled once (thread-safe: a pure
- * function of the character, so a racing fill writes the same values). */
+/* The classes of the ASCII characters, filled once (pthread_once: clean_doc
+ * runs in OpenMP loops). */
 static unsigned char g_ascii[128];
-static volatile int g_ascii_ready;
-static void ascii_table(void) {
-    if (g_ascii_ready) return;
+static pthread_once_t g_ascii_once = PTHREAD_ONCE_INIT;
+static void ascii_fill(void) {
     for (int c = 0; c < 128; c++) g_ascii[c] = (unsigned char)classify(c);
-    __atomic_store_n(&g_ascii_ready, 1, __ATOMIC_RELEASE);
 }
+static void ascii_table(void) { pthread_once(&g_ascii_once, ascii_fill); }
 
 /* Hash of n bytes for words and lines: lm_mix64 chained over 8-byte
  * little-endian chunks (the last one zero-padded), seeded with the length
@@ -676,10 +676,11 @@ static const char *parse_value(int kind, const char *v, double *out) {
     }
     static const char *const why[] = {"must be a whole number >= 0, or off", "must be a number >= 0, or off",
                                       "must be a number in [0, 1], or off"};
+    if (!*v || v[strspn(v, "0123456789.eE+-")]) return why[kind]; /* decimal only: no hex, inf, nan */
     char *e;
     errno = 0;
     double x = strtod(v, &e);
-    if (!*v || isspace((unsigned char)*v) || *e || errno == ERANGE || !isfinite(x) || x < 0) return why[kind];
+    if (*e || errno == ERANGE || !isfinite(x) || x < 0) return why[kind];
     if (kind == K_COUNT && (x != floor(x) || x > 1e15)) return why[kind];
     if (kind == K_LEN && x > 1e6) return why[kind];
     if (kind == K_FRAC && x > 1) return why[kind];
