@@ -158,7 +158,78 @@ static size_t sanitise(const uint8_t *s, size_t n, uint8_t *dst, size_t *bad, in
     return o;
 }
 
-/* Steps 1 and 2: the normalised text in an exact-size lm_alloc block. */
+/* A code point that NFKC leaves alone in any context: no decomposition,
+ * combining class 0, and never the second of a composition pair: ASCII, the
+ * CJK Unified Ideographs block, precomposed Hangul syllables. *len gets the
+ * UTF-8 length at s[i] (valid UTF-8). */
+static int nfkc_inert(const uint8_t *s, size_t i, size_t *len) {
+    uint8_t b = s[i];
+    if (b < 0x80) {
+        *len = 1;
+        return 1;
+    }
+    if (b < 0xE0 || b >= 0xF0) {
+        *len = b < 0xE0 ? 2 : 4;
+        return 0;
+    }
+    *len = 3;
+    uint32_t cp = ((uint32_t)(b & 0x0F) << 12) | ((uint32_t)(s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F);
+    return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xAC00 && cp <= 0xD7A3);
+}
+
+/* Step 2: NFKC of valid UTF-8 s[0, n) into *outlen bytes of an lm_alloc
+ * block. NFKC works on stretches between "inert" characters (above): a
+ * composition, a reordering or a decomposition never reaches across a
+ * character that is its own NFKC, never combines with what precedes it and
+ * has class 0, so the text is NFKC(stretch) and the inert runs copied as they
+ * are. Each stretch takes the character before it along (it may be the
+ * first of a composition, as 'e' before U+0301). utf8proc_decompose and
+ * utf8proc_reencode are the two halves of utf8proc_map. */
+static char *nfkc(const uint8_t *s, size_t n, size_t *outlen) {
+    const utf8proc_option_t opt = UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_STABLE;
+    size_t cap = n + n / 4 + 16, o = 0, bcap = 64;
+    char *out = lm_alloc(cap);
+    utf8proc_int32_t *buf = lm_alloc((bcap + 1) * sizeof *buf);
+    for (size_t i = 0; i < n;) {
+        size_t j = i, len;
+        while (j < n && nfkc_inert(s, j, &len)) j += len;
+        size_t k = j; /* the stretch starts at the character before j */
+        if (j < n && j > i)
+            for (k = j - 1; (s[k] & 0xC0) == 0x80; k--) {}
+        size_t e = j;
+        while (e < n && !nfkc_inert(s, e, &len)) e += len;
+        /* copy [i, k), then NFKC of [k, e) */
+        size_t r = 0;
+        if (e > k) {
+            utf8proc_ssize_t m;
+            while ((m = utf8proc_decompose(s + k, (utf8proc_ssize_t)(e - k), buf, (utf8proc_ssize_t)bcap, opt)) >
+                   (utf8proc_ssize_t)bcap) {
+                bcap = (size_t)m;
+                lm_free(buf);
+                buf = lm_alloc((bcap + 1) * sizeof *buf);
+            }
+            if (m < 0) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_decompose: %s", utf8proc_errmsg(m));
+            utf8proc_ssize_t b = utf8proc_reencode(buf, m, opt);
+            if (b < 0) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_reencode: %s", utf8proc_errmsg(b));
+            r = (size_t)b;
+        }
+        size_t need = (k - i) + r;
+        if (o + need + 1 > cap) {
+            cap = 2 * (o + need + 1);
+            out = lm_realloc(out, cap);
+        }
+        memcpy(out + o, s + i, k - i);
+        if (r) memcpy(out + o + (k - i), buf, r);
+        o += need;
+        i = e;
+    }
+    lm_free(buf);
+    out[o] = 0;
+    *outlen = o;
+    return out;
+}
+
+/* Steps 1 and 2: the normalised text in an lm_alloc block. */
 static char *normalise(const char *text, size_t len, size_t *outlen, size_t *bad) {
     const uint8_t *s = (const uint8_t *)text;
     /* the common case: printable ASCII, \n and \t only; NFKC is the identity */
@@ -180,20 +251,8 @@ static char *normalise(const char *text, size_t len, size_t *outlen, size_t *bad
         out = lm_alloc(n + 1);
         if (n) memcpy(out, tmp, n);
         *outlen = n;
-    } else {
-        const utf8proc_option_t opt = UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_STABLE;
-        utf8proc_ssize_t m = utf8proc_decompose(tmp, (utf8proc_ssize_t)n, NULL, 0, opt);
-        if (m < 0) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_decompose: %s", utf8proc_errmsg(m));
-        utf8proc_int32_t *cps = lm_alloc(((size_t)m + 1) * sizeof *cps);
-        utf8proc_ssize_t m2 = utf8proc_decompose(tmp, (utf8proc_ssize_t)n, cps, m, opt);
-        if (m2 != m) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_decompose: %zd then %zd code points", m, m2);
-        utf8proc_ssize_t b = utf8proc_reencode(cps, m, opt);
-        if (b < 0) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_reencode: %s", utf8proc_errmsg(b));
-        out = lm_alloc((size_t)b + 1);
-        memcpy(out, cps, (size_t)b);
-        *outlen = (size_t)b;
-        lm_free(cps);
-    }
+    } else
+        out = nfkc(tmp, n, outlen);
     lm_free(tmp);
     return out;
 }

@@ -40,6 +40,16 @@ static int teardown(void **state) {
 
 /* ---- helpers ---- */
 
+/* xorshift64: the tests' fixed-seed generator */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static int rndn_(int n) { return (int)(rnd() % (uint64_t)n); }
+
 /* A growing text buffer. */
 typedef struct {
     char *p;
@@ -204,6 +214,15 @@ static void test_normalise(void **state) {
     EXPECT_NORM("\xEF\xBD\xB6", "\xE3\x82\xAB");
     EXPECT_NORM("caf" "e\xCC\x81", "caf\xC3\xA9");
     EXPECT_NORM("\xE2\xBC\x80", "\xE4\xB8\x80");
+    /* compositions whose first character NFKC leaves alone (ASCII, Han,
+     * Hangul syllables are copied in runs; the character before a stretch
+     * that needs utf8proc goes with it) */
+    EXPECT_NORM("abce\xCC\x81\xCC\xA3 x", "abc\xE1\xBA\xB9\xCC\x81 x"); /* e acute dot-below: reordered, U+1EB9 U+0301 */
+    EXPECT_NORM("가\xE1\x86\xA8", "각");                            /* LV syllable + final jamo */
+    EXPECT_NORM("中\xEF\xA4\x80文", "中\xE8\xB1\x88文");               /* U+F900 -> U+8C48 */
+    EXPECT_NORM("か\xE3\x82\x99", "が");                             /* kana + voiced mark */
+    EXPECT_NORM("\xEF\xBD\xB6\xEF\xBE\x9E", "ガ");                  /* halfwidth ｶﾞ */
+    EXPECT_NORM("中文，（注）：", "中文,(注):");                          /* fullwidth punctuation */
     /* control characters: C0 (not \n \t), DEL, NUL, C1; CR LF and CR to LF,
      * NEL to LF; BOM gone; ANSI colour sequences gone whole */
     EXPECT_NORM("a\x01" "b\x7f" "c\r\nd\re\xC2\x85" "f\xC2\x80g", "abc\nd\ne\nfg");
@@ -231,6 +250,44 @@ static void test_normalise(void **state) {
     assert_memory_equal(out, "\xC3\xA1\xCC\x81", 4);
     lm_free(out);
     free(z);
+}
+
+/* NFKC by stretches (clean.c copies ASCII, Han and Hangul syllables as they
+ * are) against utf8proc_map's NFKC of the whole, on random strings from a
+ * pool of characters that compose, decompose, reorder or stay. */
+static void test_nfkc_stretches(void **state) {
+    (void)state;
+    static const int32_t pool[] = {
+        'a', 'e', 'o', 'A', ' ', '\n', '1', '.',              /* ASCII (e, o, A compose with marks) */
+        0x4E2D, 0x6587, 0x8C48,                            /* Han */
+        0xAC00, 0xAC01, 0xB098,                            /* Hangul LV, LVT, LV syllables */
+        0x1100, 0x1161, 0x11A8, 0x3131,                    /* jamo L, V, T; compatibility jamo */
+        0x0301, 0x0300, 0x0323, 0x0308, 0x0344, 0x0345, 0x031B, 0x05B0, 0x0E38, /* marks, classes 220-240 */
+        0x304B, 0x3099, 0x309A, 0x30AB, 0xFF76, 0xFF9E,    /* kana, voiced marks, halfwidth */
+        0xFF21, 0xFF0C, 0xFB01, 0xFDFA, 0xF900, 0x2F00,    /* fullwidth, ligature, long, compat ideographs */
+        0x00C5, 0x212B, 0x1E9B, 0x0958, 0x00BD, 0x2126,    /* singletons and exclusions */
+        0x1F600, 0x00E9, 0x0065,
+    };
+    const int np = (int)(sizeof pool / sizeof *pool);
+    char s[400];
+    int diff = 0;
+    for (int it = 0; it < 5000; it++) {
+        size_t n = 0;
+        int len = 1 + rndn_(40);
+        for (int k = 0; k < len; k++) n += (size_t)utf8proc_encode_char(pool[rndn_(np)], (utf8proc_uint8_t *)s + n);
+        utf8proc_uint8_t *ref;
+        utf8proc_ssize_t rn = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &ref,
+                                           UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_STABLE);
+        assert_true(rn >= 0);
+        size_t on;
+        char *out = norm(s, n, &on);
+        if (on != (size_t)rn || memcmp(out, ref, on)) {
+            if (diff++ < 3) fprintf(stderr, "differs: %.*s -> %s, utf8proc_map %s\n", (int)n, s, out, ref);
+        }
+        lm_free(out);
+        free(ref);
+    }
+    assert_int_equal(diff, 0);
 }
 
 /* ---- each rule just inside and just outside its threshold ---- */
@@ -699,14 +756,7 @@ static void test_threads(void **state) {
 
 /* ---- fuzz ---- */
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-static int rndn(int n) { return (int)(rnd() % (uint64_t)n); }
+static int rndn(int n) { return rndn_(n); }
 
 /* One mutation of buf (n bytes, room for cap): flip, insert, delete, a
  * token from toks. NUL bytes only when nul_ok. */
@@ -807,7 +857,7 @@ static void test_fuzz_docs(void **state) {
     assert_non_null(c);
     size_t cap = 1 << 14;
     char *buf = malloc(cap);
-    int kept = 0, idem_fail = 0;
+    int kept = 0, idem_fail = 0, mismatch = 0;
     for (int it = 0; it < 4000; it++) {
         size_t n;
         if (it % 10 == 9) { /* pure random bytes */
@@ -836,14 +886,47 @@ static void test_fuzz_docs(void **state) {
         assert_memory_equal(out2, out, on);
         for (int k = 0; k < CLEAN_NRULES; k++) assert_true(isnan(v[k]) || (isfinite(v[k]) && v[k] >= 0));
         lm_free(out2);
+        /* on text that needs no sanitising (valid, no control characters, no
+         * BOM, combining runs of at most 20), the result is utf8proc_map's
+         * NFKC of the whole */
+        {
+            char *y = malloc(n + 1);
+            size_t yn = 0;
+            int run = 0;
+            for (size_t i = 0; i < n;) {
+                utf8proc_int32_t cp;
+                utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)buf + i, (utf8proc_ssize_t)(n - i), &cp);
+                if (k <= 0) {
+                    i++;
+                    continue;
+                }
+                int cc = utf8proc_get_property(cp)->combining_class;
+                run = cc ? run + 1 : 0;
+                int drop = (utf8proc_category(cp) == UTF8PROC_CATEGORY_CC && cp != '\n' && cp != '\t') ||
+                           cp == 0xFEFF || run > 20;
+                if (!drop) memcpy(y + yn, buf + i, (size_t)k), yn += (size_t)k;
+                i += (size_t)k;
+            }
+            utf8proc_uint8_t *ref;
+            utf8proc_ssize_t rn = utf8proc_map((const utf8proc_uint8_t *)y, (utf8proc_ssize_t)yn, &ref,
+                                               UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_STABLE);
+            assert_true(rn >= 0);
+            clean_normalise(y, yn, &out2, &on2);
+            if (on2 != (size_t)rn || memcmp(out2, ref, on2)) mismatch++;
+            lm_free(out2);
+            free(ref);
+            free(y);
+        }
         /* normalising normalised text changes nothing */
         clean_normalise(out, on, &out2, &on2);
         idem_fail += on2 != on || memcmp(out2, out, on);
         lm_free(out2);
         lm_free(out);
     }
-    fprintf(stderr, "# fuzz docs: %d kept of 4000, %d not idempotent\n", kept, idem_fail);
+    fprintf(stderr, "# fuzz docs: %d kept of 4000, %d not idempotent, %d unlike utf8proc_map\n", kept, idem_fail,
+            mismatch);
     assert_int_equal(idem_fail, 0);
+    assert_int_equal(mismatch, 0);
     assert_true(kept > 100);
     free(buf);
     clean_free(c);
@@ -852,6 +935,7 @@ static void test_fuzz_docs(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builtin),          cmocka_unit_test(test_normalise),
+        cmocka_unit_test(test_nfkc_stretches),
         cmocka_unit_test(test_rule_invalid_utf8), cmocka_unit_test(test_rule_chars),
         cmocka_unit_test(test_rule_words),       cmocka_unit_test(test_rule_mean_word_len),
         cmocka_unit_test(test_rule_char_fractions), cmocka_unit_test(test_rule_line_shapes),
