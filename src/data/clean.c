@@ -577,11 +577,12 @@ static void dup_lines(const doc_stats *st, double *v_lines, double *v_chars) {
     *v_chars = frac(dchars, st->line_chars);
 }
 
-/* Multiplier of the polynomial rolling hash over word hashes (odd). */
-#define ROLL_B 0x100000001B3ull
+/* Multiplier of the polynomial hash over word hashes (odd). */
+#define POLY_B 0x100000001B3ull
 
-/* The n-gram rules. Gram i of size n covers words [i, i+n); its key is
- * lm_mix64 of sum_j wh[i+j] B^(n-1-j) (mod 2^64), rolled in O(1) per step;
+/* The n-gram rules. Gram (i, n) covers words [i, i+n); its polynomial hash
+ * g(i, n) = sum_j wh[i+j] B^(n-1-j) (mod 2^64) extends by one word as
+ * g(i, n+1) = g(i, n) B + wh[i+n], and its table key is lm_mix64(g + n).
  * P[] are prefix sums of the word lengths.
  * top: for n = 2..4, (count x chars) of the most frequent gram (count >= 2)
  *      over all word characters, divided by the rule's factor for n;
@@ -589,7 +590,11 @@ static void dup_lines(const doc_stats *st, double *v_lines, double *v_chars) {
  *      gram that occurs twice or more (swept left to right: each occurrence
  *      adds the part beyond the furthest word covered so far), likewise.
  * The values are the maxima over n, comparable with the 2-gram / 5-gram
- * threshold. */
+ * threshold.
+ * Gram (i, n+1) can occur twice only where gram (i, n) does, so pass n+1
+ * visits only the positions whose n-gram repeated (the candidates): natural
+ * text repeats few 3-grams and fewer 5-grams, and the passes shrink fast;
+ * each pass is at most linear in the words. */
 static void ngrams(const doc_stats *st, double *v_top, double *v_dup) {
     size_t W = st->words;
     *v_top = *v_dup = 0;
@@ -597,26 +602,34 @@ static void ngrams(const doc_stats *st, double *v_top, double *v_dup) {
     uint64_t *P = lm_alloc((W + 1) * sizeof *P);
     for (size_t i = 0; i < W; i++) P[i + 1] = P[i] + st->wl[i];
     uint64_t total = P[W];
-    hslot **slot = lm_alloc(W * sizeof *slot);
+    size_t nc = W - 1; /* candidates: the start positions of 2-grams */
+    size_t *cand = lm_alloc(nc * sizeof *cand);
+    uint64_t *gh = lm_alloc(nc * sizeof *gh);
+    hslot **slot = lm_alloc(nc * sizeof *slot);
+    for (size_t i = 0; i < nc; i++) {
+        cand[i] = i;
+        gh[i] = st->wh[i];
+    }
     htab t;
-    htab_init(&t, W);
-    for (size_t n = 2; n <= 10 && n <= W; n++) {
-        size_t G = W - n + 1;
-        if (n > 2) htab_clear(&t);
-        uint64_t Bn1 = 1; /* B^(n-1) */
-        for (size_t j = 1; j < n; j++) Bn1 *= ROLL_B;
-        uint64_t g = 0;
-        for (size_t j = 0; j < n; j++) g = g * ROLL_B + st->wh[j];
+    htab_init(&t, nc);
+    const size_t full_mask = t.mask;
+    for (size_t n = 2; n <= 10 && nc; n++) {
+        /* a table for nc keys (the block allocated for the first pass) */
+        size_t cap = 16;
+        while (cap < 2 * nc) cap *= 2;
+        t.mask = cap - 1 < full_mask ? cap - 1 : full_mask;
+        htab_clear(&t);
         uint32_t best_c = 0;
         uint64_t best_len = 0;
-        for (size_t i = 0; i < G; i++) {
-            if (i) g = (g - st->wh[i - 1] * Bn1) * ROLL_B + st->wh[i + n - 1];
+        for (size_t c = 0; c < nc; c++) {
+            size_t i = cand[c];
+            gh[c] = gh[c] * POLY_B + st->wh[i + n - 1];
             uint64_t glen = P[i + n] - P[i];
-            hslot *h = htab_slot(&t, lm_mix64(g + n), (uint32_t)(glen > UINT32_MAX ? UINT32_MAX : glen));
-            uint32_t c = ++h->cnt;
-            slot[i] = h;
-            if (n <= 4 && (c > best_c || (c == best_c && glen > best_len))) {
-                best_c = c;
+            hslot *h = htab_slot(&t, lm_mix64(gh[c] + n), (uint32_t)(glen > UINT32_MAX ? UINT32_MAX : glen));
+            uint32_t k = ++h->cnt;
+            slot[c] = h;
+            if (k > best_c || (k == best_c && glen > best_len)) {
+                best_c = k;
                 best_len = glen;
             }
         }
@@ -627,18 +640,31 @@ static void ngrams(const doc_stats *st, double *v_top, double *v_dup) {
         } else {
             uint64_t covered = 0;
             size_t reach = 0; /* words [0, reach) are accounted for */
-            for (size_t i = 0; i < G; i++)
-                if (slot[i]->cnt >= 2 && i + n > reach) {
+            for (size_t c = 0; c < nc; c++) {
+                size_t i = cand[c];
+                if (slot[c]->cnt >= 2 && i + n > reach) {
                     covered += P[i + n] - P[i > reach ? i : reach];
                     reach = i + n;
                 }
+            }
             double f = frac(covered, total);
             double factor = (double)(15 - (n - 5)) / 15.0; /* 1, 14/15, ... 10/15 */
             if (f / factor > *v_dup) *v_dup = f / factor;
         }
+        /* the next candidates: repeated here, and room for one more word */
+        size_t m = 0;
+        for (size_t c = 0; c < nc; c++)
+            if (slot[c]->cnt >= 2 && cand[c] + n < W) {
+                cand[m] = cand[c];
+                gh[m++] = gh[c];
+            }
+        nc = m;
     }
+    t.mask = full_mask;
     htab_free(&t);
     lm_free(slot);
+    lm_free(gh);
+    lm_free(cand);
     lm_free(P);
 }
 

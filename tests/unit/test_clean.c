@@ -591,6 +591,51 @@ static void test_rule_dup_ngram(void **state) {
     free(s.p);
 }
 
+/* The two n-gram values against a direct computation (every pair of
+ * positions compared, no hashing) on random texts over a small vocabulary,
+ * so that n-grams of every size repeat, overlap and tie. */
+static void test_ngram_reference(void **state) {
+    (void)state;
+    static const char *const vocab[] = {"a", "bb", "ccc", "dddd", "eeeee", "ffffff"};
+    enum { MAXW = 160 };
+    int w[MAXW];
+    sbuf s = {0};
+    for (int it = 0; it < 400; it++) {
+        int W = 2 + rndn_(MAXW - 1), V = 2 + rndn_(5);
+        reset(&s);
+        double total = 0;
+        for (int i = 0; i < W; i++) {
+            w[i] = rndn_(V);
+            put(&s, "%s%s", vocab[w[i]], rndn_(9) ? " " : "\n");
+            total += (double)strlen(vocab[w[i]]);
+        }
+        double top = 0, dup = 0;
+        for (int n = 2; n <= 10; n++) {
+            int best_c = 0;
+            double best_len = 0, covered = 0;
+            int cov[MAXW] = {0};
+            for (int i = 0; i + n <= W; i++) {
+                int cnt = 0;
+                for (int j = 0; j + n <= W; j++) cnt += !memcmp(w + i, w + j, (size_t)n * sizeof *w);
+                double len = 0;
+                for (int k = 0; k < n; k++) len += (double)strlen(vocab[w[i + k]]);
+                if (cnt > best_c || (cnt == best_c && len > best_len)) best_c = cnt, best_len = len;
+                if (cnt >= 2)
+                    for (int k = 0; k < n; k++) cov[i + k] = 1;
+            }
+            for (int i = 0; i < W; i++) covered += cov[i] ? (double)strlen(vocab[w[i]]) : 0;
+            if (n <= 4 && best_c >= 2) top = fmax(top, best_c * best_len / total / (1.0 - 0.1 * (n - 2)));
+            if (n >= 5) dup = fmax(dup, covered / total / ((15.0 - (n - 5)) / 15.0));
+        }
+        double vt = value(s.p, CLEAN_MAX_TOP_NGRAM_FRAC), vd = value(s.p, CLEAN_MAX_DUP_NGRAM_FRAC);
+        if (fabs(vt - top) > 1e-12 || fabs(vd - dup) > 1e-12)
+            fprintf(stderr, "W %d V %d: top %g want %g, dup %g want %g\n", W, V, vt, top, vd, dup);
+        assert_true(fabs(vt - top) < 1e-12);
+        assert_true(fabs(vd - dup) < 1e-12);
+    }
+    free(s.p);
+}
+
 /* ---- categories ---- */
 
 static void test_categories(void **state) {
@@ -940,7 +985,8 @@ int main(void) {
         cmocka_unit_test(test_rule_words),       cmocka_unit_test(test_rule_mean_word_len),
         cmocka_unit_test(test_rule_char_fractions), cmocka_unit_test(test_rule_line_shapes),
         cmocka_unit_test(test_rule_dup_lines),   cmocka_unit_test(test_rule_top_ngram),
-        cmocka_unit_test(test_rule_dup_ngram),   cmocka_unit_test(test_categories),
+        cmocka_unit_test(test_rule_dup_ngram),   cmocka_unit_test(test_ngram_reference),
+        cmocka_unit_test(test_categories),
         cmocka_unit_test(test_file_errors),      cmocka_unit_test(test_threads),
         cmocka_unit_test(test_fuzz_rules),       cmocka_unit_test(test_fuzz_docs),
     };
