@@ -177,6 +177,30 @@ static int nfkc_inert(const uint8_t *s, size_t i, size_t *len) {
     return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xAC00 && cp <= 0xD7A3);
 }
 
+/* Runs of combining marks cut to MAX_MARK_RUN again after NFKC, in place
+ * in valid UTF-8 p[0, n): a decomposition can lengthen a run (U+0344 is two
+ * marks), and the result must be a fixed point of normalise. Dropping the
+ * end of a run leaves NFKC text NFKC (what stays keeps its order and its
+ * starter). Returns the new length. */
+static size_t cap_marks(char *p, size_t n) {
+    size_t o = 0;
+    int marks = 0;
+    for (size_t i = 0; i < n;) {
+        int32_t cp = (unsigned char)p[i];
+        size_t len = 1, sub;
+        if (cp >= 0x80 && !(len = utf8_decode((const uint8_t *)p + i, n - i, &cp, &sub))) len = sub;
+        int keep = 1;
+        if (cp >= 0x80 && utf8proc_get_property(cp)->combining_class) keep = ++marks <= MAX_MARK_RUN;
+        else marks = 0;
+        if (keep) {
+            memmove(p + o, p + i, len);
+            o += len;
+        }
+        i += len;
+    }
+    return o;
+}
+
 /* Step 2: NFKC of valid UTF-8 s[0, n) into *outlen bytes of an lm_alloc
  * block. NFKC works on stretches between "inert" characters (above): a
  * composition, a reordering or a decomposition never reaches across a
@@ -212,6 +236,7 @@ static char *nfkc(const uint8_t *s, size_t n, size_t *outlen) {
             utf8proc_ssize_t b = utf8proc_reencode(buf, m, opt);
             if (b < 0) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_reencode: %s", utf8proc_errmsg(b));
             r = (size_t)b;
+            if (m > MAX_MARK_RUN) r = cap_marks((char *)buf, r);
         }
         size_t need = (k - i) + r;
         if (o + need + 1 > cap) {
