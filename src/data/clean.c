@@ -3,15 +3,18 @@
  *
  * Work per document, all linear in its length:
  *   1. sanitise: UTF-8 validated byte by byte (invalid subparts to U+FFFD),
- *      control characters dropped, CR/CRLF to LF, combining runs capped;
+ *      control characters and ANSI sequences dropped, CR/CRLF to LF,
+ *      combining runs capped;
  *   2. NFKC: utf8proc_decompose + utf8proc_reencode, the two halves of
- *      utf8proc_map (so the result lands in an lm_alloc block); skipped for
- *      pure ASCII, which NFKC leaves unchanged;
+ *      utf8proc_map (so the result lands in an lm_alloc block), on the
+ *      stretches between characters NFKC cannot touch (ASCII, Han, Hangul
+ *      syllables: copied as they are); nothing at all for printable ASCII;
  *   3. one pass over the normalised text: character classes, words (hash and
  *      length of each) and lines (hash, length, ellipsis/bullet flags);
  *   4. only as far as needed (clean_doc stops at the first rule that fails):
- *      duplicated lines (a hash set), then word n-grams (n = 2..10, a
- *      rolling hash and a counting hash table per n, reused). */
+ *      duplicated lines (a hash set), then word n-grams (n = 2..10, one
+ *      counting hash table, each pass over the positions whose shorter
+ *      n-gram repeated). */
 #include "clean.h"
 #include "common.h"
 #include "hash.h"
@@ -327,7 +330,8 @@ static void ascii_fill(void) {
 static void ascii_table(void) { pthread_once(&g_ascii_once, ascii_fill); }
 
 /* Hash of n bytes for words and lines: lm_mix64 chained over 8-byte
- * little-endian chunks (the last one zero-padded), seeded with the length
+ * chunks in native byte order (the last one zero-padded; the values only
+ * meet each other inside one process), seeded with the length
  * so that padding cannot collide; 8 bytes per mix instead of FNV-1a's one
  * multiply per byte. */
 static uint64_t hash_bytes(const char *p, size_t n) {
