@@ -93,6 +93,63 @@ static int check_file(const lm_data *d, tokfile *f, const char *path, char *err,
     return 0;
 }
 
+int data_list_each(const char *files, const char *key, int (*fn)(const char *path, double weight, void *ctx), void *ctx,
+                   char *err, size_t errlen) {
+    char *list = lm_strdup(files ? files : ""), *save = NULL;
+    int rc = 0, n = 0, n_weighted = 0;
+    for (char *tok = strtok_r(list, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ' || *tok == '\t') tok++;
+        size_t len = strlen(tok);
+        while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t')) tok[--len] = 0;
+        if (!len) continue;
+        double w;
+        rc = parse_entry(tok, key, &w, err, errlen);
+        if (rc) break;
+        len = strlen(tok); /* the path, trimmed again before the colon */
+        while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t')) tok[--len] = 0;
+        n_weighted += w > 0;
+        n++;
+        if (n_weighted && n_weighted != n)
+            rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: either every file has a weight (path:weight) or none does", key,
+                        tok);
+        else
+            rc = fn(tok, w, ctx);
+    }
+    lm_free(list);
+    return rc;
+}
+
+/* data_open_list's step per file: open, check, add. */
+typedef struct {
+    lm_data *d;
+    double *w;
+    char *err;
+    size_t errlen;
+} open_ctx;
+
+static int open_one(const char *path, double wt, void *ctx) {
+    open_ctx *o = ctx;
+    lm_data *d = o->d;
+    char why[LM_ERRLEN];
+    tokfile *f = tokfile_open(path, why, sizeof why);
+    if (!f) return lm_err(o->err, o->errlen, LM_ERR_INPUT, "%s: %s", d->key, why);
+    if (check_file(d, f, path, o->err, o->errlen)) {
+        tokfile_close(f);
+        return LM_ERR_INPUT;
+    }
+    d->files = lm_realloc(d->files, sizeof(dfile) * (size_t)(d->n_files + 1));
+    o->w = lm_realloc(o->w, sizeof(double) * (size_t)(d->n_files + 1));
+    dfile *df = &d->files[d->n_files];
+    memset(df, 0, sizeof *df);
+    df->f = f;
+    df->base = d->n_samples;
+    o->w[d->n_files] = wt;
+    map_categories(d, df);
+    d->n_samples += tokfile_n_samples(f);
+    d->n_files++;
+    return 0;
+}
+
 lm_data *data_open_list(const char *files, const char *key, const lm_config *c, char *err, size_t errlen) {
     lm_data *d = lm_calloc(1, sizeof *d);
     snprintf(d->key, sizeof d->key, "%s", key);
@@ -100,63 +157,23 @@ lm_data *data_open_list(const char *files, const char *key, const lm_config *c, 
     d->seed = c->seed;
     d->model_vocab = c->vocab_size;
     d->blk = -1;
-    double *w = NULL;
-    int n_weighted = 0;
-    char *list = lm_strdup(files ? files : ""), *save = NULL;
-    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ' || *tok == '\t') tok++;
-        size_t n = strlen(tok);
-        while (n && (tok[n - 1] == ' ' || tok[n - 1] == '\t')) tok[--n] = 0;
-        if (!n) continue;
-        double wt;
-        if (parse_entry(tok, key, &wt, err, errlen)) goto fail;
-        n = strlen(tok); /* the path, trimmed again around the colon */
-        while (n && (tok[n - 1] == ' ' || tok[n - 1] == '\t')) tok[--n] = 0;
-        n_weighted += wt > 0;
-        if (n_weighted && n_weighted != d->n_files + 1) {
-            lm_err(err, errlen, LM_ERR_INPUT,
-                   "%s: %s: either every file has a weight (path:weight) or none does", key, tok);
-            goto fail;
-        }
-        char why[LM_ERRLEN];
-        tokfile *f = tokfile_open(tok, why, sizeof why);
-        if (!f) {
-            lm_err(err, errlen, LM_ERR_INPUT, "%s: %s", key, why);
-            goto fail;
-        }
-        if (check_file(d, f, tok, err, errlen)) {
-            tokfile_close(f);
-            goto fail;
-        }
-        d->files = lm_realloc(d->files, sizeof(dfile) * (size_t)(d->n_files + 1));
-        w = lm_realloc(w, sizeof(double) * (size_t)(d->n_files + 1));
-        dfile *df = &d->files[d->n_files];
-        memset(df, 0, sizeof *df);
-        df->f = f;
-        df->base = d->n_samples;
-        w[d->n_files] = wt;
-        map_categories(d, df);
-        d->n_samples += tokfile_n_samples(f);
-        d->n_files++;
-    }
-    lm_free(list);
-    list = NULL;
+    open_ctx o = {d, NULL, err, errlen};
+    if (data_list_each(files, key, open_one, &o, err, errlen)) goto fail;
     if (d->n_files == 0) {
         lm_err(err, errlen, LM_ERR_INPUT, "%s: no token file given", key);
         goto fail;
     }
-    if (data_streams_build(d, n_weighted ? w : NULL, err, errlen)) goto fail;
+    if (data_streams_build(d, o.w[0] > 0 ? o.w : NULL, err, errlen)) goto fail;
     if (d->weighted)
         for (int i = 0; i < d->n_st; i++)
             lm_log("%s: %s: weight %g, %d of every %d samples\n", key, tokfile_path(d->files[i].f), d->st[i].weight,
                    d->st[i].share, DATA_MIX_BLOCK);
-    lm_free(w);
+    lm_free(o.w);
     d->buf = lm_alloc(sizeof(uint32_t) * ((size_t)c->seq_len + 1));
     d->mbuf = lm_alloc((size_t)c->seq_len + 1);
     return d;
 fail:
-    lm_free(list);
-    lm_free(w);
+    lm_free(o.w);
     data_close(d);
     return NULL;
 }

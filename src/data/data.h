@@ -31,6 +31,12 @@ typedef struct lm_data lm_data;
  * (LM_ERR_INPUT) naming the key and the file otherwise (e.g. "data.valid:
  * f.h5: ..."), also for a bad weight or a list without any file. */
 lm_data *data_open_list(const char *files, const char *key, const lm_config *c, char *err, size_t errlen);
+/* The entries of such a list in order, as data_open_list reads them: fn
+ * gets each path and its weight (-1: none) and returns 0 to go on. Returns
+ * 0, fn's nonzero code, or LM_ERR_INPUT with err naming the key (a bad
+ * weight, weights on some entries only). */
+int data_list_each(const char *files, const char *key, int (*fn)(const char *path, double weight, void *ctx), void *ctx,
+                   char *err, size_t errlen);
 /* = data_open_list(c->train_files, "data.train", c, ...) */
 lm_data *data_open(const lm_config *c, char *err, size_t errlen);
 void data_close(lm_data *d);
