@@ -73,9 +73,14 @@ out:
 
 int tokrec_write(hid_t f, const lm_tokrec *rec, int writer, hid_t dxpl) {
     hsize_t n = rec->len;
-    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    /* no object timestamps: the same inputs give the same file bytes */
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    H5Pset_obj_track_times(gcpl, 0);
+    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    h5_close(gcpl);
     hid_t s = H5Screate_simple(1, &n, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE), ms = -1;
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    H5Pset_obj_track_times(dcpl, 0);
     hid_t d = g < 0 ? -1 : H5Dcreate2(g, "model", H5T_STD_U8LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     int rc = d < 0 ? -1 : 0;
     if (!rc) {
