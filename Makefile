@@ -156,6 +156,10 @@ $(BUILD)/gpu/gpu_bench: perf/gpu_bench.c $(BUILD)/liblamina.a
 $(BUILD)/perf/host_adamw_bench: perf/host_adamw_bench.c $(BUILD)/liblamina.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/liblamina.a $(LDLIBS)
+# clean_doc's throughput on one core (perf/clean_bench.c).
+$(BUILD)/perf/clean_bench: perf/clean_bench.c $(BUILD)/liblamina.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/liblamina.a $(LDLIBS)
 gpu-tests: all $(GPU_BIN)
 check-gpu: check-deps
 	@test "$(CUDA)" = 1 || { echo "make check-gpu: this build has no CUDA (nvcc not found or CUDA=0)"; exit 1; }
@@ -186,6 +190,7 @@ bench: check-deps
 	bash perf/scaling_local.sh
 	bash perf/plan_table.sh table
 	bash perf/host_adamw_bench.sh
+	$(MAKE) $(BUILD)/perf/clean_bench && $(BUILD)/perf/clean_bench $$(find /usr/share/games/fortunes -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' | sort)
 	bash perf/bench_offload.sh
 
 install: all
