@@ -17,6 +17,7 @@
  * location of every document (12 bytes), and one rank's records at a time. */
 #include "common.h"
 #include "dedup.h"
+#include "hash.h"
 #include "prep.h"
 #include "tokfile.h"
 #include <string.h>
@@ -96,7 +97,7 @@ static int preload(judge *J, char *err, size_t errlen) {
         int64_t n = tokfile_n_docs(f);
         int perm = 0, bands = 0, ngram = 0, words = 0, rc = 0;
         uint64_t seed = 0;
-        int has_mh = tokfile_minhash_cfg(f, &perm, &bands, &ngram, &words, &seed) == 0 && perm > 0;
+        int has_mh = tokfile_minhash_cfg(f, &perm, &bands, &ngram, &words, &seed) == 1 && perm > 0;
         if (n <= 0)
             rc = lm_err(err, errlen, LM_ERR_INPUT,
                         "prep: --dedup-against %s: the file has no /docs (made with --dedup none, or by an older prep)",
