@@ -277,6 +277,17 @@ static int prep_main(prep_run *r, prep_args *A, int argc, char **argv, char *err
     if (r->rejected && (rc = prep_report_rejected(r, err, errlen))) return rc;
     drop_texts(r);
     prep_assign(r);
+    if (r->valid_fraction > 0) {
+        int64_t *ntr = lm_calloc((size_t)r->ncats, sizeof(int64_t)), *nva = lm_calloc((size_t)r->ncats, sizeof(int64_t)), held = 0;
+        prep_counts(r, ntr, nva);
+        for (int c = 0; c < r->ncats; c++) held += nva[c];
+        lm_free(ntr);
+        lm_free(nva);
+        if (!held)
+            rc = lm_err(err, errlen, LM_ERR_INPUT, "prep: --valid-fraction %g holds out no document (round(f n) is 0 in every category)",
+                        r->valid_fraction);
+    }
+    if (rc) return rc;
     prep_catstat *tr = lm_calloc((size_t)r->ncats, sizeof(prep_catstat)), *va = NULL;
     rc = prep_write_set(r, 0, r->out, tr, err, errlen);
     if (!rc) prep_report_log(r, tr, 0, r->out);

@@ -22,6 +22,7 @@
 #include "common.h"
 #include "pack.h"
 #include "prep.h"
+#include "progress.h"
 #include "spm.h"
 #include "tokfile.h"
 #include "tokrec.h"
@@ -113,11 +114,21 @@ int prep_write_set(prep_run *r, int valid, const char *path, prep_catstat *cs, c
     comm_allreduce_max_i32(g, &sft, 1);
     doc_tokens *dt = lm_calloc((size_t)(nd ? nd : 1), sizeof(doc_tokens));
     int64_t *npieces = lm_calloc((size_t)(nd ? nd : 1), sizeof(int64_t));
+    int64_t nbytes = 0, done = 0;
+    for (int64_t k = 0; k < nd; k++) nbytes += (int64_t)r->docs[di[k]].len;
+    lm_progress pr;
+    lm_progress_begin(&pr, valid ? "prep: tokenize (validation)" : "prep: tokenize", "documents", nd, nbytes);
+    for (int64_t b0 = 0; b0 < nd; b0 += 8192) { /* in batches, for the progress line */
+        int64_t b1 = b0 + 8192 < nd ? b0 + 8192 : nd;
 #pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t k = 0; k < nd; k++) {
-        dt[k] = encode(r->tok, &r->docs[di[k]], sft);
-        npieces[k] = (dt[k].ntok + maxlen - 1) / maxlen;
+        for (int64_t k = b0; k < b1; k++) {
+            dt[k] = encode(r->tok, &r->docs[di[k]], sft);
+            npieces[k] = (dt[k].ntok + maxlen - 1) / maxlen;
+        }
+        for (int64_t k = b0; k < b1; k++) done += (int64_t)r->docs[di[k]].len;
+        lm_progress_set(&pr, b1, done);
     }
+    lm_progress_end(&pr);
     int64_t np = 0, ntok = 0;
     for (int64_t k = 0; k < nd; k++) {
         np += npieces[k];
