@@ -19,6 +19,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,7 +158,78 @@ static size_t sanitise(const uint8_t *s, size_t n, uint8_t *dst, size_t *bad, in
     return o;
 }
 
-/* Steps 1 and 2: the normalised text in an exact-size lm_alloc block. */
+/* A code point that NFKC leaves alone in any context: no decomposition,
+ * combining class 0, and never the second of a composition pair: ASCII, the
+ * CJK Unified Ideographs block, precomposed Hangul syllables. *len gets the
+ * UTF-8 length at s[i] (valid UTF-8). */
+static int nfkc_inert(const uint8_t *s, size_t i, size_t *len) {
+    uint8_t b = s[i];
+    if (b < 0x80) {
+        *len = 1;
+        return 1;
+    }
+    if (b < 0xE0 || b >= 0xF0) {
+        *len = b < 0xE0 ? 2 : 4;
+        return 0;
+    }
+    *len = 3;
+    uint32_t cp = ((uint32_t)(b & 0x0F) << 12) | ((uint32_t)(s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F);
+    return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xAC00 && cp <= 0xD7A3);
+}
+
+/* Step 2: NFKC of valid UTF-8 s[0, n) into *outlen bytes of an lm_alloc
+ * block. NFKC works on stretches between "inert" characters (above): a
+ * composition, a reordering or a decomposition never reaches across a
+ * character that is its own NFKC, never combines with what precedes it and
+ * has class 0, so the text is NFKC(stretch) and the inert runs copied as they
+ * are. Each stretch takes the character before it along (it may be the
+ * first of a composition, as 'e' before U+0301). utf8proc_decompose and
+ * utf8proc_reencode are the two halves of utf8proc_map. */
+static char *nfkc(const uint8_t *s, size_t n, size_t *outlen) {
+    const utf8proc_option_t opt = UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_STABLE;
+    size_t cap = n + n / 4 + 16, o = 0, bcap = 64;
+    char *out = lm_alloc(cap);
+    utf8proc_int32_t *buf = lm_alloc((bcap + 1) * sizeof *buf);
+    for (size_t i = 0; i < n;) {
+        size_t j = i, len;
+        while (j < n && nfkc_inert(s, j, &len)) j += len;
+        size_t k = j; /* the stretch starts at the character before j */
+        if (j < n && j > i)
+            for (k = j - 1; (s[k] & 0xC0) == 0x80; k--) {}
+        size_t e = j;
+        while (e < n && !nfkc_inert(s, e, &len)) e += len;
+        /* copy [i, k), then NFKC of [k, e) */
+        size_t r = 0;
+        if (e > k) {
+            utf8proc_ssize_t m;
+            while ((m = utf8proc_decompose(s + k, (utf8proc_ssize_t)(e - k), buf, (utf8proc_ssize_t)bcap, opt)) >
+                   (utf8proc_ssize_t)bcap) {
+                bcap = (size_t)m;
+                lm_free(buf);
+                buf = lm_alloc((bcap + 1) * sizeof *buf);
+            }
+            if (m < 0) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_decompose: %s", utf8proc_errmsg(m));
+            utf8proc_ssize_t b = utf8proc_reencode(buf, m, opt);
+            if (b < 0) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_reencode: %s", utf8proc_errmsg(b));
+            r = (size_t)b;
+        }
+        size_t need = (k - i) + r;
+        if (o + need + 1 > cap) {
+            cap = 2 * (o + need + 1);
+            out = lm_realloc(out, cap);
+        }
+        memcpy(out + o, s + i, k - i);
+        if (r) memcpy(out + o + (k - i), buf, r);
+        o += need;
+        i = e;
+    }
+    lm_free(buf);
+    out[o] = 0;
+    *outlen = o;
+    return out;
+}
+
+/* Steps 1 and 2: the normalised text in an lm_alloc block. */
 static char *normalise(const char *text, size_t len, size_t *outlen, size_t *bad) {
     const uint8_t *s = (const uint8_t *)text;
     /* the common case: printable ASCII, \n and \t only; NFKC is the identity */
@@ -179,20 +251,8 @@ static char *normalise(const char *text, size_t len, size_t *outlen, size_t *bad
         out = lm_alloc(n + 1);
         if (n) memcpy(out, tmp, n);
         *outlen = n;
-    } else {
-        const utf8proc_option_t opt = UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_STABLE;
-        utf8proc_ssize_t m = utf8proc_decompose(tmp, (utf8proc_ssize_t)n, NULL, 0, opt);
-        if (m < 0) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_decompose: %s", utf8proc_errmsg(m));
-        utf8proc_int32_t *cps = lm_alloc(((size_t)m + 1) * sizeof *cps);
-        utf8proc_ssize_t m2 = utf8proc_decompose(tmp, (utf8proc_ssize_t)n, cps, m, opt);
-        if (m2 != m) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_decompose: %zd then %zd code points", m, m2);
-        utf8proc_ssize_t b = utf8proc_reencode(cps, m, opt);
-        if (b < 0) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_reencode: %s", utf8proc_errmsg(b));
-        out = lm_alloc((size_t)b + 1);
-        memcpy(out, cps, (size_t)b);
-        *outlen = (size_t)b;
-        lm_free(cps);
-    }
+    } else
+        out = nfkc(tmp, n, outlen);
     lm_free(tmp);
     return out;
 }
@@ -232,15 +292,14 @@ static int classify(int32_t c) {
     return cl | cjk_block(c);
 }
 
-/* The classes of the ASCII characters, filled once (thread-safe: a pure
- * function of the character, so a racing fill writes the same values). */
+/* The classes of the ASCII characters, filled once (pthread_once: clean_doc
+ * runs in OpenMP loops). */
 static unsigned char g_ascii[128];
-static volatile int g_ascii_ready;
-static void ascii_table(void) {
-    if (g_ascii_ready) return;
+static pthread_once_t g_ascii_once = PTHREAD_ONCE_INIT;
+static void ascii_fill(void) {
     for (int c = 0; c < 128; c++) g_ascii[c] = (unsigned char)classify(c);
-    __atomic_store_n(&g_ascii_ready, 1, __ATOMIC_RELEASE);
 }
+static void ascii_table(void) { pthread_once(&g_ascii_once, ascii_fill); }
 
 /* Hash of n bytes for words and lines: lm_mix64 chained over 8-byte
  * little-endian chunks (the last one zero-padded), seeded with the length
@@ -518,11 +577,12 @@ static void dup_lines(const doc_stats *st, double *v_lines, double *v_chars) {
     *v_chars = frac(dchars, st->line_chars);
 }
 
-/* Multiplier of the polynomial rolling hash over word hashes (odd). */
-#define ROLL_B 0x100000001B3ull
+/* Multiplier of the polynomial hash over word hashes (odd). */
+#define POLY_B 0x100000001B3ull
 
-/* The n-gram rules. Gram i of size n covers words [i, i+n); its key is
- * lm_mix64 of sum_j wh[i+j] B^(n-1-j) (mod 2^64), rolled in O(1) per step;
+/* The n-gram rules. Gram (i, n) covers words [i, i+n); its polynomial hash
+ * g(i, n) = sum_j wh[i+j] B^(n-1-j) (mod 2^64) extends by one word as
+ * g(i, n+1) = g(i, n) B + wh[i+n], and its table key is lm_mix64(g + n).
  * P[] are prefix sums of the word lengths.
  * top: for n = 2..4, (count x chars) of the most frequent gram (count >= 2)
  *      over all word characters, divided by the rule's factor for n;
@@ -530,7 +590,11 @@ static void dup_lines(const doc_stats *st, double *v_lines, double *v_chars) {
  *      gram that occurs twice or more (swept left to right: each occurrence
  *      adds the part beyond the furthest word covered so far), likewise.
  * The values are the maxima over n, comparable with the 2-gram / 5-gram
- * threshold. */
+ * threshold.
+ * Gram (i, n+1) can occur twice only where gram (i, n) does, so pass n+1
+ * visits only the positions whose n-gram repeated (the candidates): natural
+ * text repeats few 3-grams and fewer 5-grams, and the passes shrink fast;
+ * each pass is at most linear in the words. */
 static void ngrams(const doc_stats *st, double *v_top, double *v_dup) {
     size_t W = st->words;
     *v_top = *v_dup = 0;
@@ -538,26 +602,34 @@ static void ngrams(const doc_stats *st, double *v_top, double *v_dup) {
     uint64_t *P = lm_alloc((W + 1) * sizeof *P);
     for (size_t i = 0; i < W; i++) P[i + 1] = P[i] + st->wl[i];
     uint64_t total = P[W];
-    hslot **slot = lm_alloc(W * sizeof *slot);
+    size_t nc = W - 1; /* candidates: the start positions of 2-grams */
+    size_t *cand = lm_alloc(nc * sizeof *cand);
+    uint64_t *gh = lm_alloc(nc * sizeof *gh);
+    hslot **slot = lm_alloc(nc * sizeof *slot);
+    for (size_t i = 0; i < nc; i++) {
+        cand[i] = i;
+        gh[i] = st->wh[i];
+    }
     htab t;
-    htab_init(&t, W);
-    for (size_t n = 2; n <= 10 && n <= W; n++) {
-        size_t G = W - n + 1;
-        if (n > 2) htab_clear(&t);
-        uint64_t Bn1 = 1; /* B^(n-1) */
-        for (size_t j = 1; j < n; j++) Bn1 *= ROLL_B;
-        uint64_t g = 0;
-        for (size_t j = 0; j < n; j++) g = g * ROLL_B + st->wh[j];
+    htab_init(&t, nc);
+    const size_t full_mask = t.mask;
+    for (size_t n = 2; n <= 10 && nc; n++) {
+        /* a table for nc keys (the block allocated for the first pass) */
+        size_t cap = 16;
+        while (cap < 2 * nc) cap *= 2;
+        t.mask = cap - 1 < full_mask ? cap - 1 : full_mask;
+        htab_clear(&t);
         uint32_t best_c = 0;
         uint64_t best_len = 0;
-        for (size_t i = 0; i < G; i++) {
-            if (i) g = (g - st->wh[i - 1] * Bn1) * ROLL_B + st->wh[i + n - 1];
+        for (size_t c = 0; c < nc; c++) {
+            size_t i = cand[c];
+            gh[c] = gh[c] * POLY_B + st->wh[i + n - 1];
             uint64_t glen = P[i + n] - P[i];
-            hslot *h = htab_slot(&t, lm_mix64(g + n), (uint32_t)(glen > UINT32_MAX ? UINT32_MAX : glen));
-            uint32_t c = ++h->cnt;
-            slot[i] = h;
-            if (n <= 4 && (c > best_c || (c == best_c && glen > best_len))) {
-                best_c = c;
+            hslot *h = htab_slot(&t, lm_mix64(gh[c] + n), (uint32_t)(glen > UINT32_MAX ? UINT32_MAX : glen));
+            uint32_t k = ++h->cnt;
+            slot[c] = h;
+            if (k > best_c || (k == best_c && glen > best_len)) {
+                best_c = k;
                 best_len = glen;
             }
         }
@@ -568,18 +640,31 @@ static void ngrams(const doc_stats *st, double *v_top, double *v_dup) {
         } else {
             uint64_t covered = 0;
             size_t reach = 0; /* words [0, reach) are accounted for */
-            for (size_t i = 0; i < G; i++)
-                if (slot[i]->cnt >= 2 && i + n > reach) {
+            for (size_t c = 0; c < nc; c++) {
+                size_t i = cand[c];
+                if (slot[c]->cnt >= 2 && i + n > reach) {
                     covered += P[i + n] - P[i > reach ? i : reach];
                     reach = i + n;
                 }
+            }
             double f = frac(covered, total);
             double factor = (double)(15 - (n - 5)) / 15.0; /* 1, 14/15, ... 10/15 */
             if (f / factor > *v_dup) *v_dup = f / factor;
         }
+        /* the next candidates: repeated here, and room for one more word */
+        size_t m = 0;
+        for (size_t c = 0; c < nc; c++)
+            if (slot[c]->cnt >= 2 && cand[c] + n < W) {
+                cand[m] = cand[c];
+                gh[m++] = gh[c];
+            }
+        nc = m;
     }
+    t.mask = full_mask;
     htab_free(&t);
     lm_free(slot);
+    lm_free(gh);
+    lm_free(cand);
     lm_free(P);
 }
 
@@ -676,10 +761,11 @@ static const char *parse_value(int kind, const char *v, double *out) {
     }
     static const char *const why[] = {"must be a whole number >= 0, or off", "must be a number >= 0, or off",
                                       "must be a number in [0, 1], or off"};
+    if (!*v || v[strspn(v, "0123456789.eE+-")]) return why[kind]; /* decimal only: no hex, inf, nan */
     char *e;
     errno = 0;
     double x = strtod(v, &e);
-    if (!*v || isspace((unsigned char)*v) || *e || errno == ERANGE || !isfinite(x) || x < 0) return why[kind];
+    if (*e || errno == ERANGE || !isfinite(x) || x < 0) return why[kind];
     if (kind == K_COUNT && (x != floor(x) || x > 1e15)) return why[kind];
     if (kind == K_LEN && x > 1e6) return why[kind];
     if (kind == K_FRAC && x > 1) return why[kind];

@@ -16,7 +16,10 @@
  *     stream-safe limit): it bounds the canonical reordering, which is
  *     quadratic in the length of such a run;
  *   - NFKC with utf8proc (COMPOSE | COMPAT | STABLE): fullwidth letters to
- *     ASCII, ligatures split (U+FB01 "fi"), U+2026 to "...", and so on.
+ *     ASCII, ligatures split (U+FB01 "fi"), U+2026 to "...", no-break and
+ *     ideographic spaces to U+0020, and (NFKC's own choice) fullwidth CJK
+ *     punctuation such as U+FF0C and U+FF08 to ASCII "," and "(".
+ * Normalised text is a fixed point: normalising it again changes nothing.
  *
  * Text units the rules count (over the normalised text):
  *   characters  Unicode code points.
@@ -99,10 +102,10 @@
  * Unknown sections and keys, a malformed value, a key set twice in one
  * section: NULL and an input error (exit 2) naming FILE:LINE and the key.
  *
- * N-grams are compared by 64-bit hashes (FNV-1a of each word's bytes, mixed
- * with lm_mix64, combined by a polynomial rolling hash): a collision, about
- * 2^-64 per pair, could only raise a repetition value. Every step is linear
- * in the document's length (hash tables, no sorting of n-grams). */
+ * Lines and n-grams are compared by 64-bit hashes (lm_mix64 chained over a
+ * word's or line's bytes, words combined into n-grams by a polynomial hash):
+ * a collision, about 2^-64 per pair, could only raise a repetition value.
+ * Every step is linear in the document's length (hash tables, no sorting). */
 #ifndef LAMINA_CLEAN_H
 #define LAMINA_CLEAN_H
 #include <stddef.h>
