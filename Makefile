@@ -53,7 +53,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 
 .PHONY: all llama-demo deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
-all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so $(BUILD)/perf/host_adamw_bench
+all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so $(BUILD)/perf/host_adamw_bench $(BUILD)/perf/dedup_bench
 
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -160,6 +160,10 @@ $(BUILD)/perf/host_adamw_bench: perf/host_adamw_bench.c $(BUILD)/liblamina.a
 $(BUILD)/perf/clean_bench: perf/clean_bench.c $(BUILD)/liblamina.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/liblamina.a $(LDLIBS)
+# Exact and MinHash/LSH deduplication on one core over the fortunes corpora.
+$(BUILD)/perf/dedup_bench: perf/dedup_bench.c $(BUILD)/liblamina.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/liblamina.a $(LDLIBS)
 gpu-tests: all $(GPU_BIN)
 check-gpu: check-deps
 	@test "$(CUDA)" = 1 || { echo "make check-gpu: this build has no CUDA (nvcc not found or CUDA=0)"; exit 1; }
@@ -191,6 +195,7 @@ bench: check-deps
 	bash perf/plan_table.sh table
 	bash perf/host_adamw_bench.sh
 	$(MAKE) $(BUILD)/perf/clean_bench && $(BUILD)/perf/clean_bench $$(find /usr/share/games/fortunes -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' | sort)
+	OMP_NUM_THREADS=1 $(BUILD)/perf/dedup_bench
 	bash perf/bench_offload.sh
 
 install: all

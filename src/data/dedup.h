@@ -43,9 +43,10 @@
  * the signature (4 perm bytes), its id (8), a visit stamp (4), and per band
  * one 8-byte table entry at a load factor in (0.35, 0.7]: about
  * 4 perm + 12 + 8 bands / load = 706..889 bytes at the defaults when the
- * index was sized by expect_docs (12 + 8 bands / load more at most while
- * its arrays have grown by doubling). The exact set takes 8 bytes / load
- * (11..23 bytes) per document.
+ * index was sized by expect_docs, and up to 4 perm + 12 more (the per-doc
+ * arrays grow by doubling) once it has grown past that. The exact set takes
+ * 8 bytes / load (11..23 bytes) per document. perf/dedup_bench measures
+ * both on the fortunes corpora.
  *
  * Determinism: signatures depend only on (cfg, text); the index's answers
  * only on the sequence of offers and inserts (no threads, no addresses), and
