@@ -134,6 +134,9 @@ int tokfile_has_loss_mask(const tokfile *f);
  * 0/1 is -1 (exit 2 class) naming file, /loss_mask, sample and value. */
 int64_t tokfile_read_sample_mask(tokfile *f, int64_t i, uint32_t *buf, uint8_t *mask, int64_t maxlen, char *err,
                                  size_t errlen);
+/* The mask alone (the loader counts a global batch's targets with it):
+ * returns as tokfile_read_sample, mask values checked the same way. */
+int64_t tokfile_read_mask(tokfile *f, int64_t i, uint8_t *mask, int64_t maxlen, char *err, size_t errlen);
 
 int64_t tokfile_n_docs(const tokfile *f);                     /* 0 when none */
 /* 1 and the settings when the file has /docs/minhash, else 0. */

@@ -176,11 +176,12 @@ static int open_samples(tokfile *f, char *err, size_t errlen) {
         f->category = lm_alloc(sizeof(int32_t) * (size_t)f->n_samples);
         for (int64_t i = 0; i < f->n_samples; i++) {
             if (v[i] < 0 || v[i] >= f->n_cat) {
+                int64_t bad = v[i];
                 lm_free(v);
                 return lm_err(err, errlen, LM_ERR_INPUT,
                               "%s: /samples/category: sample %lld has category %lld, outside [0, %d) (the names in "
                               "attribute categories)",
-                              f->path, (long long)i, (long long)v[i], f->n_cat);
+                              f->path, (long long)i, (long long)bad, f->n_cat);
             }
             f->category[i] = (int32_t)v[i];
         }
@@ -383,10 +384,15 @@ int tokfile_minhash_cfg(const tokfile *f, int *perm, int *bands, int *ngram, int
     return 1;
 }
 
-int64_t tokfile_read_sample_mask(tokfile *f, int64_t i, uint32_t *buf, uint8_t *mask, int64_t maxlen, char *err,
-                                 size_t errlen) {
-    int64_t n = tokfile_read_sample(f, i, buf, maxlen, err, errlen);
-    if (n <= 0 || !mask) return n;
+int64_t tokfile_read_mask(tokfile *f, int64_t i, uint8_t *mask, int64_t maxlen, char *err, size_t errlen) {
+    if (i < 0 || i >= f->n_samples) {
+        lm_err(err, errlen, LM_ERR_INPUT, "%s: sample %lld out of range [0, %lld)", f->path, (long long)i, (long long)f->n_samples);
+        return -1;
+    }
+    int64_t len = f->offsets[i + 1] - f->offsets[i];
+    if (maxlen < 0) maxlen = 0;
+    int64_t n = len < maxlen ? len : maxlen;
+    if (n == 0) return 0;
     if (f->mask < 0) {
         memset(mask, 1, (size_t)n);
         return n;
@@ -427,6 +433,13 @@ int64_t tokfile_read_sample_mask(tokfile *f, int64_t i, uint32_t *buf, uint8_t *
         mask[k] = (uint8_t)v;
     }
     return n;
+}
+
+int64_t tokfile_read_sample_mask(tokfile *f, int64_t i, uint32_t *buf, uint8_t *mask, int64_t maxlen, char *err,
+                                 size_t errlen) {
+    int64_t n = tokfile_read_sample(f, i, buf, maxlen, err, errlen);
+    if (n <= 0 || !mask) return n;
+    return tokfile_read_mask(f, i, mask, n, err, errlen);
 }
 
 int tokfile_read_docs(tokfile *f, int64_t lo, int64_t n, uint64_t *hash, uint32_t *minhash, char *err, size_t errlen) {
