@@ -196,6 +196,7 @@ bench: check-deps
 	bash perf/host_adamw_bench.sh
 	$(MAKE) $(BUILD)/perf/clean_bench && $(BUILD)/perf/clean_bench $$(find /usr/share/games/fortunes -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' | sort)
 	OMP_NUM_THREADS=1 $(BUILD)/perf/dedup_bench
+	bash perf/bench_prep.sh
 	bash perf/bench_offload.sh
 
 install: all

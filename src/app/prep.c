@@ -270,10 +270,13 @@ static int prep_main(prep_run *r, prep_args *A, int argc, char **argv, char *err
     if (r->clean && !(r->rules_set = clean_load(r->rules, err, errlen))) return LM_ERR_INPUT;
     r->mh = minhash_default(PREP_MINHASH_SEED);
     r->perm = r->dedup == PREP_DEDUP_NEAR ? r->mh.perm : 0;
+    double t0 = lm_now(), t1;
     if ((rc = prep_check_inputs(r, err, errlen))) return rc;
     if ((rc = prep_read(r, err, errlen))) return rc;
     if ((rc = prep_categories(r, err, errlen))) return rc;
+    r->secs[PREP_T_READ] = (t1 = lm_now()) - t0;
     if ((rc = prep_dedup(r, err, errlen))) return rc;
+    r->secs[PREP_T_DEDUP] = lm_now() - t1;
     if (r->rejected && (rc = prep_report_rejected(r, err, errlen))) return rc;
     drop_texts(r);
     prep_assign(r);
@@ -297,6 +300,15 @@ static int prep_main(prep_run *r, prep_args *A, int argc, char **argv, char *err
         if (!rc) prep_report_log(r, va, 1, r->valid_out);
     }
     if (!rc && r->stats) rc = prep_report_stats(r, tr, va, err, errlen);
+    r->secs[PREP_T_ALL] = lm_now() - t0;
+    if (!rc) {
+        double mb = 0;
+        for (int f = 0; f < r->nfiles; f++) mb += (double)r->files[f].size / 1e6;
+        lm_log("prep: %.2f MB in %.2f s on %d ranks: read%s %.2f s, dedup %.2f s, tokenize %.2f s, pack %.2f s, "
+               "write %.2f s\n",
+               mb, r->secs[PREP_T_ALL], r->g->size, r->rules_set ? "+clean" : "", r->secs[PREP_T_READ],
+               r->secs[PREP_T_DEDUP], r->secs[PREP_T_TOKENIZE], r->secs[PREP_T_PACK], r->secs[PREP_T_WRITE]);
+    }
     lm_free(tr);
     lm_free(va);
     return rc;
@@ -312,6 +324,7 @@ int cmd_prep(int argc, char **argv) {
     lm_free(r.cats);
     lm_free(r.docs);
     lm_free(r.sig);
+    lm_free(r.group_samples);
     lm_free(r.files);
     lm_free(r.against);
     if (r.rules_set) clean_free((struct lm_clean *)r.rules_set);

@@ -80,10 +80,12 @@ typedef struct {
     /* categories over all ranks, in index order */
     char **cats;
     int ncats;
-    /* per category and stage, over all ranks: documents and bytes that the stage dropped,
-     * and those that came in [ncats * (nstages + 1)], the last column the kept ones */
-    int64_t *drop_docs, *drop_bytes, *in_docs, *in_bytes;
+    int64_t *group_samples; /* the training file's samples per (bin, category) [bins * ncats] */
+    /* seconds on rank 0 per stage (PREP_T_*), for the log */
+    double secs[6];
 } prep_run;
+
+enum { PREP_T_READ, PREP_T_DEDUP, PREP_T_TOKENIZE, PREP_T_PACK, PREP_T_WRITE, PREP_T_ALL };
 
 /* Stages that drop documents, in order: the cleaning rules, then exact and near dedup. */
 int prep_n_stages(void);

@@ -114,6 +114,7 @@ int prep_write_set(prep_run *r, int valid, const char *path, prep_catstat *cs, c
     comm_allreduce_max_i32(g, &sft, 1);
     doc_tokens *dt = lm_calloc((size_t)(nd ? nd : 1), sizeof(doc_tokens));
     int64_t *npieces = lm_calloc((size_t)(nd ? nd : 1), sizeof(int64_t));
+    double c0 = lm_now();
     int64_t nbytes = 0, done = 0;
     for (int64_t k = 0; k < nd; k++) nbytes += (int64_t)r->docs[di[k]].len;
     lm_progress pr;
@@ -129,6 +130,8 @@ int prep_write_set(prep_run *r, int valid, const char *path, prep_catstat *cs, c
         lm_progress_set(&pr, b1, done);
     }
     lm_progress_end(&pr);
+    r->secs[PREP_T_TOKENIZE] += lm_now() - c0;
+    c0 = lm_now();
     int64_t np = 0, ntok = 0;
     for (int64_t k = 0; k < nd; k++) {
         np += npieces[k];
@@ -185,6 +188,11 @@ int prep_write_set(prep_run *r, int valid, const char *path, prep_catstat *cs, c
         gsamp[k + 1] = pack_docs(lens + gs[k], gs[k + 1] - gs[k], maxlen, 0, bin_of + gs[k], order + gs[k]);
     for (int64_t k = 0; k < G; k++) gsamp[k + 1] += gsamp[k];
     int64_t S = gsamp[G];
+    if (!valid) {
+        lm_free(r->group_samples);
+        r->group_samples = lm_alloc(sizeof(int64_t) * (size_t)G);
+        for (int64_t k = 0; k < G; k++) r->group_samples[k] = gsamp[k + 1] - gsamp[k];
+    }
     /* samples: tokens, category, bytes; lay = pieces in file order; pos = each piece's first token */
     int64_t *start = lm_calloc((size_t)S + 1, sizeof(int64_t)), *sbytes = lm_calloc((size_t)(S ? S : 1), sizeof(int64_t));
     int32_t *scat = lm_alloc(sizeof(int32_t) * (size_t)(S ? S : 1));
@@ -344,11 +352,14 @@ int prep_write_set(prep_run *r, int valid, const char *path, prep_catstat *cs, c
         rec.bos_id = spm_bos_id(r->spm);
         rec.eos_id = spm_eos_id(r->spm);
     }
+    r->secs[PREP_T_PACK] += lm_now() - c0;
+    c0 = lm_now();
     int rc = 0;
     if (S == 0) rc = lm_err(err, errlen, LM_ERR_INPUT, "prep: no document is left for %s", path);
     else if (tokfile_write_par(comm_mpi(g), path, otok, nt, ostart, ns, r->tok->vocab_size, 1, names, vals,
                                r->spm ? &rec : NULL, &x, err, errlen))
         rc = LM_ERR_RUNTIME;
+    r->secs[PREP_T_WRITE] += lm_now() - c0;
     for (int64_t k = 0; k < nd; k++) {
         lm_free(dt[k].tok);
         lm_free(dt[k].mask);

@@ -51,7 +51,19 @@ void prep_report_log(const prep_run *r, const prep_catstat *cs, int valid, const
            valid ? "validation: " : "", (long long)t.docs, (long long)t.bytes, (long long)t.split, r->seq_len, (long long)t.tokens,
            (long long)t.samples, r->seq_len, pct(t.tokens, t.samples * maxlen), r->spm ? r->tokpath : r->tok->name,
            r->tok->vocab_size, path);
-    if (!valid && r->bins > 1) lm_log("prep: %lld buckets, each one bin of every category\n", (long long)r->bins);
+    if (!valid && r->bins > 1 && r->group_samples) { /* the bucket layout: samples per bucket and category */
+        for (int64_t b = 0; b < r->bins && b < 16; b++) {
+            char line[512];
+            int64_t n = 0;
+            size_t at = 0;
+            for (int c = 0; c < r->ncats; c++) n += r->group_samples[b * r->ncats + c];
+            for (int c = 0; c < r->ncats && at < sizeof line - 64; c++)
+                at += (size_t)snprintf(line + at, sizeof line - at, "%s%s %lld", c ? ", " : "", r->cats[c],
+                                       (long long)r->group_samples[b * r->ncats + c]);
+            lm_log("prep: bucket %lld: %lld samples (%s)\n", (long long)b, (long long)n, line);
+        }
+        if (r->bins > 16) lm_log("prep: ... %lld buckets in all (bin b of every category)\n", (long long)r->bins);
+    }
 }
 
 /* Per category and stage: documents and bytes dropped; per category: in. */
