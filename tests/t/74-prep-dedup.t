@@ -7,9 +7,10 @@
 # rule, and the kept document it repeats; the same decisions on 1 and 3
 # ranks; /docs holds the kept documents' keys; --dedup-against an earlier
 # token file drops its documents (naming the file and document index), and
-# is refused for a file without /docs or without the MinHash keys.
+# is refused for a file without /docs, without the MinHash keys, or with
+# another MinHash configuration.
 source tests/lib.sh
-plan 9
+plan 10
 $PY - "$T" <<'EOP'
 import json, random, sys
 T = sys.argv[1]; R = random.Random(11)
@@ -106,4 +107,8 @@ lam 2 prep --seq-len 64 --dedup near --dedup-against "$T/x.h5" -o "$T/b3.h5" "$T
 expect_fail 2 "x.h5: the file has no /docs/minhash" "--dedup near against a file without MinHash keys: exit 2 naming it"
 lam 2 prep --seq-len 64 --dedup-against "$T/none.h5" -o "$T/b3.h5" "$T/b.jsonl"
 expect_fail 2 "none.h5: the file has no /docs" "--dedup-against a file without /docs: exit 2 naming it"
+cp "$T/n1.h5" "$T/other.h5"
+$PY -c 'import h5py,sys,numpy as np; f=h5py.File(sys.argv[1],"r+"); f.attrs.modify("minhash_seed", np.uint64(int(f.attrs["minhash_seed"]) + 1))' "$T/other.h5"
+lam 2 prep --seq-len 64 --dedup near --dedup-against "$T/other.h5" -o "$T/b4.h5" "$T/b.jsonl"
+expect_fail 2 "other.h5: its MinHash configuration (perm 128, bands 16, ngram 5, words 0, seed" "--dedup-against a file with another MinHash seed: exit 2 naming it"
 finish
