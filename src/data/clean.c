@@ -3,15 +3,18 @@
  *
  * Work per document, all linear in its length:
  *   1. sanitise: UTF-8 validated byte by byte (invalid subparts to U+FFFD),
- *      control characters dropped, CR/CRLF to LF, combining runs capped;
+ *      control characters and ANSI sequences dropped, CR/CRLF to LF,
+ *      combining runs capped;
  *   2. NFKC: utf8proc_decompose + utf8proc_reencode, the two halves of
- *      utf8proc_map (so the result lands in an lm_alloc block); skipped for
- *      pure ASCII, which NFKC leaves unchanged;
+ *      utf8proc_map (so the result lands in an lm_alloc block), on the
+ *      stretches between characters NFKC cannot touch (ASCII, Han, Hangul
+ *      syllables: copied as they are); nothing at all for printable ASCII;
  *   3. one pass over the normalised text: character classes, words (hash and
  *      length of each) and lines (hash, length, ellipsis/bullet flags);
  *   4. only as far as needed (clean_doc stops at the first rule that fails):
- *      duplicated lines (a hash set), then word n-grams (n = 2..10, a
- *      rolling hash and a counting hash table per n, reused). */
+ *      duplicated lines (a hash set), then word n-grams (n = 2..10, one
+ *      counting hash table, each pass over the positions whose shorter
+ *      n-gram repeated). */
 #include "clean.h"
 #include "common.h"
 #include "hash.h"
@@ -177,6 +180,30 @@ static int nfkc_inert(const uint8_t *s, size_t i, size_t *len) {
     return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xAC00 && cp <= 0xD7A3);
 }
 
+/* Runs of combining marks cut to MAX_MARK_RUN again after NFKC, in place
+ * in valid UTF-8 p[0, n): a decomposition can lengthen a run (U+0344 is two
+ * marks), and the result must be a fixed point of normalise. Dropping the
+ * end of a run leaves NFKC text NFKC (what stays keeps its order and its
+ * starter). Returns the new length. */
+static size_t cap_marks(char *p, size_t n) {
+    size_t o = 0;
+    int marks = 0;
+    for (size_t i = 0; i < n;) {
+        int32_t cp = (unsigned char)p[i];
+        size_t len = 1, sub;
+        if (cp >= 0x80 && !(len = utf8_decode((const uint8_t *)p + i, n - i, &cp, &sub))) len = sub;
+        int keep = 1;
+        if (cp >= 0x80 && utf8proc_get_property(cp)->combining_class) keep = ++marks <= MAX_MARK_RUN;
+        else marks = 0;
+        if (keep) {
+            memmove(p + o, p + i, len);
+            o += len;
+        }
+        i += len;
+    }
+    return o;
+}
+
 /* Step 2: NFKC of valid UTF-8 s[0, n) into *outlen bytes of an lm_alloc
  * block. NFKC works on stretches between "inert" characters (above): a
  * composition, a reordering or a decomposition never reaches across a
@@ -212,6 +239,7 @@ static char *nfkc(const uint8_t *s, size_t n, size_t *outlen) {
             utf8proc_ssize_t b = utf8proc_reencode(buf, m, opt);
             if (b < 0) lm_abort(LM_ERR_RUNTIME, "clean: utf8proc_reencode: %s", utf8proc_errmsg(b));
             r = (size_t)b;
+            if (m > MAX_MARK_RUN) r = cap_marks((char *)buf, r);
         }
         size_t need = (k - i) + r;
         if (o + need + 1 > cap) {
@@ -302,7 +330,8 @@ static void ascii_fill(void) {
 static void ascii_table(void) { pthread_once(&g_ascii_once, ascii_fill); }
 
 /* Hash of n bytes for words and lines: lm_mix64 chained over 8-byte
- * little-endian chunks (the last one zero-padded), seeded with the length
+ * chunks in native byte order (the last one zero-padded; the values only
+ * meet each other inside one process), seeded with the length
  * so that padding cannot collide; 8 bytes per mix instead of FNV-1a's one
  * multiply per byte. */
 static uint64_t hash_bytes(const char *p, size_t n) {
