@@ -133,9 +133,11 @@ void prep_doc_free(prep_doc *d);
  * --dedup-against files. Collective. */
 int prep_dedup(prep_run *r, char *err, size_t errlen);
 
-/* prep_assign.c: the categories (prep_categories: before cleaning, so the
- * rules of a category apply; missing categories are an error), then the
- * validation documents and bins of the kept ones. Collective. */
+/* prep_assign.c: the categories (prep_categories: names numbered in order
+ * of first appearance over all documents, read or dropped; cleaning already
+ * used the names; a document without one among others with one is an
+ * error), then the validation documents and bins of the kept ones
+ * (prep_assign). Collective. */
 int prep_categories(prep_run *r, char *err, size_t errlen);
 void prep_assign(prep_run *r);
 /* Per category: kept documents in the training set and in the validation set. */
