@@ -56,7 +56,7 @@ same "top-k 1 at temperature 1 is greedy" k1 g1
 # EOS: documents "ab\n" (prep ends each with EOS); the trained model writes
 # them and stops, long before --max-new-tokens.
 for i in $(seq 400); do printf 'ab\n%%\n'; done > "$T/ab.txt"
-mpirun -np 1 "$LAMINA" prep --seq-len 32 --doc-sep % -o "$T/ab.h5" "$T/ab.txt" >/dev/null
+mpirun -np 1 "$LAMINA" prep --seq-len 32 --doc-sep % --dedup none -o "$T/ab.h5" "$T/ab.txt" >/dev/null  # 400 copies: keep them
 lam 1 train "$T/tiny.in" data.train="$T/ab.h5" checkpoint.dir="$T/ab" train.steps=30
 lam 1 generate "$T/tiny.in" checkpoint.dir="$T/ab" --temperature 0 --max-new-tokens 50
 if [ "$rc" = 0 ] && grep -q "^ab$" "$T/out" && grep -q "3 new tokens .*stopped at EOS" "$T/out"
