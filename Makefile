@@ -52,7 +52,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 
-.PHONY: all llama-demo deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
+.PHONY: all llama-demo stages-demo deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
 all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so $(BUILD)/perf/host_adamw_bench $(BUILD)/perf/dedup_bench
 
 $(BUILD)/%.o: %.c $(HDRS)
@@ -184,6 +184,12 @@ run: deps
 llama-demo: deps
 	$(MAKE) all
 	bash inputs/llama_demo.sh
+
+# The continual pre-training data path: cleaning, near-dedup, buckets, and
+# the three-stage recipe with held-out bits per byte per category.
+stages-demo: deps
+	$(MAKE) all
+	bash inputs/stages_demo.sh
 
 bench: check-deps
 	$(MAKE) all
