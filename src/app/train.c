@@ -21,6 +21,7 @@
 #include "sde.h"
 #include "step_probe.h"
 #include "session.h"
+#include "stages.h"
 #include "tokrecord.h"
 #include <math.h>
 #include <omp.h>
@@ -225,7 +226,8 @@ static void replica_fault(lm_session *s, ckpt_tensor *w) {
 }
 
 /* Writes the checkpoint of step `step` collectively; returns the seconds it took. */
-static double save(lm_session *s, long step, long tokens, long consumed, const char *deck_text, const lm_tokrec *tok) {
+static double save(lm_session *s, long step, long tokens, long consumed, const char *deck_text, const lm_tokrec *tok,
+                   long stage, long stage_data_start) {
     prof_enter(PROF_CHECKPOINT);
     const lm_config *c = &s->cfg;
     int n = s->full.n;
@@ -242,6 +244,7 @@ static double save(lm_session *s, long step, long tokens, long consumed, const c
         .ffn_dim = c->ffn_dim, .vocab_size = c->vocab_size, .max_seq_len = c->max_seq_len,
         .tie_embeddings = c->tie_embeddings, .norm_eps = c->norm_eps, .rope_theta = c->rope_theta,
         .deck_text = deck_text, .tok = tok && tok->model ? tok : NULL,
+        .stage = stage, .stage_data_start = stage_data_start,
     };
     char err[LM_ERRLEN] = {0};
     double t0 = lm_now();
@@ -307,7 +310,11 @@ static void region_report(const lm_group *world) {
 
 /* What a training run holds from set-up to the end. */
 typedef struct {
-    lm_session S;
+    lm_session S;           /* the current stage's session; S.cfg is the stage's view of the deck */
+    lm_config deck;         /* the whole deck */
+    int stage;              /* the current stage (0-based; 0 without stages) */
+    long data_start;        /* consumed samples when the stage's data stream started (stages.h) */
+    int opened;             /* the first stage's once-per-run set-up is done */
     lm_budget budget;
     char *deck_text;        /* the resolved deck, stored in each checkpoint */
     lm_data *data;
@@ -322,6 +329,7 @@ typedef struct {
     double peak;            /* peak FLOP/s per rank for MFU; 0: unknown GPU */
     long poison_at;         /* LAMINA_FAULT_NAN's step on this rank, else -1 */
     long tokens, consumed;  /* input tokens and samples consumed so far */
+    long tokens0;           /* tokens_seen when this process started (the done line's rate) */
     lm_tokrec tok;          /* the tokenizer recorded in every checkpoint (model NULL: none) */
     char tok_from[LM_PATHLEN]; /* the file it came from */
     double t_run;           /* when the run's timing starts (the done line) */
@@ -374,12 +382,11 @@ static void tokenizer_of_start(trainer *T) {
                (long long)T->tok.vocab_size);
 }
 
-/* Deck, session, data, metrics log, counters and the opening log lines:
- * everything up to the first step. Exits 3 on a stop during start-up. */
+/* Deck, metrics log and the opening log lines: the run's set-up before
+ * its first stage. Exits 3 on a stop during start-up. */
 static void train_open(trainer *T, int argc, char **argv) {
     memset(T, 0, sizeof *T);
-    lm_session *S = &T->S;
-    lm_config *c = &S->cfg;
+    lm_config *c = &T->deck;
     preempt_install();
     session_config(c, "train", "lamina train DECK [section.key=value ...]", argc, argv);
     char why[256], err[LM_ERRLEN] = {0};
@@ -397,47 +404,94 @@ static void train_open(trainer *T, int argc, char **argv) {
            "--- resolved deck ---\n%s---\n",
            LAMINA_VERSION, world->size, c->dp, c->tp, c->pp, c->zero, c->device, omp_get_max_threads(),
            T->deck_text);
+    if (c->n_stages)
+        lm_log("stages: %d, %ld steps in all; a checkpoint at the end of each stage, from which the next one "
+               "starts\n", c->n_stages, c->steps);
+    T->mlog = metrics_open(c->metrics, err, sizeof err);
+    if (comm_agree(world, T->mlog ? 0 : LM_ERR_INPUT, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+}
 
-    /* the data's tokenizer, checked before the loader's own checks (its
-     * vocabulary rule names the tokenizer) */
-    int trc = tokrecord_from_data(c, &T->tok, T->tok_from, sizeof T->tok_from, err, sizeof err);
-    if ((trc = comm_agree(world, trc, err, sizeof err))) lm_fail(trc, "%s", err);
+/* Open stage k (0-based; 0 without stages) from checkpoint `restart`
+ * (NULL: per the deck's checkpoint.restart): the stage's view of the deck,
+ * its data, the session and its start state, the pipeline; the first time
+ * also the tokenizer record, the MFU peak and the counters. Returns k, or
+ * the stage that the loaded checkpoint's next step belongs to when that is
+ * another (the peeked checkpoint was skipped: the caller reopens). */
+static int stage_open(trainer *T, int k, const char *restart) {
+    lm_session *S = &T->S;
+    lm_config *c = &S->cfg;
+    const lm_config *deck = &T->deck;
+    char why[256], err[LM_ERRLEN] = {0};
+    lm_group *world = comm_world();
+    stage_view(deck, k, c);
+    if (restart) snprintf(c->restart, sizeof c->restart, "%s", restart);
+    T->stage = k;
+    if (!T->opened) {
+        /* the data's tokenizer, checked before the loader's own checks (its
+         * vocabulary rule names the tokenizer) */
+        int trc = tokrecord_from_data(c, &T->tok, T->tok_from, sizeof T->tok_from, err, sizeof err);
+        if ((trc = comm_agree(world, trc, err, sizeof err))) lm_fail(trc, "%s", err);
+    }
     T->data = data_open(c, err, sizeof err);
     if (comm_agree(world, T->data ? 0 : LM_ERR_INPUT, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
 
     session_open(S, c->micro_batch, c->seq_len, c->recompute, 1);
     T->poison_at = fault_step();
     T->hp = adamw_hp_of(c);
-    T->sched = lr_sched_of(c);
+    T->sched = lr_sched_stage(deck, k);
     report_memory(S);
     session_load(S, 1);
-    tokenizer_of_start(T);
+    if (deck->n_stages && S->start_step < deck->steps && deck_stage_of(deck, S->start_step + 1) != k)
+        return deck_stage_of(deck, S->start_step + 1);
+    if (!T->opened) {
+        tokenizer_of_start(T);
+        char peak_desc[512];
+        T->peak = mfu_peak_flops(c, S->dev, omp_get_max_threads(), peak_desc, sizeof peak_desc);
+        T->fpt = metrics_flops_per_token(S->model->n_matmul_params, c->n_layers, c->dim, c->seq_len);
+        lm_log("MFU peak: %.3f TFLOP/s per rank (%s); model FLOPs per token %.0f\n", T->peak / 1e12, peak_desc, T->fpt);
+        probe_open(&T->probe, c->papi_events, S->topo.tp_group);
+        T->t_run = lm_now();
+        T->tokens0 = S->tokens_seen;
+        if (c->max_minutes > 0)
+            lm_log("wall-clock budget: train.max_minutes = %g; SIGUSR1 or SIGTERM also stop the run after the current "
+                   "step with a checkpoint (exit 3)\n", c->max_minutes);
+    } else {
+        T->probe.tp = S->topo.tp_group; /* this stage's session's group */
+    }
     if (preempt_any(world, why, sizeof why)) preempt_exit_before_step(S->start_step + 1, why);
     T->n_micro = c->global_batch / (S->topo.dp * c->micro_batch);
     lm_log("data: %lld samples in %s; %d micro-step(s) of %d x %d tokens per step\n",
            (long long)data_n_samples(T->data), c->train_files, T->n_micro, c->micro_batch, c->seq_len);
-
-    char peak_desc[512];
-    T->peak = mfu_peak_flops(c, S->dev, omp_get_max_threads(), peak_desc, sizeof peak_desc);
-    T->fpt = metrics_flops_per_token(S->model->n_matmul_params, c->n_layers, c->dim, c->seq_len);
-    lm_log("MFU peak: %.3f TFLOP/s per rank (%s); model FLOPs per token %.0f\n", T->peak / 1e12, peak_desc, T->fpt);
-
-    T->mlog = metrics_open(c->metrics, err, sizeof err);
-    if (comm_agree(world, T->mlog ? 0 : LM_ERR_INPUT, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
-    probe_open(&T->probe, c->papi_events, S->topo.tp_group);
-
-    if (S->start_step >= c->steps)
-        lm_log("nothing to do: the checkpoint is at step %ld and train.steps = %ld\n", S->start_step, c->steps);
+    int guessed = 0;
+    T->data_start = stage_data_start(deck, k, S->start_step, S->consumed_samples, S->ck_stage, S->ck_stage_data_start,
+                                     &guessed);
+    if (guessed)
+        lm_log("warning: %s does not record where stage %d's data stream started (root attribute stage_data_start); "
+               "assuming train.global_batch = %d throughout the stage: stream sample %ld\n", S->resumed_from, k + 1,
+               c->global_batch, S->consumed_samples - T->data_start);
+    stage_log_start(deck, k, S->start_step, S->consumed_samples, T->data_start);
+    if (S->start_step >= deck->steps)
+        lm_log("nothing to do: the checkpoint is at step %ld and train.steps = %ld\n", S->start_step, deck->steps);
     batch_alloc(&T->batch, T->n_micro, c->micro_batch, c->seq_len);
     T->tokens = S->tokens_seen;
     T->consumed = S->consumed_samples;
-    T->t_run = lm_now();
     if (c->tp > 1) tp_report(S->model, S->topo.tp_group);
     T->pipe = c->pp > 1 ? pipe_create(S) : NULL;
     if (T->pipe) pipe_report(S);
-    if (c->max_minutes > 0)
-        lm_log("wall-clock budget: train.max_minutes = %g; SIGUSR1 or SIGTERM also stop the run after the current "
-               "step with a checkpoint (exit 3)\n", c->max_minutes);
+    T->opened = 1;
+    return k;
+}
+
+/* Everything stage_open opened, in reverse (the session's fields cleared
+ * for the next stage's). */
+static void stage_close(trainer *T) {
+    pipe_destroy(T->pipe);
+    T->pipe = NULL;
+    batch_free(&T->batch);
+    data_close(T->data);
+    T->data = NULL;
+    session_close(&T->S);
+    memset(&T->S, 0, sizeof T->S);
 }
 
 /* Forward and backward over the step's micro-batches (or the pipeline's
@@ -484,7 +538,8 @@ static void train_step(trainer *T, long step, step_result *r) {
     lm_batch *b = &T->batch;
     char err[LM_ERRLEN] = {0};
     prof_enter(PROF_DATA);
-    int rc = data_fill(T->data, T->consumed, c->global_batch, S->topo.dp_rank, S->topo.dp, b, err, sizeof err);
+    int rc = data_fill(T->data, T->consumed - T->data_start, c->global_batch, S->topo.dp_rank, S->topo.dp, b, err,
+                       sizeof err);
     prof_exit(PROF_DATA);
     /* 2: bad data; 1: a token file changed or a read failed (all ranks exit alike) */
     if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "data: %s", err);
@@ -497,7 +552,8 @@ static void train_step(trainer *T, long step, step_result *r) {
     prof_exit(PROF_OPTIMIZER);
     float scale = b->targets_global > 0 ? 1.0f / (float)b->targets_global : 0.0f;
     /* no clipping: offloaded chunks' host steps may run during backward */
-    if (c->grad_clip == 0) zero_early_step(S->zero, &T->hp, lr_at(&T->sched, step), step);
+    long t = adamw_t(&T->deck, step); /* Adam's bias correction restarts with a stage's reset */
+    if (c->grad_clip == 0) zero_early_step(S->zero, &T->hp, lr_at(&T->sched, step), t);
     double loss_sum = forward_backward(T, scale);
     if (step == T->poison_at) zero_poison_grad(S->zero, 12345);
     comm_allreduce_sum_f64(S->topo.pp_group, &loss_sum, 1); /* the last stage's */
@@ -510,7 +566,7 @@ static void train_step(trainer *T, long step, step_result *r) {
                 isnan(isfinite(r->loss) ? r->gnorm : r->loss) ? "NaN" : "infinite");
     r->lr = lr_at(&T->sched, step);
     prof_enter(PROF_OPTIMIZER);
-    zero_update(S->zero, &T->hp, r->lr, clip_coef(r->gnorm, c->grad_clip), step);
+    zero_update(S->zero, &T->hp, r->lr, clip_coef(r->gnorm, c->grad_clip), t);
     S->dev->sync(S->dev);
     prof_exit(PROF_OPTIMIZER);
     size_t peak = 0;
@@ -572,11 +628,14 @@ static void log_step(const trainer *T, long step, const step_result *r, lm_step_
 static int checkpoint_or_stop(trainer *T, long step, char *why, size_t len) {
     const lm_config *c = &T->S.cfg;
     double save_s = 0.0;
-    int saved = (c->ckpt_every > 0 && step % c->ckpt_every == 0) || step == c->steps;
-    if (saved) save_s = save(&T->S, step, T->tokens, T->consumed, T->deck_text, &T->tok);
+    /* every stage's last step too: the next stage starts from that file */
+    int saved = (c->ckpt_every > 0 && step % c->ckpt_every == 0) || step == c->steps ||
+                step == stage_end(&T->deck, T->stage);
+    long stg = T->deck.n_stages ? T->stage + 1 : 0;
+    if (saved) save_s = save(&T->S, step, T->tokens, T->consumed, T->deck_text, &T->tok, stg, T->data_start);
     budget_step(&T->budget, lm_now() - T->probe.t0, save_s);
     int stop = step < c->steps && preempt_should_stop(comm_world(), &T->budget, why, len);
-    if (stop && !saved) save(&T->S, step, T->tokens, T->consumed, T->deck_text, &T->tok);
+    if (stop && !saved) save(&T->S, step, T->tokens, T->consumed, T->deck_text, &T->tok, stg, T->data_start);
     return stop;
 }
 
@@ -588,7 +647,7 @@ static void report_run(trainer *T, const run_totals *tot, double t_all) {
     lm_group *world = comm_world();
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double tps = (double)(T->tokens - S->tokens_seen) / t_all;
+    double tps = (double)(T->tokens - T->tokens0) / t_all;
     double rss[2] = {(double)ru.ru_maxrss / 1024.0, tot->comm_s};
     comm_allreduce_max_f64(world, rss, 2);
     char mfu[32];
@@ -630,54 +689,85 @@ static void report_run(trainer *T, const run_totals *tot, double t_all) {
 
 /* Everything train_open opened, in reverse. */
 static void train_close(trainer *T) {
-    probe_close(&T->probe);
+    if (T->opened) probe_close(&T->probe);
     sde_reader_stop();
     prof_shutdown();
     metrics_close(T->mlog);
-    batch_free(&T->batch);
-    data_close(T->data);
-    pipe_destroy(T->pipe);
-    session_close(&T->S);
     lm_free(T->deck_text);
     tokrec_free(&T->tok);
 }
 
-/* `lamina train`: set up, then per step train, count, log, checkpoint and
- * check for a stop; the JSONL line of a logged step is written after its
- * checkpoint and the preemption check, so that its SDE counts include them.
- * Returns LM_OK, or LM_STOPPED when a signal or the budget stopped the run. */
-int cmd_train(int argc, char **argv) {
-    trainer T;
-    train_open(&T, argc, argv);
-    const lm_config *c = &T.S.cfg;
-    run_totals tot = {.first_loss = NAN, .last_loss = NAN};
-    int rc = LM_OK;
-    for (long step = T.S.start_step + 1; step <= c->steps; step++) {
+/* The steps of the open stage from the session's start to the stage's
+ * end: train, count, log, checkpoint, check for a stop. The JSONL line of
+ * a logged step is written after its checkpoint and the preemption check,
+ * so that its SDE counts include them. Returns LM_OK, or LM_STOPPED when a
+ * signal or the budget stopped the run. */
+static int run_stage(trainer *T, run_totals *tot) {
+    const lm_config *c = &T->S.cfg;
+    long end = stage_end(&T->deck, T->stage);
+    for (long step = T->S.start_step + 1; step <= end; step++) {
         step_result r;
-        probe_begin(&T.probe);
-        train_step(&T, step, &r);
-        probe_end(&T.probe, T.batch.targets_global, T.fpt * (double)T.batch.targets_global);
-        count_step(&T, &tot, step, &r);
-        int logged = step % c->log_every == 0 || step == c->steps;
+        probe_begin(&T->probe);
+        train_step(T, step, &r);
+        probe_end(&T->probe, T->batch.targets_global, T->fpt * (double)T->batch.targets_global);
+        count_step(T, tot, step, &r);
+        int logged = step % c->log_every == 0 || step == end;
         lm_step_metrics sm = {0};
-        if (logged) log_step(&T, step, &r, &sm);
+        if (logged) log_step(T, step, &r, &sm);
         char why[256];
-        int stop = checkpoint_or_stop(&T, step, why, sizeof why);
+        int stop = checkpoint_or_stop(T, step, why, sizeof why);
         if (logged) {
-            probe_after(&T.probe);
-            sm.ckpt_ms = T.probe.ckpt_ms;
-            sm.n_sde = T.probe.n_sde;
-            sm.sde_vals = T.probe.n_sde ? T.probe.sde_vals : NULL;
-            metrics_write(T.mlog, &sm);
+            probe_after(&T->probe);
+            sm.ckpt_ms = T->probe.ckpt_ms;
+            sm.n_sde = T->probe.n_sde;
+            sm.sde_vals = T->probe.n_sde ? T->probe.sde_vals : NULL;
+            metrics_write(T->mlog, &sm);
         }
         if (stop) {
             lm_log("stopped early at step %ld of %ld: %s; the checkpoint of step %ld is written: resubmit the same "
                    "job (checkpoint.restart = auto) to continue (exit 3)\n", step, c->steps, why, step);
-            rc = LM_STOPPED;
-            break;
+            return LM_STOPPED;
         }
     }
+    return LM_OK;
+}
+
+/* `lamina train`: set up, then each stage from the one the start state is
+ * in: open it (from the deck's restart, or the previous stage's last
+ * checkpoint), run its steps, close it. Returns LM_OK, or LM_STOPPED. */
+int cmd_train(int argc, char **argv) {
+    trainer T;
+    train_open(&T, argc, argv);
+    const lm_config *deck = &T.deck;
+    run_totals tot = {.first_loss = NAN, .last_loss = NAN};
+    int rc = LM_OK;
+    /* the stage to set up: the one after the checkpoint the run resumes from */
+    long at = deck->n_stages ? session_restart_step(deck) : -1;
+    int k = at >= 0 && at < deck->steps ? deck_stage_of(deck, at + 1) : at >= deck->steps ? deck_stage_of(deck, at) : 0;
+    char from[LM_PATHLEN];
+    const char *restart = NULL;
+    for (;;) {
+        int got = stage_open(&T, k, restart);
+        if (got != k) { /* the full load fell back to an older checkpoint of another stage */
+            lm_log("stage %d: the checkpoint loaded belongs to stage %d; setting that stage up instead\n", k + 1,
+                   got + 1);
+            stage_close(&T);
+            k = got;
+            continue;
+        }
+        rc = run_stage(&T, &tot);
+        if (rc != LM_OK || k + 1 >= deck->n_stages || T.S.start_step >= deck->steps) break;
+        /* the stage's last checkpoint starts the next stage */
+        size_t dl = strnlen(deck->ckpt_dir, 4000); /* checkpoint.dir's limit leaves room for the name */
+        memcpy(from, deck->ckpt_dir, dl);
+        snprintf(from + dl, sizeof from - dl, "/step_%08ld.h5", stage_end(deck, k));
+        lm_log("stage %d/%d done at step %ld\n", k + 1, deck->n_stages, stage_end(deck, k));
+        stage_close(&T);
+        restart = from;
+        k++;
+    }
     if (tot.steps) report_run(&T, &tot, lm_now() - T.t_run);
+    stage_close(&T);
     train_close(&T);
     return rc;
 }

@@ -388,3 +388,18 @@ size_t deck_to_text(const lm_config *c, char *buf, size_t len) {
     }
     return n;
 }
+
+long deck_stage_start(const lm_config *c, int k) {
+    long s = 0;
+    for (int i = 0; i < k && i < c->n_stages; i++) s += c->stage[i].steps;
+    return s;
+}
+
+int deck_stage_of(const lm_config *c, long step) {
+    long end = 0;
+    for (int i = 0; i < c->n_stages; i++) {
+        end += c->stage[i].steps;
+        if (step <= end) return i;
+    }
+    return c->n_stages > 0 ? c->n_stages - 1 : 0;
+}

@@ -104,6 +104,12 @@ int deck_load_string(lm_config *c, const char *text, const char *name, int nover
  * size needed if it does not fit (like snprintf). */
 size_t deck_to_text(const lm_config *c, char *buf, size_t len);
 
+/* Stages (0-based index k): the optimizer steps before stage k, and the
+ * stage that runs step `step` (1-based; past the end: the last stage).
+ * Without [stage.N] sections the run is one stage of c->steps. */
+long deck_stage_start(const lm_config *c, int k);
+int deck_stage_of(const lm_config *c, long step);
+
 /* Fill the shape fields from a named preset; returns 0, or 2 if unknown. */
 int deck_apply_preset(lm_config *c, const char *name, char *err, size_t errlen);
 
