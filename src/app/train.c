@@ -22,6 +22,7 @@
 #include "step_probe.h"
 #include "session.h"
 #include "stages.h"
+#include "valid.h"
 #include "tokrecord.h"
 #include <math.h>
 #include <omp.h>
@@ -315,6 +316,8 @@ typedef struct {
     int stage;              /* the current stage (0-based; 0 without stages) */
     long data_start;        /* consumed samples when the stage's data stream started (stages.h) */
     int opened;             /* the first stage's once-per-run set-up is done */
+    int bucket;             /* the data bucket of the last step (-1: none yet, or one bucket) */
+    lm_valid *valid;        /* the stage's held-out data (NULL: no evaluation) */
     lm_budget budget;
     char *deck_text;        /* the resolved deck, stored in each checkpoint */
     lm_data *data;
@@ -346,7 +349,7 @@ typedef struct {
 
 /* The run's sums over the steps it ran, for the closing report. */
 typedef struct {
-    long steps, cut;
+    long steps, cut, masked;
     double first_loss, last_loss, comm_s;
     bubble bub;
 } run_totals;
@@ -432,7 +435,9 @@ static int stage_open(trainer *T, int k, const char *restart) {
         int trc = tokrecord_from_data(c, &T->tok, T->tok_from, sizeof T->tok_from, err, sizeof err);
         if ((trc = comm_agree(world, trc, err, sizeof err))) lm_fail(trc, "%s", err);
     }
-    T->data = data_open(c, err, sizeof err);
+    char key[64];
+    stage_key(deck, k, "train", key, sizeof key);
+    T->data = data_open_list(c->train_files, key, c, err, sizeof err);
     if (comm_agree(world, T->data ? 0 : LM_ERR_INPUT, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
 
     session_open(S, c->micro_batch, c->seq_len, c->recompute, 1);
@@ -478,6 +483,9 @@ static int stage_open(trainer *T, int k, const char *restart) {
     if (c->tp > 1) tp_report(S->model, S->topo.tp_group);
     T->pipe = c->pp > 1 ? pipe_create(S) : NULL;
     if (T->pipe) pipe_report(S);
+    stage_key(deck, k, "valid", key, sizeof key);
+    T->valid = valid_open(S, c->valid_files, key);
+    T->bucket = -1;
     T->opened = 1;
     return k;
 }
@@ -485,6 +493,8 @@ static int stage_open(trainer *T, int k, const char *restart) {
 /* Everything stage_open opened, in reverse (the session's fields cleared
  * for the next stage's). */
 static void stage_close(trainer *T) {
+    valid_close(T->valid);
+    T->valid = NULL;
     pipe_destroy(T->pipe);
     T->pipe = NULL;
     batch_free(&T->batch);
@@ -528,6 +538,18 @@ static double grad_norm(lm_session *S) {
     return sqrt(ss < 0.0 ? 0.0 : ss); /* a NaN stays NaN */
 }
 
+/* With more than one data bucket: the log says when the step's first
+ * sample starts a new bucket (SPEC §9). */
+static void bucket_note(trainer *T, long step) {
+    int nb = data_n_buckets(T->data);
+    if (nb <= 1) return;
+    int b = data_bucket_at(T->data, T->consumed - T->data_start);
+    if (b != T->bucket)
+        lm_log("data: bucket %d of %d starts at step %ld (stream sample %ld)\n", b, nb, step,
+               T->consumed - T->data_start);
+    T->bucket = b;
+}
+
 /* One optimizer step: read the step's data, zero the gradients, forward and
  * backward with the loss scaled by 1/(target tokens of the global batch),
  * the global loss and gradient norm, then AdamW with clipping. A NaN or
@@ -543,6 +565,7 @@ static void train_step(trainer *T, long step, step_result *r) {
     prof_exit(PROF_DATA);
     /* 2: bad data; 1: a token file changed or a read failed (all ranks exit alike) */
     if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "data: %s", err);
+    bucket_note(T, step);
     probe_comm_begin(&T->probe);
     long long h2d0 = lm_sde_count[LM_SDE_BYTES_H2D], d2h0 = lm_sde_count[LM_SDE_BYTES_D2H];
     S->dev->mem_info(S->dev, NULL, 1); /* a new peak window */
@@ -585,6 +608,7 @@ static void count_step(trainer *T, run_totals *tot, long step, const step_result
     T->tokens += T->batch.targets_global;
     T->consumed += T->S.cfg.global_batch;
     tot->cut += T->batch.n_cut_global;
+    tot->masked += (long)T->batch.n_masked_global;
     tot->comm_s += T->probe.comm_s;
     if (tot->steps == 0) tot->first_loss = r->loss;
     tot->last_loss = r->loss;
@@ -613,13 +637,21 @@ static void log_step(const trainer *T, long step, const step_result *r, lm_step_
                             .step_ms = dt * 1e3, .comm_ms = comm_ms, .mem_bytes = p->mem_bytes,
                             .n_papi = p->n_papi, .papi_names = p->papi_names, .papi_vals = p->papi_vals,
                             .regions = &p->win, .mem_device_peak = r->mem[0], .mem_host_peak = r->mem[1],
-                            .h2d_bytes = r->mem[2], .d2h_bytes = r->mem[3]};
-    char mfu[32];
+                            .h2d_bytes = r->mem[2], .d2h_bytes = r->mem[3],
+                            .stage = T->deck.n_stages ? T->stage + 1 : 0, .has_bucket = T->bucket >= 0,
+                            .bucket = T->bucket, .masked_samples = (long)b->n_masked_global};
+    char mfu[32], extra[160] = "";
+    if (T->deck.n_stages) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " | stage %d", T->stage + 1);
+    if (T->bucket >= 0) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " | bucket %d", T->bucket);
+    if (b->n_cut_global)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " | %d sample(s) cut to seq_len+1", b->n_cut_global);
+    if (b->n_masked_global)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " | %lld sample(s) with every target masked",
+                 (long long)b->n_masked_global);
     lm_log("step %6ld/%ld | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | %.4f TFLOP/s | MFU %s | "
-           "%.0f ms (comm %.0f)%s",
+           "%.0f ms (comm %.0f)%s\n",
            step, c->steps, r->loss, r->lr, r->gnorm, tps, tflops, mfu_text(mfu, sizeof mfu, sm->mfu, "%5.2f%%"),
-           dt * 1e3, comm_ms, b->n_cut_global ? "" : "\n");
-    if (b->n_cut_global) lm_log(" | %d sample(s) cut to seq_len+1\n", b->n_cut_global);
+           dt * 1e3, comm_ms, extra);
 }
 
 /* The checkpoint on the cadence and at the last step, then the preemption
@@ -657,6 +689,7 @@ static void report_run(trainer *T, const run_totals *tot, double t_all) {
            mfu_text(mfu, sizeof mfu, T->peak > 0 ? T->fpt * tps / world->size / T->peak : NAN, "%.2f%%"), rss[0],
            rss[1]);
     if (tot->cut) lm_log("data: %ld sample(s) were longer than seq_len+1 and were cut\n", tot->cut);
+    lm_log("data: %ld sample(s) had every target removed by the loss mask (no loss, no gradient)\n", tot->masked);
     if (T->pipe) bubble_report(S, &tot->bub);
     if (c->tp > 1)
         tp_comm_report(S->model, S->topo.tp_group, &T->probe.tp_moved, tot->steps, T->n_micro, c->zero, S->topo.dp);
@@ -711,9 +744,24 @@ static int run_stage(trainer *T, run_totals *tot) {
         train_step(T, step, &r);
         probe_end(&T->probe, T->batch.targets_global, T->fpt * (double)T->batch.targets_global);
         count_step(T, tot, step, &r);
-        int logged = step % c->log_every == 0 || step == end;
+        /* held-out evaluation after the update: every eval_every steps and
+         * at the stage's last step */
+        lm_valid_result vr;
+        int evaluated = T->valid && ((c->eval_every > 0 && step % c->eval_every == 0) || step == end);
+        if (evaluated) valid_run(T->valid, &vr);
+        int logged = step % c->log_every == 0 || step == end || evaluated;
         lm_step_metrics sm = {0};
         if (logged) log_step(T, step, &r, &sm);
+        if (evaluated) {
+            valid_log(T->valid, &vr, step);
+            sm.has_val = 1;
+            sm.val_loss = vr.loss;
+            sm.val_bpb = vr.bpb;
+            sm.n_val_cat = vr.n_cat;
+            sm.val_cat_names = vr.cat_names;
+            sm.val_cat_loss = vr.cat_loss;
+            sm.val_cat_bpb = vr.cat_bpb;
+        }
         char why[256];
         int stop = checkpoint_or_stop(T, step, why, sizeof why);
         if (logged) {

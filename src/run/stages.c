@@ -64,3 +64,14 @@ void stage_log_start(const lm_config *c, int k, long from, long consumed, long d
            g->train_files, consumed - data_start, stage_same_data(c, k) ? " (the previous stage's stream)" : "",
            sched, g->warmup_steps, g->trainable, moments, g->valid_files[0] ? g->valid_files : "off");
 }
+
+void stage_key(const lm_config *c, int k, const char *what, char *out, size_t n) {
+    int own = 0;
+    if (c->n_stages > 0) {
+        const lm_stage *g = &c->stage[k];
+        own = !strcmp(what, "train") ? strcmp(g->train_files, c->train_files) != 0
+                                     : strcmp(g->valid_files, c->valid_files) != 0;
+    }
+    if (own) snprintf(out, n, "stage.%d.%s", k + 1, what);
+    else snprintf(out, n, "data.%s", what);
+}

@@ -43,6 +43,11 @@ int stage_same_data(const lm_config *c, int k);
 long stage_data_start(const lm_config *c, int k, long step, long consumed, long ck_stage, long ck_start,
                       int *guessed);
 
+/* The deck key that names stage k's `what` ("train" or "valid") in
+ * messages: "stage.N.what" when the stage sets its own, else
+ * "data.what". */
+void stage_key(const lm_config *c, int k, const char *what, char *out, size_t n);
+
 /* One log line: stage k starts or resumes after global step `from`
  * (consumed samples done, its stream started at data_start): its steps,
  * data and stream position, schedule, trainable set, optimizer moments,
