@@ -1,10 +1,11 @@
-/* tokfile.c — the token data file (SPEC §4): write, open with full
- * validation, read samples by hyperslab.
+/* tokfile.c — the token data file (SPEC §4): open with full validation,
+ * read samples by hyperslab. Writers: tokfile_write.c; the optional
+ * datasets of SPEC §9: tokfile_opt.c.
  *
  * Every HDF5 call runs with HDF5's automatic error printing switched off
  * (h5_quiet_begin/h5_quiet_end): a bad file becomes one message naming the file,
  * the dataset or attribute and the rule, never an error stack on stderr. */
-#include "tokfile.h"
+#include "tokfile_int.h"
 #include "h5attr.h"
 #include "tokrec.h"
 #include "common.h"
@@ -18,25 +19,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-struct tokfile {
-    char *path;
-    hid_t file, tokens, tspace; /* /tokens stays open: each read is a hyperslab of it */
-    int tok_wide;               /* file type signed or wider than 32 bits: read as int64, range-check */
-    int64_t n_samples, n_tokens, vocab_size;
-    int has_tok;                /* /tokenizer/model present (validated at open) */
-    int64_t *offsets;           /* n_samples + 1 entries, validated at open */
-    int64_t *wide;              /* scratch for tok_wide reads */
-    int64_t wide_cap;
-    /* What was validated at open (fstat of HDF5's own descriptor): a change
-     * of any of these under the run means the data is no longer what was
-     * checked, and HDF5 would zero-fill a read past a shrunken end. */
-    dev_t dev;
-    ino_t ino;
-    off_t size, cur_size;      /* at open; at the last tokfile_check */
-    struct timespec mtime;
-    haddr_t tok_addr;          /* file offset of /tokens' raw data, HADDR_UNDEF if chunked */
-    size_t tok_esz;            /* bytes per token in the file */
-};
 
 /* Integer attribute of any integer type, one element, converted to int64. */
 static int attr_int64(hid_t obj, const char *name, int64_t *v) {
@@ -49,125 +31,9 @@ static int attr_fail(const char *path, const char *name, int rc, const char *wan
     return lm_err(err, errlen, LM_ERR_INPUT, "%s: attribute %s: unreadable", path, name);
 }
 
-/* 1-D dataset of `data` (n elements, memory type mt, file type ft). */
-static int write_1d(hid_t loc, const char *name, hid_t ft, hid_t mt, const void *data, int64_t n) {
-    hsize_t dims[1] = {(hsize_t)n};
-    hid_t s = H5Screate_simple(1, dims, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-    hid_t d = H5Dcreate2(loc, name, ft, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    int rc = (d < 0 || (n > 0 && H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)) ? -1 : 0;
-    h5_close(d);
-    h5_close(dcpl);
-    h5_close(s);
-    return rc;
-}
-
-int tokfile_write(const char *path, const uint32_t *tokens, int64_t n_tokens, const int64_t *offsets,
-                  int64_t n_samples, int64_t vocab_size, int n_extra, const char *const *extra_names,
-                  const int64_t *extra_values, char *err, size_t errlen) {
-    return tokfile_write_tok(path, tokens, n_tokens, offsets, n_samples, vocab_size, n_extra, extra_names, extra_values,
-                             NULL, err, errlen);
-}
-
-int tokfile_write_tok(const char *path, const uint32_t *tokens, int64_t n_tokens, const int64_t *offsets,
-                      int64_t n_samples, int64_t vocab_size, int n_extra, const char *const *extra_names,
-                      const int64_t *extra_values, const lm_tokrec *tok, char *err, size_t errlen) {
-    /* refuse to write a file that tokfile_open would reject */
-    if (tok && (!tok->model || tok->len < 1 || tok->len > LM_TOKREC_MAX))
-        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: tokenizer model of %zu bytes: must be 1 .. %zu", path, tok->len,
-                      LM_TOKREC_MAX);
-    if (tok && (tok->bos_id < -1 || tok->bos_id >= vocab_size || tok->eos_id < -1 || tok->eos_id >= vocab_size))
-        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: tokenizer bos_id %lld / eos_id %lld: must be -1 or below vocab_size %lld",
-                      path, (long long)tok->bos_id, (long long)tok->eos_id, (long long)vocab_size);
-    if (n_samples < 1) return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: no samples to write", path);
-    if (vocab_size < 1) return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: vocab_size %lld must be > 0", path, (long long)vocab_size);
-    if (offsets[0] != 0 || offsets[n_samples] != n_tokens)
-        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: offsets must run from 0 to n_tokens (%lld)", path, (long long)n_tokens);
-    for (int64_t i = 0; i < n_samples; i++)
-        if (offsets[i + 1] < offsets[i])
-            return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: offsets not non-decreasing at index %lld", path, (long long)i + 1);
-    for (int64_t i = 0; i < n_tokens; i++)
-        if ((int64_t)tokens[i] >= vocab_size)
-            return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: token %u at %lld >= vocab_size %lld", path, tokens[i], (long long)i,
-                          (long long)vocab_size);
-
-    /* Write to a temporary name beside the destination and rename it over
-     * the destination only once complete and synced (as checkpoints do): a
-     * failed write never destroys an existing file, and a reader of the old
-     * file sees a new inode rather than a file rewritten under it. A
-     * destination that is a symlink is replaced at its target. */
-    char dest[PATH_MAX], tmp[PATH_MAX + 32], dir[PATH_MAX];
-    struct stat lst;
-    if (lstat(path, &lst) || !S_ISLNK(lst.st_mode) || !realpath(path, dest)) snprintf(dest, sizeof dest, "%s", path);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dest, (long)getpid());
-    snprintf(dir, sizeof dir, "%s", dest);
-    char *dname = dirname(dir);
-
-    h5_quiet q;
-    h5_quiet_begin(&q);
-    int rc = -1;
-    hid_t fapl = h5_fapl();
-    /* v1.8 object format: object headers and superblock carry checksums, so a
-     * damaged header is refused instead of misread */
-    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), g = -1;
-    h5_close(fapl);
-    if (f < 0) {
-        h5_quiet_end(&q, 1);
-        unlink(tmp);
-        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: cannot create the file %s (missing directory or no write permission)", path,
-                      tmp);
-    }
-    const char *what = "/tokens";
-    if (write_1d(f, "tokens", H5T_STD_U32LE, H5T_NATIVE_UINT32, tokens, n_tokens)) goto done;
-    what = "/samples/offsets";
-    g = H5Gcreate2(f, "samples", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0 || write_1d(g, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, offsets, n_samples + 1)) goto done;
-    what = "root attributes";
-    if (h5_write_str(f, "format", "lamina-tokens") || h5_write_i64(f, "version", 1) ||
-        h5_write_i64(f, "vocab_size", vocab_size))
-        goto done;
-    for (int k = 0; k < n_extra; k++)
-        if (h5_write_i64(f, extra_names[k], extra_values[k])) goto done;
-    what = "/tokenizer/model";
-    if (tok) {
-        lm_tokrec t = *tok;
-        t.vocab_size = 0; /* the root attribute says it */
-        if (tokrec_write(f, &t, 1, H5P_DEFAULT)) goto done;
-    }
-    rc = 0;
-done:
-    h5_close(g);
-    if (H5Fclose(f) < 0 && rc == 0) {
-        rc = -1;
-        what = "file close";
-    }
-    h5_quiet_end(&q, rc);
-    if (rc) {
-        unlink(tmp);
-        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: write failed at %s (%s removed; the destination is untouched)", path, what,
-                      tmp);
-    }
-    if (lm_fsync_path(tmp, 0)) {
-        int e = errno;
-        unlink(tmp);
-        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: fsync failed (%s); the destination is untouched", tmp, strerror(e));
-    }
-    if (rename(tmp, dest)) {
-        int e = errno;
-        unlink(tmp);
-        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: rename to %s failed (%s); the destination is untouched", tmp, dest,
-                      strerror(e));
-    }
-    if (lm_fsync_path(dname, 1))
-        return lm_err(err, errlen, LM_ERR_RUNTIME, "%s: fsync of the directory failed (%s)", dname, strerror(errno));
-    return 0;
-}
-
 /* Open a 1-D integer dataset; returns its length or -1 with err. */
-static int64_t open_int_1d(hid_t f, const char *path, const char *dpath, hid_t *d, hid_t *type, char *err,
-                           size_t errlen) {
+int64_t tokfile_open_int_1d(hid_t f, const char *path, const char *dpath, hid_t *d, hid_t *type, char *err,
+                            size_t errlen) {
     *d = H5Dopen2(f, dpath, H5P_DEFAULT);
     if (*d < 0) {
         lm_err(err, errlen, LM_ERR_INPUT, "%s: %s: not a dataset, or its header is damaged", path, dpath);
@@ -233,7 +99,8 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
     tokfile *f = lm_calloc(1, sizeof *f);
     f->path = lm_strdup(path);
     f->file = f->tokens = f->tspace = -1;
-    f->tok_addr = HADDR_UNDEF;
+    f->mask = f->mspace = f->dhash = f->dmin = -1;
+    f->tok_addr = f->mask_addr = HADDR_UNDEF;
     hid_t od = -1, ot = -1;
     char *fmt = NULL;
     int64_t v = 0;
@@ -288,7 +155,7 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
         goto fail;
     }
     hid_t tt = -1;
-    f->n_tokens = open_int_1d(f->file, path, "/tokens", &f->tokens, &tt, err, errlen);
+    f->n_tokens = tokfile_open_int_1d(f->file, path, "/tokens", &f->tokens, &tt, err, errlen);
     if (f->n_tokens >= 0) {
         f->tok_wide = H5Tget_sign(tt) != H5T_SGN_NONE || H5Tget_size(tt) > 4;
         f->tok_esz = H5Tget_size(tt);
@@ -316,7 +183,7 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
         lm_err(err, errlen, LM_ERR_INPUT, "%s: /samples/offsets: %s", path, ex < 0 ? "unreadable (damaged file)" : "missing");
         goto fail;
     }
-    int64_t no = open_int_1d(f->file, path, "/samples/offsets", &od, &ot, err, errlen);
+    int64_t no = tokfile_open_int_1d(f->file, path, "/samples/offsets", &od, &ot, err, errlen);
     if (no < 0) goto fail;
     if (no < 2) {
         lm_err(err, errlen, LM_ERR_INPUT, "%s: /samples/offsets: %lld entries, need n_samples+1 >= 2 (no samples)", path,
@@ -354,6 +221,7 @@ tokfile *tokfile_open(const char *path, char *err, size_t errlen) {
             goto fail;
         }
     }
+    if (tokfile_open_opt(f, err, errlen)) goto fail;
     h5_close(od);
     h5_close(ot);
     free(fmt);
@@ -372,6 +240,7 @@ void tokfile_close(tokfile *f) {
     if (!f) return;
     h5_quiet q;
     h5_quiet_begin(&q);
+    tokfile_close_opt(f);
     h5_close(f->tspace);
     h5_close(f->tokens);
     if (f->file >= 0) H5Fclose(f->file);
@@ -426,6 +295,10 @@ int tokfile_check(tokfile *f, char *err, size_t errlen) {
     return 0;
 }
 
+int tokfile_past_end(const tokfile *f, haddr_t addr, int64_t lo, int64_t n, size_t esz) {
+    return addr != HADDR_UNDEF && (double)addr + (double)(lo + n) * (double)esz > (double)f->cur_size;
+}
+
 int64_t tokfile_sample_len(const tokfile *f, int64_t i) {
     if (i < 0 || i >= f->n_samples) return -1;
     return f->offsets[i + 1] - f->offsets[i];
@@ -447,15 +320,13 @@ int64_t tokfile_read_sample(tokfile *f, int64_t i, uint32_t *buf, int64_t maxlen
     }
     /* HDF5 zero-fills a read past the end of the file and reports success:
      * refuse a read that would cross the end as last seen by tokfile_check */
-    if (f->tok_addr != HADDR_UNDEF) {
+    if (tokfile_past_end(f, f->tok_addr, f->offsets[i], n, f->tok_esz)) {
         double end = (double)f->tok_addr + (double)(f->offsets[i] + n) * (double)f->tok_esz;
-        if (end > (double)f->cur_size) {
-            lm_err(err, errlen, LM_ERR_RUNTIME,
-                   "%s: /tokens: sample %lld ends at byte %.0f, past the end of the file (%lld bytes): the file "
-                   "shrank during the run",
-                   f->path, (long long)i, end, (long long)f->cur_size);
-            return -2;
-        }
+        lm_err(err, errlen, LM_ERR_RUNTIME,
+               "%s: /tokens: sample %lld ends at byte %.0f, past the end of the file (%lld bytes): the file "
+               "shrank during the run",
+               f->path, (long long)i, end, (long long)f->cur_size);
+        return -2;
     }
     h5_quiet q;
     h5_quiet_begin(&q);

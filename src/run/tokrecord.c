@@ -2,6 +2,7 @@
 #include "tokrecord.h"
 #include "ckpt.h"
 #include "common.h"
+#include "data.h"
 #include "hf.h"
 #include "spm.h"
 #include "tokfile.h"
@@ -19,39 +20,48 @@ static int vocab_rule(const lm_config *c, const lm_tokrec *t, const char *where,
     return 0;
 }
 
+/* tokrecord_from_data's step per data.train file. */
+typedef struct {
+    const lm_config *c;
+    lm_tokrec *out;
+    char *from;
+    size_t fromlen;
+    char *err;
+    size_t errlen;
+} rec_ctx;
+
+static int rec_one(const char *p, double weight, void *ctx) {
+    (void)weight;
+    rec_ctx *r = ctx;
+    char why[LM_ERRLEN];
+    tokfile *f = tokfile_open(p, why, sizeof why);
+    if (!f) return 0; /* data_open reports it */
+    lm_tokrec t;
+    int rc = tokfile_tokenizer(f, &t, r->err, r->errlen);
+    tokfile_close(f);
+    if (rc || !t.model) return rc;
+    if (!r->out->model) {
+        *r->out = t;
+        snprintf(r->from, r->fromlen, "%s", p);
+        return vocab_rule(r->c, r->out, r->from, r->err, r->errlen);
+    }
+    if (!tokrec_equal(r->out, &t))
+        rc = lm_err(r->err, r->errlen, LM_ERR_INPUT,
+                    "data.train: %s and %s record different tokenizers (/tokenizer/model: %zu vs %zu bytes, bos_id "
+                    "%lld vs %lld, eos_id %lld vs %lld): train on files made with one tokenizer",
+                    r->from, p, r->out->len, t.len, (long long)r->out->bos_id, (long long)t.bos_id,
+                    (long long)r->out->eos_id, (long long)t.eos_id);
+    tokrec_free(&t);
+    return rc;
+}
+
 int tokrecord_from_data(const lm_config *c, lm_tokrec *out, char *from, size_t fromlen, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     out->bos_id = out->eos_id = -1;
     from[0] = 0;
-    char *list = lm_strdup(c->train_files), *save = NULL;
-    int rc = 0;
-    for (char *p = strtok_r(list, ",", &save); p && !rc; p = strtok_r(NULL, ",", &save)) {
-        while (*p == ' ' || *p == '\t') p++;
-        size_t n = strlen(p);
-        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) p[--n] = 0;
-        if (!n) continue;
-        char why[LM_ERRLEN];
-        tokfile *f = tokfile_open(p, why, sizeof why);
-        if (!f) continue; /* data_open reports it */
-        lm_tokrec t;
-        rc = tokfile_tokenizer(f, &t, err, errlen);
-        tokfile_close(f);
-        if (rc || !t.model) continue;
-        if (!out->model) {
-            *out = t;
-            snprintf(from, fromlen, "%s", p);
-            rc = vocab_rule(c, out, from, err, errlen);
-            continue;
-        }
-        if (!tokrec_equal(out, &t))
-            rc = lm_err(err, errlen, LM_ERR_INPUT,
-                        "data.train: %s and %s record different tokenizers (/tokenizer/model: %zu vs %zu bytes, bos_id "
-                        "%lld vs %lld, eos_id %lld vs %lld): train on files made with one tokenizer",
-                        from, p, out->len, t.len, (long long)out->bos_id, (long long)t.bos_id, (long long)out->eos_id,
-                        (long long)t.eos_id);
-        tokrec_free(&t);
-    }
-    lm_free(list);
+    /* the entries as the loader reads them (path:weight) */
+    rec_ctx r = {c, out, from, fromlen, err, errlen};
+    int rc = data_list_each(c->train_files, "data.train", rec_one, &r, err, errlen);
     if (rc) tokrec_free(out);
     return rc;
 }

@@ -3,7 +3,12 @@
  * epoch, determinism, dependence on epoch and seed), the batch layout (inputs,
  * targets, padding, cutting), the global counts, independence of the
  * data-parallel layout, several files, and the errors (vocab_size too large,
- * a token id out of range, a missing file). */
+ * a token id out of range, a missing file); SPEC §9: the order of a file of
+ * 3 categories in 4 bins against a direct computation (buckets in order,
+ * each shuffled within), several files' buckets merged and categories
+ * united, weighted mixing (exact shares per block of 1024, each file's own
+ * stream order), bad weights and colons in paths, loss masks, and exact
+ * resume from any step. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -590,6 +595,517 @@ static void test_missing_file(void **state) {
     assert_null(data_open(&c, g_err, sizeof g_err));
 }
 
+/* -------------------------------------------- buckets, categories, mixing */
+
+/* Writes <dir>/<name> with tokfile_write_par on one rank: n samples of the
+ * given lengths (tokens tok_of(fid, .)), and, where given, categories with
+ * their names, bucket offsets, sample bytes and a loss mask. */
+static void write_x(const char *name, int fid, const int64_t *lens, int64_t n, int ncat, const char *const *cats,
+                    const int32_t *scat, int64_t nb, const int64_t *boff, const int64_t *bytes, const uint8_t *mask,
+                    char *path, size_t pathlen) {
+    snprintf(path, pathlen, "%s/%s", g_dir, name);
+    int64_t *off = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    off[0] = 0;
+    for (int64_t i = 0; i < n; i++) off[i + 1] = off[i] + lens[i];
+    uint32_t *tok = malloc(sizeof(uint32_t) * (size_t)(off[n] + 1));
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t t = 0; t < lens[i]; t++) tok[off[i] + t] = tok_of(fid, i, t);
+    tokfile_extra x = {0};
+    x.n_categories = ncat;
+    x.categories = cats;
+    x.sample_category = scat;
+    x.n_buckets = nb;
+    x.bucket_offsets = boff;
+    x.sample_bytes = bytes;
+    x.loss_mask = mask;
+    int rc = tokfile_write_par(MPI_COMM_SELF, path, tok, off[n], off, n, 500, 0, NULL, NULL, NULL, &x, g_err, sizeof g_err);
+    if (rc) fprintf(stderr, "# tokfile_write_par: %s\n", g_err);
+    assert_int_equal(rc, 0);
+    free(off);
+    free(tok);
+}
+
+/* The shuffle of a bucket, computed here from its definition (data_order.c):
+ * Fisher-Yates, swap i drawn as element i of the stream (seed, name). */
+static void ref_perm(uint64_t seed, const char *name, int64_t m, int64_t *p) {
+    uint64_t key = rng_stream(seed, name);
+    for (int64_t i = 0; i < m; i++) p[i] = i;
+    for (int64_t i = m - 1; i > 0; i--) {
+        int64_t j = (int64_t)rng_below(key, (uint64_t)i, (uint64_t)i + 1);
+        int64_t t = p[i];
+        p[i] = p[j];
+        p[j] = t;
+    }
+}
+
+/* The 3-category, 4-bin file of SPEC §9: bucket b holds bin b of every
+ * category, category by category; bin 3 of category 2 is empty. */
+enum { CB_NCAT = 3, CB_NBIN = 4 };
+static const int CB_COUNT[CB_NCAT][CB_NBIN] = {{5, 4, 6, 3}, {2, 7, 1, 4}, {6, 3, 5, 0}};
+static const char *const CB_NAMES[CB_NCAT] = {"web", "books", "code"};
+
+/* Fills the layout of that file: n samples, their categories, lengths,
+ * bytes, bucket offsets [CB_NBIN+1]; returns n. */
+static int64_t cb_layout(int32_t *cat, int64_t *lens, int64_t *bytes, int64_t *boff) {
+    int64_t n = 0;
+    for (int b = 0; b < CB_NBIN; b++) {
+        boff[b] = n;
+        for (int c = 0; c < CB_NCAT; c++)
+            for (int k = 0; k < CB_COUNT[c][b]; k++) {
+                cat[n] = c;
+                lens[n] = 2 + (n * 5 + c) % 9;
+                bytes[n] = 3 * lens[n] + c;
+                n++;
+            }
+    }
+    boff[CB_NBIN] = n;
+    return n;
+}
+
+static void test_buckets_order(void **state) {
+    (void)state;
+    int32_t cat[64];
+    int64_t lens[64], bytes[64], boff[CB_NBIN + 1];
+    int64_t n = cb_layout(cat, lens, bytes, boff);
+    char path[512];
+    write_x("cb.h5", 5, lens, n, CB_NCAT, CB_NAMES, cat, CB_NBIN, boff, bytes, NULL, path, sizeof path);
+    const uint64_t seed = 4242;
+    for (int shuffle = 0; shuffle <= 1; shuffle++) {
+        lm_config c;
+        config(&c, path, 8, shuffle, seed);
+        lm_data *d = open_ok(&c);
+        assert_int_equal(data_n_samples(d), n);
+        assert_int_equal(data_n_buckets(d), CB_NBIN);
+        assert_int_equal(data_n_categories(d), CB_NCAT);
+        for (int k = 0; k < CB_NCAT; k++) assert_string_equal(data_category(d, k), CB_NAMES[k]);
+        assert_null(data_category(d, CB_NCAT));
+        /* the direct computation: epoch e walks bucket 0 .. 3, each in the
+         * order of its permutation (identity without shuffle) */
+        for (int64_t e = 0; e < 3; e++)
+            for (int b = 0; b < CB_NBIN; b++) {
+                int64_t m = boff[b + 1] - boff[b], p[64];
+                char name[64];
+                if (b == 0) snprintf(name, sizeof name, "data.epoch.%lld", (long long)e);
+                else snprintf(name, sizeof name, "data.epoch.%lld.bucket.%d", (long long)e, b);
+                ref_perm(seed, name, m, p);
+                int ident = 1;
+                for (int64_t r = 0; r < m; r++) {
+                    int64_t g = e * n + boff[b] + r;
+                    int64_t want = boff[b] + (shuffle ? p[r] : r);
+                    assert_int_equal(data_sample_at(d, g), want);
+                    assert_int_equal(data_bucket_at(d, g), b);
+                    ident &= data_sample_at(d, g) == boff[b] + r;
+                }
+                if (shuffle && m >= 8) assert_false(ident);
+            }
+        /* batches: rows carry the sample, its category and bytes; the same
+         * rows for every data-parallel split */
+        const int GB = 12, T = 8;
+        for (int64_t first = 0; first < 3 * n; first += 7) {
+            int32_t ids1[12 * 8], tg1[12 * 8], idsk[12 * 8], tgk[12 * 8];
+            int64_t tgl1, tglk;
+            int cut1, cutk;
+            fill_layout(d, first, GB, 1, T, ids1, tg1, &tgl1, &cut1);
+            lm_batch b;
+            batch_alloc(&b, 1, GB, T);
+            assert_int_equal(data_fill(d, first, GB, 0, 1, &b, g_err, sizeof g_err), 0);
+            for (int j = 0; j < GB; j++) {
+                int64_t s = data_sample_at(d, first + j);
+                check_row(&b, j, 5, s, lens[s]);
+                assert_int_equal(b.row_category[j], cat[s]);
+                assert_int_equal(b.row_bytes[j], bytes[s]);
+            }
+            assert_int_equal(b.n_masked_global, 0);
+            const int dps[] = {2, 3, 4, 6};
+            for (int k = 0; k < 4; k++) {
+                fill_layout(d, first, GB, dps[k], T, idsk, tgk, &tglk, &cutk);
+                assert_memory_equal(ids1, idsk, sizeof ids1);
+                assert_memory_equal(tg1, tgk, sizeof tg1);
+                assert_int_equal(tglk, tgl1);
+                assert_int_equal(cutk, cut1);
+                /* and the rows' categories of rank r are those of its block */
+                int per = GB / dps[k];
+                for (int r = 0; r < dps[k]; r++) {
+                    lm_batch br;
+                    batch_alloc(&br, 1, per, T);
+                    assert_int_equal(data_fill(d, first, GB, r, dps[k], &br, g_err, sizeof g_err), 0);
+                    for (int j = 0; j < per; j++) {
+                        assert_int_equal(br.row_category[j], b.row_category[r * per + j]);
+                        assert_int_equal(br.row_bytes[j], b.row_bytes[r * per + j]);
+                    }
+                    batch_free(&br);
+                }
+            }
+            batch_free(&b);
+        }
+        data_close(d);
+    }
+}
+
+/* Several files: bucket b of the stream is bucket b of every file in file
+ * order (a file without buckets is bucket 0); categories united by name. */
+static void test_multi_buckets(void **state) {
+    (void)state;
+    /* A: 3 buckets {0,1}, {2,3,4}, {5}; categories web, books */
+    int64_t la[6] = {3, 4, 5, 6, 7, 8}, ba[4] = {0, 2, 5, 6}, byte_a[6] = {1, 2, 3, 4, 5, 6};
+    int32_t ca[6] = {0, 1, 1, 0, 1, 0};
+    const char *na[2] = {"web", "books"};
+    /* B: no buckets, no categories: category "multi_b" */
+    int64_t lb[3] = {2, 3, 4};
+    /* C: 2 buckets {0}, {1,2,3}; categories books, code */
+    int64_t lc[4] = {5, 4, 3, 2}, bc[3] = {0, 1, 4};
+    int32_t cc[4] = {1, 0, 1, 1};
+    const char *nc[2] = {"books", "code"};
+    char pa[512], pb[512], pc[512], list[2048];
+    write_x("mb_a.h5", 20, la, 6, 2, na, ca, 3, ba, byte_a, NULL, pa, sizeof pa);
+    write_file("multi_b.h5", 21, lb, 3, 500, pb, sizeof pb);
+    write_x("mb_c.h5", 22, lc, 4, 2, nc, cc, 2, bc, NULL, NULL, pc, sizeof pc);
+    snprintf(list, sizeof list, "%s,%s,%s", pa, pb, pc);
+    /* concatenation indices: A 0..5, B 6..8, C 9..12 */
+    const int64_t want[3][8] = {{0, 1, 6, 7, 8, 9, -1}, {2, 3, 4, 10, 11, 12, -1}, {5, -1}};
+    const int fid[13] = {20, 20, 20, 20, 20, 20, 21, 21, 21, 22, 22, 22, 22};
+    const int64_t sid[13] = {0, 1, 2, 3, 4, 5, 0, 1, 2, 0, 1, 2, 3};
+    const int64_t len[13] = {3, 4, 5, 6, 7, 8, 2, 3, 4, 5, 4, 3, 2};
+    /* data categories: web, books, multi_b, code */
+    const int32_t dcat[13] = {0, 1, 1, 0, 1, 0, 2, 2, 2, 3, 1, 3, 3};
+    const int64_t dbytes[13] = {1, 2, 3, 4, 5, 6, -1, -1, -1, -1, -1, -1, -1};
+    for (int shuffle = 0; shuffle <= 1; shuffle++) {
+        lm_config c;
+        config(&c, list, 8, shuffle, 99);
+        lm_data *d = open_ok(&c);
+        assert_int_equal(data_n_samples(d), 13);
+        assert_int_equal(data_n_buckets(d), 3);
+        assert_int_equal(data_n_categories(d), 4);
+        const char *names[4] = {"web", "books", "multi_b", "code"};
+        for (int k = 0; k < 4; k++) assert_string_equal(data_category(d, k), names[k]);
+        for (int64_t e = 0; e < 4; e++) {
+            int64_t g = e * 13;
+            for (int b = 0; b < 3; b++) {
+                int m = 0;
+                while (want[b][m] >= 0) m++;
+                int64_t p[8];
+                char name[64];
+                if (b == 0) snprintf(name, sizeof name, "data.epoch.%lld", (long long)e);
+                else snprintf(name, sizeof name, "data.epoch.%lld.bucket.%d", (long long)e, b);
+                ref_perm(99, name, m, p);
+                for (int r = 0; r < m; r++, g++) {
+                    assert_int_equal(data_sample_at(d, g), want[b][shuffle ? p[r] : r]);
+                    assert_int_equal(data_bucket_at(d, g), b);
+                }
+            }
+        }
+        lm_batch bt;
+        batch_alloc(&bt, 1, 13, 8);
+        assert_int_equal(data_fill(d, 26, 13, 0, 1, &bt, g_err, sizeof g_err), 0);
+        for (int j = 0; j < 13; j++) {
+            int64_t s = data_sample_at(d, 26 + j);
+            check_row(&bt, j, fid[s], sid[s], len[s]);
+            assert_int_equal(bt.row_category[j], dcat[s]);
+            assert_int_equal(bt.row_bytes[j], dbytes[s]);
+        }
+        batch_free(&bt);
+        data_close(d);
+    }
+}
+
+/* Largest-remainder shares of 1024, computed here. */
+static void ref_shares(const double *w, int n, int *c) {
+    double W = 0, rem[8];
+    for (int i = 0; i < n; i++) W += w[i];
+    int left = 1024;
+    for (int i = 0; i < n; i++) {
+        c[i] = (int)floor(1024 * w[i] / W);
+        rem[i] = 1024 * w[i] / W - c[i];
+        left -= c[i];
+    }
+    for (; left > 0; left--) {
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (rem[i] > rem[best]) best = i;
+        c[best]++;
+        rem[best] = -1;
+    }
+}
+
+static void test_weighted(void **state) {
+    (void)state;
+    int64_t la[50], lb[30], lc[7];
+    for (int i = 0; i < 50; i++) la[i] = 2 + i % 4;
+    for (int i = 0; i < 30; i++) lb[i] = 3 + i % 5;
+    for (int i = 0; i < 7; i++) lc[i] = 4 + i % 2;
+    char pa[512], pb[512], pc[512], list[2048];
+    write_file("w_a.h5", 30, la, 50, 500, pa, sizeof pa);
+    write_file("w_b.h5", 31, lb, 30, 500, pb, sizeof pb);
+    /* C in two buckets: its own shuffle stays within each */
+    int64_t bc[3] = {0, 3, 7};
+    write_x("w_c.h5", 32, lc, 7, 0, NULL, NULL, 2, bc, NULL, NULL, pc, sizeof pc);
+    const int64_t nfile[3] = {50, 30, 7};
+    const double ws[3][3] = {{1, 1, 1}, {3, 1.5, 0.25}, {0.7, 0.2, 0.1}};
+    for (int wi = 0; wi < 3; wi++)
+        for (int shuffle = 0; shuffle <= 1; shuffle++) {
+            snprintf(list, sizeof list, "%s:%g, %s:%g ,%s:%g", pa, ws[wi][0], pb, ws[wi][1], pc, ws[wi][2]);
+            int share[3];
+            ref_shares(ws[wi], 3, share);
+            assert_int_equal(share[0] + share[1] + share[2], 1024);
+            lm_config c;
+            config(&c, list, 8, shuffle, 7 + wi);
+            lm_data *d = open_ok(&c);
+            assert_int_equal(data_n_samples(d), 87);
+            assert_int_equal(data_n_buckets(d), 1); /* the first file's stream */
+            /* every block of 1024 holds each file's share exactly; each
+             * file's positions come in its own stream order */
+            int64_t next[3] = {0, 0, 0};
+            int64_t *seen[3];
+            for (int k = 0; k < 3; k++) seen[k] = calloc((size_t)(4 * nfile[k] + 1024 * 4), sizeof(int64_t));
+            int64_t firstblk[1024];
+            for (int64_t q = 0; q < 4; q++) {
+                int cnt[3] = {0, 0, 0}, differs = 0;
+                for (int o = 0; o < 1024; o++) {
+                    int64_t s = data_sample_at(d, q * 1024 + o);
+                    int k = s < 50 ? 0 : s < 80 ? 1 : 2;
+                    int64_t local = s - (k == 0 ? 0 : k == 1 ? 50 : 80);
+                    cnt[k]++;
+                    seen[k][next[k]++] = local;
+                    if (q == 0) firstblk[o] = k;
+                    else differs |= firstblk[o] != k;
+                }
+                for (int k = 0; k < 3; k++) assert_int_equal(cnt[k], share[k]);
+                if (q > 0) assert_true(differs); /* a new seeded order per block */
+            }
+            /* file k's sequence: without shuffle 0, 1, ..., n-1, 0, ...; with
+             * it each epoch a permutation (of each bucket for C) */
+            for (int k = 0; k < 3; k++) {
+                int64_t n = nfile[k];
+                for (int64_t e = 0; (e + 1) * n <= next[k]; e++) {
+                    int64_t *ep = seen[k] + e * n;
+                    if (!shuffle)
+                        for (int64_t i = 0; i < n; i++) assert_int_equal(ep[i], i);
+                    assert_true(is_perm(ep, n));
+                    if (k == 2)
+                        for (int64_t i = 0; i < n; i++) assert_true(i < 3 ? ep[i] < 3 : ep[i] >= 3);
+                }
+                free(seen[k]);
+            }
+            /* layout independence and exact resume */
+            const int GB = 20, T = 8;
+            int32_t ids1[20 * 8], tg1[20 * 8], idsk[20 * 8], tgk[20 * 8];
+            int64_t tgl1, tglk;
+            int cut1, cutk;
+            for (int64_t first = 1000; first < 1100; first += 20) {
+                fill_layout(d, first, GB, 1, T, ids1, tg1, &tgl1, &cut1);
+                fill_layout(d, first, GB, 4, T, idsk, tgk, &tglk, &cutk);
+                assert_memory_equal(ids1, idsk, sizeof ids1);
+                assert_memory_equal(tg1, tgk, sizeof tg1);
+                lm_data *fresh = open_ok(&c);
+                fill_layout(fresh, first, GB, 5, T, idsk, tgk, &tglk, &cutk);
+                assert_memory_equal(ids1, idsk, sizeof ids1);
+                assert_int_equal(tglk, tgl1);
+                data_close(fresh);
+            }
+            data_close(d);
+        }
+}
+
+static void test_bad_weights(void **state) {
+    (void)state;
+    int64_t lens[3] = {3, 4, 5};
+    char pa[512], pb[512], list[2048];
+    write_file("bw_a.h5", 0, lens, 3, 500, pa, sizeof pa);
+    write_file("bw_b.h5", 1, lens, 3, 500, pb, sizeof pb);
+    lm_config c;
+    config(&c, "", 8, 1, 1);
+    struct {
+        const char *fmt;
+        const char *want;
+    } cases[] = {
+        {"%s:abc,%s:1", "weight \"abc\" is not a number"},
+        {"%s:,%s:1", "weight \"\" is not a number"},
+        {"%s:0,%s:1", "weight 0 must be a number > 0"},
+        {"%s:-2,%s:1", "weight -2 must be a number > 0"},
+        {"%s:1,%s", "either every file has a weight"},
+        {"%s,%s:1", "either every file has a weight"},
+        {"%s:1,%s:0.0001", "too small"},
+        {"%s:1e,%s:1", "is not a number"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        snprintf(list, sizeof list, cases[k].fmt, pa, pb);
+        g_err[0] = 0;
+        assert_null(data_open_list(list, "data.valid", &c, g_err, sizeof g_err));
+        if (strncmp(g_err, "data.valid: ", 12) || !strstr(g_err, cases[k].want) || !strstr(g_err, "bw_"))
+            fail_msg("case %zu (%s): message \"%s\"", k, list, g_err);
+    }
+    /* the key names every open error */
+    snprintf(list, sizeof list, "%s/absent.h5", g_dir);
+    assert_null(data_open_list(list, "stage.2.valid", &c, g_err, sizeof g_err));
+    if (strncmp(g_err, "stage.2.valid: ", 15) || !strstr(g_err, "absent.h5")) fail_msg("message \"%s\"", g_err);
+    /* colons in paths: a trailing ":<not a number>" is part of the name, a
+     * name that exists as a whole wins over a weight */
+    char odd[512], odd2[512];
+    write_file("we:ird.h5", 0, lens, 3, 500, odd, sizeof odd);
+    write_file("tail.h5:3", 1, lens, 2, 500, odd2, sizeof odd2);
+    snprintf(list, sizeof list, "%s,%s", odd, odd2);
+    lm_data *d = data_open_list(list, "data.train", &c, g_err, sizeof g_err);
+    if (!d) fail_msg("%s", g_err);
+    assert_int_equal(data_n_samples(d), 5);
+    data_close(d);
+    snprintf(list, sizeof list, "%s:2,%s:1", odd, pa);
+    d = data_open_list(list, "data.train", &c, g_err, sizeof g_err);
+    if (!d) fail_msg("%s", g_err);
+    assert_int_equal(data_n_samples(d), 6);
+    data_close(d);
+}
+
+/* The loss mask: targets -1 where the mask is 0, counts of unmasked
+ * targets only, and samples left without a target counted. */
+static void test_masks(void **state) {
+    (void)state;
+    /* 6 samples: lengths 5, 4, 12 (cut at T+1 = 9), 1 (padding), 3, 6 */
+    int64_t lens[6] = {5, 4, 12, 1, 3, 6};
+    uint8_t mask[31];
+    int64_t at = 0;
+    for (int s = 0; s < 6; s++)
+        for (int64_t t = 0; t < lens[s]; t++, at++) {
+            int m = 1;
+            if (s == 0) m = t >= 2;          /* a source of 2 tokens, then the target */
+            if (s == 1) m = 0;               /* every target masked */
+            if (s == 2) m = t % 2 || t >= 9; /* odd positions; the masked ones past the cut do not count */
+            if (s == 4) m = t == 0;          /* only the first token (never a target): all masked */
+            mask[at] = (uint8_t)m;
+        }
+    char path[512];
+    write_x("mask.h5", 40, lens, 6, 0, NULL, NULL, 0, NULL, NULL, mask, path, sizeof path);
+    lm_config c;
+    config(&c, path, 8, 0, 1);
+    lm_data *d = open_ok(&c);
+    assert_int_equal(data_n_categories(d), 1);
+    assert_string_equal(data_category(d, 0), "mask");
+    lm_batch b;
+    batch_alloc(&b, 2, 3, 8);
+    poison(&b);
+    assert_int_equal(data_fill(d, 0, 6, 0, 1, &b, g_err, sizeof g_err), 0);
+    int64_t want_total = 0;
+    at = 0;
+    for (int s = 0; s < 6; s++) {
+        int64_t L = lens[s] < 9 ? lens[s] : 9;
+        const int32_t *ids = b.ids + s * 8, *tg = b.targets + s * 8;
+        for (int t = 0; t < 8; t++) {
+            int in = t < L - 1;
+            assert_int_equal(ids[t], in ? (int32_t)tok_of(40, s, t) : 0);
+            int32_t want = in && mask[at + t + 1] ? (int32_t)tok_of(40, s, t + 1) : -1;
+            assert_int_equal(tg[t], want);
+            want_total += want >= 0;
+        }
+        at += lens[s];
+        assert_int_equal(b.row_bytes[s], -1);
+        assert_int_equal(b.row_category[s], 0);
+    }
+    /* 0: 3 targets (positions 2..4); 1: 0; 2: positions 1,3,5,7 of 1..8 = 4; 3: none; 4: 0; 5: 5 */
+    assert_int_equal(want_total, 3 + 0 + 4 + 0 + 0 + 5);
+    assert_int_equal(b.targets_global, want_total);
+    assert_int_equal(b.targets_local, want_total);
+    assert_int_equal(b.n_masked_global, 2); /* samples 1 and 4; 3 is padding */
+    assert_int_equal(b.n_cut_global, 1);
+    /* every split has the same global counts and its share of the targets */
+    lm_batch r0, r1;
+    batch_alloc(&r0, 1, 3, 8);
+    batch_alloc(&r1, 3, 1, 8);
+    assert_int_equal(data_fill(d, 0, 6, 0, 2, &r0, g_err, sizeof g_err), 0);
+    assert_int_equal(data_fill(d, 0, 6, 1, 2, &r1, g_err, sizeof g_err), 0);
+    assert_int_equal(r0.targets_global, want_total);
+    assert_int_equal(r1.targets_global, want_total);
+    assert_int_equal(r0.n_masked_global, 2);
+    assert_int_equal(r1.n_masked_global, 2);
+    assert_int_equal(r0.targets_local, 3 + 0 + 4);
+    assert_int_equal(r1.targets_local, 0 + 0 + 5);
+    assert_memory_equal(r0.targets, b.targets, sizeof(int32_t) * 24);
+    assert_memory_equal(r1.targets, b.targets + 24, sizeof(int32_t) * 24);
+    batch_free(&r0);
+    batch_free(&r1);
+    batch_free(&b);
+    data_close(d);
+
+    /* a bad mask value is exit 2 naming the file; a file without a mask
+     * mixed in keeps all its targets */
+    mask[7] = 3;
+    char bad[512];
+    write_x("mask_ok.h5", 40, lens, 6, 0, NULL, NULL, 0, NULL, NULL, NULL, bad, sizeof bad);
+    snprintf(bad, sizeof bad, "%s/mask_bad.h5", g_dir);
+    {
+        /* the writer refuses 3: patch the stored value with HDF5 instead */
+        mask[7] = 1;
+        char tmp[512];
+        write_x("mask_bad.h5", 40, lens, 6, 0, NULL, NULL, 0, NULL, NULL, mask, tmp, sizeof tmp);
+        hid_t f = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
+        hid_t ds = H5Dopen2(f, "/loss_mask", H5P_DEFAULT), fs = H5Dget_space(ds);
+        hsize_t start[1] = {7}, one[1] = {1};
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, one, NULL);
+        hid_t ms = H5Screate_simple(1, one, NULL);
+        uint8_t three = 3;
+        assert_true(H5Dwrite(ds, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, &three) >= 0);
+        H5Sclose(ms);
+        H5Sclose(fs);
+        H5Dclose(ds);
+        H5Fclose(f);
+    }
+    config(&c, bad, 8, 0, 1);
+    d = open_ok(&c);
+    batch_alloc(&b, 1, 1, 8);
+    assert_int_equal(data_fill(d, 0, 1, 0, 1, &b, g_err, sizeof g_err), 0);
+    g_err[0] = 0;
+    assert_int_equal(data_fill(d, 1, 1, 0, 1, &b, g_err, sizeof g_err), 2);
+    if (!strstr(g_err, bad) || !strstr(g_err, "/loss_mask") || !strstr(g_err, "value 3")) fail_msg("message: %s", g_err);
+    batch_free(&b);
+    data_close(d);
+}
+
+/* Exact resume: step k read by a fresh loader equals step k of a loader
+ * that read steps 0 .. k-1 before (its caches in another state). */
+static void test_resume(void **state) {
+    (void)state;
+    int32_t cat[64];
+    int64_t lens[64], bytes[64], boff[CB_NBIN + 1];
+    int64_t n = cb_layout(cat, lens, bytes, boff);
+    char path[512], other[512], list[2048];
+    write_x("rs.h5", 6, lens, n, CB_NCAT, CB_NAMES, cat, CB_NBIN, boff, bytes, NULL, path, sizeof path);
+    int64_t l2[9] = {2, 3, 4, 5, 6, 7, 8, 9, 10};
+    write_file("rs2.h5", 7, l2, 9, 500, other, sizeof other);
+    const char *lists[3] = {path, NULL, NULL};
+    char l1[1100], l3[1100];
+    snprintf(l1, sizeof l1, "%s,%s", path, other);
+    snprintf(l3, sizeof l3, "%s:2,%s:1", path, other);
+    lists[1] = l1;
+    lists[2] = l3;
+    const int GB = 10, T = 8, STEPS = 40; /* 400 positions: several epochs and mixing blocks */
+    for (int li = 0; li < 3; li++) {
+        snprintf(list, sizeof list, "%s", lists[li]);
+        lm_config c;
+        config(&c, list, T, 1, 2024);
+        lm_data *run = open_ok(&c);
+        lm_batch a, b;
+        batch_alloc(&a, 1, GB, T);
+        batch_alloc(&b, 1, GB, T);
+        for (int s = 0; s < STEPS; s++) {
+            assert_int_equal(data_fill(run, (int64_t)s * GB, GB, 0, 1, &a, g_err, sizeof g_err), 0);
+            if (s % 7 != 3) continue;
+            lm_data *fresh = open_ok(&c);
+            assert_int_equal(data_fill(fresh, (int64_t)s * GB, GB, 0, 1, &b, g_err, sizeof g_err), 0);
+            assert_memory_equal(a.ids, b.ids, sizeof(int32_t) * GB * T);
+            assert_memory_equal(a.targets, b.targets, sizeof(int32_t) * GB * T);
+            assert_memory_equal(a.row_category, b.row_category, sizeof(int32_t) * GB);
+            assert_memory_equal(a.row_bytes, b.row_bytes, sizeof(int64_t) * GB);
+            assert_int_equal(a.targets_global, b.targets_global);
+            for (int64_t g = (int64_t)s * GB; g < (int64_t)(s + 1) * GB; g++) {
+                assert_int_equal(data_sample_at(fresh, g), data_sample_at(run, g));
+                assert_int_equal(data_bucket_at(fresh, g), data_bucket_at(run, g));
+            }
+            data_close(fresh);
+        }
+        batch_free(&a);
+        batch_free(&b);
+        data_close(run);
+    }
+}
+
 /* ------------------------------------------------------------------ setup */
 
 static int setup(void **state) {
@@ -623,7 +1139,10 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_layout_independence), cmocka_unit_test(test_two_ranks),
         cmocka_unit_test(test_all_padding),  cmocka_unit_test(test_multi_files),
         cmocka_unit_test(test_vocab_too_large), cmocka_unit_test(test_bad_token),
-        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_missing_file), cmocka_unit_test(test_buckets_order),
+        cmocka_unit_test(test_multi_buckets), cmocka_unit_test(test_weighted),
+        cmocka_unit_test(test_bad_weights),  cmocka_unit_test(test_masks),
+        cmocka_unit_test(test_resume),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     MPI_Finalize();

@@ -1,7 +1,8 @@
 /* test_tokfile.c — the token data file (io/tokfile.c, SPEC §4): round trip,
  * every validation rule (bad files built with the HDF5 C API), token range
  * checks on read, no HDF5 error stack on stderr, and a truncation/bit-flip
- * fuzz loop (run it under ASan via build/san/tests/test_tokfile); the
+ * fuzz loop over a file with every optional dataset of SPEC §9 (run it
+ * under ASan via build/san/tests/test_tokfile); the
  * recorded tokenizer (/tokenizer/model): round trip and corrupt records. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +13,9 @@
 #include "common.h"
 #include "tokfile.h"
 #include <fcntl.h>
+#include <ftw.h>
 #include <hdf5.h>
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,7 +335,24 @@ static void test_fuzz(void **state) {
     uint32_t tok[NT];
     for (int i = 0; i <= NS; i++) off[i] = (int64_t)i * NT / NS;
     for (int i = 0; i < NT; i++) tok[i] = (uint32_t)((i * 2654435761u) % 300);
-    assert_int_equal(tokfile_write(p, tok, NT, off, NS, 300, 0, NULL, NULL, err, sizeof err), 0);
+    /* with every optional dataset (SPEC §9): 4 buckets, 3 categories,
+     * bytes, a loss mask, document hashes and signatures */
+    enum { ND = 12, PERM = 8 };
+    static const char *const cats[3] = {"web", "books", "code"};
+    int64_t buckets[5] = {0, 10, 10, 25, NS}, bytes[NS];
+    int32_t cat[NS];
+    uint8_t mask[NT];
+    uint64_t hash[ND];
+    uint32_t mh[ND * PERM];
+    for (int i = 0; i < NS; i++) {
+        cat[i] = (int32_t)(i % 3);
+        bytes[i] = 4 * (off[i + 1] - off[i]);
+    }
+    for (int i = 0; i < NT; i++) mask[i] = (uint8_t)(i % 5 != 0);
+    for (int d = 0; d < ND; d++) hash[d] = (uint64_t)d * 0x9E3779B97F4A7C15ull;
+    for (int k = 0; k < ND * PERM; k++) mh[k] = (uint32_t)k * 2654435761u;
+    tokfile_extra x = {3, cats, 4, buckets, cat, bytes, mask, ND, hash, mh, PERM, 4, 5, 0, 7};
+    assert_int_equal(tokfile_write_par(MPI_COMM_SELF, p, tok, NT, off, NS, 300, 0, NULL, NULL, NULL, &x, err, sizeof err), 0);
     FILE *fp = fopen(p, "rb");
     fseek(fp, 0, SEEK_END);
     long size = ftell(fp);
@@ -344,6 +364,9 @@ static void test_fuzz(void **state) {
     uint64_t seed = 0x5eed1234abcdull;
     int opened = 0, refused = 0, read_err = 0;
     uint32_t *buf = malloc(sizeof(uint32_t) * NT);
+    uint8_t *mbuf = malloc(NT);
+    uint64_t hbuf[ND];
+    uint32_t mhbuf[ND * PERM];
     capture_begin();
     for (int c = 0; c < 200; c++) {
         long len = size;
@@ -353,8 +376,12 @@ static void test_fuzz(void **state) {
         } else {
             int flips = 1 + (int)(rng_next(&seed) % 4);
             for (int k = 0; k < flips; k++) {
-                /* half of the flips land in the first 2 KiB: the metadata */
-                long at = (long)(rng_next(&seed) % (uint64_t)(k % 2 ? size : (size < 2048 ? size : 2048)));
+                /* a quarter of the flips land in the first 2 KiB (metadata), the
+                 * others anywhere: some cases damage only the raw data, which
+                 * open must validate (offsets, buckets, categories, bytes) or
+                 * reads must check (ids, mask values) */
+                int meta = rng_next(&seed) % 4 == 0;
+                long at = (long)(rng_next(&seed) % (uint64_t)(meta ? (size < 2048 ? size : 2048) : size));
                 cur[at] ^= (unsigned char)(1u << (rng_next(&seed) % 8));
             }
         }
@@ -379,17 +406,38 @@ static void test_fuzz(void **state) {
                 fail_msg("case %d: sample %lld has length %lld", c, (long long)i, (long long)L);
             }
             int64_t m = L < NT ? L : NT;
-            int64_t got = tokfile_read_sample(f, i, buf, m, err, sizeof err);
+            int64_t got = tokfile_read_sample_mask(f, i, buf, mbuf, m, err, sizeof err);
             if (got < 0) read_err++;
             else if (got != m) {
                 capture_end();
                 fail_msg("case %d: read %lld of %lld", c, (long long)got, (long long)m);
             }
+            /* what open accepted is in range */
+            int32_t k = tokfile_sample_category(f, i);
+            if ((tokfile_n_categories(f) ? k >= tokfile_n_categories(f) : k != 0) || k < 0 || tokfile_sample_bytes(f, i) < -1) {
+                capture_end();
+                fail_msg("case %d: sample %lld: category %d, bytes %lld", c, (long long)i, k,
+                         (long long)tokfile_sample_bytes(f, i));
+            }
+        }
+        for (int64_t b = 1; b <= tokfile_n_buckets(f); b++)
+            if (tokfile_bucket_start(f, b) < tokfile_bucket_start(f, b - 1) ||
+                tokfile_bucket_start(f, tokfile_n_buckets(f)) != tokfile_n_samples(f)) {
+                capture_end();
+                fail_msg("case %d: bucket %lld", c, (long long)b);
+            }
+        int64_t nd = tokfile_n_docs(f);
+        int has_mh = tokfile_minhash_cfg(f, NULL, NULL, NULL, NULL, NULL);
+        if (nd > ND || (has_mh && nd > 0 && tokfile_read_docs(f, 0, nd, hbuf, mhbuf, err, sizeof err) == 2) ||
+            (!has_mh && nd > 0 && tokfile_read_docs(f, 0, nd, hbuf, NULL, err, sizeof err) == 2)) {
+            capture_end();
+            fail_msg("case %d: %lld documents: %s", c, (long long)nd, err);
         }
         tokfile_close(f);
     }
     long printed = capture_end();
     free(buf);
+    free(mbuf);
     free(orig);
     free(cur);
     print_message("fuzz: %d refused, %d opened, %d sample reads refused\n", refused, opened, read_err);
@@ -587,14 +635,21 @@ static void test_tokenizer(void **state) {
     tk_bad("tk_nods.h5", H5T_STD_U8LE, 1, 10, 1, 2, 0, 1, "without its dataset");
 }
 
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
 }
 
-int main(void) {
+/* no system(): no fork after MPI_Init */
+static int teardown(void **state) {
+    (void)state;
+    return nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv); /* tokfile_write_par on MPI_COMM_SELF */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_other_writers),
         cmocka_unit_test(test_bad_attributes), cmocka_unit_test(test_bad_datasets),
@@ -602,5 +657,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz),           cmocka_unit_test(test_changed_under_reader),
         cmocka_unit_test(test_tokenizer),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    MPI_Finalize();
+    return rc;
 }
