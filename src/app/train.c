@@ -689,7 +689,8 @@ static void report_run(trainer *T, const run_totals *tot, double t_all) {
            mfu_text(mfu, sizeof mfu, T->peak > 0 ? T->fpt * tps / world->size / T->peak : NAN, "%.2f%%"), rss[0],
            rss[1]);
     if (tot->cut) lm_log("data: %ld sample(s) were longer than seq_len+1 and were cut\n", tot->cut);
-    lm_log("data: %ld sample(s) had every target removed by the loss mask (no loss, no gradient)\n", tot->masked);
+    if (tot->masked)
+        lm_log("data: %ld sample(s) had every target removed by the loss mask (no loss, no gradient)\n", tot->masked);
     if (T->pipe) bubble_report(S, &tot->bub);
     if (c->tp > 1)
         tp_comm_report(S->model, S->topo.tp_group, &T->probe.tp_moved, tot->steps, T->n_micro, c->zero, S->topo.dp);

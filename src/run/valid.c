@@ -91,11 +91,12 @@ static void add_micro(lm_valid *v, int mb, int64_t first_local) {
         int k = b->row_category[j];
         if (k < 0 || k >= v->K) lm_abort(LM_ERR_RUNTIME, "valid: category %d of %d", k, v->K);
         double *s = v->sums + 5 * (size_t)k;
+        s[4] += 1.0;
+        if (nt == 0) continue; /* every target masked: neither loss nor bytes */
         s[0] += ce;
         s[1] += nt;
         if (b->row_bytes[j] >= 0) s[2] += (double)b->row_bytes[j];
         else s[3] += 1.0;
-        s[4] += 1.0;
     }
 }
 
@@ -166,10 +167,10 @@ void valid_run(lm_valid *v, lm_valid_result *out) {
     for (int k = 0; k < K; k++) {
         const double *q = v->sums + 5 * (size_t)k;
         v->loss[k] = q[1] > 0 ? q[0] / q[1] : NAN;
-        v->bpb[k] = q[3] == 0 && q[2] > 0 ? q[0] / M_LN2 / q[2] : NAN;
+        v->bpb[k] = q[1] > 0 && q[3] == 0 && q[2] > 0 ? q[0] / M_LN2 / q[2] : NAN;
         ce += q[0], nt += q[1], by += q[2], miss += q[3], ns += q[4];
     }
-    *out = (lm_valid_result){.loss = nt > 0 ? ce / nt : NAN, .bpb = miss == 0 && by > 0 ? ce / M_LN2 / by : NAN,
+    *out = (lm_valid_result){.loss = nt > 0 ? ce / nt : NAN, .bpb = nt > 0 && miss == 0 && by > 0 ? ce / M_LN2 / by : NAN,
                              .n_cat = K, .cat_names = v->names, .cat_loss = v->loss, .cat_bpb = v->bpb,
                              .tokens = (long long)nt, .samples = (long long)ns};
     if (miss > 0 && !v->warned) {

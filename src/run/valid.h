@@ -17,8 +17,11 @@
  * rank are then summed over the world (float64).
  *   loss      = sum CE / target tokens                 (overall and per category)
  *   bits/byte = sum CE / ln 2 / sum of /samples/bytes  (per category likewise)
+ * A sample whose every target the loss mask removed counts in neither
+ * sum (its bytes neither); a partly masked sample counts all its bytes.
  * bpb is unknown (NaN, null in the metrics) where a sample of the sums has
- * no /samples/bytes (a file written without it); the log says so once. */
+ * no /samples/bytes (a file written without it; the log says so once) and
+ * for a category without target tokens. */
 #ifndef LAMINA_VALID_H
 #define LAMINA_VALID_H
 #include "session.h"

@@ -9,7 +9,7 @@ The reference: the first N_SAMPLES samples of VALID.h5 in file order (no
 shuffle), each cut to SEQ_LEN+1 tokens; target t of a sample (predicting
 token t+1) counts where /loss_mask[t+1] is 1 (all, without a mask); per
 category the sum of cross-entropy (nats) over its targets and of
-/samples/bytes; loss = sum CE / targets, bpb = sum CE / ln 2 / bytes.
+/samples/bytes (a sample without targets counts in neither); loss = sum CE / targets, bpb = sum CE / ln 2 / bytes.
 Prints the worst relative difference; exit 1 beyond TOL (default 1e-5)."""
 import json
 import math
@@ -56,6 +56,8 @@ def main():
             logp = torch.log_softmax(R.forward_logits(P, cfg, inp)[0], dim=-1)
             nll = -logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).numpy()
             k = int(cat[i])
+            if not m.any():
+                continue  # every target masked: neither loss nor bytes
             ce[k] += nll[m].sum()
             nt[k] += m.sum()
             by[k] += nbytes[i] if nbytes is not None else 0
@@ -68,7 +70,7 @@ def main():
     want = {"val_loss": ce.sum() / nt.sum(), "val_bpb": ce.sum() / math.log(2) / by.sum() if nbytes is not None else None}
     for k in range(K):
         want[f"{names[k]}.loss"] = ce[k] / nt[k] if nt[k] else None
-        want[f"{names[k]}.bpb"] = ce[k] / math.log(2) / by[k] if nbytes is not None and by[k] else None
+        want[f"{names[k]}.bpb"] = ce[k] / math.log(2) / by[k] if nbytes is not None and nt[k] and by[k] else None
     have = {"val_loss": r["val_loss"], "val_bpb": r["val_bpb"]}
     for k in range(K):
         e = r["val_by_category"].get(names[k], {})
