@@ -176,11 +176,12 @@ static int open_samples(tokfile *f, char *err, size_t errlen) {
         f->category = lm_alloc(sizeof(int32_t) * (size_t)f->n_samples);
         for (int64_t i = 0; i < f->n_samples; i++) {
             if (v[i] < 0 || v[i] >= f->n_cat) {
+                int64_t bad = v[i];
                 lm_free(v);
                 return lm_err(err, errlen, LM_ERR_INPUT,
                               "%s: /samples/category: sample %lld has category %lld, outside [0, %d) (the names in "
                               "attribute categories)",
-                              f->path, (long long)i, (long long)v[i], f->n_cat);
+                              f->path, (long long)i, (long long)bad, f->n_cat);
             }
             f->category[i] = (int32_t)v[i];
         }
