@@ -721,6 +721,21 @@ static void test_input_decks(void **state) {
         assert_int_equal(c.n_heads % (c.tp), 0);
         assert_round_trip(&c);
     }
+    /* the three-stage recipe */
+    rc = deck_load(&c, "inputs/colossal-3stage.in", 0, NULL, err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(c.n_stages, 3);
+    assert_int_equal(c.steps, 280);
+    assert_string_equal(c.stage[0].trainable, "embeddings");
+    assert_string_equal(c.stage[1].trainable, "all");
+    assert_string_equal(c.stage[1].train_files, "data/inject.h5");
+    assert_string_equal(c.stage[2].train_files, "data/inject.h5:1,data/general.h5:1");
+    assert_int_equal(c.stage[2].reset_optimizer, 1);
+    assert_true(c.stage[0].lr == 1e-2 && c.stage[1].lr == 3e-3 && c.stage[2].lr == 1e-3);
+    for (int i = 0; i < 3; i++) assert_string_equal(c.stage[i].valid_files, "data/inject.valid.h5");
+    assert_int_equal(c.eval_every, 20);
+    assert_round_trip(&c);
 }
 
 static void test_file_errors(void **state) {
