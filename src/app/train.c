@@ -429,11 +429,22 @@ static int stage_open(trainer *T, int k, const char *restart) {
     stage_view(deck, k, c);
     if (restart) snprintf(c->restart, sizeof c->restart, "%s", restart);
     T->stage = k;
-    if (!T->opened) {
-        /* the data's tokenizer, checked before the loader's own checks (its
-         * vocabulary rule names the tokenizer) */
-        int trc = tokrecord_from_data(c, &T->tok, T->tok_from, sizeof T->tok_from, err, sizeof err);
-        if ((trc = comm_agree(world, trc, err, sizeof err))) lm_fail(trc, "%s", err);
+    /* the data's tokenizer, checked before the loader's own checks (its
+     * vocabulary rule names the tokenizer); a later stage's data must
+     * record the same one as the run's, if any */
+    lm_tokrec rec;
+    char rfrom[LM_PATHLEN];
+    int trc = tokrecord_from_data(c, &rec, rfrom, sizeof rfrom, err, sizeof err);
+    if ((trc = comm_agree(world, trc, err, sizeof err))) lm_fail(trc, "%s", err);
+    if (!T->opened || (rec.model && !T->tok.model)) {
+        tokrec_free(&T->tok);
+        T->tok = rec;
+        snprintf(T->tok_from, sizeof T->tok_from, "%s", rfrom);
+    } else {
+        if (rec.model && !tokrec_equal(&rec, &T->tok))
+            lm_fail(LM_ERR_INPUT, "stage %d: %s records a different tokenizer than %s, the run's: the stages of a run "
+                    "must share one", k + 1, rfrom, T->tok_from);
+        tokrec_free(&rec);
     }
     char key[64];
     stage_key(deck, k, "train", key, sizeof key);
