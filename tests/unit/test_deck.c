@@ -733,7 +733,7 @@ static void test_input_decks(void **state) {
     assert_string_equal(c.stage[2].train_files, "data/inject.h5:1,data/general.h5:1");
     assert_int_equal(c.stage[2].reset_optimizer, 1);
     assert_true(c.stage[0].lr == 1e-2 && c.stage[1].lr == 3e-3 && c.stage[2].lr == 1e-3);
-    for (int i = 0; i < 3; i++) assert_string_equal(c.stage[i].valid_files, "data/inject.valid.h5");
+    for (int i = 0; i < 3; i++) assert_string_equal(c.stage[i].valid_files, "data/inject.valid.h5,data/general.valid.h5");
     assert_int_equal(c.eval_every, 20);
     assert_round_trip(&c);
 }
