@@ -11,7 +11,7 @@
 # and losses bit for bit (1 rank and dp 2 ZeRO-2); overrides reach a stage;
 # bad [stage.N] sections are exit 2 naming stage.N.key and file:line.
 source tests/lib.sh
-plan 20
+plan 21
 make_data 32
 $PY tests/ref/catdata.py "$T/replay.h5" --seed 3 --docs 60 --cats wiki,books --bins 2 --max-len 50
 $PY - "$T/init.h5" <<'PYEOF'
@@ -161,6 +161,23 @@ done
 grep -q "stage 2/3 resumes: steps 4-7 (4); data $T/data.h5 from stream sample 24" "$T/full-r6.log" \
   && grep -q "stage 3/3 resumes: steps 8-12 (5); data .* from stream sample 12;" "$T/full-r10.log" \
   && ok "a resumed stage's log line names its stream position" || notok "resume log lines" "$(grep 'stage .*resumes' "$T"/full-r*.log | head -3)"
+
+# the newest checkpoints (steps 7, 8) damaged in their data only: the
+# stage-3 set-up chosen from step 8's attributes is rebuilt as stage 2's
+# when the load falls back to step 6
+d="$T/fallback"; mkdir -p "$d"
+for s in 2 3 4 6 7 8; do cp "$T/full/step_0000000$s.h5" "$d/"; done
+echo step_00000008.h5 > "$d/latest"
+$PY -c 'import h5py, sys
+for p in sys.argv[1:]:
+    with h5py.File(p, "r+") as f:
+        x = f["model/model.norm.weight"]; v = x[()]; v[0] += 1; x[...] = v' "$d/step_00000007.h5" "$d/step_00000008.h5"
+lam 1 train "$T/stages.in" checkpoint.dir="$d" log.metrics="$d.jsonl"
+if [ "$rc" = 0 ] && grep -q "stage 3: the checkpoint loaded belongs to stage 2; setting that stage up instead" "$T/out" \
+  && grep -q "resuming from $d/step_00000006.h5" "$T/out" && [ "$(losses 7 12 "$T/full.jsonl")" = "$(losses 7 12 "$d.jsonl")" ] \
+  && h5diff -q "$T/full/step_00000012.h5" "$d/step_00000012.h5" /model /model; then
+  ok "damaged newest checkpoints of stage 3: the load falls back to stage 2's step 6, which is set up again; bit-identical end"
+else notok "fallback to another stage's checkpoint" "exit $rc" "$(grep -E 'warning|stage|error' "$T/out" | head -5)"; fi
 
 # data parallel with ZeRO-2: tracks 1 rank; a restart at the reset boundary is exact
 base=(parallel.zero=2)
