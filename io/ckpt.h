@@ -135,6 +135,11 @@ typedef struct {
     long step;                /* optimizer steps done */
     long tokens_seen;         /* input tokens consumed, padding excluded */
     long consumed_samples;    /* global samples consumed (data loader position) */
+    /* multi-stage runs (SPEC §9), lamina's own root attributes `stage` and
+     * `stage_data_start`: the 1-based stage that wrote the checkpoint and
+     * consumed_samples when that stage's data stream started (write: stage
+     * 0 writes neither; read: 0 and -1 when absent) */
+    long stage, stage_data_start;
     uint64_t seed;            /* train.seed of the run that wrote it */
     /* model shape, stored under /config as attributes */
     int dim, n_layers, n_heads, n_kv_heads, ffn_dim, vocab_size, max_seq_len, tie_embeddings;
@@ -180,7 +185,9 @@ int ckpt_candidates(MPI_Comm comm, const char *dir, char ***paths, char *note, s
  * train.seq_len targets per sample); /config shape keys >= 1,
  * tie_embeddings 0 or 1, norm_eps and rope_theta finite and > 0.
  * Absent attributes (files from other tools hold only what SPEC §5
- * requires): tokens_seen and consumed_samples read as -1, seed and /config
+ * requires): tokens_seen and consumed_samples read as -1, stage as 0 and
+ * stage_data_start as -1 (else 1 <= stage, 0 <= stage_data_start <=
+ * consumed_samples), seed and /config
  * keys as 0, deck_text NULL; the caller decides what it needs. Only a
  * regular file is opened (a FIFO would block). */
 int ckpt_read_meta(MPI_Comm comm, const char *path, ckpt_meta *meta, char *err, size_t errlen);

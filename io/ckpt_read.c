@@ -85,6 +85,18 @@ static int read_meta_h5(hid_t f, const char *path, ckpt_meta *m, char *err, size
     if (cs >= 0 && ts >= 0 && ts / INT32_MAX + (ts % INT32_MAX != 0) > cs)
         return lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute tokens_seen = %ld exceeds consumed_samples (%ld) x the "
                       "largest train.seq_len (%d)", path, ts, cs, INT32_MAX);
+    /* a multi-stage run's position (lamina's own attributes) */
+    struct { const char *k; long *dst; long lo, hi, absent; } sk[] = {
+        {"stage", &m->stage, 1, 1000000, 0}, {"stage_data_start", &m->stage_data_start, 0, cs < 0 ? 0 : cs, -1}};
+    for (size_t i = 0; i < 2; i++) {
+        *sk[i].dst = sk[i].absent;
+        rc = h5_attr_num(f, sk[i].k, H5T_INTEGER, H5T_NATIVE_INT64, &v);
+        if (rc == 0 && (v < sk[i].lo || v > sk[i].hi))
+            return lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute %s = %lld must be in [%ld, %ld]", path, sk[i].k,
+                          (long long)v, sk[i].lo, sk[i].hi);
+        if (rc == 0) *sk[i].dst = (long)v;
+        else if (rc != -1) return attr_fail(path, "root", sk[i].k, rc, "an integer", err, errlen);
+    }
     rc = h5_attr_num(f, "seed", H5T_INTEGER, H5T_NATIVE_UINT64, &m->seed);
     if (rc && rc != -1) return attr_fail(path, "root", "seed", rc, "an integer", err, errlen);
 
@@ -213,11 +225,12 @@ static int validate_serial(const char *path, ckpt_meta *m, ckpt_tensor *const *s
 static void bcast_meta(MPI_Comm comm, ckpt_meta *m) {
     int rank;
     MPI_Comm_rank(comm, &rank);
-    long long iv[12] = {m->step, m->tokens_seen, m->consumed_samples, (long long)m->seed, m->dim, m->n_layers,
-                        m->n_heads, m->n_kv_heads, m->ffn_dim, m->vocab_size, m->max_seq_len, m->tie_embeddings};
+    long long iv[14] = {m->step, m->tokens_seen, m->consumed_samples, (long long)m->seed, m->dim, m->n_layers,
+                        m->n_heads, m->n_kv_heads, m->ffn_dim, m->vocab_size, m->max_seq_len, m->tie_embeddings,
+                        m->stage, m->stage_data_start};
     double dv[2] = {m->norm_eps, m->rope_theta};
     long long dl = m->deck_text ? (long long)strlen(m->deck_text) + 1 : 0;
-    MPI_Bcast(iv, 12, MPI_LONG_LONG, 0, comm);
+    MPI_Bcast(iv, 14, MPI_LONG_LONG, 0, comm);
     MPI_Bcast(dv, 2, MPI_DOUBLE, 0, comm);
     MPI_Bcast(&dl, 1, MPI_LONG_LONG, 0, comm);
     char *deck = rank == 0 ? (char *)m->deck_text : NULL;
@@ -229,6 +242,8 @@ static void bcast_meta(MPI_Comm comm, ckpt_meta *m) {
     m->step = (long)iv[0];
     m->tokens_seen = (long)iv[1];
     m->consumed_samples = (long)iv[2];
+    m->stage = (long)iv[12];
+    m->stage_data_start = (long)iv[13];
     m->seed = (uint64_t)iv[3];
     int *ip[8] = {&m->dim, &m->n_layers, &m->n_heads, &m->n_kv_heads, &m->ffn_dim, &m->vocab_size, &m->max_seq_len,
                   &m->tie_embeddings};

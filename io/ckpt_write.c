@@ -333,6 +333,10 @@ static int write_meta(hid_t f, const ckpt_meta *m) {
     rc |= h5_write_i64(f, "step", m->step);
     rc |= h5_write_i64(f, "tokens_seen", m->tokens_seen);
     rc |= h5_write_i64(f, "consumed_samples", m->consumed_samples);
+    if (m->stage > 0) {
+        rc |= h5_write_i64(f, "stage", m->stage);
+        rc |= h5_write_i64(f, "stage_data_start", m->stage_data_start);
+    }
     rc |= h5_write_attr(f, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &seed);
     if (rc) return 1;
     if (fault_at("config")) return 2;

@@ -1,13 +1,22 @@
 /* train.c — `lamina train`: the training loop.
  *
+ * A run is one or more stages (run/stages.h: the deck's [stage.N], or the
+ * whole run as one): each stage opens a session from its view of the deck
+ * (stage_open: its data, trainable set, schedule; weights and moments from
+ * the checkpoint it resumes or starts from), runs its steps (run_stage) and
+ * closes; the next stage starts from the checkpoint written at the previous
+ * one's last step.
+ *
  * One optimizer step: fill this rank's micro-batches, zero the gradients,
  * forward+backward each micro-batch with the loss scaled by 1/(target tokens
- * of the whole global batch) so the gradients sum to those of the global mean,
- * take the global gradient norm, clip, AdamW (train_step), log, and checkpoint
- * on the cadence and at the last step. Set-up is train_open; the step's
- * counters (time, regions, PAPI/SDE, communication, memory) are gathered by
- * the step probe (obs/step_probe.h) around train_step; log_step and the JSONL
- * writer report them. */
+ * of the whole global batch) so the gradients sum to those of the global mean
+ * (a batch without targets: scale 0, loss 0), take the global gradient norm,
+ * clip, AdamW (train_step), evaluate on the held-out data when due
+ * (run/valid.h), log, and checkpoint on the cadence, at each stage's end and
+ * at the last step. The step's counters (time, regions, PAPI/SDE,
+ * communication, memory) are gathered by the step probe (obs/step_probe.h)
+ * around train_step; log_step and the JSONL writer report them; the run's
+ * closing reports are in train_report.c. */
 #include "cmds.h"
 #include "common.h"
 #include "data.h"
@@ -21,174 +30,16 @@
 #include "sde.h"
 #include "step_probe.h"
 #include "session.h"
+#include "stages.h"
+#include "valid.h"
 #include "tokrecord.h"
+#include "train_report.h"
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-
-/* Bytes per rank of weights, gradients and optimizer state, on the device
- * and on the host, next to the ZeRO formula for the stage (zero.h): what
- * the manager allocated, device and host together, must be what the
- * formula says; then the placement and whether it fits the device budget. */
-static void report_memory(lm_session *s) {
-    lm_params *ps = &s->model->params;
-    lm_zero_mem zm;
-    zero_memory_bytes(s->zero, &zm);
-    double MiB = 1024.0 * 1024.0, psi = (double)zm.psi, e = (double)zm.esz;
-    int dp = zm.dp, st = zm.stage;
-    /* train.trainable = embeddings: moments of the trained chunks only (Psi_t) */
-    double psit = (double)zm.psi_trained;
-    double want_w = st == 3 ? e * psi / dp : e * psi;
-    double want_g = st >= 2 ? e * psi / dp : e * psi, want_o = st == 0 ? 8 * psit : 8 * psit / dp;
-    double want_m = st == 0 ? 4 * psi : 4 * psi / dp;
-    size_t lo = ps->n_chunks ? chunk_len(ps, 0) : 0, hi = 0;
-    for (int c = 0; c < ps->n_chunks; c++) {
-        if (chunk_len(ps, c) < lo) lo = chunk_len(ps, c);
-        if (chunk_len(ps, c) > hi) hi = chunk_len(ps, c);
-    }
-    if (lo == hi)
-        lm_log("parameters: %lld in %d tensors; chunks: %d x %zu elements (%.1f MiB each, padding %.2f%%), %d shard(s) "
-               "of %zu elements per chunk\n",
-               (long long)ps->numel, ps->n, ps->n_chunks, hi, (double)hi * e / MiB,
-               100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena, dp, hi / (size_t)dp);
-    else {
-        int alone = 0;
-        for (int c = 0; c < ps->n_chunks; c++) alone += chunk_len(ps, c) > ps->chunk_size;
-        lm_log("parameters: %lld in %d tensors; chunks: %d (%d of them an outsized tensor alone), regular %zu "
-               "elements, longest %zu (%.1f MiB), padding %.2f%%, %d shard(s) per chunk\n",
-               (long long)ps->numel, ps->n, ps->n_chunks, alone, ps->chunk_size, hi, (double)hi * e / MiB,
-               100.0 * (double)(ps->arena - ps->numel) / (double)ps->arena, dp);
-    }
-    lm_log("memory per rank (ZeRO-%d, dp %d, Psi = %zu elements with padding): weights %zu B (%s = "
-           "%.0f), gradients %zu B (%s = %.0f), optimizer state %zu B (%s = %.0f)",
-           st, dp, zm.psi, zm.weights + zm.h_params, st == 3 ? "e Psi/dp" : "e Psi", want_w, zm.grads,
-           st >= 2 ? "e Psi/dp" : "e Psi", want_g, zm.optim + zm.h_optim,
-           zm.psi_trained != zm.psi ? (st == 0 ? "8 Psi_t" : "8 Psi_t/dp") : st == 0 ? "8 Psi" : "8 Psi/dp", want_o);
-    if (zm.esz != 4)
-        lm_log(", fp32 master weights %zu B (%s = %.0f)", zm.master + zm.h_master, st == 0 ? "4 Psi" : "4 Psi/dp",
-               want_m);
-    if (zm.psi_trained != zm.psi)
-        lm_log("; train.trainable = %s: optimizer state over the %zu trained elements (Psi_t, chunk padding "
-               "included) only", s->cfg.trainable, zm.psi_trained);
-    lm_log("\n");
-    /* device and host together (the formulas above), then where they are */
-    lm_log("memory per rank: weights %.1f MiB, gradients %.1f MiB%s, optimizer state %.1f MiB, "
-           "activations+workspace %.1f MiB%s\n",
-           (double)(zm.weights + zm.h_params + zm.master + zm.h_master) / MiB, (double)zm.grads / MiB,
-           st >= 2 ? " (+ chunk buckets in flight)" : "", (double)(zm.optim + zm.h_optim) / MiB,
-           (double)s->model->act_bytes / MiB, s->cfg.recompute ? " (recompute)" : "");
-    if (zm.n_opt_host || zm.n_par_host || st == 3) {
-        char more[128] = "";
-        if (st == 3)
-            snprintf(more, sizeof more, "; + gathered chunks (at least the largest fetch's, %.2f MiB) and buckets",
-                     (double)zm.slots_min / MiB);
-        lm_log("memory per rank on the device: weights %.2f MiB, fp32 master %.2f MiB, gradients %.2f MiB, "
-               "optimizer state %.2f MiB, activations+workspace %.2f MiB%s\n",
-               (double)zm.weights / MiB, (double)zm.master / MiB, (double)zm.grads / MiB, (double)zm.optim / MiB,
-               (double)s->model->act_bytes / MiB, more);
-    }
-    if (zm.n_opt_host || zm.n_par_host) {
-        char what[512];
-        zero_describe(s->zero, what, sizeof what);
-        lm_log("%s\n", what);
-        lm_log("memory per rank on the host: fp32 master %.2f MiB, optimizer state %.2f MiB, transfer staging "
-               "%.2f MiB, parameters %.2f MiB\n",
-               (double)zm.h_master / MiB, (double)zm.h_optim / MiB, (double)zm.h_grads / MiB, (double)zm.h_params / MiB);
-        double up, down;
-        zero_transfer_formula(s->zero, s->n_micro, &up, &down);
-        lm_log("transfers per step (formula): H2D %.0f B, D2H %.0f B per rank%s\n", up, down,
-               zm.n_par_host && (s->cfg.prefetch > 0 || s->cfg.device_memory)
-                   ? " (parameter uploads: at most; chunks used again soon stay gathered)" : "");
-    } else if (strcmp(s->cfg.offload, "none")) {
-        lm_log("placement: parallel.offload = %s keeps everything on the device (it fits)\n", s->cfg.offload);
-    }
-    if (s->cfg.device_memory) {
-        size_t used = s->dev->mem_info(s->dev, NULL, 0);
-        lm_log("device budget: train.device_memory = %llu B; %zu B allocated now%s\n",
-               (unsigned long long)s->cfg.device_memory, used,
-               st == 3 ? ", gathered chunks and buckets come and go under it" : "");
-    }
-    lm_log("activation memory per rank: %zu B kept for backward, %zu B with workspace (tp %d%s)\n",
-           s->model->act_kept, s->model->act_bytes, s->model->tp.size, s->model->tp.sp ? ", sequence parallel" : "");
-    if ((double)(zm.weights + zm.h_params) != want_w || (double)zm.grads != want_g ||
-        (double)(zm.optim + zm.h_optim) != want_o || (zm.esz != 4 && (double)(zm.master + zm.h_master) != want_m))
-        lm_abort(LM_ERR_RUNTIME, "memory accounting does not match the ZeRO-%d formula", st);
-}
-
-/* The tensor-parallel split of this rank. */
-static void tp_report(const lm_model *m, const lm_group *g) {
-    const lm_tp_dims *L = &m->ld;
-    lm_log("tensor parallel: tp %d%s; per rank %d of %d query heads, %d kv head(s)%s, %d of %d ffn columns, "
-           "%d vocabulary rows (vocabulary %d padded to %d); collectives on %s\n",
-           m->tp.size, m->tp.sp ? " with sequence parallelism" : "", L->H, m->s.n_heads, L->KV,
-           L->kv_replicas > 1 ? " (replicated)" : "", L->F, m->s.ffn_dim, L->V, m->s.vocab_size, L->Vp,
-           comm_dev_backend(g));
-}
-
-/* The pipeline's plan on this run. */
-static void pipe_report(lm_session *S) {
-    const lm_pp_split *sp = &S->split;
-    char list[1024] = "";
-    for (int c = 0; c < sp->n_chunks; c++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", c ? "," : "", sp->count[c]);
-    int slots = S->model->pp.n_slots;
-    comm_allreduce_max_i32(comm_world(), &slots, 1);
-    lm_log("pipeline: pp %d, schedule %s, %d model chunk(s) per stage, layers per chunk %s; %d micro-batches per "
-           "step; at most %d activation set(s) per stage\n",
-           S->cfg.pp, S->pp_kind == LM_PP_INTERLEAVED ? "interleaved" : "1f1b", sp->v, list, S->n_micro, slots);
-}
-
-/* Idle and busy time of this stage, summed over the steps after the first. */
-typedef struct {
-    double idle, busy;
-    long steps;
-} bubble;
-
-static void bubble_add(bubble *b, const lm_pipe *p) {
-    double span, busy;
-    pipe_times(p, &span, &busy);
-    b->idle += span - busy;
-    b->busy += busy;
-    b->steps++;
-}
-
-/* The measured bubble per stage (idle time over compute time, the largest
- * over the stage's ranks) next to Megatron's (p-1)/m, (p-1)/(v m). */
-static void bubble_report(lm_session *S, const bubble *b) {
-    int pp = S->cfg.pp, v = S->model->pp.v, m = S->n_micro;
-    double *f = lm_alloc(sizeof(double) * (size_t)pp);
-    f[S->topo.pp_rank] = b->busy > 0 ? b->idle / b->busy : 0.0;
-    comm_allreduce_max_f64(comm_world(), f, (size_t)pp);
-    lm_log("pipeline bubble (idle / compute time per stage, over %ld step(s)):", b->steps);
-    for (int st = 0; st < pp; st++) lm_log(" stage %d %.3f;", st, f[st]);
-    lm_log(" formula (p-1)/(v m) = %.3f\n", (double)(pp - 1) / ((double)v * m));
-    lm_free(f);
-}
-
-/* What the tensor-parallel group moved per step (tot: summed over the
- * steps run), next to the count the model's schedule implies
- * (tp_comm_formula). */
-static void tp_comm_report(const lm_model *m, const lm_group *g, const lm_comm_stats *tot, long steps,
-                           int n_micro, int zero, int dp) {
-    lm_comm_stats want, zs = {0};
-    const lm_comm_stats *before = &zs, now = *tot;
-    double n = (double)steps;
-    double e = !strcmp(comm_dev_backend(g), "nccl") ? (double)lm_dtype_size(m->dev->dtype) : 4.0;
-    tp_comm_formula(m, n_micro, e, &want);
-    lm_log("tensor-parallel communication per step (rank 0; payload bytes, and bytes sent = received under ring "
-           "algorithms):\n"
-           "  measured: all-reduce %.0f, reduce-scatter %.0f, all-gather %.0f; sent %.0f in %.1f calls\n"
-           "  formula:  all-reduce %.0f, reduce-scatter %.0f, all-gather %.0f; sent %.0f%s\n",
-           (now.allreduce_bytes - before->allreduce_bytes) / n,
-           (now.reduce_scatter_bytes - before->reduce_scatter_bytes) / n,
-           (now.allgather_bytes - before->allgather_bytes) / n, (now.sent - before->sent) / n,
-           (double)(now.calls - before->calls) / n, want.allreduce_bytes, want.reduce_scatter_bytes,
-           want.allgather_bytes, want.sent,
-           m->tp.sp && (zero || dp > 1) ? " (norm-weight sums counted at ZeRO-0, dp 1)" : "");
-}
 
 /* Test hook: LAMINA_FAULT_NAN=RANK:STEP poisons one gradient element on
  * world rank RANK after the backward of step STEP (a fault only one rank
@@ -225,7 +76,8 @@ static void replica_fault(lm_session *s, ckpt_tensor *w) {
 }
 
 /* Writes the checkpoint of step `step` collectively; returns the seconds it took. */
-static double save(lm_session *s, long step, long tokens, long consumed, const char *deck_text, const lm_tokrec *tok) {
+static double save(lm_session *s, long step, long tokens, long consumed, const char *deck_text, const lm_tokrec *tok,
+                   long stage, long stage_data_start) {
     prof_enter(PROF_CHECKPOINT);
     const lm_config *c = &s->cfg;
     int n = s->full.n;
@@ -242,6 +94,7 @@ static double save(lm_session *s, long step, long tokens, long consumed, const c
         .ffn_dim = c->ffn_dim, .vocab_size = c->vocab_size, .max_seq_len = c->max_seq_len,
         .tie_embeddings = c->tie_embeddings, .norm_eps = c->norm_eps, .rope_theta = c->rope_theta,
         .deck_text = deck_text, .tok = tok && tok->model ? tok : NULL,
+        .stage = stage, .stage_data_start = stage_data_start,
     };
     char err[LM_ERRLEN] = {0};
     double t0 = lm_now();
@@ -259,55 +112,17 @@ static double save(lm_session *s, long step, long tokens, long consumed, const c
     return dt;
 }
 
-/* Where the run's time went, per region (exclusive seconds, the largest
- * over ranks: one max-reduction), and lamina's SDE counters at the end
- * (read through PAPI; bytes summed over ranks). Collective. */
-static void region_report(const lm_group *world) {
-    lm_prof_window t;
-    prof_collect(NULL);
-    prof_totals(&t);
-    double v[PROF_N + 2];
-    for (int r = 0; r <= PROF_N; r++) v[r] = t.excl[r];
-    v[PROF_N + 1] = t.t1 - t.t0;
-    comm_allreduce_max_f64(world, v, PROF_N + 2);
-    double wall = v[PROF_N + 1] > 0 ? v[PROF_N + 1] : 1.0;
-    int order[PROF_N + 1], n = 0;
-    for (int r = 0; r <= PROF_N; r++)
-        if (v[r] > 0 || (r < PROF_N && t.calls[r] > 0)) order[n++] = r;
-    for (int i = 1; i < n; i++) /* by time, largest first */
-        for (int j = i; j > 0 && v[order[j]] > v[order[j - 1]]; j--) {
-            int x = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = x;
-        }
-    lm_log("regions (exclusive seconds, the largest over ranks; %% of the run's %.2f s since start-up; calls on "
-           "rank 0):\n", v[PROF_N + 1]);
-    for (int i = 0; i < n; i++) {
-        int r = order[i];
-        if (r == PROF_OTHER)
-            lm_log("  %-20s %10.3f s %6.1f%%\n", prof_name(r), v[r], 100.0 * v[r] / wall);
-        else
-            lm_log("  %-20s %10.3f s %6.1f%% %10ld\n", prof_name(r), v[r], 100.0 * v[r] / wall, t.calls[r]);
-    }
-    double tv[LM_SDE_N + 1], sum[LM_SDE_N + 1];
-    int bad = sde_read_total(tv) != 0;
-    for (int i = 0; i < LM_SDE_N; i++) sum[i] = bad ? 0.0 : tv[i];
-    sum[LM_SDE_N] = bad;
-    comm_allreduce_sum_f64(world, sum, LM_SDE_N + 1);
-    if (sum[LM_SDE_N] > 0) return;
-    lm_log("PAPI software-defined events sde:::LAMINA:: at the end: TOKENS %.0f, MODEL_FLOPS %.6g, STEPS %.0f (the "
-           "job's); summed over the %d rank(s):", tv[LM_SDE_TOKENS], tv[LM_SDE_MODEL_FLOPS], tv[LM_SDE_STEPS],
-           world->size);
-    for (int i = 0; i < LM_SDE_N; i++)
-        if (i != LM_SDE_TOKENS && i != LM_SDE_MODEL_FLOPS && i != LM_SDE_STEPS)
-            lm_log(" %s %.0f%s", sde_name(i), sum[i], i == LM_SDE_N - 1 ? "\n" : ",");
-}
-
 /* ------------------------------------------------------------ the run */
 
 /* What a training run holds from set-up to the end. */
 typedef struct {
-    lm_session S;
+    lm_session S;           /* the current stage's session; S.cfg is the stage's view of the deck */
+    lm_config deck;         /* the whole deck */
+    int stage;              /* the current stage (0-based; 0 without stages) */
+    long data_start;        /* consumed samples when the stage's data stream started (stages.h) */
+    int opened;             /* the first stage's once-per-run set-up is done */
+    int bucket;             /* the data bucket of the last step (-1: none yet, or one bucket) */
+    lm_valid *valid;        /* the stage's held-out data (NULL: no evaluation) */
     lm_budget budget;
     char *deck_text;        /* the resolved deck, stored in each checkpoint */
     lm_data *data;
@@ -322,6 +137,7 @@ typedef struct {
     double peak;            /* peak FLOP/s per rank for MFU; 0: unknown GPU */
     long poison_at;         /* LAMINA_FAULT_NAN's step on this rank, else -1 */
     long tokens, consumed;  /* input tokens and samples consumed so far */
+    long tokens0;           /* tokens_seen when this process started (the done line's rate) */
     lm_tokrec tok;          /* the tokenizer recorded in every checkpoint (model NULL: none) */
     char tok_from[LM_PATHLEN]; /* the file it came from */
     double t_run;           /* when the run's timing starts (the done line) */
@@ -338,7 +154,7 @@ typedef struct {
 
 /* The run's sums over the steps it ran, for the closing report. */
 typedef struct {
-    long steps, cut;
+    long steps, cut, masked;
     double first_loss, last_loss, comm_s;
     bubble bub;
 } run_totals;
@@ -374,12 +190,11 @@ static void tokenizer_of_start(trainer *T) {
                (long long)T->tok.vocab_size);
 }
 
-/* Deck, session, data, metrics log, counters and the opening log lines:
- * everything up to the first step. Exits 3 on a stop during start-up. */
+/* Deck, metrics log and the opening log lines: the run's set-up before
+ * its first stage. Exits 3 on a stop during start-up. */
 static void train_open(trainer *T, int argc, char **argv) {
     memset(T, 0, sizeof *T);
-    lm_session *S = &T->S;
-    lm_config *c = &S->cfg;
+    lm_config *c = &T->deck;
     preempt_install();
     session_config(c, "train", "lamina train DECK [section.key=value ...]", argc, argv);
     char why[256], err[LM_ERRLEN] = {0};
@@ -397,47 +212,112 @@ static void train_open(trainer *T, int argc, char **argv) {
            "--- resolved deck ---\n%s---\n",
            LAMINA_VERSION, world->size, c->dp, c->tp, c->pp, c->zero, c->device, omp_get_max_threads(),
            T->deck_text);
+    if (c->n_stages)
+        lm_log("stages: %d, %ld steps in all; a checkpoint at the end of each stage, from which the next one "
+               "starts\n", c->n_stages, c->steps);
+    T->mlog = metrics_open(c->metrics, err, sizeof err);
+    if (comm_agree(world, T->mlog ? 0 : LM_ERR_INPUT, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+}
 
+/* Open stage k (0-based; 0 without stages) from checkpoint `restart`
+ * (NULL: per the deck's checkpoint.restart): the stage's view of the deck,
+ * its data, the session and its start state, the pipeline; the first time
+ * also the tokenizer record, the MFU peak and the counters. Returns k, or
+ * the stage that the loaded checkpoint's next step belongs to when that is
+ * another (the peeked checkpoint was skipped: the caller reopens). */
+static int stage_open(trainer *T, int k, const char *restart) {
+    lm_session *S = &T->S;
+    lm_config *c = &S->cfg;
+    const lm_config *deck = &T->deck;
+    char why[256], err[LM_ERRLEN] = {0};
+    lm_group *world = comm_world();
+    stage_view(deck, k, c);
+    if (restart) snprintf(c->restart, sizeof c->restart, "%s", restart);
+    T->stage = k;
     /* the data's tokenizer, checked before the loader's own checks (its
-     * vocabulary rule names the tokenizer) */
-    int trc = tokrecord_from_data(c, &T->tok, T->tok_from, sizeof T->tok_from, err, sizeof err);
+     * vocabulary rule names the tokenizer); a later stage's data must
+     * record the same one as the run's, if any */
+    lm_tokrec rec;
+    char rfrom[LM_PATHLEN];
+    int trc = tokrecord_from_data(c, &rec, rfrom, sizeof rfrom, err, sizeof err);
     if ((trc = comm_agree(world, trc, err, sizeof err))) lm_fail(trc, "%s", err);
-    T->data = data_open(c, err, sizeof err);
+    if (!T->opened || (rec.model && !T->tok.model)) {
+        tokrec_free(&T->tok);
+        T->tok = rec;
+        snprintf(T->tok_from, sizeof T->tok_from, "%s", rfrom);
+    } else {
+        if (rec.model && !tokrec_equal(&rec, &T->tok))
+            lm_fail(LM_ERR_INPUT, "stage %d: %s records a different tokenizer than %s, the run's: the stages of a run "
+                    "must share one", k + 1, rfrom, T->tok_from);
+        tokrec_free(&rec);
+    }
+    char key[64];
+    stage_key(deck, k, "train", key, sizeof key);
+    T->data = data_open_list(c->train_files, key, c, err, sizeof err);
     if (comm_agree(world, T->data ? 0 : LM_ERR_INPUT, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
 
     session_open(S, c->micro_batch, c->seq_len, c->recompute, 1);
     T->poison_at = fault_step();
     T->hp = adamw_hp_of(c);
-    T->sched = lr_sched_of(c);
+    T->sched = lr_sched_stage(deck, k);
     report_memory(S);
     session_load(S, 1);
-    tokenizer_of_start(T);
+    if (deck->n_stages && S->start_step < deck->steps && deck_stage_of(deck, S->start_step + 1) != k)
+        return deck_stage_of(deck, S->start_step + 1);
+    if (!T->opened) {
+        tokenizer_of_start(T);
+        char peak_desc[512];
+        T->peak = mfu_peak_flops(c, S->dev, omp_get_max_threads(), peak_desc, sizeof peak_desc);
+        T->fpt = metrics_flops_per_token(S->model->n_matmul_params, c->n_layers, c->dim, c->seq_len);
+        lm_log("MFU peak: %.3f TFLOP/s per rank (%s); model FLOPs per token %.0f\n", T->peak / 1e12, peak_desc, T->fpt);
+        probe_open(&T->probe, c->papi_events, S->topo.tp_group);
+        T->t_run = lm_now();
+        T->tokens0 = S->tokens_seen;
+        if (c->max_minutes > 0)
+            lm_log("wall-clock budget: train.max_minutes = %g; SIGUSR1 or SIGTERM also stop the run after the current "
+                   "step with a checkpoint (exit 3)\n", c->max_minutes);
+    } else {
+        T->probe.tp = S->topo.tp_group; /* this stage's session's group */
+    }
     if (preempt_any(world, why, sizeof why)) preempt_exit_before_step(S->start_step + 1, why);
     T->n_micro = c->global_batch / (S->topo.dp * c->micro_batch);
     lm_log("data: %lld samples in %s; %d micro-step(s) of %d x %d tokens per step\n",
            (long long)data_n_samples(T->data), c->train_files, T->n_micro, c->micro_batch, c->seq_len);
-
-    char peak_desc[512];
-    T->peak = mfu_peak_flops(c, S->dev, omp_get_max_threads(), peak_desc, sizeof peak_desc);
-    T->fpt = metrics_flops_per_token(S->model->n_matmul_params, c->n_layers, c->dim, c->seq_len);
-    lm_log("MFU peak: %.3f TFLOP/s per rank (%s); model FLOPs per token %.0f\n", T->peak / 1e12, peak_desc, T->fpt);
-
-    T->mlog = metrics_open(c->metrics, err, sizeof err);
-    if (comm_agree(world, T->mlog ? 0 : LM_ERR_INPUT, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
-    probe_open(&T->probe, c->papi_events, S->topo.tp_group);
-
-    if (S->start_step >= c->steps)
-        lm_log("nothing to do: the checkpoint is at step %ld and train.steps = %ld\n", S->start_step, c->steps);
+    int guessed = 0;
+    T->data_start = stage_data_start(deck, k, S->start_step, S->consumed_samples, S->ck_stage, S->ck_stage_data_start,
+                                     &guessed);
+    if (guessed)
+        lm_log("warning: %s does not record where stage %d's data stream started (root attribute stage_data_start); "
+               "assuming train.global_batch = %d throughout the stage: stream sample %ld\n", S->resumed_from, k + 1,
+               c->global_batch, S->consumed_samples - T->data_start);
+    stage_log_start(deck, k, S->start_step, S->consumed_samples, T->data_start);
+    if (S->start_step >= deck->steps)
+        lm_log("nothing to do: the checkpoint is at step %ld and train.steps = %ld\n", S->start_step, deck->steps);
     batch_alloc(&T->batch, T->n_micro, c->micro_batch, c->seq_len);
     T->tokens = S->tokens_seen;
     T->consumed = S->consumed_samples;
-    T->t_run = lm_now();
     if (c->tp > 1) tp_report(S->model, S->topo.tp_group);
     T->pipe = c->pp > 1 ? pipe_create(S) : NULL;
     if (T->pipe) pipe_report(S);
-    if (c->max_minutes > 0)
-        lm_log("wall-clock budget: train.max_minutes = %g; SIGUSR1 or SIGTERM also stop the run after the current "
-               "step with a checkpoint (exit 3)\n", c->max_minutes);
+    stage_key(deck, k, "valid", key, sizeof key);
+    T->valid = valid_open(S, c->valid_files, key);
+    T->bucket = -1;
+    T->opened = 1;
+    return k;
+}
+
+/* Everything stage_open opened, in reverse (the session's fields cleared
+ * for the next stage's). */
+static void stage_close(trainer *T) {
+    valid_close(T->valid);
+    T->valid = NULL;
+    pipe_destroy(T->pipe);
+    T->pipe = NULL;
+    batch_free(&T->batch);
+    data_close(T->data);
+    T->data = NULL;
+    session_close(&T->S);
+    memset(&T->S, 0, sizeof T->S);
 }
 
 /* Forward and backward over the step's micro-batches (or the pipeline's
@@ -474,6 +354,18 @@ static double grad_norm(lm_session *S) {
     return sqrt(ss < 0.0 ? 0.0 : ss); /* a NaN stays NaN */
 }
 
+/* With more than one data bucket: the log says when the step's first
+ * sample starts a new bucket (SPEC §9). */
+static void bucket_note(trainer *T, long step) {
+    int nb = data_n_buckets(T->data);
+    if (nb <= 1) return;
+    int b = data_bucket_at(T->data, T->consumed - T->data_start);
+    if (b != T->bucket)
+        lm_log("data: bucket %d of %d starts at step %ld (stream sample %ld)\n", b, nb, step,
+               T->consumed - T->data_start);
+    T->bucket = b;
+}
+
 /* One optimizer step: read the step's data, zero the gradients, forward and
  * backward with the loss scaled by 1/(target tokens of the global batch),
  * the global loss and gradient norm, then AdamW with clipping. A NaN or
@@ -484,10 +376,12 @@ static void train_step(trainer *T, long step, step_result *r) {
     lm_batch *b = &T->batch;
     char err[LM_ERRLEN] = {0};
     prof_enter(PROF_DATA);
-    int rc = data_fill(T->data, T->consumed, c->global_batch, S->topo.dp_rank, S->topo.dp, b, err, sizeof err);
+    int rc = data_fill(T->data, T->consumed - T->data_start, c->global_batch, S->topo.dp_rank, S->topo.dp, b, err,
+                       sizeof err);
     prof_exit(PROF_DATA);
     /* 2: bad data; 1: a token file changed or a read failed (all ranks exit alike) */
     if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "data: %s", err);
+    bucket_note(T, step);
     probe_comm_begin(&T->probe);
     long long h2d0 = lm_sde_count[LM_SDE_BYTES_H2D], d2h0 = lm_sde_count[LM_SDE_BYTES_D2H];
     S->dev->mem_info(S->dev, NULL, 1); /* a new peak window */
@@ -497,7 +391,8 @@ static void train_step(trainer *T, long step, step_result *r) {
     prof_exit(PROF_OPTIMIZER);
     float scale = b->targets_global > 0 ? 1.0f / (float)b->targets_global : 0.0f;
     /* no clipping: offloaded chunks' host steps may run during backward */
-    if (c->grad_clip == 0) zero_early_step(S->zero, &T->hp, lr_at(&T->sched, step), step);
+    long t = adamw_t(&T->deck, step); /* Adam's bias correction restarts with a stage's reset */
+    if (c->grad_clip == 0) zero_early_step(S->zero, &T->hp, lr_at(&T->sched, step), t);
     double loss_sum = forward_backward(T, scale);
     if (step == T->poison_at) zero_poison_grad(S->zero, 12345);
     comm_allreduce_sum_f64(S->topo.pp_group, &loss_sum, 1); /* the last stage's */
@@ -510,7 +405,7 @@ static void train_step(trainer *T, long step, step_result *r) {
                 isnan(isfinite(r->loss) ? r->gnorm : r->loss) ? "NaN" : "infinite");
     r->lr = lr_at(&T->sched, step);
     prof_enter(PROF_OPTIMIZER);
-    zero_update(S->zero, &T->hp, r->lr, clip_coef(r->gnorm, c->grad_clip), step);
+    zero_update(S->zero, &T->hp, r->lr, clip_coef(r->gnorm, c->grad_clip), t);
     S->dev->sync(S->dev);
     prof_exit(PROF_OPTIMIZER);
     size_t peak = 0;
@@ -529,6 +424,7 @@ static void count_step(trainer *T, run_totals *tot, long step, const step_result
     T->tokens += T->batch.targets_global;
     T->consumed += T->S.cfg.global_batch;
     tot->cut += T->batch.n_cut_global;
+    tot->masked += (long)T->batch.n_masked_global;
     tot->comm_s += T->probe.comm_s;
     if (tot->steps == 0) tot->first_loss = r->loss;
     tot->last_loss = r->loss;
@@ -557,13 +453,21 @@ static void log_step(const trainer *T, long step, const step_result *r, lm_step_
                             .step_ms = dt * 1e3, .comm_ms = comm_ms, .mem_bytes = p->mem_bytes,
                             .n_papi = p->n_papi, .papi_names = p->papi_names, .papi_vals = p->papi_vals,
                             .regions = &p->win, .mem_device_peak = r->mem[0], .mem_host_peak = r->mem[1],
-                            .h2d_bytes = r->mem[2], .d2h_bytes = r->mem[3]};
-    char mfu[32];
+                            .h2d_bytes = r->mem[2], .d2h_bytes = r->mem[3],
+                            .stage = T->deck.n_stages ? T->stage + 1 : 0, .has_bucket = T->bucket >= 0,
+                            .bucket = T->bucket, .masked_samples = (long)b->n_masked_global};
+    char mfu[32], extra[160] = "";
+    if (T->deck.n_stages) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " | stage %d", T->stage + 1);
+    if (T->bucket >= 0) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " | bucket %d", T->bucket);
+    if (b->n_cut_global)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " | %d sample(s) cut to seq_len+1", b->n_cut_global);
+    if (b->n_masked_global)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " | %lld sample(s) with every target masked",
+                 (long long)b->n_masked_global);
     lm_log("step %6ld/%ld | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | %.4f TFLOP/s | MFU %s | "
-           "%.0f ms (comm %.0f)%s",
+           "%.0f ms (comm %.0f)%s\n",
            step, c->steps, r->loss, r->lr, r->gnorm, tps, tflops, mfu_text(mfu, sizeof mfu, sm->mfu, "%5.2f%%"),
-           dt * 1e3, comm_ms, b->n_cut_global ? "" : "\n");
-    if (b->n_cut_global) lm_log(" | %d sample(s) cut to seq_len+1\n", b->n_cut_global);
+           dt * 1e3, comm_ms, extra);
 }
 
 /* The checkpoint on the cadence and at the last step, then the preemption
@@ -572,11 +476,14 @@ static void log_step(const trainer *T, long step, const step_result *r, lm_step_
 static int checkpoint_or_stop(trainer *T, long step, char *why, size_t len) {
     const lm_config *c = &T->S.cfg;
     double save_s = 0.0;
-    int saved = (c->ckpt_every > 0 && step % c->ckpt_every == 0) || step == c->steps;
-    if (saved) save_s = save(&T->S, step, T->tokens, T->consumed, T->deck_text, &T->tok);
+    /* every stage's last step too: the next stage starts from that file */
+    int saved = (c->ckpt_every > 0 && step % c->ckpt_every == 0) || step == c->steps ||
+                step == stage_end(&T->deck, T->stage);
+    long stg = T->deck.n_stages ? T->stage + 1 : 0;
+    if (saved) save_s = save(&T->S, step, T->tokens, T->consumed, T->deck_text, &T->tok, stg, T->data_start);
     budget_step(&T->budget, lm_now() - T->probe.t0, save_s);
     int stop = step < c->steps && preempt_should_stop(comm_world(), &T->budget, why, len);
-    if (stop && !saved) save(&T->S, step, T->tokens, T->consumed, T->deck_text, &T->tok);
+    if (stop && !saved) save(&T->S, step, T->tokens, T->consumed, T->deck_text, &T->tok, stg, T->data_start);
     return stop;
 }
 
@@ -588,7 +495,7 @@ static void report_run(trainer *T, const run_totals *tot, double t_all) {
     lm_group *world = comm_world();
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double tps = (double)(T->tokens - S->tokens_seen) / t_all;
+    double tps = (double)(T->tokens - T->tokens0) / t_all;
     double rss[2] = {(double)ru.ru_maxrss / 1024.0, tot->comm_s};
     comm_allreduce_max_f64(world, rss, 2);
     char mfu[32];
@@ -598,6 +505,8 @@ static void report_run(trainer *T, const run_totals *tot, double t_all) {
            mfu_text(mfu, sizeof mfu, T->peak > 0 ? T->fpt * tps / world->size / T->peak : NAN, "%.2f%%"), rss[0],
            rss[1]);
     if (tot->cut) lm_log("data: %ld sample(s) were longer than seq_len+1 and were cut\n", tot->cut);
+    if (tot->masked)
+        lm_log("data: %ld sample(s) had every target removed by the loss mask (no loss, no gradient)\n", tot->masked);
     if (T->pipe) bubble_report(S, &tot->bub);
     if (c->tp > 1)
         tp_comm_report(S->model, S->topo.tp_group, &T->probe.tp_moved, tot->steps, T->n_micro, c->zero, S->topo.dp);
@@ -630,54 +539,100 @@ static void report_run(trainer *T, const run_totals *tot, double t_all) {
 
 /* Everything train_open opened, in reverse. */
 static void train_close(trainer *T) {
-    probe_close(&T->probe);
+    if (T->opened) probe_close(&T->probe);
     sde_reader_stop();
     prof_shutdown();
     metrics_close(T->mlog);
-    batch_free(&T->batch);
-    data_close(T->data);
-    pipe_destroy(T->pipe);
-    session_close(&T->S);
     lm_free(T->deck_text);
     tokrec_free(&T->tok);
 }
 
-/* `lamina train`: set up, then per step train, count, log, checkpoint and
- * check for a stop; the JSONL line of a logged step is written after its
- * checkpoint and the preemption check, so that its SDE counts include them.
- * Returns LM_OK, or LM_STOPPED when a signal or the budget stopped the run. */
-int cmd_train(int argc, char **argv) {
-    trainer T;
-    train_open(&T, argc, argv);
-    const lm_config *c = &T.S.cfg;
-    run_totals tot = {.first_loss = NAN, .last_loss = NAN};
-    int rc = LM_OK;
-    for (long step = T.S.start_step + 1; step <= c->steps; step++) {
+/* The steps of the open stage from the session's start to the stage's
+ * end: train, count, log, checkpoint, check for a stop. The JSONL line of
+ * a logged step is written after its checkpoint and the preemption check,
+ * so that its SDE counts include them. Returns LM_OK, or LM_STOPPED when a
+ * signal or the budget stopped the run. */
+static int run_stage(trainer *T, run_totals *tot) {
+    const lm_config *c = &T->S.cfg;
+    long end = stage_end(&T->deck, T->stage);
+    for (long step = T->S.start_step + 1; step <= end; step++) {
         step_result r;
-        probe_begin(&T.probe);
-        train_step(&T, step, &r);
-        probe_end(&T.probe, T.batch.targets_global, T.fpt * (double)T.batch.targets_global);
-        count_step(&T, &tot, step, &r);
-        int logged = step % c->log_every == 0 || step == c->steps;
+        probe_begin(&T->probe);
+        train_step(T, step, &r);
+        probe_end(&T->probe, T->batch.targets_global, T->fpt * (double)T->batch.targets_global);
+        count_step(T, tot, step, &r);
+        /* held-out evaluation after the update: every eval_every steps and
+         * at the stage's last step */
+        lm_valid_result vr;
+        int evaluated = T->valid && ((c->eval_every > 0 && step % c->eval_every == 0) || step == end);
+        if (evaluated) valid_run(T->valid, &vr);
+        int logged = step % c->log_every == 0 || step == end || evaluated;
         lm_step_metrics sm = {0};
-        if (logged) log_step(&T, step, &r, &sm);
+        if (logged) log_step(T, step, &r, &sm);
+        if (evaluated) {
+            valid_log(T->valid, &vr, step);
+            sm.has_val = 1;
+            sm.val_loss = vr.loss;
+            sm.val_bpb = vr.bpb;
+            sm.n_val_cat = vr.n_cat;
+            sm.val_cat_names = vr.cat_names;
+            sm.val_cat_loss = vr.cat_loss;
+            sm.val_cat_bpb = vr.cat_bpb;
+        }
         char why[256];
-        int stop = checkpoint_or_stop(&T, step, why, sizeof why);
+        int stop = checkpoint_or_stop(T, step, why, sizeof why);
         if (logged) {
-            probe_after(&T.probe);
-            sm.ckpt_ms = T.probe.ckpt_ms;
-            sm.n_sde = T.probe.n_sde;
-            sm.sde_vals = T.probe.n_sde ? T.probe.sde_vals : NULL;
-            metrics_write(T.mlog, &sm);
+            probe_after(&T->probe);
+            sm.ckpt_ms = T->probe.ckpt_ms;
+            sm.n_sde = T->probe.n_sde;
+            sm.sde_vals = T->probe.n_sde ? T->probe.sde_vals : NULL;
+            metrics_write(T->mlog, &sm);
         }
         if (stop) {
             lm_log("stopped early at step %ld of %ld: %s; the checkpoint of step %ld is written: resubmit the same "
                    "job (checkpoint.restart = auto) to continue (exit 3)\n", step, c->steps, why, step);
-            rc = LM_STOPPED;
-            break;
+            return LM_STOPPED;
         }
     }
+    return LM_OK;
+}
+
+/* `lamina train`: set up, then each stage from the one the start state is
+ * in: open it (from the deck's restart, or the previous stage's last
+ * checkpoint), run its steps, close it. Returns LM_OK, or LM_STOPPED. */
+int cmd_train(int argc, char **argv) {
+    trainer T;
+    train_open(&T, argc, argv);
+    const lm_config *deck = &T.deck;
+    run_totals tot = {.first_loss = NAN, .last_loss = NAN};
+    int rc = LM_OK;
+    /* the stage to set up: the one after the checkpoint the run resumes from */
+    long at = deck->n_stages ? session_restart_step(deck) : -1;
+    int k = at >= 0 && at < deck->steps ? deck_stage_of(deck, at + 1) : at >= deck->steps ? deck_stage_of(deck, at) : 0;
+    char from[LM_PATHLEN];
+    const char *restart = NULL;
+    for (;;) {
+        int got = stage_open(&T, k, restart);
+        if (got != k) { /* the full load fell back to an older checkpoint of another stage */
+            lm_log("stage %d: the checkpoint loaded belongs to stage %d; setting that stage up instead\n", k + 1,
+                   got + 1);
+            stage_close(&T);
+            k = got;
+            continue;
+        }
+        rc = run_stage(&T, &tot);
+        if (rc != LM_OK || k + 1 >= deck->n_stages || T.S.start_step >= deck->steps) break;
+        /* the stage's last checkpoint starts the next stage */
+        size_t dl = strnlen(deck->ckpt_dir, 4000); /* checkpoint.dir's limit leaves room for the name */
+        memcpy(from, deck->ckpt_dir, dl);
+        snprintf(from + dl, sizeof from - dl, "/step_%08ld.h5", stage_end(deck, k));
+        lm_log("stage %d/%d done at step %ld\n", k + 1, deck->n_stages, stage_end(deck, k));
+        stage_close(&T);
+        restart = from;
+        k++;
+    }
     if (tot.steps) report_run(&T, &tot, lm_now() - T.t_run);
+    stage_close(&T);
     train_close(&T);
     return rc;
 }

@@ -10,7 +10,10 @@
  *   2. defaults, then the preset (if model.preset was given), then every
  *      staged key on top;
  *   3. required keys and cross-key consistency are checked, each message
- *      naming the key and where its value came from. */
+ *      naming the key and where its value came from;
+ *   4. the [stage.N] sections (numbered sections of lm_ini.h, N = 1, 2, ...
+ *      without gaps): each inherits the [train]/[data] values it does not
+ *      set, needs steps, and train.steps becomes (or must equal) their sum. */
 #include "deck.h"
 #include "common.h"
 #include "lm_ini.h"
@@ -42,6 +45,9 @@ enum { SHAPE = INI_USER }; /* a model shape key: model.preset may set it */
  * every file must fit. */
 #define KP(s, n, f, max, why, def, fl) {s, n, INI_PATH, FLD(f), 0, max, 0, 0, fl, why, def, NULL}
 #define PATH_MAX_WHY "PATH_MAX 4096 less the final NUL"
+/* [stage.N] keys: fields of lm_stage */
+#define SFLD(f) offsetof(lm_stage, f), sizeof(((lm_stage *)0)->f)
+#define STG "stage.#"
 
 static const lm_ini_key KEYS[] = {
     {"model", "preset", INI_STRING, FLD(preset), 0, 0, 0, 0, INI_EMPTY_OK, NULL, NULL, preset_check},
@@ -73,7 +79,7 @@ static const lm_ini_key KEYS[] = {
     KE("train", "device", device, "cpu|cuda", "cpu"),
     KE("train", "precision", precision, "auto|fp32|bf16", "auto"),
     {"train", "seed", INI_U64, FLD(seed), 0, 0, 0, 0, 0, NULL, "1234", NULL},
-    KL("train", "steps", steps, 1, NULL, REQUIRED),
+    KL("train", "steps", steps, 1, NULL, 0), /* required without stages (resolve) */
     KI("train", "seq_len", seq_len, 1, INT_MAX, NULL, REQUIRED),
     KI("train", "micro_batch", micro_batch, 1, INT_MAX, NULL, REQUIRED),
     KI("train", "global_batch", global_batch, 1, INT_MAX, NULL, REQUIRED),
@@ -90,7 +96,11 @@ static const lm_ini_key KEYS[] = {
     KP("train", "init", init, 4095, PATH_MAX_WHY, "random", 0),
     KD("train", "init_std", init_std, 0, 1, "0.02", INI_LO_OPEN | INI_HAS_HI), /* above 1 overflows activations */
     KD("train", "max_minutes", max_minutes, 0, 0, NULL, 0),
-    KP("data", "train", train_files, 4095, PATH_MAX_WHY, NULL, REQUIRED | INI_LIST),
+    KL("train", "eval_every", eval_every, 0, "0", 0),
+    KL("train", "eval_batches", eval_batches, 0, "0", 0),
+    /* required unless every stage has its own train (resolve) */
+    KP("data", "train", train_files, 4095, PATH_MAX_WHY, NULL, INI_LIST | INI_EMPTY_OK),
+    KP("data", "valid", valid_files, 4095, PATH_MAX_WHY, NULL, INI_LIST | INI_EMPTY_OK),
     KB("data", "shuffle", shuffle, "true", 0),
     KP("checkpoint", "dir", ckpt_dir, 4000, "the checkpoint writer's limit, leaving room for \"/step_<step>.h5.tmp\" "
        "within PATH_MAX 4096", "ckpt", 0),
@@ -102,10 +112,20 @@ static const lm_ini_key KEYS[] = {
     KD("log", "peak_tflops", peak_tflops, 0, 0, NULL, 0),
     KS("log", "papi_events", papi_events, "PAPI_TOT_CYC,PAPI_TOT_INS", INI_EMPTY_OK),
     KB("log", "kernel_timers", kernel_timers, NULL, 0),
+    /* [stage.N]: unset keys inherit [train] / [data] (resolve_stages) */
+    {STG, "steps", INI_LONG, SFLD(steps), 1, LONG_MAX, 0, 0, 0, NULL, NULL, NULL},
+    {STG, "train", INI_PATH, SFLD(train_files), 0, 4095, 0, 0, INI_LIST, PATH_MAX_WHY, NULL, NULL},
+    {STG, "valid", INI_PATH, SFLD(valid_files), 0, 4095, 0, 0, INI_LIST | INI_EMPTY_OK, PATH_MAX_WHY, NULL, NULL},
+    {STG, "lr", INI_DOUBLE, SFLD(lr), 0, 0, 0, 0, INI_LO_OPEN, NULL, NULL, NULL},
+    {STG, "min_lr", INI_DOUBLE, SFLD(min_lr), 0, 0, 0, 0, 0, NULL, NULL, NULL},
+    {STG, "warmup_steps", INI_LONG, SFLD(warmup_steps), 0, LONG_MAX, 0, 0, 0, NULL, NULL, NULL},
+    {STG, "lr_schedule", INI_ENUM, SFLD(lr_schedule), 0, 0, 0, 0, 0, "constant|linear|cosine", NULL, NULL},
+    {STG, "trainable", INI_ENUM, SFLD(trainable), 0, 0, 0, 0, 0, "all|embeddings", NULL, NULL},
+    {STG, "reset_optimizer", INI_BOOL, SFLD(reset_optimizer), 0, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 
-static const char *const SECTIONS[] = {"model", "parallel", "train", "data", "checkpoint", "log"};
+static const char *const SECTIONS[] = {"model", "parallel", "train", "data", "checkpoint", "log", STG};
 
 static const lm_ini_schema DECK = {"deck", KEYS, NKEYS, SECTIONS, (int)(sizeof SECTIONS / sizeof SECTIONS[0]),
                                 sizeof(lm_config)};
@@ -171,6 +191,8 @@ void deck_defaults(lm_config *c) { lm_ini_defaults(&DECK, c); }
 typedef struct {
     lm_config ex;        /* staged (explicitly given) values */
     int line[NKEYS];     /* file line, INI_BY_OVERRIDE, or 0 (unset) */
+    int sline[LM_MAX_STAGES][NKEYS]; /* the same for [stage.N]'s keys */
+    int shead[LM_MAX_STAGES];        /* the line of [stage.N] (INI_BY_OVERRIDE, 0: absent) */
     const char *name;    /* deck name for messages */
     char *err;
     size_t errlen;
@@ -185,10 +207,84 @@ static void origin(const pstate *st, int k, char *out, size_t n) {
     else snprintf(out, n, "deck %s (default)", st->name);
 }
 
-/* ---- resolve: defaults, preset, staged keys, then the checks ---- */
-
 #define KIDX(sec, name) key_index(sec, name)
 #define ORIGIN(sec, name) origin(st, KIDX(sec, name), w, sizeof w)
+
+/* Where [stage.N]'s key k came from (i = N - 1); an unset key names the
+ * section's header. */
+static void sorigin(const pstate *st, int i, int k, char *out, size_t n) {
+    int l = st->sline[i][k] ? st->sline[i][k] : st->shead[i];
+    if (l > 0) snprintf(out, n, "deck %s:%d", st->name, l);
+    else snprintf(out, n, "override");
+}
+
+/* The [stage.N] sections: numbered 1, 2, ... without gaps; each inherits
+ * the [train] / [data] values it does not set and must give steps; the
+ * stages' steps sum to train.steps (which may be omitted). */
+static int resolve_stages(pstate *st, lm_config *c) {
+    char w[LM_PATHLEN + 96];
+    int n = 0;
+    while (n < LM_MAX_STAGES && st->shead[n]) n++;
+    for (int i = n + 1; i < LM_MAX_STAGES; i++)
+        if (st->shead[i]) {
+            sorigin(st, i, 0, w, sizeof w);
+            return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: [stage.%d] without [stage.%d]: stage sections are numbered "
+                          "1, 2, ... without gaps", w, i + 1, n + 1);
+        }
+    long sum = 0;
+    c->n_stages = n;
+    for (int i = 0; i < n; i++) {
+        lm_stage *g = &c->stage[i];
+        memset(g, 0, sizeof *g);
+        g->steps = 0;
+        snprintf(g->train_files, sizeof g->train_files, "%s", c->train_files);
+        snprintf(g->valid_files, sizeof g->valid_files, "%s", c->valid_files);
+        g->lr = c->lr;
+        g->min_lr = c->min_lr;
+        g->warmup_steps = c->warmup_steps;
+        snprintf(g->lr_schedule, sizeof g->lr_schedule, "%s", c->lr_schedule);
+        snprintf(g->trainable, sizeof g->trainable, "%s", c->trainable);
+        for (int k = 0; k < NKEYS; k++)
+            if (st->sline[i][k]) memcpy((char *)g + KEYS[k].off, (char *)&st->ex.stage[i] + KEYS[k].off, KEYS[k].size);
+        if (!st->sline[i][KIDX(STG, "steps")]) {
+            sorigin(st, i, 0, w, sizeof w);
+            return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: [stage.%d] has no steps: stage.%d.steps is required (>= 1)",
+                          w, i + 1, i + 1);
+        }
+        if (!g->train_files[0]) {
+            sorigin(st, i, KIDX(STG, "train"), w, sizeof w);
+            return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: [stage.%d] has no training data: set stage.%d.train, or "
+                          "data.train for the stages that do not set their own", w, i + 1, i + 1);
+        }
+        if (g->min_lr > g->lr) {
+            int k = st->sline[i][KIDX(STG, "min_lr")] ? KIDX(STG, "min_lr") : KIDX(STG, "lr");
+            sorigin(st, i, k, w, sizeof w);
+            return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: stage.%d.min_lr = %g%s must be <= stage.%d.lr = %g%s", w,
+                          i + 1, g->min_lr, st->sline[i][KIDX(STG, "min_lr")] ? "" : " (from train.min_lr)", i + 1, g->lr,
+                          st->sline[i][KIDX(STG, "lr")] ? "" : " (from train.lr)");
+        }
+        if (g->steps > LONG_MAX - sum) {
+            sorigin(st, i, KIDX(STG, "steps"), w, sizeof w);
+            return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: stage.%d.steps = %ld: the stages' steps overflow", w, i + 1,
+                          g->steps);
+        }
+        sum += g->steps;
+    }
+    int ks = KIDX("train", "steps");
+    if (st->line[ks] && c->steps != sum) {
+        origin(st, ks, w, sizeof w);
+        char terms[256] = "";
+        for (int i = 0; i < n && strlen(terms) < 200; i++)
+            snprintf(terms + strlen(terms), sizeof terms - strlen(terms), "%sstage.%d.steps", i ? " + " : "", i + 1);
+        return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: train.steps = %ld must equal the sum of the stages' steps (%s = "
+                      "%ld); or leave train.steps out", w, c->steps, terms, sum);
+    }
+    c->steps = sum;
+    return 0;
+}
+
+/* ---- resolve: defaults, preset, staged keys, then the checks ---- */
+
 
 static int resolve(pstate *st, lm_config *c) {
     char w[LM_PATHLEN + 96];
@@ -196,11 +292,16 @@ static int resolve(pstate *st, lm_config *c) {
     if (st->line[KIDX("model", "preset")] && st->ex.preset[0])
         deck_apply_preset(c, st->ex.preset, NULL, 0); /* validated when staged */
     for (int k = 0; k < NKEYS; k++)
-        if (st->line[k]) memcpy((char *)c + KEYS[k].off, (char *)&st->ex + KEYS[k].off, KEYS[k].size);
+        if (st->line[k] && strcmp(KEYS[k].sec, STG))
+            memcpy((char *)c + KEYS[k].off, (char *)&st->ex + KEYS[k].off, KEYS[k].size);
     if (!c->preset[0] && !st->line[KIDX("model", "n_kv_heads")]) c->n_kv_heads = c->n_heads;
 
+    /* train.steps and data.train are required without stages */
+    int staged = 0, ksteps = KIDX("train", "steps"), ktrain = KIDX("data", "train");
+    for (int i = 0; i < LM_MAX_STAGES; i++) staged |= st->shead[i] != 0;
     for (int k = 0; k < NKEYS; k++) {
-        if (!(KEYS[k].flags & REQUIRED) || st->line[k]) continue;
+        int req = (KEYS[k].flags & REQUIRED) || (!staged && (k == ksteps || k == ktrain));
+        if (!req || st->line[k]) continue;
         if ((KEYS[k].flags & SHAPE) && c->preset[0]) continue;
         return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s.%s is required (set it in deck %s or as %s.%s=VALUE; model shape keys may come "
                     "from model.preset)", KEYS[k].sec, KEYS[k].name, st->name, KEYS[k].sec, KEYS[k].name);
@@ -231,8 +332,12 @@ static int resolve(pstate *st, lm_config *c) {
         ORIGIN("train", "min_lr");
         return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: train.min_lr = %g must be <= train.lr = %g", w, c->min_lr, c->lr);
     }
+    if (!staged && !c->train_files[0]) {
+        ORIGIN("data", "train");
+        return lm_err(st->err, st->errlen, LM_ERR_INPUT, "%s: data.train = '': must not be empty", w);
+    }
     /* warmup_steps > steps is allowed: the run ends while still warming up. */
-    return 0;
+    return staged ? resolve_stages(st, c) : 0;
 }
 
 int deck_load_string(lm_config *c, const char *text, const char *name, int noverride, char *const *overrides,
@@ -242,9 +347,13 @@ int deck_load_string(lm_config *c, const char *text, const char *name, int nover
     st->err = err;
     st->errlen = errlen;
     if (err && errlen) err[0] = 0;
+    memset(st->sline, 0, sizeof st->sline);
+    memset(st->shead, 0, sizeof st->shead);
     lm_ini_dest d = {NULL, &st->ex, st->line};
-    int rc = text ? lm_ini_parse(&DECK, text, st->name, &d, 1, err, errlen) : 0;
-    for (int i = 0; !rc && i < noverride; i++) rc = lm_ini_override(&DECK, overrides[i] ? overrides[i] : "", &d, err, errlen);
+    lm_ini_numbered sd = {STG, st->ex.stage, sizeof(lm_stage), LM_MAX_STAGES, &st->sline[0][0], st->shead};
+    int rc = text ? lm_ini_parse_n(&DECK, text, st->name, &d, 1, &sd, 1, err, errlen) : 0;
+    for (int i = 0; !rc && i < noverride; i++)
+        rc = lm_ini_override_n(&DECK, overrides[i] ? overrides[i] : "", &d, 1, &sd, 1, err, errlen);
     if (!rc) rc = resolve(st, c);
     else deck_defaults(c);
     lm_free(st);
@@ -263,4 +372,34 @@ int deck_load(lm_config *c, const char *path, int noverride, char *const *overri
     return rc;
 }
 
-size_t deck_to_text(const lm_config *c, char *buf, size_t len) { return lm_ini_to_text(&DECK, c, buf, len); }
+/* [model] .. [log], then each [stage.N] with every key (resolved). */
+size_t deck_to_text(const lm_config *c, char *buf, size_t len) {
+    size_t n = lm_ini_to_text(&DECK, c, buf, len);
+    for (int i = 0; i < c->n_stages; i++) {
+        char head[32];
+        snprintf(head, sizeof head, "stage.%d", i + 1);
+        if (buf && n + 1 < len) { /* a blank line first */
+            buf[n] = '\n';
+            buf[n + 1] = 0;
+        }
+        n++;
+        int room = buf && n < len;
+        n += lm_ini_section_to_text(&DECK, STG, head, &c->stage[i], room ? buf + n : NULL, room ? len - n : 0);
+    }
+    return n;
+}
+
+long deck_stage_start(const lm_config *c, int k) {
+    long s = 0;
+    for (int i = 0; i < k && i < c->n_stages; i++) s += c->stage[i].steps;
+    return s;
+}
+
+int deck_stage_of(const lm_config *c, long step) {
+    long end = 0;
+    for (int i = 0; i < c->n_stages; i++) {
+        end += c->stage[i].steps;
+        if (step <= end) return i;
+    }
+    return c->n_stages > 0 ? c->n_stages - 1 : 0;
+}

@@ -10,6 +10,20 @@
 #include <stdint.h>
 
 #define LM_PATHLEN 4096
+#define LM_MAX_STAGES 16
+
+/* One [stage.N] section of a multi-stage run (SPEC §9), resolved: the keys
+ * it does not set are inherited from [train] and [data]. */
+typedef struct {
+    long steps;                    /* optimizer steps of the stage (>= 1) */
+    char train_files[LM_PATHLEN];  /* data.train for the stage */
+    char valid_files[LM_PATHLEN];  /* data.valid for the stage ("" = none) */
+    double lr, min_lr;
+    long warmup_steps;
+    char lr_schedule[16];
+    char trainable[16];
+    int reset_optimizer;           /* 1: the stage starts with zero moments */
+} lm_stage;
 
 typedef struct {
     /* [model] */
@@ -48,8 +62,11 @@ typedef struct {
     char init[LM_PATHLEN];      /* "random" or a checkpoint file */
     double init_std;            /* 0.02 */
     double max_minutes;         /* wall-clock budget of this run; 0 = none */
+    long eval_every;            /* evaluate on data.valid every N steps (0: only at each stage's end) */
+    long eval_batches;          /* global batches of data.valid per evaluation (0: the whole file) */
     /* [data] */
-    char train_files[LM_PATHLEN]; /* comma-separated */
+    char train_files[LM_PATHLEN]; /* comma-separated, each `path` or `path:weight` */
+    char valid_files[LM_PATHLEN]; /* held-out token files ("" = no evaluation) */
     int shuffle;                /* 1 */
     /* [checkpoint] */
     char ckpt_dir[LM_PATHLEN];  /* "ckpt" */
@@ -62,6 +79,10 @@ typedef struct {
     double peak_tflops;         /* 0 = detect */
     char papi_events[1024];     /* "PAPI_TOT_CYC,PAPI_TOT_INS" */
     int kernel_timers;          /* 0/1: time device ops by kind (syncs after each op) */
+    /* [stage.1] .. [stage.n_stages] (0: a single-stage run per [train]);
+     * with stages, steps is their sum */
+    int n_stages;
+    lm_stage stage[LM_MAX_STAGES];
 } lm_config;
 
 /* Defaults of SPEC §2 (required keys left 0/empty). */
@@ -82,6 +103,12 @@ int deck_load_string(lm_config *c, const char *text, const char *name, int nover
  * back to the same lm_config. Returns bytes written (excluding NUL), or the
  * size needed if it does not fit (like snprintf). */
 size_t deck_to_text(const lm_config *c, char *buf, size_t len);
+
+/* Stages (0-based index k): the optimizer steps before stage k, and the
+ * stage that runs step `step` (1-based; past the end: the last stage).
+ * Without [stage.N] sections the run is one stage of c->steps. */
+long deck_stage_start(const lm_config *c, int k);
+int deck_stage_of(const lm_config *c, long step);
 
 /* Fill the shape fields from a named preset; returns 0, or 2 if unknown. */
 int deck_apply_preset(lm_config *c, const char *name, char *err, size_t errlen);

@@ -207,38 +207,81 @@ static const char *convert(const lm_ini_key *k, const char *v, void *base, char 
     }
 }
 
+static int is_family(const char *sec);
+
 void lm_ini_defaults(const lm_ini_schema *s, void *base) {
     memset(base, 0, s->size);
     char why[256];
     for (int k = 0; k < s->nkeys; k++)
-        if (s->keys[k].def && convert(&s->keys[k], s->keys[k].def, base, why, sizeof why))
+        if (s->keys[k].def && !is_family(s->keys[k].sec) && convert(&s->keys[k], s->keys[k].def, base, why, sizeof why))
             lm_abort(LM_ERR_RUNTIME, "ini: bad default '%s' of %s.%s", s->keys[k].def,
                      s->keys[k].sec ? s->keys[k].sec : "*", s->keys[k].name);
 }
 
+/* "NAME.#": a family of numbered sections (see lm_ini.h). */
+static int is_family(const char *sec) {
+    size_t n = sec ? strlen(sec) : 0;
+    return n >= 2 && sec[n - 2] == '.' && sec[n - 1] == '#';
+}
+
+/* The numbered family that section name[0..n) belongs to: its index in
+ * s->sections, with *num = N, 0 when the number is malformed (0 or a
+ * leading zero) and INT_MAX when huge; -1 when it is none's. */
+static int family_of(const lm_ini_schema *s, const char *name, size_t n, long *num) {
+    *num = 0;
+    for (int i = 0; s->sections && i < s->nsections; i++) {
+        const char *f = s->sections[i];
+        size_t pl = strlen(f) - 1; /* "NAME." */
+        if (!is_family(f) || n <= pl || memcmp(f, name, pl)) continue;
+        size_t d = pl;
+        while (d < n && isdigit((unsigned char)name[d])) d++;
+        if (d != n) continue;
+        long v = 0;
+        for (size_t j = pl; j < n; j++) v = v < INT_MAX / 10 ? v * 10 + (name[j] - '0') : INT_MAX;
+        *num = name[pl] == '0' ? 0 : v;
+        return i;
+    }
+    return -1;
+}
+
 static int section_known(const lm_ini_schema *s, const char *name, size_t n) {
     if (!s->sections) return 1;
+    long num;
+    if (family_of(s, name, n, &num) >= 0) return 1;
     for (int i = 0; i < s->nsections; i++)
         if (strlen(s->sections[i]) == n && !memcmp(s->sections[i], name, n)) return 1;
     return 0;
 }
 
+/* Key k belongs to section sec (a family's member or the family's own
+ * "NAME.#"); keys of no section belong to every section but numbered ones. */
+static int key_in(const lm_ini_schema *s, int k, const char *sec) {
+    const char *ks = s->keys[k].sec;
+    long num;
+    int fam = family_of(s, sec, strlen(sec), &num);
+    if (!ks) return fam < 0 && !is_family(sec);
+    return !strcmp(ks, fam >= 0 ? s->sections[fam] : sec);
+}
+
 int lm_ini_find(const lm_ini_schema *s, const char *sec, const char *name) {
     if (!section_known(s, sec, strlen(sec))) return -1;
     for (int k = 0; k < s->nkeys; k++)
-        if ((!s->keys[k].sec || !strcmp(s->keys[k].sec, sec)) && !strcmp(s->keys[k].name, name)) return k;
+        if (key_in(s, k, sec) && !strcmp(s->keys[k].name, name)) return k;
     return -1;
 }
 
-/* "a, b, c": the known sections, or the keys of section `sec`. */
+/* "a, b, c": the known sections (a family as NAME.N), or the keys of
+ * section `sec`. */
 static void known_list(const lm_ini_schema *s, const char *sec, char *out, size_t n) {
     size_t w = 0;
     out[0] = 0;
     int cnt = sec ? s->nkeys : s->nsections;
     for (int i = 0; i < cnt && w < n; i++) {
         const char *item = sec ? s->keys[i].name : s->sections[i];
-        if (sec && s->keys[i].sec && strcmp(s->keys[i].sec, sec)) continue;
-        int r = snprintf(out + w, n - w, "%s%s", w ? ", " : "", item);
+        if (sec && !key_in(s, i, sec)) continue;
+        int fam = !sec && is_family(item), r = snprintf(out + w, n - w, "%s%.*s%s", w ? ", " : "",
+                                                        fam ? (int)strlen(item) - 1 : (int)strlen(item), item,
+                                                        fam ? "N" : "");
         if (r > 0) w += (size_t)r;
     }
 }
@@ -249,6 +292,8 @@ typedef struct {
     const lm_ini_schema *s;
     const lm_ini_dest *d;
     int nd;
+    const lm_ini_numbered *num;
+    int nnum;
     const char *name;
     char *err;
     size_t errlen;
@@ -289,6 +334,41 @@ static int assign(ini_state *st, int k, const char *sec, const char *value, void
                 n > 80 ? "..." : "", bad);
 }
 
+/* The section name is a family's own "NAME.#" (not a section of a file). */
+static int is_family_name(const lm_ini_schema *s, const char *name, size_t n) {
+    for (int i = 0; s->sections && i < s->nsections; i++)
+        if (is_family(s->sections[i]) && strlen(s->sections[i]) == n && !memcmp(s->sections[i], name, n)) return 1;
+    return 0;
+}
+
+/* The destination of numbered family `fam` (NULL: none). */
+static const lm_ini_numbered *family_dest(const lm_ini_schema *s, int fam, const lm_ini_numbered *d, int nd) {
+    for (int i = 0; i < nd; i++)
+        if (d[i].family && !strcmp(d[i].family, s->sections[fam])) return &d[i];
+    return NULL;
+}
+
+/* A header [name] (line `line`, or INI_BY_OVERRIDE): for a numbered
+ * section, N must be >= 1 and within its destination's count; the first
+ * header's line is recorded. Returns 0, or 2 with err (prefixed by where). */
+static int numbered_header(const lm_ini_schema *s, const lm_ini_numbered *d, int nd, const char *name, size_t n,
+                           int line, const char *where, char *err, size_t errlen) {
+    long num;
+    int fam = family_of(s, name, n, &num);
+    if (fam < 0) return 0;
+    int pl = (int)strlen(s->sections[fam]) - 2, nn = n > 64 ? 64 : (int)n;
+    if (num < 1)
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: section [%.*s]: numbered sections are [%.*s.1], [%.*s.2], ... "
+                      "(a number >= 1 without leading zeros)", where, nn, name, pl, name, pl, name);
+    const lm_ini_numbered *fd = family_dest(s, fam, d, nd);
+    if (!fd) return 0;
+    if (num > fd->count)
+        return lm_err(err, errlen, LM_ERR_INPUT, "%s: section [%.*s]: at most %d [%.*s.N] sections", where, nn, name,
+                      fd->count, pl, name);
+    if (fd->header && !fd->header[num - 1]) fd->header[num - 1] = line;
+    return 0;
+}
+
 /* Reader for ini_parse_stream: one line per call, normalised (see the
  * comment at the top). Returns NULL at the end or after an error. */
 static char *reader(char *str, int num, void *stream) {
@@ -313,12 +393,19 @@ static char *reader(char *str, int num, void *stream) {
     if (len && *s == '[') {
         const char *rb = memchr(s, ']', len);
         if (rb) {
-            if (!section_known(st->s, s + 1, (size_t)(rb - s - 1))) {
-                int n = (int)(rb - s - 1);
+            int n = (int)(rb - s - 1);
+            if (!section_known(st->s, s + 1, (size_t)n) || (n && is_family_name(st->s, s + 1, (size_t)n))) {
                 char known[512];
                 known_list(st->s, NULL, known, sizeof known);
                 fail(st, st->lineno, "%s %s:%d: unknown section [%.*s%s] (known: %s)", what, st->name, st->lineno,
                      n > 64 ? 64 : n, s + 1, n > 64 ? "..." : "", known);
+                return NULL;
+            }
+            char where[LM_ERRLEN];
+            snprintf(where, sizeof where, "%s %.900s:%d", what, st->name, st->lineno);
+            if (numbered_header(st->s, st->num, st->nnum, s + 1, (size_t)n, st->lineno, where, st->err, st->errlen)) {
+                st->failed = 1;
+                st->fail_line = st->lineno;
                 return NULL;
             }
             len = (size_t)(rb - s + 1); /* drop anything after ']' as inih does */
@@ -353,12 +440,23 @@ static char *reader(char *str, int num, void *stream) {
 /* The destination of a section's values: a named one, else scratch space
  * (its duplicate tracking restarts with each new section). */
 static void dest_of(ini_state *st, const char *section, void **base, int **line) {
-    for (int i = 0; i < st->nd; i++)
-        if (!st->d[i].section || !strcmp(st->d[i].section, section)) {
-            *base = st->d[i].base;
-            *line = st->d[i].line;
+    long num;
+    int fam = family_of(st->s, section, strlen(section), &num);
+    if (fam >= 0) {
+        const lm_ini_numbered *fd = family_dest(st->s, fam, st->num, st->nnum);
+        if (fd && num >= 1 && num <= fd->count) { /* numbered_header checked the number */
+            *base = (char *)fd->base + (size_t)(num - 1) * fd->stride;
+            *line = fd->line + (size_t)(num - 1) * (size_t)st->s->nkeys;
             return;
         }
+    } else {
+        for (int i = 0; i < st->nd; i++)
+            if (!st->d[i].section || !strcmp(st->d[i].section, section)) {
+                *base = st->d[i].base;
+                *line = st->d[i].line;
+                return;
+            }
+    }
     if (strcmp(st->scratch_sec, section)) {
         snprintf(st->scratch_sec, sizeof st->scratch_sec, "%s", section);
         memset(st->scratch_line, 0, sizeof(int) * (size_t)st->s->nkeys);
@@ -402,13 +500,27 @@ static int handler(void *user, const char *section, const char *name, const char
     return rc == 0;
 }
 
+/* Room for the schema's struct and for any key's field (a numbered
+ * section's keys lie in an element struct of their own). */
+static size_t scratch_size(const lm_ini_schema *s) {
+    size_t n = s->size;
+    for (int k = 0; k < s->nkeys; k++)
+        if (s->keys[k].off + s->keys[k].size > n) n = s->keys[k].off + s->keys[k].size;
+    return n;
+}
+
 int lm_ini_parse(const lm_ini_schema *s, const char *text, const char *name, const lm_ini_dest *d, int nd, char *err,
               size_t errlen) {
-    ini_state st = {.s = s, .d = d, .nd = nd, .name = name, .err = err, .errlen = errlen};
+    return lm_ini_parse_n(s, text, name, d, nd, NULL, 0, err, errlen);
+}
+
+int lm_ini_parse_n(const lm_ini_schema *s, const char *text, const char *name, const lm_ini_dest *d, int nd,
+                   const lm_ini_numbered *num, int nnum, char *err, size_t errlen) {
+    ini_state st = {.s = s, .d = d, .nd = nd, .num = num, .nnum = nnum, .name = name, .err = err, .errlen = errlen};
     if (err && errlen) err[0] = 0;
     st.p = text;
     st.end = text + strlen(text);
-    st.scratch = lm_alloc(s->size);
+    st.scratch = lm_alloc(scratch_size(s));
     st.scratch_line = lm_alloc(sizeof(int) * (size_t)s->nkeys);
     memset(st.scratch_line, 0, sizeof(int) * (size_t)s->nkeys);
     int r = ini_parse_stream(reader, &st, handler, &st);
@@ -424,9 +536,18 @@ int lm_ini_parse(const lm_ini_schema *s, const char *text, const char *name, con
 }
 
 int lm_ini_override(const lm_ini_schema *s, const char *ov, const lm_ini_dest *d, char *err, size_t errlen) {
+    return lm_ini_override_n(s, ov, d, 1, NULL, 0, err, errlen);
+}
+
+/* section.key=value: the section is everything before the last '.' ahead
+ * of '=' (a numbered section's name has a dot of its own). */
+int lm_ini_override_n(const lm_ini_schema *s, const char *ov, const lm_ini_dest *d, int nd,
+                      const lm_ini_numbered *nums, int nnum, char *err, size_t errlen) {
     ini_state st = {.s = s, .err = err, .errlen = errlen};
     const char *eq = strchr(ov, '=');
-    const char *dot = eq ? memchr(ov, '.', (size_t)(eq - ov)) : NULL;
+    const char *dot = NULL;
+    for (const char *q = ov; eq && q < eq; q++)
+        if (*q == '.') dot = q;
     int n = (int)strlen(ov);
     if (!eq || !dot || dot == ov || dot + 1 == eq)
         return fail(&st, 0, "override '%.*s%s': expected section.key=value", n > 80 ? 80 : n, ov, n > 80 ? "..." : "");
@@ -440,12 +561,38 @@ int lm_ini_override(const lm_ini_schema *s, const char *ov, const lm_ini_dest *d
         sec[s1 - s0] = 0;
         memcpy(key, k0, (size_t)(k1 - k0));
         key[k1 - k0] = 0;
-        k = lm_ini_find(s, sec, key);
+        if (!is_family(sec)) k = lm_ini_find(s, sec, key);
     }
     if (k < 0) {
         int kn = (int)(eq - ov);
         return fail(&st, 0, "override '%.*s%s': unknown key %.*s", n > 80 ? 80 : n, ov, n > 80 ? "..." : "",
                     kn > 64 ? 64 : kn, ov);
+    }
+    char where[LM_ERRLEN];
+    snprintf(where, sizeof where, "override '%.*s%s'", n > 80 ? 80 : n, ov, n > 80 ? "..." : "");
+    if (numbered_header(s, nums, nnum, sec, strlen(sec), INI_BY_OVERRIDE, where, err, errlen)) return LM_ERR_INPUT;
+    /* the destination: as lm_ini_parse picks it; none: dests[0] (a numbered
+     * section without one is only checked) */
+    void *base = d[0].base;
+    int *line = d[0].line;
+    char *scratch = NULL;
+    int *scratch_line = NULL;
+    long num;
+    int fam = family_of(s, sec, strlen(sec), &num);
+    const lm_ini_numbered *fd = fam >= 0 ? family_dest(s, fam, nums, nnum) : NULL;
+    if (fd) {
+        base = (char *)fd->base + (size_t)(num - 1) * fd->stride;
+        line = fd->line + (size_t)(num - 1) * (size_t)s->nkeys;
+    } else if (fam >= 0) {
+        base = scratch = lm_alloc(scratch_size(s));
+        line = scratch_line = lm_calloc((size_t)s->nkeys, sizeof(int));
+    } else {
+        for (int i = 0; i < nd; i++)
+            if (!d[i].section || !strcmp(d[i].section, sec)) {
+                base = d[i].base;
+                line = d[i].line;
+                break;
+            }
     }
     /* trim the value like a file's value */
     const char *v0 = eq + 1, *v1 = ov + n;
@@ -454,15 +601,17 @@ int lm_ini_override(const lm_ini_schema *s, const char *ov, const lm_ini_dest *d
     char *v = lm_alloc((size_t)(v1 - v0) + 1);
     memcpy(v, v0, (size_t)(v1 - v0));
     v[v1 - v0] = 0;
-    int rc = assign(&st, k, sec, v, d->base, "override", 0);
+    int rc = assign(&st, k, sec, v, base, "override", 0);
     lm_free(v);
-    if (!rc) d->line[k] = INI_BY_OVERRIDE;
+    if (!rc) line[k] = INI_BY_OVERRIDE;
+    lm_free(scratch);
+    lm_free(scratch_line);
     return rc;
 }
 
 int lm_ini_missing(const lm_ini_schema *s, const lm_ini_dest *d, const char *name, char *err, size_t errlen) {
     for (int k = 0; k < s->nkeys; k++)
-        if ((s->keys[k].flags & INI_REQUIRED) && !d->line[k])
+        if ((s->keys[k].flags & INI_REQUIRED) && !d->line[k] && !is_family(s->keys[k].sec))
             return lm_err(err, errlen, LM_ERR_INPUT, "%s %s: %s.%s is required (not set)", s->what, name,
                           d->section ? d->section : s->keys[k].sec, s->keys[k].name);
     return 0;
@@ -535,45 +684,72 @@ static void fmt_double(double v, char *out, size_t n) {
     }
 }
 
+/* One key's "name = value" line from base. */
+static void key_line(outbuf *o, const lm_ini_key *kd, const void *base) {
+    const char *p = (const char *)base + kd->off;
+    char num[64];
+    const char *v = num;
+    size_t nn;
+    int prec = 64;
+    switch (kd->type) {
+    case INI_INT:
+        if (!*(const int *)p && (kd->flags & INI_AUTO)) v = "auto";
+        else snprintf(num, sizeof num, "%d", *(const int *)p);
+        break;
+    case INI_LONG: snprintf(num, sizeof num, "%ld", *(const long *)p); break;
+    case INI_U64:
+    case INI_BYTES: snprintf(num, sizeof num, "%" PRIu64, *(const uint64_t *)p); break;
+    case INI_DOUBLE: fmt_double(*(const double *)p, num, sizeof num); break;
+    case INI_BOOL: v = *(const int *)p ? "true" : "false"; break;
+    case INI_ENUM:
+        if (kd->flags & INI_INDEX) {
+            v = enum_name(kd->choices, *(const int *)p, &nn);
+            prec = (int)nn;
+            break;
+        }
+        /* the spelling is in the field */
+        /* fall through */
+    default: /* strings: NUL-terminated within the field */
+        v = p;
+        prec = (int)strnlen(p, kd->size);
+    }
+    if (*v && prec) put(o, "%s = %.*s\n", kd->name, prec, v);
+    else put(o, "%s =\n", kd->name);
+}
+
 size_t lm_ini_to_text(const lm_ini_schema *s, const void *base, char *buf, size_t len) {
     outbuf o = {buf, len, 0};
     if (buf && len) buf[0] = 0;
     const char *sec = "";
     for (int k = 0; k < s->nkeys; k++) {
         const lm_ini_key *kd = &s->keys[k];
-        const char *p = (const char *)base + kd->off;
+        if (is_family(kd->sec)) continue; /* lm_ini_section_to_text */
         if (kd->sec && strcmp(sec, kd->sec)) {
-            put(&o, "%s[%s]\n", k ? "\n" : "", kd->sec);
+            put(&o, "%s[%s]\n", o.n ? "\n" : "", kd->sec);
             sec = kd->sec;
         }
-        char num[64];
-        const char *v = num;
-        size_t nn;
-        int prec = 64;
-        switch (kd->type) {
-        case INI_INT:
-            if (!*(const int *)p && (kd->flags & INI_AUTO)) v = "auto";
-            else snprintf(num, sizeof num, "%d", *(const int *)p);
-            break;
-        case INI_LONG: snprintf(num, sizeof num, "%ld", *(const long *)p); break;
-        case INI_U64:
-        case INI_BYTES: snprintf(num, sizeof num, "%" PRIu64, *(const uint64_t *)p); break;
-        case INI_DOUBLE: fmt_double(*(const double *)p, num, sizeof num); break;
-        case INI_BOOL: v = *(const int *)p ? "true" : "false"; break;
-        case INI_ENUM:
-            if (kd->flags & INI_INDEX) {
-                v = enum_name(kd->choices, *(const int *)p, &nn);
-                prec = (int)nn;
-                break;
-            }
-            /* the spelling is in the field */
-            /* fall through */
-        default: /* strings: NUL-terminated within the field */
-            v = p;
-            prec = (int)strnlen(p, kd->size);
-        }
-        if (*v && prec) put(&o, "%s = %.*s\n", kd->name, prec, v);
-        else put(&o, "%s =\n", kd->name);
+        key_line(&o, kd, base);
     }
+    return o.n;
+}
+
+void lm_ini_section_defaults(const lm_ini_schema *s, const char *sec, void *base) {
+    char why[256];
+    for (int k = 0; k < s->nkeys; k++) {
+        const lm_ini_key *kd = &s->keys[k];
+        if (!kd->sec || strcmp(kd->sec, sec)) continue;
+        memset((char *)base + kd->off, 0, kd->size);
+        if (kd->def && convert(kd, kd->def, base, why, sizeof why))
+            lm_abort(LM_ERR_RUNTIME, "ini: bad default '%s' of %s.%s", kd->def, sec, kd->name);
+    }
+}
+
+size_t lm_ini_section_to_text(const lm_ini_schema *s, const char *sec, const char *header, const void *base,
+                              char *buf, size_t len) {
+    outbuf o = {buf, len, 0};
+    if (buf && len) buf[0] = 0;
+    put(&o, "[%s]\n", header);
+    for (int k = 0; k < s->nkeys; k++)
+        if (s->keys[k].sec && !strcmp(s->keys[k].sec, sec)) key_line(&o, &s->keys[k], base);
     return o.n;
 }

@@ -8,6 +8,20 @@
  * out-of-range value: each is exit code 2 (LM_ERR_INPUT) with a message
  * that names FILE:LINE (or "override"), `section.key` and the rule broken.
  *
+ * Numbered sections: a `sections` entry (and a key's `sec`) "NAME.#"
+ * stands for the sections [NAME.1], [NAME.2], ... (N a decimal number >= 1
+ * without leading zeros; [NAME.0] or [NAME.01] is an error naming the
+ * section). Their keys' offsets are within one element struct, not the
+ * schema's: a destination naming "NAME.#" holds `count` such elements
+ * `stride` bytes apart (N > count is an error), the key lines of element N
+ * at line + (N-1)*nkeys, and in header[N-1] the line of the first [NAME.N]
+ * header (INI_BY_OVERRIDE when only an override named it; 0: absent):
+ * lm_ini_numbered, given to lm_ini_parse_n / lm_ini_override_n. Numbered
+ * sections no lm_ini_numbered names are only checked.
+ * An override NAME.N.key=value goes there too. lm_ini_defaults and
+ * lm_ini_to_text leave numbered keys out; lm_ini_section_defaults and
+ * lm_ini_section_to_text handle one element.
+ *
  * libinih splits the lines; a reader in front of it lifts inih's line
  * limit (Debian's build truncates at 200 bytes), strips comments (`;` or
  * `#` first on a line or after whitespace) and counts lines. */
@@ -70,10 +84,20 @@ typedef struct {
  * line that set it (> 0), INI_BY_OVERRIDE, or 0 (unset). A section that no
  * destination names is checked into scratch space, not stored. */
 typedef struct {
-    const char *section; /* NULL: every section */
+    const char *section; /* NULL: every section but numbered ones */
     void *base;
     int *line;
 } lm_ini_dest;
+
+/* Where the values of numbered sections [NAME.1] .. [NAME.count] go. */
+typedef struct {
+    const char *family;  /* "NAME.#" */
+    void *base;          /* element N at base + (N-1) * stride */
+    size_t stride;
+    int count;
+    int *line;           /* [count * nkeys]: element N's at line + (N-1) * nkeys */
+    int *header;         /* [count]: the line of the first [NAME.N], INI_BY_OVERRIDE, or 0 */
+} lm_ini_numbered;
 
 #define INI_BY_OVERRIDE (-1)
 
@@ -87,10 +111,17 @@ int lm_ini_find(const lm_ini_schema *s, const char *sec, const char *name);
 /* Parse INI text (`name` in messages). Returns 0, or 2 with err. */
 int lm_ini_parse(const lm_ini_schema *s, const char *text, const char *name, const lm_ini_dest *d, int nd, char *err,
               size_t errlen);
+/* The same with numbered sections' destinations. */
+int lm_ini_parse_n(const lm_ini_schema *s, const char *text, const char *name, const lm_ini_dest *d, int nd,
+                   const lm_ini_numbered *num, int nnum, char *err, size_t errlen);
 
 /* Apply one override "section.key=value" to dests[0] (value trimmed);
  * a later one replaces an earlier one. Returns 0, or 2 with err. */
 int lm_ini_override(const lm_ini_schema *s, const char *ov, const lm_ini_dest *d, char *err, size_t errlen);
+/* The same, into the destination of the key's section (as lm_ini_parse_n
+ * chooses; none: dests[0]); "NAME.N.key=value" reaches a numbered section. */
+int lm_ini_override_n(const lm_ini_schema *s, const char *ov, const lm_ini_dest *d, int nd,
+                      const lm_ini_numbered *num, int nnum, char *err, size_t errlen);
 
 /* 2 with "<what> NAME: sec.key is required" for the first INI_REQUIRED key
  * that `d` did not set (sec as named by d for NULL-section keys), else 0. */
@@ -105,5 +136,14 @@ int lm_ini_read_file(const char *path, const char *what, char **text, char *err,
  * parses back to the same values). Returns bytes written (excluding NUL),
  * or the size needed if it does not fit (like snprintf). */
 size_t lm_ini_to_text(const lm_ini_schema *s, const void *base, char *buf, size_t len);
+
+/* The defaults of the keys of section `sec` (e.g. "stage.#") into `base`
+ * (one element; other bytes untouched). */
+void lm_ini_section_defaults(const lm_ini_schema *s, const char *sec, void *base);
+
+/* "[header]" and the keys of section `sec` from `base` (one element), as
+ * lm_ini_to_text writes them. */
+size_t lm_ini_section_to_text(const lm_ini_schema *s, const char *sec, const char *header, const void *base,
+                              char *buf, size_t len);
 
 #endif

@@ -739,6 +739,48 @@ double model_forward_backward(lm_model *m, const int32_t *ids, const int32_t *ta
     return model_chunk_backward(m, 0, 0, ids, targets, scale);
 }
 
+double model_chunk_eval(lm_model *m, int k, const int32_t *targets, double *row_loss) {
+    lm_device *d = m->dev;
+    int D = m->s.dim, V = m->ld.V, tp = m->tp.size;
+    int vv = tp > 1 ? (int)m->lm_head->valid_rows : V;
+    int64_t v0 = tp > 1 ? m->lm_head->row0 : 0;
+    if (!m->tloc) { /* tp 1: the statistics buffers of the vocab-parallel path */
+        m->tloc = lm_alloc(sizeof(int32_t) * (size_t)m->head_rows);
+        m->xstats = lm_alloc(sizeof(float) * 3 * (size_t)m->head_rows);
+        m->lse = lm_alloc(sizeof(float) * (size_t)m->head_rows);
+    }
+    lm_param *head[2] = {m->norm, m->lm_head};
+    FETCH(m, head, 2);
+    norm_full(m, m->h_final[k], m->rstd_final, m->norm->w);
+    double loss = 0.0;
+    for (int r0 = 0; r0 < m->R; r0 += m->head_rows) {
+        int rb = m->R - r0 < m->head_rows ? m->R - r0 : m->head_rows;
+        const int32_t *t = targets + r0;
+        d->gemm_nt(d, m->logits, lm_at(d, m->n, (size_t)r0 * D), m->lm_head->w, rb, V, D, 0.0f);
+        for (int r = 0; r < rb; r++)
+            m->tloc[r] = t[r] < 0 ? LM_XENT_PAD : t[r] >= v0 && t[r] < v0 + vv ? (int32_t)(t[r] - v0) : -1;
+        size_t blk = 3 * (size_t)rb;
+        d->xent_part_stats(d, m->logits, m->tloc, rb, V, vv, m->xstats + (size_t)m->tp.rank * blk);
+        if (tp > 1) comm_allgather_f32(m->tp.g, m->xstats, blk);
+        for (int r = 0; r < rb; r++) {
+            row_loss[r0 + r] = 0.0;
+            if (t[r] < 0) continue;
+            double M = -INFINITY, S = 0.0, zt = 0.0;
+            for (int q = 0; q < tp; q++)
+                if (m->xstats[q * blk + 3 * r] > M) M = m->xstats[q * blk + 3 * r];
+            for (int q = 0; q < tp; q++) {
+                const float *st = m->xstats + q * blk + 3 * r;
+                if (st[1] > 0.0f) S += (double)st[1] * exp((double)st[0] - M);
+                zt += st[2];
+            }
+            row_loss[r0 + r] = M + log(S) - zt;
+            loss += row_loss[r0 + r];
+        }
+    }
+    RELEASE(m, head, 2);
+    return loss;
+}
+
 /* Forward only, to the final norm of every row (one stage holding the
  * whole model). */
 void model_forward(lm_model *m, const int32_t *ids) {

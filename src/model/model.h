@@ -182,6 +182,17 @@ void model_init_values(const lm_param *p, uint64_t seed, double std, size_t a, s
  * target tokens (unscaled). */
 double model_forward_backward(lm_model *m, const int32_t *ids, const int32_t *targets, float scale);
 
+/* Evaluation (held-out loss), on the stage of the last model chunk after
+ * model_chunk_forward of micro-batch slot k: the final norm, the lm_head
+ * and the cross-entropy of every row, without gradients. row_loss[r]
+ * (host, [R]) gets row r's -log softmax(logits)[target] (0 where the
+ * target is < 0); returns their sum. Under tensor parallelism the ranks'
+ * vocabulary slices combine as in training (every tp rank gets the same
+ * values). Per row: m, s = max and sum of exp(x - m) over the slice's real
+ * columns, zt = the target's logit (xent_part_stats), then
+ * loss = M + log(sum_k s_k exp(m_k - M)) - sum_k zt_k in double. */
+double model_chunk_eval(lm_model *m, int k, const int32_t *targets, double *row_loss);
+
 /* Forward only; then model_logits_row fills out[V] with the logits of row r
  * (b*T + t). For generation and evaluation. */
 void model_forward(lm_model *m, const int32_t *ids);

@@ -89,6 +89,21 @@ void metrics_write(lm_metrics_log *m, const lm_step_metrics *s) {
         json_object_set_new(o, "sde", sd);
     }
     if (s->ckpt_ms > 0) json_object_set_new(o, "ckpt_ms", num(s->ckpt_ms));
+    if (s->stage > 0) json_object_set_new(o, "stage", json_integer(s->stage));
+    if (s->has_bucket) json_object_set_new(o, "bucket", json_integer(s->bucket));
+    if (s->masked_samples > 0) json_object_set_new(o, "masked_samples", json_integer(s->masked_samples));
+    if (s->has_val) {
+        json_object_set_new(o, "val_loss", num(s->val_loss));
+        json_object_set_new(o, "val_bpb", num(s->val_bpb));
+        json_t *bc = json_object();
+        for (int k = 0; k < s->n_val_cat && s->val_cat_names; k++) {
+            json_t *e = json_object();
+            json_object_set_new(e, "loss", num(s->val_cat_loss[k]));
+            json_object_set_new(e, "bpb", num(s->val_cat_bpb[k]));
+            json_object_set_new(bc, s->val_cat_names[k] ? s->val_cat_names[k] : "", e);
+        }
+        json_object_set_new(o, "val_by_category", bc);
+    }
     char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     int bad = !line || fputs(line, m->fp) == EOF || fputc('\n', m->fp) == EOF || fflush(m->fp) != 0;

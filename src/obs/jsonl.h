@@ -33,6 +33,18 @@ typedef struct {
     int n_sde;
     const double *sde_vals;
     double ckpt_ms;       /* > 0: "ckpt_ms", the checkpoint written after the step */
+    /* SPEC §6, §9: "stage" (1-based) when stage > 0; "bucket" when
+     * has_bucket (the data has more than one); "masked_samples" when > 0
+     * (samples of the global batch whose every target the loss mask
+     * removed) */
+    int stage, has_bucket, bucket;
+    long masked_samples;
+    /* on evaluation steps (has_val): "val_loss", "val_bpb" and
+     * "val_by_category" {name: {"loss", "bpb"}} (NaN: null) */
+    int has_val, n_val_cat;
+    double val_loss, val_bpb;
+    const char *const *val_cat_names;
+    const double *val_cat_loss, *val_cat_bpb;
 } lm_step_metrics;
 
 /* JSONL writer on rank 0 (path "" = no file). Appends; fsync not needed. */

@@ -15,8 +15,29 @@ lm_lr_sched lr_sched_of(const lm_config *c) {
         .lr = c->lr, .min_lr = c->min_lr, .warmup_steps = c->warmup_steps, .steps = c->steps, .shape = shape};
 }
 
+lm_lr_sched lr_sched_stage(const lm_config *c, int k) {
+    if (c->n_stages <= 0) return lr_sched_of(c);
+    const lm_stage *g = &c->stage[k];
+    lm_lr_shape shape = strcmp(g->lr_schedule, "constant") == 0 ? LM_LR_CONSTANT
+                        : strcmp(g->lr_schedule, "linear") == 0 ? LM_LR_LINEAR
+                                                                 : LM_LR_COSINE;
+    return (lm_lr_sched){.lr = g->lr, .min_lr = g->min_lr, .warmup_steps = g->warmup_steps, .steps = g->steps,
+                         .shape = shape, .start = deck_stage_start(c, k)};
+}
+
+long adamw_t(const lm_config *c, long step) {
+    long from = 0;
+    for (int k = deck_stage_of(c, step); k > 0; k--)
+        if (c->stage[k].reset_optimizer) {
+            from = deck_stage_start(c, k);
+            break;
+        }
+    return step - from;
+}
+
 /* Warm-up, then the shape over the remaining steps (formula: optim.h). */
 double lr_at(const lm_lr_sched *s, long step) {
+    step -= s->start;
     if (s->warmup_steps > 0 && step <= s->warmup_steps) return s->lr * (double)step / (double)s->warmup_steps;
     if (s->shape == LM_LR_CONSTANT) return s->lr;
     long span = s->steps - s->warmup_steps;

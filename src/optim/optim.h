@@ -17,8 +17,9 @@ typedef struct {
 typedef enum { LM_LR_CONSTANT, LM_LR_LINEAR, LM_LR_COSINE } lm_lr_shape;
 typedef struct {
     double lr, min_lr;       /* peak and floor */
-    long warmup_steps, steps; /* linear warm-up; total optimizer steps */
+    long warmup_steps, steps; /* linear warm-up; optimizer steps of the schedule */
     lm_lr_shape shape;       /* after the warm-up */
+    long start;              /* global steps before the schedule's first (a stage's start) */
 } lm_lr_sched;
 
 /* The deck's train.beta1/beta2/eps/weight_decay. */
@@ -28,11 +29,23 @@ lm_adamw_hp adamw_hp_of(const lm_config *c);
  * than constant or linear is cosine, the default). */
 lm_lr_sched lr_sched_of(const lm_config *c);
 
-/* lr at optimizer step `step` (1-based) for schedule s:
- * warmup (step <= warmup_steps): lr * step / warmup_steps; then over the
- * remaining steps - warmup_steps with progress p = (step-warmup)/(steps-warmup):
+/* Stage k's schedule (SPEC §9: [stage.N] lr, min_lr, warmup_steps,
+ * lr_schedule over its steps, starting after deck_stage_start); without
+ * stages lr_sched_of(c). */
+lm_lr_sched lr_sched_stage(const lm_config *c, int k);
+
+/* lr at global optimizer step `step` (1-based) for schedule s, with
+ * i = step - s->start the step within the schedule:
+ * warmup (i <= warmup_steps): lr * i / warmup_steps; then over the
+ * remaining steps - warmup_steps with progress p = (i-warmup)/(steps-warmup):
  * constant lr; linear lr - (lr-min_lr)*p; cosine min_lr + (lr-min_lr)(1+cos(pi p))/2. */
 double lr_at(const lm_lr_sched *s, long step);
+
+/* AdamW's step count t (bias correction 1 - beta^t) at global step `step`:
+ * step less the start of the latest stage at or before it that resets the
+ * optimizer (reset_optimizer = true; stage 1 counts as a reset at step 0),
+ * so that fresh moments get a fresh bias correction. */
+long adamw_t(const lm_config *c, long step);
 
 /* Global L2 norm of all gradients (double accumulation). */
 double grad_global_norm(lm_device *d, const lm_params *ps);

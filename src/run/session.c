@@ -250,6 +250,13 @@ static int check_meta(const lm_config *c, const ckpt_meta *m, const char *path, 
     return 0;
 }
 
+/* Step `step` ends a stage and the next one resets the optimizer. */
+static int resets_at(const lm_config *c, long step) {
+    for (int k = 1; k < c->n_stages; k++)
+        if (c->stage[k].reset_optimizer && deck_stage_start(c, k) == step) return 1;
+    return 0;
+}
+
 /* Read and check one checkpoint into this rank's pieces: attributes,
  * /config against the deck, and (resume) what a restart needs: the data
  * loader position consumed_samples and tokens_seen (lamina's own attribute
@@ -267,6 +274,8 @@ static int load_one(lm_session *s, const char *path, int resume, ckpt_tensor *tw
                                     "(use the file as train.init to start a new run from its weights)", path);
     if (!rc && resume && meta->tokens_seen < 0)
         rc = lm_err(err, errlen, LM_ERR_INPUT, "%s: root attribute tokens_seen: missing (SPEC §5)", path);
+    s->fresh_moments = resume && resets_at(&s->cfg, meta->step);
+    if (s->fresh_moments) resume = 0;
     if (!rc) rc = ckpt_load(mc, path, tw, resume ? tm : NULL, resume ? tv : NULL, s->full.n, err, errlen);
     if (rc) {
         free((void *)meta->deck_text);
@@ -361,6 +370,9 @@ void session_load(lm_session *s, int with_optim) {
     ckpt_meta meta;
     memset(&meta, 0, sizeof meta);
     int found = 0, loaded = 0, resume = with_optim;
+    s->ck_stage = 0;
+    s->ck_stage_data_start = -1;
+    s->fresh_moments = 0;
     prof_enter(PROF_CHECKPOINT);
     if (!strcmp(c->restart, "auto")) {
         found = loaded = restart_auto(s, resume, tw, tm, tv, path, sizeof path, &meta);
@@ -382,7 +394,7 @@ void session_load(lm_session *s, int with_optim) {
         for (int i = 0; i < n; i++) bytes += (tw[i].count + (resume ? tm[i].count + tv[i].count : 0)) * 4LL;
         sde_add(LM_SDE_CKPT_BYTES_READ, bytes);
         if (s->zero) {
-            zero_gather_loaded(s->zero, resume); /* each rank read its shards */
+            zero_gather_loaded(s->zero, resume && !s->fresh_moments); /* each rank read its shards */
         } else {
             lm_params *ps = &s->model->params;
             for (int i = 0; i < ps->n; i++) params_set_tensor(ps, i, s->host_w + ps->p[i].offset);
@@ -393,9 +405,12 @@ void session_load(lm_session *s, int with_optim) {
             /* absent in a file another tool wrote (weights only: generate) */
             s->tokens_seen = meta.tokens_seen > 0 ? meta.tokens_seen : 0;
             s->consumed_samples = meta.consumed_samples > 0 ? meta.consumed_samples : 0;
+            s->ck_stage = meta.stage;
+            s->ck_stage_data_start = meta.stage_data_start;
         }
         free((void *)meta.deck_text);
-        lm_log("%s %s (step %ld)\n", resume ? "resuming from" : "model weights from", from, meta.step);
+        lm_log("%s %s (step %ld)%s\n", resume ? "resuming from" : "model weights from", from, meta.step,
+               resume && s->fresh_moments ? "; the next stage resets the optimizer: its moments are not loaded" : "");
         prof_exit(PROF_CHECKPOINT);
     } else {
         prof_exit(PROF_CHECKPOINT);
@@ -411,6 +426,30 @@ void session_load(lm_session *s, int with_optim) {
     lm_free(tw);
     lm_free(tm);
     lm_free(tv);
+}
+
+long session_restart_step(const lm_config *c) {
+    MPI_Comm mc = comm_mpi(comm_world());
+    char err[LM_ERRLEN], note[LM_ERRLEN] = {0};
+    ckpt_meta m;
+    long step = -1;
+    if (!strcmp(c->restart, "none")) return -1;
+    if (strcmp(c->restart, "auto")) {
+        if (!ckpt_read_meta(mc, c->restart, &m, err, sizeof err)) {
+            step = m.step;
+            free((void *)m.deck_text);
+        }
+        return step; /* an unreadable file fails in session_load */
+    }
+    char **cand = NULL;
+    int n = ckpt_candidates(mc, c->ckpt_dir, &cand, note, sizeof note);
+    for (int i = 0; i < n && step < 0; i++)
+        if (!ckpt_read_meta(mc, cand[i], &m, err, sizeof err)) {
+            step = m.step;
+            free((void *)m.deck_text);
+        }
+    free(cand);
+    return step;
 }
 
 /* The piece's values in blocks: its data, or (a piece streamed from device

@@ -31,6 +31,10 @@ typedef struct {
     long start_step;
     long tokens_seen;
     long consumed_samples;
+    /* a multi-stage run's checkpoint attributes (ckpt_meta: stage 0 and
+     * stage_data_start -1 when absent or not resumed) */
+    long ck_stage, ck_stage_data_start;
+    int fresh_moments;  /* resumed at the start of a stage with reset_optimizer: moments not loaded */
     float *host_w;      /* host image of the weights while loading without ZeRO */
 } lm_session;
 
@@ -51,8 +55,19 @@ int pp_split_from_deck(const lm_config *c, lm_pp_split *out, char *err, size_t e
 void session_open(lm_session *s, int B, int T, int recompute, int train);
 
 /* Start state: resume per checkpoint.restart (with optimizer state), else
- * train.init, else random. Exits collectively with 2 on a bad file. */
+ * train.init, else random. Exits collectively with 2 on a bad file.
+ * A checkpoint written at the start of a stage whose reset_optimizer is
+ * true (its step is where the stage begins) gives weights and counters
+ * but not its moments, which stay zero (fresh_moments). */
 void session_load(lm_session *s, int with_optim);
+
+/* The step of the checkpoint session_load would resume from per
+ * checkpoint.restart (auto: the newest whose attributes read; a file: its
+ * step), or -1 when it would start fresh. Reads attributes only, so that a
+ * multi-stage run knows which stage's set-up to build before loading (the
+ * full load may still fall back to an older file: the caller checks).
+ * Collective. */
+long session_restart_step(const lm_config *c);
 
 /* This rank's checkpoint pieces of weights and moments (see zero.h); without
  * a ZeRO manager, whole weight tensors. The arrays hold s->full.n entries,

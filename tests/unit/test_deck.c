@@ -58,10 +58,15 @@ static void assert_cfg_eq(const lm_config *a, const lm_config *b) {
     I(tp); I(pp); I(dp); I(zero); I(overlap_comm); I(sp); S(schedule); I(virtual_stages); S(stage_layers); S(offload);
     S(device); I(seed); I(steps); I(seq_len); I(micro_batch); I(global_batch); D(lr); D(min_lr);
     I(warmup_steps); S(lr_schedule); D(weight_decay); D(beta1); D(beta2); D(eps); D(grad_clip);
-    I(recompute); S(init); D(init_std); D(max_minutes);
-    S(train_files); I(shuffle);
+    I(recompute); S(init); D(init_std); D(max_minutes); I(eval_every); I(eval_batches);
+    S(train_files); S(valid_files); I(shuffle);
     S(ckpt_dir); I(ckpt_every); I(ckpt_keep); S(restart);
     I(log_every); S(metrics); D(peak_tflops); S(papi_events); I(kernel_timers);
+    I(n_stages);
+    for (int i = 0; i < a->n_stages; i++) {
+        I(stage[i].steps); S(stage[i].train_files); S(stage[i].valid_files); D(stage[i].lr); D(stage[i].min_lr);
+        I(stage[i].warmup_steps); S(stage[i].lr_schedule); S(stage[i].trainable); I(stage[i].reset_optimizer);
+    }
 #undef S
 #undef I
 #undef D
@@ -354,6 +359,38 @@ static const ecase ERRORS[] = {
     {NULL, NULL, "model.=64", "expected section.key=value", NULL},
     {NULL, NULL, "model.foo=1", "unknown key model.foo", "override"},
     {NULL, NULL, "bogus.dim=1", "unknown key bogus.dim", "override"},
+    /* [stage.N] (BASE has train.steps = 10) */
+    {NULL, "[stage.1]\nsteps = 4\n[stage.2]\nsteps = 5\n", NULL, "train.steps = 10 must equal the sum of the stages' "
+     "steps (stage.1.steps + stage.2.steps = 9)", "t.in:8"},
+    {"steps", "[stage.1]\nsteps = 4\n[stage.3]\nsteps = 5\n", NULL, "t.in:16: [stage.3] without [stage.2]", "gaps"},
+    {"steps", "[stage.0]\nsteps = 4\n", NULL, "t.in:14: section [stage.0]", "[stage.1], [stage.2]"},
+    {"steps", "[stage.1]\nsteps = 4\n[stage.02]\nsteps = 5\n", NULL, "t.in:16: section [stage.02]", "leading zeros"},
+    {"steps", "[stage.17]\nsteps = 4\n", NULL, "section [stage.17]: at most 16 [stage.N] sections", "t.in:14"},
+    {"steps", "[stage.1]\nsteps = 4\n[stage.2]\n; nothing\n", NULL, "t.in:16: [stage.2] has no steps",
+     "stage.2.steps is required"},
+    {"steps", "[stage.1]\nlr = 0.1\n", NULL, "t.in:14: [stage.1] has no steps", NULL},
+    {"steps", "[stage.1]\nsteps = 0\n", NULL, "t.in:15: stage.1.steps = '0': must be >= 1", NULL},
+    {"steps", "[stage.1]\nsteps = -3\n", NULL, "stage.1.steps", ">= 1"},
+    {"steps", "[stage.1]\nsteps = 2\nepochs = 1\n", NULL, "t.in:16: unknown key stage.1.epochs", "reset_optimizer"},
+    {"steps", "[stage.1]\nsteps = 2\nsteps = 3\n", NULL, "t.in:16: duplicate key stage.1.steps", NULL},
+    {"steps", "[stage.1]\nsteps = 2\nlr_schedule = step\n", NULL, "stage.1.lr_schedule", "constant/linear/cosine"},
+    {"steps", "[stage.1]\nsteps = 2\ntrainable = layers\n", NULL, "stage.1.trainable", "all/embeddings"},
+    {"steps", "[stage.1]\nsteps = 2\nreset_optimizer = maybe\n", NULL, "stage.1.reset_optimizer", "boolean"},
+    {"steps", "[stage.1]\nsteps = 2\nlr = 0\n", NULL, "stage.1.lr", "> 0"},
+    {"steps", "[stage.1]\nsteps = 2\nmin_lr = 0.5\n", NULL, "t.in:16: stage.1.min_lr = 0.5 must be <= stage.1.lr", NULL},
+    {"steps", "[stage.1]\nsteps = 2\ntrain =\n", NULL, "stage.1.train", "must not be empty"},
+    {"train", "[stage.1]\nsteps = 2\ntrain = a.h5\n[stage.2]\nsteps = 2\n", "train.steps=4",
+     "t.in:17: [stage.2] has no training data", "stage.2.train"},
+    {"steps", "[stage.1]\nsteps = 2\n", "stage.3.steps=1", "override: [stage.3] without [stage.2]", NULL},
+    {"steps", "[stage.1]\nsteps = 2\n", "stage.1.bogus=1", "unknown key stage.1.bogus", "override"},
+    {"steps", "[stage.1]\nsteps = 2\n", "stage.0.lr=1", "override 'stage.0.lr=1': section [stage.0]", NULL},
+    {"steps", "[stage.1]\nsteps = 2\n", "stage.1.steps=x", "override: stage.1.steps = 'x': not an integer", NULL},
+    {"steps", "[stage.1]\nsteps = 2\n", "stage.x.steps=1", "unknown key stage.x.steps", NULL},
+    {"steps", "[stage.#]\nsteps = 2\n", NULL, "unknown section [stage.#]", "stage.N"},
+    {"steps", "[stage.1]\nsteps = 2\n", "stage.#.steps=1", "unknown key stage.#.steps", NULL},
+    {NULL, NULL, "train.eval_every=-1", "train.eval_every", ">= 0"},
+    {NULL, NULL, "train.eval_batches=x", "train.eval_batches", "not an integer"},
+    {NULL, NULL, "data.valid=a ;b", "data.valid", "comment marker"},
     {NULL, NULL, NULL, NULL, NULL}, /* end */
 };
 
@@ -477,6 +514,118 @@ static const char *FULL =
     "[checkpoint]\ndir = /tmp/x y\nevery = 7\nkeep = 1\nrestart = none\n"
     "[log]\nevery = 5\nmetrics =\npeak_tflops = 989.5\npapi_events = perf::TASK-CLOCK\n";
 
+/* The three-stage recipe's shape (inputs/colossal-3stage.in): line
+ * numbers matter to test_stages. */
+static const char *STAGED =
+    "[model]\npreset = tiny\n"                                                           /* 1-2 */
+    "[train]\nseq_len = 32\nmicro_batch = 2\nglobal_batch = 4\nlr = 0.003\nmin_lr = 0.0003\n" /* 3-8 */
+    "warmup_steps = 4\neval_every = 5\neval_batches = 2\n"                              /* 9-11 */
+    "[data]\ntrain = inject.h5\nvalid = held.h5\n"                                      /* 12-14 */
+    "[stage.1]\nsteps = 6\ntrainable = embeddings\nlr = 0.01\nlr_schedule = constant\n" /* 15-19 */
+    "[stage.2]\nsteps = 10\n"                                                           /* 20-21 */
+    "[stage.3]\nsteps = 8\ntrain = replay.h5:3,inject.h5:1\nreset_optimizer = true\nwarmup_steps = 0\n"
+    "valid = held.h5,replay_valid.h5\n";
+
+/* [stage.N]: inheritance, train.steps as the sum, overrides, the resolved
+ * text with the stages (a fixed point), and the section at its place. */
+static void test_stages(void **state) {
+    (void)state;
+    lm_config c;
+    char err[LM_ERRLEN];
+    int rc = load1(&c, STAGED, NULL, err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(c.n_stages, 3);
+    assert_int_equal(c.steps, 24);
+    assert_int_equal(c.eval_every, 5);
+    assert_int_equal(c.eval_batches, 2);
+    assert_string_equal(c.valid_files, "held.h5");
+    const lm_stage *g = c.stage;
+    assert_int_equal(g[0].steps, 6);
+    assert_string_equal(g[0].trainable, "embeddings");
+    assert_true(g[0].lr == 0.01 && g[0].min_lr == 0.0003 && g[0].warmup_steps == 4);
+    assert_string_equal(g[0].lr_schedule, "constant");
+    assert_string_equal(g[0].train_files, "inject.h5");
+    assert_string_equal(g[0].valid_files, "held.h5");
+    assert_int_equal(g[0].reset_optimizer, 0);
+    /* stage 2 inherits everything but steps */
+    assert_true(g[1].lr == 0.003 && g[1].min_lr == 0.0003 && g[1].warmup_steps == 4);
+    assert_string_equal(g[1].lr_schedule, "cosine");
+    assert_string_equal(g[1].trainable, "all");
+    assert_string_equal(g[1].train_files, "inject.h5");
+    assert_string_equal(g[2].train_files, "replay.h5:3,inject.h5:1");
+    assert_string_equal(g[2].valid_files, "held.h5,replay_valid.h5");
+    assert_int_equal(g[2].reset_optimizer, 1);
+    assert_int_equal(g[2].warmup_steps, 0);
+    for (int i = 3; i < LM_MAX_STAGES; i++) assert_int_equal(c.stage[i].steps, 0);
+    assert_round_trip(&c);
+    size_t need = deck_to_text(&c, NULL, 0);
+    char *t = malloc(need + 1);
+    deck_to_text(&c, t, need + 1);
+    const char *s3 = strstr(t, "\n\n[stage.3]\nsteps = 8\ntrain = replay.h5:3,inject.h5:1\nvalid = held.h5,replay_valid.h5\n");
+    assert_non_null(s3);
+    assert_non_null(strstr(s3, "\nreset_optimizer = true\n"));
+    assert_true(strstr(t, "[log]") < strstr(t, "[stage.1]"));
+    assert_non_null(strstr(t, "[train]\n")); /* train.steps printed as the sum */
+    assert_non_null(strstr(t, "\nsteps = 24\n"));
+    /* a short buffer: the size needed and a NUL-terminated prefix */
+    char small[64];
+    for (size_t cut = need - 40; cut <= need + 1; cut += 7) {
+        char *b = malloc(cut);
+        assert_int_equal(deck_to_text(&c, b, cut), need);
+        assert_int_equal(strlen(b), cut - 1 < need ? cut - 1 : need);
+        assert_memory_equal(b, t, strlen(b));
+        free(b);
+    }
+    (void)small;
+    free(t);
+
+    /* overrides reach a stage; train.steps equal to the sum is accepted */
+    char *ovs[] = {"stage.2.lr=1e-3", "stage.3.trainable = embeddings", "train.steps=24", "stage.1.steps=7",
+                   "train.steps=25", "data.valid="};
+    rc = deck_load_string(&c, STAGED, "t.in", 6, ovs, err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_true(c.stage[1].lr == 1e-3 && c.stage[0].lr == 0.01 && c.stage[2].lr == 0.003);
+    assert_string_equal(c.stage[2].trainable, "embeddings");
+    assert_int_equal(c.stage[0].steps, 7);
+    assert_int_equal(c.steps, 25);
+    assert_string_equal(c.stage[0].valid_files, ""); /* inherited from the overridden data.valid */
+    assert_string_equal(c.stage[2].valid_files, "held.h5,replay_valid.h5");
+    assert_round_trip(&c);
+    /* a stage made by an override alone */
+    char *more[] = {"stage.4.steps=2", "stage.4.train=x.h5"};
+    assert_int_equal(deck_load_string(&c, STAGED, "t.in", 2, more, err, sizeof err), 0);
+    assert_int_equal(c.n_stages, 4);
+    assert_int_equal(c.steps, 26);
+    assert_string_equal(c.stage[3].train_files, "x.h5");
+    assert_round_trip(&c);
+    /* data.train may be left out when every stage has its own */
+    rc = load1(&c, "[model]\npreset = tiny\n[train]\nseq_len = 8\nmicro_batch = 1\nglobal_batch = 1\nlr = 1e-3\n"
+               "[stage.1]\nsteps = 2\ntrain = a.h5\n[stage.2]\nsteps = 1\ntrain = b.h5\n", NULL, err);
+    assert_int_equal(rc, 0);
+    assert_string_equal(c.train_files, "");
+    assert_int_equal(c.steps, 3);
+    assert_round_trip(&c);
+    /* errors name the stage's line */
+    rc = load1(&c, STAGED, "stage.3.min_lr=0.01", err);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "override: stage.3.min_lr = 0.01 must be <= stage.3.lr = 0.003"));
+    rc = load1(&c, STAGED, "stage.2.lr=1e-4", err); /* below the inherited min_lr */
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "override: stage.2.min_lr = 0.0003 (from train.min_lr) must be <= stage.2.lr = 0.0001"));
+    rc = load1(&c, STAGED, "train.min_lr=0.005", err); /* stage 2 and 3 inherit lr 0.003 */
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "train.min_lr = 0.005 must be <= train.lr"));
+    rc = load1(&c, STAGED, "stage.1.min_lr=0.02", err);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "stage.1.min_lr = 0.02 must be <= stage.1.lr = 0.01"));
+    rc = load1(&c, STAGED, "train.steps=23", err);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "override: train.steps = 23 must equal the sum of the stages' steps (stage.1.steps + "
+                            "stage.2.steps + stage.3.steps = 24)"));
+}
+
 static void test_round_trip(void **state) {
     (void)state;
     lm_config c;
@@ -507,7 +656,7 @@ static void test_round_trip(void **state) {
     }
     int lines = 0;
     for (const char *p = text; *p; p++) lines += (*p == '=');
-    assert_int_equal(lines, 57);
+    assert_int_equal(lines, 60);
     /* snprintf-like: the size needed, a NUL-terminated prefix when short */
     char small[40];
     memset(small, 'Z', sizeof small);
@@ -572,6 +721,21 @@ static void test_input_decks(void **state) {
         assert_int_equal(c.n_heads % (c.tp), 0);
         assert_round_trip(&c);
     }
+    /* the three-stage recipe */
+    rc = deck_load(&c, "inputs/colossal-3stage.in", 0, NULL, err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(c.n_stages, 3);
+    assert_int_equal(c.steps, 280);
+    assert_string_equal(c.stage[0].trainable, "embeddings");
+    assert_string_equal(c.stage[1].trainable, "all");
+    assert_string_equal(c.stage[1].train_files, "data/inject.h5");
+    assert_string_equal(c.stage[2].train_files, "data/inject.h5:1,data/general.h5:1");
+    assert_int_equal(c.stage[2].reset_optimizer, 1);
+    assert_true(c.stage[0].lr == 1e-2 && c.stage[1].lr == 3e-3 && c.stage[2].lr == 1e-3);
+    for (int i = 0; i < 3; i++) assert_string_equal(c.stage[i].valid_files, "data/inject.valid.h5,data/general.valid.h5");
+    assert_int_equal(c.eval_every, 20);
+    assert_round_trip(&c);
 }
 
 static void test_file_errors(void **state) {
@@ -630,11 +794,13 @@ static int rndn(int n) { return (int)(rnd() % (uint64_t)n); }
 
 static const char *TOKENS[] = {"=", "\n", "[", "]", ";", "#", " ", "\r\n", "model", "train", "dim", ".", ":",
                                "0", "-1", "1e999", "auto", "99999999999999999999", "\n[log]\nmetrics = ",
-                               "\n[train]\nwarmup_steps = 3\n", "\n[parallel]\nzero = 2\n", "\xEF\xBB\xBF", "\x01"};
+                               "\n[train]\nwarmup_steps = 3\n", "\n[parallel]\nzero = 2\n", "\xEF\xBB\xBF", "\x01",
+                               "\n[stage.1]\nsteps = 2\n", "\n[stage.2]\nsteps = 3\n", "stage.", "\nreset_optimizer = 1\n",
+                               "\ntrainable = embeddings\n", "\n[data]\nvalid = v.h5\n"};
 
 static void test_fuzz(void **state) {
     (void)state;
-    const char *seeds[3] = {FULL, NULL, NULL};
+    const char *seeds[4] = {FULL, NULL, NULL, STAGED};
     char *base = base_text(NULL, "[log]\nevery = 2\nmetrics = m.jsonl\n[parallel]\ntp = 2\n");
     char *commented = base_text(NULL, "; a comment line, long enough to be hit by many of the mutations\n"
                                       "[log] ; header comment\n# another comment of some length, to be mutated\n"
@@ -646,7 +812,7 @@ static void test_fuzz(void **state) {
     char *buf = malloc(cap), err[LM_ERRLEN];
     int accepted = 0, rejected = 0;
     for (int it = 0; it < 2000; it++) {
-        const char *s = seeds[it % 3];
+        const char *s = seeds[it % 4];
         size_t n = strlen(s);
         memcpy(buf, s, n + 1);
         int nmut = 1 + (rndn(4) == 0) + (rndn(8) == 0);
@@ -719,7 +885,8 @@ int main(void) {
         cmocka_unit_test(test_defaults),         cmocka_unit_test(test_minimal_deck),
         cmocka_unit_test(test_presets),          cmocka_unit_test(test_override_precedence),
         cmocka_unit_test(test_errors),           cmocka_unit_test(test_lines_and_comments),
-        cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_input_decks),
+        cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_stages),
+        cmocka_unit_test(test_input_decks),
         cmocka_unit_test(test_file_errors),      cmocka_unit_test(test_fuzz),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -199,6 +199,66 @@ static void test_any_section(void **st) {
     assert_non_null(strstr(ERR, "c:6: duplicate key q.x (first set at line 4)"));
 }
 
+/* Numbered sections [g.1] .. [g.count]: keys into an element struct of
+ * their own, the header lines, overrides g.N.key=value, the range of N,
+ * an unstored family only checked, the section's text and defaults. */
+static void test_numbered(void **st) {
+    (void)st;
+    typedef struct { int n; char s[16]; } el;
+    static const lm_ini_key K[] = {
+        {"top", "x", INI_INT, F(i), 0, 9, 0, 0, 0, NULL, "1", NULL},
+        {"g.#", "n", INI_INT, offsetof(el, n), sizeof(int), 1, 99, 0, 0, 0, NULL, "5", NULL},
+        {"g.#", "s", INI_STRING, offsetof(el, s), 16, 0, 0, 0, 0, INI_EMPTY_OK, NULL, NULL, NULL},
+    };
+    static const char *const SS[] = {"top", "g.#"};
+    const lm_ini_schema A = {"cfg", K, 3, SS, 2, sizeof(rec)};
+    rec r;
+    el e[3];
+    int lt[3] = {0}, le[3][3], hd[3];
+    memset(e, 0, sizeof e);
+    memset(le, 0, sizeof le);
+    memset(hd, 0, sizeof hd);
+    lm_ini_defaults(&A, &r);
+    assert_int_equal(r.i, 1);
+    lm_ini_dest d = {NULL, &r, lt};
+    lm_ini_numbered nd = {"g.#", e, sizeof(el), 3, &le[0][0], hd};
+    assert_int_equal(lm_ini_parse_n(&A, "[top]\nx = 2\n[g.2]\nn = 7\n[g.1]\n[g.3]\ns = hi\n", "c", &d, 1, &nd, 1, ERR,
+                                    sizeof ERR), 0);
+    assert_true(r.i == 2 && e[1].n == 7 && le[1][1] == 4 && e[0].n == 0 && !strcmp(e[2].s, "hi"));
+    assert_true(hd[0] == 5 && hd[1] == 3 && hd[2] == 6);
+    assert_int_equal(lm_ini_override_n(&A, "g.1.n=9", &d, 1, &nd, 1, ERR, sizeof ERR), 0);
+    assert_true(e[0].n == 9 && le[0][1] == INI_BY_OVERRIDE);
+    assert_int_equal(lm_ini_override_n(&A, "top.x=3", &d, 1, &nd, 1, ERR, sizeof ERR), 0);
+    assert_int_equal(r.i, 3);
+    /* errors name the section or key and the line */
+    assert_int_equal(lm_ini_parse_n(&A, "[g.4]\nn = 1\n", "c", &d, 1, &nd, 1, ERR, sizeof ERR), LM_ERR_INPUT);
+    assert_non_null(strstr(ERR, "cfg c:1: section [g.4]: at most 3 [g.N] sections"));
+    assert_int_equal(lm_ini_parse_n(&A, "[g.0]\n", "c", &d, 1, &nd, 1, ERR, sizeof ERR), LM_ERR_INPUT);
+    assert_non_null(strstr(ERR, "c:1: section [g.0]: numbered sections are [g.1], [g.2]"));
+    assert_int_equal(lm_ini_parse_n(&A, "[g.1]\nx = 1\n", "c", &d, 1, &nd, 1, ERR, sizeof ERR), LM_ERR_INPUT);
+    assert_non_null(strstr(ERR, "c:2: unknown key g.1.x (known: n, s)"));
+    memset(le, 0, sizeof le); /* a fresh parse: no key set yet */
+    assert_int_equal(lm_ini_parse_n(&A, "[g.2]\nn = 100\n", "c", &d, 1, &nd, 1, ERR, sizeof ERR), LM_ERR_INPUT);
+    assert_non_null(strstr(ERR, "c:2: g.2.n = '100': must be between 1 and 99"));
+    assert_int_equal(lm_ini_parse_n(&A, "[g.#]\n", "c", &d, 1, &nd, 1, ERR, sizeof ERR), LM_ERR_INPUT);
+    assert_non_null(strstr(ERR, "unknown section [g.#] (known: top, g.N)"));
+    assert_int_equal(lm_ini_parse_n(&A, "[top]\nn = 1\n", "c", &d, 1, &nd, 1, ERR, sizeof ERR), LM_ERR_INPUT);
+    assert_non_null(strstr(ERR, "unknown key top.n"));
+    assert_int_equal(lm_ini_override_n(&A, "g.9.n=1", &d, 1, &nd, 1, ERR, sizeof ERR), LM_ERR_INPUT);
+    assert_non_null(strstr(ERR, "override 'g.9.n=1': section [g.9]: at most 3"));
+    /* without a destination for the family: checked, not stored */
+    assert_int_equal(lm_ini_parse(&A, "[g.12]\nn = 4\n", "c", &d, 1, ERR, sizeof ERR), 0);
+    assert_int_equal(lm_ini_parse(&A, "[g.12]\nn = 0\n", "c", &d, 1, ERR, sizeof ERR), LM_ERR_INPUT);
+    /* text: the family's keys only in their own sections */
+    char buf[256];
+    lm_ini_to_text(&A, &r, buf, sizeof buf);
+    assert_string_equal(buf, "[top]\nx = 3\n");
+    assert_int_equal(lm_ini_section_to_text(&A, "g.#", "g.3", &e[2], buf, sizeof buf), strlen("[g.3]\nn = 0\ns = hi\n"));
+    assert_string_equal(buf, "[g.3]\nn = 0\ns = hi\n");
+    lm_ini_section_defaults(&A, "g.#", &e[2]);
+    assert_true(e[2].n == 5 && e[2].s[0] == 0);
+}
+
 static void test_to_text(void **st) {
     (void)st;
     assert_int_equal(parse("[a]\ni = 3\nl = 77\n[b]\nd = 0.1\nh = 2.5\nb = off\ne = red\nk = fp32\n[c]\ns = s t\n"), 0);
@@ -264,7 +324,7 @@ int main(void) {
         cmocka_unit_test(test_defaults_and_types), cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_booleans),           cmocka_unit_test(test_structure_errors),
         cmocka_unit_test(test_lines_and_comments), cmocka_unit_test(test_overrides),
-        cmocka_unit_test(test_any_section),        cmocka_unit_test(test_to_text),
+        cmocka_unit_test(test_any_section),        cmocka_unit_test(test_to_text), cmocka_unit_test(test_numbered),
         cmocka_unit_test(test_read_file),          cmocka_unit_test(test_opts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

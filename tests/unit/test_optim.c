@@ -63,6 +63,41 @@ static void test_lr_constant(void **state) {
     ASSERT_LR(&c, 100, 3e-4);
 }
 
+/* Stages (deck [stage.N]): each stage's schedule over its own steps from
+ * its start, and Adam's step count from the latest resetting stage. */
+static void test_lr_stages(void **state) {
+    (void)state;
+    lm_config c;
+    char err[LM_ERRLEN];
+    const char *deck = "[model]\npreset = tiny\n[train]\nseq_len = 8\nmicro_batch = 1\nglobal_batch = 1\n"
+                       "lr = 1e-3\nmin_lr = 1e-4\nwarmup_steps = 2\n[data]\ntrain = d.h5\n"
+                       "[stage.1]\nsteps = 3\nlr = 1e-2\nlr_schedule = constant\nwarmup_steps = 0\n"
+                       "[stage.2]\nsteps = 4\nreset_optimizer = true\n"
+                       "[stage.3]\nsteps = 5\nlr_schedule = linear\nwarmup_steps = 1\n";
+    assert_int_equal(deck_load_string(&c, deck, "t.in", 0, NULL, err, sizeof err), 0);
+    lm_lr_sched s1 = lr_sched_stage(&c, 0), s2 = lr_sched_stage(&c, 1), s3 = lr_sched_stage(&c, 2);
+    assert_int_equal(s1.start, 0);
+    assert_int_equal(s2.start, 3);
+    assert_int_equal(s3.start, 7);
+    for (long t = 1; t <= 3; t++) assert_true(lr_at(&s1, t) == 1e-2);
+    assert_true(fabs(lr_at(&s2, 4) - 5e-4) < 1e-18);      /* warm-up step 1 of 2 */
+    assert_true(fabs(lr_at(&s2, 5) - 1e-3) < 1e-18);
+    assert_true(fabs(lr_at(&s2, 7) - 1e-4) < 1e-18);      /* cosine's end at the stage's end */
+    assert_true(fabs(lr_at(&s3, 8) - 1e-3) < 1e-18);      /* warm-up 1 */
+    assert_true(fabs(lr_at(&s3, 10) - (1e-3 - 9e-4 * 0.5)) < 1e-15);
+    assert_true(fabs(lr_at(&s3, 12) - 1e-4) < 1e-18);
+    /* Adam's t: from 1 at the start, again from 1 at stage 2 (a reset),
+     * counting on through stage 3 (no reset) */
+    long want[13] = {0, 1, 2, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    for (long t = 1; t <= 12; t++) assert_int_equal(adamw_t(&c, t), want[t]);
+    /* without stages: the deck's schedule, t = step */
+    sched(&c, "cosine", 10, 2, 1e-3, 0);
+    lm_lr_sched s = lr_sched_stage(&c, 0);
+    assert_int_equal(s.start, 0);
+    assert_true(lr_at(&s, 1) == lr_of(&c, 1) && lr_at(&s, 7) == lr_of(&c, 7));
+    assert_int_equal(adamw_t(&c, 7), 7);
+}
+
 static void test_lr_linear(void **state) {
     (void)state;
     lm_config c;
@@ -385,6 +420,7 @@ static void test_adamw_decay_rule(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lr_constant),        cmocka_unit_test(test_lr_linear),
+        cmocka_unit_test(test_lr_stages),
         cmocka_unit_test(test_lr_cosine),          cmocka_unit_test(test_lr_long_warmup),
         cmocka_unit_test(test_clip_coef),          cmocka_unit_test(test_grad_norm),
         cmocka_unit_test(test_adamw_torch_golden), cmocka_unit_test(test_adamw_reference),
