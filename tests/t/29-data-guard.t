@@ -5,7 +5,7 @@
 # target-less token files are exit 2 without hanging; generate says when a
 # prompt is longer than the model's window.
 source tests/lib.sh
-plan 15
+plan 18
 make_data 32
 make_deck
 # lamt SECS NP ARGS...: lam with a short timeout (a hang shows as exit 124).
@@ -116,6 +116,34 @@ EOP
 lamt 60 1 train "$T/tiny.in" data.train="$T/mixed.h5" train.steps=2 checkpoint.dir="$T/ckm"
 [ "$rc" = 0 ] && grep -q "2 of 6 samples are shorter than 2 tokens" "$T/out" && ok "some 0/1-token samples: run goes on, the log counts them" \
   || notok "some short samples" "exit $rc" "$(tail -2 "$T/out")"
+
+# a bucket table or category index that does not fit the file: exit 2 on
+# every rank naming the file and the dataset, before step 1
+$PY - "$T/data.h5" "$T/badb.h5" "$T/badc.h5" "$T/badv.h5" <<'EOP'
+import h5py, numpy as np, shutil, sys
+src, badb, badc, badv = sys.argv[1:]
+for dst in (badb, badc, badv):
+    shutil.copy(src, dst)
+with h5py.File(src, "r") as f:
+    n = len(f["samples/offsets"]) - 1
+def put(f, name, value):  # prep's file already has these datasets
+    if name in f: del f[name]
+    f[name] = value
+with h5py.File(badb, "a") as f:  # bucket 1 ends before bucket 0
+    put(f, "buckets/offsets", np.array([0, n // 2, n // 4, n], dtype=np.int64))
+with h5py.File(badc, "a") as f:  # category 2 of a file with 2 names
+    f.attrs["categories"] = np.array(["a", "b"], dtype=h5py.string_dtype())
+    c = np.zeros(n, dtype=np.int32); c[n // 3] = 2
+    put(f, "samples/category", c)
+with h5py.File(badv, "a") as f:  # a held-out file whose buckets end short
+    put(f, "buckets/offsets", np.array([0, n - 1], dtype=np.int64))
+EOP
+lamt 60 2 train "$T/tiny.in" data.train="$T/badb.h5" checkpoint.restart=none
+expect_fail 2 "badb.h5: /buckets/offsets" "decreasing bucket offsets, 2 ranks: exit 2 naming the file and dataset"
+lamt 60 2 train "$T/tiny.in" data.train="$T/badc.h5" checkpoint.restart=none
+expect_fail 2 "badc.h5: /samples/category" "category index past the names, 2 ranks: exit 2 naming the file and dataset"
+lamt 60 2 train "$T/tiny.in" data.valid="$T/badv.h5" train.eval_every=1 checkpoint.restart=none
+expect_fail 2 "data.valid: .*badv.h5: /buckets/offsets" "held-out file with bad bucket offsets: exit 2 naming the key, file and dataset"
 
 # generate with a prompt longer than the window (seq_len 32): a warning
 lamt 60 1 train "$T/tiny.in" train.steps=2 checkpoint.dir="$T/g"
