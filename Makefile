@@ -106,7 +106,8 @@ $(BUILD)/san/tests/%: tests/unit/%.c $(BUILD)/san/liblamina.a
 # check-deps: the test and benchmark tools (cmocka, prove, the float64
 # reference in PyTorch, h5py, plots, and Slurm for the job-script tests).
 DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
-  libpapi-dev papi-tools libopenblas-dev libinih-dev libjansson-dev libutf8proc-dev libsentencepiece-dev fortunes fortunes-min fortunes-zh
+  libpapi-dev papi-tools libopenblas-dev libinih-dev libjansson-dev libutf8proc-dev libsentencepiece-dev fortunes fortunes-min fortunes-zh \
+  manpages manpages-zh debian-reference-en debian-reference-zh-cn man-db python3
 TEST_PKGS := libcmocka-dev perl python3-torch python3-h5py python3-numpy python3-matplotlib python3-sentencepiece slurm-wlm munge
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
