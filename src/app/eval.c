@@ -92,7 +92,10 @@ static int parse_options(int argc, char **argv, eval_opts *o, char ***pos) {
     return n;
 }
 
-/* The deck eval writes for a checkpoint file or an HF folder. */
+/* The deck eval writes for a checkpoint file or an HF folder. The keys a
+ * deck requires and eval does not use (train.steps, lr, data.train: no
+ * data is read) get placeholders; global_batch 64 x world keeps the
+ * layout checks satisfied on any grid. */
 static char *weights_deck(const char *path, int hf) {
     int dim, nl, nh, nkv, ffn, V, msl, tie;
     double eps, theta;
@@ -120,9 +123,9 @@ static char *weights_deck(const char *path, int hf) {
     snprintf(t, n,
              "[model]\ndim = %d\nn_layers = %d\nn_heads = %d\nn_kv_heads = %d\nffn_dim = %d\nvocab_size = %d\n"
              "max_seq_len = %d\nnorm_eps = %.17g\nrope_theta = %.17g\ntie_embeddings = %s\n"
-             "[train]\nsteps = 1\nseq_len = %d\nmicro_batch = 1\nglobal_batch = %d\ninit = %s\n"
-             "[checkpoint]\nrestart = none\n",
-             dim, nl, nh, nkv, ffn, V, msl, eps, theta, tie ? "true" : "false", msl, 64 * world, path);
+             "[train]\nsteps = 1\nlr = 1e-4\nseq_len = %d\nmicro_batch = 1\nglobal_batch = %d\ninit = %s\n"
+             "[data]\ntrain = %s\n[checkpoint]\nrestart = none\n",
+             dim, nl, nh, nkv, ffn, V, msl, eps, theta, tie ? "true" : "false", msl, 64 * world, path, path);
     return t;
 }
 
