@@ -4,13 +4,17 @@
  * FILE is JSONL (.jsonl: "text" and an optional "category" per line) or
  * plain text (any other name: the whole file one document); a document
  * without a category takes the file's basename without its extension.
- * Each document is BOS, its text and EOS in the model's tokenizer, cut
+ * Each document is BOS, its text and EOS in the model's tokenizer. A token
+ * file (.h5, SPEC §4) gives its samples as they are (their categories, and
+ * /samples/bytes: without it bpb is null; every target counts, a loss mask
+ * is not applied). Each token sequence is cut
  * into windows of at most T + 1 tokens that overlap by one (window w feeds
  * tokens [wT, wT + n) and predicts [wT + 1, wT + n + 1)), so that every
  * token after BOS is a target exactly once; the document's UTF-8 bytes
  * count towards its category. */
 #include "eval.h"
 #include "common.h"
+#include "tokfile.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,9 +67,6 @@ static void read_docs(const char *path, docs *D) {
     base_name(path, base, sizeof base);
     FILE *f = fopen(path, "rb");
     if (!f) lm_fail(LM_ERR_INPUT, "--task ppl:%s: cannot open the file", path);
-    if (ends_with(path, ".h5"))
-        lm_fail(LM_ERR_INPUT, "--task ppl:%s: token files are not read by eval in this version: give the text "
-                              "(.jsonl with \"text\" per line, or plain text)", path);
     if (!ends_with(path, ".jsonl")) {
         size_t cap = 1 << 16, n = 0;
         char *buf = lm_alloc(cap);
@@ -106,35 +107,93 @@ static void read_docs(const char *path, docs *D) {
     if (!D->n) lm_fail(LM_ERR_INPUT, "--task ppl:%s: no documents", path);
 }
 
-json_t *eval_ppl(lm_session *S, const eval_ctx *e, const char *file) {
-    docs D;
-    read_docs(file, &D);
-    const lm_tokenizer *tk = e->tk;
-    int T = e->T, nrows = 0, cap = 0;
-    eval_row *rows = NULL;
-    int *row_cat = NULL;
-    double *bytes = lm_calloc((size_t)D.ncat, sizeof(double)), *targets = lm_calloc((size_t)D.ncat, sizeof(double));
-    for (int i = 0; i < D.n; i++) {
-        size_t len = strlen(D.d[i].text), k = 0, mx = tk->max_tokens(tk, len) + 2;
-        uint32_t *u = lm_alloc(sizeof(uint32_t) * mx);
-        if (tk->bos >= 0) u[k++] = (uint32_t)tk->bos;
-        k += tk->encode(tk, D.d[i].text, len, u + k, mx - k);
-        if (tk->eos >= 0) u[k++] = (uint32_t)tk->eos;
-        bytes[D.d[i].cat] += (double)len;
-        for (size_t w = 0; w + 1 < k; w += (size_t)T) {
-            int n = k - 1 - w < (size_t)T ? (int)(k - 1 - w) : T;
-            if (nrows == cap) {
-                rows = lm_realloc(rows, sizeof(eval_row) * (size_t)(cap = cap ? 2 * cap : 64));
-                row_cat = lm_realloc(row_cat, sizeof(int) * (size_t)cap);
-            }
-            eval_row *r = &rows[nrows];
-            *r = (eval_row){.n = n, .ids = lm_alloc(sizeof(int32_t) * (size_t)n), .tgt = lm_alloc(sizeof(int32_t) * (size_t)n)};
-            for (int t = 0; t < n; t++) r->ids[t] = (int32_t)u[w + (size_t)t], r->tgt[t] = (int32_t)u[w + (size_t)t + 1];
-            targets[D.d[i].cat] += n;
-            row_cat[nrows++] = D.d[i].cat;
+/* The windows of one token sequence u[0..k) of category cat into the rows. */
+typedef struct {
+    eval_row *rows;
+    int *row_cat;
+    int nrows, cap;
+    long nseq;              /* token sequences (documents or samples) */
+    double *targets;
+} rowset;
+
+static void add_windows(rowset *rs, const uint32_t *u, size_t k, int cat, int T) {
+    rs->nseq++;
+    for (size_t w = 0; w + 1 < k; w += (size_t)T) {
+        int n = k - 1 - w < (size_t)T ? (int)(k - 1 - w) : T;
+        if (rs->nrows == rs->cap) {
+            rs->rows = lm_realloc(rs->rows, sizeof(eval_row) * (size_t)(rs->cap = rs->cap ? 2 * rs->cap : 64));
+            rs->row_cat = lm_realloc(rs->row_cat, sizeof(int) * (size_t)rs->cap);
         }
+        eval_row *r = &rs->rows[rs->nrows];
+        *r = (eval_row){.n = n, .ids = lm_alloc(sizeof(int32_t) * (size_t)n), .tgt = lm_alloc(sizeof(int32_t) * (size_t)n)};
+        for (int t = 0; t < n; t++) r->ids[t] = (int32_t)u[w + (size_t)t], r->tgt[t] = (int32_t)u[w + (size_t)t + 1];
+        rs->targets[cat] += n;
+        rs->row_cat[rs->nrows++] = cat;
+    }
+}
+
+/* A token file's samples into the rows; categories into D->cats; bytes per
+ * category (-1 once any sample lacks them). */
+static double *token_file_rows(const char *path, int vocab, int T, docs *D, rowset *rs) {
+    char err[LM_ERRLEN] = {0};
+    tokfile *f = tokfile_open(path, err, sizeof err);
+    if (!f) lm_fail(LM_ERR_INPUT, "--task ppl:%s", err);
+    if (tokfile_vocab_size(f) > vocab)
+        lm_fail(LM_ERR_INPUT, "--task ppl:%s: vocab_size %lld is larger than the model's %d", path,
+                (long long)tokfile_vocab_size(f), vocab);
+    memset(D, 0, sizeof *D);
+    char base[LM_PATHLEN];
+    base_name(path, base, sizeof base);
+    int K = tokfile_n_categories(f);
+    if (K == 0) cat_index(D, base);
+    for (int k = 0; k < K; k++) cat_index(D, tokfile_category(f, k));
+    double *bytes = lm_calloc((size_t)D->ncat, sizeof(double));
+    rs->targets = lm_calloc((size_t)D->ncat, sizeof(double));
+    int64_t n = tokfile_n_samples(f);
+    if (!n) lm_fail(LM_ERR_INPUT, "--task ppl:%s: no samples", path);
+    if (tokfile_check(f, err, sizeof err)) lm_abort(LM_ERR_RUNTIME, "%s", err);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t len = tokfile_sample_len(f, i);
+        uint32_t *u = lm_alloc(sizeof(uint32_t) * (size_t)(len ? len : 1));
+        int64_t got = tokfile_read_sample(f, i, u, len, err, sizeof err);
+        if (got == -1) lm_fail(LM_ERR_INPUT, "--task ppl:%s", err);
+        if (got < 0) lm_abort(LM_ERR_RUNTIME, "%s", err);
+        int c = K ? tokfile_sample_category(f, i) : 0;
+        int64_t b = tokfile_sample_bytes(f, i);
+        if (b < 0 || bytes[c] < 0) bytes[c] = -1;
+        else bytes[c] += (double)b;
+        add_windows(rs, u, (size_t)got, c, T);
         lm_free(u);
     }
+    tokfile_close(f);
+    return bytes;
+}
+
+json_t *eval_ppl(lm_session *S, const eval_ctx *e, const char *file) {
+    docs D;
+    const lm_tokenizer *tk = e->tk;
+    int T = e->T;
+    rowset rs = {0};
+    double *bytes;
+    if (ends_with(file, ".h5")) bytes = token_file_rows(file, S->cfg.vocab_size, T, &D, &rs);
+    else {
+        read_docs(file, &D);
+        bytes = lm_calloc((size_t)D.ncat, sizeof(double));
+        rs.targets = lm_calloc((size_t)D.ncat, sizeof(double));
+        for (int i = 0; i < D.n; i++) {
+            size_t len = strlen(D.d[i].text), k = 0, mx = tk->max_tokens(tk, len) + 2;
+            uint32_t *u = lm_alloc(sizeof(uint32_t) * mx);
+            if (tk->bos >= 0) u[k++] = (uint32_t)tk->bos;
+            k += tk->encode(tk, D.d[i].text, len, u + k, mx - k);
+            if (tk->eos >= 0) u[k++] = (uint32_t)tk->eos;
+            bytes[D.d[i].cat] += (double)len;
+            add_windows(&rs, u, k, D.d[i].cat, T);
+            lm_free(u);
+        }
+    }
+    eval_row *rows = rs.rows;
+    int nrows = rs.nrows, *row_cat = rs.row_cat;
+    double *targets = rs.targets;
     double *ll = lm_alloc(sizeof(double) * (size_t)(nrows ? nrows : 1)), dummy = 0;
     eval_fwd_stats st;
     eval_forward_rows(S, rows, nrows, ll, &dummy, &st);
@@ -149,9 +208,9 @@ json_t *eval_ppl(lm_session *S, const eval_ctx *e, const char *file) {
         json_object_set_new(o, "ppl", eval_num(exp(loss)));
         json_object_set_new(o, "bpb", eval_num(bytes[k] > 0 ? ce[k] / M_LN2 / bytes[k] : NAN));
         json_object_set_new(o, "tokens", json_integer((json_int_t)targets[k]));
-        json_object_set_new(o, "bytes", json_integer((json_int_t)bytes[k]));
+        json_object_set_new(o, "bytes", bytes[k] >= 0 ? json_integer((json_int_t)bytes[k]) : json_null());
         json_object_set_new(by, D.cats[k], o);
-        CE += ce[k], NT += targets[k], NB += bytes[k];
+        CE += ce[k], NT += targets[k], NB = NB < 0 || bytes[k] < 0 ? -1 : NB + bytes[k];
     }
     double loss = NT > 0 ? CE / NT : NAN;
     json_object_set_new(res, "kind", json_string("ppl"));
@@ -160,8 +219,8 @@ json_t *eval_ppl(lm_session *S, const eval_ctx *e, const char *file) {
     json_object_set_new(res, "ppl", eval_num(exp(loss)));
     json_object_set_new(res, "bpb", eval_num(NB > 0 ? CE / M_LN2 / NB : NAN));
     json_object_set_new(res, "tokens", json_integer((json_int_t)NT));
-    json_object_set_new(res, "bytes", json_integer((json_int_t)NB));
-    json_object_set_new(res, "documents", json_integer(D.n));
+    json_object_set_new(res, "bytes", NB >= 0 ? json_integer((json_int_t)NB) : json_null());
+    json_object_set_new(res, "sequences", json_integer(rs.nseq));
     json_object_set_new(res, "seconds", eval_num(st.seconds));
     json_object_set_new(res, "tokens_per_s", eval_num(st.seconds > 0 ? (double)st.tokens / st.seconds : NAN));
     json_object_set_new(res, "by_category", by);

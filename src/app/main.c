@@ -105,8 +105,8 @@ static void help(const char *cmd) {
                "  Scores the model of DECK (checkpoint.dir/latest, else train.init), of a checkpoint file or of\n"
                "  a Hugging Face folder, on any layout (overrides set parallel.* and train.device/precision).\n"
                "  mc:FILE.jsonl: multiple choice (SPEC section 10: letter scores, and the length-normalised\n"
-               "  log-likelihood of each choice beside them); ppl:FILE (.jsonl with \"text\"/\"category\", or\n"
-               "  plain text): loss, perplexity and bits per byte per category. The context is train.seq_len\n"
+               "  log-likelihood of each choice beside them); ppl:FILE (.jsonl with \"text\"/\"category\", plain\n"
+               "  text, or a token file .h5): loss, perplexity and bits per byte per category. The context is train.seq_len\n"
                "  (default for a file or folder: model.max_seq_len). --shots K: at most K dev items (default\n"
                "  all); --batch N: rows per forward per data-parallel rank (default 4). Details: src/app/CLI.md.\n");
     else if (!strcmp(cmd, "vocab")) {

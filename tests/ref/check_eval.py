@@ -138,6 +138,25 @@ def mc_ref(M, sp, T, path):
 
 def ppl_ref(M, sp, T, path):
     base = os.path.splitext(os.path.basename(path))[0]
+    if path.endswith(".h5"):
+        sums = {}
+        with h5py.File(path, "r") as f:
+            toks, offs = f["tokens"][()].astype(np.int64), f["samples/offsets"][()]
+            cat = f["samples/category"][()] if "samples/category" in f else np.zeros(len(offs) - 1, np.int32)
+            names = [x.decode() if isinstance(x, bytes) else str(x) for x in f.attrs["categories"]] \
+                if "categories" in f.attrs else [base]
+            nbytes = f["samples/bytes"][()]
+        for i in range(len(offs) - 1):
+            ids = [int(x) for x in toks[offs[i]:offs[i + 1]]]
+            s = sums.setdefault(names[cat[i]], [0.0, 0, 0])
+            s[2] += int(nbytes[i])
+            for w in range(0, len(ids) - 1, T):
+                inp, tgt = ids[w:w + T], ids[w + 1:w + T + 1]
+                inp = inp[:len(tgt)]
+                logp = torch.log_softmax(M.logits(inp), dim=-1)
+                s[0] -= float(logp[torch.arange(len(tgt)), torch.tensor(tgt)].sum())
+                s[1] += len(tgt)
+        return sums
     if path.endswith(".jsonl"):
         docs = [(o["text"], o.get("category", base)) for o in map(json.loads, open(path, encoding="utf-8")) if o]
     else:

@@ -4,7 +4,7 @@
 # predictions, shot counts and length-normalised log-likelihoods of English
 # and Chinese subjects (dev items as worked examples, one dropped from the
 # front to fit the context, a 0-shot prompt cut to its last tokens) and the
-# ppl: loss and bits per byte of JSONL and plain text agree with a float64
+# ppl: loss and bits per byte of JSONL, plain text and a token file agree with a float64
 # PyTorch computation that renders and tokenises the prompts itself
 # (tests/ref/check_eval.py); dp 2, tp 2 and pp 2 give the one-rank results;
 # a checkpoint file and an fp32 Hugging Face folder give the deck's;
@@ -63,8 +63,10 @@ import json
 for t, c in [("The way that can be told is not the eternal way. " * 20, "tao"), ("A friend in need is a friend indeed.", "wisdom"),
              ("道可道，非常道。名可名，非常名。" * 10, "道")]: print(json.dumps(dict(text=t, category=c), ensure_ascii=False))' > "$T/held.jsonl"
 head -c 20000 "$T/zh.txt" | iconv -c -f utf-8 -t utf-8 > "$T/zhpart.txt" 2>/dev/null
-TASKS=(--task mc:"$T/mc.jsonl" --task ppl:"$T/held.jsonl" --task ppl:"$T/zhpart.txt")
-REFT=(mc:"$T/mc.jsonl" ppl:"$T/held.jsonl" ppl:"$T/zhpart.txt")
+# a token file with categories and /samples/bytes (samples of up to 300 tokens: longer than the context)
+mpirun -np 1 "$LAMINA" prep --seq-len 300 --tokenizer "$T/tok.model" -o "$T/held.h5" "$T/held.jsonl" >/dev/null 2>&1
+TASKS=(--task mc:"$T/mc.jsonl" --task ppl:"$T/held.jsonl" --task ppl:"$T/zhpart.txt" --task ppl:"$T/held.h5")
+REFT=(mc:"$T/mc.jsonl" ppl:"$T/held.jsonl" ppl:"$T/zhpart.txt" ppl:"$T/held.h5")
 
 # ev NAME NP ARGS...: lamina eval of the deck into $T/NAME.json, log $T/NAME.log
 ev() { local name=$1 np=$2; shift 2; lam "$np" eval "$@" -o "$T/$name.json"; cp "$T/out" "$T/$name.log"; }
