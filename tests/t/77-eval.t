@@ -34,6 +34,8 @@ warmup_steps = 2
 train = $T/data.h5
 [checkpoint]
 dir = $T/ckpt
+[log]
+metrics = $T/metrics.jsonl
 EOD
 lam 1 train "$T/tiny.in"
 [ "$rc" = 0 ] || { notok "train the tiny model" "$(tail -3 "$T/out")"; finish; }
