@@ -71,7 +71,8 @@ EN_FORTUNES_SKIP = ("ascii-art",)  # pictures, not text
 MAN_SKIP = re.compile(r"^(SEE ALSO|AUTHORS?|COPYRIGHT|REPORTING BUGS|COLOPHON|BUGS|"
                       r"HISTORY|AVAILABILITY|TRANSLATION|\u53e6\u89c1|\u4f5c\u8005|"
                       r"\u7248\u6743|\u53c2\u89c1|\u8bd1\u8005|\u4e2d\u6587\u7248|"
-                      r"\u8ddf\u6211\u4eec\u8054\u7cfb)")
+                      r"\u8ddf\u6211\u4eec\u8054\u7cfb|\[|\u300a|.*\u7ffb\u8bd1|.*\u4e2d\u6587\u7248|"
+                      r".*\u624b\u518c\u9875\u8ba1\u5212)")  # [..], 《..》, 翻译, 中文版, 手册页计划
 # Google Cloud CLI pages: 16k near-identical generated pages, not Debian text.
 MAN_SKIP_PAGES = ("gcloud",)
 DOC_MIN, DOC_MAX = 200, 2000     # bytes of a packed document
@@ -79,6 +80,7 @@ LINE_MAX = 200                   # characters of a question line or a choice
 ZH_Q = "\u4e0b\u9762\u8fd9\u6bb5\u6587\u5b57\u63a5\u4e0b\u6765\u662f\u54ea\u4e00\u53e5\uff1f\n"  # 下面这段文字接下来是哪一句？
 OVERLAP_MIN = 24                 # bytes of a held-out line that marks a train doc
 MIN_HELDOUT = 40
+BOILER_GROUPS = 4                # a line in this many source units is boilerplate
 DEV_ITEMS, DEV_DOCS = 5, 10
 ENV = {"LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin", "MANWIDTH": "80"}
 
@@ -315,6 +317,31 @@ def dedup(docs):
     return out
 
 
+def strip_boilerplate(docs):
+    """Manual and reference categories: lines (>= 16 bytes) found in
+    BOILER_GROUPS or more source units of the category are boilerplate (a manual's "display this help and exit", a
+    translator's credit): they are removed from every document of the
+    category; a document left under 60 bytes is dropped. Returns (docs, lines
+    removed)."""
+    seen = {}
+    for g, t in docs:
+        for l in doc_lines(t):
+            if nbytes(l) >= 16:
+                gs = seen.setdefault(l, [])
+                if not gs or gs[-1] != g:
+                    if g not in gs:
+                        gs.append(g)
+    boiler = {l for l, gs in seen.items() if len(gs) >= BOILER_GROUPS}
+    out = []
+    for g, t in docs:
+        if any(norm_line(l) in boiler for l in t.split("\n")):
+            t = "\n".join(l for l in t.split("\n") if norm_line(l) not in boiler)
+            t = clean_block(re.sub(r"\n{3,}", "\n\n", t))
+        if nbytes(t) >= 60:
+            out.append((g, t))
+    return out, len(boiler)
+
+
 def cap(docs, limit, rng):
     if len(docs) <= limit:
         return docs
@@ -494,12 +521,15 @@ def main():
 
     train, held, cats = {}, {}, {}
     for lang, cat in CATEGORIES:
-        ds = cap(dedup(docs[cat]), M, R(cat, "cap"))
+        ds, nboiler = dedup(docs[cat]), 0
+        if cat.endswith(("-manual", "-reference")):        # verse and quotes repeat on purpose
+            ds, nboiler = strip_boilerplate(ds)
+        ds = cap(dedup(ds), M, R(cat, "cap"))
         h = split_heldout(ds, a.heldout_frac, a.max_heldout_per_category, R(cat, "heldout"))
         hs = set(h)
         held[cat] = [ds[i][1] for i in h]
         train[cat] = [ds[i][1] for i in range(len(ds)) if i not in hs]
-        cats[cat] = dict(sources[cat], lang=lang, docs=len(ds))
+        cats[cat] = dict(sources[cat], lang=lang, docs=len(ds), boilerplate_lines=nboiler)
     # Drop training documents that contain a held-out line of their language.
     for lang in ("en", "zh"):
         mark = set()
