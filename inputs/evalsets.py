@@ -299,7 +299,7 @@ def man_docs(root, zh, limit, rng, jobs):
     """Pages in a seeded order, rendered in batches until `limit` documents."""
     pages = man_pages(root)
     rng.shuffle(pages)
-    docs, k, batch = [], 0, max(8, 4 * jobs)
+    docs, k, batch = [], 0, 16                # a fixed batch: the counts do not depend on --jobs
     with ThreadPoolExecutor(max_workers=jobs) as ex:
         while k < len(pages) and len(docs) < limit:
             chunk = pages[k:k + batch]; k += batch
