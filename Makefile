@@ -52,7 +52,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 
-.PHONY: all llama-demo stages-demo deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
+.PHONY: all llama-demo stages-demo evalsets deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
 all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so $(BUILD)/perf/host_adamw_bench $(BUILD)/perf/dedup_bench
 
 $(BUILD)/%.o: %.c $(HDRS)
@@ -191,6 +191,12 @@ llama-demo: deps
 stages-demo: deps
 	$(MAKE) all
 	bash inputs/stages_demo.sh
+
+# Evaluation sets from Debian text (inputs/EVALSETS.md): train, held-out and
+# multiple-choice JSONL in $(EVALSETS_OUT); EVALSETS_ARGS passes options.
+EVALSETS_OUT ?= out/evalsets
+evalsets: deps
+	/usr/bin/python3 inputs/evalsets.py --out $(EVALSETS_OUT) $(EVALSETS_ARGS)
 
 bench: check-deps
 	$(MAKE) all
