@@ -41,6 +41,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 SCALE=${RECIPE_SCALE:-small}
 R=${RECIPE_OUT:-out/recipe/$SCALE}
 L=build/lamina
+PY=${RECIPE_PYTHON:-/usr/bin/python3}   # Debian's: python3-matplotlib (make check-deps)
 STEPS=(evalsets tok base expand prep main noexp randinit noreplay nobins eval)
 FROM= ONLY= REPORT=1
 while [ $# -gt 0 ]; do
@@ -78,7 +79,7 @@ ONE=(mpirun --oversubscribe -np 1 --bind-to none)
 RUN=(mpirun --oversubscribe -np "$NP" --bind-to none)
 SHAPE=(model.dim=$DIM model.n_layers=$LAYERS model.n_heads=$HEADS model.n_kv_heads=$KV model.ffn_dim=$FFN
        model.max_seq_len=$SEQ train.seq_len=$SEQ train.micro_batch=$MB train.global_batch=$GB train.device=$DEVICE
-       train.eval_every=$EVAL_EVERY)
+       train.eval_every=$EVAL_EVERY log.every=1)
 D=$R/data E=$R/evalsets
 
 # ---- steps: skipped when done, timed -------------------------------------
@@ -95,7 +96,7 @@ begin() { echo; echo "== recipe ($SCALE) step $1: $2"; T0=$(date +%s.%N); }
 stale() { if [ "$1" = all ]; then rm -rf "$R/eval"; else for n; do rm -f "$R/eval/$n.json"; done; fi; }
 # end NAME: the step's wall time into OUT/times.tsv, the done mark
 end() {
-  local t; t=$(python3 -c "import time,sys; print('%.1f' % (time.time() - float(sys.argv[1])))" "$T0")
+  local t; t=$("$PY" -c "import time,sys; print('%.1f' % (time.time() - float(sys.argv[1])))" "$T0")
   { grep -v "^$1	" "$R/times.tsv" 2>/dev/null || true; printf '%s\t%s\n' "$1" "$t"; } > "$R/times.tsv.tmp"
   mv "$R/times.tsv.tmp" "$R/times.tsv"
   touch "$R/done/$1"; echo "-- $1: $t s"
@@ -103,7 +104,7 @@ end() {
 # the newest checkpoint of a run directory
 latest() { echo "$1/$(cat "$1/latest")"; }
 # jsonl -> plain text (one document's lines, then a blank line), for the tokenizer tools
-totext() { python3 -c '
+totext() { "$PY" -c '
 import json, sys
 with open(sys.argv[1], "w", encoding="utf-8") as o:
     for p in sys.argv[2:]:
@@ -115,7 +116,7 @@ prep() { local tk=$1 o=$2 b=$3; shift 3
 
 if want evalsets; then
   stale all; begin evalsets "evaluation and training sets from Debian text (inputs/evalsets.py ${ES[*]})"
-  rm -rf "$E"; python3 inputs/evalsets.py --out "$E" "${ES[@]}"
+  rm -rf "$E"; "$PY" inputs/evalsets.py --out "$E" "${ES[@]}"
   mkdir -p "$D"
   totext "$D/en_train.txt" "$E"/train/en/*.jsonl
   totext "$D/zh_train.txt" "$E"/train/zh/*.jsonl
@@ -232,14 +233,24 @@ if want eval; then
       --task ppl:"$E/heldout/en.jsonl" --task ppl:"$E/heldout/zh.jsonl" --batch "$BATCH" \
       -o "$R/eval/$n.json.tmp" train.device="$DEVICE" > "$R/eval/$n.log"
     mv "$R/eval/$n.json.tmp" "$R/eval/$n.json"
-    python3 -c "import time,sys; print('%s\t%.1f' % (sys.argv[1], time.time() - float(sys.argv[2])))" "$n" "$t" \
+    "$PY" -c "import time,sys; print('%s\t%.1f' % (sys.argv[1], time.time() - float(sys.argv[2])))" "$n" "$t" \
       >> "$R/eval/times.tsv"
   done
   end eval
 fi
 
+# what the report states about the run
+"$PY" - "$R/config.json" <<PY
+import json, sys
+json.dump({"scale": "$SCALE", "ranks": $NP, "threads": $OMP_NUM_THREADS, "device": "$DEVICE",
+           "cpu": "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)",
+           "git": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
+           "dim": $DIM, "layers": $LAYERS, "heads": $HEADS, "kv_heads": $KV, "ffn": $FFN, "seq_len": $SEQ,
+           "global_batch": $GB, "en_vocab": $EN_VOCAB, "zh_vocab": $ZH_VOCAB, "expanded_vocab": $V,
+           "base_steps": $BASE_STEPS, "s1": $S1, "s2": $S2, "s3": $S3}, open(sys.argv[1], "w"), indent=1)
+PY
 if [ $REPORT = 1 ] && [ -z "$ONLY" ]; then
   echo; echo "== recipe ($SCALE): the report, ${RECIPE_REPORT:-perf/RECIPE.md}"
-  python3 perf/recipe_report.py "$R" --scale "$SCALE" -o "${RECIPE_REPORT:-perf/RECIPE.md}"
+  "$PY" perf/recipe_report.py "$R" --scale "$SCALE" -o "${RECIPE_REPORT:-perf/RECIPE.md}"
 fi
 echo; echo "== recipe ($SCALE): $(( $(date +%s) - t_all )) s this run; steps: $(cut -f1,2 "$R/times.tsv" | tr '\t\n' '= ')"
