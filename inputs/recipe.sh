@@ -65,7 +65,7 @@ case "$SCALE" in
          EN_VOCAB=1000 ZH_VOCAB=4000 ZH_COVER=0.99 BASE_STEPS=200 S1=20 S2=60 S3=40 EVAL_EVERY=20 BATCH=16;;
   small) ES=(--test-per-subject 40)
          DIM=128 LAYERS=4 HEADS=4 KV=2 FFN=344 SEQ=128 MB=8 GB=16
-         EN_VOCAB=2000 ZH_VOCAB=6000 ZH_COVER=0.995 BASE_STEPS=1000 S1=100 S2=400 S3=200 EVAL_EVERY=50 BATCH=16;;
+         EN_VOCAB=2000 ZH_VOCAB=6000 ZH_COVER=0.995 BASE_STEPS=1000 S1=100 S2=400 S3=200 EVAL_EVERY=100 BATCH=16;;
   large) ES=(--test-per-subject 100)
          DIM=512 LAYERS=8 HEADS=8 KV=4 FFN=1376 SEQ=512 MB=16 GB=64
          EN_VOCAB=8000 ZH_VOCAB=16000 ZH_COVER=0.9995 BASE_STEPS=4000 S1=300 S2=3000 S3=1500 EVAL_EVERY=250 BATCH=32
@@ -88,6 +88,9 @@ if [ -n "$FROM" ]; then
   on=0; for s in "${STEPS[@]}"; do [ "$s" = "$FROM" ] && on=1; [ $on = 1 ] && rm -f "$R/done/$s"; done
 fi
 [ -n "$ONLY" ] && rm -f "$R/done/$ONLY"
+# the evaluations are redone whole when asked for (a failed eval step keeps
+# the model points it finished)
+[ "$FROM" = eval ] || [ "$ONLY" = eval ] && rm -rf "$R/eval"
 t_all=$(date +%s)
 # step NAME: true when NAME is to run now (not done; --only picks one)
 want() { [ -z "$ONLY" -o "$ONLY" = "$1" ] && [ ! -e "$R/done/$1" ]; }
