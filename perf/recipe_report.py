@@ -310,11 +310,16 @@ def claims(P, comp):
     ablation("noexp", "Vocabulary expansion helps Chinese (at the same steps)", "zh", "no expansion")
     ex, exr = P.get("expanded"), P.get("expanded_random")
     if ex and exr and ex.get("zh_bpb") is not None and exr.get("zh_bpb") is not None:
-        vb = verdict_lower(ex["zh_bpb"], exr["zh_bpb"], BPB_TOL)
+        vz = verdict_lower(ex["zh_bpb"], exr["zh_bpb"], BPB_TOL)
+        ve = verdict_lower(ex.get("en_bpb"), exr.get("en_bpb"), BPB_TOL)
+        v = ("supported" if vz == "lower" and ve in ("lower", "same") else
+             "not supported" if vz != "lower" and ve != "lower" else
+             f"mixed: mean init is better on {'Chinese' if vz == 'lower' else 'English'}, "
+             f"{'worse' if (ve if vz == 'lower' else vz) == 'higher' else 'no better'} on "
+             f"{'English' if vz == 'lower' else 'Chinese'}")
         say("Mean-initialised new rows start better than random ones",
             f"before training, zh bits per byte mean {fmt(ex['zh_bpb'])} vs random {fmt(exr['zh_bpb'])}; en "
-            f"{fmt(ex.get('en_bpb'))} vs {fmt(exr.get('en_bpb'))}",
-            "supported" if vb == "lower" else "not supported")
+            f"{fmt(ex.get('en_bpb'))} vs {fmt(exr.get('en_bpb'))}", v)
     ablation("randinit", "Mean init is still better after the three stages", "zh", "random init")
     ablation("noreplay", "The replay stage limits forgetting of English", "en", "no replay")
     ablation("nobins", "Bucketed data (4 buckets) helps over one global shuffle", "zh", "no buckets")
