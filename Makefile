@@ -52,7 +52,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SAN_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/san/tests/%,$(UNIT_SRC))
 
-.PHONY: all llama-demo stages-demo evalsets deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
+.PHONY: all llama-demo stages-demo evalsets recipe deps check-deps check check-long check-unit check-san check-gpu gpu-tests run bench clean install
 all: $(BUILD)/lamina $(BUILD)/liblamina-sde.so $(BUILD)/perf/host_adamw_bench $(BUILD)/perf/dedup_bench
 
 $(BUILD)/%.o: %.c $(HDRS)
@@ -197,6 +197,13 @@ stages-demo: deps
 EVALSETS_OUT ?= out/evalsets
 evalsets: deps
 	/usr/bin/python3 inputs/evalsets.py --out $(EVALSETS_OUT) $(EVALSETS_ARGS)
+
+# The Colossal-LLaMA-2 recipe end to end, measured: perf/RECIPE.md and its
+# plots (inputs/recipe.sh; RECIPE_SCALE=tiny|small|large, default small;
+# finished steps are kept in out/recipe/SCALE: RECIPE_ARGS="--from STEP").
+recipe: check-deps
+	$(MAKE) all
+	bash inputs/recipe.sh $(RECIPE_ARGS)
 
 bench: check-deps
 	$(MAKE) all

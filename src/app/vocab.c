@@ -24,7 +24,7 @@
     "       lamina vocab train --vocab-size N -o NEW.model [--model-type bpe|unigram] [--character-coverage F]\n"      \
     "                          [--input-sentence-size N] FILE...\n"                                                    \
     "       lamina vocab expand --base BASE.model (--pieces FILE | --from NEW.model) [--max-new N] -o MERGED.model\n" \
-    "       lamina vocab resize --old-tokenizer A.model --new-tokenizer B.model FROM.h5 -o OUT.h5\n"
+    "       lamina vocab resize --old-tokenizer A.model --new-tokenizer B.model FROM.h5 -o OUT.h5 [--init mean|random]\n"
 
 void vocab_usage(FILE *f) {
     fputs(VOCAB_USAGE
@@ -34,7 +34,7 @@ void vocab_usage(FILE *f) {
           "  train: SentencePiece's trainer with LLaMA-2's settings (bpe, byte fallback, split digits).\n"
           "  expand: Colossal-LLaMA-2's merge: new pieces, shortest first, appended after BASE's.\n"
           "  resize: a step-0 checkpoint for B: new embedding and lm_head rows are the mean of the\n"
-          "          rows of A.encode(piece); old rows are copied.\n",
+          "          rows of A.encode(piece) (--init random: 0.02 * normal, an ablation); old rows are copied.\n",
           f);
 }
 

@@ -8,6 +8,10 @@
  * which averages in float32. Old rows and every other tensor are copied
  * bit for bit. The result is step 0 with no /optim (a starting point for
  * train.init), /config vocab_size = |B|.
+ * `--init random` (the ablation the recipe measures) draws the new rows
+ * instead as 0.02 * normal(1234, NAME, i) — Hugging Face's
+ * resize_token_embeddings with initializer_range 0.02, from the same
+ * counter-based generator as train.init_std (src/core/rng.h).
  *
  * Collective: every rank reads the tokenizers and takes part in the
  * checkpoint read and write. Rank 0 holds the embedding and lm_head whole
@@ -23,6 +27,7 @@
 #include "model.h"
 #include "opts.h"
 #include "spm.h"
+#include "rng.h"
 #include "vocab.h"
 #include <errno.h>
 #include <stdlib.h>
@@ -33,11 +38,12 @@
 static const struct option RESIZE_OPTS[] = {
     {"old-tokenizer", required_argument, NULL, 'a'},
     {"new-tokenizer", required_argument, NULL, 'b'},
+    {"init", required_argument, NULL, 'i'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
-#define RESIZE_USAGE "lamina vocab resize --old-tokenizer A.model --new-tokenizer B.model FROM -o OUT.h5 (FROM: a checkpoint or a Hugging Face folder)"
+#define RESIZE_USAGE "lamina vocab resize --old-tokenizer A.model --new-tokenizer B.model FROM -o OUT.h5 [--init mean|random] (FROM: a checkpoint or a Hugging Face folder)"
 
 /* B must begin with A's pieces, in A's order. */
 static int check_prefix(const lm_spm *a, const lm_spm *b, const char *pa, const char *pb, char *err, size_t errlen) {
@@ -54,10 +60,16 @@ static int check_prefix(const lm_spm *a, const lm_spm *b, const char *pa, const 
 
 /* W' rows [na, nb) from W [na, D] as the mean of W over A's ids of B's
  * piece; rows below na copied. */
-static int grow(const float *w, float *out, int64_t D, const lm_spm *a, const lm_spm *b, const char *name, char *err,
-                size_t errlen) {
+static int grow(const float *w, float *out, int64_t D, const lm_spm *a, const lm_spm *b, const char *name, int random,
+                char *err, size_t errlen) {
     int na = spm_vocab_size(a), nb = spm_vocab_size(b);
     memcpy(out, w, sizeof(float) * (size_t)na * (size_t)D);
+    if (random) { /* 0.02 * N(0,1), element i of the new block of NAME */
+        uint64_t key = rng_stream(1234, name);
+        size_t n = (size_t)(nb - na) * (size_t)D;
+        for (size_t i = 0; i < n; i++) out[(size_t)na * (size_t)D + i] = (float)(0.02 * rng_normal(key, i));
+        return 0;
+    }
     double *acc = lm_alloc(sizeof(double) * (size_t)D);
     int rc = 0;
     for (int i = na; i < nb && !rc; i++) {
@@ -89,6 +101,7 @@ static int resize_main(int argc, char **argv, char *err, size_t errlen) {
     MPI_Comm mc = comm_mpi(w);
     int rank = w->rank;
     const char *pa = NULL, *pb = NULL, *out = NULL, *from = NULL, *v;
+    int random = 0;
     lm_opts o;
     lm_opts_begin(&o, "vocab resize", RESIZE_USAGE, argc, argv, "o:h", RESIZE_OPTS);
     int rc = 0;
@@ -101,6 +114,8 @@ static int resize_main(int argc, char **argv, char *err, size_t errlen) {
         if (c == 'a') pa = v;
         else if (c == 'b') pb = v;
         else if (c == 'o') out = v;
+        else if (c == 'i' && (!strcmp(v, "mean") || !strcmp(v, "random"))) random = !strcmp(v, "random");
+        else if (c == 'i') rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: --init is mean or random, not '%s'", v);
         else rc = LM_ERR_INPUT;
     }
     if (!rc && o.npos != 1) rc = lm_err(err, errlen, LM_ERR_INPUT, "vocab resize: give one checkpoint or Hugging Face folder FROM (usage: %s)", RESIZE_USAGE);
@@ -165,7 +180,7 @@ static int resize_main(int argc, char **argv, char *err, size_t errlen) {
             t2[i].rows = nb;
             if (rank == 0) {
                 grown[i] = lm_alloc(sizeof(float) * (size_t)nb * (size_t)t[i].cols);
-                rc = grow(t[i].data, grown[i], t[i].cols, a, b, t[i].name, err, errlen);
+                rc = grow(t[i].data, grown[i], t[i].cols, a, b, t[i].name, random, err, errlen);
                 t2[i].data = grown[i];
                 t2[i].count = (int64_t)nb * t[i].cols;
             }
@@ -210,9 +225,9 @@ static int resize_main(int argc, char **argv, char *err, size_t errlen) {
         unlink(latest);
         rmdir(dir);
         if (!rc)
-            printf("vocab resize: %s (vocab %d) -> %s (vocab %d): %d new rows in %s, the mean of the old rows of each "
-                   "piece's ids under %s\n",
-                   from, na, out, nb, nb - na, meta.tie_embeddings ? "the tied embedding" : "embed_tokens and lm_head", pa);
+            printf("vocab resize: %s (vocab %d) -> %s (vocab %d): %d new rows in %s, %s%s\n", from, na, out, nb, nb - na,
+                   meta.tie_embeddings ? "the tied embedding" : "embed_tokens and lm_head",
+                   random ? "random: 0.02 * normal" : "the mean of the old rows of each piece's ids under ", random ? "" : pa);
     }
     rc = comm_agree(w, rc, err, errlen);
     for (int i = 0; buf && i < full.n; i++) lm_free(buf[i]);
