@@ -140,15 +140,28 @@ def read_items(path):
     return items
 
 
-def is_zh(text):
-    """A CJK ideograph anywhere in the text."""
-    return any("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
+def cjk_minus_latin(text):
+    """CJK characters (unified ideographs, extension A, CJK punctuation,
+    full-width forms) minus ASCII letters."""
+    d = 0
+    for ch in text:
+        c = ord(ch)
+        if c < 0x80:
+            d -= ("a" <= ch.lower() <= "z")
+        elif 0x4e00 <= c <= 0x9fff or 0x3400 <= c <= 0x4dbf or 0x3000 <= c <= 0x303f \
+                or 0xff00 <= c <= 0xffef:
+            d += 1
+    return d
 
 
-def subject_is_zh(lang, subject, items):
+def subject_is_zh(lang, items):
+    """lamina's rule: a subject is Chinese when more than half of its items
+    (dev and test) are; an item is when its question and choices hold more
+    CJK characters than ASCII letters."""
     if lang != "auto":
         return lang == "zh"
-    return any(is_zh(it["question"] + "".join(it["choices"])) for it in items) or is_zh(subject)
+    n = sum(cjk_minus_latin(it["question"] + "".join(it["choices"])) > 0 for it in items)
+    return 2 * n > len(items)
 
 
 def header(subject, zh):
@@ -335,7 +348,7 @@ def main():
         prompters = {}
         for s, g in subjects.items():
             devs = g["dev"] if args.shots < 0 else g["dev"][:args.shots]
-            prompters[s] = Prompter(sp, bos, ctx, s, devs, subject_is_zh(args.lang, s, g["dev"] + g["test"]))
+            prompters[s] = Prompter(sp, bos, ctx, s, devs, subject_is_zh(args.lang, g["dev"] + g["test"]))
         # letter scores: one row per test item
         rows = [(it, prompters[it["subject"]].letter_row(it)) for it in tests]
         for b in range(0, len(rows), args.batch):
