@@ -290,7 +290,7 @@ def main():
     ang = torch.arange(ctx, dtype=torch.float64)[:, None] * inv[None, :]
     ang = torch.cat([ang, ang], -1)
     COS, SIN = torch.cos(ang).float(), torch.sin(ang).float()
-    CAUSAL = torch.ones(ctx, ctx, dtype=torch.bool).triu(1)
+    NEG = torch.full((ctx, ctx), float("-inf")).triu(1)  # additive causal mask
     ffn = cfg["ffn_dim"]
 
     def rmsnorm(x, w):
@@ -303,7 +303,10 @@ def main():
     def hidden(tokens):
         """tokens int64 [B, T] -> final-norm input h [B, T, dim]."""
         B, T = tokens.shape
-        cos, sin, causal = COS[:T], SIN[:T], CAUSAL[:T, :T]
+        cos, sin = COS[:T], SIN[:T]
+        # the query heads sharing a kv head are stacked along the rows, so
+        # that one batched GEMM per kv head scores them (no repeated k/v)
+        mask = NEG[:T, :T].repeat(rep, 1)
         h = F.embedding(tokens, emb)
         for (w_in, qkv, wo, w_post, gu, wd) in layers:
             x = rmsnorm(h, w_in) @ qkv.T
@@ -312,11 +315,11 @@ def main():
             v = x[..., d + KV * hd:].view(B, T, KV, hd).transpose(1, 2)
             q = q * cos + rot(q) * sin
             k = k * cos + rot(k) * sin
-            if rep > 1:
-                k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
-            s = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(hd))
-            pr = torch.softmax(s.masked_fill(causal, float("-inf")), -1)
-            h = h + (pr @ v).transpose(1, 2).reshape(B, T, d) @ wo.T
+            q = q.reshape(B * KV, rep * T, hd)  # query head j*rep+r uses kv head j
+            s = torch.baddbmm(mask, q, k.reshape(B * KV, T, hd).transpose(1, 2),
+                              alpha=1.0 / math.sqrt(hd))
+            o = torch.softmax(s, -1) @ v.reshape(B * KV, T, hd)
+            h = h + o.view(B, H, T, hd).transpose(1, 2).reshape(B, T, d) @ wo.T
             g = rmsnorm(h, w_post) @ gu.T
             h = h + (F.silu(g[..., :ffn]) * g[..., ffn:]) @ wd.T
         return h
