@@ -27,19 +27,22 @@ Scoring, as SPEC §10 and `lamina eval` (src/app/eval*.c) do it:
     "Question: {q}\\nAnswer:" (zh "题目：{q}\\n答案："), continuation " {choice}"
     (zh "{choice}"), score = sum log p(continuation tokens) / UTF-8 bytes of
     the continuation.
-Rows are batched N per forward and right-padded: causal attention means no
-real position ever attends to a padding position, so the logits at a row's
-real positions are those of the row alone. Only the positions that are read
-(the last prompt position; the continuation's targets) go through the final
-norm and lm_head.
+Rows are batched N per forward (letter rows first, then choice rows, in
+file order) and right-padded to the batch's longest row (lamina pads to the
+context): causal attention means no real position ever attends to a padding
+position, so the logits at a row's real positions are those of the row
+alone. --positions all (default) puts every position through the final
+norm and lm_head (as lamina and a causal LM's forward do); --positions
+read only the positions whose logits are read.
 
-Timing: `seconds` covers prompt rendering, tokenisation, the forwards and
-the scoring of every test item (model loading excluded); questions/s = test
-items / seconds; tokens/s = real (unpadded) tokens of every row forwarded /
-seconds. OUT.json has lamina's layout: {"tasks": {"mc:FILE": {accuracy,
-by_subject, items: [{line, subject, scores, prediction, answer, loglik,
-prediction_loglik}], accuracy_loglik, n_items, seconds, questions_per_s,
-tokens_per_s, tokens}}}.
+Timing, as lamina's JSON defines it: `seconds` covers the batched forwards
+and the scoring (padding, forward, logits, gathering the scores), not the
+model load nor the prompts' rendering and tokenisation (those are in
+`seconds_with_prompts`); questions/s = test items / seconds; tokens/s = real
+(unpadded) tokens fed / seconds. OUT.json has lamina's layout: {"tasks":
+{"mc:FILE": {accuracy, by_subject, items: [{line, subject, scores,
+prediction, answer, loglik, prediction_loglik}], accuracy_loglik,
+n_items, seconds, questions_per_s, tokens_per_s, tokens}}}.
 
 `compare` matches the items of two such files by line and prints the
 agreement of the letter predictions (and loglik predictions), and the
@@ -74,6 +77,9 @@ def parse():
     r.add_argument("--shots", type=int, default=-1, help="at most K dev items (default all)")
     r.add_argument("--context", type=int, default=0, help="context length (default max_seq_len)")
     r.add_argument("--no-loglik", action="store_true")
+    r.add_argument("--positions", default="all", choices=("all", "read"),
+                   help="all: lm_head over every position (as lamina and a causal LM's forward); "
+                        "read: only where a logit is read")
     r.add_argument("-o", dest="out", required=True)
     c = sub.add_parser("compare")
     c.add_argument("a")
@@ -215,25 +221,28 @@ class Prompter:
             k += 1
 
     def loglik_rows(self, it):
-        """[(ids, n_context)] per choice: the continuation is the tokens of
-        encode(context + continuation) after the first n_context."""
+        """[(whole, p0, nbytes)] per choice, as lamina builds them: whole =
+        BOS + encode(context + continuation), the continuation its tokens
+        past the first len(BOS + encode(context)) (at least the last one);
+        whole[:-1] is fed, position p >= p0 predicts whole[p + 1]. The dev
+        items are dropped from the front while the longest choice's fed
+        row exceeds the context; a row still too long keeps its last
+        `ctx` fed positions."""
         ctx_text = loglik_context(it, self.zh)
+        conts = [loglik_continuation(ch, self.zh) for ch in it["choices"]]
+        k = 0
+        while True:
+            pre = self.head + "".join(self.examples[k:]) + ctx_text
+            n_ctx = len(self.encode(pre))
+            wholes = [self.encode(pre + c) for c in conts]
+            if max(len(w) - 1 for w in wholes) <= self.ctx or k == len(self.examples):
+                break
+            k += 1
         out = []
-        for ch in it["choices"]:
-            cont = loglik_continuation(ch, self.zh)
-            k = 0
-            while True:
-                pre = self.head + "".join(self.examples[k:]) + ctx_text
-                whole = self.encode(pre + cont)
-                n_ctx = len(self.encode(pre))
-                if len(whole) <= self.ctx or k == len(self.examples):
-                    break
-                k += 1
-            if len(whole) > self.ctx:  # still too long: keep the last ctx tokens
-                cut = len(whole) - self.ctx
-                whole, n_ctx = whole[cut:], max(n_ctx - cut, 1)
-            n_ctx = min(n_ctx, len(whole) - 1)
-            out.append((whole, n_ctx, len(cont.encode("utf-8"))))
+        for w, c in zip(wholes, conts):
+            cs = max(min(n_ctx, len(w) - 1), 1)
+            drop = max(len(w) - 1 - self.ctx, 0)
+            out.append((w[drop:], max(cs - 1 - drop, 0), len(c.encode("utf-8"))))
         return out
 
 
@@ -344,7 +353,9 @@ def main():
                   for L in LETTERS[:max_choices]]
 
     tests = [it for it in items if it["split"] == "test"]
-    tokens = 0
+    tokens = padded = 0
+    fwd = 0.0  # seconds in the batched forwards and scoring, as lamina's `seconds`
+    every = args.positions == "all"
     results = {}
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -354,42 +365,55 @@ def main():
             prompters[s] = Prompter(sp, bos, ctx, s, devs, subject_is_zh(args.lang, g["dev"] + g["test"]))
         # letter scores: one row per test item
         rows = [(it, prompters[it["subject"]].letter_row(it)) for it in tests]
-        for b in range(0, len(rows), args.batch):
-            chunk = rows[b:b + args.batch]
-            ids = [r for _, r in chunk]
-            tokens += sum(len(r) for r in ids)
-            h = hidden(pad(ids))
-            last = torch.tensor([len(r) - 1 for r in ids])
-            z = rmsnorm(h[torch.arange(len(ids)), last], norm_w) @ head_w.T
-            for (it, _), zr in zip(chunk, z):
-                sc = [max(float(zr[a]), float(zr[c])) for a, c in letter_ids[:len(it["choices"])]]
-                results[it["line"]] = {"scores": sc}
         # full-choice log-likelihoods: one row per choice
+        lrows = []
         if not args.no_loglik:
-            lrows = []
             for it in tests:
                 for j, r in enumerate(prompters[it["subject"]].loglik_rows(it)):
                     lrows.append((it, j, r))
-                results[it["line"]]["loglik"] = [0.0] * len(it["choices"])
-            for b in range(0, len(lrows), args.batch):
-                chunk = lrows[b:b + args.batch]
-                ids = [r[0] for _, _, r in chunk]
-                tokens += sum(len(r) for r in ids)
-                h = hidden(pad(ids))
-                # positions n_ctx-1 .. len-2 predict the continuation tokens
-                ri, pi, tgt = [], [], []
-                for i, (whole, n_ctx, _) in enumerate(r for _, _, r in chunk):
-                    for p in range(n_ctx - 1, len(whole) - 1):
-                        ri.append(i)
-                        pi.append(p)
-                        tgt.append(whole[p + 1])
-                z = rmsnorm(h[torch.tensor(ri), torch.tensor(pi)], norm_w) @ head_w.T
-                lp = torch.log_softmax(z, -1)[torch.arange(len(tgt)), torch.tensor(tgt)]
-                sums = torch.zeros(len(chunk), dtype=torch.float64)
-                sums.index_add_(0, torch.tensor(ri), lp.double())
-                for i, (it, j, (_, _, nbytes)) in enumerate(chunk):
-                    results[it["line"]]["loglik"][j] = float(sums[i]) / nbytes
-    seconds = time.perf_counter() - t0
+                results[it["line"]] = {"loglik": [0.0] * len(it["choices"])}
+
+        f0 = time.perf_counter()
+        for b in range(0, len(rows), args.batch):
+            chunk = rows[b:b + args.batch]
+            ids = [r for _, r in chunk]
+            x = pad(ids)
+            tokens += sum(len(r) for r in ids)
+            padded += x.numel()
+            h = hidden(x)
+            last = torch.tensor([len(r) - 1 for r in ids])
+            if every:  # logits at every position, as a causal LM's forward gives them
+                z = (rmsnorm(h, norm_w) @ head_w.T)[torch.arange(len(ids)), last]
+            else:      # only the last position's
+                z = rmsnorm(h[torch.arange(len(ids)), last], norm_w) @ head_w.T
+            for (it, _), zr in zip(chunk, z.tolist()):
+                sc = [max(zr[a], zr[c]) for a, c in letter_ids[:len(it["choices"])]]
+                results.setdefault(it["line"], {})["scores"] = sc
+        for b in range(0, len(lrows), args.batch):
+            chunk = lrows[b:b + args.batch]
+            x = pad([r[0][:-1] for _, _, r in chunk])
+            tokens += sum(len(r[0]) - 1 for _, _, r in chunk)
+            padded += x.numel()
+            h = hidden(x)
+            # row i's position p (p0 <= p < len(whole) - 1) predicts whole[p + 1]
+            ri, pi, tgt = [], [], []
+            for i, (whole, p0, _) in enumerate(r for _, _, r in chunk):
+                ri += [i] * (len(whole) - 1 - p0)
+                pi += range(p0, len(whole) - 1)
+                tgt += whole[p0 + 1:]
+            ri, pi, tgt = torch.tensor(ri), torch.tensor(pi), torch.tensor(tgt)
+            if every:
+                lp = torch.log_softmax(rmsnorm(h, norm_w) @ head_w.T, -1)[ri, pi, tgt]
+            else:
+                lp = torch.log_softmax(rmsnorm(h[ri, pi], norm_w) @ head_w.T, -1)
+                lp = lp[torch.arange(len(tgt)), tgt]
+            sums = torch.zeros(len(chunk), dtype=torch.float64)
+            sums.index_add_(0, ri, lp.double())
+            for i, (it, j, (_, _, nbytes)) in enumerate(chunk):
+                results[it["line"]]["loglik"][j] = float(sums[i]) / nbytes
+        fwd = time.perf_counter() - f0
+    total = time.perf_counter() - t0
+    seconds = fwd
 
     out_items, by_subj, by_subj_ll, ok, ok_ll = [], {}, {}, 0, 0
     for it in tests:
@@ -411,6 +435,7 @@ def main():
     task = {"accuracy": ok / n,
             "by_subject": {s: sum(v) / len(v) for s, v in sorted(by_subj.items())},
             "items": out_items, "n_items": len(tests), "seconds": seconds,
+            "seconds_with_prompts": total, "padded_tokens": padded, "positions": args.positions,
             "questions_per_s": len(tests) / seconds, "tokens_per_s": tokens / seconds,
             "tokens": tokens, "threads": args.threads, "batch": args.batch,
             "torch": torch.__version__}
@@ -421,7 +446,8 @@ def main():
         json.dump({"tasks": {args.task: task}}, f, ensure_ascii=False, indent=1)
     print(f"torch_eval: {args.task}: {len(tests)} questions, {tokens} tokens in {seconds:.3f} s: "
           f"{len(tests) / seconds:.2f} questions/s, {tokens / seconds:.1f} tokens/s, "
-          f"accuracy {ok / n:.4f} ({args.threads} threads, batch {args.batch})")
+          f"accuracy {ok / n:.4f} ({args.threads} threads, batch {args.batch}, logits at {args.positions} "
+          f"positions; {total:.3f} s with the prompts' rendering and tokenisation)")
     return 0
 
 
