@@ -9,5 +9,6 @@ int cmd_generate(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_vocab(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

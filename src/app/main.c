@@ -55,6 +55,8 @@ static const char *usage_top =
     "  convert --from-hf DIR -o FILE.h5 | --to-hf FILE.h5 -o DIR [--dtype D] [--shard-size B]\n"
     "                                       Hugging Face folders to and from checkpoints\n"
     "  vocab encode|decode|stats|train|expand|resize ...  SentencePiece tokenizers (lamina help vocab)\n"
+    "  eval DECK|FILE.h5|HFDIR --task mc:FILE.jsonl|ppl:FILE ... [-o OUT.json]\n"
+    "                                       multiple-choice accuracy and perplexity (lamina help eval)\n"
     "  help [command]                       this text, or a command's\n"
     "  --version                            version and build features\n"
     "Launch with mpirun -np N (or srun); every rank runs the same command.\n"
@@ -97,6 +99,16 @@ static void help(const char *cmd) {
                "  ranks, each reads its share). --to-hf: config.json, generation_config.json and safetensors\n"
                "  shards of at most --shard-size bytes (default 5G; K/M/G/T = x1000, KiB/MiB/GiB/TiB = x1024),\n"
                "  dtype bf16 by default. train.init also accepts such a folder directly.\n");
+    else if (!strcmp(cmd, "eval"))
+        lm_log("usage: lamina eval (DECK | FILE.h5 | HFDIR) --task KIND:FILE ... [--tokenizer M] [-o OUT.json]\n"
+               "                   [--shots K] [--batch N] [--lang en|zh|auto] [section.key=value ...]\n"
+               "  Scores the model of DECK (checkpoint.dir/latest, else train.init), of a checkpoint file or of\n"
+               "  a Hugging Face folder, on any layout (overrides set parallel.* and train.device/precision).\n"
+               "  mc:FILE.jsonl: multiple choice (SPEC section 10: letter scores, and the length-normalised\n"
+               "  log-likelihood of each choice beside them); ppl:FILE (.jsonl with \"text\"/\"category\", or\n"
+               "  plain text): loss, perplexity and bits per byte per category. The context is train.seq_len\n"
+               "  (default for a file or folder: model.max_seq_len). --shots K: at most K dev items (default\n"
+               "  all); --batch N: rows per forward per data-parallel rank (default 4). Details: src/app/CLI.md.\n");
     else if (!strcmp(cmd, "vocab")) {
         char *av[] = {"--help"};
         cmd_vocab(1, av);
@@ -124,6 +136,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "plan")) rc = cmd_plan(argc - 2, argv + 2);
     else if (!strcmp(cmd, "convert")) rc = cmd_convert(argc - 2, argv + 2);
     else if (!strcmp(cmd, "vocab")) rc = cmd_vocab(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 2, argv + 2);
     else lm_fail(LM_ERR_INPUT, "unknown command '%s' (see lamina help)", cmd);
     comm_finalize();
     return rc;

@@ -30,7 +30,17 @@ void session_config(lm_config *c, const char *cmd, const char *usage, int argc, 
     lm_free(ov);
     lm_opts_end(&o);
     if (rc) lm_fail(LM_ERR_INPUT, "%s", err);
+    session_check_config(c);
+}
 
+void session_config_string(lm_config *c, const char *text, const char *name, int noverride, char *const *overrides) {
+    char err[LM_ERRLEN];
+    if (deck_load_string(c, text, name, noverride, overrides, err, sizeof err)) lm_fail(LM_ERR_INPUT, "%s", err);
+    session_check_config(c);
+}
+
+void session_check_config(lm_config *c) {
+    char err[LM_ERRLEN];
     /* What this version runs: data, tensor and pipeline parallelism with ZeRO 0-2.
      * The other keys exist so that decks written for later versions parse;
      * asking for them is a clear input error, not a silent fallback. */

@@ -44,6 +44,14 @@ typedef struct {
  * Exits collectively with 2 on a bad deck or layout. */
 void session_config(lm_config *c, const char *cmd, const char *usage, int argc, char **argv);
 
+/* The same from a deck's text (`name` in messages) and overrides: for a
+ * command that makes its deck itself (eval of a checkpoint or HF folder). */
+void session_config_string(lm_config *c, const char *text, const char *name, int noverride, char *const *overrides);
+
+/* The checks session_config makes after reading the deck: this build runs
+ * the layout, the batch geometry divides; sets c->dp. Exit 2 otherwise. */
+void session_check_config(lm_config *c);
+
 /* The layers of each pipeline model chunk per the deck (parallel.pp,
  * virtual_stages, stage_layers; balanced with the lm_head's cost when no
  * list is given): 0, or 2 with err. */
