@@ -218,6 +218,7 @@ bench: check-deps
 	OMP_NUM_THREADS=1 $(BUILD)/perf/dedup_bench
 	bash perf/bench_prep.sh
 	bash perf/bench_offload.sh
+	bash perf/eval_bench.sh
 
 install: all
 	install -D -m 755 $(BUILD)/lamina $(PREFIX)/bin/lamina
