@@ -164,29 +164,7 @@ static void open_model(lm_session *S, int n, char **args, int batch) {
 
 /* The tokenizer (see the top); *sp holds a SentencePiece model to free. */
 static const lm_tokenizer *eval_tokenizer(const lm_session *S, const char *path, lm_spm **sp) {
-    const lm_config *c = &S->cfg;
-    char err[LM_ERRLEN] = {0};
-    int rc = 0;
-    *sp = NULL;
-    if (path) {
-        if (!(*sp = spm_load(path, err, sizeof err))) rc = LM_ERR_INPUT;
-    } else {
-        const char *from = S->resumed_from[0] ? S->resumed_from : strcmp(c->init, "random") ? c->init : NULL;
-        lm_tokrec rec;
-        rc = tokrecord_from_start(c, from, &rec, err, sizeof err);
-        if (!rc && rec.model) {
-            char what[LM_PATHLEN + 32];
-            snprintf(what, sizeof what, "%s:/tokenizer/model", from);
-            if (!(*sp = spm_load_bytes(rec.model, rec.len, what, err, sizeof err))) rc = LM_ERR_INPUT;
-        }
-        tokrec_free(&rec);
-    }
-    if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "eval: %s", err);
-    const lm_tokenizer *tk = *sp ? spm_tokenizer(*sp) : tokenizer_bytes();
-    if (c->vocab_size < tk->vocab_size)
-        lm_fail(LM_ERR_INPUT, "eval: model.vocab_size = %d is smaller than the %s tokenizer's %d", c->vocab_size,
-                tk->name, tk->vocab_size);
-    return tk;
+    return tokrecord_session_tokenizer(S, path, "eval", sp);
 }
 
 int cmd_eval(int argc, char **argv) {

@@ -42,24 +42,7 @@
  * tokenizer. Every rank reads the record itself and they agree on errors.
  * *sp holds a SentencePiece model to free (NULL for the bytes one). */
 static const lm_tokenizer *generate_tokenizer(const lm_session *S, lm_spm **sp) {
-    const lm_config *c = &S->cfg;
-    const char *from = S->resumed_from[0] ? S->resumed_from : strcmp(c->init, "random") ? c->init : NULL;
-    char err[LM_ERRLEN] = {0};
-    lm_tokrec rec;
-    int rc = tokrecord_from_start(c, from, &rec, err, sizeof err);
-    *sp = NULL;
-    if (!rc && rec.model) {
-        char what[LM_PATHLEN + 32];
-        snprintf(what, sizeof what, "%s:/tokenizer/model", from);
-        if (!(*sp = spm_load_bytes(rec.model, rec.len, what, err, sizeof err))) rc = LM_ERR_INPUT;
-    }
-    tokrec_free(&rec);
-    if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "generate: %s", err);
-    const lm_tokenizer *tk = *sp ? spm_tokenizer(*sp) : tokenizer_bytes();
-    if (c->vocab_size < tk->vocab_size)
-        lm_fail(LM_ERR_INPUT, "model.vocab_size = %d is smaller than the %s tokenizer's %d", c->vocab_size, tk->name,
-                tk->vocab_size);
-    return tk;
+    return tokrecord_session_tokenizer(S, NULL, "generate", sp);
 }
 
 /* The number v of option `flag`, which must lie in [lo, hi] (else exit 2). */

@@ -1,6 +1,7 @@
 /* tokrecord.c — see tokrecord.h. */
 #include "tokrecord.h"
 #include "ckpt.h"
+#include "comm.h"
 #include "common.h"
 #include "data.h"
 #include "hf.h"
@@ -104,4 +105,30 @@ int tokrecord_from_start(const lm_config *c, const char *from, lm_tokrec *out, c
     if (S_ISREG(st.st_mode)) return tokrecord_from_ckpt(c, from, out, err, errlen);
     if (S_ISDIR(st.st_mode) && hf_is_folder(from)) return from_hf(c, from, out, err, errlen);
     return 0;
+}
+
+const lm_tokenizer *tokrecord_session_tokenizer(const lm_session *S, const char *path, const char *cmd, lm_spm **sp) {
+    const lm_config *c = &S->cfg;
+    char err[LM_ERRLEN] = {0};
+    int rc = 0;
+    *sp = NULL;
+    if (path) {
+        if (!(*sp = spm_load(path, err, sizeof err))) rc = LM_ERR_INPUT;
+    } else {
+        const char *from = S->resumed_from[0] ? S->resumed_from : strcmp(c->init, "random") ? c->init : NULL;
+        lm_tokrec rec;
+        rc = tokrecord_from_start(c, from, &rec, err, sizeof err);
+        if (!rc && rec.model) {
+            char what[LM_PATHLEN + 32];
+            snprintf(what, sizeof what, "%s:/tokenizer/model", from);
+            if (!(*sp = spm_load_bytes(rec.model, rec.len, what, err, sizeof err))) rc = LM_ERR_INPUT;
+        }
+        tokrec_free(&rec);
+    }
+    if ((rc = comm_agree(comm_world(), rc, err, sizeof err))) lm_fail(rc, "%s: %s", cmd, err);
+    const lm_tokenizer *tk = *sp ? spm_tokenizer(*sp) : tokenizer_bytes();
+    if (c->vocab_size < tk->vocab_size)
+        lm_fail(LM_ERR_INPUT, "%s: model.vocab_size = %d is smaller than the %s tokenizer's %d", cmd, c->vocab_size,
+                tk->name, tk->vocab_size);
+    return tk;
 }

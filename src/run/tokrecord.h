@@ -5,6 +5,9 @@
 #ifndef LAMINA_TOKRECORD_H
 #define LAMINA_TOKRECORD_H
 #include "deck.h"
+#include "session.h"
+#include "spm.h"
+#include "tokenizer.h"
 #include "tokrec.h"
 #include <stddef.h>
 
@@ -29,5 +32,14 @@ int tokrecord_from_ckpt(const lm_config *c, const char *path, lm_tokrec *out, ch
  * loaded and checked as a SentencePiece model; bos/eos and vocabulary from
  * it); none for NULL or anything else. Serial. Returns 0, or 2 / 1 with err. */
 int tokrecord_from_start(const lm_config *c, const char *from, lm_tokrec *out, char *err, size_t errlen);
+
+/* The tokenizer a command that reads a session's weights (generate, eval)
+ * encodes with: the SentencePiece model at `path` when given, else the one
+ * recorded where the weights came from (the resumed checkpoint or
+ * train.init: tokrecord_from_start), else the bytes tokenizer. Every rank
+ * reads it itself and they agree on errors; a failure, or a tokenizer larger
+ * than model.vocab_size, is exit 2 on all ranks, the message prefixed with
+ * `cmd`. *sp holds a SentencePiece model to free (NULL for the bytes one). */
+const lm_tokenizer *tokrecord_session_tokenizer(const lm_session *S, const char *path, const char *cmd, lm_spm **sp);
 
 #endif
